@@ -1,0 +1,11 @@
+// keel: the whole public API in one include.
+#pragma once
+
+#include "keel/error.hpp"
+#include "keel/sync/barrier.hpp"
+#include "keel/sync/condition.hpp"
+#include "keel/sync/event.hpp"
+#include "keel/sync/mutex.hpp"
+#include "keel/sync/recursive_mutex.hpp"
+#include "keel/sync/semaphore.hpp"
+#include "keel/sync/timer.hpp"

@@ -1,0 +1,86 @@
+// keel platform configuration: the one switch between the native world and the
+// Relacy model-checking world.
+//
+// Contract: every kernel header includes this first (through the other shim
+// headers). With KEEL_MODEL_RELACY defined, it pulls in the standard headers the
+// kernel uses *before* Relacy, then Relacy itself, and removes the macros Relacy
+// defines for its own examples (memory_order_*, new, delete, malloc, ...) so the
+// kernel source compiles unchanged in both worlds. Nothing outside
+// keel/platform/ may include <atomic>, <thread>, <mutex>, <condition_variable>
+// or <semaphore>, or call the futex syscall (checked by tests/platform/shim_boundary).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <new>
+#include <optional>
+#include <source_location>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(KEEL_MODEL_RELACY)
+#include <iostream>
+#include <sstream>
+#include <relacy/relacy.hpp>
+#undef memory_order_relaxed
+#undef memory_order_consume
+#undef memory_order_acquire
+#undef memory_order_release
+#undef memory_order_acq_rel
+#undef memory_order_seq_cst
+#undef new
+#undef delete
+#undef malloc
+#undef calloc
+#undef realloc
+#undef free
+#undef assert
+#undef errno
+#undef pthread_create
+#undef pthread_join
+#undef pthread_t
+#undef pthread_attr_t
+#undef sched_yield
+#undef pthread_yield
+#undef sem_t
+#define KEEL_MODEL 1
+#else
+#define KEEL_MODEL 0
+#endif
+
+// Clang thread-safety annotations; empty elsewhere.
+#if defined(__clang__) && !defined(SWIG)
+#define KEEL_TSA(x) __attribute__((x))
+#else
+#define KEEL_TSA(x)
+#endif
+#define KEEL_CAPABILITY(x) KEEL_TSA(capability(x))
+#define KEEL_ACQUIRE(...) KEEL_TSA(acquire_capability(__VA_ARGS__))
+#define KEEL_RELEASE(...) KEEL_TSA(release_capability(__VA_ARGS__))
+#define KEEL_TRY_ACQUIRE(...) KEEL_TSA(try_acquire_capability(__VA_ARGS__))
+#define KEEL_GUARDED_BY(x) KEEL_TSA(guarded_by(x))
+#define KEEL_REQUIRES(...) KEEL_TSA(requires_capability(__VA_ARGS__))
+#define KEEL_NO_TSA KEEL_TSA(no_thread_safety_analysis)
+
+#if defined(__GNUC__)
+#define KEEL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define KEEL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define KEEL_NOINLINE __attribute__((noinline))
+#define KEEL_COLD __attribute__((cold, noinline))
+#else
+#define KEEL_LIKELY(x) (x)
+#define KEEL_UNLIKELY(x) (x)
+#define KEEL_NOINLINE
+#define KEEL_COLD
+#endif

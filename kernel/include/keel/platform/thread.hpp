@@ -1,0 +1,104 @@
+// keel::platform::Thread, thread identity and spinning: the kernel's only way to
+// start a thread or name the current one.
+//
+// Contract: Thread runs a callable on a new thread; join() waits for it; a
+// joinable Thread must be joined before destruction (destroying one unjoined
+// is a bug and terminates, as std::thread does). current_thread_id() is a
+// non-zero integer unique among live threads of this process. spin_pause() is
+// one step of a bounded spin, and spin_limit is how many steps a primitive
+// spins before it sleeps. Natively Thread is std::thread; under
+// KEEL_MODEL_RELACY it is rl::dyn_thread (the model declares
+// dynamic_thread_count), and spinning is one scheduler yield with a limit of
+// one, which keeps the spin path explored without multiplying interleavings.
+#pragma once
+
+#include "keel/platform/config.hpp"
+
+#if !KEEL_MODEL
+#include <thread>
+#endif
+
+namespace keel::platform {
+
+#if KEEL_MODEL
+
+inline constexpr int spin_limit = 1;
+inline void spin_pause(std::source_location loc = std::source_location::current()) {
+  rl::yield(1, rl::debug_info(loc.function_name(), loc.file_name(), loc.line()));
+}
+inline std::uint64_t current_thread_id() { return static_cast<std::uint64_t>(rl::thread_index()) + 1; }
+
+class Thread {
+ public:
+  Thread() = default;
+  template <class F>
+  explicit Thread(F&& f) {
+    start(std::forward<F>(f));
+  }
+  template <class F>
+  void start(F&& f) {
+    RL_ASSERT(!started_);
+    fn_ = new std::function<void()>(std::forward<F>(f));
+    thread_.start(&Thread::trampoline, fn_);
+    started_ = true;
+  }
+  Thread(const Thread&) = delete;
+  Thread& operator=(const Thread&) = delete;
+  ~Thread() { RL_ASSERT(!started_); }
+  bool joinable() const { return started_; }
+  void join() {
+    thread_.join();
+    started_ = false;
+    delete fn_;
+    fn_ = nullptr;
+  }
+
+ private:
+  static void* trampoline(void* p) {
+    (*static_cast<std::function<void()>*>(p))();
+    return nullptr;
+  }
+  rl::dyn_thread thread_;
+  std::function<void()>* fn_ = nullptr;
+  bool started_ = false;
+};
+
+#else
+
+inline constexpr int spin_limit = 100;
+inline void spin_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+std::uint64_t current_thread_id() noexcept;
+// Gives the rest of this time slice to another runnable thread.
+void yield_now() noexcept;
+// Sets the calling thread's name as the OS shows it (truncated to 15 bytes on Linux).
+void set_current_thread_name(std::string_view name) noexcept;
+
+class Thread {
+ public:
+  Thread() noexcept = default;
+  template <class F>
+  explicit Thread(F&& f) : t_(std::forward<F>(f)) {}
+  // Starts the thread; the Thread must not be running one already.
+  template <class F>
+  void start(F&& f) {
+    t_ = std::thread(std::forward<F>(f));
+  }
+  Thread(Thread&&) noexcept = default;
+  Thread& operator=(Thread&&) noexcept = default;
+  bool joinable() const noexcept { return t_.joinable(); }
+  void join() { t_.join(); }
+  static unsigned hardware_concurrency() noexcept { return std::thread::hardware_concurrency(); }
+
+ private:
+  std::thread t_;
+};
+
+#endif
+
+}  // namespace keel::platform

@@ -1,0 +1,66 @@
+// keel::platform::Var<T>: a plain shared variable that the model checker watches.
+//
+// Contract: state that several threads touch without atomics, protected by a
+// keel lock or ordered by keel atomics, is declared Var<T> and accessed only
+// through load() and store(). Natively it is a plain T (no cost). Under
+// KEEL_MODEL_RELACY it is rl::var<T>, so any access pair not ordered by
+// happens-before is reported as a data race at the kernel's own source line.
+#pragma once
+
+#include "keel/platform/config.hpp"
+
+namespace keel::platform {
+
+#if KEEL_MODEL
+
+namespace detail {
+template <class T, bool = std::is_enum_v<T>>
+struct VarStorage {
+  using type = T;
+};
+// Relacy prints every value in its histories; enums print as their number.
+template <class T>
+struct VarStorage<T, true> {
+  using type = std::underlying_type_t<T>;
+};
+}  // namespace detail
+
+template <class T>
+class Var {
+  using Stored = typename detail::VarStorage<T>::type;
+
+ public:
+  Var() : v_(Stored{}) {}
+  explicit Var(T v) : v_(static_cast<Stored>(v)) {}
+  Var(const Var&) = delete;
+  Var& operator=(const Var&) = delete;
+  T load(std::source_location l = std::source_location::current()) const {
+    return static_cast<T>(Stored(v_(rl::debug_info(l.function_name(), l.file_name(), l.line())).load()));
+  }
+  void store(T v, std::source_location l = std::source_location::current()) {
+    v_(rl::debug_info(l.function_name(), l.file_name(), l.line())).store(static_cast<Stored>(v));
+  }
+
+ private:
+  rl::var<Stored> v_;
+};
+
+#else
+
+template <class T>
+class Var {
+ public:
+  constexpr Var() noexcept(std::is_nothrow_default_constructible_v<T>) : v_() {}
+  constexpr explicit Var(T v) noexcept(std::is_nothrow_move_constructible_v<T>) : v_(std::move(v)) {}
+  Var(const Var&) = delete;
+  Var& operator=(const Var&) = delete;
+  T load() const noexcept(std::is_nothrow_copy_constructible_v<T>) { return v_; }
+  void store(T v) noexcept(std::is_nothrow_move_assignable_v<T>) { v_ = std::move(v); }
+
+ private:
+  T v_;
+};
+
+#endif
+
+}  // namespace keel::platform

@@ -1,0 +1,121 @@
+// keel::RecursiveMutex: a lock its owner may take again (Python's RLock).
+//
+// Contract: the owning thread may lock it any number of times and must unlock
+// it as many times; another thread blocks until the depth returns to zero.
+// Unlocking from a thread that does not own it throws NotOwnerError and
+// changes nothing (Python raises RuntimeError). Satisfies Lockable and
+// TimedLockable. Condition uses release_all/restore to drop a lock held at
+// any depth across a wait and to restore exactly that depth, as Python's
+// Condition does with RLock._release_save/_acquire_restore.
+//
+// Invariants: SYNC-1 (through Mutex), SYNC-3 (misuse reported, state
+// unchanged), SYNC-9 (only the owner holds or releases; depth restored).
+#pragma once
+
+#include "keel/platform/thread.hpp"
+#include "keel/platform/var.hpp"
+#include "keel/sync/mutex.hpp"
+
+namespace keel {
+
+class KEEL_CAPABILITY("mutex") RecursiveMutex {
+ public:
+  RecursiveMutex() = default;
+  RecursiveMutex(const RecursiveMutex&) = delete;
+  RecursiveMutex& operator=(const RecursiveMutex&) = delete;
+
+  void lock() KEEL_ACQUIRE() {
+    const auto me = platform::current_thread_id();
+    if (relock(me)) return;
+    inner_.lock();
+    take(me, 1);
+  }
+
+  bool try_lock() KEEL_TRY_ACQUIRE(true) {
+    const auto me = platform::current_thread_id();
+    if (relock(me)) return true;
+    if (!inner_.try_lock()) return false;
+    take(me, 1);
+    return true;
+  }
+
+  template <class Rep, class Period>
+  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) KEEL_TRY_ACQUIRE(true) {
+    const auto me = platform::current_thread_id();
+    if (relock(me)) return true;
+    if (!inner_.try_lock_for(timeout)) return false;
+    take(me, 1);
+    return true;
+  }
+
+  template <class Clock, class Duration>
+  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) KEEL_TRY_ACQUIRE(true) {
+    const auto me = platform::current_thread_id();
+    if (relock(me)) return true;
+    if (!inner_.try_lock_until(deadline)) return false;
+    take(me, 1);
+    return true;
+  }
+
+  void unlock() KEEL_RELEASE() {
+    check_owner("unlock");
+    const std::uint32_t d = depth_.load() - 1;
+    depth_.store(d);
+    if (d == 0) {
+      owner_.store(0, std::memory_order_relaxed);
+      inner_.unlock();
+    }
+  }
+
+  // True when the calling thread holds the lock (Python's RLock._is_owned).
+  bool is_owned() const {
+    return owner_.load(std::memory_order_relaxed) == platform::current_thread_id();
+  }
+  // How many times the calling thread holds it; 0 when it is not the owner.
+  std::uint32_t depth() const { return is_owned() ? depth_.load() : 0; }
+
+  // Drops the lock at whatever depth the owner holds it and returns that depth.
+  // Throws NotOwnerError (changing nothing) when the caller is not the owner.
+  std::uint32_t release_all() KEEL_RELEASE() {
+    check_owner("release_all");
+    const std::uint32_t d = depth_.load();
+    depth_.store(0);
+    owner_.store(0, std::memory_order_relaxed);
+    inner_.unlock();
+    return d;
+  }
+  // Takes the lock back at the depth release_all returned.
+  void restore(std::uint32_t depth) KEEL_ACQUIRE() {
+    inner_.lock();
+    take(platform::current_thread_id(), depth);
+  }
+
+ private:
+  bool relock(std::uint64_t me) {
+    // Relaxed is enough: only this thread ever stores its own id here, so it
+    // reads back its own latest store, and any other value is "not me".
+    if (owner_.load(std::memory_order_relaxed) != me) return false;
+    const std::uint32_t d = depth_.load();
+    if (d == std::numeric_limits<std::uint32_t>::max()) {
+      throw MisuseError("keel::RecursiveMutex: recursion depth overflow");
+    }
+    depth_.store(d + 1);
+    return true;
+  }
+  void take(std::uint64_t me, std::uint32_t depth) {
+    owner_.store(me, std::memory_order_relaxed);
+    depth_.store(depth);
+  }
+  void check_owner(const char* op) const {
+    const bool owner = KEEL_INJECTED(rmutex_skip_owner_check) || is_owned();
+    if (!owner) {
+      throw NotOwnerError(std::string("keel::RecursiveMutex::") + op + ": the calling thread does not own the lock");
+    }
+  }
+
+  Mutex inner_;
+  platform::Atomic<std::uint64_t> owner_{0};  // 0: no owner
+  platform::Var<std::uint32_t> depth_{0};     // touched only by the owner
+};
+
+}  // namespace keel

@@ -1,0 +1,68 @@
+// The model-checking harness: runs Relacy test suites over the real kernel code
+// and prints one machine-readable row per check for tools/verify.
+//
+// Contract: a model source defines Relacy test suites that use keel types
+// (compiled with KEEL_MODEL_RELACY, so they run on the Relacy shim backend) and
+// a main() that calls keel::model::check<Suite>(name, invariants, search) for
+// each. Each call prints
+//   KEEL-CHECK|<name>|<invariant ids>|<search>|<iterations>|<seconds>|<pass|FAIL>|<relacy verdict>
+// and main returns non-zero if any check failed. Relacy's own report (with the
+// failing interleaving's history) goes to stdout before the row.
+#pragma once
+
+#ifndef KEEL_MODEL_RELACY
+#error "models build with -DKEEL_MODEL_RELACY"
+#endif
+
+#include "keel/platform/config.hpp"
+// The kernel's out-of-line code, compiled into this model so the shipped
+// source is what Relacy runs.
+#include "kernel_unity.hpp"
+
+namespace keel::model {
+
+struct Search {
+  rl::scheduler_type_e type;
+  unsigned long iterations;  // random: iterations; bound: the context bound
+  std::string describe() const {
+    switch (type) {
+      case rl::sched_full:
+        return "full";
+      case rl::sched_bound:
+        return "context-bound(" + std::to_string(iterations) + ")";
+      default:
+        return "random(" + std::to_string(iterations) + ")";
+    }
+  }
+};
+inline Search full() { return {rl::sched_full, 0}; }
+inline Search bounded(unsigned bound) { return {rl::sched_bound, bound}; }
+inline Search random(unsigned long iterations) { return {rl::sched_random, iterations}; }
+
+inline int& failures() {
+  static int n = 0;
+  return n;
+}
+
+template <class Suite>
+bool check(const char* name, const char* invariants, Search search) {
+  rl::test_params p;
+  p.search_type = search.type;
+  if (search.type == rl::sched_random) p.iteration_count = search.iterations;
+  if (search.type == rl::sched_bound) p.context_bound = search.iterations;
+  std::ostringstream progress;
+  p.progress_stream = &progress;
+  p.output_stream = &std::cout;
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool ok = rl::simulate<Suite>(p);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "KEEL-CHECK|" << name << '|' << invariants << '|' << search.describe() << '|' << p.stop_iteration
+            << '|' << secs << '|' << (ok ? "pass" : "FAIL") << '|' << rl::test_result_str(p.test_result)
+            << std::endl;
+  if (!ok) ++failures();
+  return ok;
+}
+
+inline int exit_code() { return failures() == 0 ? 0 : 1; }
+
+}  // namespace keel::model

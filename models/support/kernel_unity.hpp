@@ -1,0 +1,10 @@
+// The kernel's out-of-line sync code, compiled into each model binary under the
+// Relacy backend. Native-only files (kernel/src/platform/*_linux.cpp) stay out:
+// the Relacy shim is header-only.
+#pragma once
+#include "../../kernel/src/sync/barrier.cpp"
+#include "../../kernel/src/sync/condition.cpp"
+#include "../../kernel/src/sync/event.cpp"
+#include "../../kernel/src/sync/mutex.cpp"
+#include "../../kernel/src/sync/semaphore.cpp"
+#include "../../kernel/src/sync/timer.cpp"
