@@ -18,6 +18,7 @@
 // The kernel's out-of-line code, compiled into this model so the shipped
 // source is what Relacy runs.
 #include "kernel_unity.hpp"
+#include "keel/platform/futex.hpp"
 
 namespace keel::model {
 
@@ -27,7 +28,7 @@ struct Search {
   std::string describe() const {
     switch (type) {
       case rl::sched_full:
-        return "full";
+        return "full (no spurious wake-ups)";
       case rl::sched_bound:
         return "context-bound(" + std::to_string(iterations) + ")";
       default:
@@ -51,8 +52,9 @@ bool check(const char* name, const char* invariants, Search search) {
   if (search.type == rl::sched_random) p.iteration_count = search.iterations;
   if (search.type == rl::sched_bound) p.context_bound = search.iterations;
   std::ostringstream progress;
-  p.progress_stream = &progress;
+  p.progress_stream = std::getenv("KEEL_MODEL_PROGRESS") ? &std::cerr : &progress;
   p.output_stream = &std::cout;
+  platform::model_spurious_wakeups() = search.type != rl::sched_full;
   const auto t0 = std::chrono::steady_clock::now();
   const bool ok = rl::simulate<Suite>(p);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

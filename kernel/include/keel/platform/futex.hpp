@@ -29,13 +29,32 @@ inline constexpr int wake_all = INT_MAX;
 
 #if KEEL_MODEL
 
+// Whether a model futex wait may also return spuriously. The harness sets it
+// per check: on for random and context-bound searches, off for full searches,
+// where a wait loop that may spin spuriously without bound would make the
+// state space infinite. Lost wake-ups are found either way (the search covers
+// the executions without spurious returns).
+inline bool& model_spurious_wakeups() {
+  static bool allowed = true;
+  return allowed;
+}
+
 inline WaitResult futex_wait(FutexWord& word, std::int32_t expected, const Deadline& deadline = Deadline::never(),
                              std::source_location loc = std::source_location::current()) {
-  static const timespec some_timeout{};  // Relacy only looks at whether it is null
-  const int r = rl::rl_futex(&word.model_object(), rl::RL_FUTEX_WAIT, expected,
-                             deadline.is_never() ? nullptr : &some_timeout, nullptr, 0, detail::info(loc));
-  if (r == rl::RL_ETIMEDOUT) return WaitResult::timed_out;
-  if (r == rl::RL_EWOULDBLOCK) return WaitResult::mismatch;
+  // Relacy's own futex (rl::rl_futex) with the spurious-return switch exposed.
+  const rl::debug_info info = detail::info(loc);
+  rl::context& c = rl::ctx();
+  c.sched();
+  c.atomic_thread_fence_seq_cst();
+  std::int32_t current;
+  {
+    rl::preemption_disabler pd(c);
+    current = word.model_object().load(rl::mo_acquire, info);
+  }
+  if (current != expected) return WaitResult::mismatch;
+  const rl::unpark_reason r =
+      word.model_object().wait(c, !deadline.is_never(), model_spurious_wakeups(), info);
+  if (r == rl::unpark_reason_timeout) return WaitResult::timed_out;
   return WaitResult::woken;
 }
 

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# proofs/run_spin.sh -- run keel's Spin models and their seeded-bug twins.
+#
+# For every check: spin [-D...] -a <model>.pml in a scratch directory, compile
+# pan.c with gcc, run pan exhaustively, and print one row to stdout:
+#
+#   KEEL-CHECK|<name>|<invariant ids>|spin|<search kind>|<states stored>|<seconds>|<pass|FAIL>|<verdict>|<model|twin>
+#
+# <pass|FAIL> is pan's outcome: pass = a complete search found no error,
+# FAIL = pan reported an error.  A search that did not complete (depth limit
+# hit, out of memory, tool failure) with no error found is FAIL on a model row
+# and pass on a twin row (a twin that was not caught), so that it is never
+# taken for a success.  <seconds> is the wall time of spin + gcc + pan.
+# Model rows must say pass and twin rows FAIL; the script exits 0 only then.
+#
+# Environment:
+#   KEEL_LOG_DIR    where each check's full spin/gcc/pan output (and, for an
+#                   error, the replayed counterexample trail) is written;
+#                   default: a fresh directory under $TMPDIR, named on stderr.
+#   KEEL_SPIN_JOBS  checks run in parallel (default: number of CPUs).
+#   KEEL_SPIN_DEPTH pan's -m search depth bound (default 20000).
+#
+# Nothing is written inside the repository.
+set -u -o pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+for tool in spin gcc; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "run_spin.sh: $tool not found" >&2
+    exit 2
+  fi
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/keel-spin.XXXXXX") || exit 2
+trap 'rm -rf "$work"' EXIT
+
+if [[ -n "${KEEL_LOG_DIR:-}" ]]; then
+  logdir=$KEEL_LOG_DIR
+  mkdir -p "$logdir" || exit 2
+else
+  logdir=$(mktemp -d "${TMPDIR:-/tmp}/keel-spin-logs.XXXXXX") || exit 2
+fi
+echo "run_spin.sh: logs in $logdir" >&2
+
+jobs_max=${KEEL_SPIN_JOBS:-$(nproc 2>/dev/null || echo 2)}
+[[ $jobs_max =~ ^[1-9][0-9]*$ ]] || jobs_max=2
+
+# pan -m: far above the deepest path (a few hundred steps); overridable to
+# test the "search depth too small" handling.
+depth=${KEEL_SPIN_DEPTH:-20000}
+[[ $depth =~ ^[1-9][0-9]*$ ]] || depth=20000
+
+# name | model | spin -D flags | search | invariant ids | role
+checks=(
+  "futex_mutex.safety.3p|futex_mutex||safety|SYNC-1,SYNC-2|model"
+  "futex_mutex.safety.3p+twin:BUG_SKIP_WAKE|futex_mutex|-DBUG_SKIP_WAKE|safety|SYNC-2|twin"
+  "futex_mutex.safety.3p+twin:BUG_WOKEN_MARKS_LOCKED|futex_mutex|-DBUG_WOKEN_MARKS_LOCKED|safety|SYNC-2|twin"
+  "futex_mutex.liveness.3p|futex_mutex|-DLIVENESS|liveness|SYNC-13|model"
+  "futex_mutex.liveness.3p+twin:BUG_SKIP_WAKE|futex_mutex|-DLIVENESS -DBUG_SKIP_WAKE|liveness|SYNC-13|twin"
+  "condvar.prodcons.3c1p|condvar||safety|SYNC-2,SYNC-10|model"
+  "condvar.prodcons.3c1p+twin:BUG_NOTIFY_SKIP_WAKE|condvar|-DBUG_NOTIFY_SKIP_WAKE|safety|SYNC-2|twin"
+  "condvar.prodcons.3c1p+twin:BUG_ENQUEUE_AFTER_RELEASE|condvar|-DBUG_ENQUEUE_AFTER_RELEASE|safety|SYNC-2|twin"
+  "condvar.prodcons.3c1p+twin:BUG_NOTIFY_IGNORES_N|condvar|-DBUG_NOTIFY_IGNORES_N|safety|SYNC-10|twin"
+  "condvar.prodcons.3c1p+twin:BUG_TIMEOUT_DROPS_SIGNAL|condvar|-DBUG_TIMEOUT_DROPS_SIGNAL|safety|SYNC-2,SYNC-10|twin"
+)
+
+now() { printf '%s' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
+
+# run_check INDEX SPEC: does one check, writes its row to $work/INDEX.row
+run_check() {
+  local idx=$1 spec=$2
+  local name model defs search inv role
+  IFS='|' read -r name model defs search inv role <<<"$spec"
+
+  local dir=$work/$idx
+  local log
+  log=$logdir/$(printf '%02d' "$idx")-${name//[^A-Za-z0-9._-]/_}.log
+  mkdir -p "$dir"
+  cp "$here/$model.pml" "$dir/"
+
+  local cflags kind panflags
+  if [[ $search == liveness ]]; then
+    cflags="-DNFAIR=3"
+    panflags="-a -f -m$depth"
+    kind="exhaustive liveness (weak fairness)"
+  else
+    cflags="-DSAFETY"
+    panflags="-m$depth"
+    kind="exhaustive safety"
+  fi
+
+  local t0 t1 secs states="0" result verdict tool_ok=1
+  t0=$(now)
+  {
+    echo "# check:   $name"
+    echo "# spin:    spin $defs -a $model.pml"
+    echo "# gcc:     gcc -O2 -w $cflags -o pan pan.c"
+    echo "# pan:     ./pan $panflags"
+  } >"$log"
+  # shellcheck disable=SC2086  # $defs, $cflags, $panflags are word lists
+  (
+    cd "$dir" || exit 1
+    echo "## spin -a" && spin $defs -a "$model.pml" || exit 1
+    echo "## gcc" && gcc -O2 -w $cflags -o pan pan.c || exit 1
+    echo "## pan" && ./pan $panflags
+  ) >>"$log" 2>&1 || tool_ok=0
+  t1=$(now)
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+
+  local out errors="" incomplete=""
+  out=$(sed -n '/^## pan$/,$p' "$log")
+  errors=$(grep -oE 'errors: [0-9]+' <<<"$out" | tail -n 1 | awk '{print $2}')
+  states=$(grep -oE '^ *[0-9]+ states, stored' <<<"$out" | tail -n 1 | awk '{print $1}')
+  [[ -n $states ]] || states=0
+  if grep -q 'depth too small' <<<"$out"; then
+    incomplete="search depth too small"
+  elif grep -qiE 'out of memory|MEMLIM' <<<"$out"; then
+    incomplete="out of memory"
+  elif [[ $tool_ok -eq 0 || -z $errors ]]; then
+    incomplete="tool failure (see log)"
+  elif [[ $errors -eq 0 ]] && grep -q 'Search not completed' <<<"$out"; then
+    incomplete="search not completed"
+  fi
+
+  if [[ -n $errors && $errors -gt 0 ]]; then
+    result=FAIL
+    verdict=$(grep -m1 -E '^pan:1: ' <<<"$out" | sed -E 's/^pan:1: //; s/ \(at depth [0-9]+\)$//')
+    [[ -n $verdict ]] || verdict="errors: $errors"
+    [[ -z $incomplete ]] || verdict="$verdict; $incomplete"
+    # replay the counterexample into the log
+    if [[ -f $dir/$model.pml.trail ]]; then
+      # shellcheck disable=SC2086
+      { echo "## counterexample (spin -t -p)"; (cd "$dir" && spin $defs -t -p "$model.pml"); } >>"$log" 2>&1
+    fi
+  elif [[ -n $incomplete ]]; then
+    verdict=$incomplete
+    if [[ $role == twin ]]; then result=pass; else result=FAIL; fi
+  else
+    result=pass
+    verdict="errors: 0"
+  fi
+  verdict=${verdict//|//}
+
+  printf 'KEEL-CHECK|%s|%s|spin|%s|%s|%s|%s|%s|%s\n' \
+    "$name" "$inv" "$kind" "$states" "$secs" "$result" "$verdict" "$role" >"$work/$idx.row"
+  rm -rf "$dir"
+}
+
+running=0
+for i in "${!checks[@]}"; do
+  if (( running >= jobs_max )); then
+    wait -n
+    running=$((running - 1))
+  fi
+  run_check "$i" "${checks[$i]}" &
+  running=$((running + 1))
+done
+wait
+
+status=0
+for i in "${!checks[@]}"; do
+  row_file=$work/$i.row
+  if [[ ! -s $row_file ]]; then
+    IFS='|' read -r name _ _ _ inv role <<<"${checks[$i]}"
+    printf 'KEEL-CHECK|%s|%s|spin|%s|0|0.00|FAIL|runner produced no result|%s\n' "$name" "$inv" "unknown" "$role"
+    status=1
+    continue
+  fi
+  row=$(<"$row_file")
+  printf '%s\n' "$row"
+  IFS='|' read -r -a f <<<"$row"
+  result=${f[7]} role=${f[9]}
+  if [[ $role == model && $result != pass ]]; then
+    echo "run_spin.sh: model check ${f[1]} failed: ${f[8]}" >&2
+    status=1
+  elif [[ $role == twin && $result != FAIL ]]; then
+    echo "run_spin.sh: seeded bug not caught: ${f[1]} (${f[8]})" >&2
+    status=1
+  fi
+done
+exit $status

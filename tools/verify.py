@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""keel's `make verify`: build and run every model check, prove every check can
+fail, and print the invariant report.
+
+Steps:
+  1. The shim boundary (PLAT-1) on the real tree, and on a planted violation.
+  2. Every Relacy model (models/**/*_model.cpp), built against the real kernel
+     source with -DKEEL_MODEL_RELACY, and every seeded-bug twin it declares
+     (`// KEEL-TWIN <injection point>`), built with -DKEEL_INJECT=<point>.
+  3. The Spin models (proofs/run_spin.sh), with their own twins.
+  4. proofs/INVARIANTS.md: every invariant names at least one check; every
+     named check exists (and, for model checks, ran and passed here).
+Then one table, a row per check, and the twins' kill score. Exits non-zero if
+any check fails, any twin survives, or any invariant is left uncovered.
+"""
+import argparse
+import concurrent.futures as cf
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build", "verify")
+CXX = os.environ.get("KEEL_MODEL_CXX", "g++")
+CXXFLAGS = ["-std=c++20", "-O1", "-g0", "-w", "-DKEEL_MODEL_RELACY", "-fno-sized-deallocation",
+            "-I" + os.path.join(ROOT, "kernel", "include"), "-I" + os.path.join(ROOT, "models", "support")]
+
+
+class Row:
+    def __init__(self, name, invariants, tool, search, explored, seconds, ok, verdict):
+        self.name, self.invariants, self.tool, self.search = name, invariants, tool, search
+        self.explored, self.seconds, self.ok, self.verdict = explored, seconds, ok, verdict
+
+
+def kernel_inputs():
+    files = glob.glob(os.path.join(ROOT, "kernel", "**", "*.[ch]pp"), recursive=True)
+    files += glob.glob(os.path.join(ROOT, "models", "support", "*"))
+    return files
+
+
+def build(src, twin):
+    name = os.path.splitext(os.path.basename(src))[0] + (("+" + twin) if twin else "")
+    out = os.path.join(BUILD, name)
+    inputs = kernel_inputs() + [src]
+    if os.path.exists(out) and os.path.getmtime(out) >= max(os.path.getmtime(f) for f in inputs):
+        return name, out, None
+    cmd = [CXX] + CXXFLAGS + (["-DKEEL_INJECT=" + twin] if twin else []) + [src, "-o", out]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return name, None, p.stderr[-4000:]
+    return name, out, None
+
+
+def run_model(binary, log):
+    t0 = time.time()
+    with open(log, "w") as f:
+        p = subprocess.run([binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        f.write(p.stdout)
+    rows = []
+    for line in p.stdout.splitlines():
+        if line.startswith("KEEL-CHECK|"):
+            _, name, inv, search, iters, secs, res, verdict = line.split("|", 7)
+            rows.append(Row(name, inv, "relacy", search, iters, float(secs), res == "pass", verdict))
+    return p.returncode, rows, time.time() - t0
+
+
+def shim_rows():
+    rows, twins = [], []
+    t0 = time.time()
+    ok = subprocess.run([os.path.join(ROOT, "tools", "check_shim.sh"), ROOT], capture_output=True).returncode == 0
+    files = len(glob.glob(os.path.join(ROOT, "kernel", "**", "*.[ch]pp"), recursive=True))
+    rows.append(Row("shim-boundary", "PLAT-1", "grep", "every kernel file", str(files), time.time() - t0, ok,
+                    "clean" if ok else "violations"))
+    # Its twin: the same check over a tree with a planted direct <atomic> include.
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copytree(os.path.join(ROOT, "kernel"), os.path.join(d, "kernel"))
+        with open(os.path.join(d, "kernel", "src", "sync", "planted.cpp"), "w") as f:
+            f.write("#include <atomic>\n")
+        caught = subprocess.run([os.path.join(ROOT, "tools", "check_shim.sh"), d], capture_output=True).returncode != 0
+    twins.append(("shim-boundary", "planted_direct_atomic_include", caught, "shim-boundary" if caught else "-",
+                  "violation reported" if caught else "not reported"))
+    return rows, twins
+
+
+def spin_rows(logdir):
+    script = os.path.join(ROOT, "proofs", "run_spin.sh")
+    if not os.path.exists(script):
+        return [], [], False
+    env = dict(os.environ, KEEL_LOG_DIR=logdir)
+    p = subprocess.run(["bash", script], capture_output=True, text=True, env=env, cwd=ROOT)
+    rows, twins = [], []
+    for line in p.stdout.splitlines():
+        if not line.startswith("KEEL-CHECK|"):
+            continue
+        f = line.split("|")
+        name, inv, tool, search, states, secs, res, verdict, kind = f[1:10]
+        if kind == "twin":
+            base, bug = name.split("+twin:", 1)
+            twins.append((base, bug, res == "FAIL", base if res == "FAIL" else "-", verdict))
+        else:
+            rows.append(Row(name, inv, tool, search, states, float(secs), res == "pass", verdict))
+    return rows, twins, True
+
+
+def parse_invariants():
+    path = os.path.join(ROOT, "proofs", "INVARIANTS.md")
+    invariants = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^\|\s*([A-Z]+-\d+)\s*\|(.*)\|\s*$", line)
+            if not m:
+                continue
+            cells = [c.strip() for c in m.group(2).split("|")]
+            checks = re.findall(r"`([^`]+)`", cells[-1])
+            invariants[m.group(1)] = checks
+    return invariants
+
+
+def gtest_names():
+    names = set()
+    for src in glob.glob(os.path.join(ROOT, "tests", "**", "*.cpp"), recursive=True):
+        with open(src, errors="replace") as f:
+            for m in re.finditer(r"\bTEST(?:_F|_P)?\(\s*(\w+)\s*,\s*(\w+)\s*\)", f.read()):
+                names.add(m.group(1) + "." + m.group(2))
+    return names
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    args = ap.parse_args()
+    os.makedirs(BUILD, exist_ok=True)
+    logdir = os.path.join(BUILD, "logs")
+    os.makedirs(logdir, exist_ok=True)
+    t_start = time.time()
+    failures = []
+
+    rows, twins = shim_rows()
+
+    models = sorted(glob.glob(os.path.join(ROOT, "models", "**", "*_model.cpp"), recursive=True))
+    jobs = []
+    for src in models:
+        with open(src) as f:
+            declared = re.findall(r"^//\s*KEEL-TWIN\s+(\w+)", f.read(), re.M)
+        if not declared:
+            failures.append(f"{os.path.relpath(src, ROOT)} declares no seeded-bug twin")
+        jobs.append((src, None))
+        jobs += [(src, t) for t in declared]
+
+    print(f"keel verify: building {len(jobs)} model binaries ({len(models)} models + twins) with {args.jobs} jobs",
+          flush=True)
+    built = {}
+    with cf.ThreadPoolExecutor(args.jobs) as ex:
+        for (src, twin), fut in zip(jobs, [ex.submit(build, s, t) for s, t in jobs]):
+            name, binary, err = fut.result()
+            if err:
+                failures.append(f"build of {name} failed:\n{err}")
+            built[(src, twin)] = (name, binary)
+
+    spin_result = {}
+    with cf.ThreadPoolExecutor(args.jobs) as ex:
+        spin_future = ex.submit(spin_rows, logdir)
+        futs = {}
+        for key, (name, binary) in built.items():
+            if binary:
+                futs[key] = ex.submit(run_model, binary, os.path.join(logdir, name + ".log"))
+        for (src, twin), fut in futs.items():
+            rc, model_rows, _ = fut.result()
+            name = built[(src, twin)][0]
+            if twin is None:
+                if not model_rows:
+                    failures.append(f"{name} reported no checks (rc={rc})")
+                rows += model_rows
+                if rc != 0 and all(r.ok for r in model_rows):
+                    failures.append(f"{name} exited {rc}")
+            else:
+                caught_by = [r for r in model_rows if not r.ok]
+                caught = rc != 0 and bool(caught_by)
+                first = caught_by[0] if caught_by else None
+                twins.append((os.path.splitext(os.path.basename(src))[0], twin, caught,
+                              first.name + " [" + first.search + "]" if first else "-",
+                              first.verdict if first else f"not caught (rc={rc})"))
+        srows, stwins, present = spin_future.result()
+        if not present:
+            failures.append("proofs/run_spin.sh is missing")
+        rows += srows
+        twins += stwins
+
+    # Invariant catalogue cross-check.
+    invariants = parse_invariants()
+    tests = gtest_names()
+    ran = {(r.tool, r.name): r for r in rows}
+    coverage = {}
+    for inv, checks in invariants.items():
+        good = []
+        for c in checks:
+            kind, _, name = c.partition(":")
+            kind, name = kind.strip(), name.strip()
+            if kind == "gtest":
+                if name in tests:
+                    good.append(c)
+                else:
+                    failures.append(f"INVARIANTS.md: {inv} names missing test {name}")
+            elif kind in ("relacy", "spin", "grep"):
+                hits = [r for (tool, n), r in ran.items() if tool == kind and n == name]
+                if not hits:
+                    failures.append(f"INVARIANTS.md: {inv} names check {kind}:{name}, which did not run")
+                elif not all(r.ok for r in hits):
+                    failures.append(f"INVARIANTS.md: {inv}: check {kind}:{name} failed")
+                else:
+                    good.append(c)
+            else:
+                failures.append(f"INVARIANTS.md: {inv}: unknown check kind in `{c}`")
+        coverage[inv] = good
+        if not good:
+            failures.append(f"invariant {inv} is covered by no check that runs")
+    for r in rows:
+        for inv in filter(None, (i.strip() for i in r.invariants.split(","))):
+            if inv not in invariants:
+                failures.append(f"check {r.name} names {inv}, which proofs/INVARIANTS.md does not define")
+
+    # The report.
+    print()
+    hdr = ("check", "invariants", "tool", "search", "explored", "seconds", "result")
+    table = [hdr] + [(r.name, r.invariants, r.tool, r.search, r.explored, f"{r.seconds:.2f}",
+                      "pass" if r.ok else "FAIL: " + r.verdict) for r in rows]
+    widths = [max(len(str(t[i])) for t in table) for i in range(len(hdr))]
+    for i, t in enumerate(table):
+        print("  ".join(str(c).ljust(w) for c, w in zip(t, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    for r in rows:
+        if not r.ok:
+            failures.append(f"check {r.tool}:{r.name} [{r.search}] failed: {r.verdict}")
+
+    print()
+    thdr = ("seeded-bug twin", "model", "caught by", "verdict")
+    ttable = [thdr] + [(t[1], t[0], t[3], t[4]) for t in twins]
+    widths = [max(len(str(t[i])) for t in ttable) for i in range(len(thdr))]
+    for i, t in enumerate(ttable):
+        print("  ".join(str(c).ljust(w) for c, w in zip(t, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    killed = sum(1 for t in twins if t[2])
+    for t in twins:
+        if not t[2]:
+            failures.append(f"seeded-bug twin {t[1]} of {t[0]} was NOT caught")
+    print()
+    print(f"invariants covered: {sum(1 for v in coverage.values() if v)}/{len(coverage)}")
+    print(f"twins killed: {killed}/{len(twins)}")
+    print(f"checks passed: {sum(1 for r in rows if r.ok)}/{len(rows)}   total time: {time.time() - t_start:.0f} s")
+    if failures:
+        print("\nverify FAILED:")
+        for f in failures:
+            print("  - " + f)
+        return 1
+    print("verify: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
