@@ -17,8 +17,8 @@
 #include "keel/platform/config.hpp"
 // The kernel's out-of-line code, compiled into this model so the shipped
 // source is what Relacy runs.
-#include "kernel_unity.hpp"
 #include "keel/platform/futex.hpp"
+#include "kernel_unity.hpp"
 
 namespace keel::model {
 
@@ -58,9 +58,8 @@ bool check(const char* name, const char* invariants, Search search) {
   const auto t0 = std::chrono::steady_clock::now();
   const bool ok = rl::simulate<Suite>(p);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << "KEEL-CHECK|" << name << '|' << invariants << '|' << search.describe() << '|' << p.stop_iteration
-            << '|' << secs << '|' << (ok ? "pass" : "FAIL") << '|' << rl::test_result_str(p.test_result)
-            << std::endl;
+  std::cout << "KEEL-CHECK|" << name << '|' << invariants << '|' << search.describe() << '|' << p.stop_iteration << '|'
+            << secs << '|' << (ok ? "pass" : "FAIL") << '|' << rl::test_result_str(p.test_result) << std::endl;
   if (!ok) ++failures();
   return ok;
 }

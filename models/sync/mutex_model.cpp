@@ -4,8 +4,8 @@
 // KEEL-TWIN mutex_lock_relaxed
 // KEEL-TWIN mutex_woken_marks_locked
 #include "harness.hpp"
-#include "keel/sync/mutex.hpp"
 #include "keel/platform/var.hpp"
+#include "keel/sync/mutex.hpp"
 
 namespace {
 

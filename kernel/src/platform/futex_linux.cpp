@@ -25,8 +25,8 @@ WaitResult futex_wait(FutexWord& word, std::int32_t expected, const Deadline& de
   }
   // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, which is what
   // steady_clock measures on Linux, so re-waiting never stretches a timeout.
-  const long r = syscall(SYS_futex, reinterpret_cast<std::int32_t*>(&word.native_object()), FUTEX_WAIT_BITSET,
-                         expected, tsp, nullptr, FUTEX_BITSET_MATCH_ANY);
+  const long r = syscall(SYS_futex, reinterpret_cast<std::int32_t*>(&word.native_object()), FUTEX_WAIT_BITSET, expected,
+                         tsp, nullptr, FUTEX_BITSET_MATCH_ANY);
   if (r == 0) return WaitResult::woken;
   switch (errno) {
     case ETIMEDOUT:
@@ -39,8 +39,8 @@ WaitResult futex_wait(FutexWord& word, std::int32_t expected, const Deadline& de
 }
 
 int futex_wake(FutexWord& word, int n) noexcept {
-  const long r = syscall(SYS_futex, reinterpret_cast<std::int32_t*>(&word.native_object()), FUTEX_WAKE, n, nullptr,
-                         nullptr, 0);
+  const long r =
+      syscall(SYS_futex, reinterpret_cast<std::int32_t*>(&word.native_object()), FUTEX_WAKE, n, nullptr, nullptr, 0);
   return r < 0 ? 0 : static_cast<int>(r);
 }
 

@@ -28,8 +28,8 @@ void Semaphore::release(std::int32_t n) {
       }
     } while (!value_.compare_exchange_weak(v, v + n, std::memory_order_seq_cst, std::memory_order_relaxed));
   }
-  const auto order = KEEL_INJECTED(semaphore_relaxed_sleeper_check) ? std::memory_order_relaxed
-                                                                     : std::memory_order_seq_cst;
+  const auto order =
+      KEEL_INJECTED(semaphore_relaxed_sleeper_check) ? std::memory_order_relaxed : std::memory_order_seq_cst;
   if (sleepers_.load(order) > 0) {
     if constexpr (!KEEL_INJECTED(semaphore_skip_wake)) platform::futex_wake(value_, n);
   }

@@ -65,22 +65,18 @@ class Atomic {
   Atomic(const Atomic&) = delete;
   Atomic& operator=(const Atomic&) = delete;
 
-  T load(MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) const {
-    return a_.load(detail::to_rl(mo), KEEL_LOC_ARG);
-  }
-  void store(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    a_.store(v, detail::to_rl(mo), KEEL_LOC_ARG);
-  }
+  T load(MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) const { return a_.load(detail::to_rl(mo), KEEL_LOC_ARG); }
+  void store(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) { a_.store(v, detail::to_rl(mo), KEEL_LOC_ARG); }
   T exchange(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
     return a_.exchange(v, detail::to_rl(mo), KEEL_LOC_ARG);
   }
   bool compare_exchange_strong(T& expected, T desired, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    return a_.compare_exchange_strong(expected, desired, detail::to_rl(mo), KEEL_LOC_ARG,
-                                      detail::failure_order(mo), KEEL_LOC_ARG);
+    return a_.compare_exchange_strong(expected, desired, detail::to_rl(mo), KEEL_LOC_ARG, detail::failure_order(mo),
+                                      KEEL_LOC_ARG);
   }
   bool compare_exchange_strong(T& expected, T desired, MemoryOrder success, MemoryOrder failure KEEL_LOC) {
-    return a_.compare_exchange_strong(expected, desired, detail::to_rl(success), KEEL_LOC_ARG,
-                                      detail::to_rl(failure), KEEL_LOC_ARG);
+    return a_.compare_exchange_strong(expected, desired, detail::to_rl(success), KEEL_LOC_ARG, detail::to_rl(failure),
+                                      KEEL_LOC_ARG);
   }
   bool compare_exchange_weak(T& expected, T desired, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
     return a_.compare_exchange_weak(expected, desired, detail::to_rl(mo), KEEL_LOC_ARG, detail::failure_order(mo),

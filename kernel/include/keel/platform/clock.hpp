@@ -27,8 +27,8 @@ class Deadline {
     const auto now = now_point();
     // Saturate instead of overflowing for huge durations (e.g. hours::max()).
     using Dur = SteadyClock::duration;
-    const auto limit = std::chrono::duration_cast<std::chrono::duration<double, Dur::period>>(
-        SteadyClock::time_point::max() - now);
+    const auto limit =
+        std::chrono::duration_cast<std::chrono::duration<double, Dur::period>>(SteadyClock::time_point::max() - now);
     if (std::chrono::duration<double, Dur::period>(d) >= limit) return never();
     return Deadline(now + std::chrono::ceil<Dur>(d));
   }

@@ -31,8 +31,8 @@
 
 #if defined(KEEL_MODEL_RELACY)
 #include <iostream>
-#include <sstream>
 #include <relacy/relacy.hpp>
+#include <sstream>
 #undef memory_order_relaxed
 #undef memory_order_consume
 #undef memory_order_acquire

@@ -52,8 +52,7 @@ inline WaitResult futex_wait(FutexWord& word, std::int32_t expected, const Deadl
     current = word.model_object().load(rl::mo_acquire, info);
   }
   if (current != expected) return WaitResult::mismatch;
-  const rl::unpark_reason r =
-      word.model_object().wait(c, !deadline.is_never(), model_spurious_wakeups(), info);
+  const rl::unpark_reason r = word.model_object().wait(c, !deadline.is_never(), model_spurious_wakeups(), info);
   if (r == rl::unpark_reason_timeout) return WaitResult::timed_out;
   return WaitResult::woken;
 }

@@ -31,7 +31,7 @@ inline std::uint64_t current_thread_id() { return static_cast<std::uint64_t>(rl:
 class Thread {
  public:
   Thread() = default;
-  template <class F>
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::remove_cvref_t<F>, Thread>>>
   explicit Thread(F&& f) {
     start(std::forward<F>(f));
   }
@@ -82,7 +82,7 @@ void set_current_thread_name(std::string_view name) noexcept;
 class Thread {
  public:
   Thread() noexcept = default;
-  template <class F>
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::remove_cvref_t<F>, Thread>>>
   explicit Thread(F&& f) : t_(std::forward<F>(f)) {}
   // Starts the thread; the Thread must not be running one already.
   template <class F>

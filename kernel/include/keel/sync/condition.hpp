@@ -50,7 +50,9 @@ class KEEL_CAPABILITY("mutex") Condition {
       mlock()->lock();
     }
   }
-  bool try_lock() KEEL_TRY_ACQUIRE(true) KEEL_NO_TSA { return is_recursive_ ? rlock()->try_lock() : mlock()->try_lock(); }
+  bool try_lock() KEEL_TRY_ACQUIRE(true) KEEL_NO_TSA {
+    return is_recursive_ ? rlock()->try_lock() : mlock()->try_lock();
+  }
   void unlock() KEEL_RELEASE() KEEL_NO_TSA {
     if (is_recursive_) {
       rlock()->unlock();

@@ -68,9 +68,7 @@ class KEEL_CAPABILITY("mutex") RecursiveMutex {
   }
 
   // True when the calling thread holds the lock (Python's RLock._is_owned).
-  bool is_owned() const {
-    return owner_.load(std::memory_order_relaxed) == platform::current_thread_id();
-  }
+  bool is_owned() const { return owner_.load(std::memory_order_relaxed) == platform::current_thread_id(); }
   // How many times the calling thread holds it; 0 when it is not the owner.
   std::uint32_t depth() const { return is_owned() ? depth_.load() : 0; }
 

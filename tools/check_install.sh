@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs keel into a temporary prefix and builds a consumer against it twice:
+# through pkg-config and through CMake's find_package(keel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+make --no-print-directory install PREFIX="$tmp/prefix" >/dev/null
+mkdir -p "$tmp/app"
+cat > "$tmp/app/main.cpp" <<'CPP'
+#include <keel/keel.hpp>
+int main() {
+  keel::Mutex m;
+  keel::Condition cv(m);
+  keel::Event e;
+  m.lock();
+  cv.notify_all();
+  m.unlock();
+  e.set();
+  return e.is_set() ? 0 : 1;
+}
+CPP
+PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" g++ "$tmp/app/main.cpp" $(PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" pkg-config --cflags --libs keel) -o "$tmp/app/pc"
+"$tmp/app/pc"
+cat > "$tmp/app/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.20)
+project(keel_consumer CXX)
+find_package(keel 0.1 REQUIRED)
+add_executable(consumer main.cpp)
+target_link_libraries(consumer PRIVATE keel::keel)
+CM
+cmake -S "$tmp/app" -B "$tmp/app/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/app/build" >/dev/null
+"$tmp/app/build/consumer"
+echo "install: pkg-config and find_package(keel) consumers build and run"
