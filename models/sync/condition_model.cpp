@@ -132,13 +132,16 @@ struct Queue2x1 : rl::test_suite<Queue2x1, 3> {
 int main() {
   using namespace keel::model;
   // Full search of even the 2-thread hand-off is estimated by Relacy at ~1e11
-  // interleavings (no partial-order reduction), so 2-thread Condition checks
-  // run context-bound 3 (exhaustive up to three preemptions) plus random.
-  check<HandOff>("condition.handoff.2t", "SYNC-2", bounded(3));
+  // interleavings (it has no partial-order reduction, and each blocking step
+  // multiplies the schedules), so 2-thread Condition checks run the deepest
+  // context bound that finishes in seconds (exhaustive up to that many
+  // preemptions), plus the random scheduler, which also injects spurious
+  // wake-ups.
+  check<HandOff>("condition.handoff.2t", "SYNC-2", bounded(6));
   check<HandOff>("condition.handoff.2t", "SYNC-2", random(100000));
-  check<TimedHandOff>("condition.timed-handoff.2t", "SYNC-2", bounded(3));
+  check<TimedHandOff>("condition.timed-handoff.2t", "SYNC-2", bounded(5));
   check<TimedHandOff>("condition.timed-handoff.2t", "SYNC-2", random(100000));
-  check<RecursiveHandOff>("condition.rlock-depth.2t", "SYNC-2,SYNC-9", bounded(3));
+  check<RecursiveHandOff>("condition.rlock-depth.2t", "SYNC-2,SYNC-9", bounded(5));
   check<RecursiveHandOff>("condition.rlock-depth.2t", "SYNC-2,SYNC-9", random(100000));
   check<NotifyAtMostN>("condition.notify-n.3t", "SYNC-10", random(100000));
   check<Queue2x1>("condition.queue.3t", "SYNC-2", random(100000));

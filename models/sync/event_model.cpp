@@ -56,12 +56,31 @@ struct ClearRace : rl::test_suite<ClearRace, 3> {
   void after() { RL_ASSERT(e.is_set()); }
 };
 
+// SYNC-6, SYNC-2: set() immediately followed by clear() still releases a
+// thread that was waiting (Python's Event.wait returns True: the event was
+// set during the wait). Waking to a cleared flag and sleeping again would
+// leave the waiter asleep for ever: a deadlock in the model.
+struct SetThenClear : rl::test_suite<SetThenClear, 2> {
+  keel::Event e;
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      // Only a waiter that is already committed to sleeping is owed a wake.
+      while (!e.has_waiters()) rl::yield(1, $);
+      e.set();
+      e.clear();
+    } else {
+      e.wait();
+    }
+  }
+};
+
 }  // namespace
 
 int main() {
   using namespace keel::model;
   check<SetWait>("event.set-wait.2t", "SYNC-2,SYNC-6", full());
   check<TimedWait>("event.timed-wait.2t", "SYNC-6", full());
+  check<SetThenClear>("event.set-then-clear.2t", "SYNC-2,SYNC-6", full());
   check<ClearRace>("event.clear-race.3t", "SYNC-2,SYNC-6", random(100000));
   return exit_code();
 }

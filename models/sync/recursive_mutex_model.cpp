@@ -58,8 +58,8 @@ struct NonOwnerRelease : rl::test_suite<NonOwnerRelease, 2> {
 int main() {
   using namespace keel::model;
   // Full search of two nested lockers exceeds 80 million interleavings (200 s):
-  // context bound 3 is exhaustive up to three preemptions.
-  check<Nested>("rmutex.nested.2t", "SYNC-1,SYNC-9", bounded(3));
+  // context bound 6 is exhaustive up to six preemptions.
+  check<Nested>("rmutex.nested.2t", "SYNC-1,SYNC-9", bounded(6));
   check<Nested>("rmutex.nested.2t", "SYNC-1,SYNC-9", random(100000));
   check<NonOwnerRelease>("rmutex.non-owner.2t", "SYNC-3,SYNC-9", full());
   return exit_code();

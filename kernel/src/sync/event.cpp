@@ -1,21 +1,42 @@
-// keel::Event. See keel/sync/event.hpp for the word's states.
+// keel::Event. See keel/sync/event.hpp for the word's layout.
 #include "keel/sync/event.hpp"
 
 namespace keel {
 
+void Event::set() {
+  std::int32_t v = state_.load(std::memory_order_relaxed);
+  std::int32_t next;
+  do {
+    if ((v & flag_bit) != 0) return;  // already set: nothing changes, nobody sleeps
+    // Unsigned arithmetic: the generation wraps instead of overflowing.
+    next = static_cast<std::int32_t>((static_cast<std::uint32_t>(v & ~sleepers_bit) + generation_one) | flag_bit);
+    // Release pairs with the waiters' acquire loads.
+  } while (!state_.compare_exchange_weak(v, next, std::memory_order_release, std::memory_order_relaxed));
+  if ((v & sleepers_bit) != 0) {
+    if constexpr (!KEEL_INJECTED(event_set_skip_wake)) platform::futex_wake(state_, platform::wake_all);
+  }
+}
+
 bool Event::wait_impl(const platform::Deadline& deadline) {
+  std::int32_t v = state_.load(std::memory_order_acquire);
+  if ((v & flag_bit) != 0) return true;
+  const std::int32_t generation = v & ~(flag_bit | sleepers_bit);
   for (;;) {
-    std::int32_t v = state_.load(std::memory_order_acquire);
-    if (v == set_flag) return true;
-    if (v == clear_flag) {
-      if constexpr (KEEL_INJECTED(event_wait_skips_mark)) {
-        // Planted bug: sleep on 'clear' without announcing a sleeper.
-        if (platform::futex_wait(state_, clear_flag, deadline) == platform::WaitResult::timed_out) return is_set();
+    if ((v & flag_bit) != 0 || (v & ~(flag_bit | sleepers_bit)) != generation) return true;
+    if constexpr (KEEL_INJECTED(event_wait_skips_mark)) {
+      // Planted bug: sleep without announcing a sleeper.
+    } else if ((v & sleepers_bit) == 0) {
+      if (!state_.compare_exchange_weak(v, v | sleepers_bit, std::memory_order_acquire, std::memory_order_acquire)) {
         continue;
       }
-      if (!state_.compare_exchange_strong(v, clear_sleeping, std::memory_order_relaxed)) continue;
+      v |= sleepers_bit;
     }
-    if (platform::futex_wait(state_, clear_sleeping, deadline) == platform::WaitResult::timed_out) return is_set();
+    const platform::WaitResult r = platform::futex_wait(state_, v, deadline);
+    const std::int32_t now = state_.load(std::memory_order_acquire);
+    if (r == platform::WaitResult::timed_out) {
+      return (now & flag_bit) != 0 || (now & ~(flag_bit | sleepers_bit)) != generation;
+    }
+    v = now;
   }
 }
 

@@ -16,6 +16,17 @@ namespace keel::platform {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// Converts any duration to nanoseconds, saturating instead of overflowing
+// (hours::max() becomes nanoseconds::max(), about 292 years: "for ever").
+template <class Rep, class Period>
+constexpr std::chrono::nanoseconds saturating_nanoseconds(std::chrono::duration<Rep, Period> d) noexcept {
+  using Ns = std::chrono::nanoseconds;
+  using Wide = std::chrono::duration<long double, std::nano>;
+  if (Wide(d) >= Wide(Ns::max())) return Ns::max();
+  if (Wide(d) <= Wide(Ns::min())) return Ns::min();
+  return std::chrono::ceil<Ns>(d);
+}
+
 class Deadline {
  public:
   // No deadline: wait for ever.
@@ -39,7 +50,11 @@ class Deadline {
       if (tp == std::chrono::time_point<Clock, Dur>::max()) return never();
       return Deadline(std::chrono::time_point_cast<SteadyClock::duration>(tp));
     } else {
-      return after(tp - Clock::now());
+      if (tp == std::chrono::time_point<Clock, Dur>::max()) return never();
+      const auto now = Clock::now();
+      // Subtracting first could overflow for time points near min(): compare.
+      if (tp <= now) return Deadline(SteadyClock::time_point::min());
+      return after(tp - now);
     }
   }
 

@@ -11,6 +11,8 @@
 // breaks it; reset() returns it to the empty state, and threads waiting at
 // that moment get BrokenBarrierError. The barrier is reusable: a thread
 // arriving for the next generation waits until the previous one has drained.
+// As in Python, the action runs while the barrier's own lock is held, so an
+// action must not call this barrier's methods (that would deadlock).
 //
 // States (guarded by the mutex): filling -> draining (last arrival) ->
 // filling (when the last thread of the generation leaves); broken and

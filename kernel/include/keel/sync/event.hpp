@@ -8,12 +8,18 @@
 // to a waiter that returns true. Works between processes when placed in
 // shared memory.
 //
-// The word: 0 clear; 1 set; 2 clear and a waiter may sleep. Waiters move
-// 0 -> 2 before sleeping on 2, so set() (a swap to 1) knows from the old value
-// whether a wake syscall is needed. All transitions are on one word, so their
-// order is total and no wake can be missed.
+// The word: bit 0 is the flag, bit 1 says a waiter may sleep, bits 2-31 count
+// the clear -> set transitions (the generation). A waiter sleeps on the exact
+// word it saw, with bit 1 set, so set() (which bumps the generation) always
+// changes the word and knows from bit 1 whether a wake syscall is needed. A
+// waiter that wakes to a changed generation returns true even if clear()
+// already ran, as Python's Event.wait does: the event was set while it waited.
+// All transitions are on one word, so their order is total and no wake can be
+// missed. (The generation wraps after 2^30 sets; a waiter would have to sleep
+// through exactly that many to be confused.)
 //
-// Invariants: SYNC-2 (no lost wake-up), SYNC-6 (waiters return true iff set).
+// Invariants: SYNC-2 (no lost wake-up), SYNC-6 (waiters return true iff the
+// event was set during their wait).
 #pragma once
 
 #include "keel/platform/atomic.hpp"
@@ -29,18 +35,18 @@ class Event {
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
 
-  void set() {
-    // Release pairs with the waiters' acquire loads.
-    if (state_.exchange(set_flag, std::memory_order_release) == clear_sleeping) {
-      if constexpr (!KEEL_INJECTED(event_set_skip_wake)) platform::futex_wake(state_, platform::wake_all);
+  void set();
+  void clear() {
+    std::int32_t v = state_.load(std::memory_order_relaxed);
+    // Keep the generation; set() already cleared the sleeper bit.
+    while ((v & flag_bit) != 0 &&
+           !state_.compare_exchange_weak(v, v & ~flag_bit, std::memory_order_relaxed, std::memory_order_relaxed)) {
     }
   }
-  void clear() {
-    std::int32_t expected = set_flag;
-    // 2 (clear, sleepers) stays 2: they still need a wake from the next set().
-    state_.compare_exchange_strong(expected, clear_flag, std::memory_order_relaxed);
-  }
-  bool is_set() const { return state_.load(std::memory_order_acquire) == set_flag; }
+  bool is_set() const { return (state_.load(std::memory_order_acquire) & flag_bit) != 0; }
+  // A snapshot: true when some thread may be asleep in wait (for tests and
+  // diagnostics; it may stay true briefly after the last waiter timed out).
+  bool has_waiters() const { return (state_.load(std::memory_order_relaxed) & sleepers_bit) != 0; }
 
   void wait() { wait_impl(platform::Deadline::never()); }
   template <class Rep, class Period>
@@ -53,13 +59,13 @@ class Event {
   }
 
  private:
-  static constexpr std::int32_t clear_flag = 0;
-  static constexpr std::int32_t set_flag = 1;
-  static constexpr std::int32_t clear_sleeping = 2;
+  static constexpr std::int32_t flag_bit = 1;
+  static constexpr std::int32_t sleepers_bit = 2;
+  static constexpr std::int32_t generation_one = 4;
 
   bool wait_impl(const platform::Deadline& deadline);
 
-  platform::FutexWord state_{clear_flag};
+  platform::FutexWord state_{0};
 };
 
 }  // namespace keel

@@ -8,6 +8,9 @@
 // any depth across a wait and to restore exactly that depth, as Python's
 // Condition does with RLock._release_save/_acquire_restore.
 //
+// Clang's thread-safety analysis cannot express re-entry: nest through
+// function calls, not two guards on the same RecursiveMutex in one scope.
+//
 // Invariants: SYNC-1 (through Mutex), SYNC-3 (misuse reported, state
 // unchanged), SYNC-9 (only the owner holds or releases; depth restored).
 #pragma once

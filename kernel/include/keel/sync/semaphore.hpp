@@ -15,7 +15,9 @@
 // sleeps. Release (add, then read sleepers) and acquire's slow path
 // (announce, then read value) form a store-load pair on two words, so both
 // sides use seq_cst: then at least one side sees the other, and no wake is
-// lost.
+// lost. (A process killed while asleep in acquire leaves the sleeper count
+// raised: later releases then make a harmless wake call each. Correctness is
+// unaffected.)
 //
 // Invariants: SYNC-2 (no lost wake-up), SYNC-3 (misuse reported, nothing
 // added), SYNC-4 (count conservation), SYNC-5 (never above the bound).

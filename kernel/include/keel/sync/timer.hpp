@@ -16,6 +16,7 @@
 
 #include "keel/error.hpp"
 #include "keel/platform/atomic.hpp"
+#include "keel/platform/clock.hpp"
 #include "keel/platform/thread.hpp"
 #include "keel/sync/event.hpp"
 
@@ -25,7 +26,7 @@ class Timer {
  public:
   template <class Rep, class Period>
   Timer(std::chrono::duration<Rep, Period> interval, std::function<void()> fn)
-      : interval_(std::chrono::ceil<std::chrono::nanoseconds>(interval)), fn_(std::move(fn)) {
+      : interval_(platform::saturating_nanoseconds(interval)), fn_(std::move(fn)) {
     if (interval_.count() < 0) throw ValueError("keel::Timer: interval must be >= 0");
     if (!fn_) throw ValueError("keel::Timer: no callable");
   }

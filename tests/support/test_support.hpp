@@ -1,0 +1,240 @@
+// Helpers shared by keel's tests: iteration scaling, "wait until that thread is
+// asleep in a futex", bounded polling, a joining thread group, and a RapidCheck
+// runner with per-property test counts.
+//
+// Timing rules every test follows: timeouts are short (10-50 ms), only lower
+// bounds on elapsed time are asserted, and every wait that could hang on a bug
+// has a generous bound (hang_limit) after which the test fails instead.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define KEEL_TEST_SANITIZED 1
+#endif
+#endif
+#if !defined(KEEL_TEST_SANITIZED) && (defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__))
+#define KEEL_TEST_SANITIZED 1
+#endif
+#if !defined(KEEL_TEST_SANITIZED)
+#define KEEL_TEST_SANITIZED 0
+#endif
+
+namespace keel_test {
+
+using namespace std::chrono_literals;
+
+// The longest any test waits for something that must happen; reaching it is a
+// failure (a hang), never a timing assertion.
+inline constexpr std::chrono::seconds hang_limit{20};
+
+// Stress and property sizes scale with KEEL_TEST_SCALE (a positive number,
+// default 1); sanitizer builds halve it.
+inline double scale() {
+  static const double s = [] {
+    double v = 1.0;
+    if (const char* e = std::getenv("KEEL_TEST_SCALE")) {
+      const double parsed = std::atof(e);
+      if (parsed > 0) v = parsed;
+    }
+    return KEEL_TEST_SANITIZED ? v / 2 : v;
+  }();
+  return s;
+}
+
+// n scaled, at least `floor`.
+inline int scaled(int n, int floor = 1) { return std::max(floor, static_cast<int>(n * scale())); }
+
+inline pid_t this_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+// Polls pred every millisecond until it holds or `limit` passes.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = hang_limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+// Reads the thread's current system call from /proc: the syscall number and
+// its first argument, or nothing when the thread runs or /proc cannot tell.
+struct SyscallState {
+  bool known = false;    // /proc answered
+  bool blocked = false;  // in a system call
+  long number = -1;
+  unsigned long long arg0 = 0;
+};
+
+inline SyscallState syscall_state(pid_t tid) {
+  SyscallState st;
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  std::string first;
+  if (!f || !(f >> first)) return st;
+  st.known = true;
+  if (first == "running" || first.empty() || !std::isdigit(static_cast<unsigned char>(first[0]))) return st;
+  st.blocked = true;
+  st.number = std::strtol(first.c_str(), nullptr, 10);
+  std::string a0;
+  if (f >> a0) st.arg0 = std::strtoull(a0.c_str(), nullptr, 16);
+  return st;
+}
+
+// Waits until thread `tid` sleeps in a futex wait (on `word`, when given),
+// seen twice in a row 2 ms apart. Where /proc cannot say, it falls back to a
+// 50 ms sleep and returns false ("not confirmed"); a confirmed block returns
+// true. A thread that never blocks fails the calling test after hang_limit.
+inline bool wait_blocked_in_futex(pid_t tid, const void* word = nullptr) {
+  const auto end = std::chrono::steady_clock::now() + hang_limit;
+  int seen = 0;
+  for (;;) {
+    const SyscallState st = syscall_state(tid);
+    if (!st.known) {
+      std::this_thread::sleep_for(50ms);
+      return false;
+    }
+    const bool match =
+        st.blocked && st.number == SYS_futex && (word == nullptr || st.arg0 == reinterpret_cast<std::uintptr_t>(word));
+    seen = match ? seen + 1 : 0;
+    if (seen >= 2) return true;
+    if (std::chrono::steady_clock::now() >= end) {
+      ADD_FAILURE() << "thread " << tid << " never blocked in a futex wait";
+      return false;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+}
+
+// Starts a thread that records its kernel thread id before running fn, and
+// returns once that id is known, so the caller can watch it block.
+class TidThread {
+ public:
+  TidThread() = default;
+  template <class F>
+  explicit TidThread(F fn) {
+    start(std::move(fn));
+  }
+  template <class F>
+  void start(F fn) {
+    t_ = std::thread([this, fn = std::move(fn)]() mutable {
+      tid_.store(this_tid());
+      fn();
+    });
+    while (tid_.load() == 0) std::this_thread::yield();
+  }
+  TidThread(const TidThread&) = delete;
+  TidThread& operator=(const TidThread&) = delete;
+  ~TidThread() { join(); }
+  pid_t tid() const { return tid_.load(); }
+  // Waits until the thread sleeps in a futex (see wait_blocked_in_futex).
+  bool wait_blocked(const void* word = nullptr) const { return wait_blocked_in_futex(tid(), word); }
+  void join() {
+    if (t_.joinable()) t_.join();
+  }
+
+ private:
+  std::atomic<pid_t> tid_{0};
+  std::thread t_;
+};
+
+// A group of threads joined on destruction (also when a test assertion fails).
+class Threads {
+ public:
+  Threads() = default;
+  Threads(const Threads&) = delete;
+  Threads& operator=(const Threads&) = delete;
+  ~Threads() { join(); }
+  template <class F>
+  void spawn(F&& f) {
+    ts_.emplace_back(std::forward<F>(f));
+  }
+  void join() {
+    for (auto& t : ts_) {
+      if (t.joinable()) t.join();
+    }
+    ts_.clear();
+  }
+  std::size_t size() const { return ts_.size(); }
+
+ private:
+  std::vector<std::thread> ts_;
+};
+
+// Runs fn in a forked child and returns its exit code (fn's return value), or
+// 128 + the signal that ended it. For checks that may hit undefined behaviour
+// in kernel code: under UBSan the child aborts and the calling test fails,
+// instead of the whole test binary. fn must not start threads.
+template <class F>
+int exit_code_in_child(F fn) {
+  std::cout.flush();
+  std::cerr.flush();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int code = 100;
+    try {
+      code = fn();
+    } catch (...) {
+      code = 101;
+    }
+    ::_exit(code);
+  }
+  if (pid < 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// Elapsed time since construction.
+class Stopwatch {
+ public:
+  std::chrono::nanoseconds elapsed() const { return std::chrono::steady_clock::now() - start_; }
+
+ private:
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+// Runs a RapidCheck property with its own test count and size cap (scaled by
+// KEEL_TEST_SCALE), keeping the RC_PARAMS seed so failures reproduce. Returns
+// whether it passed; the caller EXPECT_TRUEs it.
+template <class Property>
+bool rc_check(const std::string& name, int max_success, int max_size, Property&& property) {
+  rc::detail::TestParams params = rc::detail::configuration().testParams;
+  params.maxSuccess = scaled(max_success, 5);
+  params.maxSize = max_size;
+  rc::detail::TestMetadata meta;
+  meta.id = name;
+  meta.description = name;
+  std::cerr << "- " << name << "\n";
+  const auto result = rc::detail::checkTestable(std::forward<Property>(property), meta, params);
+  rc::detail::printResultMessage(result, std::cerr);
+  std::cerr << "\n";
+  return result.template is<rc::detail::SuccessResult>();
+}
+
+}  // namespace keel_test
