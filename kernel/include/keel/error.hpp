@@ -6,6 +6,8 @@
 // map them one to one: keel::Error is the root, MisuseError is Python's
 // RuntimeError for lock misuse, ValueError is Python's ValueError,
 // BrokenBarrierError and TimeoutError are Python's threading names.
+//
+// Invariants: SYNC-3 (misuse is reported with a typed error, state unchanged).
 #pragma once
 
 #include <stdexcept>

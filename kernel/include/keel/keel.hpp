@@ -1,4 +1,6 @@
 // keel: the whole public API in one include.
+//
+// Invariants: those of each included header (see proofs/INVARIANTS.md).
 #pragma once
 
 #include "keel/error.hpp"

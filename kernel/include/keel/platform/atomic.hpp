@@ -6,6 +6,8 @@
 // memory shared between processes). Under KEEL_MODEL_RELACY it is
 // rl::atomic<T>, and every operation carries the caller's source location so
 // Relacy's histories name the kernel's own lines.
+//
+// Invariants: PLAT-1 (the only door to atomics for kernel code).
 #pragma once
 
 #include "keel/platform/config.hpp"

@@ -8,6 +8,8 @@
 // Under KEEL_MODEL_RELACY time does not pass: a Deadline never expires by
 // itself, and a timed futex wait may instead time out at any point, which is
 // how Relacy explores every timeout interleaving deterministically.
+//
+// Invariants: PLAT-1 (the only door to the clock for kernel code).
 #pragma once
 
 #include "keel/platform/config.hpp"

@@ -8,6 +8,8 @@
 // kernel source compiles unchanged in both worlds. Nothing outside
 // keel/platform/ may include <atomic>, <thread>, <mutex>, <condition_variable>
 // or <semaphore>, or call the futex syscall (checked by tests/platform/shim_boundary).
+//
+// Invariants: PLAT-1 (one switch selects the backend for all kernel code).
 #pragma once
 
 #include <algorithm>

@@ -11,6 +11,8 @@
 // the uncontended lock/unlock makes no syscall at all). Under
 // KEEL_MODEL_RELACY these are Relacy's futex, which explores spurious wake-ups
 // and timeouts at every point.
+//
+// Invariants: PLAT-1 (the only door to the futex syscall for kernel code).
 #pragma once
 
 #include "keel/platform/atomic.hpp"

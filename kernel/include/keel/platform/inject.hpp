@@ -6,6 +6,8 @@
 // compile-time false branch and costs nothing. A model's seeded-bug twin is the
 // same model built with -DKEEL_INJECT=name; `make verify` requires the twin to
 // fail, which proves the model can see that mistake in the shipped code.
+//
+// Invariants: none of its own; it is how every model shows its checks can fail.
 #pragma once
 
 #include <string_view>

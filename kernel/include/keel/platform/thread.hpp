@@ -10,6 +10,8 @@
 // KEEL_MODEL_RELACY it is rl::dyn_thread (the model declares
 // dynamic_thread_count), and spinning is one scheduler yield with a limit of
 // one, which keeps the spin path explored without multiplying interleavings.
+//
+// Invariants: PLAT-1 (the only door to threads for kernel code).
 #pragma once
 
 #include "keel/platform/config.hpp"

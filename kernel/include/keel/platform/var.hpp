@@ -5,6 +5,8 @@
 // through load() and store(). Natively it is a plain T (no cost). Under
 // KEEL_MODEL_RELACY it is rl::var<T>, so any access pair not ordered by
 // happens-before is reported as a data race at the kernel's own source line.
+//
+// Invariants: PLAT-1 (shared plain state is visible to the model checker).
 #pragma once
 
 #include "keel/platform/config.hpp"

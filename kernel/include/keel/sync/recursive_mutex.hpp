@@ -35,29 +35,17 @@ class KEEL_CAPABILITY("mutex") RecursiveMutex {
   }
 
   bool try_lock() KEEL_TRY_ACQUIRE(true) {
-    const auto me = platform::current_thread_id();
-    if (relock(me)) return true;
-    if (!inner_.try_lock()) return false;
-    take(me, 1);
-    return true;
+    return lock_with([this] { return inner_.try_lock(); });
   }
 
   template <class Rep, class Period>
   bool try_lock_for(std::chrono::duration<Rep, Period> timeout) KEEL_TRY_ACQUIRE(true) {
-    const auto me = platform::current_thread_id();
-    if (relock(me)) return true;
-    if (!inner_.try_lock_for(timeout)) return false;
-    take(me, 1);
-    return true;
+    return lock_with([&] { return inner_.try_lock_for(timeout); });
   }
 
   template <class Clock, class Duration>
   bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) KEEL_TRY_ACQUIRE(true) {
-    const auto me = platform::current_thread_id();
-    if (relock(me)) return true;
-    if (!inner_.try_lock_until(deadline)) return false;
-    take(me, 1);
-    return true;
+    return lock_with([&] { return inner_.try_lock_until(deadline); });
   }
 
   void unlock() KEEL_RELEASE() {
@@ -92,6 +80,17 @@ class KEEL_CAPABILITY("mutex") RecursiveMutex {
   }
 
  private:
+  // Re-enters for the owner, otherwise takes the inner lock through
+  // acquire_inner (which reports success) and becomes the owner at depth 1.
+  template <class AcquireInner>
+  bool lock_with(AcquireInner acquire_inner) KEEL_NO_TSA {
+    const auto me = platform::current_thread_id();
+    if (relock(me)) return true;
+    if (!acquire_inner()) return false;
+    take(me, 1);
+    return true;
+  }
+
   bool relock(std::uint64_t me) {
     // Relaxed is enough: only this thread ever stores its own id here, so it
     // reads back its own latest store, and any other value is "not me".
