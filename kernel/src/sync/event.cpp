@@ -1,6 +1,8 @@
 // keel::Event. See keel/sync/event.hpp for the word's layout.
 #include "keel/sync/event.hpp"
 
+#include "keel/platform/thread.hpp"
+
 namespace keel {
 
 void Event::set() {
@@ -21,6 +23,12 @@ bool Event::wait_impl(const platform::Deadline& deadline) {
   std::int32_t v = state_.load(std::memory_order_acquire);
   if ((v & flag_bit) != 0) return true;
   const std::int32_t generation = v & ~(flag_bit | sleepers_bit);
+  // A set() is often imminent (hand-offs): wait for it briefly before
+  // announcing a sleeper, which would cost the setter a wake syscall.
+  platform::spin_then_yield_until([&] {
+    v = state_.load(std::memory_order_acquire);
+    return (v & flag_bit) != 0 || (v & ~(flag_bit | sleepers_bit)) != generation;
+  });
   for (;;) {
     if ((v & flag_bit) != 0 || (v & ~(flag_bit | sleepers_bit)) != generation) return true;
     if constexpr (KEEL_INJECTED(event_wait_skips_mark)) {

@@ -1,6 +1,8 @@
 // keel::Semaphore and BoundedSemaphore. See keel/sync/semaphore.hpp.
 #include "keel/sync/semaphore.hpp"
 
+#include "keel/platform/thread.hpp"
+
 namespace keel {
 
 namespace {
@@ -36,6 +38,11 @@ void Semaphore::release(std::int32_t n) {
 }
 
 bool Semaphore::acquire_slow(const platform::Deadline& deadline) {
+  // A release is often imminent (hand-offs): wait for it briefly before
+  // announcing a sleeper, which would cost the releaser a wake syscall.
+  if (platform::spin_then_yield_until([this] { return value_.load(std::memory_order_relaxed) > 0; }) && try_acquire()) {
+    return true;
+  }
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
   bool got = false;
   for (;;) {

@@ -6,7 +6,8 @@
 // is a bug and terminates, as std::thread does). current_thread_id() is a
 // non-zero integer unique among live threads of this process. spin_pause() is
 // one step of a bounded spin, and spin_limit is how many steps a primitive
-// spins before it sleeps. Natively Thread is std::thread; under
+// spins before it sleeps; spin_then_yield_until adds a few yields after the
+// spin. Natively Thread is std::thread; under
 // KEEL_MODEL_RELACY it is rl::dyn_thread (the model declares
 // dynamic_thread_count), and spinning is one scheduler yield with a limit of
 // one, which keeps the spin path explored without multiplying interleavings.
@@ -25,9 +26,11 @@ namespace keel::platform {
 #if KEEL_MODEL
 
 inline constexpr int spin_limit = 1;
+inline constexpr int yield_limit = 0;
 inline void spin_pause(std::source_location loc = std::source_location::current()) {
   rl::yield(1, rl::debug_info(loc.function_name(), loc.file_name(), loc.line()));
 }
+inline void yield_now(std::source_location loc = std::source_location::current()) { spin_pause(loc); }
 inline std::uint64_t current_thread_id() { return static_cast<std::uint64_t>(rl::thread_index()) + 1; }
 
 class Thread {
@@ -68,6 +71,10 @@ class Thread {
 #else
 
 inline constexpr int spin_limit = 100;
+// After spinning, a waiter whose partner is likely about to act gives up its
+// time slice a few times before it sleeps: a sleep/wake round trip costs tens
+// of microseconds here, a yield about one.
+inline constexpr int yield_limit = 4;
 inline void spin_pause() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -102,5 +109,21 @@ class Thread {
 };
 
 #endif
+
+// Waits briefly for ready() to hold without sleeping: spin_limit pauses, then
+// yield_limit yields. Returns ready()'s last value. Used before a futex sleep
+// when the awaited event is typically imminent (ping-pong hand-offs).
+template <class Ready>
+bool spin_then_yield_until(Ready ready) {
+  for (int i = 0; i < spin_limit; ++i) {
+    if (ready()) return true;
+    spin_pause();
+  }
+  for (int i = 0; i < yield_limit; ++i) {
+    if (ready()) return true;
+    yield_now();
+  }
+  return ready();
+}
 
 }  // namespace keel::platform
