@@ -1,6 +1,5 @@
 // The kernel's out-of-line sync code, compiled into each model binary under the
-// Relacy backend. Native-only files (kernel/src/platform/*_linux.cpp) stay out:
-// the Relacy shim is header-only.
+// Relacy backend. The shim itself is header-only in both worlds.
 #pragma once
 #include "../../kernel/src/sync/barrier.cpp"
 #include "../../kernel/src/sync/condition.cpp"

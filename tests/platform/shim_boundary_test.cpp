@@ -143,11 +143,20 @@ TEST_F(FakeTree, AtomicIncludeInsidePlatformHeaderIsAllowed) {
 }
 
 TEST_F(FakeTree, FutexSyscallInsideNativeBackendIsAllowed) {
-  write("kernel/src/platform/futex_linux.cpp",
+  write("kernel/include/keel/platform/native/futex_linux.hpp",
         "#include <atomic>\n#include <sys/syscall.h>\n"
-        "long f(int* w) { return syscall(SYS_futex, w, 0, 0, nullptr, nullptr, 0); }\n");
+        "inline long f(int* w) { return syscall(SYS_futex, w, 0, 0, nullptr, nullptr, 0); }\n");
   const ScriptResult r = check();
   EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST_F(FakeTree, FutexSyscallInKernelSrcPlatformFails) {
+  // Only the shim's header directory is exempt, not a source directory that
+  // happens to be called platform.
+  write("kernel/src/platform/futex_linux.cpp",
+        "#include <sys/syscall.h>\n"
+        "long f(int* w) { return syscall(SYS_futex, w, 0, 0, nullptr, nullptr, 0); }\n");
+  EXPECT_EQ(check().exit_code, 1);
 }
 
 TEST_F(FakeTree, ViolationIsReportedEvenNextToAllowedFiles) {

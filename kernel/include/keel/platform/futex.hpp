@@ -67,9 +67,11 @@ inline int futex_wake(FutexWord& word, int n, std::source_location loc = std::so
 
 #else
 
-WaitResult futex_wait(FutexWord& word, std::int32_t expected, const Deadline& deadline = Deadline::never()) noexcept;
-int futex_wake(FutexWord& word, int n) noexcept;
-
 #endif
 
 }  // namespace keel::platform
+
+#if !KEEL_MODEL
+// futex_wait(word, expected, deadline = Deadline::never()) and futex_wake(word, n).
+#include "keel/platform/native/futex_linux.hpp"
+#endif

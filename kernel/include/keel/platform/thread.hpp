@@ -18,6 +18,10 @@
 #include "keel/platform/config.hpp"
 
 #if !KEEL_MODEL
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
 #include <thread>
 #endif
 
@@ -82,11 +86,22 @@ inline void spin_pause() noexcept {
   asm volatile("yield");
 #endif
 }
-std::uint64_t current_thread_id() noexcept;
+inline std::uint64_t current_thread_id() noexcept {
+  // Ids come from one process-wide counter and are never reused, so an owner
+  // field can never mistake a new thread for one that exited holding a lock.
+  static std::atomic<std::uint64_t> next_id{1};
+  thread_local const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed);
+  return id;
+}
 // Gives the rest of this time slice to another runnable thread.
-void yield_now() noexcept;
+inline void yield_now() noexcept { sched_yield(); }
 // Sets the calling thread's name as the OS shows it (truncated to 15 bytes on Linux).
-void set_current_thread_name(std::string_view name) noexcept;
+inline void set_current_thread_name(std::string_view name) noexcept {
+  char buf[16] = {};
+  const auto n = std::min<std::size_t>(name.size(), sizeof buf - 1);
+  std::copy_n(name.data(), n, buf);
+  pthread_setname_np(pthread_self(), buf);
+}
 
 class Thread {
  public:

@@ -1,5 +1,12 @@
-// Native futex backend (Linux). See keel/platform/futex.hpp for the contract.
-#include "keel/platform/futex.hpp"
+// Native futex backend (Linux), included by keel/platform/futex.hpp in native
+// builds. It lives in the shim's own directory because it is the only kernel
+// code allowed to call the futex syscall (PLAT-1).
+//
+// Invariants: PLAT-1 (the only futex syscall in the kernel).
+#pragma once
+
+#include "keel/platform/atomic.hpp"
+#include "keel/platform/clock.hpp"
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -12,7 +19,8 @@ namespace keel::platform {
 
 static_assert(sizeof(std::atomic<std::int32_t>) == sizeof(std::int32_t), "a futex word is exactly 32 bits");
 
-WaitResult futex_wait(FutexWord& word, std::int32_t expected, const Deadline& deadline) noexcept {
+inline WaitResult futex_wait(FutexWord& word, std::int32_t expected,
+                             const Deadline& deadline = Deadline::never()) noexcept {
   timespec ts{};
   const timespec* tsp = nullptr;
   if (!deadline.is_never()) {
@@ -38,7 +46,7 @@ WaitResult futex_wait(FutexWord& word, std::int32_t expected, const Deadline& de
   }
 }
 
-int futex_wake(FutexWord& word, int n) noexcept {
+inline int futex_wake(FutexWord& word, int n) noexcept {
   const long r =
       syscall(SYS_futex, reinterpret_cast<std::int32_t*>(&word.native_object()), FUTEX_WAKE, n, nullptr, nullptr, 0);
   return r < 0 ? 0 : static_cast<int>(r);
