@@ -18,7 +18,6 @@ void Condition::push_back(Waiter* w) {
     head_.store(w);
   }
   tail_.store(w);
-  count_.store(count_.load() + 1);
 }
 
 void Condition::unlink(Waiter* w) {
@@ -34,7 +33,6 @@ void Condition::unlink(Waiter* w) {
   } else {
     tail_.store(p);
   }
-  count_.store(count_.load() - 1);
 }
 
 bool Condition::wait_impl(const platform::Deadline& deadline) {
@@ -91,7 +89,9 @@ void Condition::notify_all() { notify(std::numeric_limits<int>::max()); }
 
 std::size_t Condition::waiting() const {
   check_held("waiting");
-  return count_.load();
+  std::size_t n = 0;
+  for (Waiter* w = head_.load(); w != nullptr; w = w->next.load()) ++n;
+  return n;
 }
 
 }  // namespace keel

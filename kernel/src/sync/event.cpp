@@ -22,15 +22,15 @@ void Event::set() {
 bool Event::wait_impl(const platform::Deadline& deadline) {
   std::int32_t v = state_.load(std::memory_order_acquire);
   if ((v & flag_bit) != 0) return true;
-  const std::int32_t generation = v & ~(flag_bit | sleepers_bit);
+  const std::int32_t generation = generation_of(v);
   // A set() is often imminent (hand-offs): wait for it briefly before
   // announcing a sleeper, which would cost the setter a wake syscall.
   platform::spin_then_yield_until([&] {
     v = state_.load(std::memory_order_acquire);
-    return (v & flag_bit) != 0 || (v & ~(flag_bit | sleepers_bit)) != generation;
+    return set_since(v, generation);
   });
   for (;;) {
-    if ((v & flag_bit) != 0 || (v & ~(flag_bit | sleepers_bit)) != generation) return true;
+    if (set_since(v, generation)) return true;
     if constexpr (KEEL_INJECTED(event_wait_skips_mark)) {
       // Planted bug: sleep without announcing a sleeper.
     } else if ((v & sleepers_bit) == 0) {
@@ -41,9 +41,7 @@ bool Event::wait_impl(const platform::Deadline& deadline) {
     }
     const platform::WaitResult r = platform::futex_wait(state_, v, deadline);
     const std::int32_t now = state_.load(std::memory_order_acquire);
-    if (r == platform::WaitResult::timed_out) {
-      return (now & flag_bit) != 0 || (now & ~(flag_bit | sleepers_bit)) != generation;
-    }
+    if (r == platform::WaitResult::timed_out) return set_since(now, generation);
     v = now;
   }
 }

@@ -96,7 +96,8 @@ class KEEL_CAPABILITY("mutex") Condition {
   void notify(int n = 1);
   void notify_all();
 
-  // Number of threads currently waiting (lock must be held).
+  // Number of threads currently waiting (lock must be held). Walks the
+  // waiter list: a diagnostic, so wait and notify keep no count for it.
   std::size_t waiting() const;
 
  private:
@@ -129,7 +130,6 @@ class KEEL_CAPABILITY("mutex") Condition {
   // The FIFO of waiters, guarded by the lock.
   platform::Var<Waiter*> head_{nullptr};
   platform::Var<Waiter*> tail_{nullptr};
-  platform::Var<std::size_t> count_{0};
 };
 
 }  // namespace keel

@@ -63,6 +63,13 @@ class Event {
   static constexpr std::int32_t sleepers_bit = 2;
   static constexpr std::int32_t generation_one = 4;
 
+  static constexpr std::int32_t generation_of(std::int32_t word) { return word & ~(flag_bit | sleepers_bit); }
+  // Whether `word` shows the event set, or set (and maybe cleared) since the
+  // waiter saw `generation`: either way the waiter returns true.
+  static constexpr bool set_since(std::int32_t word, std::int32_t generation) {
+    return (word & flag_bit) != 0 || generation_of(word) != generation;
+  }
+
   bool wait_impl(const platform::Deadline& deadline);
 
   platform::FutexWord state_{0};

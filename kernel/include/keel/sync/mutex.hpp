@@ -69,7 +69,6 @@ class KEEL_CAPABILITY("mutex") Mutex {
   bool is_locked() const { return state_.load(std::memory_order_relaxed) != unlocked; }
 
  private:
-  friend class Condition;
   static constexpr std::int32_t unlocked = 0;
   static constexpr std::int32_t locked = 1;
   static constexpr std::int32_t contended = 2;
