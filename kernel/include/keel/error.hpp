@@ -5,9 +5,13 @@
 // lost or half-changed). The hierarchy mirrors Python's exceptions so users can
 // map them one to one: keel::Error is the root, MisuseError is Python's
 // RuntimeError for lock misuse, ValueError is Python's ValueError,
-// BrokenBarrierError and TimeoutError are Python's threading names.
+// BrokenBarrierError and TimeoutError are Python's threading names;
+// CancelledError, InvalidStateError, BrokenExecutor and BrokenThreadPool are
+// concurrent.futures' names, and RejectedError is Java's
+// RejectedExecutionException.
 //
-// Invariants: SYNC-3 (misuse is reported with a typed error, state unchanged).
+// Invariants: SYNC-3 (misuse is reported with a typed error, state unchanged),
+// EXEC-3 (a refused submission is an error, never a silent drop).
 #pragma once
 
 #include <stdexcept>
@@ -58,6 +62,52 @@ class BrokenBarrierError : public Error {
 class TimeoutError : public Error {
  public:
   using Error::Error;
+};
+
+// A future's result was asked for, but the future was cancelled.
+class CancelledError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An operation the future's state does not allow: setting a result twice,
+// starting a future that is not pending, using a future that has no state.
+class InvalidStateError : public MisuseError {
+ public:
+  using MisuseError::MisuseError;
+};
+
+// The result of a Promise destroyed before it set one.
+class BrokenPromiseError : public Error {
+ public:
+  using Error::Error;
+};
+
+// An executor can no longer run work (Python: BrokenExecutor).
+class BrokenExecutor : public Error {
+ public:
+  using Error::Error;
+};
+
+// A ThreadPoolExecutor whose worker initializer failed: queued work and every
+// later submission fail with this (Python: BrokenThreadPool).
+class BrokenThreadPool : public BrokenExecutor {
+ public:
+  using BrokenExecutor::BrokenExecutor;
+};
+
+// An executor refused a submission (Java: RejectedExecutionException): it was
+// shut down, it is saturated under the abort policy, a blocking submission
+// timed out, or no worker thread could be started. The task was not accepted
+// and will never run.
+class RejectedError : public Error {
+ public:
+  enum class Reason { shutdown, saturated, timed_out, no_thread };
+  RejectedError(Reason reason, const std::string& what) : Error(what), reason_(reason) {}
+  Reason reason() const noexcept { return reason_; }
+
+ private:
+  Reason reason_;
 };
 
 }  // namespace keel

@@ -11,3 +11,6 @@
 #include "keel/sync/recursive_mutex.hpp"
 #include "keel/sync/semaphore.hpp"
 #include "keel/sync/timer.hpp"
+#include "keel/executor/thread_pool.hpp"
+#include "keel/future/future.hpp"
+#include "keel/future/wait.hpp"

@@ -36,6 +36,7 @@ inline void spin_pause(std::source_location loc = std::source_location::current(
 }
 inline void yield_now(std::source_location loc = std::source_location::current()) { spin_pause(loc); }
 inline std::uint64_t current_thread_id() { return static_cast<std::uint64_t>(rl::thread_index()) + 1; }
+inline void set_current_thread_name(std::string_view) noexcept {}
 
 class Thread {
  public:
@@ -55,6 +56,7 @@ class Thread {
   Thread& operator=(const Thread&) = delete;
   ~Thread() { RL_ASSERT(!started_); }
   bool joinable() const { return started_; }
+  static unsigned hardware_concurrency() noexcept { return 2; }
   void join() {
     thread_.join();
     started_ = false;

@@ -1,0 +1,65 @@
+// keel::detail::TaskQueue: the waiting tasks of a ThreadPoolExecutor.
+//
+// Contract: not thread-safe; the executor's lock guards it. Four disciplines:
+// fifo (oldest first), lifo (newest first), priority (lowest priority value
+// first, oldest first among equals, as Python's heapq and Java's
+// PriorityBlockingQueue order them) and handoff (holds nothing: Java's
+// SynchronousQueue, a task is accepted only by an idle or new worker). A
+// non-zero capacity bounds fifo, lifo and priority queues. The queue holds one
+// reference on every task in it; pop, pop_oldest, remove and drain pass it on.
+// fifo and lifo are intrusive (no allocation per task).
+//
+// Invariants: EXEC-5 (with the executor: a non-empty queue always has a live
+// worker), EXEC-1 (no task is lost or duplicated by the queue).
+#pragma once
+
+#include "keel/future/future.hpp"
+
+namespace keel {
+
+enum class QueueKind { fifo, lifo, priority, handoff };
+
+namespace detail {
+
+class TaskQueue {
+ public:
+  TaskQueue(QueueKind kind, std::size_t capacity) : kind_(kind), capacity_(capacity) {}
+  TaskQueue(const TaskQueue&) = delete;
+  TaskQueue& operator=(const TaskQueue&) = delete;
+
+  QueueKind kind() const { return kind_; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  bool full() const { return kind_ == QueueKind::handoff || (capacity_ != 0 && size_ >= capacity_); }
+
+  // Adds t unless full; returns whether it was added.
+  bool offer(FutureCore* t);
+  // The next task to run, or null.
+  FutureCore* pop();
+  // The task that has waited longest (smallest sequence number), or null.
+  FutureCore* pop_oldest();
+  // Takes t out if it is queued; returns whether it was.
+  bool remove(FutureCore* t);
+  // Every queued task, in the order they would have run.
+  std::vector<FutureCore*> drain();
+
+ private:
+  static bool runs_before(const FutureCore* a, const FutureCore* b) {
+    return a->priority != b->priority ? a->priority < b->priority : a->seq < b->seq;
+  }
+  // std heap algorithms keep the "largest" at the front: invert the order.
+  struct HeapOrder {
+    bool operator()(const FutureCore* a, const FutureCore* b) const { return runs_before(b, a); }
+  };
+  void unlink(FutureCore* t);
+
+  QueueKind kind_;
+  std::size_t capacity_;
+  std::size_t size_ = 0;
+  FutureCore* head_ = nullptr;  // fifo/lifo: oldest
+  FutureCore* tail_ = nullptr;  // fifo/lifo: newest
+  std::vector<FutureCore*> heap_;
+};
+
+}  // namespace detail
+}  // namespace keel

@@ -1,0 +1,379 @@
+// keel::ThreadPoolExecutor: Python's ThreadPoolExecutor with Java's controls.
+//
+// Contract: submit(fn, args...) returns a Future of fn's result; the task runs
+// at most once, on a worker thread, unless it is cancelled first. A callable
+// whose first parameter is std::stop_token receives one, and
+// Future::request_stop() (or shutdown_now()) sets it. Options:
+//   - max_threads (default min(32, cpus + 4), as Python), core_threads
+//     (default: equal to max_threads), keep_alive and allow_core_timeout:
+//     a worker idle for keep_alive retires while more than core_threads are
+//     alive, or always with allow_core_timeout;
+//   - the queue: fifo, lifo, priority or handoff, bounded by queue_capacity
+//     (0: unbounded; handoff holds nothing);
+//   - what happens when saturated (queue full and max_threads busy): abort
+//     (RejectedError), caller_runs (the submitting thread runs it), discard
+//     (the returned future is cancelled), discard_oldest (the longest-waiting
+//     queued task is cancelled to make room) or block (wait up to
+//     block_timeout for room, then RejectedError);
+//   - thread_name_prefix (threads are named "<prefix>_<n>" for the OS), an
+//     initializer run by each new worker (if it throws, the pool is broken:
+//     queued and later submissions fail with BrokenThreadPool), a thread
+//     factory, and hooks before and after each task and on termination.
+// When a thread is created (Java's rule, stated): a submission is handed to
+// an idle worker if one exists; otherwise a new thread starts while fewer
+// than core_threads are alive; otherwise the task is queued; only if the
+// queue is full does a thread beyond core start, up to max_threads. With the
+// default core_threads == max_threads this is Python's rule: a new thread
+// only when none is idle. A queued task when no thread is alive always gets
+// one (core_threads may be 0).
+// shutdown({.wait, .cancel_futures}) refuses new work (RejectedError), lets
+// queued work finish or cancels exactly the queued tasks, and with wait
+// returns after every worker exited. shutdown_now() also hands back the
+// queued tasks and asks running ones to stop. The destructor shuts down and
+// waits (calling it, or shutdown with wait, from a worker of the same pool is
+// misuse: MisuseError).
+//
+// Invariants: EXEC-1..EXEC-8 (proofs/INVARIANTS.md): one final state per
+// accepted task; at most one run, none after cancel; no silent drop at
+// shutdown; shutdown(wait) waits for all; no stranded work; threads never
+// exceed max_threads; callbacks once; statistics add up.
+#pragma once
+
+#include <deque>
+#include <tuple>
+#include <variant>
+
+#include "keel/executor/task_queue.hpp"
+#include "keel/future/future.hpp"
+#include "keel/sync/event.hpp"
+#include "keel/sync/mutex.hpp"
+
+namespace keel {
+
+// The priority of a submission to a priority queue: lower values run first.
+struct Priority {
+  int value = 0;
+};
+
+enum class RejectPolicy { abort, caller_runs, discard, discard_oldest, block };
+
+// What the before/after hooks are told about a task.
+struct TaskInfo {
+  std::uint64_t id;  // submission order, from 1
+  int priority;
+};
+
+using ThreadFactory = std::function<void(platform::Thread& thread, std::function<void()> body)>;
+
+struct ThreadPoolOptions {
+  std::size_t max_threads = 0;              // 0: min(32, cpus + 4)
+  std::optional<std::size_t> core_threads;  // default: max_threads
+  std::chrono::nanoseconds keep_alive = std::chrono::seconds(60);
+  bool allow_core_timeout = false;
+  std::string thread_name_prefix = "keel-pool";
+  std::function<void()> initializer;
+  ThreadFactory thread_factory;  // default: start the thread as is
+  QueueKind queue = QueueKind::fifo;
+  std::size_t queue_capacity = 0;  // 0: unbounded
+  RejectPolicy reject = RejectPolicy::abort;
+  std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();
+  std::function<void(const TaskInfo&)> before_task;
+  std::function<void(const TaskInfo&, std::exception_ptr)> after_task;
+  std::function<void()> on_terminated;
+};
+
+struct ShutdownOptions {
+  bool wait = true;
+  bool cancel_futures = false;
+};
+
+struct ThreadPoolStats {
+  std::size_t threads = 0;      // live workers
+  std::size_t idle = 0;         // waiting for work
+  std::size_t active = 0;       // running a task
+  std::size_t largest = 0;      // most live workers ever
+  std::size_t queued = 0;       // waiting in the queue (cancelled ones until a worker drops them)
+  std::uint64_t submitted = 0;  // accepted by the pool (handed, queued or given a new thread)
+  std::uint64_t completed = 0;  // run to the end (value or exception) by workers
+  std::uint64_t rejected = 0;   // refused, discarded or run by the caller; plus discard_oldest's victims
+};
+
+// A task shutdown_now() took from the queue. run() runs it in the calling
+// thread and completes its future; dropping it unrun cancels the future.
+class PendingTask {
+ public:
+  explicit PendingTask(detail::FutureCore* t) noexcept : t_(t) {}
+  PendingTask(PendingTask&& o) noexcept : t_(std::exchange(o.t_, nullptr)) {}
+  PendingTask& operator=(PendingTask&& o) noexcept {
+    if (this != &o) {
+      reset();
+      t_ = std::exchange(o.t_, nullptr);
+    }
+    return *this;
+  }
+  ~PendingTask() { reset(); }
+  // Returns false if the task was cancelled meanwhile (it did not run).
+  bool run();
+  bool cancel() { return t_ && t_->cancel(); }
+  std::uint64_t id() const { return t_ ? t_->seq : 0; }
+  int priority() const { return t_ ? t_->priority : 0; }
+
+ private:
+  void reset() noexcept;
+  detail::FutureCore* t_;
+};
+
+struct MapOptions {
+  std::optional<std::chrono::nanoseconds> timeout;  // for the whole map, from the call
+  std::size_t lookahead = 0;                        // tasks submitted ahead of the consumer; 0: all at once (Python)
+};
+
+namespace detail {
+
+template <class R, class Fn>
+class Task final : public FutureState<R> {
+ public:
+  explicit Task(Fn fn) : fn_(std::move(fn)) {}
+  void execute() override {
+    complete_with(*this, [this]() -> R { return fn_(this->stop_token()); });
+  }
+
+ private:
+  Fn fn_;
+};
+
+}  // namespace detail
+
+template <class R, class F, class It>
+class MapResults;
+
+class ThreadPoolExecutor {
+ public:
+  explicit ThreadPoolExecutor(ThreadPoolOptions options = {});
+  ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
+  ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
+  ~ThreadPoolExecutor();
+
+  template <class F, class... A>
+  auto submit(F&& fn, A&&... args) {
+    return submit_impl(0, false, std::forward<F>(fn), std::forward<A>(args)...);
+  }
+  // Only for a priority queue (ValueError otherwise).
+  template <class F, class... A>
+  auto submit(Priority p, F&& fn, A&&... args) {
+    return submit_impl(p.value, true, std::forward<F>(fn), std::forward<A>(args)...);
+  }
+
+  // fn(x) for every x of inputs, results in input order. inputs must outlive
+  // the returned sequence; destroying it cancels the tasks not yet started.
+  template <class F, class Range>
+  auto map(F fn, const Range& inputs, MapOptions options = {});
+
+  void shutdown(ShutdownOptions options = {});
+  std::vector<PendingTask> shutdown_now();
+  bool await_termination() { return await_by(platform::Deadline::never()); }
+  template <class Rep, class Period>
+  bool await_termination(std::chrono::duration<Rep, Period> timeout) {
+    return await_by(platform::Deadline::after(timeout));
+  }
+
+  bool is_shutdown() const;
+  bool is_terminated() const { return terminated_.is_set(); }
+  bool is_broken() const;
+
+  std::size_t prestart_core_threads();
+  bool prestart_core_thread();
+  void set_core_threads(std::size_t n);
+  void set_max_threads(std::size_t n);
+  void set_keep_alive(std::chrono::nanoseconds d);
+  void allow_core_timeout(bool allow);
+  std::size_t core_threads() const;
+  std::size_t max_threads() const;
+  ThreadPoolStats stats() const;
+
+  static std::size_t default_max_threads();
+
+ private:
+  struct Worker;
+  enum class Run { running, shutdown, stop };
+
+  ThreadPoolExecutor(ThreadPoolOptions validated, int);
+
+  template <class F, class... A>
+  auto submit_impl(int priority, bool has_priority, F&& fn, A&&... args) {
+    using Fn = std::decay_t<F>;
+    constexpr bool takes_token = std::is_invocable_v<Fn&&, platform::StopToken, std::decay_t<A>&&...>;
+    using Raw = std::conditional_t<takes_token, std::invoke_result<Fn&&, platform::StopToken, std::decay_t<A>&&...>,
+                                   std::invoke_result<Fn&&, std::decay_t<A>&&...>>;
+    using R = std::remove_cvref_t<typename Raw::type>;
+    auto bound = [fn = Fn(std::forward<F>(fn)),
+                  args = std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)](platform::StopToken tok) mutable {
+      return std::apply(
+          [&](auto&&... xs) -> R {
+            if constexpr (takes_token) {
+              return std::invoke(std::move(fn), std::move(tok), std::move(xs)...);
+            } else {
+              (void)tok;
+              return std::invoke(std::move(fn), std::move(xs)...);
+            }
+          },
+          std::move(args));
+    };
+    auto* task = new detail::Task<R, decltype(bound)>(std::move(bound));
+    if constexpr (takes_token) task->enable_stop();
+    task->priority = priority;
+    Future<R> future = detail::make_future<R>(task, false);
+    task->add_ref();  // the executor's reference, given up after the task ran or was dropped
+    enqueue(task, has_priority);
+    return future;
+  }
+
+  void enqueue(detail::FutureCore* task, bool has_priority) KEEL_NO_TSA;
+  bool await_by(const platform::Deadline& deadline);
+  void worker_main(Worker* w, detail::FutureCore* first) KEEL_NO_TSA;
+  void run_task(detail::FutureCore* task);
+  bool try_add_worker(detail::FutureCore* first) KEEL_REQUIRES(m_);
+  bool claim_idle(detail::FutureCore* task) KEEL_REQUIRES(m_);
+  void release_idle_workers() KEEL_REQUIRES(m_);
+  void notify_space() KEEL_REQUIRES(m_);
+  bool worker_exit(Worker* w) KEEL_REQUIRES(m_);
+  void break_pool(std::exception_ptr why, std::vector<detail::FutureCore*>& failed) KEEL_REQUIRES(m_);
+  void finish_termination();
+  void join_exited();
+  void check_not_worker(const char* what) KEEL_REQUIRES(m_);
+
+  // Immutable after construction.
+  const std::string name_prefix_;
+  const std::function<void()> initializer_;
+  const ThreadFactory factory_;
+  const RejectPolicy reject_;
+  const std::chrono::nanoseconds block_timeout_;
+  const std::function<void(const TaskInfo&)> before_task_;
+  const std::function<void(const TaskInfo&, std::exception_ptr)> after_task_;
+  const std::function<void()> on_terminated_;
+
+  mutable Mutex m_;
+  detail::TaskQueue queue_;              // guarded by m_
+  Run run_ = Run::running;               // guarded by m_
+  bool broken_ = false;                  // guarded by m_
+  std::string broken_why_;               // guarded by m_
+  bool terminating_ = false;             // guarded by m_
+  std::size_t core_;                     // guarded by m_
+  std::size_t max_;                      // guarded by m_
+  std::chrono::nanoseconds keep_alive_;  // guarded by m_
+  bool core_timeout_;                    // guarded by m_
+  std::vector<Worker*> live_;            // guarded by m_
+  std::vector<Worker*> idle_;            // guarded by m_; the most recently idle at the back
+  std::vector<Worker*> exited_;          // guarded by m_; to be joined
+  std::size_t active_ = 0;               // guarded by m_
+  std::size_t largest_ = 0;              // guarded by m_
+  std::size_t blocked_ = 0;              // guarded by m_: submitters waiting for room
+  std::uint64_t seq_ = 0;                // guarded by m_
+  std::uint64_t threads_made_ = 0;       // guarded by m_
+  std::uint64_t submitted_ = 0;          // guarded by m_
+  std::uint64_t completed_ = 0;          // guarded by m_
+  std::uint64_t rejected_ = 0;           // guarded by m_
+  platform::FutexWord room_{0};          // bumped under m_ when a blocked submitter may proceed
+  Event terminated_;
+  Mutex join_lock_;  // one thread joins the workers at a time
+};
+
+// The lazily submitted results of ThreadPoolExecutor::map.
+template <class R, class F, class It>
+class MapResults {
+ public:
+  using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+  MapResults(ThreadPoolExecutor& ex, F fn, It first, It last, MapOptions o)
+      : ex_(ex),
+        fn_(std::move(fn)),
+        cur_(first),
+        end_(last),
+        deadline_(o.timeout ? platform::Deadline::after(*o.timeout) : platform::Deadline::never()),
+        lookahead_(o.lookahead) {
+    try {
+      refill();
+    } catch (...) {
+      cancel_rest();
+      throw;
+    }
+  }
+  MapResults(const MapResults&) = delete;
+  MapResults& operator=(const MapResults&) = delete;
+  ~MapResults() { cancel_rest(); }
+
+  // The next result in input order; nullopt at the end. Rethrows a task's
+  // exception (and ends the sequence, as a Python generator does); throws
+  // TimeoutError if the map's timeout passes first.
+  std::optional<value_type> next() {
+    if (inflight_.empty()) return std::nullopt;
+    Future<R> f = std::move(inflight_.front());
+    inflight_.pop_front();
+    try {
+      if (!detail::state_of(f)->wait_until(deadline_)) throw TimeoutError("map result not ready before the timeout");
+      refill();
+      if constexpr (std::is_void_v<R>) {
+        f.result();
+        return value_type{};
+      } else {
+        return f.take();
+      }
+    } catch (...) {
+      f.cancel();
+      cancel_rest();
+      throw;
+    }
+  }
+
+  class iterator {
+   public:
+    using value_type = MapResults::value_type;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(MapResults* m) : m_(m) { ++*this; }
+    value_type& operator*() { return *cur_; }
+    iterator& operator++() {
+      cur_ = m_->next();
+      if (!cur_) m_ = nullptr;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.m_ == b.m_; }
+
+   private:
+    MapResults* m_ = nullptr;
+    std::optional<value_type> cur_;
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+
+ private:
+  void refill() {
+    while (cur_ != end_ && (lookahead_ == 0 || inflight_.size() < lookahead_)) {
+      inflight_.push_back(ex_.submit(fn_, *cur_));
+      ++cur_;
+    }
+  }
+  void cancel_rest() noexcept {
+    for (auto& f : inflight_) f.cancel();
+    inflight_.clear();
+    cur_ = end_;
+  }
+
+  ThreadPoolExecutor& ex_;
+  F fn_;
+  It cur_;
+  It end_;
+  platform::Deadline deadline_;
+  std::size_t lookahead_;
+  std::deque<Future<R>> inflight_;
+};
+
+template <class F, class Range>
+auto ThreadPoolExecutor::map(F fn, const Range& inputs, MapOptions options) {
+  using It = decltype(std::begin(inputs));
+  using R = std::remove_cvref_t<std::invoke_result_t<F&, decltype(*std::begin(inputs))>>;
+  return MapResults<R, F, It>(*this, std::move(fn), std::begin(inputs), std::end(inputs), options);
+}
+
+}  // namespace keel

@@ -1,0 +1,181 @@
+// keel::wait and keel::as_completed: block on many futures at once (Python's
+// concurrent.futures.wait and as_completed).
+//
+// Contract: wait(futures, [timeout], return_when) returns when the condition
+// holds (first_completed: any future is done; first_exception: any finished
+// with an exception, or all are done; all_completed: all are done) or the
+// timeout passes, with the futures split into done and not_done (duplicates
+// collapsed, input order kept). as_completed(futures, [timeout]) yields each
+// distinct future once: those already done first, in input order, then the
+// others as they complete; if the timeout (measured from the call) passes
+// first, next() throws TimeoutError. Neither polls: both register an internal
+// hook on every pending future, which the completing thread fires, and both
+// unregister every hook before returning or being destroyed.
+//
+// Invariants: EXEC-7 (a hook fires exactly once, and never after it is
+// unregistered), SYNC-2 (no lost wake-up of the waiting thread).
+#pragma once
+
+#include "keel/future/future.hpp"
+
+namespace keel {
+
+enum class ReturnWhen { first_completed, first_exception, all_completed };
+
+namespace detail {
+
+// One waiting thread and the hooks it placed on many futures. Completers push
+// their hook onto a lock-free stack and signal; the waiter takes the whole
+// stack at once.
+class MultiWait {
+ public:
+  explicit MultiWait(std::size_t n);
+  MultiWait(const MultiWait&) = delete;
+  MultiWait& operator=(const MultiWait&) = delete;
+  ~MultiWait() { unregister_all(); }
+
+  // Registers hook i on core; returns false if the core was already final.
+  bool watch(std::size_t i, FutureCore* core);
+  void unregister_all();
+  // Indices of hooks fired since the last call, in completion order; empty
+  // once the deadline passed with nothing fired.
+  std::vector<std::size_t> take(const platform::Deadline& deadline);
+
+ private:
+  struct Slot final : Hook {
+    MultiWait* owner = nullptr;
+    FutureCore* core = nullptr;
+    std::size_t index = 0;
+    Slot* next_ready = nullptr;
+    bool internal() const noexcept override { return true; }
+    void fire(FutureCore&) override { owner->push(this); }
+  };
+  void push(Slot* s);
+
+  std::unique_ptr<Slot[]> slots_;
+  std::size_t n_;
+  platform::Atomic<Slot*> ready_{nullptr};
+  // 0: nothing new; 1: something was pushed; 2: the waiter sleeps.
+  platform::FutexWord signal_{0};
+};
+
+// The condition of wait() over cores (distinct, non-null).
+std::vector<bool> wait_cores(const std::vector<FutureCore*>& cores, const platform::Deadline& deadline,
+                             ReturnWhen when);
+
+template <class T>
+std::vector<Future<T>> distinct(const std::vector<Future<T>>& fs) {
+  std::vector<Future<T>> out;
+  out.reserve(fs.size());
+  for (const auto& f : fs) {
+    if (!f.valid()) throw InvalidStateError("wait/as_completed given a future with no state");
+    if (std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
+  }
+  return out;
+}
+
+}  // namespace detail
+
+template <class T>
+struct DoneAndNotDone {
+  std::vector<Future<T>> done;
+  std::vector<Future<T>> not_done;
+};
+
+namespace detail {
+template <class T>
+DoneAndNotDone<T> wait_impl(const std::vector<Future<T>>& futures, const platform::Deadline& deadline,
+                            ReturnWhen when) {
+  auto fs = distinct(futures);
+  std::vector<FutureCore*> cores;
+  cores.reserve(fs.size());
+  for (const auto& f : fs) cores.push_back(state_of(f));
+  const std::vector<bool> done = wait_cores(cores, deadline, when);
+  DoneAndNotDone<T> r;
+  for (std::size_t i = 0; i < fs.size(); ++i) (done[i] ? r.done : r.not_done).push_back(std::move(fs[i]));
+  return r;
+}
+}  // namespace detail
+
+template <class T>
+DoneAndNotDone<T> wait(const std::vector<Future<T>>& futures, ReturnWhen when = ReturnWhen::all_completed) {
+  return detail::wait_impl(futures, platform::Deadline::never(), when);
+}
+template <class T, class Rep, class Period>
+DoneAndNotDone<T> wait(const std::vector<Future<T>>& futures, std::chrono::duration<Rep, Period> timeout,
+                       ReturnWhen when = ReturnWhen::all_completed) {
+  return detail::wait_impl(futures, platform::Deadline::after(timeout), when);
+}
+
+// The sequence as_completed returns: call next() until it returns nullopt, or
+// iterate it with a range-for.
+template <class T>
+class AsCompleted {
+ public:
+  AsCompleted(const std::vector<Future<T>>& futures, const platform::Deadline& deadline)
+      : fs_(detail::distinct(futures)), wait_(fs_.size()), deadline_(deadline) {
+    for (std::size_t i = 0; i < fs_.size(); ++i) {
+      if (!wait_.watch(i, detail::state_of(fs_[i]))) ready_.push_back(i);
+    }
+    // Those done before the call come first, in input order.
+    std::reverse(ready_.begin(), ready_.end());
+  }
+  AsCompleted(const AsCompleted&) = delete;
+  AsCompleted& operator=(const AsCompleted&) = delete;
+
+  std::optional<Future<T>> next() {
+    if (yielded_ == fs_.size()) return std::nullopt;
+    while (ready_.empty()) {
+      auto fired = wait_.take(deadline_);
+      if (fired.empty()) {
+        throw TimeoutError(std::to_string(fs_.size() - yielded_) + " (of " + std::to_string(fs_.size()) +
+                           ") futures unfinished");
+      }
+      ready_.insert(ready_.begin(), fired.rbegin(), fired.rend());
+    }
+    const std::size_t i = ready_.back();
+    ready_.pop_back();
+    ++yielded_;
+    return fs_[i];
+  }
+
+  class iterator {
+   public:
+    using value_type = Future<T>;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(AsCompleted* seq) : seq_(seq) { ++*this; }
+    const Future<T>& operator*() const { return *cur_; }
+    iterator& operator++() {
+      cur_ = seq_->next();
+      if (!cur_) seq_ = nullptr;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.seq_ == b.seq_; }
+
+   private:
+    AsCompleted* seq_ = nullptr;
+    std::optional<Future<T>> cur_;
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+
+ private:
+  std::vector<Future<T>> fs_;
+  detail::MultiWait wait_;
+  platform::Deadline deadline_;
+  std::vector<std::size_t> ready_;  // next to yield at the back
+  std::size_t yielded_ = 0;
+};
+
+template <class T>
+AsCompleted<T> as_completed(const std::vector<Future<T>>& futures) {
+  return AsCompleted<T>(futures, platform::Deadline::never());
+}
+template <class T, class Rep, class Period>
+AsCompleted<T> as_completed(const std::vector<Future<T>>& futures, std::chrono::duration<Rep, Period> timeout) {
+  return AsCompleted<T>(futures, platform::Deadline::after(timeout));
+}
+
+}  // namespace keel

@@ -1,0 +1,250 @@
+// FutureCore's transitions. Every transition is one atomic operation on the
+// word; see future.hpp for the encoding and why no hook or wake can be lost.
+#include "keel/future/future.hpp"
+
+#if !KEEL_MODEL
+#include <cstdio>
+#endif
+
+namespace keel {
+
+namespace {
+
+Mutex& reporter_lock() {
+  static Mutex m;
+  return m;
+}
+ErrorReporter& reporter_slot() {
+  static ErrorReporter r;
+  return r;
+}
+
+void default_report(std::string_view where, const std::exception_ptr& error) noexcept {
+  std::string what = "unknown exception";
+  try {
+    if (error) std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+#if KEEL_MODEL
+  (void)where;
+#else
+  std::fprintf(stderr, "keel: exception in %.*s: %s\n", static_cast<int>(where.size()), where.data(), what.c_str());
+#endif
+}
+
+}  // namespace
+
+void set_error_reporter(ErrorReporter reporter) {
+  LockGuard g(reporter_lock());
+  reporter_slot() = std::move(reporter);
+}
+
+void report_error(std::string_view where, std::exception_ptr error) noexcept {
+  ErrorReporter r;
+  {
+    LockGuard g(reporter_lock());
+    try {
+      r = reporter_slot();
+    } catch (...) {
+    }
+  }
+  if (r) {
+    try {
+      r(where, error);
+      return;
+    } catch (...) {
+      // A reporter that throws breaks its contract; fall back to stderr.
+    }
+  }
+  default_report(where, error);
+}
+
+namespace detail {
+
+FutureStatus FutureCore::status() const {
+  switch (phase()) {
+    case pending:
+      return FutureStatus::pending;
+    case running:
+    case completing:
+      return FutureStatus::running;
+    case cancelled:
+      return FutureStatus::cancelled;
+    default:
+      return FutureStatus::finished;
+  }
+}
+
+bool FutureCore::cancel() {
+  std::int32_t v = word_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((v & phase_mask) != pending) return false;
+    if constexpr (KEEL_INJECTED(future_cancel_blind_store)) {
+      // Seeded bug: decides on a stale read, then stores without a CAS.
+      word_.store(cancelled, std::memory_order_release);
+      after_final(v);
+      return true;
+    }
+    // acq_rel: release publishes nothing new here, acquire orders the
+    // hook/sleeper bits we act on.
+    if (word_.compare_exchange_weak(v, cancelled, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      after_final(v);
+      return true;
+    }
+  }
+}
+
+FutureCore::Start FutureCore::start(bool owned) {
+  const std::int32_t to = owned ? completing : running;
+  std::int32_t v = word_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::int32_t p = v & phase_mask;
+    if (p == cancelled) return Start::was_cancelled;
+    if (p != pending) return Start::not_pending;
+    if constexpr (KEEL_INJECTED(future_start_blind_store)) {
+      // Seeded bug: a plain store after the check lets a racing cancel also win.
+      word_.store((v & ~phase_mask) | to, std::memory_order_release);
+      return Start::started;
+    }
+    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | to, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      return Start::started;
+    }
+  }
+}
+
+bool FutureCore::begin_completion() {
+  std::int32_t v = word_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::int32_t p = v & phase_mask;
+    if (p != pending && p != running) return false;
+    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | completing, std::memory_order_acquire,
+                                    std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+}
+
+void FutureCore::finish(std::exception_ptr error) {
+  error_ = std::move(error);
+  error_mark_.written();
+  std::int32_t old;
+  if constexpr (KEEL_INJECTED(future_finish_drops_flags)) {
+    // Seeded bug: reads the flags, then stores: a sleeper or hook that
+    // registers in between is forgotten.
+    old = word_.load(std::memory_order_relaxed);
+    word_.store(finished, std::memory_order_release);
+  } else {
+    // One exchange: release publishes the result, and the old value says,
+    // atomically with the transition, who must be woken or called.
+    old = word_.exchange(finished, std::memory_order_acq_rel);
+  }
+  after_final(old);
+}
+
+void FutureCore::after_final(std::int32_t old) {
+  if (old & sleepers_bit) platform::futex_wake(word_, platform::wake_all);
+  if (old & hooked_bit) run_hooks();
+}
+
+void FutureCore::throw_unless_finished(const char* what) const {
+  const std::int32_t p = phase();
+  if (p == cancelled) throw CancelledError(std::string("future was cancelled (") + what + ")");
+  if (p != finished) throw InvalidStateError(std::string("future is not done (") + what + ")");
+}
+
+bool FutureCore::wait_until(const platform::Deadline& deadline) const {
+  std::int32_t v = word_.load(std::memory_order_acquire);
+  if (is_final(v)) return true;
+  // Tiny tasks finish within microseconds: a short spin saves a sleep and wake.
+  if (platform::spin_then_yield_until([&] { return is_final(word_.load(std::memory_order_acquire)); })) return true;
+  v = word_.load(std::memory_order_acquire);
+  while (!is_final(v)) {
+    if ((v & sleepers_bit) == 0) {
+      if (!word_.compare_exchange_weak(v, v | sleepers_bit, std::memory_order_acquire, std::memory_order_acquire)) {
+        continue;
+      }
+      v |= sleepers_bit;
+    }
+    if (platform::futex_wait(word_, v, deadline) == platform::WaitResult::timed_out) {
+      return is_final(word_.load(std::memory_order_acquire));
+    }
+    v = word_.load(std::memory_order_acquire);
+  }
+  return true;
+}
+
+bool FutureCore::add_hook(Hook* hook) {
+  LockGuard g(hook_lock_);
+  std::int32_t v = word_.load(std::memory_order_acquire);
+  for (;;) {
+    if (is_final(v)) return false;
+    if (v & hooked_bit) break;
+    if (word_.compare_exchange_weak(v, v | hooked_bit, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+  }
+  hook->prev_ = hooks_tail_;
+  hook->next_ = nullptr;
+  if (hooks_tail_) {
+    hooks_tail_->next_ = hook;
+  } else {
+    hooks_head_ = hook;
+  }
+  hooks_tail_ = hook;
+  hook->linked_ = true;
+  return true;
+}
+
+void FutureCore::remove_hook(Hook* hook) {
+  LockGuard g(hook_lock_);
+  if (!hook->linked_) return;
+  if (hook->prev_) {
+    hook->prev_->next_ = hook->next_;
+  } else {
+    hooks_head_ = hook->next_;
+  }
+  if (hook->next_) {
+    hook->next_->prev_ = hook->prev_;
+  } else {
+    hooks_tail_ = hook->prev_;
+  }
+  hook->linked_ = false;
+}
+
+void FutureCore::run_hooks() {
+  Hook* users_head = nullptr;
+  Hook* users_tail = nullptr;
+  {
+    LockGuard g(hook_lock_);
+    Hook* h = hooks_head_;
+    hooks_head_ = hooks_tail_ = nullptr;
+    while (h) {
+      Hook* next = h->next_;
+      h->linked_ = false;
+      h->next_ = nullptr;
+      if (h->internal()) {
+        h->fire(*this);  // must not throw; its owner may unlink it once we unlock
+      } else if (users_tail) {
+        users_tail->next_ = h;
+        users_tail = h;
+      } else {
+        users_head = users_tail = h;
+      }
+      h = next;
+    }
+  }
+  // User callbacks run outside the lock, in the order added, each exactly once.
+  while (users_head) {
+    Hook* next = users_head->next_;
+    try {
+      users_head->fire(*this);
+    } catch (...) {
+      report_error("done callback", std::current_exception());
+    }
+    delete users_head;
+    users_head = next;
+  }
+}
+
+}  // namespace detail
+}  // namespace keel
