@@ -130,7 +130,8 @@ void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
         }
         break;
       }
-      if (live_.size() < max_ && try_add_worker(task)) break;
+      const bool below_max = KEEL_INJECTED(executor_max_off_by_one) ? live_.size() <= max_ : live_.size() < max_;
+      if (below_max && try_add_worker(task)) break;
       // Saturated: the queue is full and no thread may (or could) be added.
       if (live_.empty()) {
         ++rejected_;
@@ -221,8 +222,8 @@ void ThreadPoolExecutor::notify_space() {
   platform::futex_wake(room_, platform::wake_all);
 }
 
+// The caller checked that a thread may be added (live_ below core or max).
 bool ThreadPoolExecutor::try_add_worker(detail::FutureCore* first) {
-  if (live_.size() >= max_ && !KEEL_INJECTED(executor_add_ignores_max)) return false;
   auto* w = new Worker;
   w->number = ++threads_made_;
   live_.push_back(w);
@@ -317,16 +318,16 @@ void ThreadPoolExecutor::worker_main(Worker* w, detail::FutureCore* task) {
       }
     }
     m_.lock();
-    if (w->signal.load(std::memory_order_acquire) == Worker::claimed) {
-      task = w->handed.load();  // the claimer already took us off idle_
+    timed_out = r == platform::WaitResult::timed_out || (timed && deadline.expired());
+    // A claim that raced the timeout wins: the claimer already took us off
+    // idle_ and handed us a task (or asked us to re-check).
+    const bool seen_claim = !(KEEL_INJECTED(executor_timeout_ignores_claim) && timed_out);
+    if (seen_claim && w->signal.load(std::memory_order_acquire) == Worker::claimed) {
+      task = w->handed.load();
+      timed_out = false;
       continue;
     }
-    idle_.erase(std::find(idle_.begin(), idle_.end(), w));
-    timed_out = r == platform::WaitResult::timed_out || (timed && deadline.expired());
-    if constexpr (KEEL_INJECTED(executor_retire_ignores_queue)) {
-      // Seeded bug: retires on the timeout without re-checking the queue.
-      if (timed && timed_out) break;
-    }
+    if (auto it = std::find(idle_.begin(), idle_.end(), w); it != idle_.end()) idle_.erase(it);
   }
   const bool terminate = worker_exit(w);
   m_.unlock();

@@ -17,6 +17,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <limits>
@@ -27,12 +28,17 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #if defined(KEEL_MODEL_RELACY)
+// <stop_token> pulls in libstdc++'s own waiting code, which Relacy's macros
+// would break: it must come first (platform/stop.hpp includes it natively).
 #include <iostream>
+#include <stop_token>
 #include <relacy/relacy.hpp>
 #include <sstream>
 #undef memory_order_relaxed

@@ -1,0 +1,263 @@
+// Relacy models of keel::ThreadPoolExecutor: the real executor and future
+// code, through the shim. Workers (and the racing party) are Relacy dynamic
+// threads started by the executor's own thread factory; a timed futex wait
+// may time out at any point, which is how keep-alive retirement is raced.
+// Search: random, 200k schedules per check. A context bound of even 3 does
+// not finish in minutes here (every pool operation is dozens of scheduling
+// points: the pool lock, the worker's idle word, the future's word), and
+// Relacy has no partial-order reduction; every twin below is caught within a
+// few hundred random schedules, most within ten.
+//
+// KEEL-TWIN executor_submit_ignores_shutdown
+// KEEL-TWIN executor_claim_skips_wake
+// KEEL-TWIN executor_timeout_ignores_claim
+// KEEL-TWIN executor_cancel_futures_skips_drain
+// KEEL-TWIN executor_queue_without_worker
+// KEEL-TWIN executor_max_off_by_one
+// KEEL-TWIN future_start_blind_store
+#include "harness.hpp"
+#include "keel/executor/thread_pool.hpp"
+#include "keel/platform/var.hpp"
+#include "keel/sync/event.hpp"
+
+namespace {
+
+using keel::Future;
+using keel::ThreadPoolExecutor;
+using keel::ThreadPoolOptions;
+
+// Every model ends with the destructor: shutdown(wait) joins every worker, so
+// a worker left running or asleep is a deadlock or a leaked dynamic thread.
+
+// EXEC-3, EXEC-1: a submission races shutdown. It is either accepted and its
+// future completes, or refused with RejectedError; a submission that starts
+// after shutdown() returned is always refused.
+struct SubmitVsShutdown : rl::test_suite<SubmitVsShutdown, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    rl::atomic<int> shut{0};
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    keel::platform::Thread closer([&] {
+      pool.shutdown({.wait = false});
+      shut($).store(1, rl::mo_release);
+    });
+    const bool after_shutdown = shut($).load(rl::mo_acquire) == 1;
+    std::optional<Future<int>> f;
+    try {
+      f = pool.submit([] { return 7; });
+    } catch (const keel::RejectedError& e) {
+      RL_ASSERT(e.reason() == keel::RejectedError::Reason::shutdown);
+    }
+    RL_ASSERT(!(after_shutdown && f));
+    closer.join();
+    if (f) RL_ASSERT(f->result() == 7);
+  }
+};
+
+// EXEC-2: cancel() races a worker starting the task: exactly one wins; a
+// cancelled task never runs.
+struct CancelVsStart : rl::test_suite<CancelVsStart, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    rl::atomic<int> runs{0};
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    Future<void> f = pool.submit([&] { runs($).fetch_add(1, rl::mo_relaxed); });
+    bool cancelled = false;
+    keel::platform::Thread canceller([&] { cancelled = f.cancel(); });
+    canceller.join();
+    f.wait();
+    const int n = runs($).load(rl::mo_relaxed);
+    RL_ASSERT(n + (cancelled ? 1 : 0) == 1);
+    RL_ASSERT(f.cancelled() == cancelled);
+  }
+};
+
+// EXEC-5, SYNC-2: an idle worker's keep-alive expires while a task arrives.
+// Either the worker takes it (the claim wins over the timeout) or it retires
+// and the submission starts a new one: the task is never stranded.
+struct KeepAliveVsSubmit : rl::test_suite<KeepAliveVsSubmit, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    ThreadPoolExecutor pool(
+        ThreadPoolOptions{.max_threads = 1, .core_threads = 0, .keep_alive = std::chrono::milliseconds(1)});
+    RL_ASSERT(pool.submit([] { return 1; }).result() == 1);
+    RL_ASSERT(pool.submit([] { return 2; }).result() == 2);
+    RL_ASSERT(pool.stats().largest <= 1);
+  }
+};
+
+// EXEC-5: the second worker cannot be created (the factory throws) while the
+// first retires at its keep-alive. The submission is either run or refused
+// with RejectedError(no_thread); it is never queued with no worker to run it.
+struct FactoryFails : rl::test_suite<FactoryFails, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 1;
+  void thread(unsigned) {
+    int made = 0;
+    ThreadPoolExecutor pool(ThreadPoolOptions{
+        .max_threads = 1,
+        .core_threads = 0,
+        .keep_alive = std::chrono::milliseconds(1),
+        .thread_factory =
+            [&made](keel::platform::Thread& t, std::function<void()> body) {
+              if (made++ > 0) throw std::runtime_error("no more threads");
+              t.start(std::move(body));
+            },
+    });
+    RL_ASSERT(pool.submit([] { return 1; }).result() == 1);
+    try {
+      RL_ASSERT(pool.submit([] { return 2; }).result() == 2);
+    } catch (const keel::RejectedError& e) {
+      RL_ASSERT(e.reason() == keel::RejectedError::Reason::no_thread);
+    }
+  }
+};
+
+// EXEC-4, EXEC-1, EXEC-2: shutdown(cancel_futures) while a task runs and
+// another waits in the queue (or is refused, if shutdown came first). The
+// queued one is cancelled and never runs; the running one finishes; after
+// shutdown(wait) every accepted future is final and no worker is alive.
+struct ShutdownCancelFutures : rl::test_suite<ShutdownCancelFutures, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event gate;
+    rl::atomic<int> second_ran{0};
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    Future<void> first = pool.submit([&] { gate.wait(); });
+    keel::platform::Thread closer([&] {
+      pool.shutdown({.wait = false, .cancel_futures = true});
+      gate.set();
+    });
+    std::optional<Future<void>> second;
+    try {
+      second = pool.submit([&] { second_ran($).store(1, rl::mo_relaxed); });
+    } catch (const keel::RejectedError&) {
+    }
+    closer.join();
+    pool.shutdown({.wait = true});
+    RL_ASSERT(first.done() && !first.cancelled());
+    if (second) {
+      // It could not have started before shutdown: the only worker was held
+      // by `first` until after shutdown returned.
+      RL_ASSERT(second->cancelled());
+      RL_ASSERT(second_ran($).load(rl::mo_relaxed) == 0);
+    }
+    RL_ASSERT(pool.stats().threads == 0);
+    RL_ASSERT(pool.is_terminated());
+  }
+};
+
+// EXEC-6, EXEC-5: a bounded queue (capacity 1) and max_threads 1: the third
+// submission is rejected, never given a second thread; queued work still runs.
+struct MaxThreads : rl::test_suite<MaxThreads, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event gate;
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1});
+    Future<void> a = pool.submit([&] { gate.wait(); });
+    Future<int> b = pool.submit([] { return 2; });
+    std::optional<Future<int>> c;
+    try {
+      c = pool.submit([] { return 3; });
+    } catch (const keel::RejectedError& e) {
+      RL_ASSERT(e.reason() == keel::RejectedError::Reason::saturated);
+    }
+    RL_ASSERT(pool.stats().largest <= 1);
+    gate.set();
+    RL_ASSERT(b.result() == 2);
+    if (c) RL_ASSERT(c->result() == 3);
+    RL_ASSERT(pool.stats().largest <= 1);
+  }
+};
+
+// EXEC-5, SYNC-2: with core_threads 0 a queued task must get a worker, and a
+// worker asleep on its idle word must be woken by the submission it is handed.
+struct IdleHandOff : rl::test_suite<IdleHandOff, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1, .core_threads = 0});
+    RL_ASSERT(pool.submit([] { return 1; }).result() == 1);
+    RL_ASSERT(pool.submit([] { return 2; }).result() == 2);
+  }
+};
+
+// EXEC-7: add_done_callback races the worker completing the task: the
+// callback runs exactly once and sees the result.
+struct CallbackVsCompletion : rl::test_suite<CallbackVsCompletion, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 1;
+  void thread(unsigned) {
+    rl::atomic<int> calls{0};
+    {
+      ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+      Future<int> f = pool.submit([] { return 4; });
+      f.add_done_callback([&](const Future<int>& g) {
+        RL_ASSERT(g.result() == 4);
+        calls($).fetch_add(1, rl::mo_relaxed);
+      });
+    }
+    RL_ASSERT(calls($).load(rl::mo_relaxed) == 1);
+  }
+};
+
+// EXEC-5, EXEC-1: the initializer fails, so the pool breaks while a second
+// submission races it. Each submission either fails at once with
+// BrokenThreadPool or is accepted and its future fails with it; none hangs.
+struct BrokenPool : rl::test_suite<BrokenPool, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    ThreadPoolExecutor pool(
+        ThreadPoolOptions{.max_threads = 1, .initializer = [] { throw std::runtime_error("init failed"); }});
+    for (int i = 0; i < 2; ++i) {
+      try {
+        auto f = pool.submit([] { return 1; });
+        try {
+          (void)f.result();
+          RL_ASSERT(false);
+        } catch (const keel::BrokenThreadPool&) {
+        }
+      } catch (const keel::BrokenThreadPool&) {
+      }
+    }
+  }
+};
+
+// EXEC-1, EXEC-4: shutdown_now() while a task runs and another is queued:
+// the running one is asked to stop through its std::stop_token and finishes;
+// the queued one is handed back unrun, and dropping it cancels its future.
+struct ShutdownNow : rl::test_suite<ShutdownNow, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 1;
+  void thread(unsigned) {
+    keel::Event started;
+    rl::atomic<int> second_ran{0};
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    Future<int> first = pool.submit([&](std::stop_token st) {
+      started.set();
+      while (!st.stop_requested()) rl::yield(1, $);
+      return 1;
+    });
+    Future<void> second = pool.submit([&] { second_ran($).store(1, rl::mo_relaxed); });
+    started.wait();
+    std::vector<keel::PendingTask> left = pool.shutdown_now();
+    RL_ASSERT(left.size() == 1);
+    left.clear();
+    RL_ASSERT(first.result() == 1);
+    RL_ASSERT(second.cancelled());
+    RL_ASSERT(second_ran($).load(rl::mo_relaxed) == 0);
+  }
+};
+
+}  // namespace
+
+int main() {
+  using namespace keel::model;
+  check<SubmitVsShutdown>("executor.submit-vs-shutdown.2t+w", "EXEC-1,EXEC-3", random(200000));
+  check<CancelVsStart>("executor.cancel-vs-start.2t+w", "EXEC-2", random(200000));
+  check<KeepAliveVsSubmit>("executor.keepalive-vs-submit.1t+w", "EXEC-5,SYNC-2", random(200000));
+  check<FactoryFails>("executor.factory-fails.1t+w", "EXEC-5", random(200000));
+  check<ShutdownCancelFutures>("executor.shutdown-cancel-futures.2t+w", "EXEC-1,EXEC-2,EXEC-4", random(200000));
+  check<MaxThreads>("executor.max-threads.1t+w", "EXEC-5,EXEC-6", random(200000));
+  check<IdleHandOff>("executor.idle-handoff.1t+w", "EXEC-5,SYNC-2", random(200000));
+  check<CallbackVsCompletion>("executor.callback-vs-completion.1t+w", "EXEC-7", random(200000));
+  check<BrokenPool>("executor.broken-pool.1t+w", "EXEC-1,EXEC-5", random(100000));
+  check<ShutdownNow>("executor.shutdown-now.1t+w", "EXEC-1,EXEC-4", random(100000));
+  return exit_code();
+}

@@ -1,0 +1,155 @@
+// Relacy models of keel::Future, keel::Promise, wait() and as_completed():
+// the real code, through the shim.
+//
+// KEEL-TWIN future_cancel_blind_store
+// KEEL-TWIN future_start_blind_store
+// KEEL-TWIN future_finish_drops_flags
+// KEEL-TWIN multiwait_push_skips_signal
+#include "harness.hpp"
+#include "keel/future/future.hpp"
+#include "keel/future/wait.hpp"
+#include "keel/platform/var.hpp"
+
+namespace {
+
+// EXEC-2: cancel() races the start of the work. Exactly one wins: either the
+// work starts (and cancel returns false) or cancel returns true (and the work
+// never starts); the future ends finished or cancelled accordingly.
+struct CancelVsStart : rl::test_suite<CancelVsStart, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  rl::atomic<int> started{0};
+  rl::atomic<int> cancelled{0};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      if (p.set_running_or_notify_cancel()) {
+        started($).store(1, rl::mo_relaxed);
+        p.set_result(1);
+      }
+    } else if (f.cancel()) {
+      cancelled($).store(1, rl::mo_relaxed);
+    }
+  }
+  void after() {
+    const int s = started($).load(rl::mo_relaxed);
+    const int c = cancelled($).load(rl::mo_relaxed);
+    RL_ASSERT(s + c == 1);
+    RL_ASSERT(f.done());
+    RL_ASSERT(f.cancelled() == (c == 1));
+  }
+};
+
+// EXEC-1, SYNC-2: a waiter blocked in result() is woken by completion (a lost
+// wake-up is a deadlock here) and sees what the producer wrote before it.
+struct ResultWait : rl::test_suite<ResultWait, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  keel::platform::Var<int> payload;
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      payload.store(1);
+      p.set_result(5);
+    } else {
+      RL_ASSERT(f.result() == 5);
+      RL_ASSERT(payload.load() == 1);
+    }
+  }
+};
+
+// EXEC-1: two completions race; exactly one takes effect, the other gets
+// InvalidStateError, and the stored value is the winner's.
+struct SetTwice : rl::test_suite<SetTwice, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  rl::atomic<int> wins{0};
+  rl::atomic<int> winner{0};
+  void thread(unsigned idx) {
+    try {
+      p.set_result(static_cast<int>(idx) + 10);
+      wins($).fetch_add(1, rl::mo_relaxed);
+      winner($).store(static_cast<int>(idx) + 10, rl::mo_relaxed);
+    } catch (const keel::InvalidStateError&) {
+    }
+  }
+  void after() {
+    RL_ASSERT(wins($).load(rl::mo_relaxed) == 1);
+    RL_ASSERT(f.result() == winner($).load(rl::mo_relaxed));
+  }
+};
+
+// EXEC-7: add_done_callback races completion. The callback runs exactly once
+// (in the completer or in the registrar) and sees the result.
+struct CallbackVsComplete : rl::test_suite<CallbackVsComplete, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  rl::atomic<int> calls{0};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      p.set_result(3);
+    } else {
+      f.add_done_callback([this](const keel::Future<int>& g) {
+        RL_ASSERT(g.result() == 3);
+        calls($).fetch_add(1, rl::mo_relaxed);
+      });
+    }
+  }
+  void after() { RL_ASSERT(calls($).load(rl::mo_relaxed) == 1); }
+};
+
+// EXEC-7, SYNC-2: wait(first_completed) and as_completed register hooks on
+// two futures completed by two other threads; the waiter is never left asleep,
+// wait returns at least one done future, as_completed yields each exactly once.
+struct WaitAny : rl::test_suite<WaitAny, 3> {
+  keel::Promise<int> a;
+  keel::Promise<int> b;
+  std::vector<keel::Future<int>> fs{a.get_future(), b.get_future()};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      a.set_result(1);
+    } else if (idx == 1) {
+      b.set_result(2);
+    } else {
+      auto r = keel::wait(fs, keel::ReturnWhen::first_completed);
+      RL_ASSERT(!r.done.empty());
+      RL_ASSERT(r.done.size() + r.not_done.size() == 2);
+      int sum = 0;
+      int n = 0;
+      for (const auto& f : keel::as_completed(fs)) {
+        sum += f.result();
+        ++n;
+      }
+      RL_ASSERT(n == 2 && sum == 3);
+    }
+  }
+};
+
+// EXEC-1: cancel() races a waiter with a timeout: the waiter either times out
+// (TimeoutError) or sees CancelledError; it never hangs or sees a value.
+struct CancelWakesWaiter : rl::test_suite<CancelWakesWaiter, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      RL_ASSERT(f.cancel());
+    } else {
+      try {
+        (void)f.result();
+        RL_ASSERT(false);
+      } catch (const keel::CancelledError&) {
+      }
+    }
+  }
+};
+
+}  // namespace
+
+int main() {
+  using namespace keel::model;
+  check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
+  check<ResultWait>("future.result-wait.2t", "EXEC-1,SYNC-2", full());
+  check<SetTwice>("future.set-twice.2t", "EXEC-1", full());
+  check<CallbackVsComplete>("future.callback-vs-complete.2t", "EXEC-7", full());
+  check<CancelWakesWaiter>("future.cancel-wakes-waiter.2t", "EXEC-1,SYNC-2", full());
+  check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(20000));
+  return exit_code();
+}
