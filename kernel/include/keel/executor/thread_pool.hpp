@@ -66,20 +66,20 @@ struct TaskInfo {
 using ThreadFactory = std::function<void(platform::Thread& thread, std::function<void()> body)>;
 
 struct ThreadPoolOptions {
-  std::size_t max_threads = 0;              // 0: min(32, cpus + 4)
-  std::optional<std::size_t> core_threads;  // default: max_threads
+  std::size_t max_threads = 0;                // 0: min(32, cpus + 4)
+  std::optional<std::size_t> core_threads{};  // default: max_threads
   std::chrono::nanoseconds keep_alive = std::chrono::seconds(60);
   bool allow_core_timeout = false;
   std::string thread_name_prefix = "keel-pool";
-  std::function<void()> initializer;
-  ThreadFactory thread_factory;  // default: start the thread as is
+  std::function<void()> initializer{};
+  ThreadFactory thread_factory{};  // default: start the thread as is
   QueueKind queue = QueueKind::fifo;
   std::size_t queue_capacity = 0;  // 0: unbounded
   RejectPolicy reject = RejectPolicy::abort;
   std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();
-  std::function<void(const TaskInfo&)> before_task;
-  std::function<void(const TaskInfo&, std::exception_ptr)> after_task;
-  std::function<void()> on_terminated;
+  std::function<void(const TaskInfo&)> before_task{};
+  std::function<void(const TaskInfo&, std::exception_ptr)> after_task{};
+  std::function<void()> on_terminated{};
 };
 
 struct ShutdownOptions {
@@ -124,8 +124,8 @@ class PendingTask {
 };
 
 struct MapOptions {
-  std::optional<std::chrono::nanoseconds> timeout;  // for the whole map, from the call
-  std::size_t lookahead = 0;                        // tasks submitted ahead of the consumer; 0: all at once (Python)
+  std::optional<std::chrono::nanoseconds> timeout{};  // for the whole map, from the call
+  std::size_t lookahead = 0;                          // tasks submitted ahead of the consumer; 0: all at once (Python)
 };
 
 namespace detail {
