@@ -15,6 +15,7 @@
 // KEEL-TWIN executor_queue_without_worker
 // KEEL-TWIN executor_max_off_by_one
 // KEEL-TWIN future_start_blind_store
+// KEEL-TWIN executor_terminate_before_cancel
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"
 #include "keel/platform/var.hpp"
@@ -146,6 +147,33 @@ struct ShutdownCancelFutures : rl::test_suite<ShutdownCancelFutures, 1> {
   }
 };
 
+// EXEC-4, EXEC-1: termination promises that every accepted future is final.
+// shutdown(cancel_futures) takes the queued task out under the lock and
+// cancels it after unlocking, while the last worker exits: a thread woken by
+// await_termination() must still find the queued task's future final.
+// (Found by the Spin model of the lifecycle, proofs/executor.pml.)
+struct TerminatedMeansFinal : rl::test_suite<TerminatedMeansFinal, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event gate;
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    Future<void> first = pool.submit([&] { gate.wait(); });
+    std::optional<Future<void>> second;
+    try {
+      second = pool.submit([] {});
+    } catch (const keel::RejectedError&) {
+    }
+    keel::platform::Thread closer([&] {
+      gate.set();
+      pool.shutdown({.wait = false, .cancel_futures = true});
+    });
+    pool.await_termination();
+    RL_ASSERT(first.done());
+    if (second) RL_ASSERT(second->done());
+    closer.join();
+  }
+};
+
 // EXEC-6, EXEC-5: a bounded queue (capacity 1) and max_threads 1: the third
 // submission is rejected, never given a second thread; queued work still runs.
 struct MaxThreads : rl::test_suite<MaxThreads, 1> {
@@ -257,6 +285,7 @@ int main() {
   check<MaxThreads>("executor.max-threads.1t+w", "EXEC-5,EXEC-6", random(200000));
   check<IdleHandOff>("executor.idle-handoff.1t+w", "EXEC-5,SYNC-2", random(200000));
   check<CallbackVsCompletion>("executor.callback-vs-completion.1t+w", "EXEC-7", random(200000));
+  check<TerminatedMeansFinal>("executor.terminated-means-final.2t+w", "EXEC-1,EXEC-4", random(200000));
   check<BrokenPool>("executor.broken-pool.1t+w", "EXEC-1,EXEC-5", random(100000));
   check<ShutdownNow>("executor.shutdown-now.1t+w", "EXEC-1,EXEC-4", random(100000));
   return exit_code();

@@ -163,6 +163,7 @@ void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
       }
       if (reject_ == RejectPolicy::discard_oldest) {
         victim = queue_.pop_oldest();
+        if (victim) begin_finalizing();
         if (victim && queue_.offer(task)) {
           ++submitted_;  // the new task is accepted; the victim is the rejection
           break;
@@ -182,6 +183,7 @@ void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
   if (victim) {
     victim->cancel();
     victim->release();
+    if (end_finalizing()) finish_termination();
   }
   if (then == Then::cancel_task) {
     task->cancel();
@@ -227,7 +229,6 @@ bool ThreadPoolExecutor::try_add_worker(detail::FutureCore* first) {
   auto* w = new Worker;
   w->number = ++threads_made_;
   live_.push_back(w);
-  largest_ = std::max(largest_, live_.size());
   try {
     factory_(w->thread, [this, w, first] { worker_main(w, first); });
   } catch (...) {
@@ -243,6 +244,7 @@ bool ThreadPoolExecutor::try_add_worker(detail::FutureCore* first) {
     delete w;
     return false;
   }
+  largest_ = std::max(largest_, live_.size());
   return true;
 }
 
@@ -264,12 +266,17 @@ void ThreadPoolExecutor::worker_main(Worker* w, detail::FutureCore* task) {
       {
         LockGuard g(m_);
         break_pool(failed, to_fail);
+        if (!to_fail.empty()) begin_finalizing();
         terminate = worker_exit(w);
       }
-      const auto error = std::make_exception_ptr(BrokenThreadPool("a worker initializer failed: " + describe(failed)));
-      for (auto* t : to_fail) {
-        t->fail(error);
-        t->release();
+      if (!to_fail.empty()) {
+        const auto error =
+            std::make_exception_ptr(BrokenThreadPool("a worker initializer failed: " + describe(failed)));
+        for (auto* t : to_fail) {
+          t->fail(error);
+          t->release();
+        }
+        terminate = end_finalizing() || terminate;
       }
       if (terminate) finish_termination();
       return;
@@ -283,10 +290,10 @@ void ThreadPoolExecutor::worker_main(Worker* w, detail::FutureCore* task) {
       w->current = task;
       ++active_;
       m_.unlock();
-      run_task(task);
+      const bool ran = run_task(task);
       m_.lock();
       --active_;
-      ++completed_;
+      if (ran) ++completed_;
       w->current = nullptr;
       task->release();
       task = nullptr;
@@ -334,8 +341,9 @@ void ThreadPoolExecutor::worker_main(Worker* w, detail::FutureCore* task) {
   if (terminate) finish_termination();
 }
 
-void ThreadPoolExecutor::run_task(detail::FutureCore* task) {
-  if (task->start(true) != detail::FutureCore::Start::started) return;  // cancelled while queued
+// Returns whether the task ran (false: it was cancelled while queued).
+bool ThreadPoolExecutor::run_task(detail::FutureCore* task) {
+  if (task->start(true) != detail::FutureCore::Start::started) return false;
   const TaskInfo info{task->seq, task->priority};
   if (before_task_) {
     try {
@@ -343,7 +351,7 @@ void ThreadPoolExecutor::run_task(detail::FutureCore* task) {
     } catch (...) {
       // The task does not run; its future carries the hook's exception.
       task->finish(std::current_exception());
-      return;
+      return false;
     }
   }
   task->execute();
@@ -354,6 +362,7 @@ void ThreadPoolExecutor::run_task(detail::FutureCore* task) {
       report_error("after_task hook", std::current_exception());
     }
   }
+  return true;
 }
 
 // Called with m_ held by a worker that leaves. Returns whether it was the
@@ -362,18 +371,32 @@ bool ThreadPoolExecutor::worker_exit(Worker* w) {
   live_.erase(std::find(live_.begin(), live_.end(), w));
   exited_.push_back(w);
   notify_space();  // a thread slot is free
-  if (live_.empty() && run_ != Run::running && queue_.empty() && !terminating_) {
-    terminating_ = true;
-    return true;
-  }
-  if (live_.empty() && broken_ && !terminating_) {
-    terminating_ = true;
-    return true;
-  }
-  return false;
+  return claim_termination();
 }
 
-void ThreadPoolExecutor::break_pool(std::exception_ptr why, std::vector<detail::FutureCore*>& failed) {
+// Called with m_ held. Termination is due once the pool refuses work, no
+// worker is alive, nothing is queued, and no thread still holds tasks it took
+// from the queue to cancel or fail outside the lock: "terminated" promises
+// that every accepted future is final (EXEC-4). Returns true exactly once.
+bool ThreadPoolExecutor::claim_termination() {
+  const bool closed = run_ != Run::running || broken_;
+  if (terminating_ || !closed || !live_.empty() || !queue_.empty() || finalizing_ != 0) return false;
+  terminating_ = true;
+  return true;
+}
+
+// Called with m_ held, before tasks taken from the queue are finalized
+// outside the lock, and then (with m_ held again) after.
+void ThreadPoolExecutor::begin_finalizing() {
+  if constexpr (!KEEL_INJECTED(executor_terminate_before_cancel)) ++finalizing_;
+}
+bool ThreadPoolExecutor::end_finalizing() {
+  LockGuard g(m_);
+  if constexpr (!KEEL_INJECTED(executor_terminate_before_cancel)) --finalizing_;
+  return claim_termination();
+}
+
+void ThreadPoolExecutor::break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) {
   if (!broken_) {
     broken_ = true;
     broken_why_ = describe(why);
@@ -413,16 +436,17 @@ void ThreadPoolExecutor::shutdown(ShutdownOptions options) {
     if (options.wait) check_not_worker("shutdown(wait)");
     if (run_ == Run::running) run_ = Run::shutdown;
     if (options.cancel_futures && !KEEL_INJECTED(executor_cancel_futures_skips_drain)) drained = queue_.drain();
+    if (!drained.empty()) begin_finalizing();
     release_idle_workers();
     notify_space();
-    if (live_.empty() && queue_.empty() && !terminating_) {
-      terminating_ = true;
-      terminate = true;
-    }
+    terminate = claim_termination();
   }
-  for (auto* t : drained) {
-    t->cancel();
-    t->release();
+  if (!drained.empty()) {
+    for (auto* t : drained) {
+      t->cancel();
+      t->release();
+    }
+    terminate = end_finalizing() || terminate;
   }
   if (terminate) finish_termination();
   if (options.wait) {
@@ -447,10 +471,7 @@ std::vector<PendingTask> ThreadPoolExecutor::shutdown_now() {
     }
     release_idle_workers();
     notify_space();
-    if (live_.empty() && !terminating_) {
-      terminating_ = true;
-      terminate = true;
-    }
+    terminate = claim_termination();
   }
   // Stop callbacks are user code: outside the lock.
   for (auto* t : running) {

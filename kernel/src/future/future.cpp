@@ -41,7 +41,7 @@ void set_error_reporter(ErrorReporter reporter) {
   reporter_slot() = std::move(reporter);
 }
 
-void report_error(std::string_view where, std::exception_ptr error) noexcept {
+void report_error(std::string_view where, const std::exception_ptr& error) noexcept {
   ErrorReporter r;
   {
     LockGuard g(reporter_lock());

@@ -231,13 +231,16 @@ class ThreadPoolExecutor {
   void enqueue(detail::FutureCore* task, bool has_priority) KEEL_NO_TSA;
   bool await_by(const platform::Deadline& deadline);
   void worker_main(Worker* w, detail::FutureCore* first) KEEL_NO_TSA;
-  void run_task(detail::FutureCore* task);
+  bool run_task(detail::FutureCore* task);
   bool try_add_worker(detail::FutureCore* first) KEEL_REQUIRES(m_);
   bool claim_idle(detail::FutureCore* task) KEEL_REQUIRES(m_);
   void release_idle_workers() KEEL_REQUIRES(m_);
   void notify_space() KEEL_REQUIRES(m_);
   bool worker_exit(Worker* w) KEEL_REQUIRES(m_);
-  void break_pool(std::exception_ptr why, std::vector<detail::FutureCore*>& failed) KEEL_REQUIRES(m_);
+  bool claim_termination() KEEL_REQUIRES(m_);
+  void begin_finalizing() KEEL_REQUIRES(m_);
+  bool end_finalizing();
+  void break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) KEEL_REQUIRES(m_);
   void finish_termination();
   void join_exited();
   void check_not_worker(const char* what) KEEL_REQUIRES(m_);
@@ -257,6 +260,7 @@ class ThreadPoolExecutor {
   Run run_ = Run::running;               // guarded by m_
   bool broken_ = false;                  // guarded by m_
   std::string broken_why_;               // guarded by m_
+  std::size_t finalizing_ = 0;           // guarded by m_: threads cancelling or failing tasks taken from the queue
   bool terminating_ = false;             // guarded by m_
   std::size_t core_;                     // guarded by m_
   std::size_t max_;                      // guarded by m_

@@ -49,7 +49,7 @@ enum class FutureStatus { pending, running, cancelled, finished };
 // restores the default. The reporter must not throw.
 using ErrorReporter = std::function<void(std::string_view where, std::exception_ptr error)>;
 void set_error_reporter(ErrorReporter reporter);
-void report_error(std::string_view where, std::exception_ptr error) noexcept;
+void report_error(std::string_view where, const std::exception_ptr& error) noexcept;
 
 template <class T>
 class Future;
@@ -434,8 +434,10 @@ class Promise {
     claim("set_exception");
     s_->finish(std::move(e));
   }
+  void set_exception(std::nullptr_t) { throw ValueError("set_exception needs a non-null exception"); }
   template <class E>
-  void set_exception(E e) {
+  requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr> &&
+           !std::is_same_v<std::decay_t<E>, std::nullptr_t>) void set_exception(E e) {
     set_exception(std::make_exception_ptr(std::move(e)));
   }
 
