@@ -4,6 +4,9 @@
 #pragma once
 
 #include "keel/error.hpp"
+#include "keel/executor/thread_pool.hpp"
+#include "keel/future/future.hpp"
+#include "keel/future/wait.hpp"
 #include "keel/sync/barrier.hpp"
 #include "keel/sync/condition.hpp"
 #include "keel/sync/event.hpp"
@@ -11,6 +14,3 @@
 #include "keel/sync/recursive_mutex.hpp"
 #include "keel/sync/semaphore.hpp"
 #include "keel/sync/timer.hpp"
-#include "keel/executor/thread_pool.hpp"
-#include "keel/future/future.hpp"
-#include "keel/future/wait.hpp"

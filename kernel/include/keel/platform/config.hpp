@@ -38,9 +38,10 @@
 // <stop_token> pulls in libstdc++'s own waiting code, which Relacy's macros
 // would break: it must come first (platform/stop.hpp includes it natively).
 #include <iostream>
-#include <stop_token>
-#include <relacy/relacy.hpp>
 #include <sstream>
+#include <stop_token>
+
+#include <relacy/relacy.hpp>
 #undef memory_order_relaxed
 #undef memory_order_consume
 #undef memory_order_acquire
