@@ -64,15 +64,15 @@
 #include <future>
 #include <latch>
 #include <limits>
-#include <map>
-#include <memory>
 #include <new>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "keel/executor/thread_pool.hpp"
 
 // ---------------------------------------------------------------------------
@@ -552,96 +552,6 @@ void register_all() {
 }
 
 // ---------------------------------------------------------------------------
-// Recording reporter: forwards to the chosen reporter and keeps, per
-// benchmark, its real time per iteration (ns) and counters: the median
-// aggregate when repetitions ran, else the mean of the plain runs.
-
-double to_ns(double t, benchmark::TimeUnit unit) {
-  switch (unit) {
-    case benchmark::kNanosecond:
-      return t;
-    case benchmark::kMicrosecond:
-      return t * 1e3;
-    case benchmark::kMillisecond:
-      return t * 1e6;
-    case benchmark::kSecond:
-      return t * 1e9;
-  }
-  return t;
-}
-
-class RecordingReporter : public benchmark::BenchmarkReporter {
- public:
-  explicit RecordingReporter(std::unique_ptr<benchmark::BenchmarkReporter> inner) : inner_(std::move(inner)) {}
-
-  bool ReportContext(const Context& context) override { return inner_->ReportContext(context); }
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      std::string key = r.run_name.function_name;
-      if (!r.run_name.args.empty()) key += "/" + r.run_name.args;
-      Entry& e = entries_[key];
-      if (r.error_occurred) {
-        e.error = true;
-        ++errors_;
-        continue;
-      }
-      const double ns = to_ns(r.GetAdjustedRealTime(), r.time_unit);
-      if (r.run_type == Run::RT_Aggregate) {
-        if (r.aggregate_name != "median") continue;
-        e.median = ns;
-        for (const auto& [k, c] : r.counters) e.median_counters[k] = c.value;
-      } else {
-        e.sum += ns;
-        ++e.count;
-        for (const auto& [k, c] : r.counters) e.counter_sums[k] += c.value;
-      }
-    }
-    inner_->ReportRuns(runs);
-  }
-  void Finalize() override { inner_->Finalize(); }
-
-  std::optional<double> ns(const std::string& name) const {
-    const Entry* e = find(name);
-    if (!e) return std::nullopt;
-    if (e->median) return e->median;
-    return e->sum / e->count;
-  }
-  std::optional<double> counter(const std::string& name, const std::string& c) const {
-    const Entry* e = find(name);
-    if (!e) return std::nullopt;
-    if (e->median) {
-      auto it = e->median_counters.find(c);
-      if (it != e->median_counters.end()) return it->second;
-      return std::nullopt;
-    }
-    auto it = e->counter_sums.find(c);
-    if (it == e->counter_sums.end()) return std::nullopt;
-    // Rate counters were already turned into rates per run; the mean is fine here.
-    return it->second / e->count;
-  }
-  int errors() const { return errors_; }
-
- private:
-  struct Entry {
-    std::optional<double> median;
-    std::map<std::string, double> median_counters;
-    double sum = 0;
-    int count = 0;
-    std::map<std::string, double> counter_sums;
-    bool error = false;
-  };
-  const Entry* find(const std::string& name) const {
-    auto it = entries_.find(name);
-    if (it == entries_.end() || it->second.error) return nullptr;
-    if (!it->second.median && it->second.count == 0) return nullptr;
-    return &it->second;
-  }
-  std::unique_ptr<benchmark::BenchmarkReporter> inner_;
-  std::map<std::string, Entry> entries_;
-  int errors_ = 0;
-};
-
-// ---------------------------------------------------------------------------
 // Summary table
 
 using Ns = std::optional<double>;
@@ -685,8 +595,8 @@ void ratio_row(std::FILE* out, const char* label, Ns cold, Ns warm, std::optiona
   std::fprintf(out, "\n");
 }
 
-void print_summary(std::FILE* out, const RecordingReporter& rec) {
-  const auto t = [&rec](const std::string& n) { return rec.ns(n); };
+void print_summary(std::FILE* out, const keel_bench::RecordingReporter& rec) {
+  const auto t = [&rec](const std::string& n) { return rec.real_ns(n); };
   const auto th = [&rec](const std::string& n) {
     auto c = rec.counter("throughput/cold/" + n, "threads");
     return c ? c : rec.counter("throughput/warm/" + n, "threads");
@@ -781,25 +691,6 @@ void print_summary(std::FILE* out, const RecordingReporter& rec) {
 // ---------------------------------------------------------------------------
 // Arguments
 
-bool has_flag(const std::vector<char*>& args, std::string_view flag) {
-  for (const char* a : args) {
-    std::string_view s(a);
-    if (s.substr(0, flag.size()) == flag && (s.size() == flag.size() || s[flag.size()] == '=')) return true;
-  }
-  return false;
-}
-
-std::string flag_value(const std::vector<char*>& args, std::string_view flag) {
-  std::string v;
-  for (const char* a : args) {
-    std::string_view s(a);
-    if (s.size() > flag.size() && s.substr(0, flag.size()) == flag && s[flag.size()] == '=') {
-      v = std::string(s.substr(flag.size() + 1));
-    }
-  }
-  return v;
-}
-
 // Removes this program's own --name=value flags; false on a bad value.
 bool take_own_flags(std::vector<char*>& args) {
   bool ok = true;
@@ -867,41 +758,12 @@ void find_cpython(const char* argv0) {
 int main(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
   if (!take_own_flags(args)) return 1;
-  static char rep[] = "--benchmark_repetitions=3";
-  static char agg[] = "--benchmark_display_aggregates_only=true";
-  if (!has_flag(args, "--benchmark_repetitions")) args.push_back(rep);
-  if (!has_flag(args, "--benchmark_display_aggregates_only") && !has_flag(args, "--benchmark_report_aggregates_only"))
-    args.push_back(agg);
-  const std::string format = flag_value(args, "--benchmark_format");
-  const std::string color = flag_value(args, "--benchmark_color");
-  args.push_back(nullptr);
-  int n = static_cast<int>(args.size()) - 1;
-
-  benchmark::Initialize(&n, args.data());
-  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
-  find_cpython(argv[0]);
-  register_all();
-
-  std::unique_ptr<benchmark::BenchmarkReporter> inner;
-  bool console = false;
-  if (format == "json") {
-    inner = std::make_unique<benchmark::JSONReporter>();
-  } else if (format == "csv") {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    inner = std::make_unique<benchmark::CSVReporter>();
-#pragma GCC diagnostic pop
-  } else {
-    console = true;
-    const bool use_color = color == "true" || color == "yes" || color == "1" ||
-                           ((color.empty() || color == "auto") && isatty(STDOUT_FILENO));
-    inner = std::make_unique<benchmark::ConsoleReporter>(use_color ? benchmark::ConsoleReporter::OO_ColorTabular
-                                                                   : benchmark::ConsoleReporter::OO_Tabular);
-  }
-  RecordingReporter rec(std::move(inner));
-  benchmark::RunSpecifiedBenchmarks(&rec);
-  std::fflush(stdout);
-  print_summary(console ? stdout : stderr, rec);
-  benchmark::Shutdown();
-  return rec.errors() == 0 ? 0 : 1;
+  keel_bench::add_repetition_defaults(args);
+  return keel_bench::run_benchmarks(
+      std::move(args),
+      [argv] {
+        find_cpython(argv[0]);
+        register_all();
+      },
+      print_summary);
 }

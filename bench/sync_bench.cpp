@@ -31,23 +31,21 @@
 
 #include <absl/synchronization/mutex.h>
 #include <benchmark/benchmark.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <semaphore>
 #include <string>
-#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
 #include "keel/sync/semaphore.hpp"
@@ -311,75 +309,6 @@ void register_all() {
 }
 
 // ---------------------------------------------------------------------------
-// Recording reporter: forwards to the reporter the user asked for, and keeps
-// one time per benchmark (the median aggregate when repetitions ran, else the
-// mean of the plain runs), in nanoseconds.
-
-double to_ns(double t, benchmark::TimeUnit unit) {
-  switch (unit) {
-    case benchmark::kNanosecond:
-      return t;
-    case benchmark::kMicrosecond:
-      return t * 1e3;
-    case benchmark::kMillisecond:
-      return t * 1e6;
-    case benchmark::kSecond:
-      return t * 1e9;
-  }
-  return t;
-}
-
-class RecordingReporter : public benchmark::BenchmarkReporter {
- public:
-  explicit RecordingReporter(std::unique_ptr<benchmark::BenchmarkReporter> inner) : inner_(std::move(inner)) {}
-
-  bool ReportContext(const Context& context) override { return inner_->ReportContext(context); }
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      // The registered name plus its argument, e.g. "contended/keel/64".
-      std::string key = r.run_name.function_name;
-      if (!r.run_name.args.empty()) key += "/" + r.run_name.args;
-      Entry& e = entries_[key];
-      if (r.error_occurred) {
-        e.error = true;
-        ++errors_;
-        continue;
-      }
-      const double ns = to_ns(r.GetAdjustedRealTime(), r.time_unit);
-      if (r.run_type == Run::RT_Aggregate) {
-        if (r.aggregate_name == "median") e.median = ns;
-      } else {
-        e.sum += ns;
-        ++e.count;
-      }
-    }
-    inner_->ReportRuns(runs);
-  }
-  void Finalize() override { inner_->Finalize(); }
-
-  // Real time per iteration in ns, or nothing when the benchmark did not run.
-  std::optional<double> real_ns(const std::string& name) const {
-    auto it = entries_.find(name);
-    if (it == entries_.end() || it->second.error) return std::nullopt;
-    if (it->second.median) return it->second.median;
-    if (it->second.count == 0) return std::nullopt;
-    return it->second.sum / static_cast<double>(it->second.count);
-  }
-  int errors() const { return errors_; }
-
- private:
-  struct Entry {
-    std::optional<double> median;
-    double sum = 0;
-    int count = 0;
-    bool error = false;
-  };
-  std::unique_ptr<benchmark::BenchmarkReporter> inner_;
-  std::map<std::string, Entry> entries_;
-  int errors_ = 0;
-};
-
-// ---------------------------------------------------------------------------
 // Ratio table
 
 enum class Want { at_most, at_least, none };
@@ -407,7 +336,7 @@ std::string ns_pair(const char* a, std::optional<double> x, const char* b, std::
   return buf;
 }
 
-void print_ratios(std::FILE* out, const RecordingReporter& rec) {
+void print_ratios(std::FILE* out, const keel_bench::RecordingReporter& rec) {
   const auto t = [&rec](const char* n) { return rec.real_ns(n); };
   const auto unc_k = t("uncontended/keel"), unc_s = t("uncontended/std"), unc_a = t("uncontended/absl");
   const auto con_k = t("contended/keel/0"), con_s = t("contended/std/0"), con_a = t("contended/absl/0");
@@ -438,75 +367,17 @@ void print_ratios(std::FILE* out, const RecordingReporter& rec) {
   std::fprintf(out, "Targets are informative: the exit status does not depend on them.\n");
 }
 
-// ---------------------------------------------------------------------------
-// Arguments
-
-bool has_flag(const std::vector<char*>& args, std::string_view flag) {
-  for (const char* a : args) {
-    std::string_view s(a);
-    if (s.substr(0, flag.size()) == flag && (s.size() == flag.size() || s[flag.size()] == '=')) return true;
-  }
-  return false;
-}
-
-std::string flag_value(const std::vector<char*>& args, std::string_view flag) {
-  std::string v;
-  for (const char* a : args) {
-    std::string_view s(a);
-    if (s.size() > flag.size() && s.substr(0, flag.size()) == flag && s[flag.size()] == '=') {
-      v = std::string(s.substr(flag.size() + 1));
-    }
-  }
-  return v;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   // Defaults that keep the whole program near 30-60 s on two cores while
   // damping noise; any of them given on the command line wins.
   std::vector<char*> args(argv, argv + argc);
-  static char rep[] = "--benchmark_repetitions=3";
-  static char agg[] = "--benchmark_display_aggregates_only=true";
+  keel_bench::add_repetition_defaults(args);
   static char min_time[] = "--benchmark_min_time=0.4";
   static char warmup[] = "--benchmark_min_warmup_time=0.1";
-  if (!has_flag(args, "--benchmark_repetitions")) args.push_back(rep);
-  if (!has_flag(args, "--benchmark_display_aggregates_only") && !has_flag(args, "--benchmark_report_aggregates_only"))
-    args.push_back(agg);
-  if (!has_flag(args, "--benchmark_min_time")) args.push_back(min_time);
+  if (!keel_bench::has_flag(args, "--benchmark_min_time")) args.push_back(min_time);
   // A short unmeasured warm-up settles thread placement and the iteration estimate.
-  if (!has_flag(args, "--benchmark_min_warmup_time")) args.push_back(warmup);
-  const std::string format = flag_value(args, "--benchmark_format");
-  const std::string color = flag_value(args, "--benchmark_color");
-  args.push_back(nullptr);
-  int n = static_cast<int>(args.size()) - 1;
-
-  benchmark::Initialize(&n, args.data());
-  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
-  register_all();
-
-  std::unique_ptr<benchmark::BenchmarkReporter> inner;
-  bool console = false;
-  if (format == "json") {
-    inner = std::make_unique<benchmark::JSONReporter>();
-  } else if (format == "csv") {
-    // Deprecated upstream but still what --benchmark_format=csv selects in 1.7.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    inner = std::make_unique<benchmark::CSVReporter>();
-#pragma GCC diagnostic pop
-  } else {
-    console = true;
-    const bool use_color = color == "true" || color == "yes" || color == "1" ||
-                           ((color.empty() || color == "auto") && isatty(STDOUT_FILENO));
-    inner = std::make_unique<benchmark::ConsoleReporter>(use_color ? benchmark::ConsoleReporter::OO_ColorTabular
-                                                                   : benchmark::ConsoleReporter::OO_Tabular);
-  }
-  RecordingReporter rec(std::move(inner));
-  benchmark::RunSpecifiedBenchmarks(&rec);
-  std::fflush(stdout);
-  // Machine-readable formats keep stdout clean; the table goes to stderr there.
-  print_ratios(console ? stdout : stderr, rec);
-  benchmark::Shutdown();
-  return rec.errors() == 0 ? 0 : 1;
+  if (!keel_bench::has_flag(args, "--benchmark_min_warmup_time")) args.push_back(warmup);
+  return keel_bench::run_benchmarks(std::move(args), register_all, print_ratios);
 }

@@ -16,6 +16,7 @@
 // KEEL-TWIN executor_max_off_by_one
 // KEEL-TWIN future_start_blind_store
 // KEEL-TWIN executor_terminate_before_cancel
+#include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"
 #include "keel/platform/var.hpp"

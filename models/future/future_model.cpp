@@ -5,6 +5,7 @@
 // KEEL-TWIN future_start_blind_store
 // KEEL-TWIN future_finish_drops_flags
 // KEEL-TWIN multiwait_push_skips_signal
+#include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/future/future.hpp"
 #include "keel/future/wait.hpp"

@@ -45,6 +45,7 @@
 
 #include "keel/executor/task_queue.hpp"
 #include "keel/future/future.hpp"
+#include "keel/future/wait.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
 
@@ -329,25 +330,7 @@ class MapResults {
     }
   }
 
-  class iterator {
-   public:
-    using value_type = MapResults::value_type;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(MapResults* m) : m_(m) { ++*this; }
-    value_type& operator*() { return *cur_; }
-    iterator& operator++() {
-      cur_ = m_->next();
-      if (!cur_) m_ = nullptr;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& a, const iterator& b) { return a.m_ == b.m_; }
-
-   private:
-    MapResults* m_ = nullptr;
-    std::optional<value_type> cur_;
-  };
+  using iterator = detail::NextIterator<MapResults>;
   iterator begin() { return iterator(this); }
   iterator end() { return iterator(); }
 

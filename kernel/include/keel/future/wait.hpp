@@ -24,6 +24,30 @@ enum class ReturnWhen { first_completed, first_exception, all_completed };
 
 namespace detail {
 
+// The input iterator of a sequence whose next() returns std::optional of its
+// value_type, nullopt at the end (as_completed, ThreadPoolExecutor::map): a
+// range-for over the sequence calls next() once per element.
+template <class Seq>
+class NextIterator {
+ public:
+  using value_type = typename Seq::value_type;
+  using difference_type = std::ptrdiff_t;
+  NextIterator() = default;
+  explicit NextIterator(Seq* seq) : seq_(seq) { ++*this; }
+  value_type& operator*() { return *cur_; }
+  NextIterator& operator++() {
+    cur_ = seq_->next();
+    if (!cur_) seq_ = nullptr;
+    return *this;
+  }
+  void operator++(int) { ++*this; }
+  friend bool operator==(const NextIterator& a, const NextIterator& b) { return a.seq_ == b.seq_; }
+
+ private:
+  Seq* seq_ = nullptr;
+  std::optional<value_type> cur_;
+};
+
 // One waiting thread and the hooks it placed on many futures. Completers push
 // their hook onto a lock-free stack and signal; the waiter takes the whole
 // stack at once.
@@ -123,6 +147,7 @@ class AsCompleted {
   AsCompleted(const AsCompleted&) = delete;
   AsCompleted& operator=(const AsCompleted&) = delete;
 
+  using value_type = Future<T>;
   std::optional<Future<T>> next() {
     if (yielded_ == fs_.size()) return std::nullopt;
     while (ready_.empty()) {
@@ -139,25 +164,7 @@ class AsCompleted {
     return fs_[i];
   }
 
-  class iterator {
-   public:
-    using value_type = Future<T>;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(AsCompleted* seq) : seq_(seq) { ++*this; }
-    const Future<T>& operator*() const { return *cur_; }
-    iterator& operator++() {
-      cur_ = seq_->next();
-      if (!cur_) seq_ = nullptr;
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& a, const iterator& b) { return a.seq_ == b.seq_; }
-
-   private:
-    AsCompleted* seq_ = nullptr;
-    std::optional<Future<T>> cur_;
-  };
+  using iterator = detail::NextIterator<AsCompleted>;
   iterator begin() { return iterator(this); }
   iterator end() { return iterator(); }
 

@@ -1,0 +1,8 @@
+// The kernel's out-of-line future and executor code, compiled into the models
+// of futures and the executor under the Relacy backend (after harness.hpp,
+// which brings the sync code they build on).
+#pragma once
+#include "../../kernel/src/executor/task_queue.cpp"
+#include "../../kernel/src/executor/thread_pool.cpp"
+#include "../../kernel/src/future/future.cpp"
+#include "../../kernel/src/future/wait.cpp"
