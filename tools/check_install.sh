@@ -17,6 +17,8 @@ int main() {
   cv.notify_all();
   m.unlock();
   e.set();
+  keel::ThreadPoolExecutor pool({.max_threads = 1});
+  if (pool.submit([](int x) { return x * 2; }, 21).result() != 42) return 1;
   return e.is_set() ? 0 : 1;
 }
 CPP
