@@ -29,7 +29,8 @@
 // shutdown({.wait, .cancel_futures}) refuses new work (RejectedError), lets
 // queued work finish or cancels exactly the queued tasks, and with wait
 // returns after every worker exited. shutdown_now() also hands back the
-// queued tasks and asks running ones to stop. The destructor shuts down and
+// queued tasks and asks running ones to stop (a task already handed to a
+// worker counts as started: it runs, and is not asked to stop). The destructor shuts down and
 // waits (calling it, or shutdown with wait, from a worker of the same pool is
 // misuse: MisuseError).
 //
@@ -64,6 +65,9 @@ struct TaskInfo {
   int priority;
 };
 
+// Starts `thread` running `body` (it may wrap body, e.g. to set affinity). It
+// runs with the pool's lock held, so it must not call back into the pool; if
+// it throws, or returns without starting the thread, no worker is added.
 using ThreadFactory = std::function<void(platform::Thread& thread, std::function<void()> body)>;
 
 struct ThreadPoolOptions {
@@ -131,16 +135,19 @@ struct MapOptions {
 
 namespace detail {
 
+// The callable and its bound arguments are destroyed as soon as the task has
+// run (Python frees them then too), not when the last Future handle goes.
 template <class R, class Fn>
 class Task final : public FutureState<R> {
  public:
-  explicit Task(Fn fn) : fn_(std::move(fn)) {}
+  explicit Task(Fn fn) : fn_(std::in_place, std::move(fn)) {}
   void execute() override {
-    complete_with(*this, [this]() -> R { return fn_(this->stop_token()); });
+    complete_with(*this, [this]() -> R { return (*fn_)(this->stop_token()); });
+    fn_.reset();
   }
 
  private:
-  Fn fn_;
+  std::optional<Fn> fn_;
 };
 
 }  // namespace detail
