@@ -2,7 +2,10 @@
 // (Python's concurrent.futures.Future, with C++ value types).
 //
 // Contract: a future is pending, running, cancelled or finished (with a value
-// or an exception). cancel() succeeds only while pending; a running task can
+// or an exception). cancel() succeeds only while pending, and returns true
+// only to the call that cancelled (Python also answers True for a future that
+// is already cancelled; keel does not, so "my cancel won" is unambiguous for
+// exactly one caller, which EXEC-2 relies on); a running task can
 // instead be asked to stop through its std::stop_token (request_stop()).
 // result() and exception() block until the future is final and accept a
 // timeout (TimeoutError when it passes); on a cancelled future both throw
