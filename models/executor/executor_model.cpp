@@ -16,6 +16,7 @@
 // KEEL-TWIN executor_max_off_by_one
 // KEEL-TWIN future_start_blind_store
 // KEEL-TWIN executor_terminate_before_cancel
+// KEEL-TWIN executor_room_not_notified
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"
@@ -198,6 +199,25 @@ struct MaxThreads : rl::test_suite<MaxThreads, 1> {
   }
 };
 
+// EXEC-3, SYNC-2: under RejectPolicy::block (no timeout) a submitter that
+// finds the pool saturated waits on the pool's Condition until the worker
+// frees room; it is never left asleep, and its task then runs.
+struct BlockUntilRoom : rl::test_suite<BlockUntilRoom, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event gate;
+    ThreadPoolExecutor pool(
+        ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1, .reject = keel::RejectPolicy::block});
+    Future<void> a = pool.submit([&] { gate.wait(); });
+    Future<int> b = pool.submit([] { return 2; });
+    keel::platform::Thread opener([&] { gate.set(); });
+    Future<int> c = pool.submit([] { return 3; });
+    opener.join();
+    RL_ASSERT(b.result() == 2);
+    RL_ASSERT(c.result() == 3);
+  }
+};
+
 // EXEC-5, SYNC-2: with core_threads 0 a queued task must get a worker, and a
 // worker asleep on its idle word must be woken by the submission it is handed.
 struct IdleHandOff : rl::test_suite<IdleHandOff, 1> {
@@ -287,6 +307,7 @@ int main() {
   check<IdleHandOff>("executor.idle-handoff.1t+w", "EXEC-5,SYNC-2", random(200000));
   check<CallbackVsCompletion>("executor.callback-vs-completion.1t+w", "EXEC-7", random(200000));
   check<TerminatedMeansFinal>("executor.terminated-means-final.2t+w", "EXEC-1,EXEC-4", random(200000));
+  check<BlockUntilRoom>("executor.block-until-room.1t+w", "EXEC-3,SYNC-2", random(100000));
   check<BrokenPool>("executor.broken-pool.1t+w", "EXEC-1,EXEC-5", random(100000));
   check<ShutdownNow>("executor.shutdown-now.1t+w", "EXEC-1,EXEC-4", random(100000));
   return exit_code();

@@ -39,16 +39,6 @@ RejectedError rejected_shutdown() {
   return RejectedError(RejectedError::Reason::shutdown, "cannot schedule new tasks after shutdown");
 }
 
-std::string describe(const std::exception_ptr& e) {
-  try {
-    if (e) std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-  }
-  return "unknown exception";
-}
-
 }  // namespace
 
 std::size_t ThreadPoolExecutor::default_max_threads() {
@@ -104,6 +94,7 @@ void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
   std::vector<Worker*> reap;
   detail::FutureCore* victim = nullptr;  // discard_oldest's, cancelled after unlock
   enum class Then { done, cancel_task, run_here } then = Then::done;
+  bool block_timed_out = false;
   const platform::Deadline block_deadline =
       reject_ == RejectPolicy::block ? platform::Deadline::after(block_timeout_) : platform::Deadline::never();
   {
@@ -139,21 +130,15 @@ void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
         throw RejectedError(RejectedError::Reason::no_thread, "no worker thread could be started");
       }
       if (reject_ == RejectPolicy::block) {
-        const std::int32_t seen = room_.load(std::memory_order_relaxed);
-        ++blocked_;
-        m_.unlock();
-        const auto r = platform::futex_wait(room_, seen, block_deadline);
-        m_.lock();
-        --blocked_;
-        if (r == platform::WaitResult::timed_out || block_deadline.expired()) {
-          if (run_ == Run::running && !broken_ && (!queue_.full() || !idle_.empty() || live_.size() < max_)) {
-            continue;  // room appeared just as time ran out: take it
-          }
-          ++rejected_;
-          task->release();
-          throw RejectedError(RejectedError::Reason::timed_out, "no room in the pool before the block timeout");
+        // Wait for room (or shutdown) and look again; once the timeout has
+        // passed, the look after it is the last.
+        if (!block_timed_out) {
+          block_timed_out = !room_.wait_deadline(block_deadline);
+          continue;
         }
-        continue;
+        ++rejected_;
+        task->release();
+        throw RejectedError(RejectedError::Reason::timed_out, "no room in the pool before the block timeout");
       }
       ++rejected_;
       if (reject_ == RejectPolicy::abort) {
@@ -164,19 +149,16 @@ void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
       if (reject_ == RejectPolicy::discard_oldest) {
         victim = queue_.pop_oldest();
         if (victim) begin_finalizing();
-        if (victim && queue_.offer(task)) {
-          ++submitted_;  // the new task is accepted; the victim is the rejection
-          break;
-        }
-        then = Then::cancel_task;  // nothing to discard (handoff): the new one goes
+        if (victim && queue_.offer(task)) break;  // accepted; the victim is the rejection
+        then = Then::cancel_task;                 // nothing to discard (handoff): the new one goes
         break;
       }
       then = reject_ == RejectPolicy::caller_runs ? Then::run_here : Then::cancel_task;
       break;
     }
-    if (then == Then::done && victim == nullptr) ++submitted_;
     if (then == Then::done) {
-      reap.swap(exited_);
+      ++submitted_;
+      if (!exited_.empty()) reap.swap(exited_);
     }
   }
   // Outside the lock: user code (callbacks, the task itself) and joins.
@@ -219,9 +201,7 @@ void ThreadPoolExecutor::release_idle_workers() {
 }
 
 void ThreadPoolExecutor::notify_space() {
-  if (blocked_ == 0) return;
-  room_.fetch_add(1, std::memory_order_relaxed);
-  platform::futex_wake(room_, platform::wake_all);
+  if constexpr (!KEEL_INJECTED(executor_room_not_notified)) room_.notify_all();
 }
 
 // The caller checked that a thread may be added (live_ below core or max).
@@ -270,8 +250,8 @@ void ThreadPoolExecutor::worker_main(Worker* w, detail::FutureCore* task) {
         terminate = worker_exit(w);
       }
       if (!to_fail.empty()) {
-        const auto error =
-            std::make_exception_ptr(BrokenThreadPool("a worker initializer failed: " + describe(failed)));
+        const auto error = std::make_exception_ptr(
+            BrokenThreadPool("a worker initializer failed: " + detail::describe_exception(failed)));
         for (auto* t : to_fail) {
           t->fail(error);
           t->release();
@@ -399,7 +379,7 @@ bool ThreadPoolExecutor::end_finalizing() {
 void ThreadPoolExecutor::break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) {
   if (!broken_) {
     broken_ = true;
-    broken_why_ = describe(why);
+    broken_why_ = detail::describe_exception(why);
   }
   for (auto* t : queue_.drain()) failed.push_back(t);
   release_idle_workers();

@@ -20,16 +20,16 @@ ErrorReporter& reporter_slot() {
 }
 
 void default_report(std::string_view where, const std::exception_ptr& error) noexcept {
-  std::string what = "unknown exception";
-  try {
-    if (error) std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
-  }
 #if KEEL_MODEL
   (void)where;
+  (void)error;
 #else
+  std::string what;
+  try {
+    what = detail::describe_exception(error);
+  } catch (...) {
+    what = "(no memory to describe it)";
+  }
   std::fprintf(stderr, "keel: exception in %.*s: %s\n", static_cast<int>(where.size()), where.data(), what.c_str());
 #endif
 }
@@ -62,6 +62,17 @@ void report_error(std::string_view where, const std::exception_ptr& error) noexc
 }
 
 namespace detail {
+
+std::string describe_exception(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+  }
+  return "unknown exception";
+}
 
 FutureStatus FutureCore::status() const {
   switch (phase()) {

@@ -47,6 +47,7 @@
 #include "keel/executor/task_queue.hpp"
 #include "keel/future/future.hpp"
 #include "keel/future/wait.hpp"
+#include "keel/sync/condition.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
 
@@ -236,7 +237,7 @@ class ThreadPoolExecutor {
     return future;
   }
 
-  void enqueue(detail::FutureCore* task, bool has_priority) KEEL_NO_TSA;
+  void enqueue(detail::FutureCore* task, bool has_priority);
   bool await_by(const platform::Deadline& deadline);
   void worker_main(Worker* w, detail::FutureCore* first) KEEL_NO_TSA;
   bool run_task(detail::FutureCore* task);
@@ -279,13 +280,12 @@ class ThreadPoolExecutor {
   std::vector<Worker*> exited_;          // guarded by m_; to be joined
   std::size_t active_ = 0;               // guarded by m_
   std::size_t largest_ = 0;              // guarded by m_
-  std::size_t blocked_ = 0;              // guarded by m_: submitters waiting for room
   std::uint64_t seq_ = 0;                // guarded by m_
   std::uint64_t threads_made_ = 0;       // guarded by m_
   std::uint64_t submitted_ = 0;          // guarded by m_
   std::uint64_t completed_ = 0;          // guarded by m_
   std::uint64_t rejected_ = 0;           // guarded by m_
-  platform::FutexWord room_{0};          // bumped under m_ when a blocked submitter may proceed
+  Condition room_{m_};                   // blocked submitters wait here for room (RejectPolicy::block)
   Event terminated_;
   Mutex join_lock_;  // one thread joins the workers at a time
 };

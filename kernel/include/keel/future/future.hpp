@@ -61,6 +61,10 @@ class Promise;
 
 namespace detail {
 
+// The what() of the exception e holds ("unknown exception" for one that is
+// not a std::exception, "" for null): how keel names an error in a report.
+std::string describe_exception(const std::exception_ptr& e);
+
 class FutureCore;
 
 // Something to do when a future becomes final. Internal hooks (the waiters of
