@@ -10,12 +10,19 @@
 // concurrent.futures' names, and RejectedError is Java's
 // RejectedExecutionException.
 //
+// The process layer adds OsError (an operating-system call failed, with its
+// errno), ProtocolError (a malformed or oversized frame or encoding: bad input
+// from another process is an error, never a crash), RemoteError (a task raised
+// in a worker process: its type and message), WorkerLost (the worker running a
+// task died: pid and exit status or signal) and BrokenProcessPool.
+//
 // Invariants: SYNC-3 (misuse is reported with a typed error, state unchanged),
 // EXEC-3 (a refused submission is an error, never a silent drop).
 #pragma once
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace keel {
 
@@ -108,6 +115,60 @@ class RejectedError : public Error {
 
  private:
   Reason reason_;
+};
+
+// An operating-system call failed (Python: OSError). code() is the errno.
+class OsError : public Error {
+ public:
+  OsError(int code, const std::string& what) : Error(what), code_(code) {}
+  int code() const noexcept { return code_; }
+
+ private:
+  int code_;
+};
+
+// Bytes from another process that are not a valid frame or encoding: bad
+// magic, a length above the limit, a truncated value, trailing garbage.
+class ProtocolError : public ValueError {
+ public:
+  using ValueError::ValueError;
+};
+
+// A task raised in a worker process. type() is the exception's C++ type as the
+// worker saw it (demangled), message() its what().
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type, std::string message)
+      : Error(type + ": " + message), type_(std::move(type)), message_(std::move(message)) {}
+  const std::string& type() const noexcept { return type_; }
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string type_;
+  std::string message_;
+};
+
+// The worker process running a task died before reporting its outcome.
+// exit_code() follows Python's Process.exitcode: the exit status, or minus the
+// signal number that killed it.
+class WorkerLost : public Error {
+ public:
+  WorkerLost(int pid, int exit_code, const std::string& what) : Error(what), pid_(pid), exit_code_(exit_code) {}
+  int pid() const noexcept { return pid_; }
+  int exit_code() const noexcept { return exit_code_; }
+  bool signaled() const noexcept { return exit_code_ < 0; }
+  int signal() const noexcept { return exit_code_ < 0 ? -exit_code_ : 0; }
+
+ private:
+  int pid_;
+  int exit_code_;
+};
+
+// A ProcessPool that can no longer run work: a worker initializer failed, or
+// workers died faster than the restart limit allows (Python: BrokenProcessPool).
+class BrokenProcessPool : public BrokenExecutor {
+ public:
+  using BrokenExecutor::BrokenExecutor;
 };
 
 }  // namespace keel

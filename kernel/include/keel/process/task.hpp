@@ -1,0 +1,243 @@
+// The task registry: functions a worker process can run, found by name.
+//
+// Contract: register_task(name, fn) records fn under a unique, non-empty name
+// (ValueError otherwise, and the registry is unchanged) and returns a typed
+// TaskRef<R(A...)> whose parameter types are fn's, decayed (const T& and T
+// both travel as T). Register at namespace scope or in main before
+// keel::bootstrap(), so the parent and every fresh worker image hold the same
+// table. A worker runs a task with detail::invoke_task(name, encoded args):
+// arguments that do not decode exactly are a ProtocolError before fn runs
+// (IPC-1); an unknown name is a ValueError; fn's exceptions propagate, and
+// encode_error/decode_error carry their demangled type and what() to the
+// parent as a RemoteError, both strings kept exactly.
+//
+// Invariants: IPC-1 (malformed argument, result or error bytes are a ProtocolError).
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "keel/error.hpp"
+#include "keel/process/codec.hpp"
+
+namespace keel {
+
+template <class Sig>
+class TaskRef;
+
+namespace detail {
+
+struct TaskRefFactory;
+
+// One registered task, type-erased: decodes the arguments, calls the
+// function, encodes the result.
+class TaskInvoker {
+ public:
+  virtual ~TaskInvoker() = default;
+  virtual std::string invoke(std::string_view name, std::string_view args) = 0;
+};
+
+// ValueError if the name is empty or taken (and then nothing is registered).
+void register_task_entry(std::string name, std::unique_ptr<TaskInvoker> invoker, const std::type_info& signature);
+// Whether `name` is registered with exactly this signature (R(A...), decayed).
+bool task_signature_matches(std::string_view name, const std::type_info& signature);
+
+bool task_registered(std::string_view name);
+
+// Runs the task: decodes args (ProtocolError if they do not decode exactly),
+// calls it, encodes the result (void -> empty). ValueError for an unknown
+// name. Exceptions from the task propagate.
+std::string invoke_task(std::string_view name, std::string_view args);
+
+// The encoding invoke_task expects. Each argument's type must be the task's
+// parameter type exactly (an int is not a long here); TaskRef::encode_args
+// converts for you.
+template <class... A>
+std::string encode_args(const A&... a) {
+  return keel::encode(a...);
+}
+
+template <class R>
+R decode_result(std::string_view bytes) {
+  if constexpr (std::is_void_v<R>) {
+    Decoder(bytes).expect_end();
+  } else {
+    return keel::decode<R>(bytes);
+  }
+}
+
+// An exception as bytes: its demangled dynamic type and what(). For an object
+// that is not a std::exception the type is still named (e.g. "int") and the
+// message is "unknown exception". ValueError for a null exception_ptr.
+std::string encode_error(const std::exception_ptr& e);
+// The RemoteError a parent throws for bytes from encode_error; ProtocolError
+// if they are malformed.
+RemoteError decode_error(std::string_view bytes);
+
+// The readable name of a type ("std::runtime_error"); the raw name if
+// demangling fails.
+std::string demangle(const char* mangled);
+std::string type_name(const std::type_info& t);
+
+// ---- deducing a task's signature -----------------------------------------------
+
+template <class R, class... P>
+struct TaskSignature {
+  static constexpr bool valid = true;
+  using result = std::decay_t<R>;
+  using signature = result(std::decay_t<P>...);
+  using args = std::tuple<std::decay_t<P>...>;
+  using params = std::tuple<P...>;
+};
+
+template <class F, class = void>
+struct CallableTraits {
+  static constexpr bool valid = false;
+};
+template <class R, class... P>
+struct CallableTraits<R (*)(P...), void> : TaskSignature<R, P...> {};
+template <class R, class... P>
+struct CallableTraits<R (*)(P...) noexcept, void> : TaskSignature<R, P...> {};
+
+template <class M>
+struct MemberCallTraits {
+  static constexpr bool valid = false;
+};
+template <class C, class R, class... P>
+struct MemberCallTraits<R (C::*)(P...)> : TaskSignature<R, P...> {};
+template <class C, class R, class... P>
+struct MemberCallTraits<R (C::*)(P...) const> : TaskSignature<R, P...> {};
+template <class C, class R, class... P>
+struct MemberCallTraits<R (C::*)(P...) noexcept> : TaskSignature<R, P...> {};
+template <class C, class R, class... P>
+struct MemberCallTraits<R (C::*)(P...) const noexcept> : TaskSignature<R, P...> {};
+
+// Callable objects with one, non-template operator() (lambdas, functors).
+template <class F>
+struct CallableTraits<F, std::void_t<decltype(&F::operator())>> : MemberCallTraits<decltype(&F::operator())> {};
+
+template <class F, class R, class... P>
+class TaskInvokerImpl final : public TaskInvoker {
+ public:
+  explicit TaskInvokerImpl(F fn) : fn_(std::move(fn)) {}
+
+  std::string invoke(std::string_view name, std::string_view args) override {
+    std::tuple<std::decay_t<P>...> values = decode_args(name, args);
+    return call(values, std::index_sequence_for<P...>{});
+  }
+
+ private:
+  static std::tuple<std::decay_t<P>...> decode_args(std::string_view name, std::string_view args) {
+    try {
+      return decode_tuple<std::tuple<std::decay_t<P>...>>(args);
+    } catch (const ProtocolError& e) {
+      throw ProtocolError("keel: the arguments of task '" + std::string(name) + "' do not decode: " + e.what());
+    }
+  }
+
+  template <std::size_t... I>
+  std::string call(std::tuple<std::decay_t<P>...>& values, std::index_sequence<I...>) {
+    // static_cast<P&&> hands each decoded value over as the parameter wants
+    // it: moved for T and T&&, by reference for T& and const T&.
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(fn_, static_cast<P&&>(std::get<I>(values))...);
+      return {};
+    } else {
+      return keel::encode(std::invoke(fn_, static_cast<P&&>(std::get<I>(values))...));
+    }
+  }
+
+  F fn_;
+};
+
+template <class F, class R, class... P>
+std::unique_ptr<TaskInvoker> make_invoker(F fn, std::tuple<P...>*) {
+  return std::make_unique<TaskInvokerImpl<F, R, P...>>(std::move(fn));
+}
+
+template <class T>
+inline constexpr bool task_value_ok = std::is_void_v<T> || has_codec<T>;
+
+template <class... A>
+constexpr bool task_args_ok(std::tuple<A...>*) {
+  return (has_codec<A> && ...);
+}
+
+}  // namespace detail
+
+// A typed handle to a registered task: its name, and the types its arguments
+// and result travel as. Made by register_task or TaskRef::lookup.
+template <class R, class... A>
+class TaskRef<R(A...)> {
+ public:
+  using result_type = R;
+  using args_type = std::tuple<A...>;
+  using signature = R(A...);
+
+  const std::string& name() const noexcept { return name_; }
+
+  // The argument bytes invoke_task expects, converting each argument to the
+  // parameter's type first.
+  static std::string encode_args(const A&... a) { return keel::encode(a...); }
+  static R decode_result(std::string_view bytes) { return detail::decode_result<R>(bytes); }
+
+  // The handle of a task registered elsewhere (e.g. in another translation
+  // unit). ValueError if no task has that name, or it has another signature.
+  static TaskRef lookup(std::string name) {
+    if (!detail::task_registered(name)) throw ValueError("keel: no task named '" + name + "' is registered");
+    if (!detail::task_signature_matches(name, typeid(signature))) {
+      throw ValueError("keel: task '" + name + "' is registered with another signature than " +
+                       detail::type_name(typeid(signature)));
+    }
+    return TaskRef(std::move(name));
+  }
+
+  friend bool operator==(const TaskRef& a, const TaskRef& b) { return a.name_ == b.name_; }
+
+ private:
+  friend struct detail::TaskRefFactory;
+  explicit TaskRef(std::string name) : name_(std::move(name)) {}
+
+  std::string name_;
+};
+
+namespace detail {
+struct TaskRefFactory {
+  template <class Sig>
+  static TaskRef<Sig> make(std::string name) {
+    return TaskRef<Sig>(std::move(name));
+  }
+};
+}  // namespace detail
+
+// Registers `fn` (a function pointer, or a callable object with one
+// non-template operator()) under `name`. ValueError if the name is empty or
+// already registered. Every parameter and the result must have a keel::Codec.
+template <class F>
+auto register_task(std::string name, F fn) {
+  using Traits = detail::CallableTraits<F>;
+  static_assert(Traits::valid,
+                "keel::register_task needs a function pointer or a callable object with one non-template "
+                "operator() (a generic lambda or an overload set has no single signature: cast it)");
+  if constexpr (Traits::valid) {
+    using Sig = typename Traits::signature;
+    using Result = typename Traits::result;
+    static_assert(detail::task_value_ok<Result>, "keel::register_task: the task's result type has no keel::Codec");
+    static_assert(detail::task_args_ok(static_cast<typename Traits::args*>(nullptr)),
+                  "keel::register_task: a parameter type of the task has no keel::Codec");
+    if (name.empty()) throw ValueError("keel: a task name must not be empty");
+    detail::register_task_entry(
+        name, detail::make_invoker<F, Result>(std::move(fn), static_cast<typename Traits::params*>(nullptr)),
+        typeid(Sig));
+    return detail::TaskRefFactory::make<Sig>(std::move(name));
+  }
+}
+
+}  // namespace keel

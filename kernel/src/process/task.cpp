@@ -1,0 +1,116 @@
+// The process-wide task table and the error encoding.
+//
+// The table is built once, at registration (static-init or early main), and
+// read about once per task run in a worker, so a lookup is one uncontended
+// Mutex round trip and a hash probe. Entries are never removed: an invoker
+// found under the lock stays valid after it is released, so the task itself
+// runs unlocked.
+#include "keel/process/task.hpp"
+
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <unordered_map>
+
+#include "keel/sync/mutex.hpp"
+
+namespace keel::detail {
+
+namespace {
+
+struct NameHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+struct TaskEntry {
+  std::unique_ptr<TaskInvoker> invoker;
+  const std::type_info* signature = nullptr;
+};
+
+struct Registry {
+  Mutex mu;
+  std::unordered_map<std::string, TaskEntry, NameHash, std::equal_to<>> tasks KEEL_GUARDED_BY(mu);
+
+  const TaskEntry* find(std::string_view name) {
+    LockGuard<Mutex> g(mu);
+    const auto it = tasks.find(name);
+    return it == tasks.end() ? nullptr : &it->second;
+  }
+};
+
+// Never destroyed: a task may still be looked up from a thread that outlives
+// static destruction (a worker calling exit() while another thread runs).
+Registry& registry() {
+  static Registry* const r = new Registry;
+  return *r;
+}
+
+}  // namespace
+
+void register_task_entry(std::string name, std::unique_ptr<TaskInvoker> invoker, const std::type_info& signature) {
+  if (name.empty()) throw ValueError("keel: a task name must not be empty");
+  Registry& r = registry();
+  LockGuard<Mutex> g(r.mu);
+  if (r.tasks.find(name) != r.tasks.end()) {
+    throw ValueError("keel: a task named '" + name + "' is already registered");
+  }
+  r.tasks.emplace(std::move(name), TaskEntry{std::move(invoker), &signature});
+}
+
+bool task_registered(std::string_view name) { return registry().find(name) != nullptr; }
+
+bool task_signature_matches(std::string_view name, const std::type_info& signature) {
+  const TaskEntry* e = registry().find(name);
+  return e != nullptr && *e->signature == signature;
+}
+
+std::string invoke_task(std::string_view name, std::string_view args) {
+  const TaskEntry* e = registry().find(name);
+  if (e == nullptr) throw ValueError("keel: no task named '" + std::string(name) + "' is registered");
+  return e->invoker->invoke(name, args);
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* s = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  if (status != 0 || s == nullptr) {
+    std::free(s);
+    return mangled;
+  }
+  std::string out(s);
+  std::free(s);
+  return out;
+}
+
+std::string type_name(const std::type_info& t) { return demangle(t.name()); }
+
+std::string encode_error(const std::exception_ptr& e) {
+  if (!e) throw ValueError("keel: encode_error of a null exception_ptr");
+  std::string type;
+  std::string message;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    type = type_name(typeid(ex));
+    message = ex.what();
+  } catch (...) {
+    // Not a std::exception: there is no what(), but the runtime still knows
+    // the thrown object's type.
+    const std::type_info* t = abi::__cxa_current_exception_type();
+    type = t != nullptr ? type_name(*t) : std::string("unknown exception");
+    message = "unknown exception";
+  }
+  return keel::encode(type, message);
+}
+
+RemoteError decode_error(std::string_view bytes) {
+  try {
+    auto [type, message] = decode_tuple<std::tuple<std::string, std::string>>(bytes);
+    return RemoteError(std::move(type), std::move(message));
+  } catch (const ProtocolError& e) {
+    throw ProtocolError(std::string("keel: malformed error bytes: ") + e.what());
+  }
+}
+
+}  // namespace keel::detail
