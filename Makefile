@@ -26,10 +26,11 @@ LIB_SRC   := $(sort $(wildcard kernel/src/*/*.cpp))
 LIB_OBJ   := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 LIB       := $(BUILD)/libkeel.a
 
-TEST_SRC  := $(sort $(wildcard tests/*/*.cpp))
+# tests/main.cpp: keel::bootstrap first (workers are fresh images of this binary).
+TEST_SRC  := tests/main.cpp $(sort $(wildcard tests/*/*.cpp))
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 TEST_BIN  := $(BUILD)/keel_tests
-TEST_LIBS := -lgtest -lgtest_main -lrapidcheck
+TEST_LIBS := -lgtest -lrapidcheck
 
 BENCH_SRC := $(sort $(wildcard bench/*.cpp))
 BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/bench/%)
@@ -97,8 +98,10 @@ asan: deps
 	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" TEST_ARGS="$(TEST_ARGS)"
 
+# atexit_sleep_ms=0: TSan otherwise sleeps a second in every exiting process,
+# and the process tests start and stop hundreds of workers.
 tsan: deps
-	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0" \
 	$(MAKE) --no-print-directory test CXX=$(CLANG) BUILD=build/tsan \
 	  OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" TEST_ARGS="$(TEST_ARGS)"
 

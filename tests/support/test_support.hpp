@@ -1,6 +1,7 @@
 // Helpers shared by keel's tests: iteration scaling, "wait until that thread is
-// asleep in a futex", bounded polling, a joining thread group, and a RapidCheck
-// runner with per-property test counts.
+// asleep in a futex", bounded polling, a joining thread group, a forked child
+// whose exit code is the result, and a RapidCheck runner with per-property test
+// counts. Helpers for tests across processes are in process_support.hpp.
 //
 // Timing rules every test follows: timeouts are short (10-50 ms), only lower
 // bounds on elapsed time are asserted, and every wait that could hang on a bug
@@ -19,6 +20,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -39,6 +41,21 @@
 #endif
 #if !defined(KEEL_TEST_SANITIZED)
 #define KEEL_TEST_SANITIZED 0
+#endif
+
+// ThreadSanitizer alone: it reports some misuse (a pthread mutex unlocked by a
+// non-owner) before the call returns its error, and cannot start threads in a
+// child forked from a multi-threaded process; tests of those skip under it.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KEEL_TEST_TSAN 1
+#endif
+#endif
+#if !defined(KEEL_TEST_TSAN) && defined(__SANITIZE_THREAD__)
+#define KEEL_TEST_TSAN 1
+#endif
+#if !defined(KEEL_TEST_TSAN)
+#define KEEL_TEST_TSAN 0
 #endif
 
 namespace keel_test {
@@ -182,14 +199,15 @@ class Threads {
   std::vector<std::thread> ts_;
 };
 
-// Runs fn in a forked child and returns its exit code (fn's return value), or
-// 128 + the signal that ended it. For checks that may hit undefined behaviour
-// in kernel code: under UBSan the child aborts and the calling test fails,
-// instead of the whole test binary. fn must not start threads.
+// Forks a child that runs fn and leaves with _exit(fn's return value), 101 when
+// fn throws: no gtest, destructors or atexit handlers run in the child.
+// Buffered output is flushed first so the child cannot repeat it. Returns the
+// child's pid, or -1 when fork fails.
 template <class F>
-int exit_code_in_child(F fn) {
+pid_t fork_child(F fn) {
   std::cout.flush();
   std::cerr.flush();
+  std::fflush(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
     int code = 100;
@@ -200,6 +218,16 @@ int exit_code_in_child(F fn) {
     }
     ::_exit(code);
   }
+  return pid;
+}
+
+// Runs fn in a forked child and returns its exit code (fn's return value), or
+// 128 + the signal that ended it. For checks that may hit undefined behaviour
+// in kernel code: under UBSan the child aborts and the calling test fails,
+// instead of the whole test binary. fn must not start threads.
+template <class F>
+int exit_code_in_child(F fn) {
+  const pid_t pid = fork_child(std::move(fn));
   if (pid < 0) return -1;
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {

@@ -1,0 +1,489 @@
+// Child processes: role table, spawn/fork, the daemon lifeline, reaping.
+//
+// Fd layout in every child (spawned or forked): the request's fds at 3, 4, ...
+// (n of them), then, for a spawned child, the payload (a memfd) at 3+n, then,
+// for a daemon, the lifeline's read end after that. KEEL_CHILD tells the fresh
+// image "<n>,<daemon 0|1>,<role>".
+#include "keel/process/child.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "keel/error.hpp"
+#include "keel/sync/mutex.hpp"
+
+extern char** environ;
+
+namespace keel::detail {
+namespace {
+
+constexpr const char* child_env = "KEEL_CHILD";
+constexpr int first_child_fd = 3;
+
+std::string errno_text(const char* what, int code) { return std::string(what) + ": " + std::strerror(code); }
+
+[[noreturn]] void throw_os(const char* what, int code) { throw OsError(code, errno_text(what, code)); }
+
+// Closes an fd on scope exit unless released.
+class FdGuard {
+ public:
+  explicit FdGuard(int fd = -1) noexcept : fd_(fd) {}
+  FdGuard(const FdGuard&) = delete;
+  FdGuard& operator=(const FdGuard&) = delete;
+  ~FdGuard() { reset(); }
+  int get() const noexcept { return fd_; }
+  void reset(int fd = -1) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+struct Roles {
+  Mutex mutex;
+  std::map<std::string, ChildRole, std::less<>> table;
+};
+Roles& roles() {
+  static Roles r;  // built on first use: static initializers of other files register into it
+  return r;
+}
+
+// Process-wide state. argv0 and `booted` are written once by bootstrap, before
+// any thread exists; the lifeline is created under its own lock.
+struct ProcessState {
+  std::string argv0 = "keel";
+  bool booted = false;
+  bool forked_child = false;
+  Mutex lifeline_mutex;
+  int lifeline_read = -1;   // passed to daemon children
+  int lifeline_write = -1;  // never passed on: closes only when this process dies
+};
+ProcessState& state() {
+  static ProcessState s;
+  return s;
+}
+
+// The lifeline pipe, created once. Both ends are O_CLOEXEC: the write end must
+// reach no child at all (a child holding it would keep its siblings alive).
+int lifeline_read_end() {
+  ProcessState& s = state();
+  LockGuard lock(s.lifeline_mutex);
+  if (s.lifeline_read < 0) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_os("keel: cannot create the lifeline pipe", errno);
+    s.lifeline_read = p[0];
+    s.lifeline_write = p[1];
+  }
+  return s.lifeline_read;
+}
+
+// The watcher of a daemon child. Nobody ever writes to the lifeline, so any
+// event on it means the parent is gone, and the child goes too, at once: the
+// raw exit_group skips what a sanitizer's _exit does first (TSan sleeps a
+// second at exit while other threads run). A byte on the stop pipe ends the
+// watcher instead: the child is exiting by itself.
+struct Watcher {
+  int lifeline = -1;
+  int stop_read = -1;
+  int stop_write = -1;
+  pthread_t thread{};
+  bool running = false;
+};
+Watcher& watcher() {
+  static Watcher w;
+  return w;
+}
+
+void* lifeline_watcher(void*) {
+  const Watcher& w = watcher();
+  for (;;) {
+    pollfd p[2] = {{w.lifeline, POLLIN, 0}, {w.stop_read, POLLIN, 0}};
+    const int r = ::poll(p, 2, -1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r > 0 && p[0].revents == 0 && p[1].revents != 0) return nullptr;
+    ::syscall(SYS_exit_group, 1);
+    ::_exit(1);  // not reached
+  }
+}
+
+// Ends the watcher thread (at the child's normal exit), so that exit runs in a
+// process with no thread of keel's left. Called from atexit and before _exit.
+void stop_lifeline_watcher() {
+  Watcher& w = watcher();
+  if (!w.running) return;
+  const char c = 0;
+  while (::write(w.stop_write, &c, 1) < 0 && errno == EINTR) {
+  }
+  pthread_join(w.thread, nullptr);
+  w.running = false;
+}
+
+void start_lifeline_watcher(int fd) {
+  Watcher& w = watcher();
+  int stop[2];
+  if (::pipe2(stop, O_CLOEXEC) != 0) {
+    // A daemon that cannot watch its parent could outlive it: refuse to run.
+    std::fprintf(stderr, "keel child: cannot create the watcher's pipe: %s\n", std::strerror(errno));
+    ::_exit(1);
+  }
+  w.lifeline = fd;
+  w.stop_read = stop[0];
+  w.stop_write = stop[1];
+  // The watcher takes no signals: they belong to the role's threads.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  const int rc = pthread_create(&w.thread, nullptr, &lifeline_watcher, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (rc != 0) {
+    std::fprintf(stderr, "keel child: cannot start the lifeline watcher: %s\n", std::strerror(rc));
+    ::_exit(1);
+  }
+  w.running = true;
+  std::atexit(&stop_lifeline_watcher);
+}
+
+void set_cloexec(int fd) {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+// Runs a role in the child, once its fds are in place. The inherited fds get
+// FD_CLOEXEC so that they do not leak into grandchildren.
+int run_role(ChildRole fn, const ChildContext& ctx, int lifeline_fd) {
+  if (lifeline_fd >= 0) {
+    set_cloexec(lifeline_fd);
+    start_lifeline_watcher(lifeline_fd);
+  }
+  for (int fd : ctx.fds) set_cloexec(fd);
+  try {
+    lifeline_read_end();  // this child's own lifeline, for its daemon children
+    return fn(ctx);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "keel child (role %s): %s\n", ctx.role.c_str(), e.what());
+  } catch (...) {
+    std::fprintf(stderr, "keel child (role %s): unknown exception\n", ctx.role.c_str());
+  }
+  return 1;
+}
+
+// Closes every fd >= first.
+void close_from(int first) {
+#ifdef SYS_close_range
+  if (::syscall(SYS_close_range, static_cast<unsigned>(first), ~0u, 0u) == 0) return;
+#endif
+  const long max = ::sysconf(_SC_OPEN_MAX);
+  for (long fd = first; fd < (max > 0 ? max : 1024); ++fd) ::close(static_cast<int>(fd));
+}
+
+void validate(const SpawnRequest& req, ChildRole& fn) {
+  fn = find_child_role(req.role);
+  if (fn == nullptr) throw ValueError("keel: no child role named '" + req.role + "' is registered");
+  for (int fd : req.fds) {
+    if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) throw ValueError("keel: fd " + std::to_string(fd) + " is not open");
+  }
+}
+
+int open_pidfd(int pid) {
+#ifdef SYS_pidfd_open
+  const long fd = ::syscall(SYS_pidfd_open, pid, 0);
+  if (fd >= 0) return static_cast<int>(fd);  // pidfds are always close-on-exec
+#endif
+  (void)pid;
+  return -1;  // old kernel: callers fall back to polling waitpid
+}
+
+ChildHandle fork_child(const SpawnRequest& req, ChildRole fn) {
+  const int lifeline = req.daemon ? lifeline_read_end() : -1;
+  std::fflush(nullptr);  // buffered output must not be written twice
+  const pid_t pid = ::fork();
+  if (pid < 0) throw_os("keel: fork failed", errno);
+  if (pid == 0) {
+    // The child: the same fd layout as a spawned child, everything else
+    // closed (the parent's lifeline write end above all).
+    std::vector<int> sources = req.fds;
+    if (lifeline >= 0) sources.push_back(lifeline);
+    const int total = static_cast<int>(sources.size());
+    for (int& fd : sources) fd = ::fcntl(fd, F_DUPFD, first_child_fd + total);
+    for (int i = 0; i < total; ++i) {
+      if (sources[i] < 0 || ::dup2(sources[i], first_child_fd + i) < 0) ::_exit(127);
+    }
+    close_from(first_child_fd + total);
+    ProcessState& s = state();
+    s.lifeline_read = s.lifeline_write = -1;  // closed above; the child makes its own
+    watcher() = Watcher{};                    // a watcher of the parent's is no thread here
+    s.forked_child = true;
+    ChildContext ctx{req.role, {}, req.payload};
+    for (int i = 0; i < static_cast<int>(req.fds.size()); ++i) ctx.fds.push_back(first_child_fd + i);
+    const int code = run_role(fn, ctx, lifeline >= 0 ? first_child_fd + total - 1 : -1);
+    stop_lifeline_watcher();
+    std::fflush(nullptr);
+    ::_exit(code & 0xff);
+  }
+  return ChildHandle{pid, open_pidfd(pid)};
+}
+
+class SpawnActions {
+ public:
+  SpawnActions() {
+    if (const int rc = posix_spawn_file_actions_init(&fa_); rc != 0)
+      throw_os("keel: posix_spawn_file_actions_init", rc);
+    if (const int rc = posix_spawnattr_init(&attr_); rc != 0) {
+      posix_spawn_file_actions_destroy(&fa_);
+      throw_os("keel: posix_spawnattr_init", rc);
+    }
+  }
+  ~SpawnActions() {
+    posix_spawnattr_destroy(&attr_);
+    posix_spawn_file_actions_destroy(&fa_);
+  }
+  SpawnActions(const SpawnActions&) = delete;
+  SpawnActions& operator=(const SpawnActions&) = delete;
+  posix_spawn_file_actions_t fa_;
+  posix_spawnattr_t attr_;
+};
+
+void write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_os("keel: cannot write the child's payload", errno);
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+ChildHandle posix_spawn_child(const SpawnRequest& req) {
+  ProcessState& s = state();
+  if (!s.booted) {
+    throw MisuseError(
+        "keel: spawning a child needs keel::bootstrap(argc, argv) called first thing in main(): the child is a fresh "
+        "image of this program");
+  }
+  // The payload travels in a memfd, so its size never blocks the parent.
+  FdGuard payload(static_cast<int>(::memfd_create("keel-payload", MFD_CLOEXEC)));
+  if (payload.get() < 0) throw_os("keel: memfd_create", errno);
+  write_all(payload.get(), req.payload);
+  if (::lseek(payload.get(), 0, SEEK_SET) != 0) throw_os("keel: lseek", errno);
+
+  std::vector<int> sources = req.fds;
+  sources.push_back(payload.get());
+  if (req.daemon) sources.push_back(lifeline_read_end());
+  const int total = static_cast<int>(sources.size());
+
+  // Copies above every target number first, so that no dup2 into 3+i can
+  // overwrite a source still to be moved (a source may already sit at 3+j).
+  std::vector<FdGuard> copies(sources.size());
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    copies[i].reset(::fcntl(sources[i], F_DUPFD_CLOEXEC, first_child_fd + total));
+    if (copies[i].get() < 0) throw_os("keel: cannot duplicate an fd for the child", errno);
+  }
+
+  SpawnActions act;
+  for (int i = 0; i < total; ++i) {
+    if (const int rc = posix_spawn_file_actions_adddup2(&act.fa_, copies[i].get(), first_child_fd + i); rc != 0) {
+      throw_os("keel: posix_spawn_file_actions_adddup2", rc);
+    }
+  }
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  // Fds that some other code opened without O_CLOEXEC stay in the parent too.
+  if (const int rc = posix_spawn_file_actions_addclosefrom_np(&act.fa_, first_child_fd + total); rc != 0) {
+    throw_os("keel: posix_spawn_file_actions_addclosefrom_np", rc);
+  }
+#endif
+  // The child starts with no signal blocked, whatever the spawning thread blocks.
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&act.attr_, &none);
+  posix_spawnattr_setflags(&act.attr_, POSIX_SPAWN_SETSIGMASK);
+
+  std::string tag =
+      std::string(child_env) + "=" + std::to_string(req.fds.size()) + "," + (req.daemon ? "1" : "0") + "," + req.role;
+  std::vector<char*> envp;
+  const std::size_t prefix = std::strlen(child_env) + 1;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    if (std::strncmp(*e, child_env, prefix - 1) == 0 && (*e)[prefix - 1] == '=') continue;
+    envp.push_back(*e);
+  }
+  envp.push_back(tag.data());
+  envp.push_back(nullptr);
+  std::string argv0 = s.argv0;
+  char* argv[] = {argv0.data(), nullptr};
+
+  pid_t pid = -1;
+  // posix_spawn reaps a child whose exec failed itself and reports the error.
+  if (const int rc = ::posix_spawn(&pid, "/proc/self/exe", &act.fa_, &act.attr_, argv, envp.data()); rc != 0) {
+    throw_os("keel: posix_spawn of /proc/self/exe failed", rc);
+  }
+  return ChildHandle{pid, open_pidfd(pid)};
+}
+
+std::string read_payload(int fd) {
+  std::string out;
+  char buf[1 << 14];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_os("keel child: cannot read the payload", errno);
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+void register_child_role(std::string name, ChildRole fn) {
+  if (name.empty()) throw ValueError("keel: a child role needs a name");
+  if (fn == nullptr) throw ValueError("keel: child role '" + name + "' has no function");
+  Roles& r = roles();
+  LockGuard lock(r.mutex);
+  if (!r.table.emplace(name, fn).second) throw ValueError("keel: child role '" + name + "' is already registered");
+}
+
+ChildRole find_child_role(std::string_view name) {
+  Roles& r = roles();
+  LockGuard lock(r.mutex);
+  const auto it = r.table.find(name);
+  return it == r.table.end() ? nullptr : it->second;
+}
+
+ChildHandle spawn_child(const SpawnRequest& req) {
+  ChildRole fn = nullptr;
+  validate(req, fn);
+  return req.start == StartMethod::fork ? fork_child(req, fn) : posix_spawn_child(req);
+}
+
+int exit_code_from_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return -WTERMSIG(status);
+  return still_running;
+}
+
+int reap_child(ChildHandle& h, bool block) {
+  if (h.pid <= 0) throw OsError(ECHILD, "keel: reap_child: no unreaped child in this handle");
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(h.pid, &status, block ? 0 : WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return still_running;
+  if (r < 0) throw_os("keel: waitpid", errno);
+  if (h.pidfd >= 0) ::close(h.pidfd);
+  h.pidfd = -1;
+  h.pid = -1;
+  return exit_code_from_status(status);
+}
+
+void record_bootstrap(int argc, char** argv) {
+  ProcessState& s = state();
+  if (argc > 0 && argv != nullptr && argv[0] != nullptr) s.argv0 = argv[0];
+  s.booted = true;
+  lifeline_read_end();
+}
+
+bool bootstrapped() { return state().booted; }
+
+bool in_forked_child() noexcept { return state().forked_child; }
+
+bool wait_fd(int fd, short events, const platform::Deadline& deadline) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    timespec ts{};
+    timespec* tsp = nullptr;
+    if (!deadline.is_never()) {
+      // Compare before subtracting: an expired deadline may be time_point::min().
+      const auto now = platform::SteadyClock::now();
+      if (deadline.point() > now) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.point() - now).count();
+        ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+        ts.tv_nsec = static_cast<long>(ns % 1000000000);
+      }
+      tsp = &ts;
+    }
+    const int r = ::ppoll(&p, 1, tsp, nullptr);
+    if (r > 0) return true;
+    if (r == 0) {
+      if (deadline.expired()) return false;
+      continue;  // woke a little early: wait out the rest
+    }
+    if (errno != EINTR) throw_os("keel: poll", errno);
+  }
+}
+
+std::optional<int> run_child_from_environment() {
+  const char* tag = std::getenv(child_env);
+  if (tag == nullptr) return std::nullopt;
+  const std::string spec = tag;
+  ::unsetenv(child_env);  // grandchildren started by other means must not take it for theirs
+  // "<n>,<daemon>,<role>"
+  const auto c1 = spec.find(',');
+  const auto c2 = c1 == std::string::npos ? std::string::npos : spec.find(',', c1 + 1);
+  int n = -1;
+  if (c2 != std::string::npos) {
+    try {
+      n = std::stoi(spec.substr(0, c1));
+    } catch (const std::exception&) {
+      n = -1;
+    }
+  }
+  if (n < 0 || n > 4096 || (spec[c1 + 1] != '0' && spec[c1 + 1] != '1')) {
+    std::fprintf(stderr, "keel child: malformed %s=%s\n", child_env, spec.c_str());
+    return 127;
+  }
+  const bool daemon = spec[c1 + 1] == '1';
+  {
+    // Exec'd through /proc/self/exe, the child would show as "exe" in ps and
+    // top: give it the program's own name, as the parent has.
+    const std::string& a0 = state().argv0;
+    const auto slash = a0.rfind('/');
+    ::prctl(PR_SET_NAME, (slash == std::string::npos ? a0 : a0.substr(slash + 1)).substr(0, 15).c_str());
+  }
+  ChildContext ctx;
+  ctx.role = spec.substr(c2 + 1);
+  const int payload_fd = first_child_fd + n;
+  const int lifeline_fd = daemon ? payload_fd + 1 : -1;
+  // Watch the parent before anything else: a parent already gone means EOF now.
+  if (lifeline_fd >= 0) {
+    set_cloexec(lifeline_fd);
+    start_lifeline_watcher(lifeline_fd);
+  }
+  for (int i = 0; i < n; ++i) ctx.fds.push_back(first_child_fd + i);
+  try {
+    ctx.payload = read_payload(payload_fd);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 127;
+  }
+  const ChildRole fn = find_child_role(ctx.role);
+  if (fn == nullptr) {
+    std::fprintf(stderr, "keel child: no role named '%s' is registered in this program\n", ctx.role.c_str());
+    return 127;
+  }
+  return run_role(fn, ctx, -1);
+}
+
+}  // namespace keel::detail

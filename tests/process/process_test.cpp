@@ -1,0 +1,460 @@
+// keel::Process (Python's multiprocessing.Process): a registered task runs in
+// a fresh image of this binary (spawn) or a forked copy (fork, opt-in); exit
+// codes follow Python (negative signal numbers); join(timeout), is_alive,
+// terminate/kill; connections reach the child; a daemon child dies with its
+// parent, even when the parent is SIGKILLed (POOL-4); the destructor kills a
+// daemon child and joins a non-daemon one. tests/main.cpp fails any test that
+// leaves a child, a zombie or an fd behind.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "../support/test_support.hpp"
+#include "keel/error.hpp"
+#include "keel/process/pipe.hpp"
+#include "keel/process/process.hpp"
+
+using namespace std::chrono_literals;
+using keel_test::hang_limit;
+
+namespace {
+
+// Set by the parent at run time: a spawned child (fresh image) sees 0, a
+// forked child sees the parent's value.
+int g_marker = 0;
+
+std::string self_exe() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n < 0 ? std::string() : std::string(buf, static_cast<std::size_t>(n));
+}
+
+// What a child reports about itself over connection 0.
+using Report = std::tuple<std::int32_t, std::int32_t, std::string, std::string, std::int32_t, std::int64_t>;
+//                          pid        ppid          exe          name         marker        argument
+
+void report_task(std::int64_t argument) {
+  keel::this_process::connection(0).send(Report{static_cast<std::int32_t>(::getpid()),
+                                                static_cast<std::int32_t>(::getppid()), self_exe(),
+                                                keel::this_process::name(), g_marker, argument});
+}
+
+void sleep_task(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+void exit_task(int code) { std::exit(code); }
+
+void throw_task() { throw std::runtime_error("boom from the child"); }
+
+void abort_task() {
+  const rlimit no_core{0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);  // no core file for an expected abort
+  std::abort();
+}
+
+void nothing_task() {}
+
+// Echoes every message on connection 0 until the parent closes its end.
+void echo_task() {
+  keel::Connection& c = keel::this_process::connection(0);
+  for (;;) {
+    std::string m;
+    try {
+      m = c.recv_bytes();
+    } catch (const keel::OsError&) {
+      return;  // the parent closed its end
+    }
+    c.send_bytes(m);
+  }
+}
+
+// Starts a daemon grandchild, reports its pid on connection 0, then waits to
+// be killed.
+void middle_task() {
+  keel::Process grandchild(keel::ProcessOptions{.name = "grandchild", .daemon = true},
+                           keel::TaskRef<void(int)>::lookup("process_test.sleep"), 20000);
+  grandchild.start();
+  keel::this_process::connection(0).send(static_cast<std::int32_t>(grandchild.pid()));
+  std::this_thread::sleep_for(20s);
+}
+
+const auto report = keel::register_task("process_test.report", report_task);
+const auto sleep_ms = keel::register_task("process_test.sleep", sleep_task);
+const auto exit_with = keel::register_task("process_test.exit", exit_task);
+const auto throws = keel::register_task("process_test.throw", throw_task);
+const auto aborts = keel::register_task("process_test.abort", abort_task);
+const auto nothing = keel::register_task("process_test.nothing", nothing_task);
+const auto echo = keel::register_task("process_test.echo", echo_task);
+const auto middle = keel::register_task("process_test.middle", middle_task);
+
+// A raw role: sleeps 30 ms, then exits with the payload's number.
+int sleep_role(const keel::detail::ChildContext& ctx) {
+  std::this_thread::sleep_for(30ms);
+  return std::atoi(ctx.payload.c_str());
+}
+const bool sleep_role_registered = (keel::detail::register_child_role("keel-test-sleep", sleep_role), true);
+
+// Whether pid is a child of this process that has been reaped (or never was one).
+bool reaped(int pid) { return ::waitpid(pid, nullptr, WNOHANG) < 0 && errno == ECHILD; }
+
+Report run_report(keel::StartMethod how, std::int64_t argument, const std::string& name = {}) {
+  keel::Pipe pipe;
+  keel::Process p(keel::ProcessOptions{.name = name, .start = how, .connections = {pipe.second}}, report, argument);
+  p.start();
+  pipe.second.close();
+  Report r = pipe.first.recv<Report>(hang_limit);
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(std::get<0>(r), p.pid());
+  return r;
+}
+
+int exit_code_of(keel::Process p) {
+  p.start();
+  EXPECT_TRUE(p.join(hang_limit));
+  return p.exitcode().value_or(-1000);
+}
+
+TEST(Process, SpawnRunsTheTaskInAFreshImageOfThisBinary) {
+  g_marker = 42;
+  const Report r = run_report(keel::StartMethod::spawn, 1234567890123, "worker-a");
+  g_marker = 0;
+  EXPECT_NE(std::get<0>(r), ::getpid());
+  EXPECT_EQ(std::get<1>(r), ::getpid());
+  EXPECT_EQ(std::get<2>(r), self_exe());
+  EXPECT_EQ(std::get<3>(r), "worker-a");
+  EXPECT_EQ(std::get<4>(r), 0) << "a spawned child must not see the parent's memory";
+  EXPECT_EQ(std::get<5>(r), 1234567890123);
+}
+
+TEST(Process, ArgumentsAreConvertedToTheTaskParameterTypes) {
+  const Report r = run_report(keel::StartMethod::spawn, 7);  // an int for an int64_t parameter
+  EXPECT_EQ(std::get<5>(r), 7);
+}
+
+TEST(Process, DefaultNamesCountUp) {
+  keel::Process a(nothing), b(nothing);
+  EXPECT_EQ(a.name().rfind("Process-", 0), 0u);
+  EXPECT_NE(a.name(), b.name());
+  EXPECT_EQ(a.pid(), -1);
+  EXPECT_FALSE(a.is_alive());
+  EXPECT_EQ(a.exitcode(), std::nullopt);
+}
+
+TEST(Process, ForkIsAnOptInAndSeesTheParentsMemory) {
+  g_marker = 42;
+  const Report r = run_report(keel::StartMethod::fork, 5, "forked");
+  g_marker = 0;
+  EXPECT_EQ(std::get<1>(r), ::getpid());
+  EXPECT_EQ(std::get<3>(r), "forked");
+  EXPECT_EQ(std::get<4>(r), 42);
+}
+
+TEST(Process, ForkCallRunsACallableAndExitsWithItsResult) {
+  int captured = 3;
+  keel::Process p = keel::Process::fork_call([&captured] { return captured * 2 + 1; });
+  captured = 4;  // the child was not started yet: it sees 4 once started
+  p.start();
+  ASSERT_TRUE(p.join(hang_limit));
+  EXPECT_EQ(p.exitcode(), 9);
+  keel::Process q = keel::Process::fork_call([]() -> int { throw std::logic_error("no"); });
+  q.start();
+  ASSERT_TRUE(q.join(hang_limit));
+  EXPECT_EQ(q.exitcode(), 1);
+  EXPECT_THROW(keel::Process::fork_call(nullptr), keel::ValueError);
+  // A forked daemon child watches its parent as a spawned one does, and
+  // still exits with its own status.
+  keel::Process d = keel::Process::fork_call([] { return 4; }, {.daemon = true});
+  d.start();
+  ASSERT_TRUE(d.join(hang_limit));
+  EXPECT_EQ(d.exitcode(), 4);
+}
+
+TEST(Process, ExitCodesFollowPython) {
+  EXPECT_EQ(exit_code_of(keel::Process(nothing)), 0);
+  EXPECT_EQ(exit_code_of(keel::Process(throws)), 1);
+  EXPECT_EQ(exit_code_of(keel::Process(exit_with, 7)), 7);
+  EXPECT_EQ(exit_code_of(keel::Process(aborts)), -SIGABRT);
+}
+
+TEST(Process, KillAndTerminateGiveMinusTheSignal) {
+  keel::Process a(sleep_ms, 20000), b(sleep_ms, 20000);
+  a.start();
+  b.start();
+  a.kill();
+  b.terminate();
+  ASSERT_TRUE(a.join(hang_limit));
+  ASSERT_TRUE(b.join(hang_limit));
+  EXPECT_EQ(a.exitcode(), -SIGKILL);
+  EXPECT_EQ(b.exitcode(), -SIGTERM);
+  EXPECT_NO_THROW(a.kill());  // reaped: nothing to signal, no error
+  EXPECT_FALSE(a.is_alive());
+}
+
+TEST(Process, JoinWithTimeoutFalseWhileRunningThenTrue) {
+  keel::Process p(sleep_ms, 300);
+  p.start();
+  EXPECT_TRUE(p.is_alive());
+  const keel_test::Stopwatch sw;
+  EXPECT_FALSE(p.join(20ms));
+  EXPECT_GE(sw.elapsed(), 20ms);
+  EXPECT_TRUE(p.is_alive());
+  EXPECT_EQ(p.exitcode(), std::nullopt);
+  EXPECT_FALSE(p.join(0ms));
+  EXPECT_TRUE(p.join(hang_limit));
+  EXPECT_FALSE(p.is_alive());
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_TRUE(p.join(0ms));  // joining again is fine
+  EXPECT_TRUE(reaped(p.pid()));
+}
+
+TEST(Process, SeveralThreadsJoinOneProcess) {
+  keel::Process p(sleep_ms, 50);
+  p.start();
+  std::atomic<int> joined{0};
+  {
+    keel_test::Threads threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.spawn([&] {
+        if (p.join(hang_limit)) joined.fetch_add(1);
+      });
+    }
+  }
+  EXPECT_EQ(joined.load(), 4);
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(Process, SpawnWorksWhileTheParentRunsManyThreads) {
+  std::atomic<bool> stop{false};
+  keel_test::Threads busy;
+  for (int i = 0; i < 16; ++i) {
+    busy.spawn([&] {
+      std::vector<std::string> churn;
+      while (!stop.load(std::memory_order_relaxed)) {
+        churn.emplace_back(100, 'x');  // malloc traffic, as a real program has
+        if (churn.size() > 64) churn.clear();
+        std::this_thread::yield();
+      }
+    });
+  }
+  std::atomic<int> ok{0};
+  {
+    keel_test::Threads starters;
+    for (int t = 0; t < 4; ++t) {
+      starters.spawn([&] {
+        for (int i = 0; i < 2; ++i) {
+          keel::Process p(exit_with, 3);
+          p.start();
+          if (p.join(hang_limit) && p.exitcode() == 3) ok.fetch_add(1);
+        }
+      });
+    }
+  }
+  stop.store(true);
+  busy.join();
+  EXPECT_EQ(ok.load(), 8);
+}
+
+TEST(Process, ConnectionsReachTheChildWhichEchoesMessages) {
+  keel::Pipe pipe;
+  keel::Process p(keel::ProcessOptions{.connections = {pipe.second}}, echo);
+  p.start();
+  pipe.second.close();  // else the child never sees end of stream
+  for (int i = 0; i < 50; ++i) {
+    const std::string m = "message " + std::to_string(i) + std::string(static_cast<std::size_t>(i) * 37, 'z');
+    pipe.first.send_bytes(m);
+    ASSERT_TRUE(pipe.first.poll(hang_limit));
+    EXPECT_EQ(pipe.first.recv_bytes(), m);
+  }
+  pipe.first.send(std::vector<std::int32_t>{1, 2, 3});
+  EXPECT_EQ(pipe.first.recv<std::vector<std::int32_t>>(hang_limit), (std::vector<std::int32_t>{1, 2, 3}));
+  pipe.first.close();
+  ASSERT_TRUE(p.join(hang_limit));
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(Process, ThisProcessHasNoConnectionsInTheMainProcess) {
+  EXPECT_EQ(keel::this_process::connection_count(), 0u);
+  EXPECT_THROW(keel::this_process::connection(0), keel::ValueError);
+  EXPECT_EQ(keel::this_process::name(), "MainProcess");
+}
+
+// Undoes PR_SET_CHILD_SUBREAPER and reaps a leftover grandchild if the test fails early.
+class Subreaper {
+ public:
+  Subreaper() { ok_ = ::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0; }
+  ~Subreaper() {
+    if (orphan_ > 0 && !reaped(orphan_)) {
+      ::kill(orphan_, SIGKILL);
+      ::waitpid(orphan_, nullptr, 0);
+    }
+    ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  }
+  bool ok() const { return ok_; }
+  void watch(int pid) { orphan_ = pid; }
+
+ private:
+  bool ok_ = false;
+  int orphan_ = -1;
+};
+
+TEST(Process, ADaemonChildDiesWhenItsParentIsKilled) {
+  Subreaper subreaper;  // orphans come to this process, which can then reap them
+  ASSERT_TRUE(subreaper.ok());
+  keel::Pipe pipe;
+  keel::Process mid(keel::ProcessOptions{.connections = {pipe.second}}, middle);
+  mid.start();
+  pipe.second.close();
+  const int grandchild = pipe.first.recv<std::int32_t>(hang_limit);
+  subreaper.watch(grandchild);
+  ASSERT_GT(grandchild, 0);
+  EXPECT_EQ(::kill(grandchild, 0), 0) << "the grandchild runs";
+  mid.kill();
+  ASSERT_TRUE(mid.join(hang_limit));
+  EXPECT_EQ(mid.exitcode(), -SIGKILL);
+  // The middle process is reaped, so the grandchild is already ours.
+  const keel_test::Stopwatch sw;
+  int status = 0;
+  bool gone = false;
+  while (sw.elapsed() < 1s) {
+    const pid_t r = ::waitpid(grandchild, &status, WNOHANG);
+    if (r == grandchild) {
+      gone = true;
+      break;
+    }
+    ASSERT_EQ(r, 0) << "waitpid: " << std::strerror(errno);
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_TRUE(gone) << "the daemon grandchild outlived its parent by a second";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "it should leave through its lifeline watcher";
+}
+
+TEST(Process, DestructorJoinsANonDaemonChild) {
+  int pid = -1;
+  const keel_test::Stopwatch sw;
+  {
+    keel::Process p(sleep_ms, 100);
+    p.start();
+    pid = p.pid();
+  }
+  EXPECT_GE(sw.elapsed(), 100ms);
+  EXPECT_TRUE(reaped(pid));
+}
+
+TEST(Process, DestructorKillsADaemonChild) {
+  int pid = -1;
+  const keel_test::Stopwatch sw;
+  {
+    keel::Process p(keel::ProcessOptions{.daemon = true}, sleep_ms, 20000);
+    p.start();
+    pid = p.pid();
+    EXPECT_TRUE(p.daemon());
+  }
+  EXPECT_LT(sw.elapsed(), 10s);
+  EXPECT_TRUE(reaped(pid));
+}
+
+TEST(Process, MisuseIsReported) {
+  keel::Process p(nothing);
+  EXPECT_THROW(p.join(), keel::MisuseError);
+  EXPECT_THROW(p.terminate(), keel::MisuseError);
+  p.start();
+  EXPECT_THROW(p.start(), keel::MisuseError);
+  p.join();
+  EXPECT_THROW(keel::Process(keel::ProcessOptions{}, "process_test.no_such_task", ""), keel::ValueError);
+  keel::Pipe pipe;
+  pipe.second.close();
+  keel::Process q(keel::ProcessOptions{.connections = {pipe.second}}, nothing);
+  EXPECT_THROW(q.start(), keel::ValueError);
+  EXPECT_FALSE(q.is_alive());
+}
+
+TEST(Process, BadlyEncodedArgumentsFailInTheChild) {
+  // Three bytes cannot be an int: the child reports a ProtocolError and exits 1.
+  keel::Process p(keel::ProcessOptions{}, "process_test.sleep", std::string("abc"));
+  p.start();
+  ASSERT_TRUE(p.join(hang_limit));
+  EXPECT_EQ(p.exitcode(), 1);
+}
+
+TEST(ChildSpawn, UnknownRolesAndBadFdsAreRefusedWithNothingLeft) {
+  EXPECT_THROW(keel::detail::spawn_child({.role = "no such role"}), keel::ValueError);
+  EXPECT_THROW(keel::detail::spawn_child({.role = "process", .fds = {1000000}}), keel::ValueError);
+}
+
+// Puts fd `from` at number `at` for the scope of a test, then puts back what was there.
+class FdAt {
+ public:
+  FdAt(int from, int at) : at_(at), saved_(::fcntl(at, F_DUPFD_CLOEXEC, 10)) { ::dup3(from, at, O_CLOEXEC); }
+  ~FdAt() {
+    if (saved_ >= 0) {
+      ::dup3(saved_, at_, O_CLOEXEC);
+      ::close(saved_);
+    } else {
+      ::close(at_);
+    }
+  }
+  FdAt(const FdAt&) = delete;
+  FdAt& operator=(const FdAt&) = delete;
+
+ private:
+  int at_;
+  int saved_;
+};
+
+void two_ends_task() {
+  keel::this_process::connection(0).send_bytes("zero");
+  keel::this_process::connection(1).send_bytes("one");
+}
+const auto two_ends = keel::register_task("process_test.two_ends", two_ends_task);
+
+TEST(ChildSpawn, FdsAlreadyAtTargetNumbersArePassedInOrder) {
+  // The request {fd 4, fd 3} must become {3, 4} in the child: dup2(4 -> 3)
+  // first would clobber the second source.
+  for (const auto how : {keel::StartMethod::spawn, keel::StartMethod::fork}) {
+    keel::Pipe a, b;
+    {
+      FdAt a_at_3(a.second.fileno(), 3), b_at_4(b.second.fileno(), 4);
+      keel::Connection at3(3), at4(4);
+      keel::Process p(keel::ProcessOptions{.start = how, .connections = {at4, at3}}, two_ends);
+      p.start();
+      (void)at3.detach();  // FdAt puts the old fds back
+      (void)at4.detach();
+      a.second.close();
+      b.second.close();
+      EXPECT_EQ(b.first.recv_bytes(hang_limit), "zero");
+      EXPECT_EQ(a.first.recv_bytes(hang_limit), "one");
+      ASSERT_TRUE(p.join(hang_limit));
+      EXPECT_EQ(p.exitcode(), 0);
+    }
+  }
+}
+
+TEST(ChildSpawn, ReapChildReportsStillRunningThenTheCode) {
+  keel::detail::ChildHandle h =
+      keel::detail::spawn_child({.role = "keel-test-sleep", .fds = {}, .daemon = true, .payload = "30"});
+  ASSERT_GT(h.pid, 0);
+  EXPECT_GE(h.pidfd, 0) << "pidfd_open needs Linux 5.3";
+  EXPECT_EQ(keel::detail::reap_child(h, false), keel::detail::still_running);
+  EXPECT_TRUE(keel::detail::wait_fd(h.pidfd, POLLIN, keel::platform::Deadline::after(hang_limit)));
+  EXPECT_EQ(keel::detail::reap_child(h, false), 30);
+  EXPECT_EQ(h.pid, -1);
+  EXPECT_EQ(h.pidfd, -1);
+  EXPECT_THROW(keel::detail::reap_child(h, true), keel::OsError);
+}
+
+}  // namespace
