@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "../support/process_support.hpp"
 #include "../support/test_support.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
@@ -46,95 +47,8 @@ struct Shared {
   int overlap = 0;           // guarded by mutex
 };
 
-// An anonymous shared mapping holding one T, built with placement new.
-template <class T>
-class SharedMapping {
- public:
-  SharedMapping() {
-    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p != MAP_FAILED) obj_ = new (p) T();
-  }
-  ~SharedMapping() {
-    if (obj_ != nullptr) {
-      obj_->~T();
-      ::munmap(obj_, sizeof(T));
-    }
-  }
-  SharedMapping(const SharedMapping&) = delete;
-  SharedMapping& operator=(const SharedMapping&) = delete;
-  T* get() const { return obj_; }
-  T* operator->() const { return obj_; }
-
- private:
-  T* obj_ = nullptr;
-};
-
-// Forks children and makes sure none outlives the test: whatever has not been
-// reaped when the guard goes away is killed and reaped.
-class Children {
- public:
-  Children() = default;
-  Children(const Children&) = delete;
-  Children& operator=(const Children&) = delete;
-  ~Children() {
-    for (pid_t pid : live_) {
-      ::kill(pid, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-
-  // Runs body in a child; its return value is the exit code (an exception: 101).
-  template <class F>
-  pid_t spawn(F body) {
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      int code = 100;
-      try {
-        code = body();
-      } catch (...) {
-        code = 101;
-      }
-      ::_exit(code);
-    }
-    if (pid > 0) live_.push_back(pid);
-    return pid;
-  }
-
-  // Waits (bounded) for pid to exit; returns its exit code, or -1 when it did
-  // not exit normally or in time (it is then killed by the destructor).
-  int reap(pid_t pid, std::chrono::milliseconds limit = keel_test::hang_limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      int status = 0;
-      const pid_t r = ::waitpid(pid, &status, WNOHANG);
-      if (r == pid) {
-        std::erase(live_, pid);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      if (r < 0 && errno != EINTR) return -1;
-      if (std::chrono::steady_clock::now() >= end) return -1;
-      std::this_thread::sleep_for(1ms);
-    }
-  }
-
-  // Reaps every child; true when all exited with code 0.
-  bool reap_all_ok() {
-    bool ok = true;
-    for (pid_t pid : std::vector<pid_t>(live_)) {
-      const int code = reap(pid);
-      if (code != 0) {
-        ADD_FAILURE() << "child " << pid << " exited with " << code;
-        ok = false;
-      }
-    }
-    return ok;
-  }
-
- private:
-  std::vector<pid_t> live_;
-};
+using keel_test::Children;
+using keel_test::SharedMapping;
 
 }  // namespace
 

@@ -1,0 +1,159 @@
+// keel::SharedMemory and keel::SharedList<T>: named POSIX shared memory
+// (Python's multiprocessing.shared_memory.SharedMemory and ShareableList).
+//
+// SharedMemory contract: create(name, size) makes a new segment, exclusive by
+// default (an existing name is OsError EEXIST, never silently reused), with
+// permission bits exactly `mode` (default 0600: only this user; the umask does
+// not widen or narrow them), zero-filled and mapped read-write. attach(name)
+// maps an existing segment whole (OsError ENOENT when there is none). A name
+// is 1 to 200 characters of [A-Za-z0-9._-], optionally after one leading '/'
+// (added when missing), and not "." or ".."; anything else is ValueError.
+// Every failed OS call is OsError with its errno, and a failed create leaves
+// nothing behind (no segment, no mapping, no descriptor). close() unmaps (the
+// destructor does too); unlink() removes the name, after which attach fails
+// while existing mappings stay valid until closed. The descriptor is closed
+// right after mapping, so an open SharedMemory holds no file descriptor.
+//
+// SharedList<T> contract: a fixed-length array of trivially copyable T in a
+// SharedMemory, after a 64-byte header (magic, element size, length) that
+// attach validates: a segment that is not a SharedList, or one of another
+// element size, or one too short for its length, is ValueError. get/set copy
+// one element; an index out of range is ValueError and changes nothing.
+// Element access is not synchronized: concurrent writers of one element must
+// use their own lock (e.g. a keel::RobustMutex in another segment). A list is
+// always created exclusively (exclusive = false is ValueError): reusing a
+// segment would re-shape a list that others may be using.
+//
+// Invariants: IPC-1 (a malformed segment is an error, never a crash).
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "keel/error.hpp"
+#include "keel/platform/atomic.hpp"
+
+namespace keel {
+
+struct SharedMemoryOptions {
+  bool exclusive = true;  // false: reuse an existing segment of that name (grown to `size` if smaller)
+  unsigned mode = 0600;   // permission bits of a new segment; only 0777 bits are allowed
+};
+
+class SharedMemory {
+ public:
+  static SharedMemory create(std::string_view name, std::size_t size, SharedMemoryOptions options = {});
+  static SharedMemory attach(std::string_view name);
+  // Removes a segment by name without mapping it (cleanup of a known name).
+  static void unlink(std::string_view name);
+  // The canonical form of a name ("/name"); ValueError when it is invalid.
+  static std::string normalize_name(std::string_view name);
+
+  SharedMemory() noexcept = default;  // closed
+  SharedMemory(SharedMemory&& other) noexcept;
+  SharedMemory& operator=(SharedMemory&& other) noexcept;
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+  ~SharedMemory() { close(); }
+
+  void* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  const std::string& name() const noexcept { return name_; }  // "/name"; kept after close()
+  bool is_open() const noexcept { return data_ != nullptr; }
+
+  // Unmaps the segment; idempotent. The name stays until unlink().
+  void close() noexcept;
+  // Removes the name (OsError ENOENT if it is already gone); the mapping stays.
+  void unlink();
+
+ private:
+  SharedMemory(std::string name, void* data, std::size_t size) noexcept
+      : name_(std::move(name)), data_(data), size_(size) {}
+
+  std::string name_;
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+namespace detail {
+
+// A SharedList's header, at offset 0 of its segment. The magic is stored last
+// (release), so an attacher never trusts a half-written header.
+struct SharedListHeader {
+  platform::Atomic<std::uint64_t> magic{0};
+  std::uint64_t element_size = 0;
+  std::uint64_t length = 0;
+};
+inline constexpr std::size_t shared_list_data_offset = 64;
+static_assert(sizeof(SharedListHeader) <= shared_list_data_offset);
+inline constexpr std::uint64_t shared_list_magic = 0x5453494C4C45454BULL;  // "KEELLIST" as LE bytes
+
+SharedMemory shared_list_create(std::string_view name, std::size_t element_size, std::size_t length,
+                                SharedMemoryOptions options);
+// Maps and validates; returns the memory and its length.
+std::pair<SharedMemory, std::size_t> shared_list_attach(std::string_view name, std::size_t element_size);
+[[noreturn]] void shared_list_index_error(std::size_t index, std::size_t length);
+
+}  // namespace detail
+
+template <class T>
+class SharedList {
+  static_assert(std::is_trivially_copyable_v<T>, "SharedList<T> needs a trivially copyable T");
+  static_assert(alignof(T) <= detail::shared_list_data_offset, "SharedList<T>: T is over-aligned");
+
+ public:
+  // A new list of `length` value-initialized elements (zero bytes).
+  static SharedList create(std::string_view name, std::size_t length, SharedMemoryOptions options = {}) {
+    return SharedList(detail::shared_list_create(name, sizeof(T), length, options), length);
+  }
+  static SharedList attach(std::string_view name) {
+    auto [memory, length] = detail::shared_list_attach(name, sizeof(T));
+    return SharedList(std::move(memory), length);
+  }
+
+  SharedList() noexcept = default;
+
+  std::size_t size() const noexcept { return length_; }
+
+  T get(std::size_t index) const {
+    check(index);
+    std::array<unsigned char, sizeof(T)> bytes;
+    std::memcpy(bytes.data(), element(index), sizeof(T));
+    return std::bit_cast<T>(bytes);  // no default constructor needed
+  }
+  void set(std::size_t index, const T& value) {
+    check(index);
+    std::memcpy(element(index), static_cast<const void*>(&value), sizeof(T));
+  }
+
+  SharedMemory& memory() noexcept { return memory_; }
+  const std::string& name() const noexcept { return memory_.name(); }
+  void close() noexcept {
+    memory_.close();
+    length_ = 0;
+  }
+  void unlink() { memory_.unlink(); }
+
+ private:
+  SharedList(SharedMemory memory, std::size_t length) noexcept : memory_(std::move(memory)), length_(length) {}
+
+  void check(std::size_t index) const {
+    if (index >= length_) detail::shared_list_index_error(index, length_);
+  }
+  void* element(std::size_t index) const noexcept {
+    return static_cast<char*>(memory_.data()) + detail::shared_list_data_offset + index * sizeof(T);
+  }
+
+  SharedMemory memory_;
+  std::size_t length_ = 0;
+};
+
+}  // namespace keel

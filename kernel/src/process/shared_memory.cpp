@@ -1,0 +1,199 @@
+// keel::SharedMemory and SharedList's non-template half. See
+// keel/process/shared_memory.hpp for the contract.
+#include "keel/process/shared_memory.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <string>
+
+namespace keel {
+
+namespace {
+
+constexpr std::size_t max_name_chars = 200;
+
+[[noreturn]] void os_fail(int code, const std::string& what) {
+  throw OsError(code, "keel::SharedMemory: " + what + ": " + std::strerror(code));
+}
+
+bool name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+// Closes a descriptor and, for a segment this call created, removes the name
+// again, unless released: a failed create leaves nothing behind.
+class CreateGuard {
+ public:
+  CreateGuard(int fd, const std::string& name, bool created) : fd_(fd), name_(name), created_(created) {}
+  CreateGuard(const CreateGuard&) = delete;
+  CreateGuard& operator=(const CreateGuard&) = delete;
+  ~CreateGuard() {
+    ::close(fd_);
+    if (!ok_ && created_) ::shm_unlink(name_.c_str());
+  }
+  void succeed() { ok_ = true; }
+
+ private:
+  int fd_;
+  const std::string& name_;
+  bool created_;
+  bool ok_ = false;
+};
+
+void* map_segment(int fd, std::size_t size, const std::string& name) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) os_fail(errno, "cannot map " + name);
+  return p;
+}
+
+std::size_t segment_size(int fd, const std::string& name) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) os_fail(errno, "cannot stat " + name);
+  return static_cast<std::size_t>(st.st_size);
+}
+
+}  // namespace
+
+std::string SharedMemory::normalize_name(std::string_view name) {
+  std::string_view bare = name;
+  if (!bare.empty() && bare.front() == '/') bare.remove_prefix(1);
+  bool ok = !bare.empty() && bare.size() <= max_name_chars && bare != "." && bare != "..";
+  for (char c : bare) ok = ok && name_char(c);
+  if (!ok) {
+    throw ValueError("keel::SharedMemory: invalid name '" + std::string(name) +
+                     "': use 1 to 200 characters of [A-Za-z0-9._-], optionally after one leading '/'");
+  }
+  return "/" + std::string(bare);
+}
+
+SharedMemory SharedMemory::create(std::string_view name, std::size_t size, SharedMemoryOptions options) {
+  std::string n = normalize_name(name);
+  if (size == 0) throw ValueError("keel::SharedMemory::create: size must be positive");
+  if (size > static_cast<std::size_t>(std::numeric_limits<off_t>::max())) {
+    throw ValueError("keel::SharedMemory::create: size too large");
+  }
+  if ((options.mode & ~0777u) != 0) {
+    throw ValueError("keel::SharedMemory::create: mode may only hold permission bits (0777)");
+  }
+  const mode_t mode = static_cast<mode_t>(options.mode);
+  int fd = ::shm_open(n.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  bool created = fd >= 0;
+  // Not exclusive: open the existing one instead; if it vanished between the
+  // two calls, create it again (bounded: a name that flickers is an error).
+  for (int attempt = 0; fd < 0 && errno == EEXIST && !options.exclusive && attempt < 100; ++attempt) {
+    fd = ::shm_open(n.c_str(), O_RDWR | O_CLOEXEC, 0);
+    if (fd >= 0 || errno != ENOENT) break;
+    fd = ::shm_open(n.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    created = fd >= 0;
+  }
+  if (fd < 0) os_fail(errno, "cannot create " + n);
+  CreateGuard guard(fd, n, created);
+  std::size_t mapped = size;
+  if (created) {
+    // The umask narrowed shm_open's mode; the caller asked for exactly `mode`.
+    if (::fchmod(fd, mode) != 0) os_fail(errno, "cannot set the mode of " + n);
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) os_fail(errno, "cannot size " + n);
+  } else {
+    const std::size_t existing = segment_size(fd, n);
+    if (existing < size && ::ftruncate(fd, static_cast<off_t>(size)) != 0) os_fail(errno, "cannot grow " + n);
+    mapped = existing < size ? size : existing;
+  }
+  void* p = map_segment(fd, mapped, n);
+  guard.succeed();
+  return SharedMemory(std::move(n), p, mapped);
+}
+
+SharedMemory SharedMemory::attach(std::string_view name) {
+  std::string n = normalize_name(name);
+  const int fd = ::shm_open(n.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) os_fail(errno, "cannot attach " + n);
+  CreateGuard guard(fd, n, false);
+  const std::size_t size = segment_size(fd, n);
+  if (size == 0) throw ValueError("keel::SharedMemory::attach: " + n + " is empty (not yet sized by its creator?)");
+  void* p = map_segment(fd, size, n);
+  guard.succeed();
+  return SharedMemory(std::move(n), p, size);
+}
+
+void SharedMemory::unlink(std::string_view name) {
+  const std::string n = normalize_name(name);
+  if (::shm_unlink(n.c_str()) != 0) os_fail(errno, "cannot unlink " + n);
+}
+
+SharedMemory::SharedMemory(SharedMemory&& other) noexcept
+    : name_(std::move(other.name_)), data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
+  if (this != &other) {
+    close();
+    name_ = std::move(other.name_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+void SharedMemory::close() noexcept {
+  if (data_ != nullptr) {
+    ::munmap(data_, size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+}
+
+void SharedMemory::unlink() {
+  if (name_.empty()) throw MisuseError("keel::SharedMemory::unlink: no segment");
+  if (::shm_unlink(name_.c_str()) != 0) os_fail(errno, "cannot unlink " + name_);
+}
+
+namespace detail {
+
+SharedMemory shared_list_create(std::string_view name, std::size_t element_size, std::size_t length,
+                                SharedMemoryOptions options) {
+  if (element_size != 0 &&
+      length > (std::numeric_limits<std::size_t>::max() / 2 - shared_list_data_offset) / element_size) {
+    throw ValueError("keel::SharedList::create: length too large");
+  }
+  // A list is never reused under another shape: always a fresh segment.
+  if (!options.exclusive) throw ValueError("keel::SharedList::create: a list is always created exclusively");
+  SharedMemory m = SharedMemory::create(name, shared_list_data_offset + length * element_size, options);
+  auto* h = new (m.data()) SharedListHeader;
+  h->element_size = element_size;
+  h->length = length;
+  h->magic.store(shared_list_magic, std::memory_order_release);
+  return m;
+}
+
+std::pair<SharedMemory, std::size_t> shared_list_attach(std::string_view name, std::size_t element_size) {
+  SharedMemory m = SharedMemory::attach(name);
+  const std::string& n = m.name();
+  if (m.size() < shared_list_data_offset) throw ValueError("keel::SharedList::attach: " + n + " is not a SharedList");
+  auto* h = std::launder(static_cast<SharedListHeader*>(m.data()));
+  if (h->magic.load(std::memory_order_acquire) != shared_list_magic) {
+    throw ValueError("keel::SharedList::attach: " + n + " is not a SharedList (bad magic)");
+  }
+  if (h->element_size != element_size) {
+    throw ValueError("keel::SharedList::attach: " + n + " holds elements of " + std::to_string(h->element_size) +
+                     " bytes, not " + std::to_string(element_size));
+  }
+  const std::uint64_t length = h->length;
+  if (element_size != 0 && length > (m.size() - shared_list_data_offset) / element_size) {
+    throw ValueError("keel::SharedList::attach: " + n + " is too short for its length " + std::to_string(length));
+  }
+  return {std::move(m), static_cast<std::size_t>(length)};
+}
+
+void shared_list_index_error(std::size_t index, std::size_t length) {
+  throw ValueError("keel::SharedList: index " + std::to_string(index) + " out of range (length " +
+                   std::to_string(length) + ")");
+}
+
+}  // namespace detail
+
+}  // namespace keel

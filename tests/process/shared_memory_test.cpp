@@ -1,0 +1,271 @@
+// keel::SharedMemory and keel::SharedList<T>: named segments across fork()ed
+// processes, exclusive creation, permissions, name validation, unlink, header
+// validation on attach, bounds checks, and no descriptor kept open.
+//
+// Every test uses names unique to this process and removes them (a guard
+// unlinks them even when a test fails early); children only touch the shared
+// memory, leave with _exit, and are reaped.
+#include "keel/process/shared_memory.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "../support/process_support.hpp"
+#include "../support/test_support.hpp"
+
+namespace {
+
+using keel_test::os_error_code;
+using keel_test::ShmName;
+
+int open_fds() {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)entry;
+    ++n;
+  }
+  return n;
+}
+
+struct Point {
+  std::int32_t x;
+  std::int32_t y;
+  explicit Point(std::int32_t a, std::int32_t b) : x(a), y(b) {}  // no default constructor
+};
+
+}  // namespace
+
+TEST(SharedMemory, ChildAttachesByNameAndSeesAndChangesTheParentsBytes) {
+  ShmName name;
+  auto shm = keel::SharedMemory::create(name.str(), 4096);
+  ASSERT_TRUE(shm.is_open());
+  EXPECT_EQ(shm.size(), 4096u);
+  EXPECT_EQ(shm.name(), name.str());
+  auto* bytes = static_cast<char*>(shm.data());
+  for (std::size_t i = 0; i < shm.size(); ++i) ASSERT_EQ(bytes[i], 0) << "not zero-filled at " << i;
+  std::strcpy(bytes, "from the parent");
+  const int code = keel_test::exit_code_in_child([&] {
+    auto mine = keel::SharedMemory::attach(name.str());
+    if (mine.size() != 4096) return 2;
+    auto* b = static_cast<char*>(mine.data());
+    if (std::strcmp(b, "from the parent") != 0) return 3;
+    std::strcpy(b + 100, "from the child");
+    return 0;
+  });
+  EXPECT_EQ(code, 0);
+  EXPECT_STREQ(bytes + 100, "from the child");
+  shm.unlink();
+  EXPECT_FALSE(name.exists());
+}
+
+TEST(SharedMemory, CreateIsExclusiveByDefault) {
+  ShmName name;
+  auto first = keel::SharedMemory::create(name.str(), 64);
+  static_cast<char*>(first.data())[0] = 'x';
+  EXPECT_EQ(os_error_code([&] { keel::SharedMemory::create(name.str(), 64); }), EEXIST);
+  EXPECT_EQ(static_cast<char*>(first.data())[0], 'x');  // untouched
+  first.unlink();
+}
+
+TEST(SharedMemory, NonExclusiveCreateReusesAndGrowsAnExistingSegment) {
+  ShmName name;
+  auto first = keel::SharedMemory::create(name.str(), 100);
+  static_cast<char*>(first.data())[7] = 'k';
+  auto second = keel::SharedMemory::create(name.str(), 50, {.exclusive = false});
+  EXPECT_EQ(second.size(), 100u);  // existing and larger: used as it is
+  EXPECT_EQ(static_cast<char*>(second.data())[7], 'k');
+  auto third = keel::SharedMemory::create(name.str(), 8192, {.exclusive = false});
+  EXPECT_EQ(third.size(), 8192u);  // grown
+  EXPECT_EQ(static_cast<char*>(third.data())[7], 'k');
+  EXPECT_EQ(static_cast<char*>(third.data())[8000], 0);
+  first.unlink();
+  auto fresh = keel::SharedMemory::create(name.str(), 10, {.exclusive = false});  // missing: created
+  EXPECT_EQ(fresh.size(), 10u);
+  EXPECT_EQ(static_cast<char*>(fresh.data())[7], 0);
+  fresh.unlink();
+}
+
+TEST(SharedMemory, NewSegmentsHaveExactlyTheRequestedModeWhateverTheUmask) {
+  const mode_t old_umask = ::umask(0);  // would widen nothing: the default mode is 0600
+  ShmName a;
+  ShmName b;
+  auto wide = keel::SharedMemory::create(a.str(), 64);
+  ::umask(0077);  // would narrow 0640 to 0600
+  auto narrow = keel::SharedMemory::create(b.str(), 64, {.mode = 0640});
+  ::umask(old_umask);
+  for (const auto& [n, expected] : {std::pair{a.str(), 0600u}, std::pair{b.str(), 0640u}}) {
+    const int fd = ::shm_open(n.c_str(), O_RDONLY, 0);
+    ASSERT_GE(fd, 0) << n;
+    struct stat st {};
+    ASSERT_EQ(::fstat(fd, &st), 0);
+    ::close(fd);
+    EXPECT_EQ(st.st_mode & 07777, expected) << n;
+    EXPECT_EQ(st.st_uid, ::geteuid());
+  }
+  wide.unlink();
+  narrow.unlink();
+}
+
+TEST(SharedMemory, AttachToAMissingNameIsOsErrorEnoent) {
+  ShmName name;
+  EXPECT_EQ(os_error_code([&] { keel::SharedMemory::attach(name.str()); }), ENOENT);
+  EXPECT_FALSE(name.exists());  // attach never creates
+}
+
+TEST(SharedMemory, UnlinkRemovesTheNameButKeepsExistingMappings) {
+  ShmName name;
+  auto shm = keel::SharedMemory::create(name.str(), 64);
+  auto other = keel::SharedMemory::attach(name.str());
+  shm.unlink();
+  EXPECT_EQ(os_error_code([&] { keel::SharedMemory::attach(name.str()); }), ENOENT);
+  static_cast<char*>(shm.data())[3] = 'q';
+  EXPECT_EQ(static_cast<char*>(other.data())[3], 'q');  // same memory, still mapped
+  EXPECT_EQ(os_error_code([&] { shm.unlink(); }), ENOENT);
+  EXPECT_EQ(os_error_code([&] { keel::SharedMemory::unlink(name.str()); }), ENOENT);
+  // The name is free again.
+  auto again = keel::SharedMemory::create(name.str(), 64);
+  EXPECT_EQ(static_cast<char*>(again.data())[3], 0);
+  keel::SharedMemory::unlink(name.str());
+}
+
+TEST(SharedMemory, InvalidNamesSizesAndModesAreValueErrorsAndCreateNothing) {
+  const std::string too_long = "/" + std::string(201, 'a');
+  for (const std::string& bad :
+       {std::string(""), std::string("/"), std::string("a/b"), std::string("//a"), std::string("."), std::string("/.."),
+        std::string("has space"), std::string("tab\t"), std::string("nul\0x", 5), too_long}) {
+    EXPECT_THROW(keel::SharedMemory::create(bad, 64), keel::ValueError) << "'" << bad << "'";
+    EXPECT_THROW(keel::SharedMemory::attach(bad), keel::ValueError) << "'" << bad << "'";
+  }
+  EXPECT_EQ(keel::SharedMemory::normalize_name("abc"), "/abc");
+  EXPECT_EQ(keel::SharedMemory::normalize_name("/a.b-c_9"), "/a.b-c_9");
+  EXPECT_EQ(keel::SharedMemory::normalize_name(std::string(200, 'z')), "/" + std::string(200, 'z'));
+  ShmName name;
+  EXPECT_THROW(keel::SharedMemory::create(name.str(), 0), keel::ValueError);
+  EXPECT_THROW(keel::SharedMemory::create(name.str(), 64, {.mode = 01600}), keel::ValueError);
+  EXPECT_FALSE(name.exists());
+}
+
+TEST(SharedMemory, AFailedCreateLeavesNoSegmentBehind) {
+  ShmName name;
+  // Larger than any tmpfs can map: the mapping fails after the segment was made.
+  const std::size_t huge = std::size_t{1} << 60;
+  EXPECT_THROW(keel::SharedMemory::create(name.str(), huge), keel::OsError);
+  EXPECT_FALSE(name.exists());
+}
+
+TEST(SharedMemory, HoldsNoFileDescriptorAndCloseIsIdempotent) {
+  ShmName name;
+  const int before = open_fds();
+  {
+    auto shm = keel::SharedMemory::create(name.str(), 64);
+    auto other = keel::SharedMemory::attach(name.str());
+    EXPECT_EQ(open_fds(), before);
+    other.close();
+    other.close();
+    EXPECT_FALSE(other.is_open());
+    EXPECT_EQ(other.data(), nullptr);
+    EXPECT_EQ(other.name(), name.str());  // kept for unlink
+    keel::SharedMemory moved = std::move(shm);
+    EXPECT_FALSE(shm.is_open());  // NOLINT(bugprone-use-after-move): moved-from is closed
+    EXPECT_TRUE(moved.is_open());
+    moved.unlink();
+  }
+  EXPECT_EQ(open_fds(), before);
+  keel::SharedMemory closed;
+  EXPECT_THROW(closed.unlink(), keel::MisuseError);
+}
+
+TEST(SharedList, ElementsAreSharedWithAChildThatAttaches) {
+  ShmName name;
+  auto list = keel::SharedList<std::int64_t>::create(name.str(), 10);
+  ASSERT_EQ(list.size(), 10u);
+  for (std::size_t i = 0; i < list.size(); ++i) EXPECT_EQ(list.get(i), 0);
+  list.set(0, 41);
+  const int code = keel_test::exit_code_in_child([&] {
+    auto mine = keel::SharedList<std::int64_t>::attach(name.str());
+    if (mine.size() != 10) return 2;
+    if (mine.get(0) != 41) return 3;
+    for (std::size_t i = 0; i < mine.size(); ++i) mine.set(i, static_cast<std::int64_t>(i * i) + 1000);
+    return 0;
+  });
+  ASSERT_EQ(code, 0);
+  for (std::size_t i = 0; i < list.size(); ++i) EXPECT_EQ(list.get(i), static_cast<std::int64_t>(i * i) + 1000);
+  list.unlink();
+}
+
+TEST(SharedList, OutOfRangeIndicesAreValueErrorsAndChangeNothing) {
+  ShmName name;
+  auto list = keel::SharedList<double>::create(name.str(), 3);
+  list.set(2, 2.5);
+  EXPECT_THROW(list.get(3), keel::ValueError);
+  EXPECT_THROW(list.set(3, 1.0), keel::ValueError);
+  EXPECT_THROW(list.set(static_cast<std::size_t>(-1), 1.0), keel::ValueError);
+  EXPECT_EQ(list.get(2), 2.5);
+  auto empty_name = ShmName();
+  auto empty = keel::SharedList<double>::create(empty_name.str(), 0);
+  EXPECT_EQ(empty.size(), 0u);
+  EXPECT_THROW(empty.get(0), keel::ValueError);
+  empty.unlink();
+  list.unlink();
+}
+
+TEST(SharedList, HoldsTriviallyCopyableTypesWithoutDefaultConstructors) {
+  ShmName name;
+  auto list = keel::SharedList<Point>::create(name.str(), 2);
+  list.set(1, Point(3, -4));
+  auto again = keel::SharedList<Point>::attach(name.str());
+  EXPECT_EQ(again.get(1).x, 3);
+  EXPECT_EQ(again.get(1).y, -4);
+  EXPECT_EQ(again.get(0).x, 0);
+  list.unlink();
+}
+
+TEST(SharedList, AttachRejectsSegmentsThatAreNotAListOfThatShape) {
+  ShmName name;
+  auto list = keel::SharedList<std::int32_t>::create(name.str(), 4);
+  EXPECT_THROW(keel::SharedList<std::int64_t>::attach(name.str()), keel::ValueError);  // element size
+  EXPECT_NO_THROW(keel::SharedList<std::uint32_t>::attach(name.str()));                // same size
+  list.unlink();
+
+  ShmName plain;
+  auto raw = keel::SharedMemory::create(plain.str(), 4096);  // zero bytes: no magic
+  EXPECT_THROW(keel::SharedList<std::int32_t>::attach(plain.str()), keel::ValueError);
+  // A forged header claiming more elements than the segment holds.
+  auto* h = new (raw.data()) keel::detail::SharedListHeader;
+  h->element_size = sizeof(std::int32_t);
+  h->length = 1'000'000;
+  h->magic.store(keel::detail::shared_list_magic);
+  EXPECT_THROW(keel::SharedList<std::int32_t>::attach(plain.str()), keel::ValueError);
+  h->length = (4096 - keel::detail::shared_list_data_offset) / sizeof(std::int32_t);
+  EXPECT_EQ(keel::SharedList<std::int32_t>::attach(plain.str()).size(), h->length);
+  raw.unlink();
+
+  ShmName tiny;
+  auto small = keel::SharedMemory::create(tiny.str(), 16);
+  EXPECT_THROW(keel::SharedList<std::int32_t>::attach(tiny.str()), keel::ValueError);
+  small.unlink();
+}
+
+TEST(SharedList, CreateIsAlwaysExclusive) {
+  ShmName name;
+  auto list = keel::SharedList<std::int32_t>::create(name.str(), 4);
+  list.set(1, 7);
+  EXPECT_EQ(os_error_code([&] { keel::SharedList<std::int32_t>::create(name.str(), 4); }), EEXIST);
+  EXPECT_THROW(keel::SharedList<std::int32_t>::create(name.str(), 4, {.exclusive = false}), keel::ValueError);
+  EXPECT_EQ(list.get(1), 7);
+  EXPECT_THROW(keel::SharedList<std::int32_t>::create(name.str(), std::size_t{1} << 62), keel::ValueError);
+  list.unlink();
+}
