@@ -1,0 +1,363 @@
+// keel::ProcessPool: runs registered tasks in worker processes and survives
+// those workers dying (Python's ProcessPoolExecutor and multiprocessing.Pool).
+//
+// Contract:
+// - submit(task, args...) returns a keel::Future of the task's result type.
+//   The future always resolves (POOL-1): with the value, a RemoteError (the
+//   task threw in the worker: its type and message), WorkerLost (its worker
+//   died while running it: pid, exit code or signal; after `retries` extra
+//   runs if configured), TimeoutError (it ran past its timeout: the worker is
+//   killed and replaced), CancelledError (cancelled while queued, by
+//   shutdown(cancel_futures), or never started before terminate_workers), or
+//   BrokenProcessPool (the initializer failed, or workers died faster than the
+//   restart limit allows). cancel() succeeds while the task is queued in the
+//   parent; once sent to a worker it is running.
+// - Workers start from a fresh image of this program (keel::bootstrap must be
+//   the first call in main), or by fork() when options.start says so (only
+//   for single-threaded parents). They die with the parent.
+// - No lock or queue is shared with a worker: each has its own channel, and
+//   one supervisor thread owns every channel and the state machine
+//   (keel/process_pool/machine.hpp) that decides everything. Up to
+//   max_in_flight tasks are pipelined to each worker.
+// - shutdown({.wait, .cancel_futures}) refuses later submissions
+//   (RejectedError(shutdown)); queued work still runs unless cancel_futures.
+//   With wait, and in terminate_workers/kill_workers and the destructor, it
+//   returns once every worker was reaped and every fd closed (POOL-4).
+// - Done callbacks of these futures run on the supervisor thread; they must
+//   not wait for the pool (shutdown(wait) from there is a MisuseError).
+//
+// Invariants: POOL-1 .. POOL-6, IPC-1 (see proofs/INVARIANTS.md).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "keel/error.hpp"
+#include "keel/future/future.hpp"
+#include "keel/future/wait.hpp"
+#include "keel/process/child.hpp"
+#include "keel/process/codec.hpp"
+#include "keel/process/frame.hpp"
+#include "keel/process/task.hpp"
+
+namespace keel {
+
+using StartMethod = detail::StartMethod;
+
+// A registered task with its arguments, encoded: how an initializer is given.
+struct BoundCall {
+  std::string task{};
+  std::string args{};
+};
+template <class R, class... P, class... A>
+BoundCall bind_task(const TaskRef<R(P...)>& task, A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "bind_task: wrong number of arguments for this task");
+  return BoundCall{task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...)};
+}
+
+struct ProcessPoolOptions {
+  unsigned workers = 0;              // 0: the CPUs this process may run on
+  unsigned max_tasks_per_child = 0;  // 0: unlimited
+  unsigned max_in_flight = 0;        // tasks pipelined per worker; 0: 64
+  std::optional<BoundCall> initializer{};
+  std::chrono::nanoseconds task_timeout{0};  // 0: none; per task with SubmitOptions
+  unsigned retries = 0;                      // 0: a task whose worker died fails with WorkerLost
+  unsigned restart_limit = 32;               // more unplanned replacements than this ...
+  std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  // ... within this breaks the pool
+  StartMethod start = StartMethod::spawn;
+  std::size_t max_message = default_max_frame;  // bytes of one task's arguments or result
+};
+
+struct SubmitOptions {
+  std::optional<std::chrono::nanoseconds> timeout{};  // overrides the pool's task_timeout
+};
+
+struct ProcessMapOptions {
+  std::size_t chunksize = 1;                          // calls sent to a worker as one task
+  std::optional<std::chrono::nanoseconds> timeout{};  // for the whole map, from the call
+};
+
+struct ProcessShutdownOptions {
+  bool wait = true;
+  bool cancel_futures = false;
+};
+
+struct ProcessPoolStats {
+  unsigned workers = 0;            // worker processes alive (not yet reaped)
+  unsigned ready = 0;              // of those, started and ready for tasks
+  std::size_t queued = 0;          // waiting in the parent
+  std::size_t in_flight = 0;       // sent to workers, not yet resolved
+  std::uint64_t submitted = 0;     // tasks accepted (a map chunk is one task)
+  std::uint64_t completed = 0;     // answered by a worker (value or remote error)
+  std::uint64_t lost = 0;          // failed with WorkerLost
+  std::uint64_t timed_out = 0;     // failed with TimeoutError
+  std::uint64_t cancelled = 0;     // cancelled before they ran
+  std::uint64_t broken = 0;        // failed with BrokenProcessPool
+  std::uint64_t retried = 0;       // runs repeated after a worker died
+  std::uint64_t requeued = 0;      // sent but never started when their worker died: queued again
+  std::uint64_t spawned = 0;       // worker processes started
+  std::uint64_t deaths = 0;        // workers that died unplanned
+  std::uint64_t replacements = 0;  // workers started to replace those
+  std::uint64_t retirements = 0;   // planned exits (max_tasks_per_child, shutdown)
+};
+
+namespace detail {
+
+// The driver's record of one task: what it sends and how it resolves.
+class PoolCall {
+ public:
+  virtual ~PoolCall() = default;
+  virtual bool try_start() = 0;
+  // The worker's answer: ok with the encoded result, or an encoded error.
+  virtual void complete(bool ok, std::string_view bytes) = 0;
+  virtual void fail(std::exception_ptr e) = 0;
+  virtual void cancel() = 0;
+  std::uint8_t kind = 0;  // frame kind: one call or a chunk
+  std::string name;       // the task's registered name
+  std::string payload;    // what the worker receives
+};
+
+template <class R>
+void set_decoded(Promise<R>& p, std::string_view bytes) {
+  if constexpr (std::is_void_v<R>) {
+    decode_result<void>(bytes);
+    p.set_result();
+  } else {
+    p.set_result(decode_result<R>(bytes));
+  }
+}
+
+// Fails a promise unless its future is already final: a queued task the user
+// cancelled can still be resolved by the pool (broken, shut down) after the
+// cancel won; that answer has nobody to go to.
+template <class R>
+void settle(Promise<R>& p, std::exception_ptr e) noexcept {
+  try {
+    p.set_exception(std::move(e));
+  } catch (const InvalidStateError&) {
+  }
+}
+
+template <class R>
+class SingleCall final : public PoolCall {
+ public:
+  bool try_start() override { return promise.set_running_or_notify_cancel(); }
+  void complete(bool ok, std::string_view bytes) override {
+    // Whatever the bytes hold, the future gets exactly one outcome: a result
+    // that does not decode (or a user codec that throws) is its error.
+    try {
+      if (!ok) {
+        promise.set_exception(std::make_exception_ptr(decode_error(bytes)));
+        return;
+      }
+      set_decoded(promise, bytes);
+    } catch (...) {
+      settle(promise, std::current_exception());
+    }
+  }
+  void fail(std::exception_ptr e) override { settle(promise, std::move(e)); }
+  void cancel() override {
+    if (!future.cancel()) settle(promise, std::make_exception_ptr(CancelledError("task cancelled before it started")));
+  }
+  Promise<R> promise;
+  Future<R> future = promise.get_future();
+};
+
+// A chunk of calls of one task: one frame to the worker, one answer back
+// (a list of per-call answers), each call with its own future.
+template <class R>
+class ChunkCall final : public PoolCall {
+ public:
+  bool try_start() override {
+    bool any = false;
+    for (auto& p : promises) any = p.set_running_or_notify_cancel() || any;
+    return any;
+  }
+  void complete(bool ok, std::string_view bytes) override {
+    std::vector<std::pair<bool, std::string>> answers;
+    try {
+      if (!ok) return fail(std::make_exception_ptr(decode_error(bytes)));
+      answers = decode<std::vector<std::pair<bool, std::string>>>(bytes);
+      if (answers.size() != promises.size()) throw ProtocolError("chunk answer has the wrong number of results");
+    } catch (...) {
+      return fail(std::current_exception());
+    }
+    for (std::size_t i = 0; i < promises.size(); ++i) {
+      if (futures[i].done()) continue;
+      try {
+        if (!answers[i].first) {
+          promises[i].set_exception(std::make_exception_ptr(decode_error(answers[i].second)));
+        } else {
+          set_decoded(promises[i], answers[i].second);
+        }
+      } catch (...) {
+        settle(promises[i], std::current_exception());
+      }
+    }
+  }
+  void fail(std::exception_ptr e) override {
+    for (auto& p : promises) settle(p, e);
+  }
+  void cancel() override {
+    for (std::size_t i = 0; i < promises.size(); ++i) {
+      if (!futures[i].cancel())
+        settle(promises[i], std::make_exception_ptr(CancelledError("task cancelled before it started")));
+    }
+  }
+  std::vector<Promise<R>> promises;
+  std::vector<Future<R>> futures;
+};
+
+class PoolDriver;
+
+}  // namespace detail
+
+// The results of ProcessPool::map, in input order: a range-for (or next())
+// blocks for each in turn and rethrows a failed call's error at its place.
+// Dropping it early cancels the calls that have not started.
+template <class R>
+class ProcessMapResults {
+ public:
+  ProcessMapResults(std::vector<Future<R>> fs, platform::Deadline d) : fs_(std::move(fs)), deadline_(d) {}
+  ProcessMapResults(ProcessMapResults&&) noexcept = default;
+  ProcessMapResults& operator=(ProcessMapResults&&) noexcept = default;
+  ~ProcessMapResults() {
+    for (std::size_t i = next_; i < fs_.size(); ++i) fs_[i].cancel();
+  }
+  std::optional<R> next() {
+    if (next_ == fs_.size()) return std::nullopt;
+    Future<R>& f = fs_[next_++];
+    if (!f.wait_until(deadline_.is_never() ? std::chrono::steady_clock::time_point::max() : deadline_.point())) {
+      throw TimeoutError("ProcessPool::map: a result was not ready before the timeout");
+    }
+    return f.take();
+  }
+  // Every result, in order; the first failure in input order is thrown.
+  std::vector<R> get() {
+    std::vector<R> out;
+    out.reserve(fs_.size() - next_);
+    while (auto r = next()) out.push_back(std::move(*r));
+    return out;
+  }
+  const std::vector<Future<R>>& futures() const { return fs_; }
+  auto begin() { return detail::NextIterator<ProcessMapResults>(this); }
+  auto end() { return detail::NextIterator<ProcessMapResults>(); }
+  using value_type = R;
+
+ private:
+  std::vector<Future<R>> fs_;
+  std::size_t next_ = 0;
+  platform::Deadline deadline_;
+};
+
+class ProcessPool {
+ public:
+  explicit ProcessPool(const ProcessPoolOptions& options = {});
+  ~ProcessPool();
+  ProcessPool(const ProcessPool&) = delete;
+  ProcessPool& operator=(const ProcessPool&) = delete;
+
+  template <class R, class... P, class... A>
+  Future<R> submit(const TaskRef<R(P...)>& task, A&&... args) {
+    return submit(SubmitOptions{}, task, std::forward<A>(args)...);
+  }
+  template <class R, class... P, class... A>
+  Future<R> submit(const SubmitOptions& opts, const TaskRef<R(P...)>& task, A&&... args) {
+    static_assert(sizeof...(P) == sizeof...(A), "submit: wrong number of arguments for this task");
+    auto call = std::make_unique<detail::SingleCall<R>>();
+    call->kind = call_kind;
+    call->name = task.name();
+    call->payload =
+        call_payload(task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
+    Future<R> f = call->future;
+    enqueue(std::move(call), opts.timeout);
+    return f;
+  }
+
+  // Python's Executor.map / Pool.map with chunksize: results in input order.
+  template <class R, class P, class Range>
+  ProcessMapResults<R> map(const TaskRef<R(P)>& task, const Range& inputs, const ProcessMapOptions& opts = {}) {
+    const auto deadline = opts.timeout ? platform::Deadline::after(*opts.timeout) : platform::Deadline::never();
+    return ProcessMapResults<R>(submit_chunks(task, inputs, opts.chunksize), deadline);
+  }
+
+  // Pool.imap_unordered: results as they complete (each call's future, done).
+  template <class R, class P, class Range>
+  AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, const Range& inputs, const ProcessMapOptions& opts = {}) {
+    const auto fs = submit_chunks(task, inputs, opts.chunksize);
+    return opts.timeout ? as_completed(fs, *opts.timeout) : as_completed(fs);
+  }
+
+  void shutdown(const ProcessShutdownOptions& opts = {});
+  // Shut down at once: queued tasks are cancelled, every worker gets SIGTERM
+  // (SIGKILL for kill_workers); a task that was running fails with
+  // WorkerLost. Returns once every worker was reaped.
+  void terminate_workers();
+  void kill_workers();
+  // Waits for the pool to finish after shutdown; false on timeout.
+  template <class Rep, class Period>
+  bool await_termination(std::chrono::duration<Rep, Period> timeout) {
+    return await(platform::Deadline::after(timeout));
+  }
+
+  ProcessPoolStats stats() const;
+  // The worker processes alive now (for monitoring and fault-injection tests).
+  std::vector<int> worker_pids() const;
+  unsigned workers() const { return workers_; }
+
+ private:
+  static constexpr std::uint8_t call_kind = 2;
+  static constexpr std::uint8_t chunk_kind = 3;
+  static std::string call_payload(const std::string& name, const std::string& args);
+  static std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);
+  void enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<std::chrono::nanoseconds> timeout);
+  void check_size(const detail::PoolCall& call) const;
+  bool await(const platform::Deadline& d);
+
+  template <class R, class P, class Range>
+  std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, const Range& inputs, std::size_t chunksize) {
+    if (chunksize == 0) throw ValueError("ProcessPool::map: chunksize must be at least 1");
+    std::vector<Future<R>> all;
+    auto it = std::begin(inputs);
+    const auto end = std::end(inputs);
+    while (it != end) {
+      auto call = std::make_unique<detail::ChunkCall<R>>();
+      call->kind = chunk_kind;
+      call->name = task.name();
+      std::vector<std::string> args;
+      const std::size_t expect = std::min<std::size_t>(chunksize, 4096);
+      args.reserve(expect);
+      call->promises.reserve(expect);
+      call->futures.reserve(expect);
+      for (std::size_t i = 0; i < chunksize && it != end; ++i, ++it) {
+        args.push_back(detail::encode_args<std::decay_t<P>>(static_cast<std::decay_t<P>>(*it)));
+        call->promises.emplace_back();
+        call->futures.push_back(call->promises.back().get_future());
+      }
+      call->payload = chunk_payload(task.name(), args);
+      for (const auto& f : call->futures) all.push_back(f);
+      try {
+        enqueue(std::move(call), std::nullopt);
+      } catch (...) {
+        for (auto& f : all) f.cancel();
+        throw;
+      }
+    }
+    return all;
+  }
+
+  std::chrono::nanoseconds default_timeout() const { return task_timeout_; }
+
+  unsigned workers_;
+  std::size_t max_message_;
+  std::chrono::nanoseconds task_timeout_;
+  std::unique_ptr<detail::PoolDriver> d_;
+};
+
+}  // namespace keel

@@ -1,0 +1,859 @@
+// ProcessPool end to end: real worker processes, and faults injected at the
+// points CPython's pools hang on: workers killed idle, mid-task, while a large
+// argument is being sent and during shutdown; tasks and initializers that
+// throw, abort and exit; a worker that writes garbage on its channel; the
+// parent dying. Every test ends with every future resolved, and the suite's
+// listener (tests/main.cpp) fails any test that leaves a child process, a
+// zombie or a file descriptor behind (POOL-1..POOL-6, IPC-1).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "../../kernel/src/process_pool/protocol.hpp"
+#include "../support/test_support.hpp"
+#include "keel/process/pipe.hpp"
+#include "keel/process/process.hpp"
+#include "keel/process/task.hpp"
+#include "keel/process_pool/process_pool.hpp"
+#include "keel/sync/event.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using keel::Future;
+using keel::ProcessPool;
+using keel::ProcessPoolOptions;
+using keel_test::eventually;
+
+// ---- tasks (registered at namespace scope: parent and workers agree) ----
+
+int square(int x) { return x * x; }
+std::string greet(std::string who, int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += "hello " + who + ";";
+  return s;
+}
+std::vector<int> reverse_all(std::vector<int> v) { return {v.rbegin(), v.rend()}; }
+std::tuple<int, std::string> pair_up(int a, std::string b) { return {a, b}; }
+int throws_runtime(int) { throw std::runtime_error("bad input"); }
+int throws_value(int) { throw keel::ValueError("value is wrong"); }
+int die_by_signal(int sig) {
+  ::raise(sig);
+  ::pause();
+  return 0;
+}
+int exit_with(int code) { std::exit(code); }
+int sleep_ms(int ms) {
+  ::usleep(static_cast<useconds_t>(ms) * 1000);
+  return ms;
+}
+int my_pid(int) { return static_cast<int>(::getpid()); }
+std::size_t length_of(std::string s) { return s.size(); }
+
+// Appends one byte to `path` per run: how a test counts runs across processes.
+void note_run(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    [[maybe_unused]] auto n = ::write(fd, "x", 1);
+    ::close(fd);
+  }
+}
+long runs_in(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<long>(st.st_size) : 0;
+}
+// Dies by SIGKILL on its first `deaths` runs, then returns 42.
+int die_first(std::string path, int deaths) {
+  note_run(path);
+  if (runs_in(path) <= deaths) ::raise(SIGKILL);
+  return 42;
+}
+int counted_square(std::string path, int x) {
+  note_run(path);
+  return x * x;
+}
+// Writes bytes that are not a frame onto the worker's channel (fd 3).
+int corrupt_channel(int) {
+  const char junk[32] = "this is not a keel frame header";
+  [[maybe_unused]] auto n = ::write(3, junk, sizeof junk);
+  ::usleep(200 * 1000);
+  return 1;
+}
+
+int init_value = 0;
+void init_ok(int v) { init_value = v; }
+int read_init(int) { return init_value; }
+void init_throws(int) { throw std::logic_error("initializer refused"); }
+void init_aborts(int) { std::abort(); }
+void init_exits(int) { std::exit(3); }
+
+// The parent in the parent-death test: a pool of `n` workers, their pids sent
+// to the test, then nothing until it is killed.
+int middle_parent(int n) {
+  ProcessPool pool({.workers = static_cast<unsigned>(n)});
+  while (pool.stats().ready < static_cast<unsigned>(n)) ::usleep(1000);
+  keel::this_process::connection(0).send(pool.worker_pids());
+  for (;;) ::pause();
+}
+
+inline const auto square_t = keel::register_task("pp.square", square);
+inline const auto middle_parent_t = keel::register_task("pp.middle_parent", middle_parent);
+inline const auto greet_t = keel::register_task("pp.greet", greet);
+inline const auto reverse_t = keel::register_task("pp.reverse", reverse_all);
+inline const auto pair_t = keel::register_task("pp.pair", pair_up);
+inline const auto throws_runtime_t = keel::register_task("pp.throws_runtime", throws_runtime);
+inline const auto throws_value_t = keel::register_task("pp.throws_value", throws_value);
+inline const auto die_by_signal_t = keel::register_task("pp.die_by_signal", die_by_signal);
+inline const auto exit_with_t = keel::register_task("pp.exit_with", exit_with);
+inline const auto sleep_t = keel::register_task("pp.sleep", sleep_ms);
+inline const auto pid_t_ = keel::register_task("pp.pid", my_pid);
+inline const auto length_t = keel::register_task("pp.length", length_of);
+inline const auto die_first_t = keel::register_task("pp.die_first", die_first);
+inline const auto counted_t = keel::register_task("pp.counted_square", counted_square);
+inline const auto corrupt_t = keel::register_task("pp.corrupt_channel", corrupt_channel);
+inline const auto init_ok_t = keel::register_task("pp.init_ok", init_ok);
+inline const auto read_init_t = keel::register_task("pp.read_init", read_init);
+inline const auto init_throws_t = keel::register_task("pp.init_throws", init_throws);
+inline const auto init_aborts_t = keel::register_task("pp.init_aborts", init_aborts);
+inline const auto init_exits_t = keel::register_task("pp.init_exits", init_exits);
+
+// A scratch file for run counting, removed at the end of the test.
+class RunFile {
+ public:
+  RunFile() {
+    static int n = 0;
+    path_ = "/tmp/keel-pp-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
+    ::unlink(path_.c_str());
+  }
+  ~RunFile() { ::unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+  long runs() const { return runs_in(path_); }
+
+ private:
+  std::string path_;
+};
+
+// Every future must be final: resolved, never left pending (POOL-1).
+template <class T>
+void expect_all_final(const std::vector<Future<T>>& fs) {
+  for (const auto& f : fs) {
+    ASSERT_TRUE(f.wait_for(keel_test::hang_limit)) << "a future never resolved";
+  }
+}
+
+template <class E, class F>
+E expect_throw(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw the wrong error: " << e.what();
+    throw;
+  }
+  ADD_FAILURE() << "did not throw";
+  throw std::logic_error("no throw");
+}
+
+// The error a future failed with. The future is taken by reference so that a
+// temporary one outlives the catch: the exception object is shared with the
+// future's state, and dropping the last reference to it while another thread
+// handles it is fine in libstdc++ but invisible to TSan (its refcount is
+// atomic in an uninstrumented library).
+template <class E, class T>
+E failure_of(const Future<T>& f) {
+  try {
+    f.result();
+  } catch (const E& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "failed with the wrong error: " << e.what();
+    throw;
+  }
+  ADD_FAILURE() << "did not fail";
+  throw std::logic_error("no failure");
+}
+
+bool process_gone(int pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+// ---- results and errors ----
+
+TEST(ProcessPool, ReturnsResultsOfEveryCodecType) {
+  ProcessPool pool({.workers = 2});
+  EXPECT_EQ(pool.submit(square_t, 12).result(), 144);
+  EXPECT_EQ(pool.submit(greet_t, std::string("keel"), 2).result(), "hello keel;hello keel;");
+  EXPECT_EQ(pool.submit(reverse_t, std::vector<int>{1, 2, 3}).result(), (std::vector<int>{3, 2, 1}));
+  EXPECT_EQ(pool.submit(pair_t, 5, std::string("five")).result(), (std::tuple<int, std::string>{5, "five"}));
+}
+
+TEST(ProcessPool, RunsTasksInOtherProcessesFromAFreshImage) {
+  ProcessPool pool({.workers = 2});
+  const int pid = pool.submit(pid_t_, 0).result();
+  EXPECT_NE(pid, ::getpid());
+  const auto pids = pool.worker_pids();
+  EXPECT_NE(std::find(pids.begin(), pids.end(), pid), pids.end());
+  // A fresh image: the worker runs this very binary, not a fork of this process.
+  char self[4096] = {}, theirs[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  ASSERT_GT(::readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), theirs, sizeof theirs - 1), 0);
+  EXPECT_STREQ(self, theirs);
+}
+
+TEST(ProcessPool, TaskExceptionComesBackAsRemoteErrorWithTypeAndMessage) {
+  ProcessPool pool({.workers = 1});
+  auto e = failure_of<keel::RemoteError>(pool.submit(throws_runtime_t, 1));
+  EXPECT_EQ(e.type(), "std::runtime_error");
+  EXPECT_EQ(e.message(), "bad input");
+  auto v = failure_of<keel::RemoteError>(pool.submit(throws_value_t, 1));
+  EXPECT_EQ(v.type(), "keel::ValueError");
+  EXPECT_EQ(v.message(), "value is wrong");
+  // The worker survived both.
+  EXPECT_EQ(pool.stats().deaths, 0u);
+  EXPECT_EQ(pool.submit(square_t, 3).result(), 9);
+}
+
+TEST(ProcessPool, DefaultWorkersIsTheUsableCpuCount) {
+  ProcessPool pool;
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_EQ(pool.workers(), static_cast<unsigned>(CPU_COUNT(&set)));
+  EXPECT_TRUE(eventually([&] { return pool.stats().ready == pool.workers(); }));
+}
+
+TEST(ProcessPool, BadUseIsATypedErrorAndChangesNothing) {
+  EXPECT_THROW(ProcessPool({.workers = 1, .max_message = 0}), keel::ValueError);
+  EXPECT_THROW(ProcessPool({.workers = 1, .restart_window = 0ns}), keel::ValueError);
+  EXPECT_THROW(ProcessPool({.workers = 1, .initializer = keel::BoundCall{"pp.not_registered", {}}}), keel::ValueError);
+  ProcessPool pool({.workers = 1, .max_message = 1024});
+  // Arguments above max_message are refused in the caller; nothing is queued.
+  EXPECT_THROW(pool.submit(length_t, std::string(4096, 'x')), keel::ProtocolError);
+  EXPECT_THROW(pool.submit(keel::SubmitOptions{.timeout = -1ms}, square_t, 1), keel::ValueError);
+  EXPECT_EQ(pool.stats().submitted, 0u);
+  EXPECT_EQ(pool.submit(length_t, std::string(100, 'x')).result(), 100u);
+}
+
+TEST(ProcessPool, ResultAboveMaxMessageIsARemoteProtocolError) {
+  ProcessPool pool({.workers = 1, .max_message = 1024});
+  auto e = failure_of<keel::RemoteError>(pool.submit(greet_t, std::string("x"), 500));
+  EXPECT_EQ(e.type(), "keel::ProtocolError");
+  EXPECT_EQ(pool.submit(square_t, 2).result(), 4);
+}
+
+// ---- worker deaths (POOL-1, POOL-2, POOL-3) ----
+
+TEST(ProcessPoolDeath, TaskKilledBySignalFailsWithWorkerLostAndIsReplaced) {
+  ProcessPool pool({.workers = 2});
+  ASSERT_TRUE(eventually([&] { return pool.stats().ready == 2; }));
+  const auto before = pool.worker_pids();
+  auto lost = failure_of<keel::WorkerLost>(pool.submit(die_by_signal_t, SIGKILL));
+  EXPECT_EQ(lost.exit_code(), -SIGKILL);
+  EXPECT_TRUE(lost.signaled());
+  EXPECT_EQ(lost.signal(), SIGKILL);
+  EXPECT_NE(std::find(before.begin(), before.end(), lost.pid()), before.end());
+  EXPECT_NE(std::string(lost.what()).find("pp.die_by_signal"), std::string::npos);
+  // Back to the target, with a new process in place of the dead one.
+  EXPECT_TRUE(eventually([&] { return pool.stats().ready == 2; }));
+  const auto after = pool.worker_pids();
+  EXPECT_EQ(std::find(after.begin(), after.end(), lost.pid()), after.end());
+  EXPECT_EQ(pool.stats().deaths, 1u);
+  EXPECT_EQ(pool.stats().replacements, 1u);
+  EXPECT_EQ(pool.submit(square_t, 5).result(), 25);
+}
+
+TEST(ProcessPoolDeath, ExitAndAbortReportTheirStatus) {
+  ProcessPool pool({.workers = 1});
+  EXPECT_EQ(failure_of<keel::WorkerLost>(pool.submit(exit_with_t, 7)).exit_code(), 7);
+  // Even a clean exit(0) in the middle of a task loses the task.
+  EXPECT_EQ(failure_of<keel::WorkerLost>(pool.submit(exit_with_t, 0)).exit_code(), 0);
+  EXPECT_EQ(failure_of<keel::WorkerLost>(pool.submit(die_by_signal_t, SIGABRT)).exit_code(), -SIGABRT);
+  EXPECT_EQ(pool.submit(square_t, 6).result(), 36);
+}
+
+TEST(ProcessPoolDeath, TasksQueuedBehindADeadTaskStillRunExactlyOnce) {
+  RunFile runs;
+  ProcessPool pool({.workers = 1, .max_in_flight = 8});
+  std::vector<Future<int>> fs;
+  auto doomed = pool.submit(die_by_signal_t, SIGKILL);
+  for (int i = 0; i < 20; ++i) fs.push_back(pool.submit(counted_t, runs.path(), i));
+  EXPECT_THROW(doomed.result(), keel::WorkerLost);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(fs[static_cast<std::size_t>(i)].result(), i * i);
+  EXPECT_EQ(runs.runs(), 20);            // none lost, none run twice
+  EXPECT_GE(pool.stats().requeued, 1u);  // the tasks behind it went back, uncounted
+}
+
+TEST(ProcessPoolDeath, RetriesRunALostTaskAgainUpToTheLimit) {
+  {
+    RunFile runs;
+    ProcessPool pool({.workers = 1, .retries = 2});
+    EXPECT_EQ(pool.submit(die_first_t, runs.path(), 2).result(), 42);
+    EXPECT_EQ(runs.runs(), 3);
+    EXPECT_EQ(pool.stats().retried, 2u);
+  }
+  {
+    RunFile runs;
+    ProcessPool pool({.workers = 1, .retries = 2});
+    auto e = failure_of<keel::WorkerLost>(pool.submit(die_first_t, runs.path(), 100));
+    EXPECT_EQ(e.exit_code(), -SIGKILL);
+    EXPECT_EQ(runs.runs(), 3);  // 1 + retries, never more
+  }
+}
+
+TEST(ProcessPoolDeath, WorkerKilledFromOutsideWhileIdleIsReplaced) {
+  ProcessPool pool({.workers = 2});
+  ASSERT_TRUE(eventually([&] { return pool.stats().ready == 2; }));
+  const int victim = pool.worker_pids().front();
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  EXPECT_TRUE(eventually([&] {
+    const auto p = pool.worker_pids();
+    return pool.stats().ready == 2 && std::find(p.begin(), p.end(), victim) == p.end();
+  }));
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 50; ++i) fs.push_back(pool.submit(square_t, i));
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(fs[static_cast<std::size_t>(i)].result(), i * i);
+}
+
+TEST(ProcessPoolDeath, WorkerKilledMidTaskFromOutsideLosesOnlyThatTask) {
+  ProcessPool pool({.workers = 1, .max_in_flight = 4});
+  auto slow = pool.submit(sleep_t, 5000);
+  std::vector<Future<int>> behind;
+  for (int i = 0; i < 3; ++i) behind.push_back(pool.submit(square_t, i));
+  ASSERT_TRUE(eventually([&] { return slow.running(); }));
+  ASSERT_TRUE(eventually([&] { return pool.stats().in_flight == 4; }));
+  const int victim = pool.worker_pids().front();
+  ::usleep(20 * 1000);  // let it start sleeping
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  auto e = expect_throw<keel::WorkerLost>([&] { slow.result(); });
+  EXPECT_EQ(e.pid(), victim);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(behind[static_cast<std::size_t>(i)].result(), i * i);
+}
+
+TEST(ProcessPoolDeath, WorkerKilledWhileALargeArgumentIsBeingSent) {
+  ProcessPool pool({.workers = 1, .max_message = 64u << 20});
+  ASSERT_TRUE(eventually([&] { return pool.stats().ready == 1; }));
+  const int victim = pool.worker_pids().front();
+  auto big = pool.submit(length_t, std::string(48u << 20, 'k'));
+  ::kill(victim, SIGKILL);
+  // Either the worker died before it answered (lost) or it answered first.
+  try {
+    EXPECT_EQ(big.result(), 48u << 20);
+  } catch (const keel::WorkerLost& e) {
+    EXPECT_EQ(e.pid(), victim);
+  }
+  EXPECT_EQ(pool.submit(length_t, std::string(1u << 20, 'k')).result(), 1u << 20);
+}
+
+TEST(ProcessPoolDeath, RandomKillsNeverLeaveAFutureUnresolved) {
+  ProcessPool pool({.workers = 2, .max_in_flight = 4, .retries = 1, .restart_limit = 1000});
+  std::vector<Future<int>> fs;
+  const int n = keel_test::scaled(300, 60);
+  std::srand(12345);
+  for (int i = 0; i < n; ++i) {
+    fs.push_back(pool.submit(sleep_t, i % 3));
+    if (i % 25 == 10) {
+      const auto pids = pool.worker_pids();
+      if (!pids.empty()) ::kill(pids[static_cast<std::size_t>(std::rand()) % pids.size()], SIGKILL);
+    }
+  }
+  expect_all_final(fs);
+  int ok = 0, lost = 0;
+  for (auto& f : fs) {
+    try {
+      f.result();
+      ++ok;
+    } catch (const keel::WorkerLost&) {
+      ++lost;
+    }
+  }
+  EXPECT_EQ(ok + lost, n);
+  EXPECT_TRUE(eventually([&] {
+    const auto s = pool.stats();
+    return s.completed + s.lost == static_cast<std::uint64_t>(n);
+  }));
+  EXPECT_TRUE(eventually([&] { return pool.stats().ready == 2; }));
+}
+
+TEST(ProcessPoolDeath, KillsDuringShutdownStillResolveEveryFuture) {
+  ProcessPool pool({.workers = 2, .max_in_flight = 2, .retries = 0});
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 40; ++i) fs.push_back(pool.submit(sleep_t, 2));
+  pool.shutdown({.wait = false});
+  for (int k = 0; k < 3; ++k) {
+    for (int pid : pool.worker_pids()) ::kill(pid, SIGKILL);
+    ::usleep(5000);
+  }
+  EXPECT_TRUE(pool.await_termination(keel_test::hang_limit));
+  expect_all_final(fs);
+  for (auto& f : fs) {
+    try {
+      EXPECT_EQ(f.result(), 2);
+    } catch (const keel::WorkerLost&) {
+    }
+  }
+  EXPECT_EQ(pool.stats().workers, 0u);
+}
+
+TEST(ProcessPoolDeath, WorkerWritingGarbageOnItsChannelIsKilledAndReplaced) {
+  ProcessPool pool({.workers = 1});
+  auto f = pool.submit(corrupt_t, 0);
+  auto e = expect_throw<keel::WorkerLost>([&] { f.result(); });
+  EXPECT_EQ(e.exit_code(), -SIGKILL);
+  EXPECT_EQ(pool.submit(square_t, 4).result(), 16);
+}
+
+// ---- timeouts ----
+
+TEST(ProcessPoolTimeout, TaskPastItsTimeoutFailsAndItsWorkerIsReplaced) {
+  ProcessPool pool({.workers = 1, .task_timeout = 50ms});
+  ASSERT_TRUE(eventually([&] { return pool.stats().ready == 1; }));
+  const int first = pool.worker_pids().front();
+  const auto t0 = std::chrono::steady_clock::now();
+  failure_of<keel::TimeoutError>(pool.submit(sleep_t, 10000));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 50ms);
+  EXPECT_EQ(pool.stats().timed_out, 1u);
+  EXPECT_EQ(pool.submit(sleep_t, 1).result(), 1);
+  const auto pids = pool.worker_pids();
+  EXPECT_EQ(std::find(pids.begin(), pids.end(), first), pids.end());
+}
+
+TEST(ProcessPoolTimeout, PerTaskTimeoutOverridesThePoolsAndQueuedTasksAreNotCharged) {
+  ProcessPool pool({.workers = 1, .max_in_flight = 8});
+  // Untimed tasks ahead do not eat the timed task's time: it runs alone.
+  std::vector<Future<int>> ahead;
+  for (int i = 0; i < 3; ++i) ahead.push_back(pool.submit(sleep_t, 40));
+  auto timed = pool.submit(keel::SubmitOptions{.timeout = 100ms}, sleep_t, 10);
+  for (auto& f : ahead) EXPECT_EQ(f.result(), 40);
+  EXPECT_EQ(timed.result(), 10);
+  failure_of<keel::TimeoutError>(pool.submit(keel::SubmitOptions{.timeout = 20ms}, sleep_t, 5000));
+}
+
+// ---- max_tasks_per_child ----
+
+TEST(ProcessPoolRetire, MaxTasksPerChildReplacesWorkersAndStrandsNothing) {
+  ProcessPool pool({.workers = 2, .max_tasks_per_child = 3});
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 30; ++i) fs.push_back(pool.submit(pid_t_, i));
+  std::map<int, int> per_pid;
+  for (auto& f : fs) ++per_pid[f.result()];
+  for (const auto& [pid, n] : per_pid) EXPECT_LE(n, 3) << "pid " << pid;
+  EXPECT_GE(per_pid.size(), 10u);
+  EXPECT_EQ(pool.stats().deaths, 0u);
+  // Ten workers were each sent three tasks; each exits after its third.
+  EXPECT_TRUE(eventually([&] { return pool.stats().retirements == 10; })) << pool.stats().retirements;
+}
+
+TEST(ProcessPoolRetire, OneTaskPerChildWithWorkQueued) {
+  ProcessPool pool({.workers = 1, .max_tasks_per_child = 1});
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 8; ++i) fs.push_back(pool.submit(square_t, i));
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(fs[static_cast<std::size_t>(i)].result(), i * i);
+  EXPECT_GE(pool.stats().spawned, 8u);
+}
+
+// ---- initializer and restart limit (POOL-5) ----
+
+TEST(ProcessPoolInit, InitializerRunsInEveryWorkerBeforeItsTasks) {
+  ProcessPool pool({.workers = 2, .initializer = keel::bind_task(init_ok_t, 77)});
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(pool.submit(read_init_t, 0).result(), 77);
+}
+
+TEST(ProcessPoolInit, ThrowingInitializerBreaksThePoolWithoutARespawnLoop) {
+  ProcessPool pool({.workers = 2, .initializer = keel::bind_task(init_throws_t, 0)});
+  auto f = pool.submit(square_t, 2);
+  auto e = expect_throw<keel::BrokenProcessPool>([&] { f.result(); });
+  EXPECT_NE(std::string(e.what()).find("initializer refused"), std::string::npos) << e.what();
+  EXPECT_TRUE(pool.await_termination(keel_test::hang_limit));
+  EXPECT_LE(pool.stats().spawned, 2u);
+  EXPECT_THROW(pool.submit(square_t, 3), keel::BrokenProcessPool);
+}
+
+TEST(ProcessPoolInit, QueuedTasksCancelledWhileThePoolBreaksStayFinal) {
+  ProcessPool pool({.workers = 1, .initializer = keel::bind_task(init_throws_t, 0)});
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 40; ++i) fs.push_back(pool.submit(square_t, i));
+  int cancelled = 0;
+  for (std::size_t i = 0; i < fs.size(); i += 2) cancelled += fs[i].cancel() ? 1 : 0;
+  // The pool breaks and fails its queue, cancelled futures included: those
+  // answers go nowhere, and the supervisor carries on.
+  EXPECT_TRUE(pool.await_termination(keel_test::hang_limit));
+  expect_all_final(fs);
+  int broken = 0;
+  for (auto& f : fs) {
+    if (f.cancelled()) continue;
+    failure_of<keel::BrokenProcessPool>(f);
+    ++broken;
+  }
+  EXPECT_EQ(broken + cancelled, 40);
+}
+
+TEST(ProcessPoolInit, InitializerThatAbortsOrExitsBreaksThePool) {
+  for (const auto& init : {keel::bind_task(init_aborts_t, 0), keel::bind_task(init_exits_t, 0)}) {
+    ProcessPool pool({.workers = 1, .initializer = init});
+    failure_of<keel::BrokenProcessPool>(pool.submit(square_t, 2));
+    EXPECT_TRUE(pool.await_termination(keel_test::hang_limit));
+    EXPECT_EQ(pool.stats().spawned, 1u);
+  }
+}
+
+TEST(ProcessPoolInit, CrashLoopBeyondTheRestartLimitBreaksThePool) {
+  ProcessPool pool({.workers = 1, .restart_limit = 2, .restart_window = std::chrono::seconds(60)});
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 5; ++i) fs.push_back(pool.submit(die_by_signal_t, SIGKILL));
+  auto later = pool.submit(square_t, 1);
+  expect_all_final(fs);
+  int lost = 0, broken = 0;
+  for (auto& f : fs) {
+    try {
+      f.result();
+    } catch (const keel::WorkerLost&) {
+      ++lost;
+    } catch (const keel::BrokenProcessPool&) {
+      ++broken;
+    }
+  }
+  EXPECT_EQ(lost, 3);  // the first death and two replacements, then the limit
+  EXPECT_EQ(broken, 2);
+  EXPECT_THROW(later.result(), keel::BrokenProcessPool);
+  EXPECT_TRUE(pool.await_termination(keel_test::hang_limit));
+  EXPECT_EQ(pool.stats().replacements, 2u);
+  EXPECT_THROW(pool.submit(square_t, 1), keel::BrokenProcessPool);
+}
+
+// ---- shutdown, cancel, terminate (POOL-1, POOL-4) ----
+
+TEST(ProcessPoolShutdown, SubmitAfterShutdownIsRejected) {
+  ProcessPool pool({.workers = 1});
+  pool.shutdown();
+  try {
+    pool.submit(square_t, 1);
+    FAIL() << "accepted after shutdown";
+  } catch (const keel::RejectedError& e) {
+    EXPECT_EQ(e.reason(), keel::RejectedError::Reason::shutdown);
+  }
+}
+
+TEST(ProcessPoolShutdown, ShutdownWaitRunsQueuedWorkAndReapsEveryWorker) {
+  RunFile runs;
+  std::vector<int> pids;
+  std::vector<Future<int>> fs;
+  {
+    ProcessPool pool({.workers = 2});
+    for (int i = 0; i < 30; ++i) fs.push_back(pool.submit(counted_t, runs.path(), i));
+    ASSERT_TRUE(eventually([&] { return pool.worker_pids().size() == 2; }));
+    pids = pool.worker_pids();
+    pool.shutdown({.wait = true});
+    for (auto& f : fs) EXPECT_TRUE(f.done());
+    EXPECT_EQ(pool.stats().workers, 0u);
+  }
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(fs[static_cast<std::size_t>(i)].result(), i * i);
+  EXPECT_EQ(runs.runs(), 30);
+  for (int pid : pids) EXPECT_TRUE(process_gone(pid)) << pid;
+}
+
+TEST(ProcessPoolShutdown, CancelFuturesCancelsQueuedTasksWhichNeverRun) {
+  RunFile runs;
+  ProcessPool pool({.workers = 1, .max_in_flight = 1});
+  auto first = pool.submit(sleep_t, 100);
+  std::vector<Future<int>> queued;
+  for (int i = 0; i < 10; ++i) queued.push_back(pool.submit(counted_t, runs.path(), i));
+  ASSERT_TRUE(eventually([&] { return first.running(); }));
+  pool.shutdown({.wait = true, .cancel_futures = true});
+  EXPECT_EQ(first.result(), 100);
+  for (auto& f : queued) EXPECT_TRUE(f.cancelled());
+  EXPECT_EQ(runs.runs(), 0);
+}
+
+TEST(ProcessPoolShutdown, CancelledQueuedFutureNeverRuns) {
+  RunFile runs;
+  ProcessPool pool({.workers = 1, .max_in_flight = 1});
+  auto blocker = pool.submit(sleep_t, 100);
+  auto victim = pool.submit(counted_t, runs.path(), 3);
+  auto after = pool.submit(square_t, 3);
+  EXPECT_TRUE(victim.cancel());
+  EXPECT_EQ(after.result(), 9);
+  EXPECT_EQ(blocker.result(), 100);
+  EXPECT_THROW(victim.result(), keel::CancelledError);
+  EXPECT_EQ(runs.runs(), 0);
+  EXPECT_FALSE(blocker.cancel());  // running or done: too late
+}
+
+TEST(ProcessPoolShutdown, TerminateWorkersFailsRunningTasksAndCancelsQueuedOnes) {
+  std::vector<int> pids;
+  ProcessPool pool({.workers = 2, .max_in_flight = 1});
+  std::vector<Future<int>> running, queued;
+  for (int i = 0; i < 2; ++i) running.push_back(pool.submit(sleep_t, 10000));
+  for (int i = 0; i < 5; ++i) queued.push_back(pool.submit(sleep_t, 10000));
+  ASSERT_TRUE(eventually([&] { return running[0].running() && running[1].running(); }));
+  pids = pool.worker_pids();
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.terminate_workers();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  for (auto& f : running) {
+    auto e = expect_throw<keel::WorkerLost>([&] { f.result(); });
+    EXPECT_EQ(e.exit_code(), -SIGTERM);
+  }
+  for (auto& f : queued) EXPECT_TRUE(f.cancelled());
+  for (int pid : pids) EXPECT_TRUE(process_gone(pid));
+  EXPECT_THROW(pool.submit(square_t, 1), keel::RejectedError);
+}
+
+TEST(ProcessPoolShutdown, KillWorkersUsesSigkill) {
+  ProcessPool pool({.workers = 1});
+  auto f = pool.submit(sleep_t, 10000);
+  ASSERT_TRUE(eventually([&] { return f.running(); }));
+  pool.kill_workers();
+  EXPECT_EQ(expect_throw<keel::WorkerLost>([&] { f.result(); }).exit_code(), -SIGKILL);
+}
+
+TEST(ProcessPoolShutdown, ShutdownWaitFromADoneCallbackIsMisuse) {
+  ProcessPool pool({.workers = 1});
+  auto f = pool.submit(square_t, 2);
+  std::atomic<int> misuse{0};
+  keel::Event seen;
+  f.add_done_callback([&](const Future<int>&) {
+    try {
+      pool.shutdown({.wait = true});
+    } catch (const keel::MisuseError&) {
+      misuse = 1;
+    }
+    seen.set();
+  });
+  ASSERT_TRUE(seen.wait_for(keel_test::hang_limit));
+  EXPECT_EQ(misuse.load(), 1);
+}
+
+// ---- map ----
+
+TEST(ProcessPoolMap, ResultsInInputOrderForEveryChunksize) {
+  ProcessPool pool({.workers = 2});
+  std::vector<int> in(257);
+  std::iota(in.begin(), in.end(), 0);
+  for (std::size_t chunk : {1u, 7u, 64u, 1000u}) {
+    auto out = pool.map(square_t, in, {.chunksize = chunk}).get();
+    ASSERT_EQ(out.size(), in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) EXPECT_EQ(out[i], in[i] * in[i]);
+  }
+  std::vector<int> got;
+  for (int v : pool.map(square_t, std::vector<int>{3, 4})) got.push_back(v);
+  EXPECT_EQ(got, (std::vector<int>{9, 16}));
+}
+
+TEST(ProcessPoolMap, UnorderedYieldsEveryResultOnce) {
+  ProcessPool pool({.workers = 2});
+  std::vector<int> in{50, 1, 30, 2, 10};
+  std::multiset<int> got;
+  for (auto& f : pool.map_unordered(sleep_t, in, {.chunksize = 1})) got.insert(f.result());
+  EXPECT_EQ(got, std::multiset<int>(in.begin(), in.end()));
+}
+
+TEST(ProcessPoolMap, AFailingCallRaisesAtItsPlace) {
+  ProcessPool pool({.workers = 1});
+  std::vector<int> in{1, 2, 3};
+  auto results = pool.map(throws_value_t, in, {.chunksize = 2});
+  EXPECT_THROW(results.next(), keel::RemoteError);
+  EXPECT_THROW(pool.map(square_t, in, {.chunksize = 0}), keel::ValueError);
+}
+
+TEST(ProcessPoolMap, TimeoutCoversTheWholeMap) {
+  ProcessPool pool({.workers = 1});
+  auto results = pool.map(sleep_t, std::vector<int>{1, 3000}, {.timeout = 100ms});
+  EXPECT_EQ(results.next(), 1);
+  EXPECT_THROW(results.next(), keel::TimeoutError);
+  pool.kill_workers();
+}
+
+TEST(ProcessPoolMap, ChunkWhoseWorkerDiesFailsEveryCallInIt) {
+  ProcessPool pool({.workers = 1});
+  auto results = pool.map(die_by_signal_t, std::vector<int>{SIGKILL, SIGKILL}, {.chunksize = 2});
+  EXPECT_THROW(results.next(), keel::WorkerLost);
+  EXPECT_THROW(results.next(), keel::WorkerLost);
+}
+
+// ---- stats ----
+
+TEST(ProcessPoolStats, CountersAddUp) {
+  ProcessPool pool({.workers = 2});
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(pool.submit(square_t, i));
+  failure_of<keel::RemoteError>(pool.submit(throws_runtime_t, 0));
+  failure_of<keel::WorkerLost>(pool.submit(die_by_signal_t, SIGKILL));
+  for (auto& f : fs) f.result();
+  EXPECT_TRUE(eventually([&] { return pool.stats().ready == 2 && pool.stats().completed == 21; }));
+  const auto s = pool.stats();
+  EXPECT_EQ(s.submitted, 22u);
+  EXPECT_EQ(s.completed, 21u);
+  EXPECT_EQ(s.lost, 1u);
+  EXPECT_EQ(s.deaths, 1u);
+  EXPECT_EQ(s.replacements, 1u);
+  EXPECT_EQ(s.spawned, 3u);
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.workers, 2u);
+}
+
+// ---- a worker fed bad frames (IPC-1) ----
+
+// A worker started by hand on a socketpair, so a test can write anything to it.
+class RawWorker {
+ public:
+  RawWorker() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw std::runtime_error("socketpair");
+    fd_ = sv[0];
+    keel::detail::SpawnRequest req;
+    req.role = "pool";
+    req.fds = {sv[1]};
+    keel::Encoder e;
+    e.put(std::string());
+    e.put(std::string());
+    e.put(std::uint64_t{1} << 20);
+    req.payload = e.take();
+    child_ = keel::detail::spawn_child(req);
+    ::close(sv[1]);
+  }
+  ~RawWorker() {
+    ::close(fd_);
+    if (child_.pid > 0) {
+      ::kill(child_.pid, SIGKILL);
+      keel::detail::reap_child(child_, true);
+    }
+  }
+  void write_bytes(const std::string& b) {
+    ASSERT_EQ(::write(fd_, b.data(), b.size()), static_cast<ssize_t>(b.size()));
+  }
+  // The next frame from the worker, or nullopt at EOF.
+  std::optional<std::pair<std::uint8_t, std::string>> next() {
+    for (;;) {
+      if (auto f = reader_.next()) return std::make_pair(f->kind, std::string(f->payload));
+      auto span = reader_.prepare(4096);
+      const ssize_t n = ::read(fd_, span.data(), span.size());
+      if (n <= 0) return std::nullopt;
+      reader_.commit(static_cast<std::size_t>(n));
+    }
+  }
+  int exit_code() { return keel::detail::reap_child(child_, true); }
+
+ private:
+  int fd_ = -1;
+  keel::detail::ChildHandle child_;
+  keel::FrameReader reader_;
+};
+
+TEST(ProcessPoolWorker, ABadCallPayloadIsAnsweredWithAnErrorAndTheWorkerCarriesOn) {
+  RawWorker w;
+  auto ready = w.next();
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->first, keel::pool::proto::ready);
+  std::string out;
+  // A name length that runs past the payload, then an unknown task name.
+  keel::append_frame(out, keel::pool::proto::call, 7,
+                     std::string("\xff\xff\x00\x00"
+                                 "abc",
+                                 7));
+  keel::Encoder e;
+  e.put(std::uint32_t{9});
+  e.put_raw("pp.nobody", 9);
+  keel::append_frame(out, keel::pool::proto::call, 8, e.bytes());
+  // A good call after them still runs.
+  keel::append_frame(out, keel::pool::proto::call, 9, [] {
+    keel::Encoder g;
+    g.put(std::uint32_t{9});
+    g.put_raw("pp.square", 9);
+    return g.take() + keel::detail::encode_args<int>(6);
+  }());
+  w.write_bytes(out);
+  auto a = w.next();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->first, keel::pool::proto::error);
+  EXPECT_EQ(keel::detail::decode_error(a->second).type(), "keel::ProtocolError");
+  auto b = w.next();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->first, keel::pool::proto::error);
+  EXPECT_EQ(keel::detail::decode_error(b->second).type(), "keel::ValueError");
+  auto c = w.next();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->first, keel::pool::proto::ok);
+  EXPECT_EQ(keel::detail::decode_result<int>(c->second), 36);
+}
+
+TEST(ProcessPoolWorker, GarbageOnItsChannelEndsTheWorkerWithAnErrorStatusNotAHang) {
+  RawWorker w;
+  ASSERT_TRUE(w.next());
+  w.write_bytes(std::string("definitely not a frame header"));
+  EXPECT_FALSE(w.next());  // it closed its end
+  EXPECT_EQ(w.exit_code(), 72);
+}
+
+TEST(ProcessPoolWorker, AnOversizedFrameEndsTheWorkerWithoutAllocatingIt) {
+  RawWorker w;
+  ASSERT_TRUE(w.next());
+  std::string header(keel::frame_header_size, '\0');
+  header[0] = static_cast<char>(keel::frame_magic & 0xff);
+  header[1] = static_cast<char>(keel::frame_magic >> 8);
+  header[2] = static_cast<char>(keel::pool::proto::call);
+  header[4] = header[5] = header[6] = header[7] = static_cast<char>(0xff);  // 4 GiB
+  w.write_bytes(header);
+  EXPECT_FALSE(w.next());
+  EXPECT_EQ(w.exit_code(), 72);
+}
+
+// ---- start methods and the parent dying (POOL-4) ----
+
+TEST(ProcessPoolStart, ForkStartMethodRunsTasks) {
+#if KEEL_TEST_TSAN
+  GTEST_SKIP() << "TSan cannot start threads in a child forked from a multi-threaded process (the worker's "
+                  "lifeline watcher); fork start is tested in the other builds";
+#endif
+  ProcessPool pool({.workers = 2, .start = keel::StartMethod::fork});
+  EXPECT_EQ(pool.submit(square_t, 9).result(), 81);
+  failure_of<keel::WorkerLost>(pool.submit(die_by_signal_t, SIGKILL));
+  EXPECT_EQ(pool.submit(square_t, 10).result(), 100);
+}
+
+TEST(ProcessPoolParent, WorkersExitWithinASecondWhenTheParentIsKilled) {
+  // Orphans are re-parented to this process, so it can see and reap them.
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  std::vector<int> pids;
+  {
+    auto [here, there] = keel::Pipe();
+    keel::Process middle(keel::ProcessOptions{.connections = {std::cref(there)}}, middle_parent_t, 2);
+    middle.start();
+    there.close();
+    pids = here.recv<std::vector<int>>(keel_test::hang_limit);
+    middle.kill();
+    middle.join();
+    EXPECT_EQ(middle.exitcode(), -SIGKILL);
+  }
+  ASSERT_EQ(pids.size(), 2u);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::set<int> left(pids.begin(), pids.end());
+  int st = 0;
+  while (!left.empty() && std::chrono::steady_clock::now() - t0 < 1s) {
+    for (auto it = left.begin(); it != left.end();) {
+      it = ::waitpid(*it, &st, WNOHANG) == *it ? left.erase(it) : std::next(it);
+    }
+    ::usleep(1000);
+  }
+  EXPECT_TRUE(left.empty()) << "a worker outlived its killed parent by a second";
+  for (int pid : left) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &st, 0);
+  }
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+}
+
+}  // namespace
