@@ -9,7 +9,14 @@ make --no-print-directory install PREFIX="$tmp/prefix" >/dev/null
 mkdir -p "$tmp/app"
 cat > "$tmp/app/main.cpp" <<'CPP'
 #include <keel/keel.hpp>
-int main() {
+int triple(int x) { return 3 * x; }
+inline const auto triple_task = keel::register_task("triple", triple);
+int main(int argc, char** argv) {
+  keel::bootstrap(argc, argv);
+  {
+    keel::ProcessPool procs({.workers = 1});
+    if (procs.submit(triple_task, 14).result() != 42) return 1;
+  }
   keel::Mutex m;
   keel::Condition cv(m);
   keel::Event e;
