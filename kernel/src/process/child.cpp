@@ -79,8 +79,20 @@ struct ProcessState {
   int lifeline_read = -1;   // passed to daemon children
   int lifeline_write = -1;  // never passed on: closes only when this process dies
 };
+ProcessState& state();
+
+// As for the task registry: the lifeline lock is held across every fork(), so
+// a forked child never inherits it locked by a thread that does not exist there.
+void lock_for_fork() KEEL_NO_TSA { state().lifeline_mutex.lock(); }
+void unlock_after_fork() KEEL_NO_TSA { state().lifeline_mutex.unlock(); }
+
 ProcessState& state() {
   static ProcessState s;
+  static const bool fork_safe = [] {
+    ::pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork);
+    return true;
+  }();
+  (void)fork_safe;
   return s;
 }
 

@@ -8,6 +8,7 @@
 #include "keel/process/task.hpp"
 
 #include <cxxabi.h>
+#include <pthread.h>
 
 #include <cstdlib>
 #include <unordered_map>
@@ -41,8 +42,21 @@ struct Registry {
 
 // Never destroyed: a task may still be looked up from a thread that outlives
 // static destruction (a worker calling exit() while another thread runs).
+Registry& registry();
+
+// fork() (the opt-in start method) copies only the forking thread: a registry
+// lock held by another thread at that moment would stay locked in the child
+// for ever, and the child's first task lookup would hang. The lock is held
+// across every fork, so it is free on both sides afterwards.
+void lock_for_fork() KEEL_NO_TSA { registry().mu.lock(); }
+void unlock_after_fork() KEEL_NO_TSA { registry().mu.unlock(); }
+
 Registry& registry() {
-  static Registry* const r = new Registry;
+  static Registry* const r = [] {
+    auto* reg = new Registry;
+    ::pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork);
+    return reg;
+  }();
   return *r;
 }
 
