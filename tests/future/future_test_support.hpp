@@ -234,14 +234,17 @@ inline int os_threads_named(const std::string& prefix) {
 class Watchdog {
  public:
   static void install(std::set<std::string> suites) {
-    static const bool installed = [&] {
-      // The state is never deleted (its thread may outlive main); gtest owns
-      // and deletes only the listener that forwards to it.
-      auto* state = new Watchdog(std::move(suites));
-      testing::UnitTest::GetInstance()->listeners().Append(new Listener(state));
-      return true;
+    // The state is never deleted (its thread may outlive main); gtest owns
+    // and deletes only the listener that forwards to it. The static pointer
+    // keeps it reachable, so LeakSanitizer does not report it in a process
+    // that exits without running the tests (a worker: a fresh image of this
+    // binary that leaves from keel::bootstrap).
+    static Watchdog* const state = [&] {
+      auto* w = new Watchdog(std::move(suites));
+      testing::UnitTest::GetInstance()->listeners().Append(new Listener(w));
+      return w;
     }();
-    (void)installed;
+    (void)state;
   }
 
  private:
