@@ -7,7 +7,9 @@
 // unlocked. Not fair: a running thread may take the lock ahead of a woken one
 // (barging), which is what keeps the uncontended path at one CAS and one swap.
 // Works between processes when placed in shared memory (the word is all the
-// state, and the futex is not process-private).
+// state, and the futex is not process-private). The word records no owner, so
+// a process that dies holding it leaves it locked for good: between processes
+// that may die, use keel::RobustMutex (keel/process/robust_mutex.hpp).
 //
 // States of the word (after Rust std's futex mutex):
 //   0 unlocked; 1 locked, nobody sleeping; 2 locked, sleepers may exist.
