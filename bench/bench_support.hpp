@@ -10,7 +10,10 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -196,6 +199,62 @@ int run_benchmarks(std::vector<char*> args, Setup setup, Summary summary) {
   summary(console ? stdout : stderr, static_cast<const RecordingReporter&>(rec));
   benchmark::Shutdown();
   return rec.errors() == 0 ? 0 : 1;
+}
+
+// Parses `--flag=N` (N a positive integer) into `into`. Returns whether `arg`
+// was that flag at all; a bad value is reported on stderr and clears `ok`.
+inline bool positive_flag(const char* arg, std::string_view flag, std::int64_t& into, bool& ok) {
+  const std::string_view s(arg);
+  if (s.size() <= flag.size() || s.substr(0, flag.size()) != flag || s[flag.size()] != '=') return false;
+  const char* digits = arg + flag.size() + 1;
+  char* end = nullptr;
+  const long long v = std::strtoll(digits, &end, 10);
+  if (end == digits || *end != '\0' || v <= 0) {
+    std::fprintf(stderr, "%s needs a positive integer\n", std::string(flag).c_str());
+    ok = false;
+  } else {
+    into = v;
+  }
+  return true;
+}
+
+// A CPython peer script of the benchmarks (bench/<script>) and whether
+// `python` can run it. The script is found next to this header when run from
+// the repository root (as `make bench` does), else from the executable's
+// place, build/<cxx>/bench/<program>.
+struct PythonPeer {
+  bool ok = false;
+  std::string script;
+  std::string why;  // when not ok
+};
+inline PythonPeer find_python_peer(const std::string& python, const std::string& script, const std::string& imports,
+                                   const char* argv0) {
+  namespace fs = std::filesystem;
+  PythonPeer peer;
+  if (python == "none") {
+    peer.why = "--python=none";
+    return peer;
+  }
+  std::error_code ec;
+  const fs::path here = fs::path(__FILE__).parent_path() / script;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) exe = fs::absolute(argv0, ec);
+  const fs::path up = exe.parent_path().parent_path().parent_path().parent_path() / "bench" / script;
+  if (fs::exists(here, ec)) {
+    peer.script = here.string();
+  } else if (fs::exists(up, ec)) {
+    peer.script = up.string();
+  } else {
+    peer.why = "bench/" + script + " not found";
+    return peer;
+  }
+  const std::string probe = python + " -c 'import " + imports + "' >/dev/null 2>&1";
+  if (std::system(probe.c_str()) != 0) {
+    peer.why = "'" + python + "' cannot run (not installed?)";
+    return peer;
+  }
+  peer.ok = true;
+  return peer;
 }
 
 }  // namespace keel_bench

@@ -698,16 +698,7 @@ bool take_own_flags(std::vector<char*>& args) {
   for (char* a : args) {
     std::string_view s(a);
     const auto num = [&](std::string_view flag, std::int64_t& into) {
-      if (s.substr(0, flag.size() + 1) != std::string(flag) + "=") return false;
-      char* end = nullptr;
-      const long long v = std::strtoll(a + flag.size() + 1, &end, 10);
-      if (end == a + flag.size() + 1 || *end != '\0' || v <= 0) {
-        std::fprintf(stderr, "%s needs a positive integer\n", std::string(flag).c_str());
-        ok = false;
-      } else {
-        into = v;
-      }
-      return true;
+      return keel_bench::positive_flag(a, flag, into, ok);
     };
     if (num("--tasks", g_tasks) || num("--cpython_tasks", g_cpython_tasks)) continue;
     if (s.substr(0, 9) == "--python=") {
@@ -720,37 +711,11 @@ bool take_own_flags(std::vector<char*>& args) {
   return ok;
 }
 
-// bench/cpython_executor.py: next to this source file when run from the
-// repository root (as `make bench` does), else found from the executable's
-// place, build/<cxx>/bench/executor_bench.
-std::string find_cpython_script(const char* argv0) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path here = fs::path(__FILE__).parent_path() / "cpython_executor.py";
-  if (fs::exists(here, ec)) return here.string();
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) exe = fs::absolute(argv0, ec);
-  const fs::path up = exe.parent_path().parent_path().parent_path().parent_path() / "bench" / "cpython_executor.py";
-  if (fs::exists(up, ec)) return up.string();
-  return {};
-}
-
 void find_cpython(const char* argv0) {
-  if (g_python == "none") {
-    g_cpython_why = "--python=none";
-    return;
-  }
-  g_cpython_script = find_cpython_script(argv0);
-  if (g_cpython_script.empty()) {
-    g_cpython_why = "bench/cpython_executor.py not found";
-    return;
-  }
-  const std::string probe = g_python + " -c 'import concurrent.futures' >/dev/null 2>&1";
-  if (std::system(probe.c_str()) != 0) {
-    g_cpython_why = "'" + g_python + "' cannot run (not installed?)";
-    return;
-  }
-  g_cpython_ok = true;
+  const auto peer = keel_bench::find_python_peer(g_python, "cpython_executor.py", "concurrent.futures", argv0);
+  g_cpython_ok = peer.ok;
+  g_cpython_script = peer.script;
+  g_cpython_why = peer.why;
 }
 
 }  // namespace
