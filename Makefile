@@ -26,7 +26,22 @@ LIB_SRC   := $(sort $(wildcard kernel/src/*/*.cpp))
 LIB_OBJ   := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
 LIB       := $(BUILD)/libkeel.a
 
+# Fuzz targets: fuzz/<name>.cpp, one KEEL_FUZZ_TARGET each, plus the harness.
+FUZZ_TARGETS_ALL := $(sort $(basename $(notdir $(filter-out fuzz/harness.cpp,$(wildcard fuzz/*.cpp)))))
+FUZZ_TARGETS ?= $(FUZZ_TARGETS_ALL)
+FUZZ_OBJ  := $(FUZZ_TARGETS_ALL:%=$(BUILD)/fuzz/%.o) $(BUILD)/fuzz/harness.o
+FUZZ_BIN  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/bin/%)
+FUZZ_STANDALONE := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/standalone/%)
+FUZZ_SECONDS ?= 60
+FUZZ_SAN  ?= asan
+FUZZ_JOBS ?= 1
+# Coverage instrumentation for libFuzzer, set by the sanitizer builds below:
+# the kernel and the targets carry it, so the test binary and the fuzzers of
+# one sanitizer build share their objects.
+FUZZ_COV  ?=
+
 # tests/main.cpp: keel::bootstrap first (workers are fresh images of this binary).
+# The fuzz targets are linked in too: tests/fuzz replays their corpora.
 TEST_SRC  := tests/main.cpp $(sort $(wildcard tests/*/*.cpp))
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 TEST_BIN  := $(BUILD)/keel_tests
@@ -42,7 +57,8 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps lib test verify sanitize asan tsan bench install format lint check-shim examples clean
+.PHONY: all deps lib test verify sanitize asan tsan bench install format lint check-shim examples clean \
+        fuzz fuzz-build fuzz-run fuzz-smoke fuzz-standalone fuzz-afl
 
 all: lib examples
 
@@ -68,14 +84,31 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%.o: %.cpp | $(DEPS_STAMP)
+# Objects depend on the flags they were built with: switching OPT, FUZZ_COV or
+# the sanitizer in a build tree rebuilds instead of linking stale objects.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW := $(CXX) $(CXXFLAGS) $(FUZZ_COV) $(LDFLAGS)
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' "$(FLAGS_NOW)" | cmp -s - $@ || printf '%s\n' "$(FLAGS_NOW)" > $@
+
+.PHONY: FORCE
+FORCE:
+
+# The fuzz mains are only reached through pattern rules: keep them (an empty
+# .SECONDARY would also let make skip objects that are missing).
+.SECONDARY: $(BUILD)/fuzz/main/libfuzzer.o $(BUILD)/fuzz/main/standalone.o
+
+$(BUILD)/%.o: %.cpp $(FLAGS_STAMP) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/tests/%.o: CPPFLAGS += -DKEEL_SOURCE_DIR='"$(CURDIR)"'
+$(BUILD)/tests/%.o: CPPFLAGS += -I. -DKEEL_SOURCE_DIR='"$(CURDIR)"'
+$(BUILD)/fuzz/%.o: CPPFLAGS += -I.
+$(BUILD)/kernel/%.o $(BUILD)/fuzz/%.o: CXXFLAGS += $(FUZZ_COV)
 
-$(TEST_BIN): $(TEST_OBJ) $(LIB)
-	$(CXX) $(CXXFLAGS) $(LDFLAGS) $(TEST_OBJ) $(LIB) $(TEST_LIBS) $(LDLIBS) -o $@
+$(TEST_BIN): $(TEST_OBJ) $(FUZZ_OBJ) $(LIB)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $(TEST_OBJ) $(FUZZ_OBJ) $(LIB) $(TEST_LIBS) $(LDLIBS) -o $@
 
 test: deps check-shim $(TEST_BIN)
 	$(TEST_BIN) --gtest_brief=1 $(TEST_ARGS)
@@ -93,17 +126,65 @@ verify: deps check-shim
 # The whole test suite under ASan+UBSan, then separately under TSan (clang 14).
 sanitize: asan tsan
 
-asan: deps
-	$(MAKE) --no-print-directory test CXX=$(CLANG) BUILD=build/asan \
-	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
-	  LDFLAGS="-fsanitize=address,undefined" TEST_ARGS="$(TEST_ARGS)"
-
+# The two sanitizer builds; `make fuzz` uses the same trees and objects.
+ASAN_VARS := CXX=$(CLANG) BUILD=build/asan FUZZ_COV=-fsanitize=fuzzer-no-link \
+  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+  LDFLAGS="-fsanitize=address,undefined"
+# No libFuzzer under TSan: clang 14's TSan reports the edge counters that
+# fuzzer-no-link adds (plain global increments) as races between any two
+# threads, and deadlocks in libFuzzer's own crash handler after a report. The
+# TSan stage runs the standalone driver instead (fuzz/main/standalone.cpp).
+TSAN_VARS := CXX=$(CLANG) BUILD=build/tsan FUZZ_COV= \
+  OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 # atexit_sleep_ms=0: TSan otherwise sleeps a second in every exiting process,
 # and the process tests start and stop hundreds of workers.
+TSAN_ENV  := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0"
+
+asan: deps
+	$(MAKE) --no-print-directory test $(ASAN_VARS) TEST_ARGS="$(TEST_ARGS)"
+
 tsan: deps
-	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0" \
-	$(MAKE) --no-print-directory test CXX=$(CLANG) BUILD=build/tsan \
-	  OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" TEST_ARGS="$(TEST_ARGS)"
+	$(TSAN_ENV) $(MAKE) --no-print-directory test $(TSAN_VARS) TEST_ARGS="$(TEST_ARGS)"
+
+# Fuzzing (README: Fuzzing). `make fuzz` runs every target (or FUZZ_TARGETS)
+# for FUZZ_SECONDS each under ASan+UBSan (FUZZ_SAN=tsan: TSan), FUZZ_JOBS at a
+# time, and prints executions, coverage and crashes per target.
+fuzz: deps
+ifeq ($(FUZZ_SAN),tsan)
+	$(TSAN_ENV) $(MAKE) --no-print-directory fuzz-run $(TSAN_VARS) FUZZ_SAN=tsan FUZZ_TARGETS="$(FUZZ_TARGETS)"
+else ifeq ($(FUZZ_SAN),asan)
+	$(MAKE) --no-print-directory fuzz-run $(ASAN_VARS) FUZZ_SAN=asan FUZZ_TARGETS="$(FUZZ_TARGETS)"
+else
+	$(error FUZZ_SAN must be asan or tsan, not '$(FUZZ_SAN)')
+endif
+
+# CI's smoke run: every target briefly under both sanitizers.
+fuzz-smoke: deps
+	$(MAKE) --no-print-directory fuzz FUZZ_SAN=asan FUZZ_SECONDS=$(or $(SMOKE_SECONDS),5)
+	$(MAKE) --no-print-directory fuzz FUZZ_SAN=tsan FUZZ_SECONDS=$(or $(SMOKE_SECONDS),5)
+
+fuzz-build: check-shim $(if $(filter tsan,$(FUZZ_SAN)),$(FUZZ_STANDALONE),$(FUZZ_BIN))
+
+fuzz-run: fuzz-build
+	tools/fuzz.sh --build $(BUILD) --san $(FUZZ_SAN) --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS) $(FUZZ_TARGETS)
+
+# libFuzzer's (or AFL++'s, whose compiler maps -fsanitize=fuzzer to its own
+# driver) main around one target.
+$(BUILD)/fuzz/bin/%: $(BUILD)/fuzz/%.o $(BUILD)/fuzz/harness.o $(BUILD)/fuzz/main/libfuzzer.o $(LIB)
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
+
+# Plain reproducers, any compiler: build/g++/fuzz/standalone/<target> FILE...
+fuzz-standalone: deps check-shim $(FUZZ_STANDALONE)
+
+$(BUILD)/fuzz/standalone/%: $(BUILD)/fuzz/%.o $(BUILD)/fuzz/harness.o $(BUILD)/fuzz/main/standalone.o $(LIB)
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# AFL++ builds of every target (installs Debian's afl++ first): see README.
+fuzz-afl: deps
+	@tools/deps.sh afl++
+	$(MAKE) --no-print-directory fuzz-build CXX=afl-clang-fast++ BUILD=build/afl OPT="-O1 -g" FUZZ_COV=
 
 $(BUILD)/bench/%: bench/%.cpp $(LIB) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
@@ -125,4 +206,5 @@ lint: deps
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_BIN:=.d) $(EXAMPLE_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(BENCH_BIN:=.d) $(EXAMPLE_BIN:=.d) \
+  $(BUILD)/fuzz/main/libfuzzer.d $(BUILD)/fuzz/main/standalone.d

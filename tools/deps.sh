@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages keel's targets need, only when some are missing.
-# Idempotent and silent when everything is present.
+# Idempotent and silent when everything is present. With arguments, it
+# installs just those packages (e.g. `tools/deps.sh afl++` for make fuzz-afl).
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
   libbenchmark-dev libabsl-dev libboost-dev libtbb-dev
   pkg-config cmake
 )
+[ $# -gt 0 ] && packages=("$@")
 
 missing=()
 for p in "${packages[@]}"; do
