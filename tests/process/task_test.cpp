@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -240,6 +241,30 @@ TEST(Task, ErrorEncodingIsTypeThenMessage) {
   EXPECT_EQ(e.type(), "Any Type<int>");
   EXPECT_EQ(e.message(), "msg");
   EXPECT_THROW(keel::detail::encode_error(nullptr), keel::ValueError);
+}
+
+TEST(Task, ErrorReportsAreCutToFitALimitAndSaySo) {
+  const auto long_message = std::make_exception_ptr(std::runtime_error(std::string(5000, 'm')));
+  for (std::size_t max : {keel::detail::min_error_bytes, std::size_t{129}, std::size_t{300}, std::size_t{4096}}) {
+    const std::string bytes = keel::detail::encode_error(long_message, max);
+    EXPECT_LE(bytes.size(), max);
+    const keel::RemoteError e = keel::detail::decode_error(bytes);
+    EXPECT_EQ(e.type(), "std::runtime_error") << max;
+    EXPECT_EQ(e.message().substr(0, 10), std::string(10, 'm')) << max;
+    EXPECT_NE(e.message().find(" [cut from 5000 bytes]"), std::string::npos) << e.message();
+  }
+  // A type name longer than half the room is cut as well; a report that fits
+  // is the same as without a limit.
+  using Long = std::vector<std::map<std::string, std::vector<std::pair<std::string, std::string>>>>;
+  const auto long_type = std::make_exception_ptr(Long{});
+  ASSERT_GT(keel::detail::decode_error(keel::detail::encode_error(long_type)).type().size(), 200u);
+  const keel::RemoteError both = keel::detail::decode_error(keel::detail::encode_error(long_type, 128));
+  EXPECT_EQ(both.type().substr(0, 12), "std::vector<");
+  EXPECT_NE(both.type().find("[cut from"), std::string::npos) << both.type();
+  EXPECT_EQ(both.message(), "unknown exception");
+  const auto small = std::make_exception_ptr(std::logic_error("x"));
+  EXPECT_EQ(keel::detail::encode_error(small, 128), keel::detail::encode_error(small));
+  EXPECT_THROW(keel::detail::encode_error(small, keel::detail::min_error_bytes - 1), keel::ValueError);
 }
 
 TEST(Task, MalformedErrorBytesAreProtocolErrors) {

@@ -87,6 +87,11 @@ int counted_square(std::string path, int x) {
   note_run(path);
   return x * x;
 }
+// For map: one argument, the run file of this call and its value.
+int counted_value(std::pair<std::string, int> p) {
+  note_run(p.first);
+  return p.second;
+}
 // Writes bytes that are not a frame onto the worker's channel (fd 3).
 int corrupt_channel(int) {
   const char junk[32] = "this is not a keel frame header";
@@ -99,6 +104,8 @@ int init_value = 0;
 void init_ok(int v) { init_value = v; }
 int read_init(int) { return init_value; }
 void init_throws(int) { throw std::logic_error("initializer refused"); }
+void init_throws_long(int n) { throw std::logic_error("initializer refused" + std::string(n, '!')); }
+int throws_long(int n) { throw std::runtime_error(std::string(n, 'e')); }
 void init_aborts(int) { std::abort(); }
 void init_exits(int) { std::exit(3); }
 
@@ -125,10 +132,13 @@ inline const auto pid_t_ = keel::register_task("pp.pid", my_pid);
 inline const auto length_t = keel::register_task("pp.length", length_of);
 inline const auto die_first_t = keel::register_task("pp.die_first", die_first);
 inline const auto counted_t = keel::register_task("pp.counted_square", counted_square);
+inline const auto counted_value_t = keel::register_task("pp.counted_value", counted_value);
 inline const auto corrupt_t = keel::register_task("pp.corrupt_channel", corrupt_channel);
 inline const auto init_ok_t = keel::register_task("pp.init_ok", init_ok);
 inline const auto read_init_t = keel::register_task("pp.read_init", read_init);
 inline const auto init_throws_t = keel::register_task("pp.init_throws", init_throws);
+inline const auto init_throws_long_t = keel::register_task("pp.init_throws_long", init_throws_long);
+inline const auto throws_long_t = keel::register_task("pp.throws_long", throws_long);
 inline const auto init_aborts_t = keel::register_task("pp.init_aborts", init_aborts);
 inline const auto init_exits_t = keel::register_task("pp.init_exits", init_exits);
 
@@ -237,6 +247,7 @@ TEST(ProcessPool, DefaultWorkersIsTheUsableCpuCount) {
 
 TEST(ProcessPool, BadUseIsATypedErrorAndChangesNothing) {
   EXPECT_THROW(ProcessPool({.workers = 1, .max_message = 0}), keel::ValueError);
+  EXPECT_THROW(ProcessPool({.workers = 1, .max_message = keel::min_max_message - 1}), keel::ValueError);
   EXPECT_THROW(ProcessPool({.workers = 1, .restart_window = 0ns}), keel::ValueError);
   EXPECT_THROW(ProcessPool({.workers = 1, .initializer = keel::BoundCall{"pp.not_registered", {}}}), keel::ValueError);
   ProcessPool pool({.workers = 1, .max_message = 1024});
@@ -252,6 +263,30 @@ TEST(ProcessPool, ResultAboveMaxMessageIsARemoteProtocolError) {
   auto e = failure_of<keel::RemoteError>(pool.submit(greet_t, std::string("x"), 500));
   EXPECT_EQ(e.type(), "keel::ProtocolError");
   EXPECT_EQ(pool.submit(square_t, 2).result(), 4);
+}
+
+// Found by fuzz/pool_worker: an error report longer than max_message could not
+// be sent, and the worker died of it (or, for an initializer, exited without a
+// word), so the caller saw a lost worker instead of the task's own error.
+TEST(ProcessPool, AnErrorLongerThanMaxMessageComesBackCutWithItsType) {
+  ProcessPool pool({.workers = 1, .max_message = keel::min_max_message});
+  auto e = failure_of<keel::RemoteError>(pool.submit(throws_long_t, 10000));
+  EXPECT_EQ(e.type(), "std::runtime_error");
+  EXPECT_NE(e.message().find("[cut from 10000 bytes]"), std::string::npos) << e.message();
+  EXPECT_EQ(e.message().substr(0, 100), std::string(100, 'e'));
+  EXPECT_EQ(pool.stats().deaths, 0u);
+  EXPECT_EQ(pool.submit(square_t, 5).result(), 25);
+}
+
+TEST(ProcessPoolInit, AnInitializerErrorLongerThanMaxMessageIsStillReported) {
+  ProcessPool pool(
+      {.workers = 1, .initializer = keel::bind_task(init_throws_long_t, 5000), .max_message = keel::min_max_message});
+  auto f = pool.submit(square_t, 2);
+  auto e = expect_throw<keel::BrokenProcessPool>([&] { f.result(); });
+  EXPECT_NE(std::string(e.what()).find("initializer raised std::logic_error: initializer refused!!!"),
+            std::string::npos)
+      << e.what();
+  EXPECT_TRUE(pool.await_termination(keel_test::hang_limit));
 }
 
 // ---- worker deaths (POOL-1, POOL-2, POOL-3) ----
@@ -589,6 +624,27 @@ TEST(ProcessPoolShutdown, CancelledQueuedFutureNeverRuns) {
   EXPECT_THROW(victim.result(), keel::CancelledError);
   EXPECT_EQ(runs.runs(), 0);
   EXPECT_FALSE(blocker.cancel());  // running or done: too late
+}
+
+// Found by fuzz/process_pool_ops: a map chunk was sent whole when any of its
+// calls was still wanted, so a call whose cancel() had returned true ran anyway.
+TEST(ProcessPoolShutdown, CancelledCallsOfAQueuedMapChunkNeverRun) {
+  RunFile first, second, third;
+  ProcessPool pool({.workers = 1, .max_in_flight = 1});
+  auto blocker = pool.submit(sleep_t, 100);  // keeps the chunk queued in the parent
+  auto results =
+      pool.map(counted_value_t,
+               std::vector<std::pair<std::string, int>>{{first.path(), 1}, {second.path(), 2}, {third.path(), 3}},
+               {.chunksize = 3});
+  auto fs = results.futures();
+  EXPECT_TRUE(fs[1].cancel());
+  EXPECT_EQ(fs[0].result(), 1);
+  EXPECT_EQ(fs[2].result(), 3);
+  EXPECT_TRUE(fs[1].cancelled());
+  EXPECT_EQ(first.runs(), 1);
+  EXPECT_EQ(second.runs(), 0);
+  EXPECT_EQ(third.runs(), 1);
+  EXPECT_EQ(blocker.result(), 100);
 }
 
 TEST(ProcessPoolShutdown, TerminateWorkersFailsRunningTasksAndCancelsQueuedOnes) {

@@ -10,8 +10,10 @@
 #include <cxxabi.h>
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <unordered_map>
+#include <utility>
 
 #include "keel/sync/mutex.hpp"
 
@@ -99,7 +101,9 @@ std::string demangle(const char* mangled) {
 
 std::string type_name(const std::type_info& t) { return demangle(t.name()); }
 
-std::string encode_error(const std::exception_ptr& e) {
+namespace {
+
+std::pair<std::string, std::string> error_parts(const std::exception_ptr& e) {
   if (!e) throw ValueError("keel: encode_error of a null exception_ptr");
   std::string type;
   std::string message;
@@ -114,6 +118,35 @@ std::string encode_error(const std::exception_ptr& e) {
     const std::type_info* t = abi::__cxa_current_exception_type();
     type = t != nullptr ? type_name(*t) : std::string("unknown exception");
     message = "unknown exception";
+  }
+  return {std::move(type), std::move(message)};
+}
+
+// s cut to at most n bytes, the cut marked.
+std::string cut_to(const std::string& s, std::size_t n) {
+  if (s.size() <= n) return s;
+  const std::string mark = " [cut from " + std::to_string(s.size()) + " bytes]";
+  return s.substr(0, n > mark.size() ? n - mark.size() : 0) + mark.substr(0, n);
+}
+
+}  // namespace
+
+std::string encode_error(const std::exception_ptr& e) {
+  auto [type, message] = error_parts(e);
+  return keel::encode(type, message);
+}
+
+std::string encode_error(const std::exception_ptr& e, std::size_t max_bytes) {
+  if (max_bytes < min_error_bytes) {
+    throw ValueError("keel: an error report needs at least " + std::to_string(min_error_bytes) + " bytes, not " +
+                     std::to_string(max_bytes));
+  }
+  auto [type, message] = error_parts(e);
+  constexpr std::size_t lengths = 8;  // the two u32 lengths
+  const std::size_t room = max_bytes - lengths;
+  if (type.size() + message.size() > room) {
+    type = cut_to(type, room / 2 > message.size() ? room - message.size() : std::max(room / 2, room - message.size()));
+    message = cut_to(message, room - type.size());
   }
   return keel::encode(type, message);
 }

@@ -542,7 +542,10 @@ ProcessPool::ProcessPool(const ProcessPoolOptions& options)
       max_message_(options.max_message),
       task_timeout_(options.task_timeout) {
   (void)worker_role_registered;
-  if (options.max_message == 0) throw ValueError("ProcessPool: max_message must be positive");
+  if (options.max_message < min_max_message) {
+    throw ValueError("ProcessPool: max_message must be at least " + std::to_string(min_max_message) +
+                     " bytes (room for a worker's error report), not " + std::to_string(options.max_message));
+  }
   if (options.max_message > 0xFFFFFFF0u) throw ValueError("ProcessPool: max_message must fit in 32 bits");
   if (options.task_timeout < std::chrono::nanoseconds::zero())
     throw ValueError("ProcessPool: task_timeout must not be negative");

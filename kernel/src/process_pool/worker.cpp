@@ -34,6 +34,19 @@ bool write_all(int fd, const std::string& bytes) {
   return true;
 }
 
+// The error report for the exception being handled, cut to fit the limit:
+// a task's failure must reach the parent as its own error, not as a worker
+// that died trying to report it.
+std::string current_error(std::size_t max) { return detail::encode_error(std::current_exception(), max); }
+
+// A result too large for the channel becomes the task's error instead.
+std::string oversized(std::string_view what, std::size_t size, std::size_t max) {
+  return detail::encode_error(
+      std::make_exception_ptr(ProtocolError("keel: " + std::string(what) + " is " + std::to_string(size) +
+                                            " bytes encoded, above the pool's max_message of " + std::to_string(max))),
+      max);
+}
+
 // Appends the answer to one call: ok with the result, or the error.
 void answer(std::string& out, std::uint64_t id, std::string_view name, std::string_view args, std::size_t max) {
   std::string result;
@@ -42,13 +55,13 @@ void answer(std::string& out, std::uint64_t id, std::string_view name, std::stri
     result = detail::invoke_task(name, args);
   } catch (...) {
     ok = false;
-    result = detail::encode_error(std::current_exception());
+    result = current_error(max);
   }
-  try {
-    append_frame(out, ok ? proto::ok : proto::error, id, result, max);
-  } catch (const ProtocolError&) {
-    append_frame(out, proto::error, id, detail::encode_error(std::current_exception()), max);
+  if (ok && result.size() > max) {
+    ok = false;
+    result = oversized("the result of task '" + std::string(name) + "'", result.size(), max);
   }
+  append_frame(out, ok ? proto::ok : proto::error, id, result, max);
 }
 
 void answer_chunk(std::string& out, std::uint64_t id, std::string_view payload, std::size_t max) {
@@ -63,17 +76,18 @@ void answer_chunk(std::string& out, std::uint64_t id, std::string_view payload, 
       try {
         answers.emplace_back(true, detail::invoke_task(name, args));
       } catch (...) {
-        answers.emplace_back(false, detail::encode_error(std::current_exception()));
+        answers.emplace_back(false, current_error(max));
       }
     }
   } catch (...) {
-    append_frame(out, proto::error, id, detail::encode_error(std::current_exception()), max);
+    append_frame(out, proto::error, id, current_error(max), max);
     return;
   }
-  try {
-    append_frame(out, proto::ok, id, encode(answers), max);
-  } catch (const ProtocolError&) {
-    append_frame(out, proto::error, id, detail::encode_error(std::current_exception()), max);
+  const std::string all = encode(answers);
+  if (all.size() > max) {
+    append_frame(out, proto::error, id, oversized("the results of a chunk", all.size(), max), max);
+  } else {
+    append_frame(out, proto::ok, id, all, max);
   }
 }
 
@@ -90,11 +104,14 @@ int pool_worker_main(const detail::ChildContext& ctx) {
     const auto init_args = d.get<std::string>();
     max = static_cast<std::size_t>(d.get<std::uint64_t>());
     d.expect_end();
+    // The pool never asks for less (ProcessPoolOptions::max_message); the
+    // error reports below need the room.
+    if (max < detail::min_error_bytes) return 71;
     if (!init_name.empty()) {
       try {
         detail::invoke_task(init_name, init_args);
       } catch (...) {
-        append_frame(out, proto::init_failed, 0, detail::encode_error(std::current_exception()), max);
+        append_frame(out, proto::init_failed, 0, current_error(max), max);
         write_all(fd, out);
         return 3;
       }
@@ -124,7 +141,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
           name = d.get_view(n);
           args = d.get_view(d.remaining());
         } catch (...) {
-          append_frame(out, proto::error, f->id, detail::encode_error(std::current_exception()), max);
+          append_frame(out, proto::error, f->id, current_error(max), max);
           if (!write_all(fd, out)) return 0;
           continue;
         }

@@ -77,6 +77,12 @@ R decode_result(std::string_view bytes) {
 // that is not a std::exception the type is still named (e.g. "int") and the
 // message is "unknown exception". ValueError for a null exception_ptr.
 std::string encode_error(const std::exception_ptr& e);
+// The same, at most max_bytes long: a message too long for it is cut and ends
+// with " [cut from N bytes]", and a type name longer than half the room is cut
+// too, so a task's own error always fits the channel it must travel on.
+// ValueError if max_bytes < min_error_bytes.
+inline constexpr std::size_t min_error_bytes = 128;
+std::string encode_error(const std::exception_ptr& e, std::size_t max_bytes);
 // The RemoteError a parent throws for bytes from encode_error; ProtocolError
 // if they are malformed.
 RemoteError decode_error(std::string_view bytes);

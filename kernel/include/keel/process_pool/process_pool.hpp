@@ -71,8 +71,13 @@ struct ProcessPoolOptions {
   unsigned restart_limit = 32;               // more unplanned replacements than this ...
   std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  // ... within this breaks the pool
   StartMethod start = StartMethod::spawn;
-  std::size_t max_message = default_max_frame;  // bytes of one task's arguments or result
+  std::size_t max_message = default_max_frame;  // bytes of one task's arguments or result (>= min_max_message)
 };
+
+// The smallest max_message a pool accepts: room for a worker's error report
+// (a longer message or type name is cut to fit, never lost).
+inline constexpr std::size_t min_max_message = 256;
+static_assert(min_max_message >= detail::min_error_bytes);
 
 struct SubmitOptions {
   std::optional<std::chrono::nanoseconds> timeout{};  // overrides the pool's task_timeout
@@ -174,27 +179,42 @@ class SingleCall final : public PoolCall {
 template <class R>
 class ChunkCall final : public PoolCall {
  public:
+  // Starts the calls nobody cancelled. A cancelled call never runs (POOL-2):
+  // when some were cancelled while queued, the payload is cut down to the
+  // started ones, and their answers come back in that order.
   bool try_start() override {
-    bool any = false;
-    for (auto& p : promises) any = p.set_running_or_notify_cancel() || any;
-    return any;
+    started.clear();
+    for (std::size_t i = 0; i < promises.size(); ++i) {
+      if (promises[i].set_running_or_notify_cancel()) started.push_back(i);
+    }
+    if (!started.empty() && started.size() != promises.size()) {
+      Decoder d(payload);
+      auto task = d.get<std::string>();
+      auto args = d.get<std::vector<std::string>>();
+      std::vector<std::string> keep;
+      keep.reserve(started.size());
+      for (std::size_t i : started) keep.push_back(std::move(args[i]));
+      payload = encode(task, keep);
+    }
+    return !started.empty();
   }
   void complete(bool ok, std::string_view bytes) override {
     std::vector<std::pair<bool, std::string>> answers;
     try {
       if (!ok) return fail(std::make_exception_ptr(decode_error(bytes)));
       answers = decode<std::vector<std::pair<bool, std::string>>>(bytes);
-      if (answers.size() != promises.size()) throw ProtocolError("chunk answer has the wrong number of results");
+      if (answers.size() != started.size()) throw ProtocolError("chunk answer has the wrong number of results");
     } catch (...) {
       return fail(std::current_exception());
     }
-    for (std::size_t i = 0; i < promises.size(); ++i) {
+    for (std::size_t j = 0; j < started.size(); ++j) {
+      const std::size_t i = started[j];
       if (futures[i].done()) continue;
       try {
-        if (!answers[i].first) {
-          promises[i].set_exception(std::make_exception_ptr(decode_error(answers[i].second)));
+        if (!answers[j].first) {
+          promises[i].set_exception(std::make_exception_ptr(decode_error(answers[j].second)));
         } else {
-          set_decoded(promises[i], answers[i].second);
+          set_decoded(promises[i], answers[j].second);
         }
       } catch (...) {
         settle(promises[i], std::current_exception());
@@ -212,6 +232,7 @@ class ChunkCall final : public PoolCall {
   }
   std::vector<Promise<R>> promises;
   std::vector<Future<R>> futures;
+  std::vector<std::size_t> started;  // indices of the calls sent, in payload order
 };
 
 class PoolDriver;
