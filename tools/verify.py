@@ -130,6 +130,20 @@ def gtest_names():
     return names
 
 
+def fuzz_targets():
+    """Fuzz target name -> the invariant IDs its checks cite."""
+    targets = {}
+    for src in glob.glob(os.path.join(ROOT, "fuzz", "*.cpp")):
+        with open(src, errors="replace") as f:
+            text = f.read()
+        m = re.search(r"\bKEEL_FUZZ_TARGET\((\w+)\)", text)
+        if m:
+            # Checks name their invariant as a string literal, through
+            # KEEL_FUZZ_CHECK or a target's own recording helper.
+            targets[m.group(1)] = set(re.findall(r'"([A-Z]+-\d+)"', text))
+    return targets
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
@@ -194,6 +208,7 @@ def main():
     # Invariant catalogue cross-check.
     invariants = parse_invariants()
     tests = gtest_names()
+    fuzzers = fuzz_targets()
     ran = {(r.tool, r.name): r for r in rows}
     coverage = {}
     for inv, checks in invariants.items():
@@ -206,6 +221,15 @@ def main():
                     good.append(c)
                 else:
                     failures.append(f"INVARIANTS.md: {inv} names missing test {name}")
+            elif kind == "fuzz":
+                # The target runs in make fuzz and over its corpus in make
+                # test; here: it exists and checks this invariant.
+                if name not in fuzzers:
+                    failures.append(f"INVARIANTS.md: {inv} names fuzz target {name}, which fuzz/ does not define")
+                elif inv not in fuzzers[name]:
+                    failures.append(f"INVARIANTS.md: {inv} names fuzz:{name}, which has no KEEL_FUZZ_CHECK for {inv}")
+                else:
+                    good.append(c)
             elif kind in ("relacy", "spin", "grep"):
                 hits = [r for (tool, n), r in ran.items() if tool == kind and n == name]
                 if not hits:
