@@ -64,11 +64,13 @@ struct Armed {
   ~Armed() { armed = false; }
 };
 
+#ifdef KEEL_FUZZ_MALLOC_HOOKS
 // A value's heap footprint per input byte: the widest element (an
 // optional<vector<string>> is 32 bytes and encodes to at least 1) times the
 // input, plus slack for exception messages and small strings.
 constexpr std::size_t bytes_per_input_byte = 64;
 constexpr std::size_t allocation_slack = 4096;
+#endif
 
 // ---- a user type with the member protocol ---------------------------------------
 
