@@ -262,6 +262,21 @@ TEST(Task, ErrorReportsAreCutToFitALimitAndSaySo) {
   EXPECT_EQ(both.type().substr(0, 12), "std::vector<");
   EXPECT_NE(both.type().find("[cut from"), std::string::npos) << both.type();
   EXPECT_EQ(both.message(), "unknown exception");
+  // Both too long: each is cut, and the whole still fits.
+  struct LongNamedErrorTypeForTheCutTestWithANameThatGoesOnAndOnAndOnAndOnAndOnAndOnAndOnAndOnAndOn
+      : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
+  const auto long_both = std::make_exception_ptr(
+      LongNamedErrorTypeForTheCutTestWithANameThatGoesOnAndOnAndOnAndOnAndOnAndOnAndOnAndOnAndOn(
+          std::string(5000, 'm')));
+  for (std::size_t max : {std::size_t{128}, std::size_t{200}}) {
+    const std::string bytes = keel::detail::encode_error(long_both, max);
+    EXPECT_LE(bytes.size(), max);
+    const keel::RemoteError r = keel::detail::decode_error(bytes);
+    EXPECT_NE(r.type().find("[cut from"), std::string::npos) << r.type();
+    EXPECT_NE(r.message().find("[cut from 5000 bytes]"), std::string::npos) << r.message();
+  }
   const auto small = std::make_exception_ptr(std::logic_error("x"));
   EXPECT_EQ(keel::detail::encode_error(small, 128), keel::detail::encode_error(small));
   EXPECT_THROW(keel::detail::encode_error(small, keel::detail::min_error_bytes - 1), keel::ValueError);

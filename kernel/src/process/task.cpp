@@ -145,7 +145,8 @@ std::string encode_error(const std::exception_ptr& e, std::size_t max_bytes) {
   constexpr std::size_t lengths = 8;  // the two u32 lengths
   const std::size_t room = max_bytes - lengths;
   if (type.size() + message.size() > room) {
-    type = cut_to(type, room / 2 > message.size() ? room - message.size() : std::max(room / 2, room - message.size()));
+    // The type keeps what the message leaves, and at least half the room.
+    type = cut_to(type, std::max(room / 2, room - std::min(message.size(), room)));
     message = cut_to(message, room - type.size());
   }
   return keel::encode(type, message);
