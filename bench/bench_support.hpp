@@ -218,6 +218,24 @@ inline bool positive_flag(const char* arg, std::string_view flag, std::int64_t& 
   return true;
 }
 
+// Parses `--flag=X` (X a positive real number, e.g. 0.1 or 2) into `into`.
+// Returns whether `arg` was that flag at all; a bad value is reported on
+// stderr and clears `ok`.
+inline bool positive_real_flag(const char* arg, std::string_view flag, double& into, bool& ok) {
+  const std::string_view s(arg);
+  if (s.size() <= flag.size() || s.substr(0, flag.size()) != flag || s[flag.size()] != '=') return false;
+  const char* digits = arg + flag.size() + 1;
+  char* end = nullptr;
+  const double v = std::strtod(digits, &end);
+  if (end == digits || *end != '\0' || !(v > 0) || v > 1e6) {
+    std::fprintf(stderr, "%s needs a positive number\n", std::string(flag).c_str());
+    ok = false;
+  } else {
+    into = v;
+  }
+  return true;
+}
+
 // A CPython peer script of the benchmarks (bench/<script>) and whether
 // `python` can run it. The script is found next to this header when run from
 // the repository root (as `make bench` does), else from the executable's

@@ -1,8 +1,9 @@
 // keel ProcessPool benchmarks: keel::ProcessPool against CPython's
 // ProcessPoolExecutor and multiprocessing.Pool, against the raw cost of
 // moving frames through sockets to worker processes (the ceiling), and how
-// fast a killed worker is replaced; a summary table with ratios from the same
-// run closes it.
+// fast a killed worker is replaced, and the makespan of heterogeneous
+// workloads against the ideal; a summary table with ratios from the same run
+// closes it.
 //
 // Benchmarks (names are what --benchmark_filter matches), in the order they run:
 //   throughput/keel/submit/workers:2      one thread submits N tiny tasks (square
@@ -52,11 +53,42 @@
 //                                    program (a fresh image, as the pool
 //                                    starts workers) until its first echo.
 //
+//   makespan/{a,b,c}/{keel,cpython_executor,cpython_apply_async}
+//                                    heterogeneous workloads, each on a fresh
+//                                    pool (warmed with two 10 ms sleeps per
+//                                    worker), one submit per task (CPython:
+//                                    ProcessPoolExecutor.submit, and
+//                                    multiprocessing.Pool.apply_async), time =
+//                                    from the first submit until every result
+//                                    was read; the summary compares it with
+//                                    the ideal and across the three:
+//                                    a: n tasks of 1 s on n workers (n = the
+//                                       pool's default workers); ideal 1 s
+//                                    b: one 2 s task, then ten 100 ms tasks,
+//                                       on 2 workers; ideal makespan
+//                                       max(longest, work / workers) = 2 s,
+//                                       and the ten short ones all done (read
+//                                       first) at 10 x 100 ms / (workers - 1)
+//                                       = 1 s
+//                                    c: 2000 tasks of exponentially
+//                                       distributed durations (mean 1 ms,
+//                                       splitmix64 from kMakespanSeed; the
+//                                       script derives the same list) on n
+//                                       workers; ideal max(longest,
+//                                       work / workers)
+//                                    a and b sleep (nanosleep, time.sleep); c
+//                                    busy-waits on the monotonic clock.
+//
 // Flags besides --benchmark_*: --tasks=N (default 100000), --cpython_tasks=N
 // (default 100000), --samples=N (replacement samples, default 50),
-// --python=CMD (default python3; "none" skips CPython), --quick (or env
-// KEEL_BENCH_QUICK=1: 10000 tasks, 2000 CPython tasks, 10 samples, one
-// repetition; a smoke run of a few seconds). Defaults:
+// --python=CMD (default python3; "none" skips CPython), --makespan=LIST (of
+// a,b,c; default all; "none" skips them), --makespan_scale=X (alias
+// --makespan-scale; default 1: multiplies the durations of a and b and the
+// task count of c), --makespan_runs=N (repetitions of each makespan row,
+// default 3), --makespan_workers=N (n of a and c; default the CPUs this
+// process may use), --quick (or env KEEL_BENCH_QUICK=1: 10000 tasks, 2000
+// CPython tasks, 10 samples, one repetition, makespan scale 0.1 and one run;
+// a smoke run of a few seconds). Defaults:
 // --benchmark_repetitions=3 --benchmark_display_aggregates_only=true (the
 // summary uses medians); CPython, map_unordered and the replacement
 // benchmarks run once.
@@ -66,6 +98,7 @@
 
 #include <benchmark/benchmark.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -75,6 +108,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -115,8 +149,26 @@ std::int64_t stamp_and_die(std::string stamp) {
   return 0;
 }
 
+// The makespan workloads' tasks: each takes `ns` and returns it (the parent
+// checks the sum). sleep_ns sleeps (nanosleep); spin_ns busy-waits on the
+// monotonic clock, keeping its CPU the whole time.
+std::int64_t sleep_ns(std::int64_t ns) {
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  return ns;
+}
+std::int64_t spin_ns(std::int64_t ns) {
+  const std::int64_t end = now_ns() + ns;
+  while (now_ns() < end) {
+  }
+  return ns;
+}
+
 const auto square_task = keel::register_task("bench.square", square);
 const auto stamp_and_die_task = keel::register_task("bench.stamp_and_die", stamp_and_die);
+const auto sleep_task = keel::register_task("bench.sleep_ns", sleep_ns);
+const auto spin_task = keel::register_task("bench.spin_ns", spin_ns);
 
 bool write_all(int fd, const char* p, std::size_t n) {
   while (n > 0) {
@@ -178,6 +230,16 @@ std::string g_cpython_script;            // found in main
 bool g_quick = false;                    // --quick / KEEL_BENCH_QUICK
 constexpr unsigned kWorkers = 2;
 constexpr std::int64_t kChunk = 256;
+// Makespan workloads
+std::string g_makespan = "abc";       // --makespan: which of a, b, c run, in order ("none": no makespan rows)
+double g_makespan_scale = 1.0;        // --makespan_scale (--quick: 0.1)
+std::int64_t g_makespan_runs = 3;     // --makespan_runs: repetitions of each makespan row (--quick: 1)
+std::int64_t g_makespan_workers = 0;  // --makespan_workers: workers of a and c (0: the CPUs this process may use)
+// The seed of workload c's durations; bench/cpython_process_pool.py has the
+// same default (MAKESPAN_SEED), and is given it explicitly.
+constexpr std::uint64_t kMakespanSeed = 20261127;
+constexpr std::int64_t kMakespanCTasks = 2000;
+constexpr double kMakespanCMeanNs = 1e6;
 
 std::int64_t expected_sum(std::int64_t n) { return (n - 1) * n * (2 * n - 1) / 6; }
 
@@ -486,6 +548,21 @@ std::optional<double> field(const std::string& line, const char* key) {
 
 std::vector<std::string> g_cpython_lines;  // the script's output lines, in order
 
+// Runs the script's command line `cmd`; returns its result line
+// ("cpython_process_pool ...", empty if none), and all it printed in *out.
+std::string run_cpython(const std::string& cmd, std::string* out) {
+  out->clear();
+  if (std::FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, p)) *out += buf;
+    if (pclose(p) != 0) *out = "failed: " + *out;
+  }
+  const auto at = out->find("cpython_process_pool ");
+  std::string line = at == std::string::npos ? std::string() : out->substr(at);
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  return line;
+}
+
 void bm_cpython(benchmark::State& state, const char* script_case) {
   const std::int64_t n = g_cpython_tasks;
   const std::string cmd = g_python + " '" + g_cpython_script + "' --tasks " + std::to_string(n) + " --workers " +
@@ -493,14 +570,7 @@ void bm_cpython(benchmark::State& state, const char* script_case) {
                           script_case + " 2>&1";
   while (state.KeepRunningBatch(n)) {
     std::string out;
-    if (std::FILE* p = popen(cmd.c_str(), "r")) {
-      char buf[512];
-      while (std::fgets(buf, sizeof buf, p)) out += buf;
-      if (pclose(p) != 0) out = "failed: " + out;
-    }
-    const auto at = out.find("cpython_process_pool ");
-    std::string line = at == std::string::npos ? std::string() : out.substr(at);
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    const std::string line = run_cpython(cmd, &out);
     const auto seconds = field(line, "seconds");
     if (!seconds || *seconds <= 0) {
       state.SkipWithError(("python run failed: " + cmd + ": " + out).c_str());
@@ -510,6 +580,182 @@ void bm_cpython(benchmark::State& state, const char* script_case) {
     state.SetIterationTime(*seconds);
   }
   state.SetItemsProcessed(state.iterations());
+}
+
+// ---------------------------------------------------------------------------
+// Makespan: heterogeneous workloads, keel against CPython's two pools
+
+// The CPUs this process may run on: what keel::ProcessPool starts by default.
+unsigned affinity_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  const long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<unsigned>(n) : 1;
+}
+
+// Workers of workloads a and c: --makespan_workers, else the pool's default.
+unsigned makespan_workers() {
+  return g_makespan_workers > 0 ? static_cast<unsigned>(g_makespan_workers) : affinity_cpus();
+}
+
+// `count` durations in ns, exponentially distributed with mean `mean_ns`:
+// u = the top 53 bits of each splitmix64 output / 2^53, d = -mean * log(1 - u),
+// truncated, at least 1. bench/cpython_process_pool.py (exponential_ns) does
+// the same arithmetic; each CPython run reports the sum, and a run whose sum
+// differs from this list's is an error.
+std::vector<std::int64_t> exponential_ns(std::int64_t count, double mean_ns, std::uint64_t seed) {
+  std::vector<std::int64_t> v;
+  v.reserve(static_cast<std::size_t>(count));
+  std::uint64_t state = seed;
+  for (std::int64_t i = 0; i < count; ++i) {
+    state += 0x9E3779B97F4A7C15ULL;
+    std::uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    const double u = static_cast<double>(z >> 11) * 0x1.0p-53;
+    const double d = -mean_ns * std::log(1.0 - u);
+    v.push_back(std::max<std::int64_t>(1, static_cast<std::int64_t>(d)));
+  }
+  return v;
+}
+
+std::string duration_label(std::int64_t ns) {
+  char buf[32];
+  if (ns >= 1'000'000'000) {
+    std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(ns) / 1e9);
+  } else if (ns >= 1'000'000) {
+    std::snprintf(buf, sizeof buf, "%g ms", static_cast<double>(ns) / 1e6);
+  } else {
+    std::snprintf(buf, sizeof buf, "%g us", static_cast<double>(ns) / 1e3);
+  }
+  return buf;
+}
+
+struct Makespan {
+  char id = 'a';
+  bool spin = false;  // c: busy-waiting tasks; a, b: sleeping ones
+  unsigned workers = 0;
+  std::vector<std::int64_t> ns;  // task durations, in submission order
+  std::size_t short_from = 0;    // results from here on are read first (b: the ten short tasks)
+  std::int64_t work_ns = 0, longest_ns = 0;
+  double ideal_s = 0;        // max(longest task, work / workers)
+  double short_ideal_s = 0;  // b: the ten short tasks' work / (workers - 1)
+  std::string label;
+};
+
+// Workload a, b or c at --makespan_scale (the durations of a and b, the task
+// count of c). The CPython script builds the same from --workers, --scale
+// and --seed.
+Makespan makespan_workload(char id) {
+  Makespan w;
+  w.id = id;
+  const double scale = g_makespan_scale;
+  if (id == 'a') {
+    w.workers = makespan_workers();
+    w.ns.assign(w.workers, std::max<std::int64_t>(1, static_cast<std::int64_t>(1e9 * scale)));
+    w.label = "(a) " + std::to_string(w.workers) + " x " + duration_label(w.ns[0]) + ", sleep";
+  } else if (id == 'b') {
+    w.workers = kWorkers;
+    const std::int64_t long_ns = std::max<std::int64_t>(1, static_cast<std::int64_t>(2e9 * scale));
+    const std::int64_t short_ns = std::max<std::int64_t>(1, static_cast<std::int64_t>(1e8 * scale));
+    w.ns.push_back(long_ns);
+    w.ns.insert(w.ns.end(), 10, short_ns);
+    w.short_from = 1;
+    w.short_ideal_s = 10.0 * static_cast<double>(short_ns) / std::max(1u, w.workers - 1) / 1e9;
+    w.label = "(b) " + duration_label(long_ns) + " + 10 x " + duration_label(short_ns) + ", sleep";
+  } else {
+    w.spin = true;
+    w.workers = makespan_workers();
+    const auto count =
+        std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(kMakespanCTasks) * scale + 0.5));
+    w.ns = exponential_ns(count, kMakespanCMeanNs, kMakespanSeed);
+    w.label = "(c) " + std::to_string(count) + " x exp(mean " +
+              duration_label(static_cast<std::int64_t>(kMakespanCMeanNs)) + "), busy";
+  }
+  for (const std::int64_t ns : w.ns) {
+    w.work_ns += ns;
+    w.longest_ns = std::max(w.longest_ns, ns);
+  }
+  w.ideal_s = std::max(static_cast<double>(w.longest_ns), static_cast<double>(w.work_ns) / w.workers) / 1e9;
+  w.label += ", " + std::to_string(w.workers) + " workers";
+  if (w.short_from > 0) w.label += ": all";
+  return w;
+}
+
+// Counters of a makespan row (seconds): the medians feed the summary.
+void set_makespan_counters(benchmark::State& state, const Makespan& w, double seconds, double short_seconds) {
+  state.counters["makespan_s"] = seconds;
+  state.counters["ideal_s"] = w.ideal_s;
+  state.counters["per_ideal"] = seconds / w.ideal_s;
+  if (w.short_from > 0) {
+    state.counters["short_s"] = short_seconds;
+    state.counters["short_ideal_s"] = w.short_ideal_s;
+  }
+  state.counters["workers"] = w.workers;
+}
+
+// keel: a fresh pool of w.workers (started, ready, and warmed with two 10 ms
+// sleeps per worker, as the CPython script warms its pools), then one
+// submit() per task in order; the results behind short_from are read first,
+// then the rest. Time = from the first submit until every result was read.
+void bm_makespan_keel(benchmark::State& state, char id) {
+  const Makespan w = makespan_workload(id);
+  keel::ProcessPool pool({.workers = w.workers});
+  if (!wait_ready(pool, w.workers)) return state.SkipWithError("the pool's workers did not start within 10 s");
+  const auto& task = w.spin ? spin_task : sleep_task;
+  try {
+    std::vector<keel::Future<std::int64_t>> warm;
+    for (unsigned i = 0; i < 2 * w.workers; ++i) warm.push_back(pool.submit(sleep_task, std::int64_t{10'000'000}));
+    for (auto& f : warm) f.result();
+    double seconds = 0, short_seconds = 0;
+    for (auto _ : state) {
+      std::vector<keel::Future<std::int64_t>> fs;
+      fs.reserve(w.ns.size());
+      std::int64_t sum = 0;
+      const std::int64_t t0 = now_ns();
+      for (const std::int64_t ns : w.ns) fs.push_back(pool.submit(task, ns));
+      for (std::size_t i = w.short_from; i < fs.size(); ++i) sum += fs[i].result();
+      const std::int64_t t_short = now_ns();
+      for (std::size_t i = 0; i < w.short_from; ++i) sum += fs[i].result();
+      const std::int64_t t1 = now_ns();
+      if (sum != w.work_ns) return state.SkipWithError("wrong sum of task results");
+      seconds = static_cast<double>(t1 - t0) / 1e9;
+      short_seconds = static_cast<double>(t_short - t0) / 1e9;
+      state.SetIterationTime(seconds);
+    }
+    set_makespan_counters(state, w, seconds, short_seconds);
+  } catch (const std::exception& e) {
+    state.SkipWithError((std::string("a task failed: ") + e.what()).c_str());
+  }
+}
+
+// CPython: the script's makespan_<id>_<peer> case, with the same workers,
+// scale and seed (it reports the sum of its durations, checked here).
+void bm_makespan_cpython(benchmark::State& state, char id, const char* peer) {
+  const Makespan w = makespan_workload(id);
+  char scale[40];
+  std::snprintf(scale, sizeof scale, "%.17g", g_makespan_scale);
+  const std::string cmd = g_python + " '" + g_cpython_script + "' --cases makespan_" + std::string(1, id) + "_" + peer +
+                          " --workers " + std::to_string(w.workers) + " --scale " + scale + " --seed " +
+                          std::to_string(kMakespanSeed) + " 2>&1";
+  double seconds = 0, short_seconds = 0;
+  for (auto _ : state) {
+    std::string out;
+    const std::string line = run_cpython(cmd, &out);
+    const auto s = field(line, "seconds"), work = field(line, "work_ns"), tasks = field(line, "tasks");
+    if (!s || *s <= 0) return state.SkipWithError(("python run failed: " + cmd + ": " + out).c_str());
+    if (!work || !tasks || static_cast<std::int64_t>(*work) != w.work_ns ||
+        static_cast<std::size_t>(*tasks) != w.ns.size()) {
+      return state.SkipWithError(("the script's workload differs from keel's: " + line).c_str());
+    }
+    g_cpython_lines.push_back(line);
+    seconds = *s;
+    short_seconds = field(line, "short_seconds").value_or(*s);
+    state.SetIterationTime(seconds);
+  }
+  set_makespan_counters(state, w, seconds, short_seconds);
 }
 
 // ---------------------------------------------------------------------------
@@ -674,6 +920,23 @@ void register_all() {
       ->Iterations(g_samples)
       ->UseManualTime()
       ->Repetitions(1);
+  // Makespan rows last: makespan/<a|b|c>/{keel,cpython_executor,cpython_apply_async}.
+  for (const char id : g_makespan) {
+    if (id < 'a' || id > 'c') continue;
+    const std::string base = std::string("makespan/") + id + "/";
+    const auto reg = [&](const std::string& name, auto fn) {
+      benchmark::RegisterBenchmark(name.c_str(), fn)
+          ->Iterations(1)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Repetitions(static_cast<int>(g_makespan_runs));
+    };
+    reg(base + "keel", [id](benchmark::State& s) { bm_makespan_keel(s, id); });
+    if (g_cpython_ok) {
+      reg(base + "cpython_executor", [id](benchmark::State& s) { bm_makespan_cpython(s, id, "executor"); });
+      reg(base + "cpython_apply_async", [id](benchmark::State& s) { bm_makespan_cpython(s, id, "apply_async"); });
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -708,6 +971,65 @@ void ratio_row(std::FILE* out, const char* label, Ns r, std::optional<double> at
   } else {
     std::fprintf(out, " %9.2fx\n", *r);
   }
+}
+
+// The makespan table: per workload, the ideal, then keel, ProcessPoolExecutor
+// and Pool.apply_async (each with makespan / ideal), keel's makespan over
+// each CPython one, and the target (keel within 10% of the ideal).
+void print_makespan(std::FILE* out, const keel_bench::RecordingReporter& rec) {
+  std::string ids;
+  for (const char id : g_makespan) {
+    if (id >= 'a' && id <= 'c') ids += id;
+  }
+  if (ids.empty()) return;
+  std::fprintf(out, "Makespan (scale %g; %s): wall time from the first submit until every result was read\n",
+               g_makespan_scale,
+               g_makespan_runs > 1 ? ("median of " + std::to_string(g_makespan_runs) + " runs").c_str() : "one run");
+  std::fprintf(out,
+               "  (a), (b): the tasks sleep; (c): they busy-wait on the monotonic clock. One submit per task;\n"
+               "  CPython: ProcessPoolExecutor.submit + result() (exec), multiprocessing.Pool.apply_async + get() "
+               "(Pool).\n"
+               "  keel/exec, keel/Pool: keel's makespan / CPython's (under 1.00x: keel finished sooner)\n");
+  std::fprintf(out, "  %-46s %9s %9s %6s %9s %6s %9s %6s %9s %9s  %s\n", "workload", "ideal", "keel", "/ideal", "exec",
+               "/ideal", "Pool", "/ideal", "keel/exec", "keel/Pool", "keel <= 1.10 x ideal");
+  const auto secs = [](Ns v) {
+    char buf[24];
+    if (v) {
+      std::snprintf(buf, sizeof buf, "%7.3f s", *v);
+    } else {
+      std::snprintf(buf, sizeof buf, "%9s", "-");
+    }
+    return std::string(buf);
+  };
+  const auto ratio = [](Ns a, Ns b, int width) {
+    char buf[24];
+    if (a && b && *b > 0) {
+      std::snprintf(buf, sizeof buf, "%*.2fx", width - 1, *a / *b);
+    } else {
+      std::snprintf(buf, sizeof buf, "%*s", width, "-");
+    }
+    return std::string(buf);
+  };
+  const auto row = [&](const std::string& label, const std::string& base, const char* counter, double ideal) {
+    const Ns k = rec.counter(base + "keel", counter), ex = rec.counter(base + "cpython_executor", counter),
+             pl = rec.counter(base + "cpython_apply_async", counter);
+    const char* verdict = !k ? "not run" : *k <= 1.10 * ideal ? "PASS" : "MISS";
+    std::fprintf(out, "  %-46s %s %s %s %s %s %s %s %s %s  %s\n", label.c_str(), secs(ideal).c_str(), secs(k).c_str(),
+                 ratio(k, ideal, 6).c_str(), secs(ex).c_str(), ratio(ex, ideal, 6).c_str(), secs(pl).c_str(),
+                 ratio(pl, ideal, 6).c_str(), ratio(k, ex, 9).c_str(), ratio(k, pl, 9).c_str(), verdict);
+  };
+  for (const char id : ids) {
+    const Makespan w = makespan_workload(id);
+    const std::string base = std::string("makespan/") + id + "/";
+    row(w.label, base, "makespan_s", w.ideal_s);
+    if (w.short_from > 0) row("(b)   the ten short tasks done", base, "short_s", w.short_ideal_s);
+    if (id == 'c') {
+      std::fprintf(out, "  %-46s %s of work in all, longest task %.2f ms, seed %llu\n", "",
+                   secs(static_cast<double>(w.work_ns) / 1e9).c_str(), static_cast<double>(w.longest_ns) / 1e6,
+                   static_cast<unsigned long long>(kMakespanSeed));
+    }
+  }
+  if (!g_cpython_ok) std::fprintf(out, "  CPython skipped: %s\n", g_cpython_why.c_str());
 }
 
 void print_summary(std::FILE* out, const keel_bench::RecordingReporter& rec) {
@@ -797,6 +1119,7 @@ void print_summary(std::FILE* out, const keel_bench::RecordingReporter& rec) {
   const auto idle_p50 = rec.counter("replace/idle", "p50_ms");
   ratio_row(out, "5 ms / idle replacement p50 (target: under 5 ms)",
             idle_p50 && *idle_p50 > 0 ? Ns(5.0 / *idle_p50) : std::nullopt, 1.0);
+  print_makespan(out, rec);
   for (const auto& l : g_cpython_lines) std::fprintf(out, "%s\n", l.c_str());
   std::fprintf(out, "Targets are informative: the exit status does not depend on them.\n");
 }
@@ -814,6 +1137,26 @@ bool take_own_flags(std::vector<char*>& args) {
       return keel_bench::positive_flag(a, flag, into, ok);
     };
     if (num("--tasks", g_tasks) || num("--cpython_tasks", g_cpython_tasks) || num("--samples", g_samples)) continue;
+    if (num("--makespan_runs", g_makespan_runs) || num("--makespan_workers", g_makespan_workers)) continue;
+    if (keel_bench::positive_real_flag(a, "--makespan_scale", g_makespan_scale, ok) ||
+        keel_bench::positive_real_flag(a, "--makespan-scale", g_makespan_scale, ok)) {
+      continue;
+    }
+    if (s.substr(0, 11) == "--makespan=") {
+      // A comma-separated subset of a,b,c; "all" or "none".
+      const std::string v(s.substr(11));
+      const std::string list = v == "all" ? "a,b,c" : v == "none" ? "" : v;
+      g_makespan.clear();  // each workload once, in the order given
+      for (const char c : list) {
+        if (c != ',' && (c < 'a' || c > 'c')) {
+          std::fprintf(stderr, "--makespan takes a comma-separated list of a, b, c, or all, or none\n");
+          ok = false;
+          break;
+        }
+        if (c != ',' && g_makespan.find(c) == std::string::npos) g_makespan += c;
+      }
+      continue;
+    }
     if (s.substr(0, 9) == "--python=") {
       g_python = std::string(s.substr(9));
       continue;
@@ -850,6 +1193,8 @@ int main(int argc, char** argv) {
     g_tasks = 10'000;
     g_cpython_tasks = 2'000;
     g_samples = 10;
+    g_makespan_scale = 0.1;
+    g_makespan_runs = 1;
   }
   if (!take_own_flags(args)) return 1;
   static char one_rep[] = "--benchmark_repetitions=1";

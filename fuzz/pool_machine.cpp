@@ -2,58 +2,78 @@
 // pure state machine, driven by long, strange event sequences that a real
 // driver could produce, with every action carried out in a simulated world.
 //
-// The target plays the driver and every worker process. Its world knows what
-// the actions said: which workers live, which sent `ready`, which were closed
-// or killed, the tasks sent to each in order, each task's runs and finality,
-// the parent's FIFO queue and the clock. Workers behave as real ones can: a
-// worker reports the first task it holds (also after a kill or a break, as a
-// result written before the signal landed), sends `ready` once, may fail its
-// initializer, and dies at any moment with any status; a faulty one reports a
-// task that is not its first, after which the driver stops reading it. Time
-// never goes back and stays below Nanos::max() (a steady clock cannot get
-// there); timeouts include 0, negatives, 1 ns and values up to Nanos::max().
-// A cancelled future is the StartGate's "no" for a task the script cancelled.
+// The target plays the driver, the start slots (the StartGate) and every
+// worker process. Its world knows what the actions said: which workers live,
+// which sent `ready`, which were closed or killed, the parent's FIFO queue,
+// the clock, and for each worker the frames it was sent in order, the start
+// slot of each (sent, started, dead), the task it runs, the messages it wrote
+// that the driver has not read yet, and the list of tasks the machine must
+// hold for it (which of them it knows to have started, since when) and the
+// frames it took back. Workers behave as real ones can: a worker takes its
+// frames in order, wins a frame's slot (sent -> started) before running it
+// or finds it dead and writes `skipped`; writes `started` before it runs the
+// task and its result after; the driver reads those messages in order, maybe
+// much later (so the parent can try to take back a task the worker already
+// started: its revoke fails). A worker sends `ready` once, may fail its
+// initializer, and dies at any moment with any status (after winning a slot
+// and before saying so, too); the driver reads its channel to the end before
+// it reports the exit. A faulty one writes a result, start or skip for a task
+// that is not its first, after which the driver stops reading it. The user
+// cancels futures: a queued one (the gate says no when it comes to the
+// front), or a sent one by winning its slot (sent -> dead); cancelling one
+// call of a chunk kills the slot but leaves the task wanted. Time never goes
+// back and stays below Nanos::max(); timeouts include 0, negatives, 1 ns and
+// values up to Nanos::max().
 //
-// Input: config bytes (workers 1-4, depth 1-4, max_tasks_per_child 0-3,
-// retries 0-2, restart_limit 0-4, restart_window small/large/max/any,
-// initializer, start time, how the run ends), then up to 400 operations, one
-// opcode byte each plus operands: submit, submit burst, ready, ready all,
-// result, bad result, exit as told, crash, tick, advance clock, init failed,
-// cancel, shutdown, terminate. At the end the pool is shut down or terminated
-// and every worker finishes and exits as told until the machine terminates.
+// Input: config bytes (workers 1-4, depth 1-4 and the pipeline target,
+// max_tasks_per_child 0-3, retries 0-2, restart_limit 0-4, restart_window
+// small/large/max/any, initializer, start time, how the run ends), then up to
+// 400 operations, one opcode byte each plus operands: submit, submit burst,
+// ready, worker steps (run the first task to its report; win the next slot
+// and say so; win it silently; the driver reads one message), bad report
+// (result, start or skip), exit as told, crash (maybe just after winning a
+// slot), tick, advance clock, init failed, cancel (one, all, or one call of a
+// chunk), shutdown, discard_oldest, terminate, ready all. At the end the pool
+// is shut down or terminated and every worker finishes and exits as told
+// until the machine terminates.
 //
-// Checked as each action is applied, after every event and at the end:
+// Checked as each gate question and action is applied, after every event and
+// at the end:
 // - POOL-1: every resolve names a known, pending task, with an outcome the
 //   event allows (value only for the reporting worker's first task, lost only
-//   for a dying worker's first, timed out only for an expired head, cancelled
-//   only for queued tasks at shutdown/terminate or those behind a dead head
-//   while terminating, broken only when the pool broke); nothing resolves after
-//   Terminated; Terminated once, only with no worker and no queue; the machine
-//   terminates once shut down and drained, never strands queued work that a
-//   ready worker could take, and at the end every task is final exactly once.
-// - POOL-2: a send takes the queue's front, never a cancelled or final task,
-//   and only while the task has a run left (fewer than 1 + retries); on a death
-//   the head is retried or lost as the retries say and the tasks behind it go
-//   back to the queue's front uncounted; the gate is asked once per task.
-// - POOL-3: active workers never exceed the target and equal it after every
-//   event while running or while work is queued during a shutdown; an idle
-//   worker is closed once a shutdown has drained the queue.
-// - POOL-5: an initializer failure, or a death before ready with an
-//   initializer, breaks the pool at once; each unplanned death is replaced or
-//   breaks the pool exactly as an independent record of replacement times
-//   within restart_window says; broken resolves every task and kills every
-//   worker.
-// - POOL-6: sends go to ready, open workers, below depth and
-//   max_tasks_per_child (closed after the last); a timed task goes only to an
-//   idle worker and nothing goes behind it; an expired head resolves
-//   timed_out and its worker is killed; next_deadline() is the earliest
-//   timed head.
-// The machine's counts (queued, in flight, workers, state_of, sent_to,
-// counters) must agree with the world throughout. Why a fuzzer next to the
-// RapidCheck model test: coverage guidance reaches long, rare interleavings
-// (a break while killed workers still report, an initializer failure during
-// terminate, retirements racing deaths), and the clock and timeouts go to
-// their limits, where the deadline and restart-window sums once overflowed.
+//   for a dying worker's started task, timed out only for a started task past
+//   its timeout, cancelled only for queued or revoked tasks at
+//   shutdown(cancel_futures)/terminate, the front at discard_oldest, or a
+//   dying worker's unstarted tasks while terminating, broken only when the
+//   pool broke); Terminated once, only with no worker and no queue; at the
+//   end every task is final exactly once; the machine's counts agree.
+// - POOL-2: the gate is asked about the queue's front only, never about a
+//   final task or one still held; a send follows each yes; a task runs at
+//   most 1 + retries times, and never after its user's cancel succeeded.
+// - POOL-3: active workers at the target while running or while work is
+//   queued during a shutdown; idle workers closed once a shutdown drained.
+// - POOL-5: initializer failure and the restart limit, exactly as an
+//   independent record of replacement times says.
+// - POOL-6: depth (the adaptive one too: 1 until a run was measured, then
+//   from the mean, which the world computes itself), max_tasks_per_child,
+//   nothing sent behind a timed task nor behind a straggler; timeouts count
+//   from the start the machine learned of (notice or failed revoke), and
+//   next_deadline() says so.
+// - POOL-7: the machine knows a task started exactly when the world told it
+//   (a notice, a failed revoke); it revokes only tasks it does not know to
+//   have started; a task resolved lost or retried had won its slot; one that
+//   never started is never lost nor retried; a start notice is accepted only
+//   for the worker's first task, and never refused when legitimate.
+// - POOL-8: after a death every held task that had not started is queued
+//   again at the front, in order, uncounted (retried/requeued counters).
+// - POOL-9: after every event, a ready worker with nothing in flight means an
+//   empty queue (unless it holds a stale frame of the front task) and no
+//   other worker (not being killed) holding two or more whose youngest is not
+//   known to have started (unless it holds a stale frame of that one).
+// Why a fuzzer next to the RapidCheck model test: coverage guidance reaches
+// long, rare interleavings (a break while killed workers still report, a
+// revoke racing a start, a stale frame holding a task back), and the clock
+// and timeouts go to their limits, where the deadline sums once overflowed.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -62,6 +82,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fuzz/fuzz.hpp"
@@ -90,6 +111,8 @@ Nanos ms(std::int64_t n) { return std::chrono::milliseconds(n); }
 
 // now + d (d >= 0), clamped to the clock's range.
 Nanos clock_add(Nanos now, Nanos d) { return d >= kClockMax - now ? kClockMax : now + d; }
+// t + d (both >= 0), saturating at Nanos::max(): the contract's "no limit".
+Nanos sat_add(Nanos t, Nanos d) { return d >= kMax - t ? kMax : t + d; }
 
 const char* name_of(Outcome o) {
   switch (o) {
@@ -107,17 +130,34 @@ const char* name_of(Outcome o) {
   return "?";
 }
 
+std::string str(std::uint64_t n) { return std::to_string(n); }
+
+// A frame's start slot: armed when sent; the worker wins it (started) before
+// it runs the task; the parent or the task's user kills it (dead) first.
+enum class Slot : std::uint8_t { sent, started, dead };
+
 struct SimTask {
   Nanos timeout{0};
-  bool user_cancelled = false;  // the script cancelled its future while it was pending
-  bool started = false;         // the gate said yes
-  bool asked = false;           // the gate was asked
-  bool final = false;           // resolved, or refused by the gate
-  bool dropped = false;         // refused by the gate
+  bool cancelled = false;  // its user's cancel succeeded: the gate says no
+  bool final = false;      // resolved, or dropped by the gate
+  bool dropped = false;    // dropped by the gate
   Outcome outcome = Outcome::value;
-  int runs = 0;     // times it was the first task of a worker that reported or died
-  WorkerId at = 0;  // the live worker holding it; 0 while queued or done
-  Nanos sent_at{0};
+  int starts = 0;       // slots it won: its runs
+  int lost_starts = 0;  // runs on a worker that died holding it (the machine's count)
+  bool running = false;  // its future says running: a start notice was accepted
+};
+
+// A task the machine holds for a worker, as the machine must see it.
+struct Held {
+  TaskId task = 0;
+  bool known = false;    // the machine knows it started (a notice, a failed revoke)
+  bool noticed = false;  // its notice arrived
+  Nanos known_at{0};     // since when
+};
+
+struct Msg {
+  enum Kind : std::uint8_t { started, skipped, result } kind;
+  TaskId task;
 };
 
 struct SimWorker {
@@ -126,30 +166,54 @@ struct SimWorker {
   bool killed = false;
   int signal = 0;
   bool init_failed = false;
-  bool faulty = false;       // reported a task that was not its first: the driver stops reading it
-  std::deque<TaskId> tasks;  // sent and not yet reported, in order
+  bool mute = false;  // it broke the protocol: the driver stopped reading it
   unsigned sent = 0;
+  std::map<TaskId, Slot> slots;  // of the frames it holds (at most one per task)
+  std::deque<TaskId> frames;     // frames it has not taken yet, in order
+  TaskId running = 0;            // the task whose slot it won and that it has not answered
+  bool noticed = false;          // and whose notice it wrote
+  std::deque<Msg> channel;       // written, not read by the driver yet
+  std::deque<Held> held;         // the machine's in-flight list for it
+  std::vector<TaskId> stale;     // taken back by the machine; the worker has not said it skipped them
+  TaskId timed_out = 0;          // resolved timed out; its late messages are no fault
   bool active() const { return !closed && !killed; }
+  bool holds(TaskId t) const {
+    return std::any_of(held.begin(), held.end(), [&](const Held& h) { return h.task == t; });
+  }
+  bool has_stale(TaskId t) const { return std::find(stale.begin(), stale.end(), t) != stale.end(); }
 };
 
 // The event being processed, and what it allows the machine to do.
 struct Event {
-  enum Kind { start, submit, ready, result, bad_result, exit, tick, shutdown, terminate, init_failed } kind = start;
+  enum Kind {
+    start,
+    submit,
+    ready,
+    deliver,
+    bad_report,
+    exit,
+    tick,
+    shutdown,
+    terminate,
+    init_failed,
+    discard
+  } kind = start;
   int index = -1;
   WorkerId worker = 0;
   TaskId task = 0;
   int code = 0;
-  TaskId value_task = 0;  // result: the reported task, if it was pending
-  TaskId dying_head = 0;  // exit: the dead worker's pending first task
-  std::set<TaskId> dying_rest;
-  std::set<TaskId> timeouts;   // tick: expired heads
+  bool cancel_futures = false;
+  TaskId value_task = 0;       // deliver: the reported first task
+  std::set<TaskId> lost;       // exit: started tasks out of runs (or terminating)
+  std::set<TaskId> cancel;     // tasks this event may resolve cancelled
+  std::set<TaskId> timeouts;   // tick: started tasks past their timeout
   std::set<WorkerId> to_kill;  // tick: their workers
   Phase phase_before = Phase::running;
 };
 
 const char* kind_name(Event::Kind k) {
-  static const char* const names[] = {"start", "submit", "ready",    "result",    "bad_result",
-                                      "exit",  "tick",   "shutdown", "terminate", "init_failed"};
+  static const char* const names[] = {"start", "submit",   "ready",     "deliver",     "bad_report", "exit",
+                                      "tick",  "shutdown", "terminate", "init_failed", "discard"};
   return names[k];
 }
 
@@ -158,7 +222,8 @@ class World;
 class Gate final : public keel::pool::StartGate {
  public:
   explicit Gate(World& w) : w_(w) {}
-  bool try_start(TaskId t) override;
+  bool dispatch(TaskId t, WorkerId w) override;
+  bool revoke(TaskId t, WorkerId w) override;
 
  private:
   World& w_;
@@ -171,8 +236,7 @@ class World {
     m_.start(now_);
     settle();
     KEEL_FUZZ_CHECK("POOL-3", live_.size() == cfg_.workers,
-                    where() + ": start spawned " + std::to_string(live_.size()) + " workers, target " +
-                        std::to_string(cfg_.workers));
+                    where() + ": start spawned " + str(live_.size()) + " workers, target " + str(cfg_.workers));
     check();
   }
 
@@ -202,83 +266,146 @@ class World {
     check();
   }
 
-  // The script cancels a pending future that has not started; the gate will say no.
-  void cancel(unsigned sel, bool all) {
+  // The user cancels a pending future that has not started: a queued one
+  // (the gate will say no), or a sent one, by winning its slot. `chunk`: one
+  // call of a chunk is cancelled: the slot dies, the rest is still wanted.
+  void cancel(unsigned sel, bool all, bool chunk) {
     std::vector<TaskId> c;
     for (TaskId id = 1; id <= tasks_.size(); ++id) {
-      const SimTask& t = task(id);
-      if (!t.started && !t.final && !t.user_cancelled) c.push_back(id);
+      if (cancellable(id, chunk)) c.push_back(id);
     }
     if (c.empty()) return;
-    if (all) {
-      for (TaskId id : c) task(id).user_cancelled = true;
-    } else {
-      task(c[sel % c.size()]).user_cancelled = true;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      if (all || i == sel % c.size()) cancel_task(c[i], chunk);
     }
+  }
+
+  bool cancellable(TaskId id, bool chunk) const {
+    if (!known(id)) return false;
+    const SimTask& t = task(id);
+    if (t.final || t.cancelled) return false;
+    const WorkerId w = holder(id);
+    if (w != 0 && live_.at(w).slots.at(id) == Slot::started) return false;  // too late
+    return !chunk || w != 0;
+  }
+
+  void cancel_task(TaskId id, bool chunk) {
+    if (!cancellable(id, chunk)) return;
+    const WorkerId w = holder(id);
+    if (w != 0) live_.at(w).slots.at(id) = Slot::dead;
+    if (!chunk) task(id).cancelled = true;
   }
 
   // A worker's `ready` frame: once per worker, also from a closed or killed
   // one (written before the close or the signal arrived).
+  static bool can_ready(const SimWorker& w) { return !w.ready && !w.init_failed && !w.mute; }
   bool ready(unsigned sel) {
-    const auto c = workers_where([](const SimWorker& w) { return !w.ready && !w.init_failed && !w.faulty; });
+    const auto c = workers_where(can_ready);
     if (c.empty()) return false;
-    const WorkerId id = c[sel % c.size()];
-    SimWorker& w = live_[id];
-    w.ready = true;
+    ready_at(c[sel % c.size()]);
+    return true;
+  }
+  void ready_at(WorkerId id) {
+    live_.at(id).ready = true;
     begin(Event::ready, id);
     m_.worker_ready(id, now_);
     settle();
     check();
-    return true;
   }
 
   void ready_all() {
     for (int guard = 0; guard < 16; ++guard) {
       const auto c =
-          workers_where([](const SimWorker& w) { return !w.ready && !w.init_failed && !w.faulty && w.active(); });
+          workers_where([](const SimWorker& w) { return !w.ready && !w.init_failed && !w.mute && w.active(); });
       if (c.empty()) return;
       ready(0);
     }
   }
 
-  // The worker reports the first task it holds.
-  bool result(unsigned sel) {
-    const auto c = workers_where([](const SimWorker& w) { return !w.tasks.empty() && !w.faulty; });
+  // The worker's first task runs to its report (or its dead frame is
+  // skipped), and the driver reads everything the worker wrote.
+  static bool can_advance(const SimWorker& w) {
+    return !w.mute && (w.running != 0 || !w.frames.empty() || !w.channel.empty());
+  }
+  bool advance(unsigned sel) {
+    const auto c = workers_where(can_advance);
     if (c.empty()) return false;
-    const WorkerId id = c[sel % c.size()];
-    SimWorker& w = live_[id];
-    const TaskId head = w.tasks.front();
-    w.tasks.pop_front();
-    SimTask& t = task(head);
-    ++t.runs;
-    t.at = 0;
-    const bool was_final = t.final;
-    begin(Event::result, id, head);
-    ev_.value_task = was_final ? 0 : head;
-    const bool accepted = m_.result(id, head, now_);
-    KEEL_FUZZ_CHECK("POOL-1", accepted, where() + ": the machine refused a worker's report of its first task");
-    settle();
-    if (!was_final) {
-      KEEL_FUZZ_CHECK("POOL-1", t.final && t.outcome == Outcome::value,
-                      where() + ": a pending first task reported by its worker was not resolved value");
+    advance_at(c[sel % c.size()]);
+    return true;
+  }
+  void advance_at(WorkerId id) {
+    SimWorker& w = live_.at(id);
+    if (w.running == 0) take(id, w);
+    if (w.running != 0) {
+      if (!w.noticed) notice(w);
+      finish(w);
     }
-    check();
+    while (deliver(id)) {
+    }
+  }
+
+  // The worker wins its next frame's slot (or finds it dead) and says so;
+  // the driver reads everything it wrote.
+  static bool can_start_next(const SimWorker& w) { return !w.mute && w.running == 0 && !w.frames.empty(); }
+  bool start_next(unsigned sel) {
+    const auto c = workers_where(can_start_next);
+    if (c.empty()) return false;
+    start_next_at(c[sel % c.size()]);
+    return true;
+  }
+  void start_next_at(WorkerId id) {
+    SimWorker& w = live_.at(id);
+    take(id, w);
+    if (w.running != 0) notice(w);
+    while (deliver(id)) {
+    }
+  }
+
+  // The worker moves one step, the driver reads nothing: it takes its next
+  // frame, or writes the notice of the task it runs, or its result.
+  static bool can_step(const SimWorker& w) { return w.running != 0 || !w.frames.empty(); }
+  bool step_silently(unsigned sel) {
+    const auto c = workers_where(can_step);
+    if (c.empty()) return false;
+    step_at(c[sel % c.size()]);
+    return true;
+  }
+  void step_at(WorkerId id) {
+    SimWorker& w = live_.at(id);
+    if (w.running == 0) {
+      take(id, w);
+    } else if (!w.noticed) {
+      notice(w);
+    } else {
+      finish(w);
+    }
+  }
+
+  // The driver reads one message of some worker.
+  static bool can_read(const SimWorker& w) { return !w.channel.empty(); }
+  bool read_one(unsigned sel) {
+    const auto c = workers_where(can_read);
+    if (c.empty()) return false;
+    deliver(c[sel % c.size()]);
     return true;
   }
 
-  // A faulty worker reports a task that is not its first (another worker's,
-  // a queued one, a finished one, one never submitted, 0): refused, nothing
-  // resolved, the worker killed; a broken pool just ignores it.
-  bool bad_result(unsigned sel, unsigned which) {
-    const auto c = workers_where([](const SimWorker& w) { return !w.faulty; });
+  // A faulty worker reports a task that is not its first (kind 0: a result,
+  // 1: a start, 2: a skip; of another worker's task, a queued one, a finished
+  // one, one never submitted, 0): refused, nothing resolved, the worker
+  // killed; a broken pool just ignores it.
+  bool bad_report(unsigned sel, unsigned which, int kind) {
+    const auto c = workers_where([](const SimWorker& w) { return !w.mute; });
     if (c.empty()) return false;
-    const WorkerId id = c[sel % c.size()];
-    SimWorker& w = live_[id];
-    const TaskId head = w.tasks.empty() ? 0 : w.tasks.front();
+    bad_report_at(c[sel % c.size()], which, kind);
+    return true;
+  }
+  void bad_report_at(WorkerId id, unsigned which, int kind) {
+    SimWorker& w = live_.at(id);
     TaskId bogus = 0;
     switch (which % 5) {
       case 0:
-        bogus = w.tasks.size() >= 2 ? w.tasks[1] : 0;
+        bogus = w.held.size() >= 2 ? w.held[1].task : !w.held.empty() ? w.held.front().task : 0;
         break;
       case 1:
         bogus = tasks_.empty() ? 0 : static_cast<TaskId>(1 + which / 5 % tasks_.size());
@@ -293,58 +420,77 @@ class World {
         bogus = std::numeric_limits<TaskId>::max();
         break;
     }
-    if (bogus == head) bogus = static_cast<TaskId>(tasks_.size() + 7);
+    // Not a report the machine must accept.
+    const bool first = !w.held.empty() && bogus == w.held.front().task;
+    const bool legit = kind == 2 ? (w.has_stale(bogus) || (first && !w.held.front().known))
+                                 : (first || (bogus != 0 && bogus == w.timed_out));
+    if (legit) bogus = static_cast<TaskId>(tasks_.size() + 7);
     const bool broken = m_.phase() == Phase::broken;
     const bool was_killed = w.killed;
-    begin(Event::bad_result, id, bogus);
-    const bool accepted = m_.result(id, bogus, now_);
-    KEEL_FUZZ_CHECK("POOL-2", accepted == broken,
-                    where() + ": result() returned " + (accepted ? "true" : "false") + " for a task that is not the " +
-                        "worker's first (pool " + (broken ? "broken" : "not broken") + ")");
+    begin(Event::bad_report, id, bogus);
+    const bool accepted = kind == 0   ? m_.result(id, bogus, now_)
+                          : kind == 1 ? m_.started(id, bogus, now_)
+                                      : m_.skipped(id, bogus, now_);
+    static const char* const what[] = {"a result", "a start notice", "a skip"};
+    KEEL_FUZZ_CHECK("POOL-7", accepted == broken,
+                    where() + ": " + what[kind] + " of a task that is not the worker's first was " +
+                        (accepted ? "accepted" : "refused") + " (pool " + (broken ? "broken" : "not broken") + ")");
     settle();
     if (!broken) {
-      KEEL_FUZZ_CHECK("POOL-2", w.killed && (was_killed || w.signal == 9),
+      KEEL_FUZZ_CHECK("POOL-7", w.killed && (was_killed || w.signal == 9),
                       where() + ": a worker that reported a task not its first was not killed with signal 9");
-      w.faulty = true;
+      w.mute = true;
+      w.channel.clear();
     }
     check();
-    return true;
   }
 
   // A worker that was told to go (killed, closed with nothing left) or whose
   // initializer failed exits with the status that implies.
+  static bool can_exit(const SimWorker& w) {
+    return w.killed || w.init_failed || (w.closed && w.frames.empty() && w.running == 0);
+  }
   bool natural_exit(unsigned sel) {
-    const auto c =
-        workers_where([](const SimWorker& w) { return w.killed || w.init_failed || (w.closed && w.tasks.empty()); });
+    const auto c = workers_where(can_exit);
     if (c.empty()) return false;
-    const WorkerId id = c[sel % c.size()];
-    const SimWorker& w = live_[id];
-    exited(id, w.killed ? -w.signal : w.init_failed ? 1 : 0);
+    exit_at(c[sel % c.size()]);
     return true;
   }
+  void exit_at(WorkerId id) {
+    const SimWorker& w = live_.at(id);
+    exited(id, w.killed ? -w.signal : w.init_failed ? 1 : 0);
+  }
 
-  // A live worker dies now with any status; `busy`: one of those holding the
-  // most tasks, if any holds one.
-  bool crash(unsigned sel, int code, bool busy) {
+  // A live worker dies now with any status; `how` bit 0: one of those
+  // holding the most tasks, if any holds one; bit 1: it won its next slot
+  // first; bit 2: and wrote its notice.
+  bool crash(unsigned sel, int code, unsigned how) {
     std::size_t most = 0;
-    for (const auto& [id, w] : live_) most = std::max(most, w.tasks.size());
-    auto c = workers_where([&](const SimWorker& w) { return busy && most > 0 && w.tasks.size() == most; });
+    for (const auto& [id, w] : live_) most = std::max(most, w.held.size());
+    auto c = workers_where([&](const SimWorker& w) { return (how & 1) != 0 && most > 0 && w.held.size() == most; });
     if (c.empty()) c = workers_where([](const SimWorker&) { return true; });
     if (c.empty()) return false;
-    exited(c[sel % c.size()], code);
+    crash_at(c[sel % c.size()], code, how);
     return true;
+  }
+  void crash_at(WorkerId id, int code, unsigned how) {
+    SimWorker& w = live_.at(id);
+    if ((how & 2) != 0 && w.running == 0) take(id, w);
+    if ((how & 4) != 0 && w.running != 0 && !w.noticed) notice(w);
+    exited(id, code);
   }
 
   void tick() {
     begin(Event::tick);
     if (m_.phase() != Phase::broken) {
       for (const auto& [id, w] : live_) {
-        if (w.killed || w.tasks.empty()) continue;
-        const SimTask& h = task(w.tasks.front());
-        // now >= sent_at >= 0: the difference cannot overflow.
-        if (!h.final && h.timeout > Nanos::zero() && now_ - h.sent_at >= h.timeout) {
-          ev_.timeouts.insert(w.tasks.front());
+        if (w.killed || !(w.ready || w.closed)) continue;
+        for (const Held& h : w.held) {
+          const SimTask& t = task(h.task);
+          if (!h.known || t.timeout <= Nanos::zero() || sat_add(h.known_at, t.timeout) > now_) continue;
+          ev_.timeouts.insert(h.task);
           ev_.to_kill.insert(id);
+          break;
         }
       }
     }
@@ -352,11 +498,11 @@ class World {
     settle();
     for (TaskId t : ev_.timeouts) {
       KEEL_FUZZ_CHECK("POOL-6", task(t).final && task(t).outcome == Outcome::timed_out,
-                      where() + ": task " + std::to_string(t) + " ran past its timeout but was not resolved timed_out");
+                      where() + ": task " + str(t) + " ran past its timeout but was not resolved timed_out");
     }
     for (WorkerId id : ev_.to_kill) {
-      KEEL_FUZZ_CHECK("POOL-6", live_[id].killed && live_[id].signal == 9,
-                      where() + ": the worker of a timed-out task, w" + std::to_string(id) + ", was not killed (9)");
+      KEEL_FUZZ_CHECK("POOL-6", live_.at(id).killed && live_.at(id).signal == 9,
+                      where() + ": the worker of a timed-out task, w" + str(id) + ", was not killed (9)");
     }
     check();
   }
@@ -364,15 +510,11 @@ class World {
   void shutdown(bool cancel_futures) {
     closed_ = true;
     begin(Event::shutdown, 0, 0, cancel_futures ? 1 : 0);
-    const std::deque<TaskId> queued = queue_;
+    ev_.cancel_futures = cancel_futures;
+    if (cancel_futures) take_queue_for_cancel();
     m_.shutdown(cancel_futures, now_);
     settle();
-    if (cancel_futures) {
-      for (TaskId t : queued) {
-        KEEL_FUZZ_CHECK("POOL-1", task(t).final,
-                        where() + ": queued task " + std::to_string(t) + " not final after shutdown(cancel_futures)");
-      }
-    }
+    if (cancel_futures) check_cancelled_all();
     KEEL_FUZZ_CHECK("POOL-1", m_.phase() != Phase::running, where() + ": still running after shutdown");
     check();
   }
@@ -381,21 +523,44 @@ class World {
     closed_ = true;
     terminating_ = true;
     begin(Event::terminate, 0, 0, signal);
+    ev_.cancel_futures = true;
+    take_queue_for_cancel();
     m_.terminate(signal, now_);
     settle();
-    KEEL_FUZZ_CHECK("POOL-1", queue_.empty(), where() + ": tasks still queued after terminate");
+    check_cancelled_all();
     for (const auto& [id, w] : live_) {
-      KEEL_FUZZ_CHECK("POOL-1", w.killed, where() + ": w" + std::to_string(id) + " not killed by terminate");
+      KEEL_FUZZ_CHECK("POOL-1", w.killed, where() + ": w" + str(id) + " not killed by terminate");
+    }
+    check();
+  }
+
+  // RejectPolicy::discard_oldest: the oldest queued task is cancelled.
+  void discard_oldest() {
+    begin(Event::discard);
+    TaskId front = 0;
+    if (!queue_.empty() && m_.phase() != Phase::broken) {
+      front = queue_.front();
+      queue_.pop_front();
+      ev_.cancel.insert(front);
+    }
+    m_.discard_oldest(now_);
+    settle();
+    if (front != 0) {
+      KEEL_FUZZ_CHECK("POOL-1", task(front).final && task(front).outcome == Outcome::cancelled,
+                      where() + ": discard_oldest did not cancel the oldest queued task t" + str(front));
     }
     check();
   }
 
   bool init_failed(unsigned sel) {
     if (!cfg_.has_initializer) return false;
-    const auto c = workers_where([](const SimWorker& w) { return !w.ready && !w.init_failed && !w.faulty; });
+    const auto c = workers_where(can_ready);
     if (c.empty()) return false;
-    const WorkerId id = c[sel % c.size()];
-    live_[id].init_failed = true;
+    init_failed_at(c[sel % c.size()]);
+    return true;
+  }
+  void init_failed_at(WorkerId id) {
+    live_.at(id).init_failed = true;
     const bool broken_before = m_.phase() == Phase::broken;
     begin(Event::init_failed, id);
     m_.init_failed(id, now_);
@@ -406,7 +571,6 @@ class World {
                       where() + ": broken for the wrong reason or worker");
     }
     check();
-    return true;
   }
 
   // The end: no more submissions; every worker runs what it holds and exits
@@ -422,11 +586,11 @@ class World {
     for (int step = 0; !m_.terminated(); ++step) {
       KEEL_FUZZ_CHECK("POOL-1", step < 100000, "the drain does not end");
       if (natural_exit(0)) continue;
-      if (result(0)) continue;
+      if (advance(0)) continue;
       if (ready(0)) continue;
       KEEL_FUZZ_CHECK("POOL-1", false,
                       "stuck after the last event: nothing left to do, but the machine has not terminated (" +
-                          std::to_string(live_.size()) + " workers, " + std::to_string(queue_.size()) + " queued)");
+                          str(live_.size()) + " workers, " + str(queue_.size()) + " queued)");
     }
     KEEL_FUZZ_CHECK("POOL-1", terminated_ == 1 && live_.empty() && queue_.empty(),
                     "terminated with workers or queued tasks left");
@@ -434,49 +598,105 @@ class World {
     std::uint64_t cancelled = 0, lost = 0, timed_out = 0, broken = 0;
     for (TaskId id = 1; id <= tasks_.size(); ++id) {
       const SimTask& t = task(id);
-      KEEL_FUZZ_CHECK("POOL-1", t.final, "task " + std::to_string(id) + " never resolved");
-      KEEL_FUZZ_CHECK("POOL-2", t.runs <= 1 + static_cast<int>(cfg_.retries),
-                      "task " + std::to_string(id) + " ran " + std::to_string(t.runs) + " times");
-      cancelled += t.outcome == Outcome::cancelled || t.dropped ? 1 : 0;
-      lost += t.outcome == Outcome::lost && !t.dropped ? 1 : 0;
-      timed_out += t.outcome == Outcome::timed_out && !t.dropped ? 1 : 0;
-      broken += t.outcome == Outcome::broken && !t.dropped ? 1 : 0;
+      KEEL_FUZZ_CHECK("POOL-1", t.final, "task " + str(id) + " never resolved");
+      KEEL_FUZZ_CHECK("POOL-2", t.starts <= 1 + static_cast<int>(cfg_.retries),
+                      "task " + str(id) + " ran " + str(t.starts) + " times");
+      cancelled += t.outcome == Outcome::cancelled ? 1 : 0;
+      lost += t.outcome == Outcome::lost ? 1 : 0;
+      timed_out += t.outcome == Outcome::timed_out ? 1 : 0;
+      broken += t.outcome == Outcome::broken ? 1 : 0;
     }
     KEEL_FUZZ_CHECK("POOL-1",
                     k.submitted == tasks_.size() && k.resolved == resolves_ && k.sent == sends_ &&
                         k.spawned == spawns_ && k.cancelled == cancelled && k.lost == lost &&
                         k.timed_out == timed_out && k.broken == broken,
                     "the machine's counters disagree with the actions it emitted");
-    KEEL_FUZZ_CHECK("POOL-2", k.retried == retried_ && k.requeued == requeued_,
-                    "retried/requeued " + std::to_string(k.retried) + "/" + std::to_string(k.requeued) + ", expected " +
-                        std::to_string(retried_) + "/" + std::to_string(requeued_));
+    KEEL_FUZZ_CHECK("POOL-7",
+                    k.revoked == revoked_ && k.stolen == stolen_ && k.skipped == skipped_,
+                    "revoked/stolen/skipped " + str(k.revoked) + "/" + str(k.stolen) + "/" + str(k.skipped) +
+                        ", expected " + str(revoked_) + "/" + str(stolen_) + "/" + str(skipped_));
     KEEL_FUZZ_CHECK("POOL-5", k.replacements == replacements_,
-                    "replacements " + std::to_string(k.replacements) + ", expected " + std::to_string(replacements_));
+                    "replacements " + str(k.replacements) + ", expected " + str(replacements_));
   }
 
-  bool try_start(TaskId id) {
-    KEEL_FUZZ_CHECK("POOL-2", id >= 1 && id <= tasks_.size(),
-                    where() + ": the gate was asked about unknown task " + std::to_string(id));
+  // ---- the start slots (the machine's StartGate)
+
+  bool gate_dispatch(TaskId id, WorkerId wid) {
+    KEEL_FUZZ_CHECK("POOL-2", known(id), where() + ": the gate was asked about unknown task " + str(id));
     SimTask& t = task(id);
-    KEEL_FUZZ_CHECK("POOL-2", !t.asked, where() + ": the gate was asked twice about task " + std::to_string(id));
-    KEEL_FUZZ_CHECK("POOL-1", !t.final, where() + ": the gate was asked about final task " + std::to_string(id));
-    t.asked = true;
-    // FIFO: asked when it reaches the front; the tasks still ahead of it in
-    // the world's queue are those this event is sending (actions are applied
-    // after the event returns), all started.
-    const auto pos = std::find(queue_.begin(), queue_.end(), id);
-    KEEL_FUZZ_CHECK("POOL-2", pos != queue_.end(),
-                    where() + ": the gate was asked about task " + std::to_string(id) + ", which is not queued");
-    KEEL_FUZZ_CHECK("POOL-2", std::all_of(queue_.begin(), pos, [&](TaskId o) { return task(o).started; }),
-                    where() + ": the gate was asked about task " + std::to_string(id) + " out of FIFO order");
-    if (t.user_cancelled) {
+    KEEL_FUZZ_CHECK("POOL-1", !t.final, where() + ": the gate was asked about final task " + str(id));
+    const WorkerId h = holder(id);
+    KEEL_FUZZ_CHECK("POOL-2", h == 0,
+                    where() + ": task " + str(id) + " dispatched to w" + str(wid) + " while w" + str(h) + " holds it");
+    KEEL_FUZZ_CHECK("POOL-2", !queue_.empty() && queue_.front() == id,
+                    where() + ": the gate was asked about task " + str(id) + ", which is not the queue's front");
+    auto it = live_.find(wid);
+    KEEL_FUZZ_CHECK("POOL-6", it != live_.end() && it->second.ready,
+                    where() + ": task " + str(id) + " dispatched to w" + str(wid) + ", which is not alive and ready");
+    SimWorker& w = it->second;
+    KEEL_FUZZ_CHECK("POOL-7", w.slots.count(id) == 0,
+                    where() + ": task " + str(id) + " dispatched to w" + str(wid) +
+                        ", which still holds a frame of it (its skip would be ambiguous)");
+    KEEL_FUZZ_CHECK("POOL-6", w.held.size() < depth_now() && w.held.size() + w.stale.size() < cfg_.depth,
+                    where() + ": send to w" + str(wid) + " holding " + str(w.held.size()) + " (and " +
+                        str(w.stale.size()) + " frames taken back), depth now " + str(depth_now()));
+    KEEL_FUZZ_CHECK("POOL-6", w.held.empty() || task(w.held.back().task).timeout <= Nanos::zero(),
+                    where() + ": task " + str(id) + " sent behind timed task " + str(w.held.back().task));
+    KEEL_FUZZ_CHECK("POOL-6", w.held.empty() || !straggler(w),
+                    where() + ": task " + str(id) + " pipelined behind straggler " + str(w.held.front().task));
+    KEEL_FUZZ_CHECK("POOL-2", t.lost_starts <= static_cast<int>(cfg_.retries),
+                    where() + ": task " + str(id) + " sent for a run beyond 1 + retries");
+    queue_.pop_front();
+    touched_.insert(wid);
+    if (t.cancelled) {
       t.final = true;
       t.dropped = true;
       t.outcome = Outcome::cancelled;
-      queue_.erase(pos);
       return false;
     }
-    t.started = true;
+    w.slots[id] = Slot::sent;
+    w.frames.push_back(id);
+    w.held.push_back(Held{id});
+    expected_sends_.push_back({wid, id});
+    return true;
+  }
+
+  bool gate_revoke(TaskId id, WorkerId wid) {
+    SimWorker* w = nullptr;
+    if (dying_ != nullptr && dying_id_ == wid) {
+      w = dying_;
+    } else if (auto it = live_.find(wid); it != live_.end()) {
+      w = &it->second;
+    }
+    KEEL_FUZZ_CHECK("POOL-7", w != nullptr, where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", gone");
+    auto s = w->slots.find(id);
+    auto h = std::find_if(w->held.begin(), w->held.end(), [&](const Held& x) { return x.task == id; });
+    KEEL_FUZZ_CHECK("POOL-7", s != w->slots.end() && h != w->held.end(),
+                    where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", which it does not hold");
+    KEEL_FUZZ_CHECK("POOL-7", !h->known,
+                    where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", known to have started");
+    touched_.insert(wid);
+    if (s->second == Slot::started) {
+      // It started (what came before it was answered or skipped: unknown).
+      h->known = true;
+      h->known_at = now_;
+      return false;
+    }
+    s->second = Slot::dead;
+    w->held.erase(h);
+    ++revoked_;
+    if (w == dying_) return true;  // its fate was predicted with the exit
+    w->stale.push_back(id);
+    if (m_.phase() == Phase::broken) return true;  // resolved broken next
+    if (ev_.cancel_futures) {
+      ev_.cancel.insert(id);
+      return true;
+    }
+    // Work conservation: it goes to an idle worker at once.
+    KEEL_FUZZ_CHECK("POOL-9", queue_.empty(),
+                    where() + ": t" + str(id) + " taken back from w" + str(wid) + " while tasks are queued");
+    queue_.push_front(id);
+    ++stolen_;
     return true;
   }
 
@@ -494,16 +714,152 @@ class World {
     return v;
   }
 
+  WorkerId holder(TaskId t) const {
+    for (const auto& [id, w] : live_) {
+      if (w.holds(t)) return id;
+    }
+    return 0;
+  }
+
   unsigned sim_active() const {
     unsigned n = 0;
     for (const auto& [id, w] : live_) n += w.active() ? 1 : 0;
     return n;
   }
 
+  // The contract's adaptive depth, from the world's own mean.
+  unsigned depth_now() const {
+    if (cfg_.pipeline <= Nanos::zero()) return std::max(1u, cfg_.depth);
+    if (mean_ <= Nanos::zero()) return 1;
+    const std::int64_t p = cfg_.pipeline.count(), m = mean_.count();
+    const std::int64_t ahead = p / m + (p % m != 0 ? 1 : 0);  // ceil, without overflow
+    const unsigned depth = std::max(1u, cfg_.depth);
+    if (ahead >= static_cast<std::int64_t>(depth)) return depth;
+    return std::min(depth, std::max(2u, 1u + static_cast<unsigned>(ahead)));
+  }
+
+  // It can be sent one more: below the depth now, and frames taken back
+  // still fill its buffer until it skips them.
+  bool room(const SimWorker& w) const {
+    return w.held.size() < depth_now() && w.held.size() + w.stale.size() < std::max(1u, cfg_.depth);
+  }
+
+  // Its first task has run far longer than the mean: nothing is pipelined behind it.
+  bool straggler(const SimWorker& w) const {
+    if (cfg_.pipeline <= Nanos::zero() || w.held.empty() || !w.held.front().known) return false;
+    return sat_add(w.held.front().known_at, sat_add(cfg_.pipeline, sat_add(mean_, mean_))) < now_;
+  }
+
+  void write(SimWorker& w, Msg m) {
+    if (!w.mute) w.channel.push_back(m);
+  }
+
+  // The worker takes its next frame: wins its slot and starts the task, or
+  // finds the slot dead and writes `skipped`.
+  void take(WorkerId id, SimWorker& w) {
+    if (w.running != 0 || w.frames.empty()) return;
+    const TaskId t = w.frames.front();
+    w.frames.pop_front();
+    Slot& s = w.slots.at(t);
+    if (s != Slot::sent) {
+      write(w, {Msg::skipped, t});
+      return;
+    }
+    s = Slot::started;
+    SimTask& k = task(t);
+    ++k.starts;
+    KEEL_FUZZ_CHECK("POOL-2", !k.cancelled,
+                    where() + ": t" + str(t) + " started at w" + str(id) + " after its user's cancel succeeded");
+    KEEL_FUZZ_CHECK("POOL-2", k.starts <= 1 + static_cast<int>(cfg_.retries),
+                    where() + ": t" + str(t) + " started " + str(k.starts) + " times");
+    w.running = t;
+    w.noticed = false;
+  }
+  void notice(SimWorker& w) {
+    write(w, {Msg::started, w.running});
+    w.noticed = true;
+  }
+  void finish(SimWorker& w) {
+    write(w, {Msg::result, w.running});
+    w.running = 0;
+  }
+
+  // The driver reads w's next message and hands it to the machine.
+  bool deliver(WorkerId id) {
+    SimWorker& w = live_.at(id);
+    if (w.channel.empty()) return false;
+    const Msg msg = w.channel.front();
+    w.channel.pop_front();
+    const TaskId t = msg.task;
+    begin(Event::deliver, id, t);
+    const bool broken = m_.phase() == Phase::broken;
+    const bool first = !w.held.empty() && w.held.front().task == t;
+    bool accepted = false;
+    switch (msg.kind) {
+      case Msg::started:
+        if (first) {
+          Held& h = w.held.front();
+          if (!h.known) {
+            h.known = true;
+            h.known_at = now_;
+          }
+          h.noticed = true;
+          task(t).running = true;
+        } else {
+          KEEL_FUZZ_CHECK("POOL-7", broken || t == w.timed_out,
+                          where() + ": w" + str(id) + " started t" + str(t) + ", which the machine should hold first");
+        }
+        accepted = m_.started(id, t, now_);
+        KEEL_FUZZ_CHECK("POOL-7", accepted, where() + ": the machine refused a legitimate start notice");
+        break;
+      case Msg::skipped:
+        if (auto st = std::find(w.stale.begin(), w.stale.end(), t); st != w.stale.end()) {
+          w.stale.erase(st);
+        } else if (!broken) {
+          KEEL_FUZZ_CHECK("POOL-7", first && !w.held.front().known,
+                          where() + ": w" + str(id) + " skipped t" + str(t) + ", which the machine should hold first");
+          w.held.pop_front();
+          queue_.push_front(t);  // its user won the slot: back to the front, the gate decides
+          ++skipped_;
+        }
+        w.slots.erase(t);
+        accepted = m_.skipped(id, t, now_);
+        KEEL_FUZZ_CHECK("POOL-7", accepted, where() + ": the machine refused a legitimate skip");
+        break;
+      case Msg::result:
+        if (first) {
+          const Held h = w.held.front();
+          w.held.pop_front();
+          if (h.noticed && now_ > h.known_at) {
+            const Nanos ran = now_ - h.known_at;
+            mean_ = mean_ == Nanos::zero() ? ran : mean_ + (ran - mean_) / 8;
+            if (mean_ <= Nanos::zero()) mean_ = Nanos(1);
+          }
+          ev_.value_task = task(t).final ? 0 : t;
+        } else if (t != 0 && t == w.timed_out) {
+          w.timed_out = 0;
+        } else {
+          KEEL_FUZZ_CHECK("POOL-7", broken,
+                          where() + ": w" + str(id) + " answered t" + str(t) + ", which the machine should hold first");
+        }
+        w.slots.erase(t);
+        accepted = m_.result(id, t, now_);
+        KEEL_FUZZ_CHECK("POOL-1", accepted, where() + ": the machine refused a worker's report of its first task");
+        break;
+    }
+    settle();
+    if (ev_.value_task != 0) {
+      KEEL_FUZZ_CHECK("POOL-1", task(t).final && task(t).outcome == Outcome::value,
+                      where() + ": a pending first task reported by its worker was not resolved value");
+    }
+    check();
+    return true;
+  }
+
   std::string where() const {
     std::string s = "event " + std::to_string(ev_.index) + " (" + kind_name(ev_.kind);
-    if (ev_.worker != 0) s += " w" + std::to_string(ev_.worker);
-    if (ev_.task != 0) s += " t" + std::to_string(ev_.task);
+    if (ev_.worker != 0) s += " w" + str(ev_.worker);
+    if (ev_.task != 0) s += " t" + str(ev_.task);
     if (ev_.code != 0) s += " code " + std::to_string(ev_.code);
     return s + " at " + std::to_string(now_.count()) + "ns)";
   }
@@ -521,47 +877,79 @@ class World {
     if (w != 0) touched_.insert(w);
   }
 
+  // shutdown(cancel_futures) and terminate cancel everything queued ...
+  void take_queue_for_cancel() {
+    killed_before_.clear();
+    for (const auto& [id, w] : live_) {
+      if (w.killed) killed_before_.insert(id);
+    }
+    if (m_.phase() == Phase::broken) return;
+    ev_.cancel.insert(queue_.begin(), queue_.end());
+    queue_.clear();
+  }
+
+  // ... and every sent task that had not started, except on a worker being
+  // killed already (its exit takes them back).
+  void check_cancelled_all() {
+    for (TaskId t : ev_.cancel) {
+      KEEL_FUZZ_CHECK("POOL-1", task(t).final && task(t).outcome == Outcome::cancelled,
+                      where() + ": t" + str(t) + " taken back at shutdown(cancel_futures) was not cancelled");
+    }
+    if (m_.phase() == Phase::broken) return;
+    for (const auto& [id, w] : live_) {
+      if (killed_before_.count(id) == 1) continue;
+      for (const Held& h : w.held) {
+        KEEL_FUZZ_CHECK("POOL-7", w.slots.at(h.task) == Slot::started,
+                        where() + ": t" + str(h.task) + ", sent to w" + str(id) +
+                            " and not started, survived shutdown(cancel_futures)");
+      }
+    }
+  }
+
   void exited(WorkerId id, int code) {
-    SimWorker w = live_[id];
+    // The driver reads the channel to the end before it reports the exit.
+    while (deliver(id)) {
+    }
+    dying_store_ = live_.at(id);
     live_.erase(id);
+    dying_ = &dying_store_;
+    dying_id_ = id;
+    const SimWorker& w = dying_store_;
     begin(Event::exit, id, 0, code);
     const bool broken_before = m_.phase() == Phase::broken;
-    bool expect_break = false, expect_replacement = false, expect_lost = false;
+    bool expect_break = false, expect_replacement = false;
     BrokenReason reason = BrokenReason::none;
-    std::vector<TaskId> back_to_queue;
-    if (!w.tasks.empty()) {
-      ++task(w.tasks.front()).runs;  // the only one that can have started
-      for (TaskId t : w.tasks) task(t).at = 0;
-    }
+    std::vector<TaskId> back;
+    std::uint64_t retried = 0, requeued = 0;
     if (!broken_before) {
       if (!w.ready && w.active() && cfg_.has_initializer) {
         expect_break = true;  // it died in its initializer
         reason = BrokenReason::initializer_died;
       } else {
-        if (!w.tasks.empty()) {
-          const TaskId head = w.tasks.front();
-          const SimTask& h = task(head);
-          if (!h.final) {
-            ev_.dying_head = head;
-            expect_lost = terminating_ || h.runs > static_cast<int>(cfg_.retries);
-            if (!expect_lost) back_to_queue.push_back(head);
-          } else {
-            KEEL_FUZZ_CHECK("POOL-6", w.tasks.size() == 1,
-                            where() + ": a timed-out task did not run alone on its worker");
-          }
-          for (std::size_t i = 1; i < w.tasks.size(); ++i) {
-            KEEL_FUZZ_CHECK("POOL-1", !task(w.tasks[i]).final,
-                            where() + ": a task behind the head was final before its worker died");
-            if (terminating_) {
-              ev_.dying_rest.insert(w.tasks[i]);
+        // Each task it held started (lost, or retried) or did not (back to
+        // the queue, uncounted): the slot says which.
+        for (const Held& h : w.held) {
+          SimTask& t = task(h.task);
+          const bool started = w.slots.at(h.task) == Slot::started;
+          KEEL_FUZZ_CHECK("POOL-7", started || !h.known, where() + ": t" + str(h.task) + " known started, slot not");
+          if (started) {
+            ++t.lost_starts;
+            if (!terminating_ && t.lost_starts <= static_cast<int>(cfg_.retries)) {
+              back.push_back(h.task);
+              ++retried;
             } else {
-              back_to_queue.push_back(w.tasks[i]);
+              ev_.lost.insert(h.task);
             }
+          } else if (terminating_) {
+            ev_.cancel.insert(h.task);
+          } else {
+            back.push_back(h.task);
+            ++requeued;
           }
         }
-        const bool planned = w.closed && !w.killed && w.tasks.empty() && code == 0;
+        const bool planned = w.closed && !w.killed && w.held.empty() && code == 0;
         const bool unplanned_active = !planned && w.active();
-        const std::size_t queued_after = queue_.size() + back_to_queue.size();
+        const std::size_t queued_after = queue_.size() + back.size();
         const bool spawn_useful = !terminating_ && (m_.phase() == Phase::running || queued_after > 0);
         if (unplanned_active && spawn_useful && sim_active() < cfg_.workers) {
           // An independent record: a replacement at r is within the window
@@ -578,17 +966,14 @@ class World {
         }
       }
     }
-    // Untouched tasks go back to the front of the queue, in their order.
-    queue_.insert(queue_.begin(), back_to_queue.begin(), back_to_queue.end());
-    if (ev_.dying_head != 0 && !expect_lost) {
-      ++retried_;
-      requeued_ += back_to_queue.size() - 1;
-    } else {
-      requeued_ += back_to_queue.size();
-    }
+    // POOL-8: what did not start goes back to the front of the queue, in order.
+    queue_.insert(queue_.begin(), back.begin(), back.end());
+    retried_ += retried;
+    requeued_ += requeued;
     const auto replacements = m_.counters().replacements;
     m_.worker_exited(id, code, now_);
     settle();
+    dying_ = nullptr;
     KEEL_FUZZ_CHECK("POOL-3", m_.state_of(id) == WState::exited && m_.in_flight(id) == 0,
                     where() + ": the machine still holds the worker that exited");
     if (!broken_before) {
@@ -596,8 +981,7 @@ class World {
           "POOL-5", (m_.phase() == Phase::broken) == expect_break,
           where() + (expect_break ? ": the pool should have broken (" : ": the pool broke (") +
               (reason == BrokenReason::initializer_died ? "death before ready with an initializer" : "restart limit") +
-              ", " + std::to_string(restarts_.size()) + " replacements within the window, limit " +
-              std::to_string(cfg_.restart_limit) + ")");
+              ", " + str(restarts_.size()) + " replacements within the window, limit " + str(cfg_.restart_limit) + ")");
     }
     if (expect_break) {
       KEEL_FUZZ_CHECK("POOL-5", m_.broken_reason() == reason && m_.broken_worker() == id && m_.broken_code() == code,
@@ -606,19 +990,20 @@ class World {
       KEEL_FUZZ_CHECK("POOL-5", m_.counters().replacements - replacements == (expect_replacement ? 1u : 0u),
                       where() + (expect_replacement ? ": no replacement for an unplanned death"
                                                     : ": a replacement nothing called for"));
-      if (ev_.dying_head != 0) {
-        const SimTask& h = task(ev_.dying_head);
-        KEEL_FUZZ_CHECK("POOL-2", h.final == expect_lost && (!expect_lost || h.outcome == Outcome::lost),
-                        where() + ": the dead worker's first task t" + std::to_string(ev_.dying_head) + " (runs " +
-                            std::to_string(h.runs) + ", retries " + std::to_string(cfg_.retries) + ") was " +
-                            (h.final ? std::string("resolved ") + name_of(h.outcome) : "not resolved") +
-                            (expect_lost ? ", expected lost" : ", expected a retry"));
+      for (TaskId t : ev_.lost) {
+        KEEL_FUZZ_CHECK("POOL-2", task(t).final && task(t).outcome == Outcome::lost,
+                        where() + ": started t" + str(t) + " (runs " + str(task(t).lost_starts) + ", retries " +
+                            str(cfg_.retries) + ") was not resolved lost");
       }
-      for (TaskId t : ev_.dying_rest) {
+      for (TaskId t : ev_.cancel) {
         KEEL_FUZZ_CHECK("POOL-1", task(t).final && task(t).outcome == Outcome::cancelled,
-                        where() + ": a task behind a dead head while terminating was not cancelled");
+                        where() + ": unstarted t" + str(t) + " of a worker dying while terminating was not cancelled");
       }
     }
+    KEEL_FUZZ_CHECK("POOL-8", m_.counters().retried == retried_ && m_.counters().requeued == requeued_,
+                    where() + ": retried/requeued " + str(m_.counters().retried) + "/" + str(m_.counters().requeued) +
+                        ", expected " + str(retried_) + "/" + str(requeued_) +
+                        " (only a started task is retried; every unstarted one is requeued)");
     check();
   }
 
@@ -632,8 +1017,7 @@ class World {
       if (a.worker != 0) touched_.insert(a.worker);
       switch (a.kind) {
         case Action::spawn: {
-          KEEL_FUZZ_CHECK("POOL-3", ever_.insert(a.worker).second,
-                          where() + ": spawn reused worker id " + std::to_string(a.worker));
+          KEEL_FUZZ_CHECK("POOL-3", ever_.insert(a.worker).second, where() + ": spawn reused worker id " + str(a.worker));
           KEEL_FUZZ_CHECK("POOL-3", !terminating_ && ev_.phase_before != Phase::broken,
                           where() + ": spawn while terminating or broken");
           live_[a.worker] = SimWorker{};
@@ -642,35 +1026,19 @@ class World {
         }
         case Action::send: {
           ++sends_;
+          KEEL_FUZZ_CHECK("POOL-2",
+                          !expected_sends_.empty() && expected_sends_.front() == std::make_pair(a.worker, a.task),
+                          where() + ": send of t" + str(a.task) + " to w" + str(a.worker) +
+                              " that the gate was not asked about (or out of order)");
+          expected_sends_.pop_front();
           auto it = live_.find(a.worker);
           KEEL_FUZZ_CHECK("POOL-6", it != live_.end(), where() + ": send to a worker that is not alive");
           SimWorker& w = it->second;
           KEEL_FUZZ_CHECK("POOL-6", w.ready && w.active(),
-                          where() + ": send to w" + std::to_string(a.worker) + ", which is not ready and open");
-          KEEL_FUZZ_CHECK("POOL-2", known(a.task), where() + ": send of unknown task " + std::to_string(a.task));
-          SimTask& t = task(a.task);
-          KEEL_FUZZ_CHECK("POOL-2", t.started && !t.final && !t.user_cancelled && t.at == 0,
-                          where() + ": send of task " + std::to_string(a.task) +
-                              (t.user_cancelled ? ", which was cancelled" : ", which is not a pending started task"));
-          KEEL_FUZZ_CHECK("POOL-2", !queue_.empty() && queue_.front() == a.task,
-                          where() + ": send of task " + std::to_string(a.task) + ", which is not the queue's front");
-          KEEL_FUZZ_CHECK("POOL-2", t.runs <= static_cast<int>(cfg_.retries),
-                          where() + ": task " + std::to_string(a.task) + " sent for a run beyond 1 + retries");
-          queue_.pop_front();
-          KEEL_FUZZ_CHECK("POOL-6", w.tasks.size() < cfg_.depth,
-                          where() + ": send beyond depth " + std::to_string(cfg_.depth));
-          KEEL_FUZZ_CHECK("POOL-6", t.timeout <= Nanos::zero() || w.tasks.empty(),
-                          where() + ": a timed task sent to a busy worker");
-          for (TaskId o : w.tasks) {
-            KEEL_FUZZ_CHECK("POOL-6", task(o).timeout <= Nanos::zero(),
-                            where() + ": a task sent behind timed task " + std::to_string(o));
-          }
+                          where() + ": send to w" + str(a.worker) + ", which is not ready and open");
           KEEL_FUZZ_CHECK("POOL-6", cfg_.max_tasks_per_child == 0 || w.sent < cfg_.max_tasks_per_child,
                           where() + ": send beyond max_tasks_per_child");
-          w.tasks.push_back(a.task);
           ++w.sent;
-          t.at = a.worker;
-          t.sent_at = now_;
           break;
         }
         case Action::close: {
@@ -679,9 +1047,9 @@ class World {
                           where() + ": close of a worker that is not alive and open");
           SimWorker& w = it->second;
           const bool retire = cfg_.max_tasks_per_child != 0 && w.sent >= cfg_.max_tasks_per_child;
-          const bool idle_at_shutdown = m_.phase() == Phase::shutting_down && w.tasks.empty();
+          const bool idle_at_shutdown = m_.phase() == Phase::shutting_down && w.held.empty();
           KEEL_FUZZ_CHECK("POOL-3", retire || idle_at_shutdown,
-                          where() + ": close of w" + std::to_string(a.worker) + " with no reason to retire it");
+                          where() + ": close of w" + str(a.worker) + " with no reason to retire it");
           w.closed = true;
           break;
         }
@@ -691,8 +1059,8 @@ class World {
                           where() + ": kill of a worker that is not alive or already killed");
           const bool why = ev_.kind == Event::terminate || broke_now ||
                            (ev_.kind == Event::tick && ev_.to_kill.count(a.worker) == 1) ||
-                           (ev_.kind == Event::bad_result && ev_.worker == a.worker);
-          KEEL_FUZZ_CHECK("POOL-6", why, where() + ": kill of w" + std::to_string(a.worker) + " for no reason");
+                           (ev_.kind == Event::bad_report && ev_.worker == a.worker);
+          KEEL_FUZZ_CHECK("POOL-6", why, where() + ": kill of w" + str(a.worker) + " for no reason");
           KEEL_FUZZ_CHECK("POOL-6", a.code == (ev_.kind == Event::terminate ? ev_.code : 9),
                           where() + ": kill with signal " + std::to_string(a.code));
           it->second.killed = true;
@@ -701,32 +1069,28 @@ class World {
         }
         case Action::resolve: {
           ++resolves_;
-          KEEL_FUZZ_CHECK("POOL-1", known(a.task), where() + ": resolve of unknown task " + std::to_string(a.task));
+          KEEL_FUZZ_CHECK("POOL-1", known(a.task), where() + ": resolve of unknown task " + str(a.task));
           SimTask& t = task(a.task);
           KEEL_FUZZ_CHECK("POOL-1", !t.final,
-                          where() + ": task " + std::to_string(a.task) + " resolved " + name_of(a.outcome) +
-                              " but it was already final (" + (t.dropped ? "cancelled" : name_of(t.outcome)) + ")");
-          KEEL_FUZZ_CHECK("POOL-1", terminated_ == 0 || ev_.kind == Event::submit,
-                          where() + ": resolve after Terminated");
+                          where() + ": task " + str(a.task) + " resolved " + name_of(a.outcome) +
+                              " but it was already final (" + (t.dropped ? "dropped" : name_of(t.outcome)) + ")");
+          KEEL_FUZZ_CHECK("POOL-1", terminated_ == 0 || ev_.kind == Event::submit, where() + ": resolve after Terminated");
           t.final = true;
           t.outcome = a.outcome;
-          const auto q = std::find(queue_.begin(), queue_.end(), a.task);
-          const bool queued = q != queue_.end();
           bool allowed = false;
           switch (a.outcome) {
             case Outcome::value:
-              allowed = ev_.kind == Event::result && a.task == ev_.value_task;
+              allowed = ev_.kind == Event::deliver && a.task == ev_.value_task;
               break;
             case Outcome::lost:
               allowed =
-                  ev_.kind == Event::exit && a.task == ev_.dying_head && a.worker == ev_.worker && a.code == ev_.code;
+                  ev_.kind == Event::exit && ev_.lost.count(a.task) == 1 && a.worker == ev_.worker && a.code == ev_.code;
               break;
             case Outcome::timed_out:
               allowed = ev_.kind == Event::tick && ev_.timeouts.count(a.task) == 1;
               break;
             case Outcome::cancelled:
-              allowed = (queued && (ev_.kind == Event::terminate || (ev_.kind == Event::shutdown && ev_.code == 1))) ||
-                        (ev_.kind == Event::exit && ev_.dying_rest.count(a.task) == 1);
+              allowed = ev_.cancel.count(a.task) == 1;
               break;
             case Outcome::broken:
               allowed = true;
@@ -734,22 +1098,30 @@ class World {
               break;
           }
           KEEL_FUZZ_CHECK("POOL-1", allowed,
-                          where() + ": task " + std::to_string(a.task) + " resolved " + name_of(a.outcome) +
+                          where() + ": task " + str(a.task) + " resolved " + name_of(a.outcome) +
                               ", which this event does not allow");
-          if (queued) queue_.erase(q);
+          if (auto q = std::find(queue_.begin(), queue_.end(), a.task); q != queue_.end()) queue_.erase(q);
+          for (auto& [id, w] : live_) {
+            auto h = std::find_if(w.held.begin(), w.held.end(), [&](const Held& x) { return x.task == a.task; });
+            if (h == w.held.end()) continue;
+            w.held.erase(h);
+            if (a.outcome == Outcome::timed_out) w.timed_out = a.task;
+            touched_.insert(id);
+          }
           break;
         }
         case Action::terminated:
           ++terminated_;
           KEEL_FUZZ_CHECK("POOL-1", terminated_ == 1, where() + ": Terminated twice");
           KEEL_FUZZ_CHECK("POOL-1", live_.empty() && queue_.empty(),
-                          where() + ": Terminated with " + std::to_string(live_.size()) + " workers and " +
-                              std::to_string(queue_.size()) + " tasks queued");
+                          where() + ": Terminated with " + str(live_.size()) + " workers and " + str(queue_.size()) +
+                              " tasks queued");
           for (const SimTask& t : tasks_)
             KEEL_FUZZ_CHECK("POOL-1", t.final, where() + ": Terminated before all tasks resolved");
           break;
       }
     }
+    KEEL_FUZZ_CHECK("POOL-2", expected_sends_.empty(), where() + ": the gate said yes, but nothing was sent");
     if (any_broken)
       KEEL_FUZZ_CHECK("POOL-5", m_.phase() == Phase::broken, where() + ": resolved broken while not broken");
   }
@@ -758,82 +1130,104 @@ class World {
   void check() {
     const Phase ph = m_.phase();
     std::size_t held = 0;
+    const bool all = live_.size() <= 8 || ev_.index % 64 == 0;
     for (const auto& [id, w] : live_) {
-      KEEL_FUZZ_CHECK("POOL-6", w.tasks.size() <= cfg_.depth, where() + ": a worker holds more than depth tasks");
-      std::size_t pending = 0;
-      for (TaskId t : w.tasks) pending += task(t).final ? 0 : 1;
-      held += pending;
+      KEEL_FUZZ_CHECK("POOL-6", w.held.size() <= cfg_.depth, where() + ": a worker holds more than depth tasks");
+      held += w.held.size();
       // Per-worker lookups are linear in the machine, and closed or killed
       // workers that have not exited pile up: look at the workers this event
       // named, and at all of them while few or every 64 events (the totals
       // below cover the rest every time).
-      if (live_.size() > 8 && ev_.index % 64 != 0 && touched_.count(id) == 0) continue;
-      KEEL_FUZZ_CHECK("POOL-6", m_.in_flight(id) == pending && m_.sent_to(id) == w.sent,
-                      where() + ": w" + std::to_string(id) + " in flight/sent " + std::to_string(m_.in_flight(id)) +
-                          "/" + std::to_string(m_.sent_to(id)) + ", the world says " + std::to_string(pending) + "/" +
-                          std::to_string(w.sent));
+      if (!all && touched_.count(id) == 0) continue;
+      KEEL_FUZZ_CHECK("POOL-6", m_.in_flight(id) == w.held.size() && m_.sent_to(id) == w.sent,
+                      where() + ": w" + str(id) + " in flight/sent " + str(m_.in_flight(id)) + "/" +
+                          str(m_.sent_to(id)) + ", the world says " + str(w.held.size()) + "/" + str(w.sent));
+      for (const Held& h : w.held) {
+        KEEL_FUZZ_CHECK("POOL-7", m_.known_started(id, h.task) == h.known,
+                        where() + ": the machine " + (h.known ? "does not know" : "thinks") + " that t" + str(h.task) +
+                            " at w" + str(id) + " started");
+      }
       const WState s = m_.state_of(id);
       const bool state_ok = w.killed   ? s == WState::killing
                             : w.closed ? (s == WState::retiring || s == WState::closing)
                             : w.ready  ? s == WState::ready
                                        : s == WState::starting;
-      KEEL_FUZZ_CHECK("POOL-3", state_ok, where() + ": state_of(w" + std::to_string(id) + ") disagrees with the world");
+      KEEL_FUZZ_CHECK("POOL-3", state_ok, where() + ": state_of(w" + str(id) + ") disagrees with the world");
     }
     KEEL_FUZZ_CHECK("POOL-1",
                     m_.live_workers() == live_.size() && m_.active_workers() == sim_active() &&
                         m_.queued() == queue_.size() && m_.in_flight() == held,
-                    where() + ": machine live/active/queued/in-flight " + std::to_string(m_.live_workers()) + "/" +
-                        std::to_string(m_.active_workers()) + "/" + std::to_string(m_.queued()) + "/" +
-                        std::to_string(m_.in_flight()) + ", the world says " + std::to_string(live_.size()) + "/" +
-                        std::to_string(sim_active()) + "/" + std::to_string(queue_.size()) + "/" +
-                        std::to_string(held));
+                    where() + ": machine live/active/queued/in-flight " + str(m_.live_workers()) + "/" +
+                        str(m_.active_workers()) + "/" + str(m_.queued()) + "/" + str(m_.in_flight()) +
+                        ", the world says " + str(live_.size()) + "/" + str(sim_active()) + "/" + str(queue_.size()) +
+                        "/" + str(held));
+    KEEL_FUZZ_CHECK("POOL-6", m_.mean_run() == mean_ && m_.depth_now() == depth_now(),
+                    where() + ": mean run/depth now " + std::to_string(m_.mean_run().count()) + "ns/" +
+                        str(m_.depth_now()) + ", the world says " + std::to_string(mean_.count()) + "ns/" +
+                        str(depth_now()));
+    KEEL_FUZZ_CHECK("POOL-8", m_.counters().retried == retried_ && m_.counters().requeued == requeued_,
+                    where() + ": retried/requeued counters disagree with the world");
     KEEL_FUZZ_CHECK("POOL-3", m_.active_workers() <= cfg_.workers,
-                    where() + ": " + std::to_string(m_.active_workers()) + " active workers, above the target");
+                    where() + ": " + str(m_.active_workers()) + " active workers, above the target");
     if (ph == Phase::running || (ph == Phase::shutting_down && !terminating_ && !queue_.empty())) {
       KEEL_FUZZ_CHECK("POOL-3", m_.active_workers() == cfg_.workers,
-                      where() + ": " + std::to_string(m_.active_workers()) + " active workers, target " +
-                          std::to_string(cfg_.workers) + (ph == Phase::running ? " (running)" : " (work queued)"));
+                      where() + ": " + str(m_.active_workers()) + " active workers, target " + str(cfg_.workers) +
+                          (ph == Phase::running ? " (running)" : " (work queued)"));
     }
     if (ph == Phase::shutting_down && queue_.empty()) {
       for (const auto& [id, w] : live_) {
-        KEEL_FUZZ_CHECK("POOL-3", !(w.active() && w.tasks.empty()),
-                        where() + ": idle w" + std::to_string(id) + " left open after the shutdown drained the queue");
+        KEEL_FUZZ_CHECK("POOL-3", !(w.active() && w.held.empty()),
+                        where() + ": idle w" + str(id) + " left open after the shutdown drained the queue");
       }
     }
     if (ph == Phase::broken) {
       for (const SimTask& t : tasks_) KEEL_FUZZ_CHECK("POOL-5", t.final, where() + ": broken with a task pending");
       for (const auto& [id, w] : live_) {
-        KEEL_FUZZ_CHECK("POOL-5", w.killed, where() + ": broken with w" + std::to_string(id) + " not killed");
+        KEEL_FUZZ_CHECK("POOL-5", w.killed, where() + ": broken with w" + str(id) + " not killed");
       }
     }
-    if (!queue_.empty() && ph != Phase::broken) {
-      // Nothing stranded: the front task fits no ready worker.
-      const SimTask& front = task(queue_.front());
-      for (const auto& [id, w] : live_) {
-        if (!w.ready || !w.active() || w.tasks.size() >= cfg_.depth) continue;
-        const bool fits =
-            w.tasks.empty() || (front.timeout <= Nanos::zero() && task(w.tasks.back()).timeout <= Nanos::zero());
-        KEEL_FUZZ_CHECK("POOL-1", !fits,
-                        where() + ": task " + std::to_string(queue_.front()) + " stays queued while w" +
-                            std::to_string(id) + " could take it");
-      }
-    }
+    if (ph != Phase::broken) check_work_conserved();
     if (ph != Phase::running && live_.empty() && queue_.empty()) {
       KEEL_FUZZ_CHECK("POOL-1", terminated_ == 1, where() + ": drained with no worker left but not Terminated");
     }
     KEEL_FUZZ_CHECK("POOL-1", m_.terminated() == (terminated_ == 1), where() + ": terminated() disagrees");
     Nanos deadline = kMax;
     for (const auto& [id, w] : live_) {
-      if (w.killed || w.tasks.empty()) continue;
-      const SimTask& h = task(w.tasks.front());
-      if (h.final || h.timeout <= Nanos::zero()) continue;
-      // The contract's saturation: a deadline past the clock's range is "none".
-      const Nanos d = h.timeout >= kMax - h.sent_at ? kMax : h.sent_at + h.timeout;
-      deadline = std::min(deadline, d);
+      if (w.killed || !(w.ready || w.closed)) continue;
+      for (const Held& h : w.held) {
+        const SimTask& t = task(h.task);
+        if (h.known && t.timeout > Nanos::zero()) deadline = std::min(deadline, sat_add(h.known_at, t.timeout));
+      }
     }
     KEEL_FUZZ_CHECK("POOL-6", m_.next_deadline() == deadline,
                     where() + ": next_deadline() " + std::to_string(m_.next_deadline().count()) + ", expected " +
                         std::to_string(deadline.count()));
+  }
+
+  // POOL-9: no ready worker waits for work that the queue, or another
+  // worker's unstarted pipeline, holds for it.
+  void check_work_conserved() {
+    if (!queue_.empty()) {
+      // The front fits no ready worker (FIFO: the rest waits behind it).
+      const TaskId front = queue_.front();
+      for (const auto& [id, w] : live_) {
+        if (!w.ready || !w.active()) continue;
+        const bool fits = room(w) && !w.has_stale(front) &&
+                          (w.held.empty() || (task(w.held.back().task).timeout <= Nanos::zero() && !straggler(w)));
+        KEEL_FUZZ_CHECK("POOL-9", !fits,
+                        where() + ": t" + str(front) + " stays queued while w" + str(id) + " could take it");
+      }
+      return;
+    }
+    for (const auto& [to, idle] : live_) {
+      if (!idle.ready || !idle.active() || !idle.held.empty() || !room(idle)) continue;
+      for (const auto& [from, w] : live_) {
+        if (w.killed || w.held.size() < 2 || w.held.back().known) continue;
+        KEEL_FUZZ_CHECK("POOL-9", idle.has_stale(w.held.back().task),
+                        where() + ": w" + str(to) + " is idle while w" + str(from) + " holds " + str(w.held.size()) +
+                            " with unstarted t" + str(w.held.back().task) + " last");
+      }
+    }
   }
 
   MachineConfig cfg_;
@@ -843,17 +1237,25 @@ class World {
   std::vector<SimTask> tasks_;  // task id i is tasks_[i - 1]
   std::deque<TaskId> queue_;    // the parent's FIFO as the contract predicts it
   std::map<WorkerId, SimWorker> live_;
+  SimWorker dying_store_;  // the worker whose exit is being reported
+  SimWorker* dying_ = nullptr;
+  WorkerId dying_id_ = 0;
   std::set<WorkerId> ever_;
   std::deque<Nanos> restarts_;  // the world's own record of replacement times
   std::set<WorkerId> touched_;  // workers the current event or its actions named
+  std::set<WorkerId> killed_before_;  // shutdown(cancel_futures): workers already being killed
+  std::deque<std::pair<WorkerId, TaskId>> expected_sends_;  // the gate said yes
+  Nanos mean_{0};  // the world's own mean run time (notice to result)
   bool closed_ = false;
   bool terminating_ = false;
   int terminated_ = 0;
   std::uint64_t resolves_ = 0, sends_ = 0, spawns_ = 0, retried_ = 0, requeued_ = 0, replacements_ = 0;
+  std::uint64_t revoked_ = 0, stolen_ = 0, skipped_ = 0;
   Event ev_;
 };
 
-bool Gate::try_start(TaskId t) { return w_.try_start(t); }
+bool Gate::dispatch(TaskId t, WorkerId w) { return w_.gate_dispatch(t, w); }
+bool Gate::revoke(TaskId t, WorkerId w) { return w_.gate_revoke(t, w); }
 
 Nanos pick_timeout(keel::fuzz::Input& in, Nanos now) {
   const std::uint8_t b = in.byte();
@@ -937,7 +1339,31 @@ int pick_code(keel::fuzz::Input& in) {
 KEEL_FUZZ_TARGET(pool_machine) {
   MachineConfig cfg;
   cfg.workers = static_cast<unsigned>(in.in_range(1, 4));
-  cfg.depth = static_cast<unsigned>(in.in_range(1, 4));
+  // The depth byte's high bits choose the pipeline target (0: fixed depth).
+  const std::uint8_t depth_byte = in.byte();
+  cfg.depth = 1u + depth_byte % 4u;
+  switch (depth_byte >> 2 & 7) {
+    case 1:
+      cfg.pipeline = ms(5);
+      break;
+    case 2:
+      cfg.pipeline = ms(50);
+      break;
+    case 3:
+      cfg.pipeline = Nanos(1);
+      break;
+    case 4:
+      cfg.pipeline = kMax;
+      break;
+    case 5:
+      cfg.pipeline = ms(1);
+      break;
+    case 7:
+      cfg.pipeline = ms(20);
+      break;
+    default:
+      break;
+  }
   cfg.max_tasks_per_child = static_cast<unsigned>(in.below(4));
   cfg.retries = static_cast<unsigned>(in.below(3));
   cfg.restart_limit = static_cast<unsigned>(in.below(5));
@@ -999,11 +1425,26 @@ KEEL_FUZZ_TARGET(pool_machine) {
         break;
       case 4:
       case 5:
-        world.result(in.byte());
+        // Worker steps: the first task runs to its report; the next slot is
+        // won and said so; one silent step; the driver reads one message.
+        switch (op >> 4 & 3) {
+          case 0:
+            world.advance(in.byte());
+            break;
+          case 1:
+            world.start_next(in.byte());
+            break;
+          case 2:
+            world.step_silently(in.byte());
+            break;
+          default:
+            world.read_one(in.byte());
+            break;
+        }
         break;
       case 6: {
         const unsigned sel = in.byte();
-        world.bad_result(sel, in.byte());
+        world.bad_report(sel, in.byte(), (op >> 4) % 3);
         break;
       }
       case 7:
@@ -1012,7 +1453,7 @@ KEEL_FUZZ_TARGET(pool_machine) {
       case 8: {
         const unsigned sel = in.byte();
         const int code = pick_code(in);
-        world.crash(sel, code, in.boolean());
+        world.crash(sel, code, in.byte());
         break;
       }
       case 9:
@@ -1027,12 +1468,16 @@ KEEL_FUZZ_TARGET(pool_machine) {
         break;
       case 12: {
         const unsigned sel = in.byte();
-        world.cancel(sel, (sel & 0xc0) == 0xc0);
+        world.cancel(sel, (sel & 0xc0) == 0xc0, (op & 0x10) != 0);
         break;
       }
       case 13:
         // Rare: the script runs long before the pool closes.
-        if ((op & 0x30) == 0x30) world.shutdown(in.boolean());
+        if ((op & 0x30) == 0x30) {
+          world.shutdown(in.boolean());
+        } else if ((op & 0x30) == 0x10 && !world.closed()) {
+          world.discard_oldest();
+        }
         break;
       case 14:
         if ((op & 0x30) == 0x30) world.terminate(in.boolean() ? 9 : 15);

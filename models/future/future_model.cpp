@@ -5,6 +5,7 @@
 // KEEL-TWIN future_start_blind_store
 // KEEL-TWIN future_finish_drops_flags
 // KEEL-TWIN multiwait_push_skips_signal
+// KEEL-TWIN future_cancel_ignores_slot
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/future/future.hpp"
@@ -144,6 +145,91 @@ struct CancelWakesWaiter : rl::test_suite<CancelWakesWaiter, 2> {
 
 }  // namespace
 
+// POOL-7: a task dispatched to another process starts there only by moving its
+// start slot from sent to started; cancel() here wins only by moving it to
+// dead first. The worker side is played by a thread doing exactly what the
+// worker loop does (one CAS), then what the supervisor does on its notice
+// (undispatch, complete) or on its skipped notice (undispatch). Exactly one
+// of cancel and start wins; a cancelled task never runs.
+constexpr std::uint64_t kSent = (7u << 2) | 1u;
+constexpr std::uint64_t kStarted = (7u << 2) | 2u;
+constexpr std::uint64_t kDead = (7u << 2) | 3u;
+
+struct RemoteCancelVsStart : rl::test_suite<RemoteCancelVsStart, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  keel::platform::Atomic<std::uint64_t> slot{kSent};
+  rl::atomic<int> ran{0};
+  rl::atomic<int> cancelled{0};
+  void before() { RL_ASSERT(keel::detail::state_of(f)->dispatch({&slot, kSent, kDead})); }
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      std::uint64_t seen = kSent;
+      if (slot.compare_exchange_strong(seen, kStarted, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        ran($).store(1, rl::mo_relaxed);
+        RL_ASSERT(keel::detail::state_of(f)->undispatch());  // the start notice
+        p.set_result(1);
+      } else {
+        RL_ASSERT(!keel::detail::state_of(f)->undispatch());  // the skipped notice
+      }
+    } else if (f.cancel()) {
+      cancelled($).store(1, rl::mo_relaxed);
+    }
+  }
+  void after() {
+    const int r = ran($).load(rl::mo_relaxed);
+    const int c = cancelled($).load(rl::mo_relaxed);
+    RL_ASSERT(r + c == 1);
+    RL_ASSERT(f.done());
+    RL_ASSERT(f.cancelled() == (c == 1));
+  }
+};
+
+// POOL-7: the supervisor takes a dispatched task back (a steal or a death:
+// slot to dead, undispatch) and sends it again on a second slot, which the
+// worker then starts, while the user cancels. cancel() must follow the
+// future to its new slot: it wins there or loses to that start, never
+// answers from the old one.
+struct RemoteCancelVsRedispatch : rl::test_suite<RemoteCancelVsRedispatch, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  keel::platform::Atomic<std::uint64_t> slot1{kSent};
+  keel::platform::Atomic<std::uint64_t> slot2{0};
+  rl::atomic<int> ran{0};
+  rl::atomic<int> cancelled{0};
+  void before() { RL_ASSERT(keel::detail::state_of(f)->dispatch({&slot1, kSent, kDead})); }
+  void thread(unsigned idx) {
+    auto* core = keel::detail::state_of(f);
+    if (idx == 0) {
+      std::uint64_t seen = kSent;
+      // The supervisor: revoke from the first worker.
+      if (!slot1.compare_exchange_strong(seen, kDead, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        RL_ASSERT(seen == kDead);  // only the user can have killed it
+      }
+      RL_ASSERT(!core->undispatch());
+      // Sent again, unless the user cancelled it meanwhile.
+      slot2.store(kSent, std::memory_order_release);
+      if (!core->dispatch({&slot2, kSent, kDead})) return;
+      seen = kSent;
+      if (slot2.compare_exchange_strong(seen, kStarted, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        ran($).store(1, rl::mo_relaxed);
+        RL_ASSERT(core->undispatch());
+        p.set_result(2);
+      } else {
+        RL_ASSERT(!core->undispatch());
+      }
+    } else if (f.cancel()) {
+      cancelled($).store(1, rl::mo_relaxed);
+    }
+  }
+  void after() {
+    const int r = ran($).load(rl::mo_relaxed);
+    const int c = cancelled($).load(rl::mo_relaxed);
+    RL_ASSERT(r + c == 1);
+    RL_ASSERT(f.done());
+  }
+};
+
 int main() {
   using namespace keel::model;
   check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
@@ -152,5 +238,9 @@ int main() {
   check<CallbackVsComplete>("future.callback-vs-complete.2t", "EXEC-7", full());
   check<CancelWakesWaiter>("future.cancel-wakes-waiter.2t", "EXEC-1,SYNC-2", full());
   check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(20000));
+  // Full search does not end for these two (the hook lock adds many
+  // scheduling points); bound 4 does in seconds.
+  check<RemoteCancelVsStart>("future.remote-cancel-vs-start.2t", "POOL-7", bounded(4));
+  check<RemoteCancelVsRedispatch>("future.remote-cancel-vs-redispatch.2t", "POOL-7", random(100000));
   return exit_code();
 }

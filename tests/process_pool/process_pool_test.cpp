@@ -327,8 +327,10 @@ TEST(ProcessPoolDeath, TasksQueuedBehindADeadTaskStillRunExactlyOnce) {
   for (int i = 0; i < 20; ++i) fs.push_back(pool.submit(counted_t, runs.path(), i));
   EXPECT_THROW(doomed.result(), keel::WorkerLost);
   for (int i = 0; i < 20; ++i) EXPECT_EQ(fs[static_cast<std::size_t>(i)].result(), i * i);
-  EXPECT_EQ(runs.runs(), 20);            // none lost, none run twice
-  EXPECT_GE(pool.stats().requeued, 1u);  // the tasks behind it went back, uncounted
+  EXPECT_EQ(runs.runs(), 20);  // none lost, none run twice
+  // Only the task that started is lost; any sent behind it went back, uncounted.
+  EXPECT_EQ(pool.stats().lost, 1u);
+  EXPECT_EQ(pool.stats().retried, 0u);
 }
 
 TEST(ProcessPoolDeath, RetriesRunALostTaskAgainUpToTheLimit) {
@@ -368,7 +370,6 @@ TEST(ProcessPoolDeath, WorkerKilledMidTaskFromOutsideLosesOnlyThatTask) {
   std::vector<Future<int>> behind;
   for (int i = 0; i < 3; ++i) behind.push_back(pool.submit(square_t, i));
   ASSERT_TRUE(eventually([&] { return slow.running(); }));
-  ASSERT_TRUE(eventually([&] { return pool.stats().in_flight == 4; }));
   const int victim = pool.worker_pids().front();
   ::usleep(20 * 1000);  // let it start sleeping
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
@@ -467,7 +468,8 @@ TEST(ProcessPoolTimeout, TaskPastItsTimeoutFailsAndItsWorkerIsReplaced) {
 
 TEST(ProcessPoolTimeout, PerTaskTimeoutOverridesThePoolsAndQueuedTasksAreNotCharged) {
   ProcessPool pool({.workers = 1, .max_in_flight = 8});
-  // Untimed tasks ahead do not eat the timed task's time: it runs alone.
+  // Untimed tasks ahead do not eat the timed task's time: its clock starts
+  // when it starts.
   std::vector<Future<int>> ahead;
   for (int i = 0; i < 3; ++i) ahead.push_back(pool.submit(sleep_t, 40));
   auto timed = pool.submit(keel::SubmitOptions{.timeout = 100ms}, sleep_t, 10);
@@ -761,25 +763,37 @@ TEST(ProcessPoolStats, CountersAddUp) {
   EXPECT_EQ(s.workers, 2u);
 }
 
-// ---- a worker fed bad frames (IPC-1) ----
+// ---- a worker fed bad frames (IPC-1) and start slots (POOL-2) ----
 
-// A worker started by hand on a socketpair, so a test can write anything to it.
+namespace proto = keel::pool::proto;
+
+// A worker started by hand on a socketpair with its own page of start slots,
+// so a test can write anything to it and decide what each slot holds.
 class RawWorker {
  public:
-  RawWorker() {
+  static constexpr unsigned slot_count = 4;
+
+  struct Frame {
+    std::uint8_t kind;
+    std::uint64_t id;
+    std::uint8_t flags;
+    std::string payload;
+  };
+
+  RawWorker() : slots_(proto::SlotPage::create(slot_count)) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw std::runtime_error("socketpair");
     fd_ = sv[0];
     keel::detail::SpawnRequest req;
     req.role = "pool";
-    req.fds = {sv[1]};
-    keel::Encoder e;
-    e.put(std::string());
-    e.put(std::string());
-    e.put(std::uint64_t{1} << 20);
-    req.payload = e.take();
+    req.fds = {sv[1], slots_.fd()};
+    proto::SpawnConfig cfg;  // no initializer
+    cfg.max_message = std::uint64_t{1} << 20;
+    cfg.slots = slot_count;
+    req.payload = proto::encode_spawn(cfg);
     child_ = keel::detail::spawn_child(req);
     ::close(sv[1]);
+    slots_.close_fd();  // the worker has its own; the mapping stays
   }
   ~RawWorker() {
     ::close(fd_);
@@ -788,67 +802,133 @@ class RawWorker {
       keel::detail::reap_child(child_, true);
     }
   }
+  // What slot `i` holds; the supervisor's side of the start.
+  void set_slot(unsigned i, std::uint64_t word) { slots_[i].store(word); }
+  std::uint64_t slot(unsigned i) { return slots_[i].load(); }
   void write_bytes(const std::string& b) {
     ASSERT_EQ(::write(fd_, b.data(), b.size()), static_cast<ssize_t>(b.size()));
   }
   // The next frame from the worker, or nullopt at EOF.
-  std::optional<std::pair<std::uint8_t, std::string>> next() {
+  std::optional<Frame> next() {
     for (;;) {
-      if (auto f = reader_.next()) return std::make_pair(f->kind, std::string(f->payload));
+      if (auto f = reader_.next()) return Frame{f->kind, f->id, f->flags, std::string(f->payload)};
       auto span = reader_.prepare(4096);
       const ssize_t n = ::read(fd_, span.data(), span.size());
       if (n <= 0) return std::nullopt;
       reader_.commit(static_cast<std::size_t>(n));
     }
   }
+  // The next frame must be `kind` for task `id` on `slot`: its payload.
+  std::string expect(std::uint8_t kind, std::uint64_t id, std::uint8_t slot) {
+    const auto f = next();
+    if (!f) {
+      ADD_FAILURE() << "the worker ended; expected kind " << int{kind} << " for task " << id;
+      return {};
+    }
+    EXPECT_EQ(int{f->kind}, int{kind}) << "task " << id;
+    EXPECT_EQ(f->id, id);
+    EXPECT_EQ(int{f->flags}, int{slot}) << "task " << id;
+    return f->payload;
+  }
   int exit_code() { return keel::detail::reap_child(child_, true); }
 
  private:
+  proto::SlotPage slots_;
   int fd_ = -1;
   keel::detail::ChildHandle child_;
   keel::FrameReader reader_;
 };
 
+// A call of task `name` as the supervisor sends it: on `slot`, in the flags.
+void append_call(std::string& out, std::uint64_t id, std::uint8_t slot, std::string_view name,
+                 const std::string& args) {
+  keel::append_frame(out, proto::call, id, proto::call_payload(name, args), keel::default_max_frame, slot);
+}
+
 TEST(ProcessPoolWorker, ABadCallPayloadIsAnsweredWithAnErrorAndTheWorkerCarriesOn) {
   RawWorker w;
-  auto ready = w.next();
-  ASSERT_TRUE(ready);
-  EXPECT_EQ(ready->first, keel::pool::proto::ready);
+  w.expect(proto::ready, 0, 0);
   std::string out;
   // A name length that runs past the payload, then an unknown task name.
-  keel::append_frame(out, keel::pool::proto::call, 7,
+  w.set_slot(0, proto::slot_sent(7));
+  keel::append_frame(out, proto::call, 7,
                      std::string("\xff\xff\x00\x00"
                                  "abc",
-                                 7));
-  keel::Encoder e;
-  e.put(std::uint32_t{9});
-  e.put_raw("pp.nobody", 9);
-  keel::append_frame(out, keel::pool::proto::call, 8, e.bytes());
+                                 7),
+                     keel::default_max_frame, 0);
+  w.set_slot(1, proto::slot_sent(8));
+  append_call(out, 8, 1, "pp.nobody", keel::detail::encode_args<int>(1));
   // A good call after them still runs.
-  keel::append_frame(out, keel::pool::proto::call, 9, [] {
-    keel::Encoder g;
-    g.put(std::uint32_t{9});
-    g.put_raw("pp.square", 9);
-    return g.take() + keel::detail::encode_args<int>(6);
-  }());
+  w.set_slot(2, proto::slot_sent(9));
+  append_call(out, 9, 2, "pp.square", keel::detail::encode_args<int>(6));
   w.write_bytes(out);
-  auto a = w.next();
-  ASSERT_TRUE(a);
-  EXPECT_EQ(a->first, keel::pool::proto::error);
-  EXPECT_EQ(keel::detail::decode_error(a->second).type(), "keel::ProtocolError");
-  auto b = w.next();
-  ASSERT_TRUE(b);
-  EXPECT_EQ(b->first, keel::pool::proto::error);
-  EXPECT_EQ(keel::detail::decode_error(b->second).type(), "keel::ValueError");
-  auto c = w.next();
-  ASSERT_TRUE(c);
-  EXPECT_EQ(c->first, keel::pool::proto::ok);
-  EXPECT_EQ(keel::detail::decode_result<int>(c->second), 36);
+  // Each task is started (its slot won), then answered, in the order sent.
+  w.expect(proto::started, 7, 0);
+  EXPECT_EQ(keel::detail::decode_error(w.expect(proto::error, 7, 0)).type(), "keel::ProtocolError");
+  w.expect(proto::started, 8, 1);
+  EXPECT_EQ(keel::detail::decode_error(w.expect(proto::error, 8, 1)).type(), "keel::ValueError");
+  w.expect(proto::started, 9, 2);
+  EXPECT_EQ(keel::detail::decode_result<int>(w.expect(proto::ok, 9, 2)), 36);
+  EXPECT_EQ(w.slot(0), proto::slot_started(7));
+  EXPECT_EQ(w.slot(1), proto::slot_started(8));
+  EXPECT_EQ(w.slot(2), proto::slot_started(9));
+}
+
+TEST(ProcessPoolWorker, ATaskWhoseSlotWasNotSentForItIsSkippedAndNeverRuns) {
+  RunFile runs;
+  RawWorker w;
+  w.expect(proto::ready, 0, 0);
+  const std::string args = keel::detail::encode_args<std::string, int>(runs.path(), 3);
+  std::string out;
+  w.set_slot(0, proto::slot_sent(1));  // armed: runs
+  append_call(out, 1, 0, "pp.counted_square", args);
+  w.set_slot(1, proto::slot_dead(2));  // cancelled before the worker reached it
+  append_call(out, 2, 1, "pp.counted_square", args);
+  // slot 2 never armed
+  append_call(out, 3, 2, "pp.counted_square", args);
+  w.set_slot(3, proto::slot_sent(5));  // another task's word
+  append_call(out, 4, 3, "pp.counted_square", args);
+  w.write_bytes(out);
+  w.expect(proto::started, 1, 0);
+  EXPECT_EQ(keel::detail::decode_result<int>(w.expect(proto::ok, 1, 0)), 9);
+  EXPECT_EQ(w.expect(proto::skipped, 2, 1), "");
+  EXPECT_EQ(w.expect(proto::skipped, 3, 2), "");
+  EXPECT_EQ(w.expect(proto::skipped, 4, 3), "");
+  EXPECT_EQ(runs.runs(), 1);
+  // The worker moved only the slot it won; the lost ones are as they were.
+  EXPECT_EQ(w.slot(0), proto::slot_started(1));
+  EXPECT_EQ(w.slot(1), proto::slot_dead(2));
+  EXPECT_EQ(w.slot(2), 0u);
+  EXPECT_EQ(w.slot(3), proto::slot_sent(5));
+  // A slot is reused once its task is settled.
+  out.clear();
+  w.set_slot(1, proto::slot_sent(5));
+  append_call(out, 5, 1, "pp.counted_square", args);
+  keel::append_frame(out, proto::close, 0, "");
+  w.write_bytes(out);
+  w.expect(proto::started, 5, 1);
+  EXPECT_EQ(keel::detail::decode_result<int>(w.expect(proto::ok, 5, 1)), 9);
+  EXPECT_FALSE(w.next());
+  EXPECT_EQ(w.exit_code(), 0);
+  EXPECT_EQ(runs.runs(), 2);
+}
+
+TEST(ProcessPoolWorker, ASlotIndexOutsideItsPageEndsTheWorkerWithAnErrorStatus) {
+  RunFile runs;
+  RawWorker w;
+  w.expect(proto::ready, 0, 0);
+  std::string out;
+  append_call(out, 1, RawWorker::slot_count, "pp.counted_square",
+              keel::detail::encode_args<std::string, int>(runs.path(), 3));
+  w.write_bytes(out);
+  EXPECT_FALSE(w.next());  // it closed its end
+  EXPECT_EQ(w.exit_code(), 72);
+  EXPECT_EQ(runs.runs(), 0);
 }
 
 TEST(ProcessPoolWorker, GarbageOnItsChannelEndsTheWorkerWithAnErrorStatusNotAHang) {
   RawWorker w;
-  ASSERT_TRUE(w.next());
+  w.expect(proto::ready, 0, 0);
   w.write_bytes(std::string("definitely not a frame header"));
   EXPECT_FALSE(w.next());  // it closed its end
   EXPECT_EQ(w.exit_code(), 72);
@@ -856,11 +936,11 @@ TEST(ProcessPoolWorker, GarbageOnItsChannelEndsTheWorkerWithAnErrorStatusNotAHan
 
 TEST(ProcessPoolWorker, AnOversizedFrameEndsTheWorkerWithoutAllocatingIt) {
   RawWorker w;
-  ASSERT_TRUE(w.next());
+  w.expect(proto::ready, 0, 0);
   std::string header(keel::frame_header_size, '\0');
   header[0] = static_cast<char>(keel::frame_magic & 0xff);
   header[1] = static_cast<char>(keel::frame_magic >> 8);
-  header[2] = static_cast<char>(keel::pool::proto::call);
+  header[2] = static_cast<char>(proto::call);
   header[4] = header[5] = header[6] = header[7] = static_cast<char>(0xff);  // 4 GiB
   w.write_bytes(header);
   EXPECT_FALSE(w.next());

@@ -83,6 +83,8 @@ FutureStatus FutureCore::status() const {
       return FutureStatus::running;
     case cancelled:
       return FutureStatus::cancelled;
+    case dispatched:
+      return FutureStatus::pending;
     default:
       return FutureStatus::finished;
   }
@@ -91,6 +93,12 @@ FutureStatus FutureCore::status() const {
 bool FutureCore::cancel() {
   std::int32_t v = word_.load(std::memory_order_relaxed);
   for (;;) {
+    if ((v & phase_mask) == dispatched) {
+      const int r = cancel_dispatched();
+      if (r >= 0) return r == 1;
+      v = word_.load(std::memory_order_relaxed);  // no longer dispatched: look again
+      continue;
+    }
     if ((v & phase_mask) != pending) return false;
     if constexpr (KEEL_INJECTED(future_cancel_blind_store)) {
       // Seeded bug: decides on a stale read, then stores without a CAS.
@@ -152,6 +160,67 @@ void FutureCore::finish(std::exception_ptr error) {
     old = word_.exchange(finished, std::memory_order_acq_rel);
   }
   after_final(old);
+}
+
+std::int32_t FutureCore::move_phase(std::int32_t from, std::int32_t to) {
+  std::int32_t v = word_.load(std::memory_order_relaxed);
+  // Under the hook lock a dispatched word changes only in its flag bits
+  // (sleepers_bit); a pending one may also be cancelled or completed.
+  while ((v & phase_mask) == from) {
+    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | to, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  return v;
+}
+
+// The slow path of cancel() for a task sent to another process: it wins only
+// by killing the start slot before the starter claims it.
+// 1: cancelled; 0: it started there; -1: no longer dispatched (look again).
+int FutureCore::cancel_dispatched() {
+  std::int32_t old;
+  {
+    LockGuard g(hook_lock_);
+    if (phase() != dispatched) return -1;
+    const StartSlot s = slot_.load();
+    if constexpr (!KEEL_INJECTED(future_cancel_ignores_slot)) {
+      std::uint64_t seen = s.sent;
+      if (!s.word->compare_exchange_strong(seen, s.dead, std::memory_order_acq_rel, std::memory_order_acquire) &&
+          seen != s.dead) {
+        return 0;  // the task started there
+      }
+    }
+    old = move_phase(dispatched, cancelled);
+  }
+  after_final(old);  // outside the lock: the hooks take it
+  return 1;
+}
+
+bool FutureCore::dispatch(const StartSlot& slot) {
+  LockGuard g(hook_lock_);
+  const std::int32_t p = phase();
+  if (p == running) return true;
+  if (p != pending && p != dispatched) return false;
+  slot_.store(slot);
+  // A pending future can still be cancelled without the lock: then it must
+  // not be sent.
+  if (p == pending && (move_phase(pending, dispatched) & phase_mask) != pending) return false;
+  return true;
+}
+
+bool FutureCore::undispatch() {
+  LockGuard g(hook_lock_);
+  const std::int32_t p = phase();
+  if (p != dispatched) return p != cancelled && p != pending;
+  const StartSlot s = slot_.load();
+  std::uint64_t seen = s.sent;
+  if (s.word->compare_exchange_strong(seen, s.dead, std::memory_order_acq_rel, std::memory_order_acquire) ||
+      seen == s.dead) {
+    move_phase(dispatched, pending);
+    return false;
+  }
+  move_phase(dispatched, running);
+  return true;
 }
 
 void FutureCore::after_final(std::int32_t old) {

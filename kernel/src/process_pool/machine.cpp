@@ -14,6 +14,7 @@ Nanos later(Nanos t, Nanos d) { return d >= Nanos::max() - t ? Nanos::max() : t 
 Machine::Machine(const MachineConfig& config, StartGate& gate) : cfg_(config), gate_(gate) {
   cfg_.workers = std::max(1u, cfg_.workers);
   cfg_.depth = std::max(1u, cfg_.depth);
+  if (cfg_.pipeline < Nanos::zero()) cfg_.pipeline = Nanos::zero();
 }
 
 Machine::Worker* Machine::find(WorkerId w) {
@@ -32,6 +33,13 @@ std::size_t Machine::in_flight(WorkerId w) const {
   const Worker* x = find(w);
   return x ? x->in_flight.size() : 0;
 }
+bool Machine::known_started(WorkerId w, TaskId task) const {
+  const Worker* x = find(w);
+  if (!x) return false;
+  for (const Task& t : x->in_flight)
+    if (t.id == task) return t.started;
+  return false;
+}
 unsigned Machine::active_workers() const {
   return static_cast<unsigned>(std::count_if(workers_.begin(), workers_.end(), [](const Worker& w) {
     return w.state == WorkerState::starting || w.state == WorkerState::ready;
@@ -49,6 +57,19 @@ Machine::WorkerState Machine::state_of(WorkerId w) const {
 unsigned Machine::sent_to(WorkerId w) const {
   const Worker* x = find(w);
   return x ? x->sent : 0;
+}
+
+// One running task, plus about `pipeline` of expected work behind it. Until a
+// run time was measured nothing is sent ahead: the first tasks spread over
+// the workers that are ready, one each.
+unsigned Machine::depth_now() const {
+  if (cfg_.pipeline == Nanos::zero()) return cfg_.depth;
+  if (mean_ <= Nanos::zero()) return 1;
+  const auto p = cfg_.pipeline.count();
+  const auto m = mean_.count();
+  const std::int64_t ahead = p / m + (p % m != 0 ? 1 : 0);
+  if (ahead >= static_cast<std::int64_t>(cfg_.depth)) return cfg_.depth;
+  return std::min(cfg_.depth, std::max(2u, 1u + static_cast<unsigned>(ahead)));
 }
 
 void Machine::start(Nanos now) {
@@ -94,15 +115,91 @@ void Machine::init_failed(WorkerId id, Nanos now) {
   break_pool(BrokenReason::initializer_failed, id, 0);
 }
 
+// A worker that breaks the protocol is killed (once); its tasks are handled as
+// for any death, and its replacement starts now.
+bool Machine::faulty(Worker& w, Nanos now) {
+  if (w.state != WorkerState::killing) kill(w, 9);
+  fill(now);
+  dispatch(now);
+  return false;
+}
+
+// Tasks 0..i of w started: the worker takes them in order, so a start (or an
+// answer) of task i means every task before it started too.
+void Machine::mark_started_through(Worker& w, std::size_t i, Nanos now) {
+  for (std::size_t k = 0; k <= i && k < w.in_flight.size(); ++k) {
+    Task& t = w.in_flight[k];
+    if (!t.started) {
+      t.started = true;
+      t.started_at = now;
+    }
+  }
+}
+
+bool Machine::started(WorkerId id, TaskId task, Nanos now) {
+  Worker* w = find(id);
+  if (!w) return false;
+  if (phase_ == Phase::broken) return true;  // in-flight lists were resolved at the break
+  // The first task the worker holds: every one before it was answered or skipped.
+  if (!w->in_flight.empty() && w->in_flight.front().id == task) {
+    Task& t = w->in_flight.front();
+    if (!t.noticed) {
+      t.noticed = true;
+      if (!t.started || KEEL_INJECTED(pool_notice_restarts_clock)) t.started_at = now;
+      t.started = true;
+    }
+    return true;
+  }
+  // A task it started whose timeout ran out before its notice came (the
+  // machine learned of the start from a revoke that lost): no fault.
+  if (task != 0 && task == w->timed_out) return true;
+  return faulty(*w, now);
+}
+
+bool Machine::skipped(WorkerId id, TaskId task, Nanos now) {
+  Worker* w = find(id);
+  if (!w) return false;
+  // A frame the machine took back: the worker caught up with it.
+  if (auto s = std::find(w->stale.begin(), w->stale.end(), task); s != w->stale.end()) {
+    w->stale.erase(s);
+    // pick() kept that task from this worker until now: it may take it.
+    dispatch(now);
+    close_idle();
+    return true;
+  }
+  if (phase_ == Phase::broken) return true;
+  if (!w->in_flight.empty() && w->in_flight.front().id == task && !w->in_flight.front().started) {
+    // Its user won the slot (a chunk may still hold calls that nobody
+    // cancelled): back to the front of the queue, where dispatch asks the
+    // gate whether anything of it is still wanted.
+    Task t = w->in_flight.front();
+    w->in_flight.pop_front();
+    ++c_.skipped;
+    t.started = false;
+    t.noticed = false;
+    queue_.push_front(t);
+    fill(now);  // queued work during a shutdown needs an active worker
+    dispatch(now);
+    close_idle();
+    check_terminated();
+    return true;
+  }
+  return faulty(*w, now);
+}
+
 bool Machine::result(WorkerId id, TaskId task, Nanos now) {
   Worker* w = find(id);
   if (!w) return false;
   if (!w->in_flight.empty() && (KEEL_INJECTED(pool_result_accepts_non_head) || w->in_flight.front().id == task)) {
+    const Task t = w->in_flight.front();
     w->in_flight.pop_front();
+    if (t.noticed && now > t.started_at) {
+      const Nanos ran = now - t.started_at;
+      mean_ = mean_ == Nanos::zero() ? ran : mean_ + (ran - mean_) / 8;
+      if (mean_ <= Nanos::zero()) mean_ = Nanos(1);
+    }
     resolve(task, Outcome::value);
     ++c_.completed;
-    // The next task starts about now (an untimed one: timed tasks run alone).
-    w->head_since = now;
     dispatch(now);
     close_idle();
     return true;
@@ -113,17 +210,28 @@ bool Machine::result(WorkerId id, TaskId task, Nanos now) {
     return true;
   }
   if (phase_ == Phase::broken) return true;  // in-flight lists were resolved at the break
-  // Not the head: a worker that breaks the protocol is killed (once); its
-  // tasks are handled as for any death, and its replacement starts now.
-  if (w->state != WorkerState::killing) kill(*w, 9);
-  fill(now);
-  dispatch(now);
+  return faulty(*w, now);
+}
+
+// Asks the gate for `t` back from `w`. True: taken back (it never started
+// there; the worker will skip its frame). False: it had started. Each task
+// sent before it was answered or skipped (its user may have won its slot),
+// which the worker's messages will tell: nothing more is known of those.
+bool Machine::revoke(Worker& w, Task& t, Nanos now) {
+  if (KEEL_INJECTED(pool_revoke_without_gate) || gate_.revoke(t.id, w.id)) {
+    ++c_.revoked;
+    w.stale.push_back(t.id);
+    return true;
+  }
+  if (!t.started) {
+    t.started = true;
+    t.started_at = now;
+  }
   return false;
 }
 
 void Machine::requeue_front(std::deque<Task>& tasks) {
   // Back to the front in their order: they were first in line before.
-  c_.requeued += tasks.size();
   queue_.insert(queue_.begin(), tasks.begin(), tasks.end());
   tasks.clear();
 }
@@ -149,30 +257,40 @@ void Machine::worker_exited(WorkerId id, int exit_code, Nanos now) {
   if (planned) ++c_.retirements;
   if (!planned && !killed_by_us) ++c_.deaths;
 
-  if (!w.in_flight.empty()) {
-    // Only the head can have started (see the header): it is lost; the rest
-    // never ran and go back to the queue uncounted.
-    Task head = w.in_flight.front();
-    w.in_flight.pop_front();
-    ++head.lost;
-    if (terminating_) {
-      resolve(head.id, Outcome::lost, id, exit_code);
-      for (const Task& t : w.in_flight) resolve(t.id, Outcome::cancelled);
-      w.in_flight.clear();
-    } else {
-      if constexpr (KEEL_INJECTED(pool_requeue_only_head)) {
-        w.in_flight.clear();
-      }
-      requeue_front(w.in_flight);
-      const bool retry = KEEL_INJECTED(pool_retry_unbounded) || head.lost <= cfg_.retries;
-      if (retry) {
-        ++c_.retried;
-        queue_.push_front(head);
+  // Each task it held either started (it is lost, or retried) or did not:
+  // then its slot is taken back, so it can never start there, and it goes
+  // back to the queue uncounted. The slot decides, not the position.
+  std::deque<Task> back;
+  for (Task& t : w.in_flight) {
+    bool started = t.started;
+    if (!started) {
+      if constexpr (KEEL_INJECTED(pool_exit_loses_unstarted)) {
+        started = true;
       } else {
-        resolve(head.id, Outcome::lost, id, exit_code);
+        started = !gate_.revoke(t.id, w.id);
+        if (!started) ++c_.revoked;
       }
     }
+    if (!started) {
+      if (terminating_) {
+        resolve(t.id, Outcome::cancelled);
+      } else {
+        ++c_.requeued;
+        back.push_back(Task{t.id, t.timeout, t.lost});
+      }
+      continue;
+    }
+    ++t.lost;
+    const bool retry = !terminating_ && (KEEL_INJECTED(pool_retry_unbounded) || t.lost <= cfg_.retries);
+    if (retry) {
+      ++c_.retried;
+      back.push_back(Task{t.id, t.timeout, t.lost});
+    } else {
+      resolve(t.id, Outcome::lost, id, exit_code);
+    }
   }
+  w.in_flight.clear();
+  requeue_front(back);
 
   // A replacement for an unplanned death counts against the restart limit;
   // retirements and our own kills (timeouts) were replaced when they began.
@@ -196,15 +314,18 @@ void Machine::tick(Nanos now) {
   if (phase_ == Phase::broken) return;
   for (auto& w : workers_) {
     if (w.state != WorkerState::ready && w.state != WorkerState::retiring && w.state != WorkerState::closing) continue;
-    if (w.in_flight.empty()) continue;
-    const Task& head = w.in_flight.front();
-    if (head.timeout <= Nanos::zero() || later(w.head_since, head.timeout) > now) continue;
-    const TaskId id = head.id;
-    w.in_flight.pop_front();
-    w.timed_out = id;
-    resolve(id, Outcome::timed_out);
-    ++c_.timed_out;
-    kill(w, 9);
+    for (auto t = w.in_flight.begin(); t != w.in_flight.end(); ++t) {
+      if (!t->started || t->timeout <= Nanos::zero() || later(t->started_at, t->timeout) > now) continue;
+      // Nothing was sent behind it, and what was sent before it has
+      // answered, so the kill costs no other task.
+      const TaskId id = t->id;
+      w.in_flight.erase(t);
+      w.timed_out = id;
+      resolve(id, Outcome::timed_out);
+      ++c_.timed_out;
+      kill(w, 9);
+      break;
+    }
   }
   fill(now);
   dispatch(now);
@@ -214,11 +335,22 @@ void Machine::tick(Nanos now) {
 Nanos Machine::next_deadline() const {
   Nanos best = Nanos::max();
   for (const auto& w : workers_) {
-    if (w.in_flight.empty() || w.state == WorkerState::killing || w.state == WorkerState::starting) continue;
-    const Task& head = w.in_flight.front();
-    if (head.timeout > Nanos::zero()) best = std::min(best, later(w.head_since, head.timeout));
+    if (w.state == WorkerState::killing || w.state == WorkerState::starting) continue;
+    for (const Task& t : w.in_flight) {
+      if (t.started && t.timeout > Nanos::zero()) best = std::min(best, later(t.started_at, t.timeout));
+    }
   }
   return best;
+}
+
+void Machine::discard_oldest(Nanos now) {
+  if (queue_.empty() || phase_ == Phase::broken) return;
+  resolve(queue_.front().id, Outcome::cancelled);
+  queue_.pop_front();
+  // The new front may fit where the old one could not (a stale frame), and
+  // an empty queue lets balance() move work to an idle worker.
+  dispatch(now);
+  check_terminated();
 }
 
 void Machine::shutdown(bool cancel_futures, Nanos now) {
@@ -226,6 +358,20 @@ void Machine::shutdown(bool cancel_futures, Nanos now) {
   if (cancel_futures) {
     for (const Task& t : queue_) resolve(t.id, Outcome::cancelled);
     queue_.clear();
+    // Sent and not started is not started: take those back and cancel them.
+    if constexpr (!KEEL_INJECTED(pool_cancel_spares_sent)) {
+      for (auto& w : workers_) {
+        if (w.state == WorkerState::killing) continue;  // its exit takes them back
+        for (std::size_t i = w.in_flight.size(); i-- > 0;) {
+          Task& t = w.in_flight[i];
+          // One before a started task was answered or skipped (its user won
+          // its slot, and its skip is on the way): ask about each.
+          if (t.started || !revoke(w, t, now)) continue;
+          resolve(t.id, Outcome::cancelled);
+          w.in_flight.erase(w.in_flight.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+      }
+    }
   }
   dispatch(now);
   close_idle();
@@ -254,7 +400,12 @@ void Machine::break_pool(BrokenReason why, WorkerId w, int code) {
   for (const Task& t : queue_) resolve(t.id, Outcome::broken);
   queue_.clear();
   for (auto& x : workers_) {
-    for (const Task& t : x.in_flight) resolve(t.id, Outcome::broken);
+    // Unstarted tasks are taken back first, so none starts after its future
+    // said broken; a started one dies with its worker.
+    for (Task& t : x.in_flight) {
+      if (!t.started && x.state != WorkerState::killing) (void)revoke(x, t, Nanos::zero());
+      resolve(t.id, Outcome::broken);
+    }
     x.in_flight.clear();
     if (x.state != WorkerState::killing) kill(x, 9);
   }
@@ -295,32 +446,47 @@ void Machine::fill(Nanos now) {
   while (active_workers() < cfg_.workers) spawn(false, now);
 }
 
-Machine::Worker* Machine::pick(const Task& t) {
+Machine::Worker* Machine::pick(const Task& t, Nanos now) {
+  const unsigned depth = depth_now();
   Worker* best = nullptr;
   for (auto& w : workers_) {
-    if (w.state != WorkerState::ready || w.in_flight.size() >= cfg_.depth) continue;
-    // A timed task runs alone, so its clock starts when it is sent; and
-    // nothing is queued behind a timed task, whose worker may be killed.
-    if (!w.in_flight.empty() && (t.timeout > Nanos::zero() || w.in_flight.back().timeout > Nanos::zero())) continue;
+    if (w.state != WorkerState::ready || w.in_flight.size() >= depth) continue;
+    // Frames taken back hold their slots until the worker skips them.
+    if (w.in_flight.size() + w.stale.size() >= cfg_.depth) continue;
+    // The worker still holds a frame of this task that it has not skipped.
+    if (std::find(w.stale.begin(), w.stale.end(), t.id) != w.stale.end()) continue;
+    if (!w.in_flight.empty()) {
+      // Nothing is sent behind a timed task: its timeout kill would cost it.
+      if (!KEEL_INJECTED(pool_send_behind_timed) && w.in_flight.back().timeout > Nanos::zero()) continue;
+      // Nor behind a straggler, running far past the mean: it would wait for
+      // nothing good.
+      const Task& head = w.in_flight.front();
+      if (cfg_.pipeline > Nanos::zero() && head.started &&
+          later(head.started_at, later(cfg_.pipeline, later(mean_, mean_))) < now)
+        continue;
+    }
     if (!best || w.in_flight.size() < best->in_flight.size()) best = &w;
   }
   return best;
 }
 
 void Machine::dispatch(Nanos now) {
+  send_queued(now);
+  if (queue_.empty()) balance(now);
+}
+
+void Machine::send_queued(Nanos now) {
   while (!queue_.empty() && phase_ != Phase::broken) {
-    Worker* w = pick(queue_.front());
-    if (!w) return;
+    Worker* w = pick(queue_.front(), now);
+    if (!w) break;
     Task t = queue_.front();
     queue_.pop_front();
-    if (!t.started) {
-      if (!KEEL_INJECTED(pool_gate_not_consulted) && !gate_.try_start(t.id)) {
-        ++c_.cancelled;  // cancelled while queued; its future is already final
-        continue;
-      }
-      t.started = true;
+    if (!KEEL_INJECTED(pool_gate_not_consulted) && !gate_.dispatch(t.id, w->id)) {
+      ++c_.cancelled;  // nothing of it is wanted any more; its future is already final
+      continue;
     }
-    if (w->in_flight.empty()) w->head_since = now;
+    t.started = false;
+    t.noticed = false;
     w->in_flight.push_back(t);
     ++w->sent;
     ++c_.sent;
@@ -332,6 +498,39 @@ void Machine::dispatch(Nanos now) {
       emit({Action::close, w->id});
       fill(now);
     }
+  }
+}
+
+// Work conservation: while a ready worker is idle, take back the youngest
+// task that waits behind another on some worker, and send it there. Each
+// round moves a task or learns that one started, so this ends.
+void Machine::balance(Nanos now) {
+  if constexpr (KEEL_INJECTED(pool_no_steal)) return;
+  for (;;) {
+    if (phase_ == Phase::broken || !queue_.empty()) return;
+    bool moved = false;
+    for (auto& to : workers_) {
+      if (to.state != WorkerState::ready || !to.in_flight.empty()) continue;
+      // The most loaded worker whose youngest task is not known to have
+      // started, and that `to` does not still hold a stale frame of.
+      Worker* victim = nullptr;
+      for (auto& w : workers_) {
+        if (w.state == WorkerState::killing || w.in_flight.size() < 2 || w.in_flight.back().started) continue;
+        const TaskId id = w.in_flight.back().id;
+        if (std::find(to.stale.begin(), to.stale.end(), id) != to.stale.end()) continue;
+        if (!victim || w.in_flight.size() > victim->in_flight.size()) victim = &w;
+      }
+      if (!victim) continue;
+      Task& t = victim->in_flight.back();
+      moved = true;  // a task moves, or one more is known to have started
+      if (!revoke(*victim, t, now)) break;
+      queue_.push_front(Task{t.id, t.timeout, t.lost});
+      victim->in_flight.pop_back();
+      ++c_.stolen;
+      send_queued(now);  // the least loaded ready worker takes it: an idle one
+      break;
+    }
+    if (!moved) return;
   }
 }
 

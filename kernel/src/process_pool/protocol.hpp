@@ -1,18 +1,40 @@
-// The frames between the ProcessPool supervisor and a worker (private to
-// kernel/src/process_pool). A worker's channel is a stream socket; every
-// message is one frame (keel/process/frame.hpp) whose id is the task id.
+// The wire protocol between the ProcessPool supervisor and its workers
+// (private to kernel/src/process_pool): frame kinds, payloads, and the start
+// slots they share.
 //
-// parent -> worker: call (payload: task name, then its encoded arguments),
-//                   chunk (task name, then a list of encoded argument sets),
-//                   close (finish what was sent before, then exit 0).
+//   submitters --Edge--> supervisor (Machine + driver) ==channel==> worker
+//                                  \                              /
+//                                   `------ start slots (shm) ---'
+//
+// Each worker has its own channel (a stream socket; every message is one
+// frame, keel/process/frame.hpp) and its own page of start slots (a memfd
+// both map). A task sent to a worker carries its slot's index in the frame
+// flags, and the slot holds (task id << 2) | state: sent, started or dead.
+//
+// parent -> worker: call (payload: u32 name length, name, encoded arguments),
+//                   chunk (the task name, then a list of encoded argument
+//                   sets), close (finish what was sent before, then exit 0).
 // worker -> parent: ready (initializer done), init_failed (an encoded error),
-//                   ok / error (the head task's result or encoded error).
-// The spawn payload carries the initializer and the message size limit.
-// The worker writes each answer before it starts the next task: the
-// supervisor's state machine relies on it (only the head can have started).
+//                   started (it won the task's slot and runs it now),
+//                   skipped (it lost the slot: the task never runs there),
+//                   ok / error (the task's result or encoded error).
+//
+// The worker takes frames in order. Before running a task it moves the
+// slot from sent to started (the start), then writes `started`, batched in
+// one write with the previous task's answer when the next task is already
+// buffered (so a notice costs no system call on the hot path), or alone
+// after being idle. It answers a task before it starts the next. The parent
+// revokes a sent task, or the user cancels it, by moving the slot from sent
+// to dead; whoever moves it first decides. The spawn payload carries the
+// initializer, the message size limit and the number of slots.
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "keel/platform/atomic.hpp"
 
 namespace keel::pool::proto {
 
@@ -23,5 +45,57 @@ inline constexpr std::uint8_t ready = 10;
 inline constexpr std::uint8_t init_failed = 11;
 inline constexpr std::uint8_t ok = 12;
 inline constexpr std::uint8_t error = 13;
+inline constexpr std::uint8_t started = 14;
+inline constexpr std::uint8_t skipped = 15;
+
+// Slots per worker: the index travels in the frame's flags byte.
+inline constexpr unsigned max_slots = 256;
+
+using Slot = platform::Atomic<std::uint64_t>;
+inline constexpr std::uint64_t slot_sent(std::uint64_t task) { return (task << 2) | 1u; }
+inline constexpr std::uint64_t slot_started(std::uint64_t task) { return (task << 2) | 2u; }
+inline constexpr std::uint64_t slot_dead(std::uint64_t task) { return (task << 2) | 3u; }
+
+std::string call_payload(std::string_view name, std::string_view args);
+std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);
+// ProtocolError on a malformed payload. The views point into `payload`.
+struct CallView {
+  std::string_view name;
+  std::string_view args;
+};
+CallView decode_call(std::string_view payload);
+
+struct SpawnConfig {
+  std::string init_task;  // empty: no initializer
+  std::string init_args;
+  std::uint64_t max_message = 0;
+  std::uint32_t slots = 0;
+};
+std::string encode_spawn(const SpawnConfig& c);
+SpawnConfig decode_spawn(std::string_view payload);
+
+// A worker's page of start slots, mapped from a memfd: created by the parent
+// (zeroed, close-on-exec), attached by the worker. Unmapped on destruction.
+class SlotPage {
+ public:
+  SlotPage() = default;
+  static SlotPage create(unsigned count);          // OsError on failure
+  static SlotPage attach(int fd, unsigned count);  // takes the fd; OsError on failure
+  SlotPage(SlotPage&& o) noexcept;
+  SlotPage& operator=(SlotPage&& o) noexcept;
+  SlotPage(const SlotPage&) = delete;
+  SlotPage& operator=(const SlotPage&) = delete;
+  ~SlotPage();
+  Slot& operator[](unsigned i) { return slots_[i]; }
+  unsigned size() const { return count_; }
+  int fd() const { return fd_; }  // the parent's memfd, for the spawn; -1 once closed
+  void close_fd();
+
+ private:
+  void reset() noexcept;
+  Slot* slots_ = nullptr;
+  unsigned count_ = 0;
+  int fd_ = -1;
+};
 
 }  // namespace keel::pool::proto

@@ -1,10 +1,14 @@
 // The ProcessPool worker: the "pool" child role. It runs in a fresh image of
 // the program (or a forked child), with its channel to the supervisor at
-// ctx.fds[0]. It runs the initializer, says ready, then runs the tasks it is
-// sent in order, writing each answer before it reads on, until it is told to
-// close or the channel ends (the parent is gone). A task that throws is an
-// answer (an encoded error); one that kills the process is the supervisor's
-// business.
+// ctx.fds[0] and its page of start slots at ctx.fds[1]. It runs the
+// initializer, says ready, then takes the frames it is sent in order: it
+// starts a task only by winning its slot (sent -> started), says started,
+// runs it and answers it before it takes the next; a task whose slot it lost
+// (dead: cancelled or taken back) it skips and says so. It stops when told
+// to close or when the channel ends (the parent is gone). A task that throws
+// is an answer (an encoded error); one that kills the process is the
+// supervisor's business. See protocol.hpp.
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -48,7 +52,8 @@ std::string oversized(std::string_view what, std::size_t size, std::size_t max) 
 }
 
 // Appends the answer to one call: ok with the result, or the error.
-void answer(std::string& out, std::uint64_t id, std::string_view name, std::string_view args, std::size_t max) {
+void answer(std::string& out, std::uint64_t id, std::uint8_t slot, std::string_view name, std::string_view args,
+            std::size_t max) {
   std::string result;
   bool ok = true;
   try {
@@ -61,10 +66,10 @@ void answer(std::string& out, std::uint64_t id, std::string_view name, std::stri
     ok = false;
     result = oversized("the result of task '" + std::string(name) + "'", result.size(), max);
   }
-  append_frame(out, ok ? proto::ok : proto::error, id, result, max);
+  append_frame(out, ok ? proto::ok : proto::error, id, result, max, slot);
 }
 
-void answer_chunk(std::string& out, std::uint64_t id, std::string_view payload, std::size_t max) {
+void answer_chunk(std::string& out, std::uint64_t id, std::uint8_t slot, std::string_view payload, std::size_t max) {
   std::vector<std::pair<bool, std::string>> answers;
   try {
     Decoder d(payload);
@@ -80,36 +85,42 @@ void answer_chunk(std::string& out, std::uint64_t id, std::string_view payload, 
       }
     }
   } catch (...) {
-    append_frame(out, proto::error, id, current_error(max), max);
+    append_frame(out, proto::error, id, current_error(max), max, slot);
     return;
   }
   const std::string all = encode(answers);
   if (all.size() > max) {
-    append_frame(out, proto::error, id, oversized("the results of a chunk", all.size(), max), max);
+    append_frame(out, proto::error, id, oversized("the results of a chunk", all.size(), max), max, slot);
   } else {
-    append_frame(out, proto::ok, id, all, max);
+    append_frame(out, proto::ok, id, all, max, slot);
   }
+}
+
+// Wins the task's start slot: the one moment that decides whether it runs.
+bool start(proto::SlotPage& slots, std::uint8_t slot, std::uint64_t id) {
+  std::uint64_t seen = proto::slot_sent(id);
+  return slots[slot].compare_exchange_strong(seen, proto::slot_started(id), std::memory_order_acq_rel,
+                                             std::memory_order_acquire);
 }
 
 }  // namespace
 
 int pool_worker_main(const detail::ChildContext& ctx) {
-  if (ctx.fds.empty()) return 70;
+  if (ctx.fds.size() < 2) return 70;
   const int fd = ctx.fds[0];
   std::string out;
   std::size_t max = default_max_frame;
+  proto::SlotPage slots;
   try {
-    Decoder d(ctx.payload);
-    const auto init_name = d.get<std::string>();
-    const auto init_args = d.get<std::string>();
-    max = static_cast<std::size_t>(d.get<std::uint64_t>());
-    d.expect_end();
+    const proto::SpawnConfig cfg = proto::decode_spawn(ctx.payload);
+    max = static_cast<std::size_t>(cfg.max_message);
     // The pool never asks for less (ProcessPoolOptions::max_message); the
     // error reports below need the room.
     if (max < detail::min_error_bytes) return 71;
-    if (!init_name.empty()) {
+    slots = proto::SlotPage::attach(ctx.fds[1], cfg.slots);
+    if (!cfg.init_task.empty()) {
       try {
-        detail::invoke_task(init_name, init_args);
+        detail::invoke_task(cfg.init_task, cfg.init_args);
       } catch (...) {
         append_frame(out, proto::init_failed, 0, current_error(max), max);
         write_all(fd, out);
@@ -118,51 +129,80 @@ int pool_worker_main(const detail::ChildContext& ctx) {
     }
   } catch (const ProtocolError&) {
     return 71;
+  } catch (const OsError&) {
+    return 74;
   }
   append_frame(out, proto::ready, 0, {}, max);
   if (!write_all(fd, out)) return 0;
+  out.clear();
 
   FrameReader reader(max + 64);
   for (;;) {
-    for (;;) {
-      std::optional<FrameView> f;
-      try {
-        f = reader.next();
-      } catch (const ProtocolError&) {
-        return 72;  // the parent sent garbage: nothing sensible is left to do
-      }
-      if (!f) break;
-      out.clear();
-      if (f->kind == proto::call) {
-        std::string_view name, args;
-        try {
-          Decoder d(f->payload);
-          const std::size_t n = d.get<std::uint32_t>();
-          name = d.get_view(n);
-          args = d.get_view(d.remaining());
-        } catch (...) {
-          append_frame(out, proto::error, f->id, current_error(max), max);
-          if (!write_all(fd, out)) return 0;
+    std::optional<FrameView> f;
+    try {
+      f = reader.next();
+    } catch (const ProtocolError&) {
+      // The parent sent garbage: nothing sensible is left to do, but what was
+      // answered is still said.
+      write_all(fd, out);
+      return 72;
+    }
+    if (!f) {
+      auto span = reader.prepare(std::size_t{64} * 1024);
+      if (!out.empty()) {
+        // An answer is waiting: if the next task is already here, its start
+        // notice rides in the same write; otherwise the answer goes now.
+        const ssize_t n = ::recv(fd, span.data(), span.size(), MSG_DONTWAIT);
+        if (n > 0) {
+          reader.commit(static_cast<std::size_t>(n));
           continue;
         }
-        answer(out, f->id, name, args, max);
-      } else if (f->kind == proto::chunk) {
-        answer_chunk(out, f->id, f->payload, max);
-      } else if (f->kind == proto::close) {
-        return 0;
-      } else {
-        return 73;
+        if (n < 0 && errno == EINTR) continue;
+        if (!write_all(fd, out)) return 0;
+        out.clear();
+        if (n == 0) return 0;
+        span = reader.prepare(std::size_t{64} * 1024);
       }
-      if (!write_all(fd, out)) return 0;
+      const ssize_t n = ::read(fd, span.data(), span.size());
+      if (n == 0) return 0;  // the supervisor closed the channel: the pool is gone
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return 0;
+      }
+      reader.commit(static_cast<std::size_t>(n));
+      continue;
     }
-    auto span = reader.prepare(std::size_t{64} * 1024);
-    const ssize_t n = ::read(fd, span.data(), span.size());
-    if (n == 0) return 0;  // the supervisor closed the channel: the pool is gone
-    if (n < 0) {
-      if (errno == EINTR) continue;
+    if (f->kind == proto::close) {
+      write_all(fd, out);
       return 0;
     }
-    reader.commit(static_cast<std::size_t>(n));
+    if (f->kind != proto::call && f->kind != proto::chunk) {
+      write_all(fd, out);
+      return 73;
+    }
+    if (f->flags >= slots.size()) {
+      write_all(fd, out);
+      return 72;
+    }
+    if (!start(slots, f->flags, f->id)) {
+      append_frame(out, proto::skipped, f->id, {}, max, f->flags);
+      continue;
+    }
+    append_frame(out, proto::started, f->id, {}, max, f->flags);
+    if (!write_all(fd, out)) return 0;
+    out.clear();
+    if (f->kind == proto::call) {
+      proto::CallView call;
+      try {
+        call = proto::decode_call(f->payload);
+      } catch (...) {
+        append_frame(out, proto::error, f->id, current_error(max), max, f->flags);
+        continue;
+      }
+      answer(out, f->id, f->flags, call.name, call.args, max);
+    } else {
+      answer_chunk(out, f->id, f->flags, f->payload, max);
+    }
   }
 }
 

@@ -44,6 +44,7 @@
 #include <tuple>
 #include <variant>
 
+#include "keel/executor/reject_policy.hpp"
 #include "keel/executor/task_queue.hpp"
 #include "keel/future/future.hpp"
 #include "keel/future/wait.hpp"
@@ -57,8 +58,6 @@ namespace keel {
 struct Priority {
   int value = 0;
 };
-
-enum class RejectPolicy { abort, caller_runs, discard, discard_oldest, block };
 
 // What the before/after hooks are told about a task.
 struct TaskInfo {

@@ -19,8 +19,16 @@
 // Whatever the completing thread wrote before completion is visible to any
 // thread that observes the future done.
 //
+// A task sent to another process (a ProcessPool worker) is `dispatched`: it
+// reads as pending, and its start is decided by a start slot, a word the two
+// processes share: the worker starts the task only by moving the slot from
+// sent to started; cancel() here succeeds only by moving it from sent to dead
+// first. Both happen under the hook lock on this side, and the owner takes a
+// future out of dispatched (undispatch) under the same lock before it reuses
+// or unmaps the slot, so a cancel never touches a slot that is not its own.
+//
 // The state is one futex word: bits 0-2 the phase (pending, running,
-// completing, cancelled, finished), bit 3 says a thread may sleep on the word,
+// completing, cancelled, finished, dispatched), bit 3 says a thread may sleep on the word,
 // bit 4 says the hook list is not empty. The thread that moves the word to
 // completing owns the result slot until it moves it to a final phase with one
 // exchange, which also tells it, atomically, whether to wake sleepers and
@@ -29,7 +37,8 @@
 //
 // Invariants: EXEC-1 (exactly one final state), EXEC-2 (cancel racing start:
 // exactly one wins), EXEC-7 (callbacks run exactly once), SYNC-2 (no lost
-// wake-up of a result waiter).
+// wake-up of a result waiter), POOL-7 (cancel racing a remote start through
+// its slot: exactly one wins).
 #pragma once
 
 #include "keel/error.hpp"
@@ -90,6 +99,7 @@ class FutureCore {
   static constexpr std::int32_t completing = 2;
   static constexpr std::int32_t cancelled = 3;
   static constexpr std::int32_t finished = 4;
+  static constexpr std::int32_t dispatched = 5;
   static constexpr std::int32_t phase_mask = 7;
   static constexpr std::int32_t sleepers_bit = 8;
   static constexpr std::int32_t hooked_bit = 16;
@@ -123,6 +133,30 @@ class FutureCore {
   bool begin_completion();
   // completing -> finished, storing `error` if not null.
   void finish(std::exception_ptr error);
+
+  // A start slot in memory shared with the process that may start the task:
+  // `sent` there means not started; the starter moves it to another value
+  // (started); cancel moves it to `dead`.
+  struct StartSlot {
+    platform::Atomic<std::uint64_t>* word = nullptr;
+    std::uint64_t sent = 0;
+    std::uint64_t dead = 0;
+    // The model checker prints every value a watched variable takes.
+    template <class Os>
+    friend Os& operator<<(Os& os, const StartSlot& s) {
+      return os << s.sent;
+    }
+  };
+  // pending (or dispatched to a slot that is dead) -> dispatched to `slot`.
+  // A running future (a task sent again after its worker died) stays
+  // running: true, and cancel cannot reach it. False if cancelled or final.
+  bool dispatch(const StartSlot& slot);
+  // dispatched -> running if its slot says started (or anything but sent or
+  // dead), else -> pending (a slot still sent is moved to dead first, so the
+  // task can never start there). Returns whether it started. A future that
+  // is not dispatched is left alone: true if running or final but not
+  // cancelled.
+  bool undispatch();
 
   // Blocks until final or the deadline passes; returns whether final.
   bool wait_until(const platform::Deadline& deadline) const;
@@ -172,6 +206,10 @@ class FutureCore {
   // What a completer does once its exchange made the word final.
   void after_final(std::int32_t old);
   void run_hooks();
+  int cancel_dispatched();
+  // Moves the phase bits from `from` to `to`, keeping the flag bits; the
+  // caller holds the hook lock, so only the flags can change meanwhile.
+  std::int32_t move_phase(std::int32_t from, std::int32_t to);
 
   mutable platform::FutexWord word_{pending};
   platform::Atomic<std::int32_t> refs_{1};
@@ -181,6 +219,7 @@ class FutureCore {
   std::exception_ptr error_;    // owned by the completer, read once final
   platform::RaceMark error_mark_;
   platform::StopSource stop_ = platform::no_stop_state();
+  platform::Var<StartSlot> slot_;  // guarded by hook_lock_; meaningful while dispatched
 };
 
 // The typed state: FutureCore plus the value slot.

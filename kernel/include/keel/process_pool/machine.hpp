@@ -1,30 +1,47 @@
 // keel::pool::Machine: every decision of the ProcessPool supervisor, as a
 // state machine with no I/O, no clock and no threads.
 //
-// Contract: the driver feeds events (submit, worker ready, result, worker
-// exited, tick, shutdown, terminate, initializer failed) and carries out the
-// actions they produce, in order (spawn, send, close, kill, resolve,
-// terminated). Time comes in with the events. Whether a queued task was
-// cancelled is asked through StartGate at the moment it would be sent: that
-// answer is the "cancel" event in pull form, and it is exact because the same
-// call marks the task's future running.
+// Contract: the driver feeds events (submit, worker ready, started, skipped,
+// result, worker exited, tick, shutdown, terminate, initializer failed) and
+// carries out the actions they produce, in order (spawn, send, close, kill,
+// resolve, terminated). Time comes in with the events.
 //
-// What the machine relies on (the worker loop guarantees it): a worker runs the
-// tasks sent to it in order and writes each result before it starts the next,
-// so of a worker's in-flight tasks only the head can have started; and the
-// driver reports a worker's exit only after reading its channel to the end, so
-// every result the worker wrote is seen before its death.
+// Where a task is, exactly: queued (in the parent), sent (in a worker's
+// buffer, not started), running (started at its worker) or final. The start
+// is decided at the worker by one compare-and-swap on the task's start slot,
+// which the parent can win first (StartGate::revoke, or the user's cancel):
+// a task taken back never starts there, and a task whose slot says started
+// has started. The machine learns of a start from the worker's notice
+// (started), from a revoke that lost, or implicitly from a result; it never
+// guesses. So:
+// - a future is running only once its task started (the driver marks it at
+//   the notice), and cancel succeeds until then, wherever the task is;
+// - when a worker dies, each task it held that had not started is taken back
+//   and queued again, uncounted; only a started one is lost or retried;
+// - work conservation: while a ready worker is idle, nothing waits in the
+//   queue, and no other worker holds a task that was not known to start
+//   behind another one: the machine takes the youngest back (revoke) and
+//   moves it;
+// - pipelining adapts: with `pipeline` set, a worker is sent one task plus
+//   about `pipeline` of expected work (from measured run times), at most
+//   `depth`, and nothing is pipelined behind a task running far longer than
+//   the mean (a straggler);
+// - a task's timeout counts from its start; nothing is sent behind a timed
+//   task, so a timeout kill costs no other task.
 //
-// A task's timeout counts from the moment it is sent: a timed task is only
-// sent to a worker with nothing in flight and nothing is sent behind it, so
-// the clock includes the microseconds of delivery but never another task's
-// run time.
+// What the machine relies on (the worker loop guarantees it): a worker takes
+// the frames it is sent in order, starts a task only by winning its slot, says
+// so (started) before running it, answers it before it starts the next, and
+// says skipped for a frame whose slot it lost; and the driver reports a
+// worker's exit only after reading its channel to the end.
 //
 // Invariants: POOL-1 (every submitted task resolves exactly once), POOL-2 (runs
-// at most 1 + retries times; tasks behind a dead head are re-queued, not
-// counted), POOL-3 (active workers return to the target), POOL-5 (restart limit,
-// initializer failure breaks the pool), POOL-6 (depth, timed tasks alone,
-// max_tasks_per_child). See proofs/INVARIANTS.md.
+// at most 1 + retries times; a cancelled task never runs), POOL-3 (active
+// workers return to the target), POOL-5 (restart limit, initializer failure
+// breaks the pool), POOL-6 (depth, nothing behind a timed task,
+// max_tasks_per_child), POOL-7 (a task is running only once started; cancel
+// wins until then), POOL-8 (only a started task is lost), POOL-9 (work
+// conservation). See proofs/INVARIANTS.md.
 #pragma once
 
 #include <chrono>
@@ -49,13 +66,16 @@ struct MachineConfig {
   unsigned restart_limit = 32;                      // more than this many unplanned replacements ...
   Nanos restart_window = std::chrono::seconds(10);  // ... within this window breaks the pool
   bool has_initializer = false;                     // a death before `ready` is then an initializer failure
+  // Adaptive pipelining: about this much expected work is sent ahead of each
+  // worker's running task (at most `depth` in flight). 0: always `depth`.
+  Nanos pipeline{0};
 };
 
 enum class Outcome : std::uint8_t {
   value,      // the worker reported it (a result or a remote error)
   lost,       // its worker died while it was at the head: WorkerLost
   timed_out,  // ran past its timeout; its worker is being killed
-  cancelled,  // shutdown(cancel_futures), terminate, or never started before a terminate
+  cancelled,  // shutdown(cancel_futures) or terminate took it back unstarted, or it was queued then
   broken,     // the pool broke: BrokenProcessPool
 };
 
@@ -70,11 +90,18 @@ struct Action {
   int code = 0;  // kill: the signal; resolve(lost): the worker's exit code (negative: signal)
 };
 
-// Answers, once per task and at the moment it is about to be sent, whether it
-// may start: true marks its future running; false means it was cancelled.
+// The start slots, as the machine sees them. Natively a word in memory the
+// parent shares with each worker; in the tests a simulated world.
 class StartGate {
  public:
-  virtual bool try_start(TaskId task) = 0;
+  // `task` is about to be sent to `w`: arm a start slot for it there. False:
+  // nothing of it is wanted any more (its future was cancelled); the machine
+  // drops it. A task that ran before (a retry) is armed again.
+  virtual bool dispatch(TaskId task, WorkerId w) = 0;
+  // Take back `task`, sent to `w` and not known to have started. True: it
+  // will never start there (its future is pending again, or cancelled by its
+  // user); false: it had started.
+  virtual bool revoke(TaskId task, WorkerId w) = 0;
 
  protected:
   ~StartGate() = default;
@@ -95,6 +122,9 @@ struct MachineCounters {
   std::uint64_t deaths = 0;        // unplanned worker exits
   std::uint64_t replacements = 0;  // spawns that replaced an unplanned death
   std::uint64_t retirements = 0;   // planned exits (max_tasks_per_child, shutdown)
+  std::uint64_t revoked = 0;       // sent tasks taken back unstarted (moved, cancelled, or their worker died)
+  std::uint64_t stolen = 0;        // of those, moved to an idle worker
+  std::uint64_t skipped = 0;       // sent tasks a worker skipped: their user cancelled them first
 };
 
 class Machine {
@@ -110,12 +140,20 @@ class Machine {
   void submit(TaskId task, Nanos timeout, Nanos now);  // timeout <= 0: none
   void worker_ready(WorkerId w, Nanos now);
   void init_failed(WorkerId w, Nanos now);
-  // The worker reported the outcome of `task`. Returns false if that is not
-  // what the worker could have reported (not its head): the driver should
-  // treat the worker as faulty (the machine has already asked to kill it).
+  // The worker won `task`'s start slot and is running it. Returns false if
+  // the worker could not have said that (not the first task it holds that
+  // was not yet answered): it is faulty and the machine has asked to kill it.
+  bool started(WorkerId w, TaskId task, Nanos now);
+  // The worker lost `task`'s start slot and dropped the frame (its user
+  // cancelled it, or the machine took it back). False as for started().
+  bool skipped(WorkerId w, TaskId task, Nanos now);
+  // The worker reported the outcome of `task` (which implies it started).
+  // Returns false as for started().
   bool result(WorkerId w, TaskId task, Nanos now);
   void worker_exited(WorkerId w, int exit_code, Nanos now);
   void tick(Nanos now);
+  // RejectPolicy::discard_oldest: the oldest queued task is cancelled (if any).
+  void discard_oldest(Nanos now);
   void shutdown(bool cancel_futures, Nanos now);
   void terminate(int signal, Nanos now);
 
@@ -133,6 +171,11 @@ class Machine {
   std::size_t queued() const { return queue_.size(); }
   std::size_t in_flight() const;
   std::size_t in_flight(WorkerId w) const;
+  // Whether `task`, held by `w`, is known to have started.
+  bool known_started(WorkerId w, TaskId task) const;
+  // How many tasks a worker is sent ahead now (1 + the adaptive part).
+  unsigned depth_now() const;
+  Nanos mean_run() const { return mean_; }
   unsigned active_workers() const;  // starting or ready
   unsigned live_workers() const;    // not exited
   unsigned ready_workers() const;   // ready for tasks (initializer done)
@@ -145,16 +188,18 @@ class Machine {
   struct Task {
     TaskId id;
     Nanos timeout;
-    unsigned lost = 0;     // times it was the head of a worker that died
-    bool started = false;  // the gate said yes once: its future is running
+    unsigned lost = 0;     // times it had started on a worker that died
+    bool started = false;  // known to have started on the worker that holds it
+    bool noticed = false;  // started, and its start time is the worker's notice
+    Nanos started_at{0};   // when the machine learned it started
   };
   struct Worker {
     WorkerId id;
     WorkerState state = WorkerState::starting;
-    std::deque<Task> in_flight;
+    std::deque<Task> in_flight;  // in the order sent
+    std::vector<TaskId> stale;   // taken back; the worker has not skipped their frames yet
     unsigned sent = 0;
-    Nanos head_since{0};          // when the head was sent to an idle worker, or its predecessor answered
-    TaskId timed_out = 0;         // a head resolved as timed out: its late result is ignored
+    TaskId timed_out = 0;         // resolved as timed out: its late answer is ignored
     bool counts_restart = false;  // spawned to replace an unplanned death
   };
 
@@ -164,7 +209,12 @@ class Machine {
   bool spawn_useful() const;
   void fill(Nanos now);
   void dispatch(Nanos now);
-  Worker* pick(const Task& t);
+  void send_queued(Nanos now);
+  void balance(Nanos now);
+  bool revoke(Worker& w, Task& t, Nanos now);
+  void mark_started_through(Worker& w, std::size_t i, Nanos now);
+  bool faulty(Worker& w, Nanos now);
+  Worker* pick(const Task& t, Nanos now);
   void refill_workers(Nanos now);
   void close_idle();
   void resolve(TaskId t, Outcome o, WorkerId w = 0, int code = 0);
@@ -186,6 +236,7 @@ class Machine {
   std::vector<Worker> workers_;  // exited ones are erased
   std::deque<Nanos> restarts_;   // times of recent unplanned replacements
   WorkerId next_worker_ = 1;
+  Nanos mean_{0};  // moving mean of measured run times (notice to answer); 0: none yet
   std::vector<Action> out_;
   MachineCounters c_;
 };

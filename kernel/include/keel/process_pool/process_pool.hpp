@@ -6,27 +6,59 @@
 //   The future always resolves (POOL-1): with the value, a RemoteError (the
 //   task threw in the worker: its type and message), WorkerLost (its worker
 //   died while running it: pid, exit code or signal; after `retries` extra
-//   runs if configured), TimeoutError (it ran past its timeout: the worker is
-//   killed and replaced), CancelledError (cancelled while queued, by
-//   shutdown(cancel_futures), or never started before terminate_workers), or
-//   BrokenProcessPool (the initializer failed, or workers died faster than the
-//   restart limit allows). cancel() succeeds while the task is queued in the
-//   parent; once sent to a worker it is running.
+//   runs if configured), TimeoutError (it ran past its timeout, counted from
+//   its start: the worker is killed and replaced), CancelledError (cancelled
+//   before it started, by shutdown(cancel_futures), or never started before
+//   terminate_workers), or BrokenProcessPool (the initializer failed, or
+//   workers died faster than the restart limit allows).
+// - A task is running only once it started in its worker (POOL-7), and
+//   cancel() succeeds until then, wherever the task is: queued in the parent
+//   or already sent to a worker (the worker starts a task only by winning its
+//   start slot, which cancel() can win first). A cancelled task never runs.
+//   shutdown(cancel_futures), dropping a map, terminate_workers and
+//   kill_workers cancel exactly the tasks that have not started.
+// - A worker that dies costs only the task it had started (POOL-8): the
+//   tasks it held and had not started run elsewhere, uncounted.
+// - Work conservation (POOL-9): tasks go to idle workers first, one each;
+//   about a millisecond of expected work (from measured run times, at most
+//   max_in_flight tasks) is sent ahead of each worker's running task, and
+//   while a worker is idle no task waits unstarted behind another worker's:
+//   it is taken back and moved. So n tasks on n workers run in parallel.
+// - Once a future reported BrokenProcessPool, every later submit throws it
+//   (POOL-11): the break reaches submitters before any future.
 // - Workers start from a fresh image of this program (keel::bootstrap must be
 //   the first call in main), or by fork() when options.start says so (only
 //   for single-threaded parents). They die with the parent.
 // - No lock or queue is shared with a worker: each has its own channel, and
 //   one supervisor thread owns every channel and the state machine
-//   (keel/process_pool/machine.hpp) that decides everything. Up to
-//   max_in_flight tasks are pipelined to each worker.
+//   (keel/process_pool/machine.hpp) that decides everything; the only thing
+//   shared with a worker is its page of start slots (one word per task sent,
+//   compare-and-swapped, never locked), so a worker that dies cannot wedge
+//   anything.
 // - shutdown({.wait, .cancel_futures}) refuses later submissions
 //   (RejectedError(shutdown)); queued work still runs unless cancel_futures.
 //   With wait, and in terminate_workers/kill_workers and the destructor, it
 //   returns once every worker was reaped and every fd closed (POOL-4).
+// - The parent's queue is bounded by queue_capacity (0: unbounded, the
+//   default). What counts: tasks accepted and still waiting in the parent,
+//   not yet sent to a worker; a map chunk is one task. A submission that
+//   finds queue_capacity waiting follows `reject`, with the thread pool's
+//   meanings (keel/executor/reject_policy.hpp): abort throws
+//   RejectedError(saturated); caller_runs runs the task in the submitting
+//   thread, in this process, and returns its future final (value or
+//   RemoteError, as a worker's answer); discard returns its future
+//   cancelled; discard_oldest cancels the oldest waiting task and queues the
+//   new one; block waits for room up to block_timeout (then
+//   RejectedError(timed_out)), and a blocked submitter is refused by
+//   shutdown, terminate_workers, kill_workers (RejectedError(shutdown)) or a
+//   break (BrokenProcessPool). After shutdown every submission is
+//   RejectedError(shutdown), whatever the policy (POOL-10). A submission that
+//   would block in a done callback (on the supervisor thread) is a
+//   MisuseError.
 // - Done callbacks of these futures run on the supervisor thread; they must
 //   not wait for the pool (shutdown(wait) from there is a MisuseError).
 //
-// Invariants: POOL-1 .. POOL-6, IPC-1 (see proofs/INVARIANTS.md).
+// Invariants: POOL-1 .. POOL-11, IPC-1 (see proofs/INVARIANTS.md).
 #pragma once
 
 #include <algorithm>
@@ -39,6 +71,7 @@
 #include <vector>
 
 #include "keel/error.hpp"
+#include "keel/executor/reject_policy.hpp"
 #include "keel/future/future.hpp"
 #include "keel/future/wait.hpp"
 #include "keel/process/child.hpp"
@@ -64,7 +97,7 @@ BoundCall bind_task(const TaskRef<R(P...)>& task, A&&... args) {
 struct ProcessPoolOptions {
   unsigned workers = 0;              // 0: the CPUs this process may run on
   unsigned max_tasks_per_child = 0;  // 0: unlimited
-  unsigned max_in_flight = 0;        // tasks pipelined per worker; 0: 64
+  unsigned max_in_flight = 0;        // most tasks sent ahead to one worker (<= 256); 0: 64 (adaptive below it)
   std::optional<BoundCall> initializer{};
   std::chrono::nanoseconds task_timeout{0};  // 0: none; per task with SubmitOptions
   unsigned retries = 0;                      // 0: a task whose worker died fails with WorkerLost
@@ -72,6 +105,11 @@ struct ProcessPoolOptions {
   std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  // ... within this breaks the pool
   StartMethod start = StartMethod::spawn;
   std::size_t max_message = default_max_frame;  // bytes of one task's arguments or result (>= min_max_message)
+  // The bound on tasks waiting in the parent (accepted, not yet sent to a
+  // worker; a map chunk is one task), as ThreadPoolOptions: 0 is unbounded.
+  std::size_t queue_capacity = 0;
+  RejectPolicy reject = RejectPolicy::abort;  // a submission that finds it full (needs queue_capacity)
+  std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();  // reject = block: max waits for ever
 };
 
 // The smallest max_message a pool accepts: room for a worker's error report
@@ -110,22 +148,42 @@ struct ProcessPoolStats {
   std::uint64_t deaths = 0;        // workers that died unplanned
   std::uint64_t replacements = 0;  // workers started to replace those
   std::uint64_t retirements = 0;   // planned exits (max_tasks_per_child, shutdown)
+  std::uint64_t rejected = 0;      // refused, discarded or run by the caller; plus discard_oldest evictions
+  std::uint64_t revoked = 0;       // sent to a worker, taken back before they started (moved, cancelled, or the worker died)
+  std::uint64_t stolen = 0;        // of those, moved to an idle worker
+  std::uint64_t skipped = 0;       // sent, cancelled by their user before they started: the worker skipped them
 };
 
 namespace detail {
 
 // The driver's record of one task: what it sends and how it resolves.
+// dispatch/undispatch move its futures in and out of `dispatched` (see
+// FutureCore::dispatch): only the supervisor calls them, and it takes every
+// future out of a slot before that slot is reused or unmapped.
 class PoolCall {
  public:
+  using StartSlot = FutureCore::StartSlot;
   virtual ~PoolCall() = default;
-  virtual bool try_start() = 0;
+  // About to be sent with this start slot: false if nothing of it is wanted
+  // any more (every future cancelled). May cut the payload down to the calls
+  // still wanted.
+  virtual bool dispatch(const StartSlot& slot) = 0;
+  // Its slot was won by the worker (true: running) or is dead (false:
+  // pending again, or cancelled by its user).
+  virtual bool undispatch() = 0;
+  // Runs in this process instead (RejectPolicy::caller_runs): pending ->
+  // running, for the calls nobody cancelled (the payload is cut to them);
+  // false if none is left.
+  virtual bool start_here() = 0;
   // The worker's answer: ok with the encoded result, or an encoded error.
   virtual void complete(bool ok, std::string_view bytes) = 0;
   virtual void fail(std::exception_ptr e) = 0;
   virtual void cancel() = 0;
-  std::uint8_t kind = 0;  // frame kind: one call or a chunk
+  bool chunk = false;     // a chunk of calls (a map) rather than one call
   std::string name;       // the task's registered name
   std::string payload;    // what the worker receives
+  std::uint32_t slot_worker = 0;  // where it was last dispatched (driver's bookkeeping)
+  std::uint32_t slot = 0;
 };
 
 template <class R>
@@ -152,8 +210,11 @@ void settle(Promise<R>& p, std::exception_ptr e) noexcept {
 template <class R>
 class SingleCall final : public PoolCall {
  public:
-  bool try_start() override { return promise.set_running_or_notify_cancel(); }
+  bool dispatch(const StartSlot& slot) override { return core().dispatch(slot); }
+  bool undispatch() override { return core().undispatch(); }
+  bool start_here() override { return promise.set_running_or_notify_cancel(); }
   void complete(bool ok, std::string_view bytes) override {
+    (void)core().undispatch();  // an answer means it started (no-op after its notice)
     // Whatever the bytes hold, the future gets exactly one outcome: a result
     // that does not decode (or a user codec that throws) is its error.
     try {
@@ -166,49 +227,66 @@ class SingleCall final : public PoolCall {
       settle(promise, std::current_exception());
     }
   }
-  void fail(std::exception_ptr e) override { settle(promise, std::move(e)); }
+  void fail(std::exception_ptr e) override {
+    (void)core().undispatch();
+    settle(promise, std::move(e));
+  }
   void cancel() override {
+    (void)core().undispatch();
     if (!future.cancel()) settle(promise, std::make_exception_ptr(CancelledError("task cancelled before it started")));
   }
   Promise<R> promise;
   Future<R> future = promise.get_future();
+
+ private:
+  FutureCore& core() { return *state_of(future); }
 };
 
 // A chunk of calls of one task: one frame to the worker, one answer back
-// (a list of per-call answers), each call with its own future.
+// (a list of per-call answers), each call with its own future. The calls
+// share one start slot: a user's cancel of one call kills the slot, so the
+// worker skips the whole frame, and the calls nobody cancelled are sent
+// again without it.
 template <class R>
 class ChunkCall final : public PoolCall {
  public:
-  // Starts the calls nobody cancelled. A cancelled call never runs (POOL-2):
-  // when some were cancelled while queued, the payload is cut down to the
-  // started ones, and their answers come back in that order.
-  bool try_start() override {
-    started.clear();
-    for (std::size_t i = 0; i < promises.size(); ++i) {
-      if (promises[i].set_running_or_notify_cancel()) started.push_back(i);
+  // Arms the calls nobody cancelled. A cancelled call never runs (POOL-2):
+  // when some were cancelled, the payload is cut down to the ones still
+  // wanted, and their answers come back in that order.
+  bool dispatch(const StartSlot& slot) override {
+    std::vector<std::size_t> keep;
+    keep.reserve(sent.size());
+    for (std::size_t i : sent) {
+      if (state_of(futures[i])->dispatch(slot)) keep.push_back(i);
     }
-    if (!started.empty() && started.size() != promises.size()) {
-      Decoder d(payload);
-      auto task = d.get<std::string>();
-      auto args = d.get<std::vector<std::string>>();
-      std::vector<std::string> keep;
-      keep.reserve(started.size());
-      for (std::size_t i : started) keep.push_back(std::move(args[i]));
-      payload = encode(task, keep);
+    cut_to(keep);
+    return !sent.empty();
+  }
+  bool start_here() override {
+    std::vector<std::size_t> keep;
+    for (std::size_t i : sent) {
+      if (promises[i].set_running_or_notify_cancel()) keep.push_back(i);
     }
-    return !started.empty();
+    cut_to(keep);
+    return !sent.empty();
+  }
+  bool undispatch() override {
+    bool started = false;
+    for (std::size_t i : sent) started = state_of(futures[i])->undispatch() || started;
+    return started;
   }
   void complete(bool ok, std::string_view bytes) override {
+    (void)undispatch();
     std::vector<std::pair<bool, std::string>> answers;
     try {
       if (!ok) return fail(std::make_exception_ptr(decode_error(bytes)));
       answers = decode<std::vector<std::pair<bool, std::string>>>(bytes);
-      if (answers.size() != started.size()) throw ProtocolError("chunk answer has the wrong number of results");
+      if (answers.size() != sent.size()) throw ProtocolError("chunk answer has the wrong number of results");
     } catch (...) {
       return fail(std::current_exception());
     }
-    for (std::size_t j = 0; j < started.size(); ++j) {
-      const std::size_t i = started[j];
+    for (std::size_t j = 0; j < sent.size(); ++j) {
+      const std::size_t i = sent[j];
       if (futures[i].done()) continue;
       try {
         if (!answers[j].first) {
@@ -222,9 +300,11 @@ class ChunkCall final : public PoolCall {
     }
   }
   void fail(std::exception_ptr e) override {
+    (void)undispatch();
     for (auto& p : promises) settle(p, e);
   }
   void cancel() override {
+    (void)undispatch();
     for (std::size_t i = 0; i < promises.size(); ++i) {
       if (!futures[i].cancel())
         settle(promises[i], std::make_exception_ptr(CancelledError("task cancelled before it started")));
@@ -232,7 +312,27 @@ class ChunkCall final : public PoolCall {
   }
   std::vector<Promise<R>> promises;
   std::vector<Future<R>> futures;
-  std::vector<std::size_t> started;  // indices of the calls sent, in payload order
+  std::vector<std::size_t> sent;  // indices of the calls in the payload, in its order (all, until a cut)
+
+ private:
+  // Keeps only the calls `keep` (a subsequence of `sent`) in the payload.
+  void cut_to(std::vector<std::size_t>& keep) {
+    if (!keep.empty() && keep.size() != sent.size()) {
+      Decoder d(payload);
+      auto task = d.get<std::string>();
+      auto args = d.get<std::vector<std::string>>();
+      std::vector<std::string> cut;
+      cut.reserve(keep.size());
+      for (std::size_t j = 0, k = 0; j < sent.size() && k < keep.size(); ++j) {
+        if (sent[j] == keep[k]) {
+          cut.push_back(std::move(args[j]));
+          ++k;
+        }
+      }
+      payload = encode(task, cut);
+    }
+    sent = std::move(keep);
+  }
 };
 
 class PoolDriver;
@@ -292,7 +392,6 @@ class ProcessPool {
   Future<R> submit(const SubmitOptions& opts, const TaskRef<R(P...)>& task, A&&... args) {
     static_assert(sizeof...(P) == sizeof...(A), "submit: wrong number of arguments for this task");
     auto call = std::make_unique<detail::SingleCall<R>>();
-    call->kind = call_kind;
     call->name = task.name();
     call->payload =
         call_payload(task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
@@ -333,8 +432,6 @@ class ProcessPool {
   unsigned workers() const { return workers_; }
 
  private:
-  static constexpr std::uint8_t call_kind = 2;
-  static constexpr std::uint8_t chunk_kind = 3;
   static std::string call_payload(const std::string& name, const std::string& args);
   static std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);
   void enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<std::chrono::nanoseconds> timeout);
@@ -349,7 +446,7 @@ class ProcessPool {
     const auto end = std::end(inputs);
     while (it != end) {
       auto call = std::make_unique<detail::ChunkCall<R>>();
-      call->kind = chunk_kind;
+      call->chunk = true;
       call->name = task.name();
       std::vector<std::string> args;
       const std::size_t expect = std::min<std::size_t>(chunksize, 4096);
@@ -360,6 +457,7 @@ class ProcessPool {
         args.push_back(detail::encode_args<std::decay_t<P>>(static_cast<std::decay_t<P>>(*it)));
         call->promises.emplace_back();
         call->futures.push_back(call->promises.back().get_future());
+        call->sent.push_back(call->sent.size());
       }
       call->payload = chunk_payload(task.name(), args);
       for (const auto& f : call->futures) all.push_back(f);

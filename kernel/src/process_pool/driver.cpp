@@ -1,0 +1,548 @@
+// keel::detail::PoolDriver. See driver.hpp.
+#include "driver.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "protocol.hpp"
+
+namespace keel {
+
+namespace pool {
+int pool_worker_main(const detail::ChildContext& ctx);
+}
+
+namespace {
+
+const bool worker_role_registered = [] {
+  detail::register_child_role("pool", &pool::pool_worker_main);
+  return true;
+}();
+
+pool::Nanos now_ns() { return std::chrono::steady_clock::now().time_since_epoch(); }
+
+[[noreturn]] void throw_os(const char* what) {
+  const int e = errno;
+  throw OsError(e, std::string("ProcessPool: ") + what + ": " + std::strerror(e));
+}
+
+std::string describe_exit(int code) {
+  if (code < 0) {
+    const char* name = sigabbrev_np(-code);
+    return "was killed by signal " + std::to_string(-code) + (name ? std::string(" (SIG") + name + ")" : "");
+  }
+  return "exited with status " + std::to_string(code);
+}
+
+thread_local bool on_supervisor = false;
+
+}  // namespace
+
+namespace detail {
+
+bool on_pool_supervisor() noexcept { return on_supervisor; }
+
+unsigned usable_cpus() {
+  (void)worker_role_registered;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
+  const unsigned n = platform::Thread::hardware_concurrency();
+  return n ? n : 1;
+}
+
+// About a millisecond of expected work is pipelined to each worker: enough to
+// hide the round trip behind tiny tasks, little enough that nothing waits
+// long behind a slow one (and what waits can be taken back).
+constexpr pool::Nanos pipeline_budget = std::chrono::milliseconds(1);
+
+PoolDriver::PoolDriver(const ProcessPoolOptions& o, unsigned workers) : opts_(o) {
+  pool::MachineConfig mc;
+  mc.workers = workers;
+  mc.depth = o.max_in_flight ? o.max_in_flight : 64;
+  mc.max_tasks_per_child = o.max_tasks_per_child;
+  mc.retries = o.retries;
+  mc.restart_limit = o.restart_limit;
+  mc.restart_window = o.restart_window;
+  mc.has_initializer = o.initializer.has_value();
+  mc.pipeline = pipeline_budget;
+  slots_per_worker_ = mc.depth;
+  pool::proto::SpawnConfig sc;
+  sc.init_task = o.initializer ? o.initializer->task : std::string();
+  sc.init_args = o.initializer ? o.initializer->args : std::string();
+  sc.max_message = o.max_message;
+  sc.slots = slots_per_worker_;
+  spawn_payload_ = pool::proto::encode_spawn(sc);
+  machine_ = std::make_unique<pool::Machine>(mc, *this);
+  bell_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (bell_fd_ < 0) throw_os("eventfd");
+  try {
+    thread_.start([this] { run(); });
+  } catch (...) {
+    ::close(bell_fd_);
+    throw;
+  }
+}
+
+PoolDriver::~PoolDriver() {
+  if (thread_.joinable()) thread_.join();
+  ::close(bell_fd_);
+}
+
+void PoolDriver::ring() {
+  const std::uint64_t one = 1;
+  while (::write(bell_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+// Arms a free slot of worker w for task t (a worker holds at most `depth`
+// tasks, plus the ones taken back that it has not skipped yet; the machine
+// keeps the sum within the slots).
+bool PoolDriver::dispatch(pool::TaskId t, pool::WorkerId wid) {
+  WorkerIo* w = io(wid);
+  PoolCall* c = call(t);
+  if (!c) return false;
+  if (!w || w->free.empty()) {
+    // The machine never sends beyond a worker's slots; if it did, the task
+    // fails loudly rather than run without a start slot.
+    c->fail(std::make_exception_ptr(ProtocolError("ProcessPool: no free start slot on the worker (internal error)")));
+    return false;
+  }
+  const std::uint32_t s = w->free.back();
+  pool::proto::Slot& word = w->slots[s];
+  word.store(pool::proto::slot_sent(t), std::memory_order_release);
+  if (!c->dispatch({&word, pool::proto::slot_sent(t), pool::proto::slot_dead(t)})) {
+    word.store(0, std::memory_order_relaxed);
+    return false;
+  }
+  w->free.pop_back();
+  w->occupant[s] = t;
+  c->slot_worker = wid;
+  c->slot = s;
+  return true;
+}
+
+// Takes t back from w: its slot goes from sent to dead unless the worker
+// started it first. The slot stays taken until the worker skips the frame.
+bool PoolDriver::revoke(pool::TaskId t, pool::WorkerId wid) {
+  WorkerIo* w = io(wid);
+  PoolCall* c = call(t);
+  if (!w || !c || c->slot_worker != wid || c->slot >= w->occupant.size() || w->occupant[c->slot] != t) return true;
+  std::uint64_t seen = pool::proto::slot_sent(t);
+  const bool won = w->slots[c->slot].compare_exchange_strong(seen, pool::proto::slot_dead(t), std::memory_order_acq_rel,
+                                                             std::memory_order_acquire);
+  // The futures follow the slot: pending again (or cancelled by their user),
+  // or running if the worker won.
+  const bool started = c->undispatch();
+  c->slot_worker = 0;
+  return won || (!started && seen == pool::proto::slot_dead(t));
+}
+
+void PoolDriver::free_slot(WorkerIo& w, std::uint32_t s) {
+  if (s >= w.occupant.size() || w.occupant[s] == 0) return;
+  w.occupant[s] = 0;
+  w.slots[s].store(0, std::memory_order_relaxed);
+  w.free.push_back(s);
+}
+
+void PoolDriver::run() {
+  on_supervisor = true;
+  platform::set_current_thread_name("keel-procpool");
+  machine_->start(now_ns());
+  apply();
+  while (!machine_->terminated()) turn();
+  // The edge is closed (shutdown, terminate or broken): anything it accepted
+  // before closing and not yet taken is handed to the machine now, which
+  // resolves it (only a broken pool can have such stragglers).
+  take_commands();
+  publish();
+  edge_.set_terminated();
+}
+
+void PoolDriver::turn() {
+  pfds_.clear();
+  pfds_.push_back({bell_fd_, POLLIN, 0});
+  std::vector<pool::WorkerId> order;
+  order.reserve(io_.size());
+  for (auto& [id, w] : io_) {
+    order.push_back(id);
+    short ev = 0;
+    if (!w.eof) ev |= POLLIN;
+    if (w.out_off < w.out.size()) ev |= POLLOUT;
+    pfds_.push_back({w.eof ? -1 : w.fd, ev, 0});
+    pfds_.push_back({w.exited ? -1 : w.child.pidfd, POLLIN, 0});
+  }
+  int timeout = -1;
+  const pool::Nanos deadline = machine_->next_deadline();
+  if (!failed_spawns_.empty()) {
+    timeout = 0;
+  } else if (deadline != pool::Nanos::max()) {
+    const auto left = deadline - now_ns();
+    timeout =
+        left <= pool::Nanos::zero() ? 0 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+  }
+  const int n = ::poll(pfds_.data(), pfds_.size(), timeout);
+  if (n < 0 && errno != EINTR) throw_os("poll");
+
+  for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, 127, now_ns());
+  failed_spawns_.clear();
+  apply();
+
+  if (n > 0 && (pfds_[0].revents & POLLIN)) {
+    std::uint64_t v;
+    while (::read(bell_fd_, &v, sizeof v) < 0 && errno == EINTR) {
+    }
+  }
+  // Commands first: submits queued before a shutdown are seen before it.
+  take_commands();
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    WorkerIo* w = io(order[i]);
+    if (!w) continue;
+    const pollfd& ch = pfds_[1 + 2 * i];
+    const pollfd& pid = pfds_[2 + 2 * i];
+    if (ch.revents & (POLLIN | POLLHUP | POLLERR)) read_worker(*w);
+    if (w->child.pidfd < 0 && w->eof) w->exited = true;  // no pidfd (old kernel): EOF means gone
+    if (pid.revents & POLLIN) {
+      w->exited = true;
+      // Whatever it wrote before dying is in the socket: read it all now.
+      if (!w->eof) read_worker(*w);
+    }
+    if (ch.revents & POLLOUT) flush(*w);
+  }
+  apply();
+  reap_exited();
+  machine_->tick(now_ns());
+  apply();
+  for (auto& [id, w] : io_) flush(w);
+  publish();
+}
+
+void PoolDriver::take_commands() {
+  commands_.clear();
+  edge_.take(commands_);
+  for (auto& c : commands_) {
+    switch (c.kind) {
+      case pool::Command::submit:
+        calls_.emplace(c.task, std::unique_ptr<PoolCall>(static_cast<PoolCall*>(c.payload)));
+        machine_->submit(c.task, c.timeout, now_ns());
+        break;
+      case pool::Command::shutdown:
+        machine_->shutdown(c.cancel_futures, now_ns());
+        break;
+      case pool::Command::terminate:
+        machine_->terminate(c.signal, now_ns());
+        break;
+      case pool::Command::discard_oldest:
+        machine_->discard_oldest(now_ns());
+        break;
+    }
+    apply();
+  }
+}
+
+void PoolDriver::read_worker(WorkerIo& w) {
+  char scratch[4096];
+  for (;;) {
+    // A faulty worker's bytes are drained and dropped (its reader has failed).
+    auto span = w.faulty ? std::span<char>(scratch, sizeof scratch) : w.reader.prepare(std::size_t{64} * 1024);
+    const ssize_t n = ::read(w.fd, span.data(), span.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return;
+      w.eof = true;  // ECONNRESET and the like: nothing more will come
+      return;
+    }
+    if (n == 0) {
+      w.eof = true;
+      return;
+    }
+    if (w.faulty) continue;
+    w.reader.commit(static_cast<std::size_t>(n));
+    try {
+      while (auto f = w.reader.next()) {
+        handle_frame(w, *f);
+        apply();
+        if (w.faulty) break;
+      }
+    } catch (const ProtocolError&) {
+      // A worker that writes garbage cannot be trusted with anything more.
+      w.faulty = true;
+      ::kill(w.pid, SIGKILL);
+    }
+  }
+}
+
+void PoolDriver::handle_frame(WorkerIo& w, const FrameView& f) {
+  const auto now = now_ns();
+  switch (f.kind) {
+    case pool::proto::ready:
+      machine_->worker_ready(w.id, now);
+      return;
+    case pool::proto::init_failed:
+      if (init_error_.empty()) init_error_ = decode_error(f.payload).what();
+      machine_->init_failed(w.id, now);
+      return;
+    case pool::proto::started: {
+      if (!machine_->started(w.id, f.id, now)) {
+        w.faulty = true;
+        return;
+      }
+      // The future is running from now: the slot says started.
+      if (PoolCall* c = call(f.id); c && c->slot_worker == w.id && c->slot == f.flags) (void)c->undispatch();
+      return;
+    }
+    case pool::proto::skipped: {
+      // The worker lost the slot. If the task still sits in it (its user
+      // cancelled it), its futures leave the slot before the slot is freed.
+      if (f.flags >= w.occupant.size() || w.occupant[f.flags] != f.id) {
+        w.faulty = true;
+        machine_->result(w.id, ~pool::TaskId{0}, now);  // kills it
+        return;
+      }
+      if (PoolCall* c = call(f.id); c && c->slot_worker == w.id && c->slot == f.flags) {
+        (void)c->undispatch();
+        c->slot_worker = 0;
+      }
+      free_slot(w, f.flags);
+      if (!machine_->skipped(w.id, f.id, now)) w.faulty = true;
+      return;
+    }
+    case pool::proto::ok:
+    case pool::proto::error: {
+      // resolve(value) completes the call with this answer, in apply(),
+      // while the payload is still valid.
+      answer_ = {f.kind == pool::proto::ok, f.payload};
+      // Its slot is free before the machine sends the next task.
+      if (f.flags < w.occupant.size() && w.occupant[f.flags] == f.id) free_slot(w, f.flags);
+      if (!machine_->result(w.id, f.id, now)) w.faulty = true;
+      return;
+    }
+    default:
+      throw ProtocolError("ProcessPool: a worker sent an unknown frame kind " + std::to_string(f.kind));
+  }
+}
+
+void PoolDriver::flush(WorkerIo& w) {
+  while (w.out_off < w.out.size() && !w.eof) {
+    const ssize_t n = ::send(w.fd, w.out.data() + w.out_off, w.out.size() - w.out_off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return;
+      // The worker is gone (EPIPE): what it had not read dies with it.
+      w.out.clear();
+      w.out_off = 0;
+      return;
+    }
+    w.out_off += static_cast<std::size_t>(n);
+  }
+  if (w.out_off == w.out.size()) {
+    w.out.clear();
+    w.out_off = 0;
+  }
+}
+
+void PoolDriver::apply() {
+  auto& acts = machine_->actions();
+  // Actions may produce more actions only through events, which this loop
+  // does not feed, so a swap is safe.
+  std::vector<pool::Action> batch;
+  batch.swap(acts);
+  // A break is published to submitters, and statistics are published,
+  // before a death, a timeout, a cancel or a break is resolved, so a thread
+  // woken by that future sees it (POOL-11): no later submit is accepted,
+  // and the counts include it. An answer's own resolution needs neither.
+  for (const auto& a : batch) {
+    if (a.kind == pool::Action::resolve && a.outcome != pool::Outcome::value) {
+      if (!told_broken_ && machine_->phase() == pool::Machine::Phase::broken) {
+        if constexpr (!KEEL_INJECTED(pool_broken_published_late)) {
+          told_broken_ = true;
+          edge_.set_broken(broken_message());
+        }
+      }
+      publish();
+      break;
+    }
+  }
+  for (const auto& a : batch) {
+    switch (a.kind) {
+      case pool::Action::spawn:
+        spawn(a.worker);
+        break;
+      case pool::Action::send: {
+        WorkerIo* w = io(a.worker);
+        PoolCall* c = call(a.task);
+        if (w && c && c->slot_worker == a.worker) {
+          append_frame(w->out, c->chunk ? pool::proto::chunk : pool::proto::call, a.task, c->payload,
+                       opts_.max_message + 64, static_cast<std::uint8_t>(c->slot));
+        }
+        break;
+      }
+      case pool::Action::close:
+        if (WorkerIo* w = io(a.worker)) append_frame(w->out, pool::proto::close, 0, {});
+        break;
+      case pool::Action::kill:
+        if (WorkerIo* w = io(a.worker); w && !w->exited) ::kill(w->pid, a.code);
+        break;
+      case pool::Action::resolve:
+        resolve(a);
+        break;
+      case pool::Action::terminated:
+        break;
+    }
+  }
+}
+
+void PoolDriver::spawn(pool::WorkerId id) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
+    failed_spawns_.push_back(id);
+    return;
+  }
+  // The worker's end blocks: it has nothing else to do while it waits.
+  const int flags = ::fcntl(sv[1], F_GETFL);
+  ::fcntl(sv[1], F_SETFL, flags & ~O_NONBLOCK);
+  pool::proto::SlotPage slots;
+  try {
+    slots = pool::proto::SlotPage::create(slots_per_worker_);
+  } catch (const Error&) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    failed_spawns_.push_back(id);
+    return;
+  }
+  SpawnRequest req;
+  req.role = "pool";
+  req.fds = {sv[1], slots.fd()};
+  req.daemon = true;
+  req.start = opts_.start;
+  req.payload = spawn_payload_;
+  ChildHandle h;
+  try {
+    h = spawn_child(req);
+  } catch (const Error&) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    failed_spawns_.push_back(id);
+    return;
+  }
+  ::close(sv[1]);
+  slots.close_fd();  // the worker has its own; the mapping stays
+  auto [it, inserted] = io_.try_emplace(id, opts_.max_message);
+  (void)inserted;
+  WorkerIo& w = it->second;
+  w.id = id;
+  w.child = h;
+  w.pid = h.pid;
+  w.fd = sv[0];
+  w.slots = std::move(slots);
+  w.occupant.assign(slots_per_worker_, 0);
+  w.free.clear();
+  for (std::uint32_t s = slots_per_worker_; s-- > 0;) w.free.push_back(s);
+}
+
+void PoolDriver::resolve(const pool::Action& a) {
+  auto it = calls_.find(a.task);
+  if (it == calls_.end()) return;
+  PoolCall& c = *it->second;
+  switch (a.outcome) {
+    case pool::Outcome::value:
+      // Only a worker's answer resolves a value (handle_frame holds it).
+      c.complete(answer_.ok, answer_.bytes);
+      answer_ = {};
+      break;
+    case pool::Outcome::lost: {
+      const WorkerIo* w = io(a.worker);
+      const int pid = w ? w->pid : -1;
+      c.fail(std::make_exception_ptr(WorkerLost(pid, a.code,
+                                                "ProcessPool: the worker (pid " + std::to_string(pid) +
+                                                    ") running task '" + c.name + "' " + describe_exit(a.code))));
+      break;
+    }
+    case pool::Outcome::timed_out:
+      c.fail(std::make_exception_ptr(
+          TimeoutError("ProcessPool: task '" + c.name + "' ran past its timeout; its worker was killed")));
+      break;
+    case pool::Outcome::cancelled:
+      c.cancel();
+      break;
+    case pool::Outcome::broken:
+      c.fail(std::make_exception_ptr(BrokenProcessPool(broken_message())));
+      break;
+  }
+  calls_.erase(it);
+}
+
+std::string PoolDriver::broken_message() const {
+  switch (machine_->broken_reason()) {
+    case pool::BrokenReason::initializer_failed:
+      return "ProcessPool is broken: the worker initializer raised " + init_error_;
+    case pool::BrokenReason::initializer_died:
+      return "ProcessPool is broken: a worker " + describe_exit(machine_->broken_code()) + " in its initializer";
+    case pool::BrokenReason::restart_limit:
+      return "ProcessPool is broken: workers died more than " + std::to_string(opts_.restart_limit) +
+             " times within the restart window (the last " + describe_exit(machine_->broken_code()) + ")";
+    case pool::BrokenReason::none:
+      break;
+  }
+  return "ProcessPool is broken";
+}
+
+void PoolDriver::reap_exited() {
+  for (auto it = io_.begin(); it != io_.end();) {
+    WorkerIo& w = it->second;
+    if (!(w.exited && w.eof)) {
+      ++it;
+      continue;
+    }
+    const int code = reap_child(w.child, true);
+    // Its unstarted tasks are taken back through its slots, so they are
+    // unmapped only after this.
+    machine_->worker_exited(w.id, code, now_ns());
+    apply();  // resolutions may name this worker's pid: it is still here
+    ::close(w.fd);
+    it = io_.erase(it);
+  }
+}
+
+void PoolDriver::publish() {
+  // Blocked submitters (RejectPolicy::block) learn of room from this.
+  edge_.set_queued(machine_->queued());
+  const auto& c = machine_->counters();
+  LockGuard<Mutex> g(stats_m_);
+  stats_.workers = 0;
+  for (const auto& [id, w] : io_) stats_.workers += w.exited ? 0 : 1;
+  stats_.ready = machine_->ready_workers();
+  stats_.queued = machine_->queued();
+  stats_.in_flight = machine_->in_flight();
+  stats_.submitted = c.submitted;
+  stats_.completed = c.completed;
+  stats_.lost = c.lost;
+  stats_.timed_out = c.timed_out;
+  stats_.cancelled = c.cancelled;
+  stats_.broken = c.broken;
+  stats_.retried = c.retried;
+  stats_.requeued = c.requeued;
+  stats_.spawned = c.spawned;
+  stats_.deaths = c.deaths;
+  stats_.replacements = c.replacements;
+  stats_.retirements = c.retirements;
+  stats_.revoked = c.revoked;
+  stats_.stolen = c.stolen;
+  stats_.skipped = c.skipped;
+  pids_.clear();
+  for (const auto& [id, w] : io_)
+    if (!w.exited) pids_.push_back(w.pid);
+}
+
+}  // namespace detail
+
+}  // namespace keel

@@ -1,0 +1,132 @@
+// keel::detail::PoolDriver: the ProcessPool's I/O driver around the
+// supervisor state machine (private to kernel/src/process_pool).
+//
+// One supervisor thread owns everything that touches the workers: their
+// channels (nonblocking stream sockets), their start slots, their pidfds and
+// the Machine. Each turn it polls the doorbell (an eventfd the Edge rings),
+// every channel and every pidfd, with the machine's next deadline as the
+// timeout; feeds what it saw to the machine as events; carries out the
+// actions; and writes what is pending. It reports a worker's exit only once
+// the worker's channel was read to its end and its pidfd said it exited, so
+// every notice and answer the worker wrote reaches the machine before its
+// death does (the machine relies on it).
+#pragma once
+
+#include <poll.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "keel/platform/thread.hpp"
+#include "keel/process_pool/edge.hpp"
+#include "keel/process_pool/machine.hpp"
+#include "keel/process_pool/process_pool.hpp"
+#include "keel/sync/mutex.hpp"
+#include "protocol.hpp"
+
+namespace keel::detail {
+
+// Whether the calling thread is some pool's supervisor (done callbacks run
+// there, and must not wait for a pool).
+bool on_pool_supervisor() noexcept;
+// The CPUs this process may run on (at least 1).
+unsigned usable_cpus();
+
+class PoolDriver final : public pool::StartGate, public pool::Doorbell {
+ public:
+  PoolDriver(const ProcessPoolOptions& o, unsigned workers);
+  ~PoolDriver();
+  PoolDriver(const PoolDriver&) = delete;
+  PoolDriver& operator=(const PoolDriver&) = delete;
+
+  pool::Edge& edge() { return edge_; }
+  void join() {
+    LockGuard<Mutex> g(join_m_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  ProcessPoolStats stats() const {
+    LockGuard<Mutex> g(stats_m_);
+    return stats_;
+  }
+  std::vector<int> pids() const {
+    LockGuard<Mutex> g(stats_m_);
+    return pids_;
+  }
+
+  // Doorbell: the edge rings when its inbox turns non-empty.
+  void ring() override;
+  // StartGate: arm a start slot on the worker, or take one back.
+  bool dispatch(pool::TaskId t, pool::WorkerId w) override;
+  bool revoke(pool::TaskId t, pool::WorkerId w) override;
+
+ private:
+  struct WorkerIo {
+    pool::WorkerId id = 0;
+    ChildHandle child;
+    int pid = -1;
+    int fd = -1;
+    FrameReader reader;
+    std::string out;
+    std::size_t out_off = 0;
+    pool::proto::SlotPage slots;
+    std::vector<pool::TaskId> occupant;  // per slot: the task armed there (or taken back, until skipped); 0 free
+    std::vector<std::uint32_t> free;     // free slot indices
+    bool eof = false;                    // the channel was read to its end
+    bool exited = false;                 // the pidfd says the process is gone
+    bool faulty = false;                 // it broke the protocol and was killed
+    explicit WorkerIo(std::size_t max) : reader(max + 64) {}
+  };
+  // The answer being handled: resolve(value) completes its call with it.
+  struct Answer {
+    bool ok = false;
+    std::string_view bytes{};
+  };
+
+  void run();
+  void turn();
+  void take_commands();
+  void read_worker(WorkerIo& w);
+  void handle_frame(WorkerIo& w, const FrameView& f);
+  bool settle_slot(WorkerIo& w, const FrameView& f);
+  void free_slot(WorkerIo& w, std::uint32_t s);
+  void flush(WorkerIo& w);
+  void apply();
+  void spawn(pool::WorkerId id);
+  void resolve(const pool::Action& a);
+  void reap_exited();
+  void publish();
+  WorkerIo* io(pool::WorkerId id) {
+    auto it = io_.find(id);
+    return it == io_.end() ? nullptr : &it->second;
+  }
+  PoolCall* call(pool::TaskId t) {
+    auto it = calls_.find(t);
+    return it == calls_.end() ? nullptr : it->second.get();
+  }
+  std::string broken_message() const;
+
+  ProcessPoolOptions opts_;
+  unsigned slots_per_worker_ = 1;
+  std::string spawn_payload_;
+  int bell_fd_ = -1;
+  pool::Edge edge_{*this};
+  std::unique_ptr<pool::Machine> machine_;
+  std::unordered_map<pool::TaskId, std::unique_ptr<PoolCall>> calls_;
+  std::unordered_map<pool::WorkerId, WorkerIo> io_;
+  std::vector<pool::Command> commands_;
+  std::vector<pool::WorkerId> failed_spawns_;
+  std::string init_error_;  // what a failed initializer raised
+  Answer answer_;
+  bool told_broken_ = false;  // the edge refuses submissions with BrokenProcessPool
+  platform::Thread thread_;
+  Mutex join_m_;
+  mutable Mutex stats_m_;
+  ProcessPoolStats stats_ KEEL_GUARDED_BY(stats_m_);
+  std::vector<int> pids_ KEEL_GUARDED_BY(stats_m_);
+  std::vector<pollfd> pfds_;
+};
+
+}  // namespace keel::detail
