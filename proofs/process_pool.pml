@@ -1089,24 +1089,39 @@ inline start_task(m)
 #define wrote(m) skip
 #endif
 
+/* the worker dies, in the step that stops it: the process is gone, EOF
+ * follows the bytes it wrote */
+inline die()
+{
+    if
+    :: m != 0 -> stop_run(m)
+    :: else -> skip
+    fi;
+    alive[me] = false; eof[me] = true; m = 0;
+    goto end_free
+}
+
 active [NSLOT] proctype worker()
 {
     byte me = _pid;          /* workers are processes 0 .. NSLOT-1 */
     byte m;                  /* the task it started: won, not answered */
 
 end_free:
-    atomic { wgo[me] -> assert(me < NSLOT); wgo[me] = false; alive[me] = true };
-    /* starting */
+    /* spawned: starts, and announces READY or dies before it is ready */
     if
-    :: atomic { killed[me] -> goto dead }
-    :: atomic { can_crash -> crash; goto dead }    /* dies before it is ready */
-    :: atomic { !killed[me] -> assert(nfull(res[me])); res[me]!READY }
+    :: atomic { wgo[me] && killed[me] -> wgo[me] = false; die() }
+    :: atomic { wgo[me] && can_crash -> crash; wgo[me] = false; die() }
+    :: atomic {
+           wgo[me] && !killed[me] ->
+           wgo[me] = false; alive[me] = true;
+           assert(nfull(res[me])); res[me]!READY
+       }
     fi;
 idle:
     if
-    :: atomic { killed[me] -> goto dead }
-    :: atomic { can_crash -> crash; goto dead }    /* idle: frames or a Close unread */
-    :: atomic { !killed[me] && cmd[me]?[CLOSE] -> cmd[me]?m; m = 0; okexit[me] = true; goto dead }
+    :: atomic { killed[me] -> die() }
+    :: atomic { can_crash -> crash; die() }         /* idle: frames or a Close unread */
+    :: atomic { !killed[me] && cmd[me]?[CLOSE] -> cmd[me]?m; m = 0; okexit[me] = true; die() }
     :: atomic {
            /* the next frame: CAS its start slot SENT -> STARTED */
            !killed[me] && nempty(cmd[me]) && !cmd[me]?[CLOSE] ->
@@ -1132,13 +1147,13 @@ idle:
 won:
     /* it won the slot: says so, then runs the task */
     if
-    :: atomic { killed[me] -> goto dead }
-    :: atomic { can_crash -> crash; goto dead }    /* between its CAS and its notice */
+    :: atomic { killed[me] -> die() }
+    :: atomic { can_crash -> crash; die() }         /* between its CAS and its notice */
     :: atomic { !killed[me] -> assert(nfull(res[me])); res[me]!NOTICE(m) }
     fi;
     if
-    :: atomic { killed[me] -> goto dead }
-    :: atomic { can_crash -> crash; goto dead }    /* in the task */
+    :: atomic { killed[me] -> die() }
+    :: atomic { can_crash -> crash; die() }         /* in the task */
     :: atomic {
            /* runs it and writes its answer */
            !killed[me] ->
@@ -1152,15 +1167,7 @@ won:
     :: atomic { timed(m) && !killed[me] -> goto hung }  /* the timed task never returns */
     fi;
 hung:
-    atomic { killed[me] -> goto dead };
-dead:
-    atomic {
-        if
-        :: m != 0 -> stop_run(m)
-        :: else -> skip
-        fi;
-        alive[me] = false; eof[me] = true; m = 0; goto end_free
-    }
+    atomic { killed[me] -> die() }
 }
 
 #ifndef LIVENESS

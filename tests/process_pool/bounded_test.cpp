@@ -450,8 +450,8 @@ TEST(ProcessPoolBound, OptionsAreValidatedWithATypedError) {
   o.block_timeout = -1ms;
   EXPECT_THROW(make(o), keel::ValueError);
   // A policy with an unbounded queue could never apply.
-  for (const auto p : {RejectPolicy::caller_runs, RejectPolicy::discard, RejectPolicy::discard_oldest,
-                       RejectPolicy::block}) {
+  for (const auto p :
+       {RejectPolicy::caller_runs, RejectPolicy::discard, RejectPolicy::discard_oldest, RejectPolicy::block}) {
     ProcessPoolOptions u;
     u.workers = 1;
     u.reject = p;
@@ -470,7 +470,8 @@ TEST(ProcessPoolBound, OptionsAreValidatedWithATypedError) {
   EXPECT_THROW(make(bad), keel::ValueError);
   // The defaults (unbounded, abort), and every sensible combination, are fine.
   ProcessPool fine({.workers = 1});
-  EXPECT_EQ(fine.submit(pid_plus_t, 0).result(), fine.worker_pids().at(0));
+  const int worker = fine.submit(pid_plus_t, 0).result();
+  EXPECT_EQ(fine.worker_pids(), std::vector<int>{worker});
   ProcessPoolOptions b = one_at_a_time(1, RejectPolicy::block);
   b.block_timeout = 0ns;
   EXPECT_NO_THROW(make(b));
@@ -581,6 +582,52 @@ TEST(ProcessPoolBound, DiscardOldestCancelsExactlyTheOldestWaitingTask) {
   const auto s = pool.stats();
   EXPECT_EQ(s.submitted, 5u);
   EXPECT_EQ(s.cancelled, 2u);
+}
+
+// POOL-10 under concurrent submitters: with the worker held, 4 threads
+// submit 25 tasks each under discard_oldest. Once the supervisor has seen
+// every submission, exactly capacity tasks wait; every other one was
+// evicted (cancelled), none lost; and only the survivors run.
+TEST(ProcessPoolBound, DiscardOldestKeepsTheBoundUnderConcurrentSubmitters) {
+  TempPath gate("gate");
+  TempPath runs("runs");
+  ProcessPool pool(one_at_a_time(2, RejectPolicy::discard_oldest));
+  GateOpener opener{gate};
+  auto held = occupy(pool, gate);
+  std::vector<std::vector<Future<int>>> fs(4);
+  std::vector<std::thread> ts;
+  for (int k = 0; k < 4; ++k) {
+    ts.emplace_back([&, k] {
+      for (int i = 0; i < 25; ++i) fs[static_cast<std::size_t>(k)].push_back(pool.submit(noted_t, runs.path(), i));
+    });
+  }
+  for (auto& t : ts) t.join();
+  // Every accepted task reached the supervisor, and each of the 100 is
+  // queued or was evicted.
+  ASSERT_TRUE(eventually([&] {
+    const auto s = pool.stats();
+    return s.submitted == 101 && s.queued + s.cancelled == 100;
+  }));
+  const auto s = pool.stats();
+  EXPECT_EQ(s.queued, 2u);
+  EXPECT_EQ(s.cancelled, 98u);
+  EXPECT_EQ(s.rejected, 98u);
+  gate.open();
+  int ok = 0, cancelled = 0;
+  for (auto& v : fs) {
+    for (auto& f : v) {
+      ASSERT_TRUE(f.wait_for(keel_test::hang_limit));
+      if (f.cancelled()) {
+        ++cancelled;
+      } else {
+        f.result();
+        ++ok;
+      }
+    }
+  }
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(cancelled, 98);
+  EXPECT_EQ(runs.bytes(), 2);
 }
 
 TEST(ProcessPoolBound, BlockWaitsForRoomThenIsAccepted) {

@@ -224,6 +224,10 @@ void PoolDriver::turn() {
   apply();
   for (auto& [id, w] : io_) flush(w);
   publish();
+  // Blocked submitters (RejectPolicy::block) learn of room from this: once
+  // per turn, when every command taken was fed to the machine, so the count
+  // covers every submission the edge handed over.
+  edge_.set_queued(machine_->queued());
 }
 
 void PoolDriver::take_commands() {
@@ -514,8 +518,6 @@ void PoolDriver::reap_exited() {
 }
 
 void PoolDriver::publish() {
-  // Blocked submitters (RejectPolicy::block) learn of room from this.
-  edge_.set_queued(machine_->queued());
   const auto& c = machine_->counters();
   LockGuard<Mutex> g(stats_m_);
   stats_.workers = 0;

@@ -57,11 +57,10 @@ void run_in_caller(detail::PoolCall& call, std::size_t max) {
   if (!call.start_here()) return;
   auto error_now = [max] { return detail::encode_error(std::current_exception(), max); };
   auto oversized = [max](const std::string& what, std::size_t size) {
-    return detail::encode_error(
-        std::make_exception_ptr(ProtocolError("keel: " + what + " is " + std::to_string(size) +
-                                              " bytes encoded, above the pool's max_message of " +
-                                              std::to_string(max))),
-        max);
+    return detail::encode_error(std::make_exception_ptr(ProtocolError(
+                                    "keel: " + what + " is " + std::to_string(size) +
+                                    " bytes encoded, above the pool's max_message of " + std::to_string(max))),
+                                max);
   };
   bool ok = true;
   std::string bytes;
@@ -114,7 +113,7 @@ ProcessPool::ProcessPool(const ProcessPoolOptions& options)
     : workers_(options.workers ? options.workers : detail::usable_cpus()),
       max_message_(options.max_message),
       task_timeout_(options.task_timeout) {
-    if (options.max_message < min_max_message) {
+  if (options.max_message < min_max_message) {
     throw ValueError("ProcessPool: max_message must be at least " + std::to_string(min_max_message) +
                      " bytes (room for a worker's error report), not " + std::to_string(options.max_message));
   }
@@ -187,7 +186,8 @@ void ProcessPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<
 }
 
 void ProcessPool::shutdown(const ProcessShutdownOptions& opts) {
-  if (opts.wait && detail::on_pool_supervisor()) throw MisuseError("ProcessPool::shutdown(wait) from a done callback would deadlock");
+  if (opts.wait && detail::on_pool_supervisor())
+    throw MisuseError("ProcessPool::shutdown(wait) from a done callback would deadlock");
   pool::Command c;
   c.kind = pool::Command::shutdown;
   c.cancel_futures = opts.cancel_futures;
@@ -199,7 +199,8 @@ void ProcessPool::shutdown(const ProcessShutdownOptions& opts) {
 }
 
 void ProcessPool::terminate_workers() {
-  if (detail::on_pool_supervisor()) throw MisuseError("ProcessPool::terminate_workers from a done callback would deadlock");
+  if (detail::on_pool_supervisor())
+    throw MisuseError("ProcessPool::terminate_workers from a done callback would deadlock");
   pool::Command c;
   c.kind = pool::Command::terminate;
   c.signal = SIGTERM;

@@ -109,8 +109,10 @@ class Edge {
   // The supervisor: appends every queued command to `out`, in order.
   void take(std::vector<Command>& out);
   // The supervisor, after every turn: how many tasks the machine holds
-  // queued (Machine::queued()), counting every command take() handed out so
-  // far. Wakes blocked submitters when that leaves room.
+  // queued (Machine::queued()). The count must include every command take()
+  // handed out so far: report only once all of them were fed to the machine,
+  // never from inside that loop (a report that leaves out taken submits lets
+  // submitters past the bound). Wakes blocked submitters when it leaves room.
   void set_queued(std::size_t n);
   // Later submissions, and the blocked ones, fail with BrokenProcessPool(message).
   void set_broken(std::string message);

@@ -149,9 +149,9 @@ struct ProcessPoolStats {
   std::uint64_t replacements = 0;  // workers started to replace those
   std::uint64_t retirements = 0;   // planned exits (max_tasks_per_child, shutdown)
   std::uint64_t rejected = 0;      // refused, discarded or run by the caller; plus discard_oldest evictions
-  std::uint64_t revoked = 0;       // sent to a worker, taken back before they started (moved, cancelled, or the worker died)
-  std::uint64_t stolen = 0;        // of those, moved to an idle worker
-  std::uint64_t skipped = 0;       // sent, cancelled by their user before they started: the worker skipped them
+  std::uint64_t revoked = 0;  // sent to a worker, taken back before they started (moved, cancelled, or the worker died)
+  std::uint64_t stolen = 0;   // of those, moved to an idle worker
+  std::uint64_t skipped = 0;  // sent, cancelled by their user before they started: the worker skipped them
 };
 
 namespace detail {
@@ -179,9 +179,9 @@ class PoolCall {
   virtual void complete(bool ok, std::string_view bytes) = 0;
   virtual void fail(std::exception_ptr e) = 0;
   virtual void cancel() = 0;
-  bool chunk = false;     // a chunk of calls (a map) rather than one call
-  std::string name;       // the task's registered name
-  std::string payload;    // what the worker receives
+  bool chunk = false;             // a chunk of calls (a map) rather than one call
+  std::string name;               // the task's registered name
+  std::string payload;            // what the worker receives
   std::uint32_t slot_worker = 0;  // where it was last dispatched (driver's bookkeeping)
   std::uint32_t slot = 0;
 };
