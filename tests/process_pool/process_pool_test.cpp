@@ -728,6 +728,9 @@ TEST(ProcessPoolMap, AFailingCallRaisesAtItsPlace) {
 
 TEST(ProcessPoolMap, TimeoutCoversTheWholeMap) {
   ProcessPool pool({.workers = 1});
+  // A worker started (a fresh image takes long under a sanitizer): the
+  // timeout is about the map's calls.
+  ASSERT_TRUE(eventually([&] { return pool.stats().ready == 1; }));
   auto results = pool.map(sleep_t, std::vector<int>{1, 3000}, {.timeout = 100ms});
   EXPECT_EQ(results.next(), 1);
   EXPECT_THROW(results.next(), keel::TimeoutError);
