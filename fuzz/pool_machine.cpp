@@ -142,8 +142,8 @@ struct SimTask {
   bool final = false;      // resolved, or dropped by the gate
   bool dropped = false;    // dropped by the gate
   Outcome outcome = Outcome::value;
-  int starts = 0;       // slots it won: its runs
-  int lost_starts = 0;  // runs on a worker that died holding it (the machine's count)
+  int starts = 0;        // slots it won: its runs
+  int lost_starts = 0;   // runs on a worker that died holding it (the machine's count)
   bool running = false;  // its future says running: a start notice was accepted
 };
 
@@ -611,8 +611,7 @@ class World {
                         k.spawned == spawns_ && k.cancelled == cancelled && k.lost == lost &&
                         k.timed_out == timed_out && k.broken == broken,
                     "the machine's counters disagree with the actions it emitted");
-    KEEL_FUZZ_CHECK("POOL-7",
-                    k.revoked == revoked_ && k.stolen == stolen_ && k.skipped == skipped_,
+    KEEL_FUZZ_CHECK("POOL-7", k.revoked == revoked_ && k.stolen == stolen_ && k.skipped == skipped_,
                     "revoked/stolen/skipped " + str(k.revoked) + "/" + str(k.stolen) + "/" + str(k.skipped) +
                         ", expected " + str(revoked_) + "/" + str(stolen_) + "/" + str(skipped_));
     KEEL_FUZZ_CHECK("POOL-5", k.replacements == replacements_,
@@ -768,6 +767,9 @@ class World {
     s = Slot::started;
     SimTask& k = task(t);
     ++k.starts;
+    KEEL_FUZZ_CHECK("POOL-7", !k.final,
+                    where() + ": t" + str(t) + " started at w" + str(id) + " after its future was final (" +
+                        (k.dropped ? "dropped" : name_of(k.outcome)) + ")");
     KEEL_FUZZ_CHECK("POOL-2", !k.cancelled,
                     where() + ": t" + str(t) + " started at w" + str(id) + " after its user's cancel succeeded");
     KEEL_FUZZ_CHECK("POOL-2", k.starts <= 1 + static_cast<int>(cfg_.retries),
@@ -879,17 +881,13 @@ class World {
 
   // shutdown(cancel_futures) and terminate cancel everything queued ...
   void take_queue_for_cancel() {
-    killed_before_.clear();
-    for (const auto& [id, w] : live_) {
-      if (w.killed) killed_before_.insert(id);
-    }
     if (m_.phase() == Phase::broken) return;
     ev_.cancel.insert(queue_.begin(), queue_.end());
     queue_.clear();
   }
 
-  // ... and every sent task that had not started, except on a worker being
-  // killed already (its exit takes them back).
+  // ... and every sent task that had not started (also on a worker being
+  // killed: it may start them until the signal lands).
   void check_cancelled_all() {
     for (TaskId t : ev_.cancel) {
       KEEL_FUZZ_CHECK("POOL-1", task(t).final && task(t).outcome == Outcome::cancelled,
@@ -897,7 +895,6 @@ class World {
     }
     if (m_.phase() == Phase::broken) return;
     for (const auto& [id, w] : live_) {
-      if (killed_before_.count(id) == 1) continue;
       for (const Held& h : w.held) {
         KEEL_FUZZ_CHECK("POOL-7", w.slots.at(h.task) == Slot::started,
                         where() + ": t" + str(h.task) + ", sent to w" + str(id) +
@@ -1017,7 +1014,8 @@ class World {
       if (a.worker != 0) touched_.insert(a.worker);
       switch (a.kind) {
         case Action::spawn: {
-          KEEL_FUZZ_CHECK("POOL-3", ever_.insert(a.worker).second, where() + ": spawn reused worker id " + str(a.worker));
+          KEEL_FUZZ_CHECK("POOL-3", ever_.insert(a.worker).second,
+                          where() + ": spawn reused worker id " + str(a.worker));
           KEEL_FUZZ_CHECK("POOL-3", !terminating_ && ev_.phase_before != Phase::broken,
                           where() + ": spawn while terminating or broken");
           live_[a.worker] = SimWorker{};
@@ -1074,7 +1072,8 @@ class World {
           KEEL_FUZZ_CHECK("POOL-1", !t.final,
                           where() + ": task " + str(a.task) + " resolved " + name_of(a.outcome) +
                               " but it was already final (" + (t.dropped ? "dropped" : name_of(t.outcome)) + ")");
-          KEEL_FUZZ_CHECK("POOL-1", terminated_ == 0 || ev_.kind == Event::submit, where() + ": resolve after Terminated");
+          KEEL_FUZZ_CHECK("POOL-1", terminated_ == 0 || ev_.kind == Event::submit,
+                          where() + ": resolve after Terminated");
           t.final = true;
           t.outcome = a.outcome;
           bool allowed = false;
@@ -1083,8 +1082,8 @@ class World {
               allowed = ev_.kind == Event::deliver && a.task == ev_.value_task;
               break;
             case Outcome::lost:
-              allowed =
-                  ev_.kind == Event::exit && ev_.lost.count(a.task) == 1 && a.worker == ev_.worker && a.code == ev_.code;
+              allowed = ev_.kind == Event::exit && ev_.lost.count(a.task) == 1 && a.worker == ev_.worker &&
+                        a.code == ev_.code;
               break;
             case Outcome::timed_out:
               allowed = ev_.kind == Event::tick && ev_.timeouts.count(a.task) == 1;
@@ -1241,11 +1240,10 @@ class World {
   SimWorker* dying_ = nullptr;
   WorkerId dying_id_ = 0;
   std::set<WorkerId> ever_;
-  std::deque<Nanos> restarts_;  // the world's own record of replacement times
-  std::set<WorkerId> touched_;  // workers the current event or its actions named
-  std::set<WorkerId> killed_before_;  // shutdown(cancel_futures): workers already being killed
+  std::deque<Nanos> restarts_;                              // the world's own record of replacement times
+  std::set<WorkerId> touched_;                              // workers the current event or its actions named
   std::deque<std::pair<WorkerId, TaskId>> expected_sends_;  // the gate said yes
-  Nanos mean_{0};  // the world's own mean run time (notice to result)
+  Nanos mean_{0};                                           // the world's own mean run time (notice to result)
   bool closed_ = false;
   bool terminating_ = false;
   int terminated_ = 0;

@@ -75,8 +75,8 @@
 #include "keel/process_pool/machine.hpp"
 
 // A broken invariant fails the property with its ID and what was seen.
-#define POOL_CHECK(invariant, cond, what)                       \
-  do {                                                          \
+#define POOL_CHECK(invariant, cond, what)                         \
+  do {                                                            \
     if (!(cond)) RC_FAIL(std::string(invariant) + ": " + (what)); \
   } while (0)
 
@@ -132,8 +132,8 @@ struct SimTask {
   bool final = false;      // resolved, or dropped by the gate
   bool dropped = false;    // dropped by the gate
   Outcome outcome = Outcome::value;
-  int starts = 0;       // slots it won: its runs
-  int lost_starts = 0;  // runs on a worker that died holding it (the machine's count)
+  int starts = 0;        // slots it won: its runs
+  int lost_starts = 0;   // runs on a worker that died holding it (the machine's count)
   bool running = false;  // its future says running: a start notice was accepted
 };
 
@@ -226,7 +226,7 @@ class World {
     m_.start(now_);
     settle();
     POOL_CHECK("POOL-3", live_.size() == cfg_.workers,
-                    where() + ": start spawned " + str(live_.size()) + " workers, target " + str(cfg_.workers));
+               where() + ": start spawned " + str(live_.size()) + " workers, target " + str(cfg_.workers));
     check();
   }
 
@@ -251,7 +251,7 @@ class World {
     settle();
     if (was_broken) {
       POOL_CHECK("POOL-1", task(id).final && task(id).outcome == Outcome::broken,
-                      where() + ": a task submitted to a broken pool was not resolved broken at once");
+                 where() + ": a task submitted to a broken pool was not resolved broken at once");
     }
     check();
   }
@@ -423,12 +423,12 @@ class World {
                                       : m_.skipped(id, bogus, now_);
     static const char* const what[] = {"a result", "a start notice", "a skip"};
     POOL_CHECK("POOL-7", accepted == broken,
-                    where() + ": " + what[kind] + " of a task that is not the worker's first was " +
-                        (accepted ? "accepted" : "refused") + " (pool " + (broken ? "broken" : "not broken") + ")");
+               where() + ": " + what[kind] + " of a task that is not the worker's first was " +
+                   (accepted ? "accepted" : "refused") + " (pool " + (broken ? "broken" : "not broken") + ")");
     settle();
     if (!broken) {
       POOL_CHECK("POOL-7", w.killed && (was_killed || w.signal == 9),
-                      where() + ": a worker that reported a task not its first was not killed with signal 9");
+                 where() + ": a worker that reported a task not its first was not killed with signal 9");
       w.mute = true;
       w.channel.clear();
     }
@@ -488,11 +488,11 @@ class World {
     settle();
     for (TaskId t : ev_.timeouts) {
       POOL_CHECK("POOL-6", task(t).final && task(t).outcome == Outcome::timed_out,
-                      where() + ": task " + str(t) + " ran past its timeout but was not resolved timed_out");
+                 where() + ": task " + str(t) + " ran past its timeout but was not resolved timed_out");
     }
     for (WorkerId id : ev_.to_kill) {
       POOL_CHECK("POOL-6", live_.at(id).killed && live_.at(id).signal == 9,
-                      where() + ": the worker of a timed-out task, w" + str(id) + ", was not killed (9)");
+                 where() + ": the worker of a timed-out task, w" + str(id) + ", was not killed (9)");
     }
     check();
   }
@@ -537,7 +537,7 @@ class World {
     settle();
     if (front != 0) {
       POOL_CHECK("POOL-1", task(front).final && task(front).outcome == Outcome::cancelled,
-                      where() + ": discard_oldest did not cancel the oldest queued task t" + str(front));
+                 where() + ": discard_oldest did not cancel the oldest queued task t" + str(front));
     }
     check();
   }
@@ -558,7 +558,7 @@ class World {
     POOL_CHECK("POOL-5", m_.phase() == Phase::broken, where() + ": an initializer failure did not break the pool");
     if (!broken_before) {
       POOL_CHECK("POOL-5", m_.broken_reason() == BrokenReason::initializer_failed && m_.broken_worker() == id,
-                      where() + ": broken for the wrong reason or worker");
+                 where() + ": broken for the wrong reason or worker");
     }
     check();
   }
@@ -579,34 +579,32 @@ class World {
       if (advance(0)) continue;
       if (ready(0)) continue;
       POOL_CHECK("POOL-1", false,
-                      "stuck after the last event: nothing left to do, but the machine has not terminated (" +
-                          str(live_.size()) + " workers, " + str(queue_.size()) + " queued)");
+                 "stuck after the last event: nothing left to do, but the machine has not terminated (" +
+                     str(live_.size()) + " workers, " + str(queue_.size()) + " queued)");
     }
     POOL_CHECK("POOL-1", terminated_ == 1 && live_.empty() && queue_.empty(),
-                    "terminated with workers or queued tasks left");
+               "terminated with workers or queued tasks left");
     const auto& k = m_.counters();
     std::uint64_t cancelled = 0, lost = 0, timed_out = 0, broken = 0;
     for (TaskId id = 1; id <= tasks_.size(); ++id) {
       const SimTask& t = task(id);
       POOL_CHECK("POOL-1", t.final, "task " + str(id) + " never resolved");
       POOL_CHECK("POOL-2", t.starts <= 1 + static_cast<int>(cfg_.retries),
-                      "task " + str(id) + " ran " + str(t.starts) + " times");
+                 "task " + str(id) + " ran " + str(t.starts) + " times");
       cancelled += t.outcome == Outcome::cancelled ? 1 : 0;
       lost += t.outcome == Outcome::lost ? 1 : 0;
       timed_out += t.outcome == Outcome::timed_out ? 1 : 0;
       broken += t.outcome == Outcome::broken ? 1 : 0;
     }
     POOL_CHECK("POOL-1",
-                    k.submitted == tasks_.size() && k.resolved == resolves_ && k.sent == sends_ &&
-                        k.spawned == spawns_ && k.cancelled == cancelled && k.lost == lost &&
-                        k.timed_out == timed_out && k.broken == broken,
-                    "the machine's counters disagree with the actions it emitted");
-    POOL_CHECK("POOL-7",
-                    k.revoked == revoked_ && k.stolen == stolen_ && k.skipped == skipped_,
-                    "revoked/stolen/skipped " + str(k.revoked) + "/" + str(k.stolen) + "/" + str(k.skipped) +
-                        ", expected " + str(revoked_) + "/" + str(stolen_) + "/" + str(skipped_));
+               k.submitted == tasks_.size() && k.resolved == resolves_ && k.sent == sends_ && k.spawned == spawns_ &&
+                   k.cancelled == cancelled && k.lost == lost && k.timed_out == timed_out && k.broken == broken,
+               "the machine's counters disagree with the actions it emitted");
+    POOL_CHECK("POOL-7", k.revoked == revoked_ && k.stolen == stolen_ && k.skipped == skipped_,
+               "revoked/stolen/skipped " + str(k.revoked) + "/" + str(k.stolen) + "/" + str(k.skipped) + ", expected " +
+                   str(revoked_) + "/" + str(stolen_) + "/" + str(skipped_));
     POOL_CHECK("POOL-5", k.replacements == replacements_,
-                    "replacements " + str(k.replacements) + ", expected " + str(replacements_));
+               "replacements " + str(k.replacements) + ", expected " + str(replacements_));
   }
 
   // ---- the start slots (the machine's StartGate)
@@ -617,25 +615,25 @@ class World {
     POOL_CHECK("POOL-1", !t.final, where() + ": the gate was asked about final task " + str(id));
     const WorkerId h = holder(id);
     POOL_CHECK("POOL-2", h == 0,
-                    where() + ": task " + str(id) + " dispatched to w" + str(wid) + " while w" + str(h) + " holds it");
+               where() + ": task " + str(id) + " dispatched to w" + str(wid) + " while w" + str(h) + " holds it");
     POOL_CHECK("POOL-2", !queue_.empty() && queue_.front() == id,
-                    where() + ": the gate was asked about task " + str(id) + ", which is not the queue's front");
+               where() + ": the gate was asked about task " + str(id) + ", which is not the queue's front");
     auto it = live_.find(wid);
     POOL_CHECK("POOL-6", it != live_.end() && it->second.ready,
-                    where() + ": task " + str(id) + " dispatched to w" + str(wid) + ", which is not alive and ready");
+               where() + ": task " + str(id) + " dispatched to w" + str(wid) + ", which is not alive and ready");
     SimWorker& w = it->second;
     POOL_CHECK("POOL-7", w.slots.count(id) == 0,
-                    where() + ": task " + str(id) + " dispatched to w" + str(wid) +
-                        ", which still holds a frame of it (its skip would be ambiguous)");
+               where() + ": task " + str(id) + " dispatched to w" + str(wid) +
+                   ", which still holds a frame of it (its skip would be ambiguous)");
     POOL_CHECK("POOL-6", w.held.size() < depth_now() && w.held.size() + w.stale.size() < cfg_.depth,
-                    where() + ": send to w" + str(wid) + " holding " + str(w.held.size()) + " (and " +
-                        str(w.stale.size()) + " frames taken back), depth now " + str(depth_now()));
+               where() + ": send to w" + str(wid) + " holding " + str(w.held.size()) + " (and " + str(w.stale.size()) +
+                   " frames taken back), depth now " + str(depth_now()));
     POOL_CHECK("POOL-6", w.held.empty() || task(w.held.back().task).timeout <= Nanos::zero(),
-                    where() + ": task " + str(id) + " sent behind timed task " + str(w.held.back().task));
+               where() + ": task " + str(id) + " sent behind timed task " + str(w.held.back().task));
     POOL_CHECK("POOL-6", w.held.empty() || !straggler(w),
-                    where() + ": task " + str(id) + " pipelined behind straggler " + str(w.held.front().task));
+               where() + ": task " + str(id) + " pipelined behind straggler " + str(w.held.front().task));
     POOL_CHECK("POOL-2", t.lost_starts <= static_cast<int>(cfg_.retries),
-                    where() + ": task " + str(id) + " sent for a run beyond 1 + retries");
+               where() + ": task " + str(id) + " sent for a run beyond 1 + retries");
     queue_.pop_front();
     touched_.insert(wid);
     if (t.cancelled) {
@@ -662,9 +660,9 @@ class World {
     auto s = w->slots.find(id);
     auto h = std::find_if(w->held.begin(), w->held.end(), [&](const Held& x) { return x.task == id; });
     POOL_CHECK("POOL-7", s != w->slots.end() && h != w->held.end(),
-                    where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", which it does not hold");
+               where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", which it does not hold");
     POOL_CHECK("POOL-7", !h->known,
-                    where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", known to have started");
+               where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", known to have started");
     touched_.insert(wid);
     if (s->second == Slot::started) {
       // It started (what came before it was answered or skipped: unknown).
@@ -684,7 +682,7 @@ class World {
     }
     // Work conservation: it goes to an idle worker at once.
     POOL_CHECK("POOL-9", queue_.empty(),
-                    where() + ": t" + str(id) + " taken back from w" + str(wid) + " while tasks are queued");
+               where() + ": t" + str(id) + " taken back from w" + str(wid) + " while tasks are queued");
     queue_.push_front(id);
     ++stolen_;
     return true;
@@ -758,10 +756,13 @@ class World {
     s = Slot::started;
     SimTask& k = task(t);
     ++k.starts;
+    POOL_CHECK("POOL-7", !k.final,
+               where() + ": t" + str(t) + " started at w" + str(id) + " after its future was final (" +
+                   (k.dropped ? "dropped" : name_of(k.outcome)) + ")");
     POOL_CHECK("POOL-2", !k.cancelled,
-                    where() + ": t" + str(t) + " started at w" + str(id) + " after its user's cancel succeeded");
+               where() + ": t" + str(t) + " started at w" + str(id) + " after its user's cancel succeeded");
     POOL_CHECK("POOL-2", k.starts <= 1 + static_cast<int>(cfg_.retries),
-                    where() + ": t" + str(t) + " started " + str(k.starts) + " times");
+               where() + ": t" + str(t) + " started " + str(k.starts) + " times");
     w.running = t;
     w.noticed = false;
   }
@@ -797,7 +798,7 @@ class World {
           task(t).running = true;
         } else {
           POOL_CHECK("POOL-7", broken || t == w.timed_out,
-                          where() + ": w" + str(id) + " started t" + str(t) + ", which the machine should hold first");
+                     where() + ": w" + str(id) + " started t" + str(t) + ", which the machine should hold first");
         }
         accepted = m_.started(id, t, now_);
         POOL_CHECK("POOL-7", accepted, where() + ": the machine refused a legitimate start notice");
@@ -807,7 +808,7 @@ class World {
           w.stale.erase(st);
         } else if (!broken) {
           POOL_CHECK("POOL-7", first && !w.held.front().known,
-                          where() + ": w" + str(id) + " skipped t" + str(t) + ", which the machine should hold first");
+                     where() + ": w" + str(id) + " skipped t" + str(t) + ", which the machine should hold first");
           w.held.pop_front();
           queue_.push_front(t);  // its user won the slot: back to the front, the gate decides
           ++skipped_;
@@ -830,7 +831,7 @@ class World {
           w.timed_out = 0;
         } else {
           POOL_CHECK("POOL-7", broken,
-                          where() + ": w" + str(id) + " answered t" + str(t) + ", which the machine should hold first");
+                     where() + ": w" + str(id) + " answered t" + str(t) + ", which the machine should hold first");
         }
         w.slots.erase(t);
         accepted = m_.result(id, t, now_);
@@ -840,7 +841,7 @@ class World {
     settle();
     if (ev_.value_task != 0) {
       POOL_CHECK("POOL-1", task(t).final && task(t).outcome == Outcome::value,
-                      where() + ": a pending first task reported by its worker was not resolved value");
+                 where() + ": a pending first task reported by its worker was not resolved value");
     }
     check();
     return true;
@@ -869,29 +870,24 @@ class World {
 
   // shutdown(cancel_futures) and terminate cancel everything queued ...
   void take_queue_for_cancel() {
-    killed_before_.clear();
-    for (const auto& [id, w] : live_) {
-      if (w.killed) killed_before_.insert(id);
-    }
     if (m_.phase() == Phase::broken) return;
     ev_.cancel.insert(queue_.begin(), queue_.end());
     queue_.clear();
   }
 
-  // ... and every sent task that had not started, except on a worker being
-  // killed already (its exit takes them back).
+  // ... and every sent task that had not started (also on a worker being
+  // killed: it may start them until the signal lands).
   void check_cancelled_all() {
     for (TaskId t : ev_.cancel) {
       POOL_CHECK("POOL-1", task(t).final && task(t).outcome == Outcome::cancelled,
-                      where() + ": t" + str(t) + " taken back at shutdown(cancel_futures) was not cancelled");
+                 where() + ": t" + str(t) + " taken back at shutdown(cancel_futures) was not cancelled");
     }
     if (m_.phase() == Phase::broken) return;
     for (const auto& [id, w] : live_) {
-      if (killed_before_.count(id) == 1) continue;
       for (const Held& h : w.held) {
         POOL_CHECK("POOL-7", w.slots.at(h.task) == Slot::started,
-                        where() + ": t" + str(h.task) + ", sent to w" + str(id) +
-                            " and not started, survived shutdown(cancel_futures)");
+                   where() + ": t" + str(h.task) + ", sent to w" + str(id) +
+                       " and not started, survived shutdown(cancel_futures)");
       }
     }
   }
@@ -965,7 +961,7 @@ class World {
     settle();
     dying_ = nullptr;
     POOL_CHECK("POOL-3", m_.state_of(id) == WState::exited && m_.in_flight(id) == 0,
-                    where() + ": the machine still holds the worker that exited");
+               where() + ": the machine still holds the worker that exited");
     if (!broken_before) {
       POOL_CHECK(
           "POOL-5", (m_.phase() == Phase::broken) == expect_break,
@@ -975,25 +971,25 @@ class World {
     }
     if (expect_break) {
       POOL_CHECK("POOL-5", m_.broken_reason() == reason && m_.broken_worker() == id && m_.broken_code() == code,
-                      where() + ": broken with the wrong reason, worker or exit code");
+                 where() + ": broken with the wrong reason, worker or exit code");
     } else if (!broken_before) {
       POOL_CHECK("POOL-5", m_.counters().replacements - replacements == (expect_replacement ? 1u : 0u),
-                      where() + (expect_replacement ? ": no replacement for an unplanned death"
-                                                    : ": a replacement nothing called for"));
+                 where() + (expect_replacement ? ": no replacement for an unplanned death"
+                                               : ": a replacement nothing called for"));
       for (TaskId t : ev_.lost) {
         POOL_CHECK("POOL-2", task(t).final && task(t).outcome == Outcome::lost,
-                        where() + ": started t" + str(t) + " (runs " + str(task(t).lost_starts) + ", retries " +
-                            str(cfg_.retries) + ") was not resolved lost");
+                   where() + ": started t" + str(t) + " (runs " + str(task(t).lost_starts) + ", retries " +
+                       str(cfg_.retries) + ") was not resolved lost");
       }
       for (TaskId t : ev_.cancel) {
         POOL_CHECK("POOL-1", task(t).final && task(t).outcome == Outcome::cancelled,
-                        where() + ": unstarted t" + str(t) + " of a worker dying while terminating was not cancelled");
+                   where() + ": unstarted t" + str(t) + " of a worker dying while terminating was not cancelled");
       }
     }
     POOL_CHECK("POOL-8", m_.counters().retried == retried_ && m_.counters().requeued == requeued_,
-                    where() + ": retried/requeued " + str(m_.counters().retried) + "/" + str(m_.counters().requeued) +
-                        ", expected " + str(retried_) + "/" + str(requeued_) +
-                        " (only a started task is retried; every unstarted one is requeued)");
+               where() + ": retried/requeued " + str(m_.counters().retried) + "/" + str(m_.counters().requeued) +
+                   ", expected " + str(retried_) + "/" + str(requeued_) +
+                   " (only a started task is retried; every unstarted one is requeued)");
     check();
   }
 
@@ -1009,50 +1005,49 @@ class World {
         case Action::spawn: {
           POOL_CHECK("POOL-3", ever_.insert(a.worker).second, where() + ": spawn reused worker id " + str(a.worker));
           POOL_CHECK("POOL-3", !terminating_ && ev_.phase_before != Phase::broken,
-                          where() + ": spawn while terminating or broken");
+                     where() + ": spawn while terminating or broken");
           live_[a.worker] = SimWorker{};
           ++spawns_;
           break;
         }
         case Action::send: {
           ++sends_;
-          POOL_CHECK("POOL-2",
-                          !expected_sends_.empty() && expected_sends_.front() == std::make_pair(a.worker, a.task),
-                          where() + ": send of t" + str(a.task) + " to w" + str(a.worker) +
-                              " that the gate was not asked about (or out of order)");
+          POOL_CHECK("POOL-2", !expected_sends_.empty() && expected_sends_.front() == std::make_pair(a.worker, a.task),
+                     where() + ": send of t" + str(a.task) + " to w" + str(a.worker) +
+                         " that the gate was not asked about (or out of order)");
           expected_sends_.pop_front();
           auto it = live_.find(a.worker);
           POOL_CHECK("POOL-6", it != live_.end(), where() + ": send to a worker that is not alive");
           SimWorker& w = it->second;
           POOL_CHECK("POOL-6", w.ready && w.active(),
-                          where() + ": send to w" + str(a.worker) + ", which is not ready and open");
+                     where() + ": send to w" + str(a.worker) + ", which is not ready and open");
           POOL_CHECK("POOL-6", cfg_.max_tasks_per_child == 0 || w.sent < cfg_.max_tasks_per_child,
-                          where() + ": send beyond max_tasks_per_child");
+                     where() + ": send beyond max_tasks_per_child");
           ++w.sent;
           break;
         }
         case Action::close: {
           auto it = live_.find(a.worker);
           POOL_CHECK("POOL-3", it != live_.end() && it->second.active(),
-                          where() + ": close of a worker that is not alive and open");
+                     where() + ": close of a worker that is not alive and open");
           SimWorker& w = it->second;
           const bool retire = cfg_.max_tasks_per_child != 0 && w.sent >= cfg_.max_tasks_per_child;
           const bool idle_at_shutdown = m_.phase() == Phase::shutting_down && w.held.empty();
           POOL_CHECK("POOL-3", retire || idle_at_shutdown,
-                          where() + ": close of w" + str(a.worker) + " with no reason to retire it");
+                     where() + ": close of w" + str(a.worker) + " with no reason to retire it");
           w.closed = true;
           break;
         }
         case Action::kill: {
           auto it = live_.find(a.worker);
           POOL_CHECK("POOL-6", it != live_.end() && !it->second.killed,
-                          where() + ": kill of a worker that is not alive or already killed");
+                     where() + ": kill of a worker that is not alive or already killed");
           const bool why = ev_.kind == Event::terminate || broke_now ||
                            (ev_.kind == Event::tick && ev_.to_kill.count(a.worker) == 1) ||
                            (ev_.kind == Event::bad_report && ev_.worker == a.worker);
           POOL_CHECK("POOL-6", why, where() + ": kill of w" + str(a.worker) + " for no reason");
           POOL_CHECK("POOL-6", a.code == (ev_.kind == Event::terminate ? ev_.code : 9),
-                          where() + ": kill with signal " + std::to_string(a.code));
+                     where() + ": kill with signal " + std::to_string(a.code));
           it->second.killed = true;
           it->second.signal = a.code;
           break;
@@ -1062,8 +1057,8 @@ class World {
           POOL_CHECK("POOL-1", known(a.task), where() + ": resolve of unknown task " + str(a.task));
           SimTask& t = task(a.task);
           POOL_CHECK("POOL-1", !t.final,
-                          where() + ": task " + str(a.task) + " resolved " + name_of(a.outcome) +
-                              " but it was already final (" + (t.dropped ? "dropped" : name_of(t.outcome)) + ")");
+                     where() + ": task " + str(a.task) + " resolved " + name_of(a.outcome) +
+                         " but it was already final (" + (t.dropped ? "dropped" : name_of(t.outcome)) + ")");
           POOL_CHECK("POOL-1", terminated_ == 0 || ev_.kind == Event::submit, where() + ": resolve after Terminated");
           t.final = true;
           t.outcome = a.outcome;
@@ -1073,8 +1068,8 @@ class World {
               allowed = ev_.kind == Event::deliver && a.task == ev_.value_task;
               break;
             case Outcome::lost:
-              allowed =
-                  ev_.kind == Event::exit && ev_.lost.count(a.task) == 1 && a.worker == ev_.worker && a.code == ev_.code;
+              allowed = ev_.kind == Event::exit && ev_.lost.count(a.task) == 1 && a.worker == ev_.worker &&
+                        a.code == ev_.code;
               break;
             case Outcome::timed_out:
               allowed = ev_.kind == Event::tick && ev_.timeouts.count(a.task) == 1;
@@ -1088,8 +1083,8 @@ class World {
               break;
           }
           POOL_CHECK("POOL-1", allowed,
-                          where() + ": task " + str(a.task) + " resolved " + name_of(a.outcome) +
-                              ", which this event does not allow");
+                     where() + ": task " + str(a.task) + " resolved " + name_of(a.outcome) +
+                         ", which this event does not allow");
           if (auto q = std::find(queue_.begin(), queue_.end(), a.task); q != queue_.end()) queue_.erase(q);
           for (auto& [id, w] : live_) {
             auto h = std::find_if(w.held.begin(), w.held.end(), [&](const Held& x) { return x.task == a.task; });
@@ -1104,16 +1099,15 @@ class World {
           ++terminated_;
           POOL_CHECK("POOL-1", terminated_ == 1, where() + ": Terminated twice");
           POOL_CHECK("POOL-1", live_.empty() && queue_.empty(),
-                          where() + ": Terminated with " + str(live_.size()) + " workers and " + str(queue_.size()) +
-                              " tasks queued");
+                     where() + ": Terminated with " + str(live_.size()) + " workers and " + str(queue_.size()) +
+                         " tasks queued");
           for (const SimTask& t : tasks_)
             POOL_CHECK("POOL-1", t.final, where() + ": Terminated before all tasks resolved");
           break;
       }
     }
     POOL_CHECK("POOL-2", expected_sends_.empty(), where() + ": the gate said yes, but nothing was sent");
-    if (any_broken)
-      POOL_CHECK("POOL-5", m_.phase() == Phase::broken, where() + ": resolved broken while not broken");
+    if (any_broken) POOL_CHECK("POOL-5", m_.phase() == Phase::broken, where() + ": resolved broken while not broken");
   }
 
   // What holds between any two events.
@@ -1130,12 +1124,12 @@ class World {
       // below cover the rest every time).
       if (!all && touched_.count(id) == 0) continue;
       POOL_CHECK("POOL-6", m_.in_flight(id) == w.held.size() && m_.sent_to(id) == w.sent,
-                      where() + ": w" + str(id) + " in flight/sent " + str(m_.in_flight(id)) + "/" +
-                          str(m_.sent_to(id)) + ", the world says " + str(w.held.size()) + "/" + str(w.sent));
+                 where() + ": w" + str(id) + " in flight/sent " + str(m_.in_flight(id)) + "/" + str(m_.sent_to(id)) +
+                     ", the world says " + str(w.held.size()) + "/" + str(w.sent));
       for (const Held& h : w.held) {
         POOL_CHECK("POOL-7", m_.known_started(id, h.task) == h.known,
-                        where() + ": the machine " + (h.known ? "does not know" : "thinks") + " that t" + str(h.task) +
-                            " at w" + str(id) + " started");
+                   where() + ": the machine " + (h.known ? "does not know" : "thinks") + " that t" + str(h.task) +
+                       " at w" + str(id) + " started");
       }
       const WState s = m_.state_of(id);
       const bool state_ok = w.killed   ? s == WState::killing
@@ -1145,29 +1139,27 @@ class World {
       POOL_CHECK("POOL-3", state_ok, where() + ": state_of(w" + str(id) + ") disagrees with the world");
     }
     POOL_CHECK("POOL-1",
-                    m_.live_workers() == live_.size() && m_.active_workers() == sim_active() &&
-                        m_.queued() == queue_.size() && m_.in_flight() == held,
-                    where() + ": machine live/active/queued/in-flight " + str(m_.live_workers()) + "/" +
-                        str(m_.active_workers()) + "/" + str(m_.queued()) + "/" + str(m_.in_flight()) +
-                        ", the world says " + str(live_.size()) + "/" + str(sim_active()) + "/" + str(queue_.size()) +
-                        "/" + str(held));
+               m_.live_workers() == live_.size() && m_.active_workers() == sim_active() &&
+                   m_.queued() == queue_.size() && m_.in_flight() == held,
+               where() + ": machine live/active/queued/in-flight " + str(m_.live_workers()) + "/" +
+                   str(m_.active_workers()) + "/" + str(m_.queued()) + "/" + str(m_.in_flight()) + ", the world says " +
+                   str(live_.size()) + "/" + str(sim_active()) + "/" + str(queue_.size()) + "/" + str(held));
     POOL_CHECK("POOL-6", m_.mean_run() == mean_ && m_.depth_now() == depth_now(),
-                    where() + ": mean run/depth now " + std::to_string(m_.mean_run().count()) + "ns/" +
-                        str(m_.depth_now()) + ", the world says " + std::to_string(mean_.count()) + "ns/" +
-                        str(depth_now()));
+               where() + ": mean run/depth now " + std::to_string(m_.mean_run().count()) + "ns/" + str(m_.depth_now()) +
+                   ", the world says " + std::to_string(mean_.count()) + "ns/" + str(depth_now()));
     POOL_CHECK("POOL-8", m_.counters().retried == retried_ && m_.counters().requeued == requeued_,
-                    where() + ": retried/requeued counters disagree with the world");
+               where() + ": retried/requeued counters disagree with the world");
     POOL_CHECK("POOL-3", m_.active_workers() <= cfg_.workers,
-                    where() + ": " + str(m_.active_workers()) + " active workers, above the target");
+               where() + ": " + str(m_.active_workers()) + " active workers, above the target");
     if (ph == Phase::running || (ph == Phase::shutting_down && !terminating_ && !queue_.empty())) {
       POOL_CHECK("POOL-3", m_.active_workers() == cfg_.workers,
-                      where() + ": " + str(m_.active_workers()) + " active workers, target " + str(cfg_.workers) +
-                          (ph == Phase::running ? " (running)" : " (work queued)"));
+                 where() + ": " + str(m_.active_workers()) + " active workers, target " + str(cfg_.workers) +
+                     (ph == Phase::running ? " (running)" : " (work queued)"));
     }
     if (ph == Phase::shutting_down && queue_.empty()) {
       for (const auto& [id, w] : live_) {
         POOL_CHECK("POOL-3", !(w.active() && w.held.empty()),
-                        where() + ": idle w" + str(id) + " left open after the shutdown drained the queue");
+                   where() + ": idle w" + str(id) + " left open after the shutdown drained the queue");
       }
     }
     if (ph == Phase::broken) {
@@ -1190,8 +1182,8 @@ class World {
       }
     }
     POOL_CHECK("POOL-6", m_.next_deadline() == deadline,
-                    where() + ": next_deadline() " + std::to_string(m_.next_deadline().count()) + ", expected " +
-                        std::to_string(deadline.count()));
+               where() + ": next_deadline() " + std::to_string(m_.next_deadline().count()) + ", expected " +
+                   std::to_string(deadline.count()));
   }
 
   // POOL-9: no ready worker waits for work that the queue, or another
@@ -1205,7 +1197,7 @@ class World {
         const bool fits = room(w) && !w.has_stale(front) &&
                           (w.held.empty() || (task(w.held.back().task).timeout <= Nanos::zero() && !straggler(w)));
         POOL_CHECK("POOL-9", !fits,
-                        where() + ": t" + str(front) + " stays queued while w" + str(id) + " could take it");
+                   where() + ": t" + str(front) + " stays queued while w" + str(id) + " could take it");
       }
       return;
     }
@@ -1214,8 +1206,8 @@ class World {
       for (const auto& [from, w] : live_) {
         if (w.killed || w.held.size() < 2 || w.held.back().known) continue;
         POOL_CHECK("POOL-9", idle.has_stale(w.held.back().task),
-                        where() + ": w" + str(to) + " is idle while w" + str(from) + " holds " + str(w.held.size()) +
-                            " with unstarted t" + str(w.held.back().task) + " last");
+                   where() + ": w" + str(to) + " is idle while w" + str(from) + " holds " + str(w.held.size()) +
+                       " with unstarted t" + str(w.held.back().task) + " last");
       }
     }
   }
@@ -1231,11 +1223,10 @@ class World {
   SimWorker* dying_ = nullptr;
   WorkerId dying_id_ = 0;
   std::set<WorkerId> ever_;
-  std::deque<Nanos> restarts_;  // the world's own record of replacement times
-  std::set<WorkerId> touched_;  // workers the current event or its actions named
-  std::set<WorkerId> killed_before_;  // shutdown(cancel_futures): workers already being killed
+  std::deque<Nanos> restarts_;                              // the world's own record of replacement times
+  std::set<WorkerId> touched_;                              // workers the current event or its actions named
   std::deque<std::pair<WorkerId, TaskId>> expected_sends_;  // the gate said yes
-  Nanos mean_{0};  // the world's own mean run time (notice to result)
+  Nanos mean_{0};                                           // the world's own mean run time (notice to result)
   bool closed_ = false;
   bool terminating_ = false;
   int terminated_ = 0;

@@ -229,8 +229,8 @@ TEST(PoolMachine, NothingIsSentBehindATimedTask) {
   r.start();
   r.ready(1);
   EXPECT_EQ(r.submit(1, 0), "send w1 t1");
-  EXPECT_EQ(r.submit(2, 0, 10), "send w1 t2");  // timed, behind an untimed one
-  EXPECT_EQ(r.submit(3, 0), "");                // not behind the timed one
+  EXPECT_EQ(r.submit(2, 0, 10), "send w1 t2");   // timed, behind an untimed one
+  EXPECT_EQ(r.submit(3, 0), "");                 // not behind the timed one
   EXPECT_EQ(r.m.next_deadline(), Nanos::max());  // t2 has not started
   EXPECT_EQ(r.started(1, 1, 0), "");
   EXPECT_EQ(r.result(1, 1, 5), "resolve t1 value");
@@ -699,8 +699,7 @@ TEST(PoolMachine, ShutdownWithCancelFuturesRevokesSentTasksAndKeepsStartedOnes) 
   EXPECT_EQ(r.shutdown(true),
             "resolve t7 cancelled; resolve t5 cancelled; resolve t3 cancelled; resolve t6 cancelled; "
             "resolve t4 cancelled");
-  EXPECT_EQ(r.gate.take(),
-            "revoke t5 w1 yes; revoke t3 w1 yes; revoke t6 w2 yes; revoke t4 w2 yes; revoke t2 w2 no");
+  EXPECT_EQ(r.gate.take(), "revoke t5 w1 yes; revoke t3 w1 yes; revoke t6 w2 yes; revoke t4 w2 yes; revoke t2 w2 no");
   EXPECT_TRUE(r.m.known_started(2, 2));
   EXPECT_EQ(r.m.in_flight(), 2u);
   EXPECT_EQ(r.m.counters().revoked, 4u);
@@ -734,9 +733,10 @@ TEST(PoolMachine, TerminateKillsEveryWorkerAndCancelsQueuedTasks) {
   EXPECT_EQ(r.exited(2, -15), "resolve t2 lost w2 -15; terminated");
 }
 
-// A worker already being killed keeps its tasks through terminate; at its
-// exit the unstarted ones are taken back and cancelled, not retried.
-TEST(PoolMachine, ADeathWhileTerminatingCancelsUnstartedTasksAndLosesStartedOnes) {
+// A worker already being killed may still start what it holds until the
+// signal lands: terminate takes its unstarted tasks back too, and cancels
+// them; the started one is lost at its exit, not retried.
+TEST(PoolMachine, TerminateCancelsTheUnstartedTasksOfAWorkerAlreadyBeingKilled) {
   Rig r({.workers = 1, .depth = 3, .retries = 2});
   r.start();
   r.ready(1);
@@ -744,10 +744,32 @@ TEST(PoolMachine, ADeathWhileTerminatingCancelsUnstartedTasksAndLosesStartedOnes
   r.started(1, 1);
   EXPECT_FALSE(r.m.started(1, 3, at(0)));  // faulty: not its first task
   EXPECT_EQ(r.take(), "kill w1 9; spawn w2");
-  EXPECT_EQ(r.terminate(9), "close w2; kill w2 9");
-  EXPECT_EQ(r.exited(1, -9), "resolve t1 lost w1 -9; resolve t2 cancelled; resolve t3 cancelled");
+  EXPECT_EQ(r.terminate(9), "resolve t3 cancelled; resolve t2 cancelled; close w2; kill w2 9");
+  EXPECT_EQ(r.exited(1, -9), "resolve t1 lost w1 -9");
   EXPECT_EQ(r.exited(2, -9), "terminated");
   EXPECT_EQ(r.m.counters().retried, 0u);
+}
+
+// The same with shutdown(cancel_futures): its unstarted tasks are cancelled
+// now, not queued again (and run) when the worker's exit is reported.
+TEST(PoolMachine, ShutdownWithCancelFuturesTakesBackTheUnstartedTasksOfAWorkerBeingKilled) {
+  Rig r({.workers = 1, .depth = 2, .retries = 1});
+  r.start();
+  r.ready(1);
+  r.submit(1);
+  r.submit(2);
+  r.started(1, 1);
+  EXPECT_FALSE(r.m.started(1, 2, at(0)));  // faulty
+  EXPECT_EQ(r.take(), "kill w1 9; spawn w2");
+  EXPECT_EQ(r.shutdown(true), "resolve t2 cancelled; close w2");
+  // t1 had started: retried (the shutdown did not cancel it), on a new worker.
+  EXPECT_EQ(r.exited(1, -9), "spawn w3");
+  EXPECT_EQ(r.m.counters().requeued, 0u);
+  EXPECT_EQ(r.m.counters().retried, 1u);
+  EXPECT_EQ(r.exited(2, 0), "");
+  EXPECT_EQ(r.ready(3), "send w3 t1");
+  EXPECT_EQ(r.result(3, 1), "resolve t1 value; close w3");
+  EXPECT_EQ(r.exited(3, 0), "terminated");
 }
 
 TEST(PoolMachine, TerminateLetsAResultAlreadyWrittenResolve) {

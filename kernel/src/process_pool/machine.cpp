@@ -124,18 +124,6 @@ bool Machine::faulty(Worker& w, Nanos now) {
   return false;
 }
 
-// Tasks 0..i of w started: the worker takes them in order, so a start (or an
-// answer) of task i means every task before it started too.
-void Machine::mark_started_through(Worker& w, std::size_t i, Nanos now) {
-  for (std::size_t k = 0; k <= i && k < w.in_flight.size(); ++k) {
-    Task& t = w.in_flight[k];
-    if (!t.started) {
-      t.started = true;
-      t.started_at = now;
-    }
-  }
-}
-
 bool Machine::started(WorkerId id, TaskId task, Nanos now) {
   Worker* w = find(id);
   if (!w) return false;
@@ -361,7 +349,8 @@ void Machine::shutdown(bool cancel_futures, Nanos now) {
     // Sent and not started is not started: take those back and cancel them.
     if constexpr (!KEEL_INJECTED(pool_cancel_spares_sent)) {
       for (auto& w : workers_) {
-        if (w.state == WorkerState::killing) continue;  // its exit takes them back
+        // A worker being killed too: it may still start what it holds until
+        // the signal lands, and its exit would queue those again.
         for (std::size_t i = w.in_flight.size(); i-- > 0;) {
           Task& t = w.in_flight[i];
           // One before a started task was answered or skipped (its user won
@@ -403,7 +392,7 @@ void Machine::break_pool(BrokenReason why, WorkerId w, int code) {
     // Unstarted tasks are taken back first, so none starts after its future
     // said broken; a started one dies with its worker.
     for (Task& t : x.in_flight) {
-      if (!t.started && x.state != WorkerState::killing) (void)revoke(x, t, Nanos::zero());
+      if (!t.started) (void)revoke(x, t, Nanos::zero());
       resolve(t.id, Outcome::broken);
     }
     x.in_flight.clear();
@@ -510,7 +499,8 @@ void Machine::balance(Nanos now) {
     if (phase_ == Phase::broken || !queue_.empty()) return;
     bool moved = false;
     for (auto& to : workers_) {
-      if (to.state != WorkerState::ready || !to.in_flight.empty()) continue;
+      // An idle worker whose slots are all held by stale frames has no room.
+      if (to.state != WorkerState::ready || !to.in_flight.empty() || to.stale.size() >= cfg_.depth) continue;
       // The most loaded worker whose youngest task is not known to have
       // started, and that `to` does not still hold a stale frame of.
       Worker* victim = nullptr;

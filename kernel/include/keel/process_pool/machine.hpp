@@ -212,7 +212,6 @@ class Machine {
   void send_queued(Nanos now);
   void balance(Nanos now);
   bool revoke(Worker& w, Task& t, Nanos now);
-  void mark_started_through(Worker& w, std::size_t i, Nanos now);
   bool faulty(Worker& w, Nanos now);
   Worker* pick(const Task& t, Nanos now);
   void refill_workers(Nanos now);
