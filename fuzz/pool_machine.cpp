@@ -86,7 +86,7 @@
 #include <vector>
 
 #include "fuzz/fuzz.hpp"
-#include "keel/process_pool/machine.hpp"
+#include "kernel/src/process_pool/machine.hpp"
 
 namespace {
 

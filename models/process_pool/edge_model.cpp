@@ -24,8 +24,8 @@
 #include <deque>
 #include <vector>
 
+#include "../../kernel/src/process_pool/edge.hpp"
 #include "harness.hpp"
-#include "keel/process_pool/edge.hpp"
 #include "keel/sync/semaphore.hpp"
 // The edge's out-of-line code (not pool_unity.hpp: the models here need no
 // Machine, only its task and command types).

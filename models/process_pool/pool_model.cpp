@@ -60,10 +60,10 @@
 #include <utility>
 #include <vector>
 
+#include "../../kernel/src/process_pool/edge.hpp"
+#include "../../kernel/src/process_pool/machine.hpp"
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
-#include "keel/process_pool/edge.hpp"
-#include "keel/process_pool/machine.hpp"
 #include "keel/sync/mutex.hpp"
 #include "keel/sync/semaphore.hpp"
 #include "pool_unity.hpp"

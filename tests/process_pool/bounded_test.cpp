@@ -25,8 +25,8 @@
 #include "../support/test_support.hpp"
 #include "keel/executor/reject_policy.hpp"
 #include "keel/process/task.hpp"
-#include "keel/process_pool/edge.hpp"
 #include "keel/process_pool/process_pool.hpp"
+#include "kernel/src/process_pool/edge.hpp"
 
 namespace {
 

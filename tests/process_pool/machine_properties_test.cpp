@@ -72,7 +72,7 @@
 #include <vector>
 
 #include "../support/test_support.hpp"
-#include "keel/process_pool/machine.hpp"
+#include "kernel/src/process_pool/machine.hpp"
 
 // A broken invariant fails the property with its ID and what was seen.
 #define POOL_CHECK(invariant, cond, what)                         \

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "keel/process_pool/machine.hpp"
+#include "kernel/src/process_pool/machine.hpp"
 
 namespace {
 

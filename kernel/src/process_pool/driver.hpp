@@ -19,11 +19,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "edge.hpp"
 #include "keel/platform/thread.hpp"
-#include "keel/process_pool/edge.hpp"
-#include "keel/process_pool/machine.hpp"
 #include "keel/process_pool/process_pool.hpp"
 #include "keel/sync/mutex.hpp"
+#include "machine.hpp"
 #include "protocol.hpp"
 
 namespace keel::detail {

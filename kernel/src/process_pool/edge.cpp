@@ -1,5 +1,5 @@
-// keel::pool::Edge. See keel/process_pool/edge.hpp.
-#include "keel/process_pool/edge.hpp"
+// keel::pool::Edge. See edge.hpp.
+#include "edge.hpp"
 
 #include "keel/error.hpp"
 

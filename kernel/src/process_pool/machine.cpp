@@ -1,6 +1,6 @@
-// keel::pool::Machine. See keel/process_pool/machine.hpp for the contract and
+// keel::pool::Machine. See machine.hpp for the contract and
 // the facts about workers and the driver that it relies on.
-#include "keel/process_pool/machine.hpp"
+#include "machine.hpp"
 
 #include <algorithm>
 

@@ -31,7 +31,7 @@
 //   for single-threaded parents). They die with the parent.
 // - No lock or queue is shared with a worker: each has its own channel, and
 //   one supervisor thread owns every channel and the state machine
-//   (keel/process_pool/machine.hpp) that decides everything; the only thing
+//   (kernel/src/process_pool/machine.hpp) that decides everything; the only thing
 //   shared with a worker is its page of start slots (one word per task sent,
 //   compare-and-swapped, never locked), so a worker that dies cannot wedge
 //   anything.

@@ -43,10 +43,10 @@
 #include <vector>
 
 #include "keel/executor/reject_policy.hpp"
-#include "keel/process_pool/machine.hpp"
 #include "keel/sync/condition.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
+#include "machine.hpp"
 
 namespace keel::pool {
 
