@@ -147,6 +147,12 @@ bool PoolDriver::revoke(pool::TaskId t, pool::WorkerId wid) {
   return won || (!started && seen == pool::proto::slot_dead(t));
 }
 
+void PoolDriver::tell_broken() {
+  if (told_broken_ || machine_->phase() != pool::Machine::Phase::broken) return;
+  told_broken_ = true;
+  edge_.set_broken(broken_message());
+}
+
 void PoolDriver::free_slot(WorkerIo& w, std::uint32_t s) {
   if (s >= w.occupant.size() || w.occupant[s] == 0) return;
   w.occupant[s] = 0;
@@ -223,6 +229,7 @@ void PoolDriver::turn() {
   machine_->tick(now_ns());
   apply();
   for (auto& [id, w] : io_) flush(w);
+  tell_broken();  // a break with nothing to resolve still refuses the next submit
   publish();
   // Blocked submitters (RejectPolicy::block) learn of room from this: once
   // per turn, when every command taken was fed to the machine, so the count
@@ -366,12 +373,7 @@ void PoolDriver::apply() {
   // and the counts include it. An answer's own resolution needs neither.
   for (const auto& a : batch) {
     if (a.kind == pool::Action::resolve && a.outcome != pool::Outcome::value) {
-      if (!told_broken_ && machine_->phase() == pool::Machine::Phase::broken) {
-        if constexpr (!KEEL_INJECTED(pool_broken_published_late)) {
-          told_broken_ = true;
-          edge_.set_broken(broken_message());
-        }
-      }
+      tell_broken();
       publish();
       break;
     }

@@ -92,6 +92,7 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   void handle_frame(WorkerIo& w, const FrameView& f);
   bool settle_slot(WorkerIo& w, const FrameView& f);
   void free_slot(WorkerIo& w, std::uint32_t s);
+  void tell_broken();
   void flush(WorkerIo& w);
   void apply();
   void spawn(pool::WorkerId id);
