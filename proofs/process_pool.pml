@@ -3,8 +3,8 @@
  * with exact starts: start slots, revokes and work stealing.
  *
  * Code modelled: the supervisor state machine keel::pool::Machine
- * (kernel/include/keel/process_pool/machine.hpp, kernel/src/process_pool/
- * machine.cpp: events in, actions out), the start slots behind its StartGate
+ * (kernel/src/process_pool/machine.hpp and machine.cpp: events in, actions
+ * out), the start slots behind its StartGate
  * (a word per sent task that parent and worker share), the driver rules the
  * machine relies on (a worker's exit is reported only after its channel was
  * read to EOF; the edge refuses submits once the pool broke; the commands
@@ -13,8 +13,15 @@
  * worker takes its frames in order, starts a task only by winning its slot,
  * says so (started) before running it, answers it before it takes the next
  * frame, and says skipped for a frame whose slot it lost).
- * Not modelled: the initializer (init_failed, a starting worker dying with an
- * initializer), the restart window (the limit is count-based: more than R
+ * Not modelled: the driver's code itself (the driver.cpp being written: the
+ * model states what it must do -- arm a slot at each send, mark a future
+ * running at the notice and at a revoke that loses, cancel a pending future
+ * only by winning its armed slot, and report an exit only after EOF), a
+ * kill's delay (a kill stops the worker at once; the machine kills only
+ * after taking back what it can, so every slot a killed worker holds says
+ * STARTED or DEAD and a late CAS would find nothing to win), the initializer
+ * (init_failed, a starting worker dying with an initializer), the restart
+ * window (the limit is count-based: more than R
  * unplanned replacements over the pool's life break it), real time (a
  * timeout may fire at any moment once its task is known to have started),
  * adaptive pipelining (pipeline = 0: the depth is always D), chunks, frames
@@ -46,7 +53,8 @@
  *                Each event -- with the machine's reaction and the driver's
  *                execution of the resulting actions (writes to worker pipes,
  *                slots armed or revoked, futures resolved, kills, spawns) --
- *                is one atomic step.  The pipes never fill, and the steps
+ *                is one atomic step (the Resolve actions are carried out in
+ *                order at its end).  The pipes never fill, and the steps
  *                other processes race it with (a cancel, a worker's CAS,
  *                death, notice or answer) are single steps on state the
  *                supervisor reads once, so nothing is hidden by this.
@@ -68,16 +76,17 @@
  * workers; live workers may be more: retiring, closing and killing ones):
  *   revoke(s, t)     (StartGate::revoke) CAS t's slot at s SENT -> DEAD.  Not
  *                    STARTED: true -- it will never start there; s's frame of
- *                    it becomes stale.  STARTED: false -- t and every task
- *                    sent to s before it are known started, and the driver
- *                    marks t's future running.
+ *                    it becomes stale.  STARTED: false -- t is known started
+ *                    (the tasks sent to s before it were answered or
+ *                    skipped), and the driver marks t's future running.
  *   submit(t)        broken: Resolve(t, Broken); else queue at the back.
  *   ready(s)         starting -> ready.
  *   started(s, t)    t is s's first task: known started; the driver marks its
  *                    future running.  (t timed out meanwhile: ignored.)
  *   skipped(s, t)    a stale frame: forget it.  Else t is s's first task, not
  *                    known started (its user won the slot): back to the FRONT
- *                    of the queue, where the gate drops it.
+ *                    of the queue, where the gate drops it (terminating:
+ *                    Resolve(Cancelled)).
  *   result(s, t)     t is s's first task: pop, Resolve(value); t is s's
  *                    timed-out task: ignore; broken: ignore.
  *   exited(s)        only once res[s] is drained and EOF seen.  Broken: just
@@ -97,34 +106,37 @@
  *                    known started: pop it, remember it, Resolve(TimedOut),
  *                    kill the worker.
  *   shutdown(cf)     running -> shutting down; cf: every queued task
- *                    Resolve(Cancelled), and on every worker not being killed,
- *                    from the youngest, each task not known started is
- *                    revoked and Resolve(Cancelled), until one is known
- *                    started or a revoke loses.
+ *                    Resolve(Cancelled), and on every worker (one being
+ *                    killed too), from the youngest, each task not known
+ *                    started is revoked: won, Resolve(Cancelled) (a task
+ *                    before a started one may be one its user won).
  *   terminate        terminating; shutdown(true); kill every worker.
  *   broken           every queued and in-flight task Resolve(Broken) (the
- *                    unstarted ones of a worker not being killed revoked
- *                    first); kill every worker; the driver then tells the edge.
+ *                    unstarted ones revoked first); kill every worker; the
+ *                    driver then tells the edge.
  *   dispatch         send_queued: the front task, to the READY worker with
- *                    fewest in flight (< D), none that still holds a stale
- *                    frame of it, nothing behind a timed task; the gate
+ *                    fewest in flight (in flight + stale frames < D), none
+ *                    that still holds a stale frame of it, nothing behind a
+ *                    timed task; the gate
  *                    (StartGate::dispatch) arms its slot SENT, or says its
  *                    future was cancelled and it is dropped; a worker sent its
  *                    M-th task gets Close, retires, and fill runs.  Then, with
- *                    the queue empty, balance: while a READY worker is idle,
- *                    the youngest task of the most loaded worker (not being
+ *                    the queue empty, balance: while a READY worker is idle
+ *                    (nothing in flight, fewer than D stale frames), the
+ *                    youngest task of the most loaded worker (not being
  *                    killed) holding >= 2 whose youngest is not known started
  *                    is revoked; won, it goes to the queue front and
  *                    send_queued runs (the idle worker takes it).
- *   after each event fill (spawn until active = W, while spawning is useful),
- *                    dispatch, close_idle (shutting down, queue empty: a
- *                    ready or starting worker with nothing in flight gets
- *                    Close) and the termination check (not running, no live
- *                    worker, nothing queued).  The machine calls these at the
- *                    end of its handlers where they can have an effect, and
- *                    the driver calls tick (fill, dispatch, close_idle) at the
- *                    end of every turn; calling all four after every event is
- *                    the same.
+ *   handler tails    as machine.cpp: submit, ready, skipped (a stale frame),
+ *                    result and shutdown end with dispatch, close_idle (and
+ *                    check_terminated); exited and skipped (its user won)
+ *                    with fill, dispatch, close_idle, check_terminated; then the driver's turn
+ *                    ends with tick(): fill, dispatch, close_idle.  Each
+ *                    event is one driver turn.  (fill: spawn until active =
+ *                    W, while spawning is useful; close_idle: shutting down,
+ *                    queue empty: a ready or starting worker with nothing in
+ *                    flight gets Close; check_terminated: not running, no
+ *                    live worker, nothing queued.)
  *
  * Properties
  *   POOL-1  every submitted task resolves exactly once: resolve() asserts the
@@ -157,7 +169,8 @@
  *           cancel finds a task that never started (runs == 0), and a
  *           cancelled task never starts (asserted at every start and at the
  *           end); a cancel that fails on a pending future finds one that
- *           started (runs > 0).
+ *           started (runs > 0); a worker is killed only when no slot it holds
+ *           is still SENT.
  *   POOL-8  exact loss: at a worker's exit each task it held is counted lost
  *           (retried or WorkerLost) iff its slot there says STARTED; a task
  *           that never started goes back uncounted; lost <= runs.
@@ -169,12 +182,35 @@
  *
  * Configuration (-D): W (1..2 workers), K (1..3 tasks), D (1..3, depth), N
  * (retries), M (max_tasks_per_child, 0 = unlimited), R (restart limit), TIMED
- * (0/1), NCANCEL (user cancels, 0..2), CRASHES (worker deaths allowed; 255 =
+ * (0/1), NCANCEL (user cancels, 0..2), CANCEL_LATE (1: a cancel may also
+ * come after the shutdown request), CRASHES (worker deaths allowed; 255 =
  * unlimited: the restart limit alone then bounds the deaths of active
- * workers), SHUTDOWN_KIND (0: shutdown, shutdown(cancel_futures) or
- * terminate; 1: no terminate), NSLOT (worker process slots, 2W-1, or 2W+1
- * with M > 0 or TIMED: live workers exceed W while closing, retiring or
- * killed ones finish; a spawn asserts it found a free slot).
+ * workers -- see "Deaths of retiring workers" below), SHUTDOWN_KIND (0:
+ * shutdown, shutdown(cancel_futures) or terminate; 1: no terminate), NSLOT
+ * (worker process slots: 2W (1 when W = 1), or 2W+2 with M > 0 or TIMED:
+ * live workers exceed W while closing, retiring or killed ones finish and
+ * while a dead one is not yet reported -- and a task its
+ * user cancelled, skipped while shutting down, goes back to the queue, for
+ * which fill spawns a worker (even if a ready one is there to have the gate
+ * drop it at once); a spawn asserts it found a free slot).
+ *
+ * Two twins reproduce earlier versions of machine.cpp whose flaws this model
+ * found: a revoke that lost marked every task sent before it known started,
+ * though one of them may have been skipped (its user won its slot), whose
+ * skipped() then found it "started" and killed a correct worker as faulty
+ * (BUG_MARK_STARTED_THROUGH); and shutdown(cancel_futures) stopped at the
+ * first task known started, so under terminate a task before it that its
+ * user had won was skipped later and put back in the queue, which no worker
+ * would ever take: the pool never terminated
+ * (BUG_CANCEL_FUTURES_STOPS_AT_STARTED).
+ *
+ * Deaths of retiring workers.  A retiring worker (max_tasks_per_child) that
+ * dies before starting any of its tasks loses none of them (they go back
+ * uncounted), and an unplanned death of a worker that is not active counts
+ * against no restart limit: with M > 0 and unlimited crashes, "sent M tasks,
+ * retire, die before starting one" repeats for ever, and the liveness check
+ * fails.  The M > 0 liveness check therefore bounds the crashes (x<CRASHES>
+ * in its name).
  *
  * Seeded-bug twins (spin -D<NAME> -a process_pool.pml); the C++ injection
  * point, where there is one, in parentheses:
@@ -216,6 +252,14 @@
  *                               (pool_gate_not_consulted).
  *   BUG_NO_STEAL                no work stealing: a worker idles while another
  *                               holds a task that waits (pool_no_steal).
+ *   BUG_MARK_STARTED_THROUGH    a revoke that loses marks every task sent
+ *                               before it known started (an earlier
+ *                               machine.cpp's mark_started_through).
+ *   BUG_CANCEL_FUTURES_STOPS_AT_STARTED
+ *                               shutdown(cancel_futures) takes back tasks from
+ *                               the youngest only until one is known started,
+ *                               and none from a worker being killed (an
+ *                               earlier machine.cpp).
  */
 
 #ifndef W
@@ -253,9 +297,11 @@
 #endif
 #ifndef NSLOT
 #if M > 0 || TIMED
-#define NSLOT (2 * W + 1)
+#define NSLOT (2 * W + 2)
+#elif W == 1
+#define NSLOT 1
 #else
-#define NSLOT (2 * W - 1)
+#define NSLOT (2 * W)
 #endif
 #endif
 
@@ -288,6 +334,7 @@
 #define SDEAD  3        /* the parent won it (revoke or cancel): it never starts there */
 #define slot(t, s) sl[((t) - 1) * NSLOT + (s)]
 #define bit(t) (1 << (t))
+#define nst(s) (((stale[s] >> 1) & 1) + ((stale[s] >> 2) & 1) + ((stale[s] >> 3) & 1))  /* stale frames */
 
 /* phase */
 #define MRUN  0
@@ -378,11 +425,21 @@ byte nrun[K + 1];            /* workers running it now: started, not answered, a
 #endif
 #define timed(t) (TIMED && (t) == TTASK)
 
-/* Resolve(t, o) and the driver's execution of it */
+/* Resolve(t, o): the machine's action; the driver carries out the actions
+ * of an event, in order, once the machine has handled it (flush_resolves) */
 inline resolve(t, o)
 {
     assert(!mres[t]);                          /* POOL-1: the machine resolves once */
     mres[t] = true;
+    assert(nrq < K);
+    rqt[nrq] = t;
+    rqo[nrq] = o;
+    nrq++
+}
+
+/* the driver sets the future of t to o */
+inline set_future(t, o)
+{
     if
     :: out[t] == OUCANCEL ->
         /* cancelled by its user while pending: the driver's set must be a
@@ -401,6 +458,17 @@ inline resolve(t, o)
         out[t] = o;
         nres[t]++
     fi
+}
+
+inline flush_resolves()
+{
+    i = 0;
+    do
+    :: i < nrq -> set_future(rqt[i], rqo[i]); rqt[i] = 0; rqo[i] = 0; i++
+    :: else -> break
+    od;
+    nrq = 0;
+    i = 0
 }
 
 /* remove q[pos] */
@@ -434,6 +502,23 @@ inline q_insert_at(pos, tk)
 inline infl_pop_front(s)
 {
     i = 0;
+    do
+    :: i + 1 < ninfl[s] ->
+        infl[s * D + i] = infl[s * D + i + 1];
+        kst[s * D + i] = kst[s * D + i + 1];
+        i++
+    :: else -> break
+    od;
+    ninfl[s]--;
+    infl[s * D + ninfl[s]] = 0;
+    kst[s * D + ninfl[s]] = false;
+    i = 0
+}
+
+/* remove s's in-flight task k */
+inline infl_remove_at(s, k)
+{
+    i = k;
     do
     :: i + 1 < ninfl[s] ->
         infl[s * D + i] = infl[s * D + i + 1];
@@ -547,7 +632,17 @@ inline kill(s)
     :: else -> skip
     fi;
     wst[s] = WKILLING;
-    killed[s] = true
+    killed[s] = true;
+#ifndef LIVENESS
+    /* what it holds started or was taken back: a kill that lands late
+     * (the model's is at once) finds no slot to win */
+    r = 1;
+    do
+    :: r <= K -> assert(slot(r, s) != SSENT); r++
+    :: else -> break
+    od;
+#endif
+    r = 0
 }
 
 inline break_pool()
@@ -569,7 +664,7 @@ inline break_pool()
             /* unstarted tasks are taken back first, so that none starts
              * after its future said broken */
             if
-            :: !kst[y * D + j] && wst[y] != WKILLING -> revoke(y, j)
+            :: !kst[y * D + j] -> revoke(y, j)
             :: else -> skip
             fi;
             resolve(infl[y * D + j], OBROKEN);
@@ -617,7 +712,7 @@ inline send_queued()
         do
         :: j < NSLOT ->
             if
-            :: pickable(j) && ninfl[j] < D && (stale[j] & bit(t)) == 0 &&
+            :: pickable(j) && ninfl[j] + nst(j) < D && (stale[j] & bit(t)) == 0 &&
                (ninfl[j] == 0 || !timed(infl[j * D + ninfl[j] - 1])) &&
                (best == NSLOT || ninfl[j] < ninfl[best]) -> best = j
             :: else -> skip
@@ -668,23 +763,36 @@ inline send_queued()
     t = 0; best = 0
 }
 
-/* Machine::balance: work stealing */
+/* Machine::dispatch: send_queued, then (queue empty) balance -- work
+ * stealing: while a READY worker is idle, take back the youngest task of the
+ * most loaded worker (not being killed) that holds >= 2 and whose youngest
+ * is not known started (nor held stale by the idle one); won, it goes to the
+ * queue front and send_queued runs (the idle worker takes it).  Each round
+ * moves a task or learns that one started.  Written as one loop, a round of
+ * balance per turn, so that send_queued is expanded once; the same rounds
+ * as machine.cpp's loop. */
 #define victim_ok(v, to) (wst[v] != WFREE && wst[v] != WKILLING && ninfl[v] >= 2 && \
                           !kst[(v) * D + ninfl[v] - 1] && (stale[to] & bit(infl[(v) * D + ninfl[v] - 1])) == 0)
 
-inline balance()
+inline dispatch()
 {
-#ifndef BUG_NO_STEAL
     do
-    :: !broken && qlen == 0 ->
-        moved = false;
+    :: true ->
+        send_queued();
+#ifdef BUG_NO_STEAL
+        break
+#else
+        if
+        :: broken || qlen > 0 -> break
+        :: else -> skip
+        fi;
+        /* the first idle READY worker that has a victim; the most loaded */
+        victim = NSLOT;
         to = 0;
         do
-        :: to < NSLOT && !moved ->
+        :: to < NSLOT && victim == NSLOT ->
             if
-            :: wst[to] == WREADY && ninfl[to] == 0 ->
-                /* the most loaded victim */
-                victim = NSLOT;
+            :: wst[to] == WREADY && ninfl[to] == 0 && nst(to) < D ->
                 v = 0;
                 do
                 :: v < NSLOT ->
@@ -695,24 +803,7 @@ inline balance()
                     v++
                 :: else -> break
                 od;
-                v = 0;
-                if
-                :: victim < NSLOT ->
-                    moved = true;          /* a task moves, or one more is known started */
-                    revoke(victim, ninfl[victim] - 1);
-                    if
-                    :: rv ->
-                        t = infl[victim * D + ninfl[victim] - 1];
-                        infl_pop_back(victim);
-                        q_insert_at(0, t);
-                        t = 0;
-                        send_queued()      /* the least loaded ready worker: an idle one */
-                    :: else -> skip
-                    fi;
-                    rv = false
-                :: else -> skip
-                fi;
-                victim = 0
+                v = 0
             :: else -> skip
             fi;
             to++
@@ -720,24 +811,22 @@ inline balance()
         od;
         to = 0;
         if
-        :: !moved -> break
+        :: victim == NSLOT -> break
         :: else -> skip
-        fi
-    :: else -> break
-    od;
-    moved = false
-#else
-    skip
+        fi;
+        revoke(victim, ninfl[victim] - 1);
+        if
+        :: rv ->
+            t = infl[victim * D + ninfl[victim] - 1];
+            infl_pop_back(victim);
+            q_insert_at(0, t);                 /* send_queued, next round, sends it */
+            t = 0
+        :: else -> skip                        /* it started: look again */
+        fi;
+        rv = false; victim = 0
 #endif
-}
-
-inline dispatch()
-{
-    send_queued();
-    if
-    :: qlen == 0 -> balance()
-    :: else -> skip
-    fi
+    od;
+    victim = 0
 }
 
 inline close_idle()
@@ -788,24 +877,51 @@ inline shutdown(cf)
         y = 0;
         do
         :: y < NSLOT ->
-            if
-            :: wst[y] != WFREE && wst[y] != WKILLING ->   /* a killed one's exit takes them back */
-                do
-                :: ninfl[y] > 0 && !kst[y * D + ninfl[y] - 1] ->
-                    revoke(y, ninfl[y] - 1);
+#ifndef BUG_CANCEL_FUTURES_STOPS_AT_STARTED
+            /* every worker, one being killed too (it may still start what
+             * it holds until the signal lands); from the youngest, each
+             * task not known started is asked about (one before a started
+             * task was answered, or skipped: its user won its slot) */
+            j = ninfl[y];
+            do
+            :: j > 0 ->
+                j--;
+                if
+                :: !kst[y * D + j] ->
+                    revoke(y, j);
                     if
                     :: rv ->
-                        t = infl[y * D + ninfl[y] - 1];
-                        infl_pop_back(y);
+                        t = infl[y * D + j];
+                        infl_remove_at(y, j);
                         resolve(t, OCANCEL);
                         t = 0
-                    :: else -> break
-                    fi
-                :: else -> break
-                od;
-                rv = false
-            :: else -> skip
-            fi;
+                    :: else -> skip
+                    fi;
+                    rv = false
+                :: else -> skip
+                fi
+            :: else -> break
+            od;
+#else
+            /* an earlier machine.cpp: workers not being killed, from the
+             * youngest, until one is known started or a revoke loses */
+            j = ninfl[y];
+            do
+            :: j > 0 && wst[y] != WKILLING && !kst[y * D + j - 1] ->
+                j--;
+                revoke(y, j);
+                if
+                :: rv ->
+                    t = infl[y * D + j];
+                    infl_remove_at(y, j);
+                    resolve(t, OCANCEL);
+                    t = 0; rv = false
+                :: else -> rv = false; break
+                fi
+            :: else -> break
+            od;
+#endif
+            j = 0;
             y++
         :: else -> break
         od;
@@ -875,7 +991,8 @@ inline handle_res(s, m)
         if
         :: (stale[s] & bit(t)) != 0 ->             /* a frame taken back: caught up */
             stale[s] = stale[s] ^ bit(t);
-            slot(t, s) = SNONE
+            slot(t, s) = SNONE;
+            hd = true                              /* dispatch, close_idle: it has room again */
         :: (stale[s] & bit(t)) == 0 && broken -> skip
         :: else ->
             /* its user won the slot: back to the front, where the gate
@@ -884,16 +1001,14 @@ inline handle_res(s, m)
             assert(out[t] == OUCANCEL);
             slot(t, s) = SNONE;
             infl_pop_front(s);
-#ifndef BUG_SKIPPED_REQUEUED_WHEN_TERMINATING
-            if
-            :: terminating -> resolve(t, OCANCEL)  /* no worker will take it */
-            :: else -> q_insert_at(0, t)
-            fi;
-#else
-            q_insert_at(0, t);                 /* machine.cpp: also when terminating */
+            /* never while terminating: terminate's shutdown(true) took back
+             * every task not known started, so no frame its user won is
+             * left to skip -- a task put back now no worker would take */
+#ifndef LIVENESS
+            assert(!terminating);
 #endif
-            t = 0;
-            hd = true
+            q_insert_at(0, t);
+            t = 0                                  /* fill, dispatch, close_idle, check_terminated */
         fi;
         t = 0
     :: is_ans(m) && ninfl[s] > 0 && infl[s * D] == m ->   /* result(s, t) */
@@ -1204,7 +1319,8 @@ inline check_conserving()
 active proctype supervisor()
 {
     byte e, m, t, s, x, y, i, j, r, best, ins, ws, ev, to, v, victim;
-    bool planned, rv, st, moved, hd;
+    byte ph, nrq, rqt[K], rqo[K];    /* ph: the tail's phase; the Resolve actions of an event */
+    bool planned, rv, st, hd;
 
     atomic { fill() };    /* Machine::start */
     do
@@ -1249,7 +1365,7 @@ active proctype supervisor()
             :: nempty(inbox) ->
                 inbox?e;
                 if
-                :: e >= 1 && e <= K -> assert(broken); resolve(e, OBROKEN)
+                :: e >= 1 && e <= K -> assert(broken); resolve(e, OBROKEN); flush_resolves()
                 :: else -> skip
                 fi
             :: empty(inbox) -> break
@@ -1274,15 +1390,24 @@ active proctype supervisor()
              * check_terminated (exit); the others have none.  Where a
              * handler leaves one of these out, or break_pool and terminate
              * end early, it is a no-op there. */
-            if
-            :: !hd -> fill()
-            :: else -> skip
-            fi;
-            dispatch();
-            close_idle();
-            check_terminated();
-            fill();
-            hd = false;
+            ph = 0;
+            do
+            :: true ->
+                if
+                :: ph == 1 || !hd -> fill()
+                :: else -> skip
+                fi;
+                if
+                :: ph == 1 -> break
+                :: else -> skip
+                fi;
+                dispatch();
+                close_idle();
+                check_terminated();
+                ph = 1
+            od;
+            ph = 0; hd = false;
+            flush_resolves();
             /* POOL-3: a running pool keeps W active workers */
             assert(broken || terminating || mode != MRUN || nactive == W);
 #ifndef LIVENESS

@@ -115,6 +115,7 @@ bool PoolDriver::dispatch(pool::TaskId t, pool::WorkerId wid) {
     // The machine never sends beyond a worker's slots; if it did, the task
     // fails loudly rather than run without a start slot.
     c->fail(std::make_exception_ptr(ProtocolError("ProcessPool: no free start slot on the worker (internal error)")));
+    calls_.erase(t);
     return false;
   }
   const std::uint32_t s = w->free.back();
