@@ -24,7 +24,7 @@
 //   that task's one answer, in the order sent, each with its task's id and
 //   slot index in the flags; nothing after `close`; every started task is
 //   answered, however the worker ends;
-// - POOL-2 (a cancelled task never runs): the worker starts a task exactly
+// - POOL-2, POOL-7 (a cancelled task never runs; the start is the slot): the worker starts a task exactly
 //   when its slot holds sent(id) for that id, and then moves the slot to
 //   started(id) and touches no other; `skipped` is sent exactly for the
 //   tasks whose slot it lost (dead, never armed, stale, taken back), and the
@@ -660,11 +660,11 @@ KEEL_FUZZ_TARGET(pool_worker) {
     const Expected& e = want[i];
     const std::string where = "frame " + std::to_string(i + 1) + " (" + describe(f) + ")";
     if (e.kind == proto::skipped && f.kind == proto::started && f.id == e.id) {
-      KEEL_FUZZ_CHECK("POOL-2", false,
+      KEEL_FUZZ_CHECK("POOL-7", false,
                       where + ": the worker started a task whose slot did not hold sent(" + std::to_string(e.id) + ")");
     }
     if (e.kind == proto::started && f.kind == proto::skipped && f.id == e.id) {
-      KEEL_FUZZ_CHECK("POOL-2", false,
+      KEEL_FUZZ_CHECK("POOL-7", false,
                       where + ": the worker skipped a task whose slot held sent(" + std::to_string(e.id) + ")");
     }
     KEEL_FUZZ_CHECK("POOL-2", f.kind == e.kind && f.id == e.id && f.flags == e.flags,
@@ -695,7 +695,7 @@ KEEL_FUZZ_TARGET(pool_worker) {
                   "the tasks that ran were " + describe(runs) + ", expected " + describe(want_runs));
   // The slot words: the worker moved exactly the slots it won, sent -> started.
   for (unsigned i = 0; i < slots; ++i) {
-    KEEL_FUZZ_CHECK("POOL-2", final_slots[i] == model_slots[i],
+    KEEL_FUZZ_CHECK("POOL-7", final_slots[i] == model_slots[i],
                     "slot " + std::to_string(i) + " holds " + std::to_string(final_slots[i]) + ", expected " +
                         std::to_string(model_slots[i]));
   }
