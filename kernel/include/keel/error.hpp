@@ -171,4 +171,16 @@ class BrokenProcessPool : public BrokenExecutor {
   using BrokenExecutor::BrokenExecutor;
 };
 
+namespace detail {
+
+// e.what(), or a placeholder when it returns nullptr: a user's exception type
+// may override what() that way, and a null char* reaching a std::string or
+// printf is undefined behaviour (a worker that did so died of SIGSEGV).
+inline const char* what_of(const std::exception& e) noexcept {
+  const char* w = e.what();
+  return w != nullptr ? w : "(what() returned a null pointer)";
+}
+
+}  // namespace detail
+
 }  // namespace keel

@@ -10,6 +10,11 @@ namespace keel {
 
 namespace {
 
+// Never destroyed outside the model: a callback that throws on a pool's
+// thread while exit() runs the static destructors still reports through them.
+// (Relacy would count a never-freed allocation as a leak; the model has no
+// exit() to race.)
+#if KEEL_MODEL
 Mutex& reporter_lock() {
   static Mutex m;
   return m;
@@ -18,6 +23,16 @@ ErrorReporter& reporter_slot() {
   static ErrorReporter r;
   return r;
 }
+#else
+Mutex& reporter_lock() {
+  static Mutex& m = *new Mutex;
+  return m;
+}
+ErrorReporter& reporter_slot() {
+  static ErrorReporter& r = *new ErrorReporter;
+  return r;
+}
+#endif
 
 void default_report(std::string_view where, const std::exception_ptr& error) noexcept {
 #if KEEL_MODEL
@@ -68,7 +83,7 @@ std::string describe_exception(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& x) {
-    return x.what();
+    return what_of(x);
   } catch (...) {
   }
   return "unknown exception";

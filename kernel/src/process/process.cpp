@@ -29,7 +29,7 @@ struct ThisProcess {
   std::vector<Connection> connections;
 };
 ThisProcess& this_proc() {
-  static ThisProcess t;
+  static ThisProcess& t = *new ThisProcess;  // never destroyed: read by threads that outlive exit()
   return t;
 }
 

@@ -111,7 +111,7 @@ std::pair<std::string, std::string> error_parts(const std::exception_ptr& e) {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {
     type = type_name(typeid(ex));
-    message = ex.what();
+    message = detail::what_of(ex);
   } catch (...) {
     // Not a std::exception: there is no what(), but the runtime still knows
     // the thrown object's type.
@@ -157,7 +157,7 @@ RemoteError decode_error(std::string_view bytes) {
     auto [type, message] = decode_tuple<std::tuple<std::string, std::string>>(bytes);
     return RemoteError(std::move(type), std::move(message));
   } catch (const ProtocolError& e) {
-    throw ProtocolError(std::string("keel: malformed error bytes: ") + e.what());
+    throw ProtocolError(std::string("keel: malformed error bytes: ") + detail::what_of(e));
   }
 }
 

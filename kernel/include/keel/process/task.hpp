@@ -144,7 +144,8 @@ class TaskInvokerImpl final : public TaskInvoker {
     try {
       return decode_tuple<std::tuple<std::decay_t<P>...>>(args);
     } catch (const ProtocolError& e) {
-      throw ProtocolError("keel: the arguments of task '" + std::string(name) + "' do not decode: " + e.what());
+      throw ProtocolError("keel: the arguments of task '" + std::string(name) +
+                          "' do not decode: " + detail::what_of(e));
     }
   }
 
