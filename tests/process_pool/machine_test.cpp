@@ -733,6 +733,41 @@ TEST(PoolMachine, TerminateKillsEveryWorkerAndCancelsQueuedTasks) {
   EXPECT_EQ(r.exited(2, -15), "resolve t2 lost w2 -15; terminated");
 }
 
+// terminate(SIGTERM) with a grace: a worker that ignores SIGTERM is sent
+// SIGKILL once the grace has passed (and only then), one that already died is
+// not, and the deadline is the machine's next one meanwhile, so the driver
+// wakes for it (hardening issue, point 7).
+TEST(PoolMachine, TerminateEscalatesToSigkillAfterTheGrace) {
+  Rig r({.workers = 2, .terminate_grace = std::chrono::milliseconds(100)});
+  r.start();
+  r.ready(1);
+  r.ready(2);
+  r.submit(1);
+  r.started(1, 1);
+  EXPECT_EQ(r.terminate(15, 1000), "close w2; kill w1 15; kill w2 15");
+  EXPECT_EQ(r.m.next_deadline(), at(1100));
+  EXPECT_EQ(r.exited(2, -15), "");
+  EXPECT_EQ(r.tick(1099), "");
+  EXPECT_EQ(r.tick(1100), "kill w1 9");
+  EXPECT_EQ(r.m.next_deadline(), keel::pool::Nanos::max());
+  EXPECT_EQ(r.tick(5000), "");  // once
+  EXPECT_EQ(r.exited(1, -9), "resolve t1 lost w1 -9; terminated");
+}
+
+// SIGKILL needs no escalation, and without a grace (max) there is none.
+TEST(PoolMachine, TerminateWithSigkillOrWithoutAGraceNeverEscalates) {
+  Rig k({.workers = 1, .terminate_grace = std::chrono::milliseconds(1)});
+  k.start();
+  EXPECT_EQ(k.terminate(9, 0), "close w1; kill w1 9");
+  EXPECT_EQ(k.m.next_deadline(), keel::pool::Nanos::max());
+  EXPECT_EQ(k.tick(1000), "");
+  Rig n({.workers = 1});
+  n.start();
+  EXPECT_EQ(n.terminate(15, 0), "close w1; kill w1 15");
+  EXPECT_EQ(n.m.next_deadline(), keel::pool::Nanos::max());
+  EXPECT_EQ(n.tick(1'000'000), "");
+}
+
 // A worker already being killed may still start what it holds until the
 // signal lands: terminate takes its unstarted tasks back too, and cancels
 // them; the started one is lost at its exit, not retried.

@@ -64,9 +64,12 @@ struct Roles {
   Mutex mutex;
   std::map<std::string, ChildRole, std::less<>> table;
 };
+// Built on first use (static initializers of other files register into it)
+// and never destroyed: a pool's supervisor thread may still spawn a worker
+// while exit() runs the static destructors (a pool held by a global).
 Roles& roles() {
-  static Roles r;  // built on first use: static initializers of other files register into it
-  return r;
+  static Roles* const r = new Roles;
+  return *r;
 }
 
 // Process-wide state. argv0 and `booted` are written once by bootstrap, before
@@ -87,7 +90,7 @@ void lock_for_fork() KEEL_NO_TSA { state().lifeline_mutex.lock(); }
 void unlock_after_fork() KEEL_NO_TSA { state().lifeline_mutex.unlock(); }
 
 ProcessState& state() {
-  static ProcessState s;
+  static ProcessState& s = *new ProcessState;  // never destroyed, as roles()
   static const bool fork_safe = [] {
     ::pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork);
     return true;
@@ -123,7 +126,7 @@ struct Watcher {
   bool running = false;
 };
 Watcher& watcher() {
-  static Watcher w;
+  static Watcher& w = *new Watcher;  // never destroyed: the watcher thread reads it until exit
   return w;
 }
 
@@ -134,6 +137,10 @@ void* lifeline_watcher(void*) {
     const int r = ::poll(p, 2, -1);
     if (r < 0 && errno == EINTR) continue;
     if (r > 0 && p[0].revents == 0 && p[1].revents != 0) return nullptr;
+    // A child that leads its own group (SpawnRequest::new_process_group)
+    // takes its descendants with it; one in its parent's group must not
+    // signal that group.
+    if (::getpgrp() == ::getpid()) ::kill(0, SIGKILL);
     ::syscall(SYS_exit_group, 1);
     ::_exit(1);  // not reached
   }
@@ -193,7 +200,7 @@ int run_role(ChildRole fn, const ChildContext& ctx, int lifeline_fd) {
     lifeline_read_end();  // this child's own lifeline, for its daemon children
     return fn(ctx);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "keel child (role %s): %s\n", ctx.role.c_str(), e.what());
+    std::fprintf(stderr, "keel child (role %s): %s\n", ctx.role.c_str(), what_of(e));
   } catch (...) {
     std::fprintf(stderr, "keel child (role %s): unknown exception\n", ctx.role.c_str());
   }
@@ -232,6 +239,12 @@ ChildHandle fork_child(const SpawnRequest& req, ChildRole fn) {
   const pid_t pid = ::fork();
   if (pid < 0) throw_os("keel: fork failed", errno);
   if (pid == 0) {
+    if (req.new_process_group) {
+      ::setpgid(0, 0);
+      const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (null_fd < 0 || ::dup2(null_fd, 0) < 0) ::_exit(127);
+      if (null_fd != 0) ::close(null_fd);
+    }
     // The child: the same fd layout as a spawned child, everything else
     // closed (the parent's lifeline write end above all).
     std::vector<int> sources = req.fds;
@@ -253,6 +266,8 @@ ChildHandle fork_child(const SpawnRequest& req, ChildRole fn) {
     std::fflush(nullptr);
     ::_exit(code & 0xff);
   }
+  // Both sides set the group, so it is in place whichever runs first.
+  if (req.new_process_group) ::setpgid(pid, pid);
   return ChildHandle{pid, open_pidfd(pid)};
 }
 
@@ -329,7 +344,15 @@ ChildHandle posix_spawn_child(const SpawnRequest& req) {
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&act.attr_, &none);
-  posix_spawnattr_setflags(&act.attr_, POSIX_SPAWN_SETSIGMASK);
+  short flags = POSIX_SPAWN_SETSIGMASK;
+  if (req.new_process_group) {
+    posix_spawnattr_setpgroup(&act.attr_, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+    if (const int rc = posix_spawn_file_actions_addopen(&act.fa_, 0, "/dev/null", O_RDONLY, 0); rc != 0) {
+      throw_os("keel: posix_spawn_file_actions_addopen", rc);
+    }
+  }
+  posix_spawnattr_setflags(&act.attr_, flags);
 
   std::string tag =
       std::string(child_env) + "=" + std::to_string(req.fds.size()) + "," + (req.daemon ? "1" : "0") + "," + req.role;

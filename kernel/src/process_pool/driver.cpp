@@ -33,7 +33,12 @@ pool::Nanos now_ns() { return std::chrono::steady_clock::now().time_since_epoch(
   throw OsError(e, std::string("ProcessPool: ") + what + ": " + std::strerror(e));
 }
 
+// The exit code the machine is told for a worker that could not be started
+// (no exit status is ever 256).
+constexpr int never_started = 256;
+
 std::string describe_exit(int code) {
+  if (code == never_started) return "could not be started";
   if (code < 0) {
     const char* name = sigabbrev_np(-code);
     return "was killed by signal " + std::to_string(-code) + (name ? std::string(" (SIG") + name + ")" : "");
@@ -75,6 +80,7 @@ PoolDriver::PoolDriver(const ProcessPoolOptions& o, unsigned workers) : opts_(o)
   mc.restart_window = o.restart_window;
   mc.has_initializer = o.initializer.has_value();
   mc.pipeline = pipeline_budget;
+  mc.terminate_grace = o.terminate_grace;
   slots_per_worker_ = mc.depth;
   pool::proto::SpawnConfig sc;
   sc.init_task = o.initializer ? o.initializer->task : std::string();
@@ -200,7 +206,7 @@ void PoolDriver::turn() {
   const int n = ::poll(pfds_.data(), pfds_.size(), timeout);
   if (n < 0 && errno != EINTR) throw_os("poll");
 
-  for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, 127, now_ns());
+  for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, never_started, now_ns());
   failed_spawns_.clear();
   apply();
 
@@ -288,9 +294,16 @@ void PoolDriver::read_worker(WorkerIo& w) {
     } catch (const ProtocolError&) {
       // A worker that writes garbage cannot be trusted with anything more.
       w.faulty = true;
-      ::kill(w.pid, SIGKILL);
+      signal_worker(w, SIGKILL);
     }
   }
+}
+
+void PoolDriver::signal_worker(const WorkerIo& w, int signal) const {
+  // To its whole group when it leads one (its descendants too); to the worker
+  // alone if the group is gone (a task moved it to another group).
+  if (opts_.own_process_group && ::kill(-w.pid, signal) == 0) return;
+  ::kill(w.pid, signal);
 }
 
 void PoolDriver::handle_frame(WorkerIo& w, const FrameView& f) {
@@ -397,7 +410,7 @@ void PoolDriver::apply() {
         if (WorkerIo* w = io(a.worker)) append_frame(w->out, pool::proto::close, 0, {});
         break;
       case pool::Action::kill:
-        if (WorkerIo* w = io(a.worker); w && !w->exited) ::kill(w->pid, a.code);
+        if (WorkerIo* w = io(a.worker); w && !w->exited) signal_worker(*w, a.code);
         break;
       case pool::Action::resolve:
         resolve(a);
@@ -411,6 +424,7 @@ void PoolDriver::apply() {
 void PoolDriver::spawn(pool::WorkerId id) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
+    spawn_error_ = std::string("socketpair: ") + std::strerror(errno);
     failed_spawns_.push_back(id);
     return;
   }
@@ -420,7 +434,8 @@ void PoolDriver::spawn(pool::WorkerId id) {
   pool::proto::SlotPage slots;
   try {
     slots = pool::proto::SlotPage::create(slots_per_worker_);
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    spawn_error_ = e.what();
     ::close(sv[0]);
     ::close(sv[1]);
     failed_spawns_.push_back(id);
@@ -430,12 +445,14 @@ void PoolDriver::spawn(pool::WorkerId id) {
   req.role = "pool";
   req.fds = {sv[1], slots.fd()};
   req.daemon = true;
+  req.new_process_group = opts_.own_process_group;
   req.start = opts_.start;
   req.payload = spawn_payload_;
   ChildHandle h;
   try {
     h = spawn_child(req);
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    spawn_error_ = e.what();
     ::close(sv[0]);
     ::close(sv[1]);
     failed_spawns_.push_back(id);
@@ -488,15 +505,20 @@ void PoolDriver::resolve(const pool::Action& a) {
   calls_.erase(it);
 }
 
+std::string PoolDriver::exit_text(int code) const {
+  if (code == never_started && !spawn_error_.empty()) return describe_exit(code) + " (" + spawn_error_ + ")";
+  return describe_exit(code);
+}
+
 std::string PoolDriver::broken_message() const {
   switch (machine_->broken_reason()) {
     case pool::BrokenReason::initializer_failed:
       return "ProcessPool is broken: the worker initializer raised " + init_error_;
     case pool::BrokenReason::initializer_died:
-      return "ProcessPool is broken: a worker " + describe_exit(machine_->broken_code()) + " in its initializer";
+      return "ProcessPool is broken: a worker " + exit_text(machine_->broken_code()) + " in its initializer";
     case pool::BrokenReason::restart_limit:
       return "ProcessPool is broken: workers died more than " + std::to_string(opts_.restart_limit) +
-             " times within the restart window (the last " + describe_exit(machine_->broken_code()) + ")";
+             " times within the restart window (the last " + exit_text(machine_->broken_code()) + ")";
     case pool::BrokenReason::none:
       break;
   }
@@ -510,6 +532,9 @@ void PoolDriver::reap_exited() {
       ++it;
       continue;
     }
+    // Its descendants go with it: until it is reaped its pid cannot be reused,
+    // so the group it leads is still its own.
+    if (opts_.own_process_group) ::kill(-w.pid, SIGKILL);
     const int code = reap_child(w.child, true);
     // Its unstarted tasks are taken back through its slots, so they are
     // unmapped only after this.

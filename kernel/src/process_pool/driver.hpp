@@ -90,6 +90,8 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   void take_commands();
   void read_worker(WorkerIo& w);
   void handle_frame(WorkerIo& w, const FrameView& f);
+  void signal_worker(const WorkerIo& w, int signal) const;
+  std::string exit_text(int code) const;
   bool settle_slot(WorkerIo& w, const FrameView& f);
   void free_slot(WorkerIo& w, std::uint32_t s);
   void tell_broken();
@@ -119,7 +121,8 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   std::unordered_map<pool::WorkerId, WorkerIo> io_;
   std::vector<pool::Command> commands_;
   std::vector<pool::WorkerId> failed_spawns_;
-  std::string init_error_;  // what a failed initializer raised
+  std::string init_error_;   // what a failed initializer raised
+  std::string spawn_error_;  // why the last worker that could not be started was not
   Answer answer_;
   bool told_broken_ = false;  // the edge refuses submissions with BrokenProcessPool
   platform::Thread thread_;

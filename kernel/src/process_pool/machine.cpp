@@ -299,6 +299,14 @@ void Machine::worker_exited(WorkerId id, int exit_code, Nanos now) {
 }
 
 void Machine::tick(Nanos now) {
+  if (escalate_at_ <= now) {
+    escalate_at_ = Nanos::max();
+    for (auto& w : workers_) {
+      if (w.state == WorkerState::killing && w.signal != 9) {
+        kill(w, 9);
+      }
+    }
+  }
   if (phase_ == Phase::broken) return;
   for (auto& w : workers_) {
     if (w.state != WorkerState::ready && w.state != WorkerState::retiring && w.state != WorkerState::closing) continue;
@@ -321,7 +329,7 @@ void Machine::tick(Nanos now) {
 }
 
 Nanos Machine::next_deadline() const {
-  Nanos best = Nanos::max();
+  Nanos best = escalate_at_;
   for (const auto& w : workers_) {
     if (w.state == WorkerState::killing || w.state == WorkerState::starting) continue;
     for (const Task& t : w.in_flight) {
@@ -373,11 +381,17 @@ void Machine::terminate(int signal, Nanos now) {
   for (auto& w : workers_) {
     if (w.state != WorkerState::killing) kill(w, signal);
   }
+  // A worker that ignores the signal (or was sent one before, by a timeout
+  // or a break: those are SIGKILL) gets SIGKILL after the grace.
+  if (signal != 9 && cfg_.terminate_grace != Nanos::max() && !workers_.empty()) {
+    escalate_at_ = std::min(escalate_at_, later(now, std::max(cfg_.terminate_grace, Nanos::zero())));
+  }
   check_terminated();
 }
 
 void Machine::kill(Worker& w, int signal) {
   w.state = WorkerState::killing;
+  w.signal = signal;
   emit({Action::kill, w.id, 0, Outcome::value, signal});
 }
 

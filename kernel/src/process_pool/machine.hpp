@@ -69,6 +69,10 @@ struct MachineConfig {
   // Adaptive pipelining: about this much expected work is sent ahead of each
   // worker's running task (at most `depth` in flight). 0: always `depth`.
   Nanos pipeline{0};
+  // terminate(signal) with a signal other than SIGKILL: a worker still alive
+  // this long after is sent SIGKILL (a task may ignore SIGTERM), so a
+  // terminate always ends. max: never (the signal alone).
+  Nanos terminate_grace = Nanos::max();
 };
 
 enum class Outcome : std::uint8_t {
@@ -200,6 +204,7 @@ class Machine {
     std::vector<TaskId> stale;   // taken back; the worker has not skipped their frames yet
     unsigned sent = 0;
     TaskId timed_out = 0;         // resolved as timed out: its late answer is ignored
+    int signal = 0;               // the last signal the machine sent it (0: none)
     bool counts_restart = false;  // spawned to replace an unplanned death
   };
 
@@ -226,7 +231,8 @@ class Machine {
   MachineConfig cfg_;
   StartGate& gate_;
   Phase phase_ = Phase::running;
-  bool terminating_ = false;  // terminate(): no retries, no spawns
+  bool terminating_ = false;          // terminate(): no retries, no spawns
+  Nanos escalate_at_ = Nanos::max();  // terminate's SIGKILL to the workers still alive (terminate_grace)
   bool terminated_ = false;
   BrokenReason broken_reason_ = BrokenReason::none;
   WorkerId broken_worker_ = 0;

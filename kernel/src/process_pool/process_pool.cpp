@@ -2,7 +2,12 @@
 // the supervisor's (driver.hpp); this file checks and hands over.
 #include "keel/process_pool/process_pool.hpp"
 
+#include <dirent.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "driver.hpp"
 #include "protocol.hpp"
@@ -107,12 +112,47 @@ void run_in_caller(detail::PoolCall& call, std::size_t max) {
   call.complete(ok, bytes);
 }
 
+// The number of workers, checked against the documented maximum and against
+// what this process may open and start: a pool the limits cannot hold would
+// otherwise fail worker by worker (EMFILE showed as "exited with status 127").
+unsigned checked_workers(const ProcessPoolOptions& o) {
+  const unsigned n = o.workers ? o.workers : detail::usable_cpus();
+  if (n > max_pool_workers) {
+    throw ValueError("ProcessPool: workers must be at most " + std::to_string(max_pool_workers) + ", not " +
+                     std::to_string(n));
+  }
+  // Each worker holds two fds here (its channel and its pidfd); a spawn
+  // briefly needs a few more. Room is counted above the fds already open.
+  rlimit fds{};
+  if (::getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY) {
+    std::size_t open_now = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (const dirent* e = ::readdir(d)) open_now += e->d_name[0] != '.';
+      ::closedir(d);
+    }
+    const std::size_t need = open_now + 2 * static_cast<std::size_t>(n) + 16;
+    if (need > fds.rlim_cur) {
+      throw OsError(EMFILE, "ProcessPool: " + std::to_string(n) + " workers need about " + std::to_string(need) +
+                                " file descriptors (" + std::to_string(open_now) +
+                                " open now), above RLIMIT_NOFILE = " + std::to_string(fds.rlim_cur) +
+                                "; raise it (ulimit -n, setrlimit) or use fewer workers");
+    }
+  }
+  // RLIMIT_NPROC counts every process and thread of this user; root is not
+  // held to it.
+  rlimit procs{};
+  if (::geteuid() != 0 && ::getrlimit(RLIMIT_NPROC, &procs) == 0 && procs.rlim_cur != RLIM_INFINITY &&
+      n >= procs.rlim_cur) {
+    throw OsError(EAGAIN, "ProcessPool: " + std::to_string(n) + " workers are more processes than RLIMIT_NPROC = " +
+                              std::to_string(procs.rlim_cur) + " allows this user; raise it (ulimit -u) or use fewer");
+  }
+  return n;
+}
+
 }  // namespace
 
 ProcessPool::ProcessPool(const ProcessPoolOptions& options)
-    : workers_(options.workers ? options.workers : detail::usable_cpus()),
-      max_message_(options.max_message),
-      task_timeout_(options.task_timeout) {
+    : workers_(checked_workers(options)), max_message_(options.max_message), task_timeout_(options.task_timeout) {
   if (options.max_message < min_max_message) {
     throw ValueError("ProcessPool: max_message must be at least " + std::to_string(min_max_message) +
                      " bytes (room for a worker's error report), not " + std::to_string(options.max_message));

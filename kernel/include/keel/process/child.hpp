@@ -63,6 +63,12 @@ struct SpawnRequest {
   bool daemon = true;      // dies with its parent
   StartMethod start = StartMethod::spawn;
   std::string payload{};
+  // The child leads a new process group, with stdin from /dev/null: signals
+  // sent to this process's group (a terminal's Ctrl-C) do not reach it, a
+  // background group must not read the terminal, and the group can be
+  // signalled whole (the child and its descendants). A daemon child that
+  // leads its own group takes the group with it when its parent dies.
+  bool new_process_group = false;
 };
 
 struct ChildHandle {

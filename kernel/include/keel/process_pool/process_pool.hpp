@@ -106,6 +106,18 @@ struct ProcessPoolOptions {
   std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  // ... within this breaks the pool
   StartMethod start = StartMethod::spawn;
   std::size_t max_message = default_max_frame;  // bytes of one task's arguments or result (>= min_max_message)
+  // terminate_workers() sends SIGTERM, then SIGKILL to every worker still
+  // alive this long after (a task may ignore SIGTERM), so it always returns.
+  // <= 0: SIGKILL at once, as kill_workers().
+  std::chrono::nanoseconds terminate_grace = std::chrono::seconds(3);
+  // Each worker leads its own process group, with stdin from /dev/null:
+  // signals sent to this process's group (Ctrl-C at a terminal) do not reach
+  // the workers, so this process decides what happens to their tasks; and a
+  // worker's descendants are killed with it (when it exits, is killed, or
+  // this process dies). false: workers stay in this process's group, as
+  // before (a Ctrl-C kills them, their tasks fail with WorkerLost, and their
+  // descendants outlive them).
+  bool own_process_group = true;
   // The bound on tasks waiting in the parent (accepted, not yet sent to a
   // worker; a map chunk is one task), as ThreadPoolOptions: 0 is unbounded.
   std::size_t queue_capacity = 0;
@@ -117,6 +129,11 @@ struct ProcessPoolOptions {
 // (a longer message or type name is cut to fit, never lost).
 inline constexpr std::size_t min_max_message = 256;
 static_assert(min_max_message >= detail::min_error_bytes);
+
+// The most workers a pool accepts (ValueError above it). Each costs a process
+// and two fds here; the constructor also checks that RLIMIT_NOFILE and
+// RLIMIT_NPROC leave room for them (OsError naming the limit otherwise).
+inline constexpr unsigned max_pool_workers = 4096;
 
 struct SubmitOptions {
   std::optional<std::chrono::nanoseconds> timeout{};  // overrides the pool's task_timeout
