@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -27,6 +28,8 @@
 
 #include "keel/error.hpp"
 #include "keel/platform/atomic.hpp"
+#include "keel/platform/clock.hpp"
+#include "keel/platform/futex.hpp"
 #include "keel/sync/mutex.hpp"
 
 // Code that runs in the helper processes: sanitizer runtimes there still
@@ -67,6 +70,7 @@ constexpr std::uint32_t slot_registered = 1;
 struct Header {
   platform::Atomic<std::uint32_t> used{0};    // slots [0, used) have been built
   platform::Atomic<std::int32_t> tracker{0};  // the tracker's pid, stored by the middle process
+  platform::FutexWord ready{0};               // 1 once the tracker is in its own session, waiting
 };
 constexpr std::size_t slots_offset = 64;
 static_assert(sizeof(Header) <= slots_offset);
@@ -151,6 +155,8 @@ KEEL_HELPER_CODE void remove_registered(Header* h) {
   ::syscall(SYS_prctl, PR_SET_NAME, tracker_comm, 0ul, 0ul, 0ul);
   ::syscall(SYS_chdir, "/");  // pins no file system
   close_all_but(pidfd);
+  h->ready.store(1, std::memory_order_relaxed);  // the futex wake orders it for the waiter
+  platform::futex_wake(h->ready, platform::wake_all);
   // Every signal is still blocked (see start_locked): Ctrl-C, SIGTERM and
   // SIGHUP stay pending and never end the tracker; SIGKILL still does.
   for (;;) {
@@ -181,8 +187,9 @@ KEEL_HELPER_CODE void remove_registered(Header* h) {
 // Whether pid is still a live tracker: a session leader (the tracker made
 // itself one; a recycled pid almost never is), and not a zombie waiting for
 // init to reap it.
-bool alive(int pid) {
-  if (pid <= 0 || ::getsid(pid) != pid) return false;
+bool alive(int pid, bool session_leader = true) {
+  if (pid <= 0) return false;
+  if (session_leader ? ::getsid(pid) != pid : ::kill(pid, 0) != 0 && errno == ESRCH) return false;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
@@ -213,6 +220,7 @@ void start_locked(State& s) KEEL_REQUIRES(s.mu) {
   }
   Header* h = s.registry;
   h->tracker.store(0, std::memory_order_relaxed);
+  h->ready.store(0, std::memory_order_relaxed);
   // A pidfd of this process: it becomes readable when the process ends.
   // Opened here and handed to the tracker; closed here right after the fork.
   const long pidfd = ::syscall(SYS_pidfd_open, ::getpid(), 0u);
@@ -242,6 +250,12 @@ void start_locked(State& s) KEEL_REQUIRES(s.mu) {
   }
   const int pid = h->tracker.load(std::memory_order_relaxed);
   if (pid <= 0) fail(ECHILD, "the tracker did not start");
+  // Back to the caller only once the tracker is in place (own session,
+  // descriptors closed), bounded by its death rather than by a timeout.
+  while (h->ready.load(std::memory_order_acquire) == 0) {
+    if (!alive(pid, false)) fail(ECHILD, "the tracker died while starting");
+    platform::futex_wait(h->ready, 0, platform::Deadline::after(std::chrono::milliseconds(50)));
+  }
   s.tracker = pid;
 }
 
