@@ -18,10 +18,13 @@
 //
 // The tracker is a grandchild (double fork: the middle process exits at once
 // and is reaped by the creator), so it is never the creator's child and
-// leaves no zombie in it. It runs in its own session, blocks SIGINT, SIGTERM,
-// SIGHUP and SIGQUIT (a Ctrl-C or a kill of the job's process group must not
-// end it before it cleaned up; SIGKILL still does), closes every descriptor
-// but the pidfd, moves to "/" and is named "keel-shm-track". Both forks are
+// leaves no zombie in it. It runs in its own session, keeps every signal
+// blocked (a Ctrl-C, SIGTERM or SIGHUP to the job must not end it before it
+// cleaned up, and no handler of the creator may run in it; SIGKILL still
+// ends it), closes every descriptor but the pidfd, moves to "/" and is named
+// "keel-shm-track"; the create that started it returns only once it is so
+// set up (a futex word in the registry, bounded by the tracker's death, not
+// by a timeout). Both forks are
 // raw clone calls from a possibly multi-threaded process: the children run
 // nothing but raw system calls on memory they already hold (no malloc, no
 // locks, no atfork handlers, no sanitizer interceptors).
