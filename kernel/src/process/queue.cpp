@@ -146,6 +146,14 @@ ProcessQueue& ProcessQueue::operator=(ProcessQueue&& other) noexcept {
 }
 
 ProcessQueue ProcessQueue::create(std::string_view name, ProcessQueueOptions options) {
+  return make(name, options, false);
+}
+
+ProcessQueue ProcessQueue::create_unique(std::string_view prefix, ProcessQueueOptions options) {
+  return make(prefix, options, true);
+}
+
+ProcessQueue ProcessQueue::make(std::string_view name, const ProcessQueueOptions& options, bool unique) {
   if (options.capacity == 0 || options.capacity > max_capacity) {
     throw ValueError("keel::ProcessQueue::create: capacity must be 1 .. 2^31");
   }
@@ -158,7 +166,8 @@ ProcessQueue ProcessQueue::create(std::string_view name, ProcessQueueOptions opt
     throw ValueError("keel::ProcessQueue::create: capacity * max_message too large");
   }
   const std::size_t total = slots_offset + options.capacity * slot_size;
-  SharedMemory memory = SharedMemory::create(name, total, {.exclusive = true, .mode = options.mode});
+  const SharedMemoryOptions shm{.exclusive = true, .mode = options.mode, .track = options.track};
+  SharedMemory memory = unique ? SharedMemory::create_unique(name, total, shm) : SharedMemory::create(name, total, shm);
   QueueHeader* h = nullptr;
   try {
     h = new (memory.data()) QueueHeader;

@@ -17,7 +17,11 @@
 // get<std::string> expects it encoded. Using a closed handle is MisuseError.
 // size(), empty() and full() are snapshots. The object is a handle: closing
 // or destroying it unmaps the segment but leaves the queue (and its messages)
-// to the other processes until someone calls unlink().
+// to the other processes until someone calls unlink(), or until the process
+// that created it ends: as for SharedMemory (LIFE-1), a queue created with
+// track = true (the default) is unlinked when its creator ends, SIGKILL
+// included, unless the creator handed it on with keep() first.
+// create_unique(prefix) names the queue prefix + 16 random hex digits.
 //
 // Crash safety (IPC-2): state changes only under one RobustMutex in the
 // segment, and each operation publishes its effect with a single store as its
@@ -38,7 +42,8 @@
 //
 // Invariants: IPC-1 (oversize or malformed messages are errors, never a crash
 // or an unbounded allocation), IPC-2 (a process killed while holding the
-// queue's lock does not wedge the others: the next locker takes over, counted).
+// queue's lock does not wedge the others: the next locker takes over, counted),
+// LIFE-1 (the queue's segment goes when its creator ends, unless handed on).
 #pragma once
 
 #include <chrono>
@@ -59,6 +64,7 @@ struct ProcessQueueOptions {
   std::size_t capacity = 64;       // messages the queue holds (1 .. 2^31)
   std::size_t max_message = 4096;  // bytes per message (1 .. 2^30)
   unsigned mode = 0600;            // permission bits of the segment
+  bool track = true;               // unlinked when the creating process ends, unless kept (see SharedMemory)
 };
 
 namespace detail {
@@ -84,6 +90,8 @@ class ProcessQueue {
   static constexpr std::chrono::milliseconds recheck_interval{50};
 
   static ProcessQueue create(std::string_view name, ProcessQueueOptions options = {});
+  // A new queue named prefix + 16 random hex digits (see SharedMemory::create_unique).
+  static ProcessQueue create_unique(std::string_view prefix, ProcessQueueOptions options = {});
   static ProcessQueue attach(std::string_view name);
 
   ProcessQueue() noexcept = default;  // closed
@@ -143,6 +151,9 @@ class ProcessQueue {
   bool is_open() const noexcept { return header_ != nullptr; }
   void close() noexcept;  // unmaps; the queue lives on for the others
   void unlink();          // removes the name; attached handles keep working
+  // Hands the queue on: it outlives this process (see SharedMemory::keep).
+  bool keep() { return memory_.keep(); }
+  bool is_tracked() const noexcept { return memory_.is_tracked(); }
 
  private:
   // Called with the message's bytes under the lock; throwing leaves the
@@ -150,6 +161,8 @@ class ProcessQueue {
   using Visitor = void (*)(void* ctx, std::string_view bytes);
 
   ProcessQueue(SharedMemory memory, detail::QueueHeader* header) noexcept;
+  // create and create_unique: name is a prefix when unique.
+  static ProcessQueue make(std::string_view name, const ProcessQueueOptions& options, bool unique);
 
   void put_until(std::string_view message, const platform::Deadline& deadline);
   std::string get_until(const platform::Deadline& deadline);

@@ -14,6 +14,28 @@
 // while existing mappings stay valid until closed. The descriptor is closed
 // right after mapping, so an open SharedMemory holds no file descriptor.
 //
+// Non-exclusive create: an existing segment is reused (grown to `size` when
+// smaller) only when its permission bits are exactly `mode`; otherwise it is
+// OsError EEXIST naming both modes, and the segment is left as it was. Only a
+// segment the call itself created counts as created by this process.
+//
+// Lifetime (LIFE-1): a segment this process created with track = true (the
+// default) is unlinked when this process ends, however it ends (SIGKILL
+// included), by a helper process, the cleanup tracker, started on the first
+// such create; so a rerun after a crash finds the name free. To let a segment
+// outlive its creator, hand it on: keep() (or create with track = false).
+// unlink() and keep() end the tracking; is_tracked() tells. The tracker
+// removes a name only while it still names the segment this process created
+// (LIFE-2), costs this process no descriptor and no child (LIFE-3), ignores
+// Ctrl-C and SIGTERM sent to the job, and is replaced by the next create if
+// it was killed. A fork()ed child does not share its parent's tracking: the
+// parent's segments go when the parent ends, the child's when the child ends.
+// When no tracker can be started (before Linux 5.3, or fork refused), a
+// tracked create is OsError and creates nothing; track = false still works.
+// create_unique(prefix, ...) picks a fresh name: the prefix (up to 184
+// characters, may be empty) and 16 random hex digits from getrandom, retried
+// while the name exists. The details live in kernel/src/process/resource_tracker.hpp.
+//
 // SharedList<T> contract: a fixed-length array of trivially copyable T in a
 // SharedMemory, after a 64-byte header (magic, element size, length) that
 // attach validates: a segment that is not a SharedList, or one of another
@@ -24,7 +46,11 @@
 // always created exclusively (exclusive = false is ValueError): reusing a
 // segment would re-shape a list that others may be using.
 //
-// Invariants: IPC-1 (a malformed segment is an error, never a crash).
+// Invariants: IPC-1 (a malformed segment is an error, never a crash), LIFE-1
+// (a created segment is unlinked when its creator dies unless handed on),
+// LIFE-2 (only the segment the creator made is removed), LIFE-3 (tracking
+// holds no descriptor and no child), LIFE-4 (a non-exclusive create never
+// silently reuses a segment with other permission bits).
 #pragma once
 
 #include <array>
@@ -45,12 +71,17 @@ namespace keel {
 
 struct SharedMemoryOptions {
   bool exclusive = true;  // false: reuse an existing segment of that name (grown to `size` if smaller)
-  unsigned mode = 0600;   // permission bits of a new segment; only 0777 bits are allowed
+  unsigned mode = 0600;   // permission bits of a new segment (an existing one must have them); only 0777 bits
+  bool track = true;      // unlink a segment this process created when it ends, unless kept or unlinked first
 };
 
 class SharedMemory {
  public:
   static SharedMemory create(std::string_view name, std::size_t size, SharedMemoryOptions options = {});
+  // A new segment named prefix + 16 random hex digits (always exclusive:
+  // exclusive = false is ValueError). ValueError for a prefix of other
+  // characters than a name's or longer than 184.
+  static SharedMemory create_unique(std::string_view prefix, std::size_t size, SharedMemoryOptions options = {});
   static SharedMemory attach(std::string_view name);
   // Removes a segment by name without mapping it (cleanup of a known name).
   static void unlink(std::string_view name);
@@ -72,7 +103,14 @@ class SharedMemory {
   // Unmaps the segment; idempotent. The name stays until unlink().
   void close() noexcept;
   // Removes the name (OsError ENOENT if it is already gone); the mapping stays.
+  // Either way this process no longer tracks the name.
   void unlink();
+  // Hands the segment on: this process will not unlink it when it ends.
+  // True when it was tracked (false for one this process did not create, or
+  // one already kept or unlinked). MisuseError for a handle with no segment.
+  bool keep();
+  // Whether this process will unlink the segment when it ends.
+  bool is_tracked() const noexcept;
 
  private:
   SharedMemory(std::string name, void* data, std::size_t size) noexcept
@@ -96,11 +134,15 @@ inline constexpr std::size_t shared_list_data_offset = 64;
 static_assert(sizeof(SharedListHeader) <= shared_list_data_offset);
 inline constexpr std::uint64_t shared_list_magic = 0x5453494C4C45454BULL;  // "KEELLIST" as LE bytes
 
+// unique: `name` is a prefix for SharedMemory::create_unique.
 SharedMemory shared_list_create(std::string_view name, std::size_t element_size, std::size_t length,
-                                SharedMemoryOptions options);
+                                SharedMemoryOptions options, bool unique = false);
 // Maps and validates; returns the memory and its length.
 std::pair<SharedMemory, std::size_t> shared_list_attach(std::string_view name, std::size_t element_size);
 [[noreturn]] void shared_list_index_error(std::size_t index, std::size_t length);
+// The pid of this process's cleanup tracker, 0 before its first tracked
+// create (diagnostics and tests).
+int shared_memory_tracker_pid() noexcept;
 
 }  // namespace detail
 
@@ -113,6 +155,10 @@ class SharedList {
   // A new list of `length` value-initialized elements (zero bytes).
   static SharedList create(std::string_view name, std::size_t length, SharedMemoryOptions options = {}) {
     return SharedList(detail::shared_list_create(name, sizeof(T), length, options), length);
+  }
+  // A new list named prefix + 16 random hex digits (see SharedMemory::create_unique).
+  static SharedList create_unique(std::string_view prefix, std::size_t length, SharedMemoryOptions options = {}) {
+    return SharedList(detail::shared_list_create(prefix, sizeof(T), length, options, true), length);
   }
   static SharedList attach(std::string_view name) {
     auto [memory, length] = detail::shared_list_attach(name, sizeof(T));
@@ -141,6 +187,8 @@ class SharedList {
     length_ = 0;
   }
   void unlink() { memory_.unlink(); }
+  bool keep() { return memory_.keep(); }  // see SharedMemory::keep
+  bool is_tracked() const noexcept { return memory_.is_tracked(); }
 
  private:
   SharedList(SharedMemory memory, std::size_t length) noexcept : memory_(std::move(memory)), length_(length) {}
