@@ -426,7 +426,9 @@ struct Refusal {
   bool parent_may_be_gone = false;  // what a parent that died during the handshake also looks like
 };
 
-int refuse(const Refusal& r) {
+// Leaves at once, with _exit: a refused process runs nothing more of the
+// program, not even its atexit handlers and static destructors.
+[[noreturn]] void refuse(const Refusal& r) {
   if (r.error != 0) {
     std::fprintf(stderr, "keel: refusing to run as a keel child: %s: %s (exit status %d)\n", r.reason,
                  std::strerror(r.error), refused_child_status);
@@ -434,7 +436,8 @@ int refuse(const Refusal& r) {
     std::fprintf(stderr, "keel: refusing to run as a keel child: %s (exit status %d)\n", r.reason,
                  refused_child_status);
   }
-  return refused_child_status;
+  std::fflush(stderr);
+  ::_exit(refused_child_status);
 }
 
 bool same_bytes(const char* a, const char* b, std::size_t n) {
@@ -595,7 +598,10 @@ void record_bootstrap(int argc, char** argv) {
   ProcessState& s = state();
   if (argc > 0 && argv != nullptr && argv[0] != nullptr) s.argv0 = argv[0];
   s.booted = true;
-  lifeline_read_end();
+  // A would-be child opens nothing before its handshake has looked at the fds
+  // it was given (its own lifeline would take the first free number, which may
+  // be a slot of the layout); run_role opens it once the role may run.
+  if (std::getenv(child_env) == nullptr) lifeline_read_end();
 }
 
 bool bootstrapped() { return state().booted; }
@@ -637,7 +643,7 @@ std::optional<int> run_child_from_environment() {
   // Before anything the caller chose is used: with setuid, setgid or file
   // capabilities, the environment and the fds are another user's (SEC-2).
   if (secure_execution())
-    return refuse(Refusal{"this program runs in secure-execution mode (setuid, setgid or file capabilities)"});
+    refuse(Refusal{"this program runs in secure-execution mode (setuid, setgid or file capabilities)"});
   // "<n>,<daemon>,<role>"
   const auto c1 = spec.find(',');
   const auto c2 = c1 == std::string::npos ? std::string::npos : spec.find(',', c1 + 1);
@@ -673,7 +679,7 @@ std::optional<int> run_child_from_environment() {
   ::close(payload_fd);
   if (refusal) {
     if (refusal->parent_may_be_gone && lifeline_fd >= 0 && lifeline_hung_up(lifeline_fd)) return 1;
-    return refuse(*refusal);
+    refuse(*refusal);
   }
   {
     // Exec'd through /proc/self/exe, the child would show as "exe" in ps and

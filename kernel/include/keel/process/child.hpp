@@ -18,10 +18,13 @@
 //   image proves that its parent spawned it (the handshake below) and refuses
 //   to run in secure-execution mode (setuid, setgid, file capabilities: an
 //   attacker's environment and fds meet someone else's privileges). A refusal
-//   is one line on stderr naming the reason and exit status
-//   refused_child_status; no role runs. A parent in secure-execution mode
-//   refuses to spawn fresh images (MisuseError); fork stays allowed, as it
-//   reads nothing from the environment.
+//   is one line on stderr naming the reason and _exit(refused_child_status):
+//   no role runs, nor anything else of the program. A parent in
+//   secure-execution mode refuses to spawn fresh images (MisuseError); fork
+//   stays allowed, as it reads nothing from the environment.
+// - A parent that dies while its child is still in the handshake cannot be
+//   told from a forger (the child was reparented): a daemon child then exits
+//   with status 1, as through its lifeline; a non-daemon child is refused.
 // - fork (opt-in, for single-threaded parents) runs the role in the forked
 //   child directly, with the same fd layout (everything else above 2 closed),
 //   then _exit()s.
@@ -113,8 +116,8 @@ int exit_code_from_status(int wait_status);
 
 // The child side of spawn, called by keel::bootstrap: if KEEL_CHILD is set (it
 // is removed at once), checks secure-execution mode and the handshake, then runs
-// the role and returns its exit status, or refused_child_status with a line on
-// stderr; otherwise nullopt.
+// the role and returns its exit status; otherwise nullopt. A refusal writes one
+// line on stderr and leaves at once: _exit(refused_child_status).
 std::optional<int> run_child_from_environment();
 
 // The exit status of a fresh image that refuses to be a keel child (SEC-1,
@@ -155,7 +158,8 @@ bool wait_fd(int fd, short events, const platform::Deadline& deadline);
 
 // Called by keel::bootstrap: records argv[0] and that bootstrap ran (spawn
 // refuses to start a fresh image otherwise), and opens this process's lifeline
-// pipe up front, so that its two fds exist before any test or user code looks.
+// pipe up front, so that its two fds exist before any test or user code looks
+// (in a would-be child, only once its handshake passed).
 void record_bootstrap(int argc, char** argv);
 bool bootstrapped();
 
