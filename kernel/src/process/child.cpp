@@ -1,9 +1,10 @@
 // Child processes: role table, spawn/fork, the daemon lifeline, reaping.
 //
 // Fd layout in every child (spawned or forked): the request's fds at 3, 4, ...
-// (n of them), then, for a spawned child, the payload (a memfd) at 3+n, then,
-// for a daemon, the lifeline's read end after that. KEEL_CHILD tells the fresh
-// image "<n>,<daemon 0|1>,<role>".
+// (n of them), then, for a spawned child, the payload (a sealed memfd) at 3+n
+// and the hello socket at 4+n, then, for a daemon, the lifeline's read end
+// after that. KEEL_CHILD tells the fresh image "<n>,<daemon 0|1>,<role>"; the
+// handshake (child.hpp) decides whether it may believe it.
 #include "keel/process/child.hpp"
 
 #include <fcntl.h>
@@ -11,15 +12,21 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -302,6 +309,44 @@ void write_all(int fd, std::string_view bytes) {
   }
 }
 
+using Nonce = std::array<char, handshake::nonce_bytes>;
+
+constexpr int payload_seals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+
+Nonce fresh_nonce() {
+  Nonce n{};
+  std::size_t got = 0;
+  while (got < n.size()) {
+    const ssize_t r = ::getrandom(n.data() + got, n.size() - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_os("keel: getrandom for the child's nonce", errno);
+    }
+    got += static_cast<std::size_t>(r);
+  }
+  return n;
+}
+
+std::array<char, handshake::hello_bytes> hello_message(std::int32_t pid, const Nonce& nonce) {
+  std::array<char, handshake::hello_bytes> m{};
+  std::memcpy(m.data(), handshake::hello_magic, handshake::magic_bytes);
+  std::memcpy(m.data() + handshake::magic_bytes, &pid, sizeof pid);
+  std::memcpy(m.data() + handshake::magic_bytes + sizeof pid, nonce.data(), nonce.size());
+  return m;
+}
+
+void send_hello(int fd, pid_t pid, const Nonce& nonce) {
+  const auto m = hello_message(static_cast<std::int32_t>(pid), nonce);
+  std::size_t sent = 0;
+  while (sent < m.size()) {
+    // A fresh socket's buffer holds far more than a hello: this never blocks.
+    const ssize_t r = ::send(fd, m.data() + sent, m.size() - sent, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return;
+    sent += static_cast<std::size_t>(r);
+  }
+}
+
 ChildHandle posix_spawn_child(const SpawnRequest& req) {
   ProcessState& s = state();
   if (!s.booted) {
@@ -309,14 +354,30 @@ ChildHandle posix_spawn_child(const SpawnRequest& req) {
         "keel: spawning a child needs keel::bootstrap(argc, argv) called first thing in main(): the child is a fresh "
         "image of this program");
   }
-  // The payload travels in a memfd, so its size never blocks the parent.
-  FdGuard payload(static_cast<int>(::memfd_create("keel-payload", MFD_CLOEXEC)));
+  if (secure_execution()) {
+    throw MisuseError(
+        "keel: this process runs in secure-execution mode (setuid, setgid or file capabilities): a fresh image of it "
+        "would refuse to be a child; use StartMethod::fork");
+  }
+  const Nonce nonce = fresh_nonce();
+  // The payload travels in a memfd, so its size never blocks the parent; the
+  // seals make it a file the child can read without blocking and that nobody
+  // can change after the spawn.
+  FdGuard payload(static_cast<int>(::memfd_create("keel-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
   if (payload.get() < 0) throw_os("keel: memfd_create", errno);
+  write_all(payload.get(), std::string_view(handshake::payload_magic, handshake::magic_bytes));
+  write_all(payload.get(), std::string_view(nonce.data(), nonce.size()));
   write_all(payload.get(), req.payload);
-  if (::lseek(payload.get(), 0, SEEK_SET) != 0) throw_os("keel: lseek", errno);
+  if (::fcntl(payload.get(), F_ADD_SEALS, payload_seals) != 0) throw_os("keel: sealing the payload", errno);
+  // The hello channel: SO_PEERCRED on it names this process, its creator.
+  int hello_pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hello_pair) != 0)
+    throw_os("keel: socketpair for the child's hello", errno);
+  FdGuard hello(hello_pair[0]), hello_child(hello_pair[1]);
 
   std::vector<int> sources = req.fds;
   sources.push_back(payload.get());
+  sources.push_back(hello_child.get());
   if (req.daemon) sources.push_back(lifeline_read_end());
   const int total = static_cast<int>(sources.size());
 
@@ -372,21 +433,144 @@ ChildHandle posix_spawn_child(const SpawnRequest& req) {
   if (const int rc = ::posix_spawn(&pid, "/proc/self/exe", &act.fa_, &act.attr_, argv, envp.data()); rc != 0) {
     throw_os("keel: posix_spawn of /proc/self/exe failed", rc);
   }
+  hello_child.reset();
+  // The child exists now, so its pid can go into the hello. A failed send
+  // (the child already died) is not an error here: the child, if alive,
+  // refuses without its hello, and its exit status tells the caller.
+  send_hello(hello.get(), pid, nonce);
   return ChildHandle{pid, open_pidfd(pid)};
 }
 
-std::string read_payload(int fd) {
-  std::string out;
-  char buf[1 << 14];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_os("keel child: cannot read the payload", errno);
-    if (n == 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
+// Why a fresh image will not be a child (SEC-1, SEC-2). The texts are fixed:
+// nothing the environment chose is echoed by a process that may be privileged.
+struct Refusal {
+  const char* reason;
+  int error = 0;                    // an errno worth naming, or 0
+  bool parent_may_be_gone = false;  // what a parent that died during the handshake also looks like
+};
+
+// Leaves at once, with _exit: a refused process runs nothing more of the
+// program, not even its atexit handlers and static destructors.
+[[noreturn]] void refuse(const Refusal& r) {
+  if (r.error != 0) {
+    std::fprintf(stderr, "keel: refusing to run as a keel child: %s: %s (exit status %d)\n", r.reason,
+                 std::strerror(r.error), refused_child_status);
+  } else {
+    std::fprintf(stderr, "keel: refusing to run as a keel child: %s (exit status %d)\n", r.reason,
+                 refused_child_status);
   }
-  ::close(fd);
-  return out;
+  std::fflush(stderr);
+  ::_exit(refused_child_status);
+}
+
+bool same_bytes(const char* a, const char* b, std::size_t n) {
+  unsigned char diff = 0;  // no early exit: the time taken says nothing about where a forged nonce goes wrong
+  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// Reads the hello: whole, or a refusal. Bounded by hello_timeout, so a peer
+// that holds the socket open and never writes cannot hold this process.
+std::optional<Refusal> read_hello(int fd, std::array<char, handshake::hello_bytes>& m) {
+  const auto deadline = platform::Deadline::after(handshake::hello_timeout);
+  std::size_t got = 0;
+  while (got < m.size()) {
+    if (!wait_fd(fd, POLLIN, deadline)) return Refusal{"no hello from the parent in time"};
+    const ssize_t r = ::recv(fd, m.data() + got, m.size() - got, MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return Refusal{"cannot read the hello", errno};
+    }
+    if (r == 0) return Refusal{"the hello channel closed before a whole hello", 0, true};
+    got += static_cast<std::size_t>(r);
+  }
+  return std::nullopt;
+}
+
+// Reads the whole payload memfd from offset 0 (its offset is shared with
+// whoever else holds it, so pread).
+std::optional<Refusal> read_sealed_payload(int fd, const char* nonce, std::string& out) {
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || (seals & payload_seals) != payload_seals) return Refusal{"the payload is not a sealed memfd"};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Refusal{"cannot stat the payload", errno};
+  if (!S_ISREG(st.st_mode) || st.st_size < static_cast<off_t>(handshake::payload_header_bytes))
+    return Refusal{"the payload has no handshake header"};
+  out.resize(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  while (got < out.size()) {
+    const ssize_t r = ::pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Refusal{"cannot read the payload", errno};
+    if (r == 0) return Refusal{"the payload is shorter than its size"};  // cannot happen: it is sealed
+    got += static_cast<std::size_t>(r);
+  }
+  if (!same_bytes(out.data(), handshake::payload_magic, handshake::magic_bytes))
+    return Refusal{"the payload has no handshake header"};
+  if (!same_bytes(out.data() + handshake::magic_bytes, nonce, handshake::nonce_bytes))
+    return Refusal{"the payload's nonce is not the hello's"};
+  out.erase(0, handshake::payload_header_bytes);
+  return std::nullopt;
+}
+
+// A daemon child whose parent died during the handshake finds itself
+// reparented (so the hello's creator is no longer its parent) or its hello cut
+// short. That is no forgery: it leaves as its lifeline watcher would have, with
+// status 1. The lifeline pipe's write end closes as the parent exits, normally
+// before the reparenting, but a multi-threaded parent may be reparented first:
+// hence the short bounded wait. Only a pipe that hung up counts, so a forged
+// lifeline fd cannot turn a refusal into anything but a refusal or status 1,
+// and no role runs either way.
+bool lifeline_hung_up(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) return false;
+  const auto deadline = platform::Deadline::after(std::chrono::seconds(1));
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    const int r = ::poll(&p, 1, 10);
+    if (r > 0) return (p.revents & POLLHUP) != 0;
+    if ((r < 0 && errno != EINTR) || deadline.expired()) return false;
+  }
+}
+
+// The child's half of the spawn handshake (SEC-1); on success, the payload.
+//
+// What passing proves. socketpair records its creator, so SO_PEERCRED says
+// that our parent process made the hello socket, under our effective uid and
+// gid; the hello names our pid, so it was written for this process after it
+// started; the nonce, drawn fresh for each spawn, is the one inside the sealed
+// payload beside it, so both fds belong to one spawn (no stale socket, no
+// payload of another spawn). Hence KEEL_CHILD alone, or with fds that someone
+// other than our parent prepared (an accidentally inherited environment, a
+// supervisor passing sockets of its own), is refused: passing needs a parent
+// that spawned us on purpose and chose our fds, as our own user. It does not
+// prove that the parent is keel or benign: a same-user parent can forge all of
+// this, but it could as well ptrace us, so it gains nothing. Where an attacker
+// of another user starts us with privileges (setuid, setgid, capabilities),
+// secure-execution mode is refused before this runs (SEC-2); the uid and gid
+// check applies the same rule to parents that start us under other ids.
+std::optional<Refusal> check_handshake(int payload_fd, int hello_fd, std::string& payload) {
+  struct stat st {};
+  if (::fstat(hello_fd, &st) != 0) return Refusal{"no hello channel at its fd", errno};
+  if (!S_ISSOCK(st.st_mode)) return Refusal{"the hello channel is not a socket"};
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (::getsockopt(hello_fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX)
+    return Refusal{"the hello channel is not a Unix socket"};
+  ucred cred{};
+  len = sizeof cred;
+  if (::getsockopt(hello_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return Refusal{"cannot read the hello channel's credentials", errno};
+  if (cred.pid != ::getppid()) return Refusal{"the hello channel was not made by the parent process", 0, true};
+  if (cred.uid != ::geteuid() || cred.gid != ::getegid())
+    return Refusal{"the hello channel was made under another user or group"};
+  std::array<char, handshake::hello_bytes> m{};
+  if (auto r = read_hello(hello_fd, m)) return r;
+  std::int32_t pid = 0;
+  std::memcpy(&pid, m.data() + handshake::magic_bytes, sizeof pid);
+  if (!same_bytes(m.data(), handshake::hello_magic, handshake::magic_bytes)) return Refusal{"the hello is malformed"};
+  if (pid != static_cast<std::int32_t>(::getpid())) return Refusal{"the hello names another process"};
+  return read_sealed_payload(payload_fd, m.data() + handshake::magic_bytes + sizeof pid, payload);
 }
 
 }  // namespace
@@ -437,7 +621,10 @@ void record_bootstrap(int argc, char** argv) {
   ProcessState& s = state();
   if (argc > 0 && argv != nullptr && argv[0] != nullptr) s.argv0 = argv[0];
   s.booted = true;
-  lifeline_read_end();
+  // A would-be child opens nothing before its handshake has looked at the fds
+  // it was given (its own lifeline would take the first free number, which may
+  // be a slot of the layout); run_role opens it once the role may run.
+  if (std::getenv(child_env) == nullptr) lifeline_read_end();
 }
 
 bool bootstrapped() { return state().booted; }
@@ -469,11 +656,17 @@ bool wait_fd(int fd, short events, const platform::Deadline& deadline) {
   }
 }
 
+bool secure_execution() noexcept { return ::getauxval(AT_SECURE) != 0; }
+
 std::optional<int> run_child_from_environment() {
   const char* tag = std::getenv(child_env);
   if (tag == nullptr) return std::nullopt;
   const std::string spec = tag;
   ::unsetenv(child_env);  // grandchildren started by other means must not take it for theirs
+  // Before anything the caller chose is used: with setuid, setgid or file
+  // capabilities, the environment and the fds are another user's (SEC-2).
+  if (secure_execution())
+    refuse(Refusal{"this program runs in secure-execution mode (setuid, setgid or file capabilities)"});
   // "<n>,<daemon>,<role>"
   const auto c1 = spec.find(',');
   const auto c2 = c1 == std::string::npos ? std::string::npos : spec.find(',', c1 + 1);
@@ -490,6 +683,27 @@ std::optional<int> run_child_from_environment() {
     return 127;
   }
   const bool daemon = spec[c1 + 1] == '1';
+  ChildContext ctx;
+  ctx.role = spec.substr(c2 + 1);
+  const int payload_fd = first_child_fd + n;
+  const int hello_fd = payload_fd + 1;
+  const int lifeline_fd = daemon ? payload_fd + 2 : -1;
+  // The handshake comes before the payload is used, the role looked up or a
+  // thread started (SEC-1).
+  std::optional<Refusal> refusal;
+  try {
+    refusal = check_handshake(payload_fd, hello_fd, ctx.payload);
+  } catch (const OsError& e) {
+    refusal = Refusal{"cannot wait for the hello", e.code()};
+  } catch (const std::exception&) {
+    refusal = Refusal{"cannot hold the payload in memory"};
+  }
+  ::close(hello_fd);
+  ::close(payload_fd);
+  if (refusal) {
+    if (refusal->parent_may_be_gone && lifeline_fd >= 0 && lifeline_hung_up(lifeline_fd)) return 1;
+    refuse(*refusal);
+  }
   {
     // Exec'd through /proc/self/exe, the child would show as "exe" in ps and
     // top: give it the program's own name, as the parent has.
@@ -497,22 +711,12 @@ std::optional<int> run_child_from_environment() {
     const auto slash = a0.rfind('/');
     ::prctl(PR_SET_NAME, (slash == std::string::npos ? a0 : a0.substr(slash + 1)).substr(0, 15).c_str());
   }
-  ChildContext ctx;
-  ctx.role = spec.substr(c2 + 1);
-  const int payload_fd = first_child_fd + n;
-  const int lifeline_fd = daemon ? payload_fd + 1 : -1;
-  // Watch the parent before anything else: a parent already gone means EOF now.
+  // Watch the parent before running anything: a parent already gone means EOF now.
   if (lifeline_fd >= 0) {
     set_cloexec(lifeline_fd);
     start_lifeline_watcher(lifeline_fd);
   }
   for (int i = 0; i < n; ++i) ctx.fds.push_back(first_child_fd + i);
-  try {
-    ctx.payload = read_payload(payload_fd);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 127;
-  }
   const ChildRole fn = find_child_role(ctx.role);
   if (fn == nullptr) {
     std::fprintf(stderr, "keel child: no role named '%s' is registered in this program\n", ctx.role.c_str());

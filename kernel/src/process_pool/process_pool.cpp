@@ -169,6 +169,11 @@ ProcessPool::ProcessPool(const ProcessPoolOptions& options)
     throw ValueError("ProcessPool: the initializer '" + options.initializer->task + "' is not a registered task");
   if (!detail::bootstrapped() && options.start == StartMethod::spawn)
     throw MisuseError("ProcessPool: call keel::bootstrap(argc, argv) first thing in main()");
+  // Its workers would refuse to start (SEC-2): say so now, not as a crash loop.
+  if (detail::secure_execution() && options.start == StartMethod::spawn)
+    throw MisuseError(
+        "ProcessPool: this process runs in secure-execution mode (setuid, setgid or file capabilities), where spawned "
+        "workers refuse to start; use StartMethod::fork");
   const pool::Bound bound = checked_bound(options);
   d_ = std::make_unique<detail::PoolDriver>(options, workers_);
   // Before any submission can reach the edge: the constructor has not returned.

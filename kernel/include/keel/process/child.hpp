@@ -13,6 +13,18 @@
 //   environment (KEEL_CHILD) and never returns. Only the requested fds (plus
 //   0, 1, 2) reach the child: every fd keel creates is O_CLOEXEC and the
 //   child's other fds are closed before exec.
+// - The environment only says which role to run; it never makes a process a
+//   child by itself. Before it reads the payload or looks up the role, a fresh
+//   image proves that its parent spawned it (the handshake below) and refuses
+//   to run in secure-execution mode (setuid, setgid, file capabilities: an
+//   attacker's environment and fds meet someone else's privileges). A refusal
+//   is one line on stderr naming the reason and _exit(refused_child_status):
+//   no role runs, nor anything else of the program. A parent in
+//   secure-execution mode refuses to spawn fresh images (MisuseError); fork
+//   stays allowed, as it reads nothing from the environment.
+// - A parent that dies while its child is still in the handshake cannot be
+//   told from a forger (the child was reparented): a daemon child then exits
+//   with status 1, as through its lifeline; a non-daemon child is refused.
 // - fork (opt-in, for single-threaded parents) runs the role in the forked
 //   child directly, with the same fd layout (everything else above 2 closed),
 //   then _exit()s.
@@ -23,13 +35,27 @@
 // - spawn_child either returns a started child or throws (OsError, MisuseError)
 //   with nothing leaked: no fd, no child process.
 //
+// The spawn handshake (SEC-1). A spawned child's fds: the request's n fds at
+// 3 .. 2+n, the payload at 3+n, the hello socket at 4+n, for a daemon the
+// lifeline at 5+n. The parent makes, per spawn, a random nonce, a payload memfd
+// (payload_magic, nonce, payload bytes; sealed against writes, growth,
+// shrinking and further seals) and an AF_UNIX socketpair; after posix_spawn it
+// sends the hello (hello_magic, the child's pid, the nonce) on its end and
+// closes it. The child accepts only if the hello fd is a Unix socket whose
+// creator (SO_PEERCRED) is its parent process with its own effective uid and
+// gid, the hello arrives within hello_timeout and names its own pid, and the
+// payload fd is such a sealed memfd carrying the same nonce.
+//
 // Invariants: POOL-4 (when the parent dies, every daemon child exits; no fd of
-// the parent leaks into a child).
+// the parent leaks into a child), SEC-1 (a fresh image runs a role only after
+// the handshake proves its parent spawned it), SEC-2 (no child role in
+// secure-execution mode; no fresh image spawned from it).
 #pragma once
 
+#include <chrono>
 #include <climits>
+#include <cstddef>
 #include <optional>
-
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,7 +104,9 @@ struct ChildHandle {
 
 // Starts a child. ValueError for an unregistered role or a bad fd; MisuseError
 // when spawning before keel::bootstrap recorded argv (the fresh image would run
-// main() as if it were the parent); OsError when the system refuses. On any
+// main() as if it were the parent) or, for StartMethod::spawn, in
+// secure-execution mode (the child would refuse); OsError when the system
+// refuses. On any
 // error nothing is left behind.
 ChildHandle spawn_child(const SpawnRequest& req);
 
@@ -92,10 +120,38 @@ int reap_child(ChildHandle& h, bool block);
 // Exit status -> Python's exitcode convention (negative signal number).
 int exit_code_from_status(int wait_status);
 
-// The child side of spawn, called by keel::bootstrap: if this process is a
-// keel child (KEEL_CHILD set; it is removed at once), runs its role and returns
-// the exit status; otherwise nullopt.
+// The child side of spawn, called by keel::bootstrap: if KEEL_CHILD is set (it
+// is removed at once), checks secure-execution mode and the handshake, then runs
+// the role and returns its exit status; otherwise nullopt. A refusal writes one
+// line on stderr and leaves at once: _exit(refused_child_status).
 std::optional<int> run_child_from_environment();
+
+// The exit status of a fresh image that refuses to be a keel child (SEC-1,
+// SEC-2): EX_NOPERM of <sysexits.h>. No other status of keel's means this: a
+// pool worker uses 70-74, a malformed KEEL_CHILD or an unknown role 127, a
+// failed pool initializer 3, a role's exception 1.
+inline constexpr int refused_child_status = 77;
+
+// True when this process runs in secure-execution mode: getauxval(AT_SECURE)
+// (set for setuid, setgid and file-capability programs, and by LSMs), or real
+// and effective ids that differ.
+bool secure_execution() noexcept;
+
+// The handshake's wire format (see the top of this file). Public so that tests
+// can forge it exactly.
+namespace handshake {
+inline constexpr std::size_t nonce_bytes = 16;
+inline constexpr std::size_t magic_bytes = 8;
+inline constexpr const char hello_magic[magic_bytes + 1] = "keel-hi1";
+inline constexpr const char payload_magic[magic_bytes + 1] = "keel-pl1";
+// magic, the child's pid (int32, host byte order), nonce
+inline constexpr std::size_t hello_bytes = magic_bytes + 4 + nonce_bytes;
+// magic, nonce; the payload bytes follow
+inline constexpr std::size_t payload_header_bytes = magic_bytes + nonce_bytes;
+// How long a child waits for its hello. The parent sends it as soon as
+// posix_spawn returns, so this only bounds a peer that never writes.
+inline constexpr std::chrono::seconds hello_timeout{10};
+}  // namespace handshake
 
 // True in a child made by spawn_child with StartMethod::fork (the parent's
 // memory is here, so a role may use pointers the parent put in the payload).
@@ -108,7 +164,8 @@ bool wait_fd(int fd, short events, const platform::Deadline& deadline);
 
 // Called by keel::bootstrap: records argv[0] and that bootstrap ran (spawn
 // refuses to start a fresh image otherwise), and opens this process's lifeline
-// pipe up front, so that its two fds exist before any test or user code looks.
+// pipe up front, so that its two fds exist before any test or user code looks
+// (in a would-be child, only once its handshake passed).
 void record_bootstrap(int argc, char** argv);
 bool bootstrapped();
 

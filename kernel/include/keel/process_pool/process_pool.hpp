@@ -28,7 +28,10 @@
 //   (POOL-11): the break reaches submitters before any future.
 // - Workers start from a fresh image of this program (keel::bootstrap must be
 //   the first call in main), or by fork() when options.start says so (only
-//   for single-threaded parents). They die with the parent.
+//   for single-threaded parents). They die with the parent. A process in
+//   secure-execution mode (setuid, setgid, file capabilities) cannot start
+//   spawned workers, which would refuse to run there (SEC-2): the constructor
+//   throws MisuseError unless options.start is fork.
 // - No lock or queue is shared with a worker: each has its own channel, and
 //   one supervisor thread owns every channel and the state machine
 //   (kernel/src/process_pool/machine.hpp) that decides everything; the only thing
@@ -58,7 +61,7 @@
 // - Done callbacks of these futures run on the supervisor thread; they must
 //   not wait for the pool (shutdown(wait) from there is a MisuseError).
 //
-// Invariants: POOL-1 .. POOL-11, IPC-1 (see proofs/INVARIANTS.md).
+// Invariants: POOL-1 .. POOL-11, IPC-1, SEC-2 (see proofs/INVARIANTS.md).
 #pragma once
 
 #include <algorithm>
