@@ -60,8 +60,16 @@
 //   MisuseError.
 // - Done callbacks of these futures run on the supervisor thread; they must
 //   not wait for the pool (shutdown(wait) from there is a MisuseError).
+// - terminate_workers always returns: SIGTERM, then SIGKILL after
+//   terminate_grace. Each worker leads its own process group (unless
+//   own_process_group is false): a Ctrl-C to this process's group does not
+//   reach it, and its descendants die with it.
+// - More than max_pool_workers workers is ValueError; fd or process limits
+//   that cannot hold the pool are OsError naming the limit. A pool may be
+//   held by a global, or still be working when exit() runs.
 //
-// Invariants: POOL-1 .. POOL-11, IPC-1, SEC-2 (see proofs/INVARIANTS.md).
+// Invariants: POOL-1 .. POOL-11, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7
+// (see proofs/INVARIANTS.md).
 #pragma once
 
 #include <algorithm>
