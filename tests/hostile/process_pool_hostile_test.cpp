@@ -180,6 +180,39 @@ void hostile_spawn_fails_for_lack_of_fds() {
   }
 }
 
+// In a child: RLIMIT_NOFILE drops below the fds the supervisor polls, so
+// poll() itself fails (EINVAL). The pool breaks and says why; the process
+// neither aborts nor hangs, and the destructor still reaps every worker.
+void hostile_supervisor_cannot_poll() {
+  ProcessPool pool({.workers = 2});
+  auto pid = keel::TaskRef<int()>::lookup("hostile.pid");
+  (void)pool.submit(pid).result();
+  auto slow = pool.submit(keel::TaskRef<int(int)>::lookup("hostile.sleep"), 200);
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = 3;  // poll() refuses more fds than this
+  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) fail("setrlimit failed");
+  // Wakes the supervisor (a submission rings its eventfd; no new fd needed).
+  try {
+    (void)pool.submit(pid).result();
+  } catch (const keel::BrokenProcessPool&) {
+  }
+  try {
+    (void)slow.result();
+    fail("the pool kept working without poll");
+  } catch (const keel::BrokenProcessPool& e) {
+    const std::string m = e.what();
+    if (m.find("supervisor could not go on") == std::string::npos || m.find("poll") == std::string::npos) {
+      fail("the break does not say why: " + m);
+    }
+  }
+  try {
+    (void)pool.submit(pid);
+    fail("a broken pool accepted a task");
+  } catch (const keel::BrokenProcessPool&) {
+  }
+}
+
 const auto pid_t_ = keel::register_task("hostile.pid", hostile_pid);
 const auto sleep_t = keel::register_task("hostile.sleep", hostile_sleep);
 const auto null_what_t = keel::register_task("hostile.throw_null_what", hostile_throw_null_what);
@@ -189,6 +222,7 @@ const auto sleeper_hang_t = keel::register_task("hostile.spawn_sleeper_then_hang
 const auto ctrl_c_t = keel::register_task("hostile.ctrl_c", hostile_ctrl_c);
 const auto global_pool_t = keel::register_task("hostile.global_pool_at_exit", hostile_global_pool_at_exit);
 const auto leaked_pool_t = keel::register_task("hostile.leaked_pool_at_exit", hostile_leaked_pool_at_exit);
+const auto cannot_poll_t = keel::register_task("hostile.supervisor_cannot_poll", hostile_supervisor_cannot_poll);
 const auto globals_t = keel::register_task("hostile.globals_at_exit", hostile_globals_at_exit);
 const auto no_fds_t = keel::register_task("hostile.spawn_fails_for_lack_of_fds", hostile_spawn_fails_for_lack_of_fds);
 
@@ -264,6 +298,10 @@ TEST(HostileProcessPoolLimits, AFileLimitTooLowForThePoolIsAnOsErrorNamingIt) {
 
 TEST(HostileProcessPoolLimits, AWorkerThatCannotBeStartedBreaksThePoolWithTheReason) {
   EXPECT_EQ(run_in_child(no_fds_t), 0);
+}
+
+TEST(HostileProcessPoolLimits, ASupervisorThatCannotPollBreaksThePoolInsteadOfAbortingTheProcess) {
+  EXPECT_EQ(run_in_child(cannot_poll_t), 0);
 }
 
 // ---- point 11: what() == nullptr ----

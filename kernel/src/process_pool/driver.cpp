@@ -170,15 +170,43 @@ void PoolDriver::free_slot(WorkerIo& w, std::uint32_t s) {
 void PoolDriver::run() {
   on_supervisor = true;
   platform::set_current_thread_name("keel-procpool");
-  machine_->start(now_ns());
-  apply();
-  while (!machine_->terminated()) turn();
+  try {
+    machine_->start(now_ns());
+    apply();
+    while (!machine_->terminated()) turn();
+  } catch (const std::exception& e) {
+    wind_down(what_of(e));
+  }
   // The edge is closed (shutdown, terminate or broken): anything it accepted
   // before closing and not yet taken is handed to the machine now, which
   // resolves it (only a broken pool can have such stragglers).
   take_commands();
   publish();
   edge_.set_terminated();
+}
+
+// The loop cannot go on (poll refused, say, after RLIMIT_NOFILE was lowered
+// below the fds it watches): rather than let the exception end the process,
+// the pool breaks, every worker is killed, and each is waited for with a
+// blocking waitpid, which needs no fd.
+void PoolDriver::wind_down(const std::string& why) {
+  supervisor_error_ = why;
+  machine_->supervisor_failed(now_ns());
+  apply();
+  tell_broken();
+  for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, never_started, now_ns());
+  failed_spawns_.clear();
+  apply();
+  while (!machine_->terminated() && !io_.empty()) {
+    auto it = io_.begin();
+    WorkerIo& w = it->second;
+    signal_worker(w, SIGKILL);
+    const int code = reap_child(w.child, true);
+    machine_->worker_exited(w.id, code, now_ns());
+    apply();
+    ::close(w.fd);
+    io_.erase(it);
+  }
 }
 
 void PoolDriver::turn() {
@@ -519,6 +547,8 @@ std::string PoolDriver::broken_message() const {
     case pool::BrokenReason::restart_limit:
       return "ProcessPool is broken: workers died more than " + std::to_string(opts_.restart_limit) +
              " times within the restart window (the last " + exit_text(machine_->broken_code()) + ")";
+    case pool::BrokenReason::supervisor_failed:
+      return "ProcessPool is broken: its supervisor could not go on: " + supervisor_error_;
     case pool::BrokenReason::none:
       break;
   }

@@ -87,6 +87,7 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
 
   void run();
   void turn();
+  void wind_down(const std::string& why);
   void take_commands();
   void read_worker(WorkerIo& w);
   void handle_frame(WorkerIo& w, const FrameView& f);
@@ -121,8 +122,9 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   std::unordered_map<pool::WorkerId, WorkerIo> io_;
   std::vector<pool::Command> commands_;
   std::vector<pool::WorkerId> failed_spawns_;
-  std::string init_error_;   // what a failed initializer raised
-  std::string spawn_error_;  // why the last worker that could not be started was not
+  std::string init_error_;        // what a failed initializer raised
+  std::string supervisor_error_;  // why the loop could not go on (BrokenReason::supervisor_failed)
+  std::string spawn_error_;       // why the last worker that could not be started was not
   Answer answer_;
   bool told_broken_ = false;  // the edge refuses submissions with BrokenProcessPool
   platform::Thread thread_;

@@ -389,6 +389,12 @@ void Machine::terminate(int signal, Nanos now) {
   check_terminated();
 }
 
+void Machine::supervisor_failed(Nanos now) {
+  (void)now;
+  if (phase_ == Phase::broken) return;
+  break_pool(BrokenReason::supervisor_failed, 0, 0);
+}
+
 void Machine::kill(Worker& w, int signal) {
   w.state = WorkerState::killing;
   w.signal = signal;

@@ -83,7 +83,9 @@ enum class Outcome : std::uint8_t {
   broken,     // the pool broke: BrokenProcessPool
 };
 
-enum class BrokenReason : std::uint8_t { none, initializer_failed, initializer_died, restart_limit };
+// supervisor_failed: the driver could not go on (poll or another system call
+// failed); it breaks the pool rather than abort the process or hang.
+enum class BrokenReason : std::uint8_t { none, initializer_failed, initializer_died, restart_limit, supervisor_failed };
 
 struct Action {
   enum Kind : std::uint8_t { spawn, send, close, kill, resolve, terminated };
@@ -144,6 +146,9 @@ class Machine {
   void submit(TaskId task, Nanos timeout, Nanos now);  // timeout <= 0: none
   void worker_ready(WorkerId w, Nanos now);
   void init_failed(WorkerId w, Nanos now);
+  // The driver cannot go on: the pool breaks (every task resolves broken,
+  // every worker is killed). A no-op once broken.
+  void supervisor_failed(Nanos now);
   // The worker won `task`'s start slot and is running it. Returns false if
   // the worker could not have said that (not the first task it holds that
   // was not yet answered): it is faulty and the machine has asked to kill it.
