@@ -103,17 +103,19 @@ struct ProcessPoolOptions {
   unsigned max_tasks_per_child = 0;  // 0: unlimited
   unsigned max_in_flight = 0;        // most tasks sent ahead to one worker (<= 256); 0: 64 (adaptive below it)
   std::optional<BoundCall> initializer{};
-  std::optional<std::chrono::nanoseconds> task_timeout{};  // nullopt: none; per task with SubmitOptions
-  unsigned retries = 0;                                    // 0: a task whose worker died fails with WorkerLost
-  unsigned restart_limit = 32;                             // more unplanned replacements than this ...
+  // The time each task may run; nullopt: none (keel/timeout.hpp). Per task with SubmitOptions.
+  std::optional<std::chrono::nanoseconds> task_timeout{};
+  unsigned retries = 0;         // 0: a task whose worker died fails with WorkerLost
+  unsigned restart_limit = 32;  // more unplanned replacements than this ...
   std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  // ... within this breaks the pool
   StartMethod start = StartMethod::spawn;
   std::size_t max_message = default_max_frame;  // bytes of one task's arguments or result (>= min_max_message)
   // The bound on tasks waiting in the parent (accepted, not yet sent to a
   // worker; a map chunk is one task), as ThreadPoolOptions: 0 is unbounded.
   std::size_t queue_capacity = 0;
-  RejectPolicy reject = RejectPolicy::abort;                // a submission that finds it full (needs queue_capacity)
-  std::optional<std::chrono::nanoseconds> block_timeout{};  // reject = block; nullopt: wait for ever
+  RejectPolicy reject = RejectPolicy::abort;  // a submission that finds it full (needs queue_capacity)
+  // reject = block: how long to wait for room; nullopt: for ever (keel/timeout.hpp).
+  std::optional<std::chrono::nanoseconds> block_timeout{};
 };
 
 // The smallest max_message a pool accepts: room for a worker's error report
