@@ -594,7 +594,14 @@ TEST(HostileTimeout, NegativeIsZeroForEveryFutureWait) {
   keel::Promise<int> p;
   const keel::Future<int> f = p.get_future();
   const std::vector<keel::Future<int>> fs{f};
-  auto unstick = [] {};  // a pending future cannot be unstuck without deciding it: a hang fails the test
+  // A call that blocked (a bug) is let go by deciding the future; the
+  // outcomes after that differ from zero's, so the test still fails.
+  auto unstick = [&] {
+    try {
+      p.set_result(0);
+    } catch (const keel::InvalidStateError&) {
+    }
+  };
   expect_negative_is_zero("Future::wait_for", "false",
                           [&](auto d) { return bounded([&] { return text(f.wait_for(d)); }, unstick); });
   expect_negative_is_zero("Future::result(timeout)", "TimeoutError",
@@ -612,7 +619,7 @@ TEST(HostileTimeout, NegativeIsZeroForEveryFutureWait) {
         },
         unstick);
   });
-  p.set_result(1);
+  unstick();
 }
 
 TEST(HostileTimeout, ThreadPoolBlockTimeoutNegativeIsZeroAndNoneIsExplicit) {
