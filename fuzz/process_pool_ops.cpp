@@ -359,9 +359,13 @@ class Script {
   }
 
  private:
+  // The pool's task timeout as the tracking here counts it: zero for none.
+  Nanos pool_timeout() const { return opts_.task_timeout.value_or(Nanos::zero()); }
+
   // ---- configuration ----
   void configure() {
     static constexpr unsigned per_child[] = {0, 0, 0, 0, 1, 2, 5, 3};
+    // Zero here: none (the option is left empty).
     static constexpr Nanos pool_timeouts[] = {0ms, 0ms, 0ms, 0ms, 0ms, 10ms, 50ms, 100ms};
     static constexpr unsigned limits[] = {0, 1, 2, 32};
     static constexpr unsigned depths[] = {0, 1, 2, 4};
@@ -369,7 +373,8 @@ class Script {
     opts_.workers = workers_;
     opts_.max_tasks_per_child = per_child[in_.byte() % 8];
     opts_.retries = in_.byte() % 3;
-    opts_.task_timeout = pool_timeouts[in_.byte() % 8];
+    const Nanos pool_timeout = pool_timeouts[in_.byte() % 8];
+    if (pool_timeout > Nanos::zero()) opts_.task_timeout = pool_timeout;
     const std::uint8_t r = in_.byte();
     opts_.restart_limit = limits[r & 3];
     long_window_ = (r & 4) == 0;
@@ -410,8 +415,9 @@ class Script {
         break;
       }
       case 7: {
-        // Zero overrides the pool's timeout with none.
-        static constexpr Nanos timeouts[] = {0ms, 5ms, 20ms, 50ms, 100ms, 100ms, 100ms, 100ms};
+        // Nanos::max() overrides the pool's timeout with one that never
+        // passes (a timeout <= 0 would mean no time at all: keel/timeout.hpp).
+        static constexpr Nanos timeouts[] = {Nanos::max(), 5ms, 20ms, 50ms, 100ms, 100ms, 100ms, 100ms};
         const std::uint8_t b = in_.byte();
         const Nanos t = timeouts[b & 7];
         if (b & 8) {
@@ -520,7 +526,8 @@ class Script {
     t.unit = id;
     t.kind = kind;
     t.arg = arg;
-    t.timeout = timeout.value_or(opts_.task_timeout);
+    t.timeout = timeout.value_or(pool_timeout());
+    if (t.timeout == Nanos::max()) t.timeout = Nanos::zero();  // never passes: as none
     t.submitted_ns = now_ns();
     try {
       t.f = pool_->submit(keel::SubmitOptions{.timeout = timeout}, task, path_, id, arg);
@@ -583,7 +590,7 @@ class Script {
       t.unit = std::get<2>(args[i]);
       t.kind = std::get<3>(args[i]) < 0 ? Kind::map_throw : Kind::map_value;
       t.arg = std::get<3>(args[i]);
-      t.timeout = opts_.task_timeout;
+      t.timeout = pool_timeout();
       t.submitted_ns = t0;
       track_done(t);
       tracked_.push_back(std::move(t));
@@ -739,7 +746,7 @@ class Script {
         t.unit = id;
         t.kind = Kind::echo;
         t.arg = 1;
-        t.timeout = opts_.task_timeout;
+        t.timeout = pool_timeout();
         t.submitted_ns = now_ns();
         try {
           t.f = pool_->submit(echo_t, path_, id, 1);
@@ -921,13 +928,13 @@ class Script {
         }
         if (id == 0) {
           // An error that names no call: checked against what every call of the map allows.
-          check_one(0, Kind::map_value, 0, opts_.task_timeout, o, 0, false, false, terminated);
+          check_one(0, Kind::map_value, 0, pool_timeout(), o, 0, false, false, terminated);
           continue;
         }
         KEEL_FUZZ_CHECK("POOL-1", seen.insert(id).second,
                         "map_unordered yielded call " + std::to_string(id) + " twice");
         const bool throws = m.calls.at(id);
-        check_one(id, throws ? Kind::map_throw : Kind::map_value, static_cast<std::int32_t>(id), opts_.task_timeout, o,
+        check_one(id, throws ? Kind::map_throw : Kind::map_value, static_cast<std::int32_t>(id), pool_timeout(), o,
                   runs_of(id), false, false, terminated);
       }
     }

@@ -571,8 +571,12 @@ class Runner {
       }
       case 4:
         expect_throw<keel::ValueError>("SYNC-3", "Barrier with 0 parties", [] { keel::Barrier bad_bar(0); });
-        expect_throw<keel::ValueError>("SYNC-3", "Barrier with a negative default timeout",
-                                       [&] { keel::Barrier bad_bar(1 + op.b % 3, {}, Ns(-1 - op.b)); });
+        // A negative default timeout is a timeout of zero (keel/timeout.hpp),
+        // not a ValueError: a lone arrival does not wait, it breaks the barrier.
+        expect_throw<keel::BrokenBarrierError>("TIME-2", "Barrier::wait with a negative default timeout", [&] {
+          keel::Barrier zero_bar(2 + op.b % 3, {}, Ns(-1 - op.b));
+          zero_bar.wait();
+        });
         break;
       case 5:
         expect_throw<keel::ValueError>("SYNC-3", "Timer with a negative interval",

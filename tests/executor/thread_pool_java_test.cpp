@@ -98,7 +98,8 @@ keel::ThreadFactory flaky_factory(std::atomic<int>& calls, int good, int how) {
 TEST(ThreadPoolJava, ConstructorRejectsInconsistentOptions) {
   EXPECT_THROW(keel::ThreadPoolExecutor(Opts().max(2).core(3)), keel::ValueError);
   EXPECT_THROW(keel::ThreadPoolExecutor(Opts().max(2).keep_alive(-1ms)), keel::ValueError);
-  EXPECT_THROW(keel::ThreadPoolExecutor(Opts().max(2).block_timeout(-1ms)), keel::ValueError);
+  // A negative block_timeout is zero (keel/timeout.hpp): refuse at once, no ValueError.
+  EXPECT_NO_THROW(keel::ThreadPoolExecutor(Opts().max(2).block_timeout(-1ms)));
   EXPECT_THROW(keel::ThreadPoolExecutor(Opts().max(2).queue(QueueKind::handoff, 4)), keel::ValueError);
   EXPECT_NO_THROW(keel::ThreadPoolExecutor(Opts().max(2).core(0).keep_alive(0ms).block_timeout(0ms)));
 }

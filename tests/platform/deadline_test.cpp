@@ -173,3 +173,199 @@ TEST(Deadline, AtUserClockUsesThatClocksNow) {
   ManualClock::now_ns.fetch_add(10'000'000'000);  // the user clock jumps 10 s
   EXPECT_TRUE(Deadline::at(now + 5s).expired());
 }
+
+// ---------------------------------------------------------------- saturation
+// A deadline is computed without overflow for every clock, unit and value: a
+// time point or duration beyond what the steady clock can hold is "never",
+// one before now (time_point::min() of any unit included) has passed. No
+// wrap-around turns a far future into the past or the reverse.
+
+namespace {
+
+// A coarse unit of 64-bit years (std::chrono::years counts in int).
+using Years64 = std::chrono::duration<std::int64_t, std::ratio<31556952>>;
+// An uneven unit: chrono's own conversion to nanoseconds multiplies by 10^9
+// before dividing by 3, so it overflows long before the result would.
+using Thirds = std::chrono::duration<std::int64_t, std::ratio<1, 3>>;
+
+// 150 billion years after the clock's epoch, in a unit that holds it.
+template <class Clock, class Dur>
+std::chrono::time_point<Clock, Dur> far_future() {
+  return std::chrono::time_point<Clock, Dur>(std::chrono::duration_cast<Dur>(Years64(150'000'000'000)));
+}
+
+template <class Clock>
+void expect_far_future_is_never(const char* clock) {
+  SCOPED_TRACE(clock);
+  EXPECT_TRUE((Deadline::at(far_future<Clock, std::chrono::seconds>()).is_never()));
+  EXPECT_TRUE((Deadline::at(far_future<Clock, std::chrono::minutes>()).is_never()));
+  EXPECT_TRUE((Deadline::at(far_future<Clock, std::chrono::hours>()).is_never()));
+  EXPECT_TRUE((Deadline::at(far_future<Clock, Years64>()).is_never()));
+  EXPECT_TRUE((Deadline::at(far_future<Clock, std::chrono::duration<double>>()).is_never()));
+  // One unit below max(): no equality test with max() saves these.
+  using SecTp = std::chrono::time_point<Clock, std::chrono::seconds>;
+  using HourTp = std::chrono::time_point<Clock, std::chrono::hours>;
+  using YearTp = std::chrono::time_point<Clock, std::chrono::years>;
+  EXPECT_TRUE(Deadline::at(SecTp::max() - std::chrono::seconds(1)).is_never());
+  EXPECT_TRUE(Deadline::at(HourTp::max() - std::chrono::hours(1)).is_never());
+  EXPECT_TRUE(Deadline::at(YearTp::max() - std::chrono::years(1)).is_never());
+  EXPECT_TRUE(Deadline::at(YearTp::max()).is_never());
+}
+
+template <class Clock>
+void expect_min_has_passed(const char* clock) {
+  SCOPED_TRACE(clock);
+  auto check = [](const Deadline& d) {
+    EXPECT_FALSE(d.is_never());
+    EXPECT_TRUE(d.expired());
+  };
+  check(Deadline::at(std::chrono::time_point<Clock, std::chrono::nanoseconds>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, std::chrono::microseconds>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, std::chrono::milliseconds>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, std::chrono::seconds>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, std::chrono::hours>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, std::chrono::years>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, Years64>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, Thirds>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, std::chrono::duration<double>>::min()));
+  check(Deadline::at(std::chrono::time_point<Clock, std::chrono::duration<double>>(
+      std::chrono::duration<double>(-std::numeric_limits<double>::infinity()))));
+  check(Deadline::at(-far_future<Clock, std::chrono::seconds>().time_since_epoch() +
+                     std::chrono::time_point<Clock, std::chrono::seconds>()));
+}
+
+}  // namespace
+
+TEST(Deadline, AtFarFutureInCoarseUnitsIsNeverOnEveryClock) {
+  expect_far_future_is_never<SteadyClock>("steady_clock");
+  expect_far_future_is_never<std::chrono::system_clock>("system_clock");
+  expect_far_future_is_never<ManualClock>("a user clock");
+}
+
+TEST(Deadline, AtMinOfEveryUnitHasPassedOnEveryClock) {
+  expect_min_has_passed<SteadyClock>("steady_clock");
+  expect_min_has_passed<std::chrono::system_clock>("system_clock");
+  expect_min_has_passed<ManualClock>("a user clock");
+}
+
+TEST(Deadline, AtJustAroundNowInCoarseUnits) {
+  using std::chrono::seconds;
+  const auto sys_now = std::chrono::system_clock::now();
+  EXPECT_TRUE(Deadline::at(std::chrono::floor<seconds>(sys_now) - seconds(1)).expired());
+  const Deadline sys_soon = Deadline::at(std::chrono::ceil<seconds>(sys_now) + seconds(2));
+  EXPECT_FALSE(sys_soon.is_never());
+  EXPECT_FALSE(sys_soon.expired());
+  EXPECT_LE(sys_soon.point(), SteadyClock::now() + seconds(4));
+
+  const auto user_now = ManualClock::now();
+  EXPECT_TRUE(Deadline::at(std::chrono::floor<seconds>(user_now) - seconds(1)).expired());
+  EXPECT_TRUE(Deadline::at(std::chrono::floor<std::chrono::hours>(user_now) - std::chrono::hours(1)).expired());
+  const Deadline user_soon = Deadline::at(std::chrono::ceil<seconds>(user_now) + seconds(2));
+  EXPECT_FALSE(user_soon.is_never());
+  EXPECT_FALSE(user_soon.expired());
+
+  const auto steady_now = SteadyClock::now();
+  EXPECT_TRUE(Deadline::at(std::chrono::floor<seconds>(steady_now) - seconds(1)).expired());
+  const Deadline steady_soon = Deadline::at(std::chrono::ceil<seconds>(steady_now) + seconds(2));
+  EXPECT_FALSE(steady_soon.is_never());
+  EXPECT_FALSE(steady_soon.expired());
+  EXPECT_GE(steady_soon.point(), steady_now + seconds(2));
+}
+
+TEST(Deadline, AtFractionalSteadyTimePointRoundsUp) {
+  using FloatMs = std::chrono::duration<double, std::milli>;
+  const auto now = SteadyClock::now();
+  const auto tp = std::chrono::time_point<SteadyClock, FloatMs>(FloatMs(now.time_since_epoch()) + FloatMs(1000.25));
+  EXPECT_GE(Deadline::at(tp).point(), now + std::chrono::microseconds(1000250));
+}
+
+TEST(Deadline, AfterExtremesOfEveryRepAndPeriod) {
+  // max_fits: D::max() is within the steady clock's reach (picoseconds hold
+  // about 106 days, 32-bit seconds 136 years): a real deadline, not never.
+  auto check = [](auto unit, const char* name, bool max_fits = false) {
+    SCOPED_TRACE(name);
+    using D = decltype(unit);
+    const Deadline hi = Deadline::after(D::max());
+    EXPECT_EQ(hi.is_never(), !max_fits);
+    EXPECT_FALSE(hi.expired());
+    if (max_fits) {
+      EXPECT_GT(hi.point(), SteadyClock::now() + std::chrono::hours(24 * 100));
+    }
+    const Deadline lo = Deadline::after(D::min());
+    EXPECT_FALSE(lo.is_never());
+    EXPECT_TRUE(lo.expired());
+    const Deadline zero = Deadline::after(D::zero());
+    EXPECT_FALSE(zero.is_never());
+    EXPECT_TRUE(zero.expired());
+  };
+  check(std::chrono::nanoseconds{}, "ns");
+  check(std::chrono::microseconds{}, "us");
+  check(std::chrono::milliseconds{}, "ms");
+  check(std::chrono::seconds{}, "s");
+  check(std::chrono::minutes{}, "min");
+  check(std::chrono::hours{}, "h");
+  check(std::chrono::days{}, "days");
+  check(std::chrono::years{}, "years");
+  check(Years64{}, "64-bit years");
+  check(Thirds{}, "thirds of a second");
+  check(std::chrono::duration<std::int64_t, std::pico>{}, "ps", true);
+  check(std::chrono::duration<double>{}, "double s");
+  check(std::chrono::duration<float, std::milli>{}, "float ms");
+  check(std::chrono::duration<long double, std::ratio<3600>>{}, "long double h");
+  // Unsigned reps have min() == 0.
+  check(std::chrono::duration<std::uint64_t, std::milli>{}, "unsigned ms");
+  check(std::chrono::duration<std::uint32_t>{}, "unsigned s", true);
+}
+
+TEST(Deadline, AfterUnevenPeriodDoesNotOverflowOnTheWay) {
+  // 2*10^10 thirds of a second (about 211 years) fit in nanoseconds, but
+  // count * 10^9 does not fit in 64 bits.
+  const auto before = SteadyClock::now();
+  const Deadline d = Deadline::after(Thirds(20'000'000'000));
+  EXPECT_FALSE(d.is_never());
+  EXPECT_FALSE(d.expired());
+  const auto expect = std::chrono::seconds(20'000'000'000 / 3);
+  EXPECT_GE(d.point(), before + expect);
+  EXPECT_LE(d.point(), SteadyClock::now() + expect + std::chrono::seconds(1));
+}
+
+TEST(Deadline, AfterNotANumberDoesNotWait) {
+  // NaN compares false with everything: it is neither "for ever" nor a wrap.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Deadline d = Deadline::after(std::chrono::duration<double>(nan));
+  EXPECT_FALSE(d.is_never());
+  EXPECT_TRUE(d.expired());
+  const Deadline t = Deadline::at(std::chrono::time_point<std::chrono::system_clock, std::chrono::duration<double>>(
+      std::chrono::duration<double>(nan)));
+  EXPECT_FALSE(t.is_never());
+  EXPECT_TRUE(t.expired());
+  const Deadline s = Deadline::at(
+      std::chrono::time_point<SteadyClock, std::chrono::duration<double>>(std::chrono::duration<double>(nan)));
+  EXPECT_FALSE(s.is_never());
+  EXPECT_TRUE(s.expired());
+}
+
+TEST(Deadline, AfterSubNanosecondRoundsUp) {
+  const auto before = SteadyClock::now();
+  const Deadline d = Deadline::after(std::chrono::duration<std::int64_t, std::pico>(1));
+  EXPECT_FALSE(d.is_never());
+  EXPECT_GT(d.point(), before);
+}
+
+TEST(Deadline, SaturatingNanosecondsNeverOverflows) {
+  using keel::platform::saturating_nanoseconds;
+  using Ns = std::chrono::nanoseconds;
+  EXPECT_EQ(saturating_nanoseconds(std::chrono::hours::max()), Ns::max());
+  EXPECT_EQ(saturating_nanoseconds(std::chrono::hours::min()), Ns::min());
+  EXPECT_EQ(saturating_nanoseconds(std::chrono::years::max()), Ns::max());
+  EXPECT_EQ(saturating_nanoseconds(Ns::max()), Ns::max());
+  EXPECT_EQ(saturating_nanoseconds(Ns::min()), Ns::min());
+  EXPECT_EQ(saturating_nanoseconds(std::chrono::duration<double>(1e300)), Ns::max());
+  EXPECT_EQ(saturating_nanoseconds(std::chrono::duration<double>(-1e300)), Ns::min());
+  EXPECT_EQ(saturating_nanoseconds(std::chrono::seconds(3)), Ns(3'000'000'000));
+  EXPECT_EQ(saturating_nanoseconds(std::chrono::duration<double, std::nano>(0.5)), Ns(1));  // rounds up
+  EXPECT_EQ(saturating_nanoseconds(Thirds(3)), Ns(1'000'000'000));
+  EXPECT_EQ(saturating_nanoseconds(Thirds(20'000'000'000)), Ns(6'666'666'666'666'666'667));
+  EXPECT_EQ(saturating_nanoseconds(std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())),
+            Ns::zero());
+}

@@ -23,3 +23,4 @@
 #include "keel/sync/recursive_mutex.hpp"
 #include "keel/sync/semaphore.hpp"
 #include "keel/sync/timer.hpp"
+#include "keel/timeout.hpp"

@@ -54,7 +54,6 @@ static ThreadPoolOptions validated(ThreadPoolOptions o) {
                      std::to_string(o.max_threads) + ")");
   }
   if (o.keep_alive < std::chrono::nanoseconds::zero()) throw ValueError("keep_alive must not be negative");
-  if (o.block_timeout < std::chrono::nanoseconds::zero()) throw ValueError("block_timeout must not be negative");
   if (o.queue == QueueKind::handoff && o.queue_capacity != 0) {
     throw ValueError("a handoff queue holds no tasks: queue_capacity must be 0");
   }
@@ -95,8 +94,9 @@ void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
   detail::FutureCore* victim = nullptr;  // discard_oldest's, cancelled after unlock
   enum class Then { done, cancel_task, run_here } then = Then::done;
   bool block_timed_out = false;
-  const platform::Deadline block_deadline =
-      reject_ == RejectPolicy::block ? platform::Deadline::after(block_timeout_) : platform::Deadline::never();
+  const platform::Deadline block_deadline = reject_ == RejectPolicy::block && block_timeout_
+                                                ? platform::Deadline::after(*block_timeout_)
+                                                : platform::Deadline::never();
   {
     LockGuard g(m_);
     for (;;) {

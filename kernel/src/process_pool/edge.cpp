@@ -98,6 +98,16 @@ Admission Edge::submit(Nanos timeout, void* payload, bool may_block) {
   return a;
 }
 
+void Edge::expire() {
+  LockGuard<Mutex> g(m_);
+  if (broken_) throw BrokenProcessPool(broken_message_);
+  if (closed_) {
+    ++rejected_;
+    throw RejectedError(RejectedError::Reason::shutdown, "ProcessPool: cannot submit after shutdown");
+  }
+  ++expired_;
+}
+
 void Edge::request(const Command& c) {
   bool ring = false;
   {
@@ -154,6 +164,11 @@ std::size_t Edge::waiting() const {
 std::size_t Edge::blocked() const {
   LockGuard<Mutex> g(m_);
   return blocked_;
+}
+
+std::uint64_t Edge::expired() const {
+  LockGuard<Mutex> g(m_);
+  return expired_;
 }
 
 std::uint64_t Edge::rejected() const {

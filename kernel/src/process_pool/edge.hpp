@@ -102,6 +102,11 @@ class Edge {
   // room throws MisuseError instead (the supervisor thread, whose turn would
   // make the room, must not wait for it).
   Admission submit(Nanos timeout, void* payload, bool may_block = true);
+  // A task with no time at all (a timeout <= 0, keel/timeout.hpp), which is
+  // never queued: refused exactly as submit() refuses after a shutdown or a
+  // break, otherwise counted (the caller fails its future with TimeoutError).
+  // The bound does not apply: the task never waits in the parent.
+  void expire();
   // Queues a shutdown or terminate command; closes the edge to submissions
   // and refuses every blocked submitter. Always accepted, so terminate can
   // follow shutdown.
@@ -128,6 +133,8 @@ class Edge {
   // Submissions refused (RejectedError, shutdown included), discarded or
   // handed back to run in the caller, plus discard_oldest evictions asked for.
   std::uint64_t rejected() const;
+  // Tasks expire() let through.
+  std::uint64_t expired() const;
 
  private:
   void push(const Command& c) KEEL_REQUIRES(m_);
@@ -146,6 +153,7 @@ class Edge {
   std::size_t queued_ KEEL_GUARDED_BY(m_) = 0;         // last report, plus the submits taken since
   std::size_t blocked_ KEEL_GUARDED_BY(m_) = 0;        // submitters waiting on room_
   std::uint64_t rejected_ KEEL_GUARDED_BY(m_) = 0;
+  std::uint64_t expired_ KEEL_GUARDED_BY(m_) = 0;
   Condition room_{m_};  // blocked submitters wait here for room, shutdown or a break
   Event terminated_;
 };

@@ -39,16 +39,15 @@ pool::Bound checked_bound(const ProcessPoolOptions& o) {
   if (name == nullptr) {
     throw ValueError("ProcessPool: reject is not a RejectPolicy (" + std::to_string(static_cast<int>(o.reject)) + ")");
   }
-  if (o.block_timeout < std::chrono::nanoseconds::zero())
-    throw ValueError("ProcessPool: block_timeout must not be negative");
   if (o.queue_capacity == 0 && o.reject != RejectPolicy::abort) {
     throw ValueError(std::string("ProcessPool: reject = ") + name +
                      " needs a bounded queue (queue_capacity > 0); an unbounded queue never rejects");
   }
-  if (o.block_timeout != std::chrono::nanoseconds::max() && o.reject != RejectPolicy::block) {
+  if (o.block_timeout && o.reject != RejectPolicy::block) {
     throw ValueError(std::string("ProcessPool: block_timeout applies only to reject = block, not ") + name);
   }
-  return pool::Bound{o.queue_capacity, o.reject, o.block_timeout};
+  // The edge's Nanos::max() waits for ever; <= 0 refuses at once (keel/timeout.hpp).
+  return pool::Bound{o.queue_capacity, o.reject, o.block_timeout.value_or(pool::Nanos::max())};
 }
 
 // RejectPolicy::caller_runs: the task runs here, in the submitting thread,
@@ -161,8 +160,6 @@ ProcessPool::ProcessPool(const ProcessPoolOptions& options)
   if (options.max_in_flight > pool::proto::max_slots)
     throw ValueError("ProcessPool: max_in_flight must be at most " + std::to_string(pool::proto::max_slots) + ", not " +
                      std::to_string(options.max_in_flight));
-  if (options.task_timeout < std::chrono::nanoseconds::zero())
-    throw ValueError("ProcessPool: task_timeout must not be negative");
   if (options.restart_window <= std::chrono::nanoseconds::zero())
     throw ValueError("ProcessPool: restart_window must be positive");
   if (options.initializer && !detail::task_registered(options.initializer->task))
@@ -212,11 +209,22 @@ void ProcessPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<
   if (!detail::task_registered(call->name))
     throw ValueError("ProcessPool: '" + call->name + "' is not a registered task");
   check_size(*call);
-  const auto t = timeout.value_or(std::chrono::nanoseconds::zero());
-  if (t < std::chrono::nanoseconds::zero()) throw ValueError("ProcessPool: a timeout must not be negative");
+  // The task's own timeout, else the pool's; nullopt is none (keel/timeout.hpp).
+  const std::optional<std::chrono::nanoseconds> t = timeout ? timeout : default_timeout();
+  if (t && *t <= std::chrono::nanoseconds::zero()) {
+    // No time at all: refused as any submission is after a shutdown or a
+    // break; otherwise it fails here, never queued nor sent, so no worker is
+    // killed for it (the machine never sees a timeout <= 0).
+    d_->edge().expire();
+    call->fail(std::make_exception_ptr(
+        TimeoutError("ProcessPool: task '" + call->name + "' has a timeout <= 0: no time to run; it was not sent")));
+    return;
+  }
   detail::PoolCall* raw = call.get();
-  // Throws as the bound's policy says (abort, block), or after shutdown.
-  const pool::Admission a = d_->edge().submit(timeout ? t : default_timeout(), raw, !detail::on_pool_supervisor());
+  // Throws as the bound's policy says (abort, block), or after shutdown. The
+  // machine's timeout is positive, or zero for none.
+  const pool::Admission a =
+      d_->edge().submit(t.value_or(std::chrono::nanoseconds::zero()), raw, !detail::on_pool_supervisor());
   switch (a.kind) {
     case pool::Admission::queued:
       (void)call.release();  // the supervisor owns it now
@@ -273,6 +281,10 @@ bool ProcessPool::await(const platform::Deadline& d) {
 ProcessPoolStats ProcessPool::stats() const {
   ProcessPoolStats s = d_->stats();
   s.rejected = d_->edge().rejected();  // counted where submissions are refused
+  // Tasks with no time at all never reach the machine: counted at the edge.
+  const std::uint64_t expired = d_->edge().expired();
+  s.submitted += expired;
+  s.timed_out += expired;
   return s;
 }
 std::vector<int> ProcessPool::worker_pids() const { return d_->pids(); }

@@ -7,7 +7,6 @@ Barrier::Barrier(std::size_t parties, std::function<void()> action,
                  std::optional<std::chrono::nanoseconds> default_timeout)
     : parties_(parties), action_(std::move(action)), default_timeout_(default_timeout) {
   if (parties < 1) throw ValueError("keel::Barrier: parties must be >= 1");
-  if (default_timeout && default_timeout->count() < 0) throw ValueError("keel::Barrier: timeout must be >= 0");
 }
 
 std::size_t Barrier::wait() {

@@ -14,7 +14,9 @@
 //     (RejectedError), caller_runs (the submitting thread runs it), discard
 //     (the returned future is cancelled), discard_oldest (the longest-waiting
 //     queued task is cancelled to make room) or block (wait up to
-//     block_timeout for room, then RejectedError);
+//     block_timeout for room, then RejectedError(timed_out); no
+//     block_timeout waits for ever, one <= 0 refuses at once: the rule of
+//     keel/timeout.hpp);
 //   - thread_name_prefix (threads are named "<prefix>_<n>" for the OS), an
 //     initializer run by each new worker (if it throws, the pool is broken:
 //     queued and later submissions fail with BrokenThreadPool), a thread
@@ -51,6 +53,7 @@
 #include "keel/sync/condition.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
+#include "keel/timeout.hpp"
 
 namespace keel {
 
@@ -81,7 +84,7 @@ struct ThreadPoolOptions {
   QueueKind queue = QueueKind::fifo;
   std::size_t queue_capacity = 0;  // 0: unbounded
   RejectPolicy reject = RejectPolicy::abort;
-  std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();
+  std::optional<std::chrono::nanoseconds> block_timeout{};  // reject = block; nullopt: wait for ever
   std::function<void(const TaskInfo&)> before_task{};
   std::function<void(const TaskInfo&, std::exception_ptr)> after_task{};
   std::function<void()> on_terminated{};
@@ -258,7 +261,7 @@ class ThreadPoolExecutor {
   const std::function<void()> initializer_;
   const ThreadFactory factory_;
   const RejectPolicy reject_;
-  const std::chrono::nanoseconds block_timeout_;
+  const std::optional<std::chrono::nanoseconds> block_timeout_;
   const std::function<void(const TaskInfo&)> before_task_;
   const std::function<void(const TaskInfo&, std::exception_ptr)> after_task_;
   const std::function<void()> on_terminated_;

@@ -9,7 +9,21 @@
 // itself, and a timed futex wait may instead time out at any point, which is
 // how Relacy explores every timeout interleaving deterministically.
 //
-// Invariants: PLAT-1 (the only door to the clock for kernel code).
+// The timeout rule every public API follows is stated once, in
+// keel/timeout.hpp; this header is where it is carried out:
+// - after(d): d <= 0 (and NaN) has expired at once: the caller checks once
+//   and does not wait. A d the steady clock cannot reach from now is never.
+// - at(tp), of any clock, unit and representation: a time point beyond what
+//   the steady clock can represent is never; one at or before now (including
+//   time_point::min() of any unit) has expired.
+// - No conversion overflows or wraps: values are compared and converted as a
+//   count of nanoseconds in long double (64 mantissa bits, so every 64-bit
+//   integer count of nanoseconds is exact) and range-checked before they
+//   become integers again. A fraction of a nanosecond rounds up, so a wait
+//   never ends before its deadline.
+//
+// Invariants: PLAT-1 (the only door to the clock for kernel code), TIME-1
+// (deadlines saturate, never wrap).
 #pragma once
 
 #include "keel/platform/config.hpp"
@@ -18,15 +32,45 @@ namespace keel::platform {
 
 using SteadyClock = std::chrono::steady_clock;
 
+namespace detail {
+
+static_assert(std::numeric_limits<long double>::digits >= 64,
+              "Deadline's overflow-free arithmetic needs a long double that holds any 64-bit count exactly");
+static_assert(std::is_same_v<SteadyClock::duration, std::chrono::nanoseconds>, "steady_clock counts nanoseconds");
+
+using WideNanoseconds = std::chrono::duration<long double, std::nano>;
+
+// d as a count of nanoseconds in long double: chrono converts in the wide
+// type (count * num / den), so nothing overflows on the way; NaN stays NaN.
+template <class Rep, class Period>
+constexpr long double wide_nanoseconds(std::chrono::duration<Rep, Period> d) noexcept {
+  return std::chrono::duration_cast<WideNanoseconds>(d).count();
+}
+
+// The smallest integer >= n. Precondition: n is strictly inside
+// (int64 min, int64 max), so the result fits.
+constexpr std::int64_t ceil_count(long double n) noexcept {
+  auto k = static_cast<std::int64_t>(n);  // toward zero: already >= n when n < 0
+  if (static_cast<long double>(k) < n) ++k;
+  return k;
+}
+
+constexpr long double max_count = static_cast<long double>(std::numeric_limits<std::int64_t>::max());
+constexpr long double min_count = static_cast<long double>(std::numeric_limits<std::int64_t>::min());
+
+}  // namespace detail
+
 // Converts any duration to nanoseconds, saturating instead of overflowing
 // (hours::max() becomes nanoseconds::max(), about 292 years: "for ever").
+// NaN becomes zero: not a time to wait.
 template <class Rep, class Period>
 constexpr std::chrono::nanoseconds saturating_nanoseconds(std::chrono::duration<Rep, Period> d) noexcept {
   using Ns = std::chrono::nanoseconds;
-  using Wide = std::chrono::duration<long double, std::nano>;
-  if (Wide(d) >= Wide(Ns::max())) return Ns::max();
-  if (Wide(d) <= Wide(Ns::min())) return Ns::min();
-  return std::chrono::ceil<Ns>(d);
+  const long double n = detail::wide_nanoseconds(d);
+  if (n != n) return Ns::zero();
+  if (n >= detail::max_count) return Ns::max();
+  if (n <= detail::min_count) return Ns::min();
+  return Ns(detail::ceil_count(n));
 }
 
 class Deadline {
@@ -34,29 +78,26 @@ class Deadline {
   // No deadline: wait for ever.
   static constexpr Deadline never() noexcept { return Deadline(); }
 
+  // d from now. d <= 0 or NaN: expired at once; beyond the steady clock's
+  // reach: never.
   template <class Rep, class Period>
   static Deadline after(std::chrono::duration<Rep, Period> d) noexcept {
-    if (d <= d.zero()) return Deadline(SteadyClock::time_point::min());
-    const auto now = now_point();
-    // Saturate instead of overflowing for huge durations (e.g. hours::max()).
-    using Dur = SteadyClock::duration;
-    const auto limit =
-        std::chrono::duration_cast<std::chrono::duration<double, Dur::period>>(SteadyClock::time_point::max() - now);
-    if (std::chrono::duration<double, Dur::period>(d) >= limit) return never();
-    return Deadline(now + std::chrono::ceil<Dur>(d));
+    return after_nanoseconds(detail::wide_nanoseconds(d));
   }
 
+  // The time point tp of any clock and unit, saturated (see the top).
   template <class Clock, class Dur>
   static Deadline at(std::chrono::time_point<Clock, Dur> tp) noexcept {
+    const long double t = detail::wide_nanoseconds(tp.time_since_epoch());
+    if (t != t) return expired_now();
     if constexpr (std::is_same_v<Clock, SteadyClock>) {
-      if (tp == std::chrono::time_point<Clock, Dur>::max()) return never();
-      return Deadline(std::chrono::time_point_cast<SteadyClock::duration>(tp));
+      if (t >= detail::max_count) return never();
+      if (t <= detail::min_count) return expired_now();
+      return Deadline(SteadyClock::time_point(SteadyClock::duration(detail::ceil_count(t))));
     } else {
-      if (tp == std::chrono::time_point<Clock, Dur>::max()) return never();
-      const auto now = Clock::now();
-      // Subtracting first could overflow for time points near min(): compare.
-      if (tp <= now) return Deadline(SteadyClock::time_point::min());
-      return after(tp - now);
+      // In long double the difference cannot overflow, whatever the units.
+      const long double now = detail::wide_nanoseconds(Clock::now().time_since_epoch());
+      return after_nanoseconds(t - now);
     }
   }
 
@@ -76,6 +117,17 @@ class Deadline {
  private:
   constexpr Deadline() noexcept = default;
   explicit Deadline(SteadyClock::time_point tp) noexcept : tp_(tp), never_(false) {}
+  // Already passed: futex_wait and the robust mutex see a negative point and
+  // do not sleep.
+  static Deadline expired_now() noexcept { return Deadline(SteadyClock::time_point::min()); }
+  static Deadline after_nanoseconds(long double ns) noexcept {
+    if (!(ns > 0)) return expired_now();  // zero, negative or NaN: do not wait
+    const auto now = now_point();
+    // The room left before the steady clock's max (now is never past it).
+    const long double room = static_cast<long double>((SteadyClock::time_point::max() - now).count());
+    if (ns >= room) return never();
+    return Deadline(now + SteadyClock::duration(detail::ceil_count(ns)));
+  }
   static SteadyClock::time_point now_point() noexcept {
 #if KEEL_MODEL
     return SteadyClock::time_point{};  // the model's time stands still

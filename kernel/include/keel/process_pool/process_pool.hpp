@@ -7,7 +7,9 @@
 //   task threw in the worker: its type and message), WorkerLost (its worker
 //   died while running it: pid, exit code or signal; after `retries` extra
 //   runs if configured), TimeoutError (it ran past its timeout, counted from
-//   its start: the worker is killed and replaced), CancelledError (cancelled
+//   its start: the worker is killed and replaced; a task whose timeout is
+//   <= 0 has no time at all and fails at submit, never sent to a worker, so
+//   no worker is killed for it: keel/timeout.hpp), CancelledError (cancelled
 //   before it started, by shutdown(cancel_futures), or never started before
 //   terminate_workers), or BrokenProcessPool (the initializer failed, or
 //   workers died faster than the restart limit allows).
@@ -90,6 +92,7 @@
 #include "keel/process/frame.hpp"
 #include "keel/process/task.hpp"
 #include "keel/process_pool/detail/calls.hpp"
+#include "keel/timeout.hpp"
 
 namespace keel {
 
@@ -111,9 +114,10 @@ struct ProcessPoolOptions {
   unsigned max_tasks_per_child = 0;  // 0: unlimited
   unsigned max_in_flight = 0;        // most tasks sent ahead to one worker (<= 256); 0: 64 (adaptive below it)
   std::optional<BoundCall> initializer{};
-  std::chrono::nanoseconds task_timeout{0};  // 0: none; per task with SubmitOptions
-  unsigned retries = 0;                      // 0: a task whose worker died fails with WorkerLost
-  unsigned restart_limit = 32;               // more unplanned replacements than this ...
+  // The time each task may run; nullopt: none (keel/timeout.hpp). Per task with SubmitOptions.
+  std::optional<std::chrono::nanoseconds> task_timeout{};
+  unsigned retries = 0;         // 0: a task whose worker died fails with WorkerLost
+  unsigned restart_limit = 32;  // more unplanned replacements than this ...
   std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  // ... within this breaks the pool
   StartMethod start = StartMethod::spawn;
   std::size_t max_message = default_max_frame;  // bytes of one task's arguments or result (>= min_max_message)
@@ -133,7 +137,8 @@ struct ProcessPoolOptions {
   // worker; a map chunk is one task), as ThreadPoolOptions: 0 is unbounded.
   std::size_t queue_capacity = 0;
   RejectPolicy reject = RejectPolicy::abort;  // a submission that finds it full (needs queue_capacity)
-  std::chrono::nanoseconds block_timeout = std::chrono::nanoseconds::max();  // reject = block: max waits for ever
+  // reject = block: how long to wait for room; nullopt: for ever (keel/timeout.hpp).
+  std::optional<std::chrono::nanoseconds> block_timeout{};
 };
 
 // The smallest max_message a pool accepts: room for a worker's error report
@@ -147,7 +152,7 @@ static_assert(min_max_message >= detail::min_error_bytes);
 inline constexpr unsigned max_pool_workers = 4096;
 
 struct SubmitOptions {
-  std::optional<std::chrono::nanoseconds> timeout{};  // overrides the pool's task_timeout
+  std::optional<std::chrono::nanoseconds> timeout{};  // overrides the pool's task_timeout; nullopt: the pool's
 };
 
 struct ProcessMapOptions {
@@ -321,11 +326,11 @@ class ProcessPool {
     return all;
   }
 
-  std::chrono::nanoseconds default_timeout() const { return task_timeout_; }
+  std::optional<std::chrono::nanoseconds> default_timeout() const { return task_timeout_; }
 
   unsigned workers_;
   std::size_t max_message_;
-  std::chrono::nanoseconds task_timeout_;
+  std::optional<std::chrono::nanoseconds> task_timeout_;
   std::unique_ptr<detail::PoolDriver> d_;
 };
 

@@ -32,7 +32,9 @@ namespace keel {
 
 class Barrier {
  public:
-  // parties < 1 throws ValueError. A default timeout applies to wait().
+  // parties < 1 throws ValueError. A default timeout applies to wait(); as
+  // every timeout (keel/timeout.hpp), one <= 0 does not wait: unless this
+  // arrival completes the generation, it breaks the barrier at once.
   explicit Barrier(std::size_t parties, std::function<void()> action = {},
                    std::optional<std::chrono::nanoseconds> default_timeout = std::nullopt);
   Barrier(const Barrier&) = delete;
