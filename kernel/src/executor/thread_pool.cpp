@@ -12,11 +12,123 @@
 // worker goes idle only after finding the queue empty under m_, and a
 // submission prefers an idle worker, an idle worker and a queued task never
 // coexist.
+//
+// Lifetimes (LIFE-3): everything above lives in a heap ThreadPoolCore, counted
+// by refs_: one reference for the ThreadPoolExecutor object, one for each
+// worker thread from its start until its very last touch of the core. The
+// object's destructor, on any other thread, shuts down with wait (every worker
+// joined) and frees the core. On one of the pool's own threads it cannot wait
+// for itself: it shuts down without waiting and gives up its reference. The
+// thread that then gives up the last one (always a pool thread: each worker
+// holds its own until it leaves) joins every other worker, whose only work left
+// is to return, detaches itself and frees the core.
 #include "keel/executor/thread_pool.hpp"
 
 namespace keel {
 
-struct ThreadPoolExecutor::Worker {
+namespace detail {
+
+// The pool's state and logic; ThreadPoolExecutor forwards to it. See the
+// lifetime notes at the top of this file.
+class ThreadPoolCore {
+ public:
+  explicit ThreadPoolCore(ThreadPoolOptions validated);
+  ThreadPoolCore(const ThreadPoolCore&) = delete;
+  ThreadPoolCore& operator=(const ThreadPoolCore&) = delete;
+
+  void enqueue(detail::FutureCore* task, bool has_priority);
+  void shutdown(ShutdownOptions options);
+  std::vector<PendingTask> shutdown_now();
+  bool await_by(const platform::Deadline& deadline);
+  bool is_shutdown() const;
+  bool is_terminated() const { return terminated_.is_set(); }
+  bool is_broken() const;
+  std::size_t prestart_core_threads();
+  bool prestart_core_thread();
+  void set_core_threads(std::size_t n);
+  void set_max_threads(std::size_t n);
+  void set_keep_alive(std::chrono::nanoseconds d);
+  void allow_core_timeout(bool allow);
+  std::size_t core_threads() const;
+  std::size_t max_threads() const;
+  ThreadPoolStats stats() const;
+
+  // The ThreadPoolExecutor's destructor on one of the pool's own threads:
+  // shut down without waiting and give up the object's reference. Returns
+  // false (and does nothing) on any other thread.
+  bool abandon_from_own_thread() noexcept;
+  // After shutdown(wait): no worker holds a reference any more.
+  void destroy() noexcept;
+
+ private:
+  struct Worker;
+  enum class Run { running, shutdown, stop };
+
+  ~ThreadPoolCore() = default;  // through destroy() or drop_ref()
+
+  void worker_main(Worker* w, detail::FutureCore* first) KEEL_NO_TSA;
+  bool run_task(detail::FutureCore* task);
+  bool try_add_worker(detail::FutureCore* first) KEEL_REQUIRES(m_);
+  bool claim_idle(detail::FutureCore* task) KEEL_REQUIRES(m_);
+  void release_idle_workers() KEEL_REQUIRES(m_);
+  void notify_space() KEEL_REQUIRES(m_);
+  bool worker_exit(Worker* w) KEEL_REQUIRES(m_);
+  bool claim_termination() KEEL_REQUIRES(m_);
+  void begin_finalizing() KEEL_REQUIRES(m_);
+  bool end_finalizing();
+  void break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) KEEL_REQUIRES(m_);
+  void finish_termination();
+  void join_exited();
+  bool is_own_thread() const KEEL_REQUIRES(m_);
+  void check_not_worker(const char* what) KEEL_REQUIRES(m_);
+  void drop_ref() noexcept;
+  void free_orphaned() noexcept;
+
+  // Immutable after construction.
+  const std::string name_prefix_;
+  const std::function<void()> initializer_;
+  const ThreadFactory factory_;
+  const RejectPolicy reject_;
+  const std::optional<std::chrono::nanoseconds> block_timeout_;  // nullopt: wait for ever
+  const std::function<void(const TaskInfo&)> before_task_;
+  const std::function<void(const TaskInfo&, std::exception_ptr)> after_task_;
+  const std::function<void()> on_terminated_;
+
+  // The ThreadPoolExecutor object's reference plus one per worker thread that
+  // has not yet made its last touch of the core (LIFE-3).
+  platform::Atomic<std::size_t> refs_{1};
+
+  mutable Mutex m_;
+  detail::TaskQueue queue_;              // guarded by m_
+  Run run_ = Run::running;               // guarded by m_
+  bool broken_ = false;                  // guarded by m_
+  std::string broken_why_;               // guarded by m_
+  std::size_t finalizing_ = 0;           // guarded by m_: threads cancelling or failing tasks taken from the queue
+  bool terminating_ = false;             // guarded by m_
+  std::size_t core_;                     // guarded by m_
+  std::size_t max_;                      // guarded by m_
+  std::chrono::nanoseconds keep_alive_;  // guarded by m_
+  bool core_timeout_;                    // guarded by m_
+  std::vector<Worker*> live_;            // guarded by m_
+  std::vector<Worker*> idle_;            // guarded by m_; the most recently idle at the back
+  std::vector<Worker*> exited_;          // guarded by m_; to be joined
+  std::size_t active_ = 0;               // guarded by m_
+  std::size_t largest_ = 0;              // guarded by m_
+  std::uint64_t seq_ = 0;                // guarded by m_
+  std::uint64_t threads_made_ = 0;       // guarded by m_
+  std::uint64_t submitted_ = 0;          // guarded by m_
+  std::uint64_t completed_ = 0;          // guarded by m_
+  std::uint64_t rejected_ = 0;           // guarded by m_
+  Condition room_{m_};                   // blocked submitters wait here for room (RejectPolicy::block)
+  Event terminated_;
+  Mutex join_lock_;  // one thread joins the workers at a time
+};
+
+}  // namespace detail
+
+using detail::ThreadPoolCore;
+
+struct ThreadPoolCore::Worker {
   static constexpr std::int32_t idle = 0;
   static constexpr std::int32_t asleep = 1;
   static constexpr std::int32_t claimed = 2;
@@ -63,10 +175,7 @@ static ThreadPoolOptions validated(ThreadPoolOptions o) {
   return o;
 }
 
-ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options)
-    : ThreadPoolExecutor(validated(std::move(options)), 0) {}
-
-ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions o, int)
+ThreadPoolCore::ThreadPoolCore(ThreadPoolOptions o)
     : name_prefix_(std::move(o.thread_name_prefix)),
       initializer_(std::move(o.initializer)),
       factory_(std::move(o.thread_factory)),
@@ -81,11 +190,38 @@ ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions o, int)
       keep_alive_(o.keep_alive),
       core_timeout_(o.allow_core_timeout) {}
 
-ThreadPoolExecutor::~ThreadPoolExecutor() { shutdown({.wait = true, .cancel_futures = false}); }
+// ---------------------------------------------------------------- the object
+
+ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options)
+    : core_(new ThreadPoolCore(validated(std::move(options)))) {}
+
+ThreadPoolExecutor::~ThreadPoolExecutor() {
+  // On the pool's own thread, waiting would wait for itself (LIFE-3).
+  if (core_->abandon_from_own_thread()) return;
+  core_->shutdown({.wait = true, .cancel_futures = false});
+  core_->destroy();
+}
+
+void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) { core_->enqueue(task, has_priority); }
+void ThreadPoolExecutor::shutdown(ShutdownOptions options) { core_->shutdown(options); }
+std::vector<PendingTask> ThreadPoolExecutor::shutdown_now() { return core_->shutdown_now(); }
+bool ThreadPoolExecutor::await_by(const platform::Deadline& deadline) { return core_->await_by(deadline); }
+bool ThreadPoolExecutor::is_shutdown() const { return core_->is_shutdown(); }
+bool ThreadPoolExecutor::is_terminated() const { return core_->is_terminated(); }
+bool ThreadPoolExecutor::is_broken() const { return core_->is_broken(); }
+std::size_t ThreadPoolExecutor::prestart_core_threads() { return core_->prestart_core_threads(); }
+bool ThreadPoolExecutor::prestart_core_thread() { return core_->prestart_core_thread(); }
+void ThreadPoolExecutor::set_core_threads(std::size_t n) { core_->set_core_threads(n); }
+void ThreadPoolExecutor::set_max_threads(std::size_t n) { core_->set_max_threads(n); }
+void ThreadPoolExecutor::set_keep_alive(std::chrono::nanoseconds d) { core_->set_keep_alive(d); }
+void ThreadPoolExecutor::allow_core_timeout(bool allow) { core_->allow_core_timeout(allow); }
+std::size_t ThreadPoolExecutor::core_threads() const { return core_->core_threads(); }
+std::size_t ThreadPoolExecutor::max_threads() const { return core_->max_threads(); }
+ThreadPoolStats ThreadPoolExecutor::stats() const { return core_->stats(); }
 
 // ---------------------------------------------------------------- submission
 
-void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
+void ThreadPoolCore::enqueue(detail::FutureCore* task, bool has_priority) {
   if (has_priority && queue_.kind() != QueueKind::priority) {
     task->release();
     throw ValueError("a priority was given, but the pool's queue is not a priority queue");
@@ -180,7 +316,7 @@ void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) {
   }
 }
 
-bool ThreadPoolExecutor::claim_idle(detail::FutureCore* task) {
+bool ThreadPoolCore::claim_idle(detail::FutureCore* task) {
   if (idle_.empty()) return false;
   Worker* w = idle_.back();
   idle_.pop_back();
@@ -196,32 +332,34 @@ bool ThreadPoolExecutor::claim_idle(detail::FutureCore* task) {
   return true;
 }
 
-void ThreadPoolExecutor::release_idle_workers() {
+void ThreadPoolCore::release_idle_workers() {
   while (!idle_.empty()) claim_idle(nullptr);
 }
 
-void ThreadPoolExecutor::notify_space() {
+void ThreadPoolCore::notify_space() {
   if constexpr (!KEEL_INJECTED(executor_room_not_notified)) room_.notify_all();
 }
 
 // The caller checked that a thread may be added (live_ below core or max).
-bool ThreadPoolExecutor::try_add_worker(detail::FutureCore* first) {
+bool ThreadPoolCore::try_add_worker(detail::FutureCore* first) {
   auto* w = new Worker;
   w->number = ++threads_made_;
   live_.push_back(w);
+  // The thread's own reference, given up by its last touch of the core.
+  // Relaxed: taken while the object's reference keeps refs_ above zero.
+  refs_.fetch_add(1, std::memory_order_relaxed);
   try {
-    factory_(w->thread, [this, w, first] { worker_main(w, first); });
+    factory_(w->thread, [this, w, first] {
+      worker_main(w, first);
+      drop_ref();
+    });
   } catch (...) {
-    if (!w->thread.joinable()) {
-      live_.pop_back();
-      delete w;
-      return false;
-    }
-    // The factory started the thread and then threw: the worker runs anyway.
+    // The factory may have started the thread and then thrown: it runs anyway.
   }
   if (!w->thread.joinable()) {
     live_.pop_back();
     delete w;
+    refs_.fetch_sub(1, std::memory_order_relaxed);  // never below 1: the object holds one
     return false;
   }
   largest_ = std::max(largest_, live_.size());
@@ -230,9 +368,14 @@ bool ThreadPoolExecutor::try_add_worker(detail::FutureCore* first) {
 
 // ---------------------------------------------------------------- workers
 
-void ThreadPoolExecutor::worker_main(Worker* w, detail::FutureCore* task) {
+void ThreadPoolCore::worker_main(Worker* w, detail::FutureCore* task) {
   platform::set_current_thread_name(name_prefix_ + "_" + std::to_string(w->number));
   if (initializer_) {
+    {
+      // Known before any user code runs here: is_own_thread() needs it.
+      LockGuard g(m_);
+      w->tid = platform::current_thread_id();
+    }
     std::exception_ptr failed;
     try {
       initializer_();
@@ -322,7 +465,7 @@ void ThreadPoolExecutor::worker_main(Worker* w, detail::FutureCore* task) {
 }
 
 // Returns whether the task ran (false: it was cancelled while queued).
-bool ThreadPoolExecutor::run_task(detail::FutureCore* task) {
+bool ThreadPoolCore::run_task(detail::FutureCore* task) {
   if (task->start(true) != detail::FutureCore::Start::started) return false;
   const TaskInfo info{task->seq, task->priority};
   if (before_task_) {
@@ -347,7 +490,7 @@ bool ThreadPoolExecutor::run_task(detail::FutureCore* task) {
 
 // Called with m_ held by a worker that leaves. Returns whether it was the
 // last one of a shut-down pool (the caller then finishes termination).
-bool ThreadPoolExecutor::worker_exit(Worker* w) {
+bool ThreadPoolCore::worker_exit(Worker* w) {
   live_.erase(std::find(live_.begin(), live_.end(), w));
   exited_.push_back(w);
   notify_space();  // a thread slot is free
@@ -358,7 +501,7 @@ bool ThreadPoolExecutor::worker_exit(Worker* w) {
 // worker is alive, nothing is queued, and no thread still holds tasks it took
 // from the queue to cancel or fail outside the lock: "terminated" promises
 // that every accepted future is final (EXEC-4). Returns true exactly once.
-bool ThreadPoolExecutor::claim_termination() {
+bool ThreadPoolCore::claim_termination() {
   const bool closed = run_ != Run::running || broken_;
   if (terminating_ || !closed || !live_.empty() || !queue_.empty() || finalizing_ != 0) return false;
   terminating_ = true;
@@ -367,16 +510,16 @@ bool ThreadPoolExecutor::claim_termination() {
 
 // Called with m_ held, before tasks taken from the queue are finalized
 // outside the lock, and then (with m_ held again) after.
-void ThreadPoolExecutor::begin_finalizing() {
+void ThreadPoolCore::begin_finalizing() {
   if constexpr (!KEEL_INJECTED(executor_terminate_before_cancel)) ++finalizing_;
 }
-bool ThreadPoolExecutor::end_finalizing() {
+bool ThreadPoolCore::end_finalizing() {
   LockGuard g(m_);
   if constexpr (!KEEL_INJECTED(executor_terminate_before_cancel)) --finalizing_;
   return claim_termination();
 }
 
-void ThreadPoolExecutor::break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) {
+void ThreadPoolCore::break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) {
   if (!broken_) {
     broken_ = true;
     broken_why_ = detail::describe_exception(why);
@@ -386,7 +529,7 @@ void ThreadPoolExecutor::break_pool(const std::exception_ptr& why, std::vector<d
   notify_space();
 }
 
-void ThreadPoolExecutor::finish_termination() {
+void ThreadPoolCore::finish_termination() {
   if (on_terminated_) {
     try {
       on_terminated_();
@@ -399,16 +542,73 @@ void ThreadPoolExecutor::finish_termination() {
 
 // ---------------------------------------------------------------- shutdown
 
-void ThreadPoolExecutor::check_not_worker(const char* what) {
+// A worker thread of this pool that has not been joined: alive (live_), or
+// exited but still running its last steps, which may call user code (the
+// on_terminated hook, callbacks of tasks failed by a broken initializer).
+bool ThreadPoolCore::is_own_thread() const {
   const std::uint64_t me = platform::current_thread_id();
-  for (const Worker* w : live_) {
-    if (w->tid == me) {
-      throw MisuseError(std::string(what) + " called from one of the pool's own workers would wait for itself");
-    }
+  const auto mine = [me](const Worker* w) { return w->tid == me; };
+  return std::any_of(live_.begin(), live_.end(), mine) || std::any_of(exited_.begin(), exited_.end(), mine);
+}
+
+void ThreadPoolCore::check_not_worker(const char* what) {
+  if (is_own_thread()) {
+    throw MisuseError(std::string(what) + " called from one of the pool's own workers would wait for itself");
   }
 }
 
-void ThreadPoolExecutor::shutdown(ShutdownOptions options) {
+// ---------------------------------------------------------------- lifetime
+
+bool ThreadPoolCore::abandon_from_own_thread() noexcept {
+  {
+    LockGuard g(m_);
+    if (!is_own_thread()) return false;
+  }
+  // As Python's shutdown(wait=False): queued tasks still run, new ones are
+  // refused. The calling thread holds its own reference, so the core
+  // outlives this call and the rest of the caller's task.
+  shutdown({.wait = false, .cancel_futures = false});
+  drop_ref();
+  return true;
+}
+
+void ThreadPoolCore::destroy() noexcept {
+  // shutdown(wait) joined every worker, each after its drop_ref(): only the
+  // object's reference is left.
+  delete this;
+}
+
+void ThreadPoolCore::drop_ref() noexcept {
+  // Release: this thread's writes to the core happen before its free;
+  // acquire (by the last): every other thread's do too.
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) free_orphaned();
+}
+
+// The last reference went: the object was destroyed on a pool thread and
+// every worker made its last touch of the core. The caller is itself a
+// worker (the last reference is always a worker's, or the object's given up
+// by a worker that already gave up its own): the others only return now, so
+// joining them is bounded; the caller detaches itself. Nothing touches the
+// core after the delete: the caller's thread returns straight away.
+void ThreadPoolCore::free_orphaned() noexcept {
+  std::vector<Worker*> reap;
+  {
+    LockGuard g(m_);
+    reap.swap(exited_);
+  }
+  const std::uint64_t me = platform::current_thread_id();
+  for (Worker* w : reap) {
+    if (w->tid == me) {
+      w->thread.detach();
+    } else {
+      w->thread.join();
+    }
+    delete w;
+  }
+  delete this;
+}
+
+void ThreadPoolCore::shutdown(ShutdownOptions options) {
   std::vector<detail::FutureCore*> drained;
   bool terminate = false;
   {
@@ -435,7 +635,7 @@ void ThreadPoolExecutor::shutdown(ShutdownOptions options) {
   }
 }
 
-std::vector<PendingTask> ThreadPoolExecutor::shutdown_now() {
+std::vector<PendingTask> ThreadPoolCore::shutdown_now() {
   std::vector<detail::FutureCore*> drained;
   std::vector<detail::FutureCore*> running;
   bool terminate = false;
@@ -465,7 +665,7 @@ std::vector<PendingTask> ThreadPoolExecutor::shutdown_now() {
   return out;
 }
 
-bool ThreadPoolExecutor::await_by(const platform::Deadline& deadline) {
+bool ThreadPoolCore::await_by(const platform::Deadline& deadline) {
   {
     LockGuard g(m_);
     if (deadline.is_never()) check_not_worker("await_termination()");
@@ -477,7 +677,7 @@ bool ThreadPoolExecutor::await_by(const platform::Deadline& deadline) {
   return terminated_.wait_until(deadline.point());
 }
 
-void ThreadPoolExecutor::join_exited() {
+void ThreadPoolCore::join_exited() {
   LockGuard j(join_lock_);
   std::vector<Worker*> reap;
   {
@@ -492,28 +692,28 @@ void ThreadPoolExecutor::join_exited() {
 
 // ---------------------------------------------------------------- control
 
-bool ThreadPoolExecutor::is_shutdown() const {
+bool ThreadPoolCore::is_shutdown() const {
   LockGuard g(m_);
   return run_ != Run::running || broken_;
 }
 
-bool ThreadPoolExecutor::is_broken() const {
+bool ThreadPoolCore::is_broken() const {
   LockGuard g(m_);
   return broken_;
 }
 
-bool ThreadPoolExecutor::prestart_core_thread() {
+bool ThreadPoolCore::prestart_core_thread() {
   LockGuard g(m_);
   return run_ == Run::running && !broken_ && live_.size() < core_ && try_add_worker(nullptr);
 }
 
-std::size_t ThreadPoolExecutor::prestart_core_threads() {
+std::size_t ThreadPoolCore::prestart_core_threads() {
   std::size_t n = 0;
   while (prestart_core_thread()) ++n;
   return n;
 }
 
-void ThreadPoolExecutor::set_core_threads(std::size_t n) {
+void ThreadPoolCore::set_core_threads(std::size_t n) {
   LockGuard g(m_);
   if (n > max_) {
     throw ValueError("core_threads (" + std::to_string(n) + ") exceeds max_threads (" + std::to_string(max_) + ")");
@@ -530,7 +730,7 @@ void ThreadPoolExecutor::set_core_threads(std::size_t n) {
   }
 }
 
-void ThreadPoolExecutor::set_max_threads(std::size_t n) {
+void ThreadPoolCore::set_max_threads(std::size_t n) {
   LockGuard g(m_);
   if (n == 0) throw ValueError("max_threads must be at least 1");
   if (n < core_) {
@@ -541,30 +741,30 @@ void ThreadPoolExecutor::set_max_threads(std::size_t n) {
   notify_space();
 }
 
-void ThreadPoolExecutor::set_keep_alive(std::chrono::nanoseconds d) {
+void ThreadPoolCore::set_keep_alive(std::chrono::nanoseconds d) {
   if (d < std::chrono::nanoseconds::zero()) throw ValueError("keep_alive must not be negative");
   LockGuard g(m_);
   keep_alive_ = d;
   release_idle_workers();  // re-arm their waits with the new keep-alive
 }
 
-void ThreadPoolExecutor::allow_core_timeout(bool allow) {
+void ThreadPoolCore::allow_core_timeout(bool allow) {
   LockGuard g(m_);
   core_timeout_ = allow;
   if (allow) release_idle_workers();
 }
 
-std::size_t ThreadPoolExecutor::core_threads() const {
+std::size_t ThreadPoolCore::core_threads() const {
   LockGuard g(m_);
   return core_;
 }
 
-std::size_t ThreadPoolExecutor::max_threads() const {
+std::size_t ThreadPoolCore::max_threads() const {
   LockGuard g(m_);
   return max_;
 }
 
-ThreadPoolStats ThreadPoolExecutor::stats() const {
+ThreadPoolStats ThreadPoolCore::stats() const {
   LockGuard g(m_);
   ThreadPoolStats s;
   s.threads = live_.size();

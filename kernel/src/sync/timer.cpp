@@ -1,27 +1,93 @@
 // keel::Timer. See keel/sync/timer.hpp.
+//
+// Who touches what (LIFE-5): start() writes thread_ and then publishes it
+// (start_state_ = published), its last touch of *this. Joiners and the timer
+// thread read thread_ only after that, and joiners take join_lock_ in turn.
+// Before the callable, the timer thread records its id in runner_, so join()
+// and the destructor can tell they run on it, and it calls the callable from a local
+// copy, with destroyed_flag_ pointing at a flag on its own stack that the
+// destructor (called by the callable) sets, after which the thread returns
+// without touching *this.
 #include "keel/sync/timer.hpp"
 
 namespace keel {
 
 Timer::~Timer() {
-  cancel();
+  // Only the callable runs user code on the timer thread: unless it started,
+  // this is not the timer thread.
+  const bool callable_started = !cancel();  // false only once the callable started
+  if (callable_started && on_own_thread()) {
+    // The callable destroys its own Timer: a thread cannot join itself. The
+    // handle was published before the callable ran (run() waited for it).
+    thread_.detach();
+    if (destroyed_flag_ != nullptr) *destroyed_flag_ = true;
+    return;
+  }
+  // No wait for the handle, no join_lock_: nobody may use a Timer while it is
+  // destroyed, so a start() or join() on another thread happened before.
   if (thread_.joinable()) thread_.join();
 }
 
 void Timer::start() {
-  if (started_.exchange(true, std::memory_order_acq_rel)) throw MisuseError("keel::Timer::start: already started");
-  thread_.start([this] { run(); });
+  std::int32_t expected = not_started;
+  if (!start_state_.compare_exchange_strong(expected, starting, std::memory_order_acq_rel)) {
+    throw MisuseError("keel::Timer::start: already started");
+  }
+  try {
+    thread_.start([this] { run(); });
+  } catch (...) {
+    // No thread: nothing will ever run; joiners must not wait for one.
+    done_.set();
+    publish();
+    throw;
+  }
+  publish();  // start()'s last touch of *this
+}
+
+void Timer::publish() {
+  // Release: thread_ is written before anyone reads it. After the exchange
+  // only the word's address is used (the wake), so a callable that deletes
+  // the Timer as soon as it sees `published` frees nothing start() reads.
+  if (start_state_.exchange(published, std::memory_order_acq_rel) == starting_waited) {
+    platform::futex_wake(start_state_, platform::wake_all);
+  }
+}
+
+bool Timer::wait_published() {
+  std::int32_t s = start_state_.load(std::memory_order_acquire);
+  if (s == not_started) return false;
+  while (s != published) {
+    if (s == starting && !start_state_.compare_exchange_strong(s, starting_waited, std::memory_order_acquire,
+                                                               std::memory_order_acquire)) {
+      continue;  // s now holds the new value
+    }
+    platform::futex_wait(start_state_, starting_waited);
+    s = start_state_.load(std::memory_order_acquire);
+  }
+  return true;
 }
 
 bool Timer::cancel() {
   cancel_requested_.set();
   std::int32_t expected = waiting_phase;
   const bool won = phase_.compare_exchange_strong(expected, cancelled_phase, std::memory_order_acq_rel);
-  if (won && !started_.load(std::memory_order_acquire)) done_.set();
+  if (won && start_state_.load(std::memory_order_acquire) == not_started) done_.set();
   return won || expected == cancelled_phase;
 }
 
+bool Timer::on_own_thread() const {
+  // Ids are never 0, and only the timer thread stores its own.
+  return runner_.load(std::memory_order_acquire) == platform::current_thread_id();
+}
+
 void Timer::join() {
+  if (on_own_thread()) {
+    throw MisuseError("keel::Timer::join: called from the timer's own thread, it would wait for itself");
+  }
+  // Not started: nothing to wait for. Started: start() may still be writing
+  // thread_ on another thread.
+  if (!wait_published()) return;
+  LockGuard g(join_lock_);
   if (thread_.joinable()) thread_.join();
 }
 
@@ -34,11 +100,23 @@ void Timer::run() {
                         ? (phase_.store(fired_phase, std::memory_order_release), true)
                         : phase_.compare_exchange_strong(expected, fired_phase, std::memory_order_acq_rel);
   if (fire) {
+    // The callable may join or delete this Timer: it must find out that it
+    // runs on the timer thread, and start() must be done with the Timer.
+    runner_.store(platform::current_thread_id(), std::memory_order_release);
+    wait_published();
+    // A local copy: the callable may destroy the Timer, and fn_ with it.
+    std::function<void()> fn = std::move(fn_);
+    bool destroyed = false;
+    destroyed_flag_ = &destroyed;
+    std::exception_ptr error;
     try {
-      fn_();
+      fn();
     } catch (...) {
-      error_ = std::current_exception();
+      error = std::current_exception();
     }
+    if (destroyed) return;  // the Timer is gone: touch nothing of it
+    destroyed_flag_ = nullptr;
+    error_ = error;
   }
   done_.set();
 }

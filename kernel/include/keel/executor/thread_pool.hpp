@@ -32,17 +32,35 @@
 // queued work finish or cancels exactly the queued tasks, and with wait
 // returns after every worker exited. shutdown_now() also hands back the
 // queued tasks and asks running ones to stop (a task already handed to a
-// worker counts as started: it runs, and is not asked to stop). The destructor shuts down and
-// waits (calling it, or shutdown with wait, from a worker of the same pool is
-// misuse: MisuseError).
+// worker counts as started: it runs, and is not asked to stop).
+// Lifetimes: the pool's state lives in a heap core that its worker threads
+// share with the ThreadPoolExecutor object. The destructor never throws. From
+// any thread but the pool's own it is shutdown(wait): it returns once every
+// worker exited and was joined. From one of the pool's own threads (a task, a
+// done callback or hook running on a worker: the last owner of a
+// shared_ptr<ThreadPoolExecutor> may be one of its tasks) waiting would wait
+// for itself, so it is shutdown(wait = false) instead, as Python's: queued
+// tasks still run, later submissions are refused, and the last worker to
+// leave joins the others, detaches itself and frees the core; nothing touches
+// the core after that. Called explicitly from the pool's own threads,
+// shutdown(wait) and the untimed await_termination() would wait for
+// themselves and throw MisuseError instead; the timed await_termination(d)
+// returns false once d has passed.
+// map(fn, inputs) iterates an lvalue range in place (it must outlive the
+// results) and moves an rvalue range (a temporary vector, a view) into the
+// results object, so pool.map(fn, make_vector()) is safe.
 //
 // Invariants: EXEC-1..EXEC-8 (proofs/INVARIANTS.md): one final state per
 // accepted task; at most one run, none after cancel; no silent drop at
 // shutdown; shutdown(wait) waits for all; no stranded work; threads never
-// exceed max_threads; callbacks once; statistics add up.
+// exceed max_threads; callbacks once; statistics add up. LIFE-3 (no
+// destructor throws; a pool dropped by its own task still runs its queued
+// tasks, its threads end and its core is freed by the last one), LIFE-4 (a
+// map owns an rvalue range).
 #pragma once
 
 #include <deque>
+#include <memory>
 #include <tuple>
 #include <variant>
 
@@ -155,7 +173,11 @@ class Task final : public FutureState<R> {
 
 }  // namespace detail
 
-template <class R, class F, class It>
+namespace detail {
+class ThreadPoolCore;
+}  // namespace detail
+
+template <class R, class F, class It, class Sent = It>
 class MapResults;
 
 class ThreadPoolExecutor {
@@ -175,10 +197,12 @@ class ThreadPoolExecutor {
     return submit_impl(p.value, true, std::forward<F>(fn), std::forward<A>(args)...);
   }
 
-  // fn(x) for every x of inputs, results in input order. inputs must outlive
-  // the returned sequence; destroying it cancels the tasks not yet started.
+  // fn(x) for every x of inputs, results in input order; destroying the
+  // returned sequence cancels the tasks not yet started. An lvalue range is
+  // iterated in place and must outlive the sequence; an rvalue range (a
+  // temporary container or view) is moved into the sequence, which owns it.
   template <class F, class Range>
-  auto map(F fn, const Range& inputs, MapOptions options = {});
+  auto map(F fn, Range&& inputs, MapOptions options = {});
 
   void shutdown(ShutdownOptions options = {});
   std::vector<PendingTask> shutdown_now();
@@ -189,7 +213,7 @@ class ThreadPoolExecutor {
   }
 
   bool is_shutdown() const;
-  bool is_terminated() const { return terminated_.is_set(); }
+  bool is_terminated() const;
   bool is_broken() const;
 
   std::size_t prestart_core_threads();
@@ -205,11 +229,6 @@ class ThreadPoolExecutor {
   static std::size_t default_max_threads();
 
  private:
-  struct Worker;
-  enum class Run { running, shutdown, stop };
-
-  ThreadPoolExecutor(ThreadPoolOptions validated, int);
-
   template <class F, class... A>
   auto submit_impl(int priority, bool has_priority, F&& fn, A&&... args) {
     using Fn = std::decay_t<F>;
@@ -241,68 +260,26 @@ class ThreadPoolExecutor {
 
   void enqueue(detail::FutureCore* task, bool has_priority);
   bool await_by(const platform::Deadline& deadline);
-  void worker_main(Worker* w, detail::FutureCore* first) KEEL_NO_TSA;
-  bool run_task(detail::FutureCore* task);
-  bool try_add_worker(detail::FutureCore* first) KEEL_REQUIRES(m_);
-  bool claim_idle(detail::FutureCore* task) KEEL_REQUIRES(m_);
-  void release_idle_workers() KEEL_REQUIRES(m_);
-  void notify_space() KEEL_REQUIRES(m_);
-  bool worker_exit(Worker* w) KEEL_REQUIRES(m_);
-  bool claim_termination() KEEL_REQUIRES(m_);
-  void begin_finalizing() KEEL_REQUIRES(m_);
-  bool end_finalizing();
-  void break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) KEEL_REQUIRES(m_);
-  void finish_termination();
-  void join_exited();
-  void check_not_worker(const char* what) KEEL_REQUIRES(m_);
 
-  // Immutable after construction.
-  const std::string name_prefix_;
-  const std::function<void()> initializer_;
-  const ThreadFactory factory_;
-  const RejectPolicy reject_;
-  const std::optional<std::chrono::nanoseconds> block_timeout_;
-  const std::function<void(const TaskInfo&)> before_task_;
-  const std::function<void(const TaskInfo&, std::exception_ptr)> after_task_;
-  const std::function<void()> on_terminated_;
-
-  mutable Mutex m_;
-  detail::TaskQueue queue_;              // guarded by m_
-  Run run_ = Run::running;               // guarded by m_
-  bool broken_ = false;                  // guarded by m_
-  std::string broken_why_;               // guarded by m_
-  std::size_t finalizing_ = 0;           // guarded by m_: threads cancelling or failing tasks taken from the queue
-  bool terminating_ = false;             // guarded by m_
-  std::size_t core_;                     // guarded by m_
-  std::size_t max_;                      // guarded by m_
-  std::chrono::nanoseconds keep_alive_;  // guarded by m_
-  bool core_timeout_;                    // guarded by m_
-  std::vector<Worker*> live_;            // guarded by m_
-  std::vector<Worker*> idle_;            // guarded by m_; the most recently idle at the back
-  std::vector<Worker*> exited_;          // guarded by m_; to be joined
-  std::size_t active_ = 0;               // guarded by m_
-  std::size_t largest_ = 0;              // guarded by m_
-  std::uint64_t seq_ = 0;                // guarded by m_
-  std::uint64_t threads_made_ = 0;       // guarded by m_
-  std::uint64_t submitted_ = 0;          // guarded by m_
-  std::uint64_t completed_ = 0;          // guarded by m_
-  std::uint64_t rejected_ = 0;           // guarded by m_
-  Condition room_{m_};                   // blocked submitters wait here for room (RejectPolicy::block)
-  Event terminated_;
-  Mutex join_lock_;  // one thread joins the workers at a time
+  // Owned by this object, until the destructor runs on one of the pool's own
+  // threads: then the workers own it, and the last to leave frees it.
+  detail::ThreadPoolCore* core_;
 };
 
-// The lazily submitted results of ThreadPoolExecutor::map.
-template <class R, class F, class It>
+// The lazily submitted results of ThreadPoolExecutor::map. When the inputs
+// were an rvalue range, `owned` keeps that range alive, at a fixed address
+// (cur_ and end_ point into it, so this object never moves).
+template <class R, class F, class It, class Sent>
 class MapResults {
  public:
   using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
-  MapResults(ThreadPoolExecutor& ex, F fn, It first, It last, MapOptions o)
+  MapResults(ThreadPoolExecutor& ex, F fn, It first, Sent last, MapOptions o, std::shared_ptr<void> owned = {})
       : ex_(ex),
+        owned_(std::move(owned)),
         fn_(std::move(fn)),
-        cur_(first),
-        end_(last),
+        cur_(std::move(first)),
+        end_(std::move(last)),
         deadline_(o.timeout ? platform::Deadline::after(*o.timeout) : platform::Deadline::never()),
         lookahead_(o.lookahead) {
     try {
@@ -345,7 +322,11 @@ class MapResults {
 
  private:
   void refill() {
-    while (cur_ != end_ && (lookahead_ == 0 || inflight_.size() < lookahead_)) {
+    while (!done_ && (lookahead_ == 0 || inflight_.size() < lookahead_)) {
+      if (cur_ == end_) {
+        done_ = true;
+        break;
+      }
       inflight_.push_back(ex_.submit(fn_, *cur_));
       ++cur_;
     }
@@ -353,23 +334,41 @@ class MapResults {
   void cancel_rest() noexcept {
     for (auto& f : inflight_) f.cancel();
     inflight_.clear();
-    cur_ = end_;
+    done_ = true;
   }
 
   ThreadPoolExecutor& ex_;
+  std::shared_ptr<void> owned_;  // the rvalue range iterated, if any (destroyed last)
   F fn_;
   It cur_;
-  It end_;
+  Sent end_;
+  bool done_ = false;  // the inputs are used up (or abandoned): cur_ is not touched again
   platform::Deadline deadline_;
   std::size_t lookahead_;
   std::deque<Future<R>> inflight_;
 };
 
 template <class F, class Range>
-auto ThreadPoolExecutor::map(F fn, const Range& inputs, MapOptions options) {
-  using It = decltype(std::begin(inputs));
-  using R = std::remove_cvref_t<std::invoke_result_t<F&, decltype(*std::begin(inputs))>>;
-  return MapResults<R, F, It>(*this, std::move(fn), std::begin(inputs), std::end(inputs), options);
+auto ThreadPoolExecutor::map(F fn, Range&& inputs, MapOptions options) {
+  if constexpr (std::is_lvalue_reference_v<Range>) {
+    using It = decltype(std::begin(inputs));
+    using Sent = decltype(std::end(inputs));
+    using R = std::remove_cvref_t<std::invoke_result_t<F&, decltype(*std::declval<It&>())>>;
+    return MapResults<R, F, It, Sent>(*this, std::move(fn), std::begin(inputs), std::end(inputs), options);
+  } else {
+    // An rvalue (a temporary): the results own it, on the heap, so iterators
+    // into it stay valid for as long as the results need them.
+    using Owned = std::remove_cvref_t<Range>;
+    static_assert(!std::is_array_v<Owned>, "ThreadPoolExecutor::map: pass a temporary array as a std::array or vector");
+    auto owned = std::make_shared<Owned>(std::forward<Range>(inputs));
+    using It = decltype(std::begin(*owned));
+    using Sent = decltype(std::end(*owned));
+    using R = std::remove_cvref_t<std::invoke_result_t<F&, decltype(*std::declval<It&>())>>;
+    It first = std::begin(*owned);
+    Sent last = std::end(*owned);
+    return MapResults<R, F, It, Sent>(*this, std::move(fn), std::move(first), std::move(last), options,
+                                      std::move(owned));
+  }
 }
 
 }  // namespace keel

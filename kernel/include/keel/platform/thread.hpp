@@ -2,8 +2,11 @@
 // start a thread or name the current one.
 //
 // Contract: Thread runs a callable on a new thread; join() waits for it; a
-// joinable Thread must be joined before destruction (destroying one unjoined
-// is a bug and terminates, as std::thread does). current_thread_id() is a
+// joinable Thread must be joined or detached before destruction (destroying
+// one unjoined is a bug and terminates, as std::thread does). detach() lets
+// the thread run on alone; it is for a thread that must let go of its own
+// handle (a thread cannot join itself), and that thread must then touch
+// nothing that the handle's owner frees. current_thread_id() is a
 // non-zero integer unique among live threads of this process. spin_pause() is
 // one step of a bounded spin, and spin_limit is how many steps a primitive
 // spins before it sleeps; spin_then_yield_until adds a few yields after the
@@ -60,13 +63,21 @@ class Thread {
   void join() {
     thread_.join();
     started_ = false;
-    delete fn_;
+    fn_ = nullptr;
+  }
+  // The thread owns its callable (the trampoline frees it), so it may run on
+  // after this handle is gone.
+  void detach() {
+    RL_ASSERT(started_);
+    started_ = false;
     fn_ = nullptr;
   }
 
  private:
   static void* trampoline(void* p) {
-    (*static_cast<std::function<void()>*>(p))();
+    auto* fn = static_cast<std::function<void()>*>(p);
+    (*fn)();
+    delete fn;
     return nullptr;
   }
   rl::dyn_thread thread_;
@@ -119,6 +130,7 @@ class Thread {
   Thread& operator=(Thread&&) noexcept = default;
   bool joinable() const noexcept { return t_.joinable(); }
   void join() { t_.join(); }
+  void detach() { t_.detach(); }
   static unsigned hardware_concurrency() noexcept { return std::thread::hardware_concurrency(); }
 
  private:

@@ -256,15 +256,17 @@ class ProcessPool {
   }
 
   // Python's Executor.map / Pool.map with chunksize: results in input order.
+  // Both maps read (encode) every input before they return and keep none, so
+  // any range will do, a temporary or a view included (LIFE-4).
   template <class R, class P, class Range>
-  ProcessMapResults<R> map(const TaskRef<R(P)>& task, const Range& inputs, const ProcessMapOptions& opts = {}) {
+  ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
     const auto deadline = opts.timeout ? platform::Deadline::after(*opts.timeout) : platform::Deadline::never();
     return ProcessMapResults<R>(submit_chunks(task, inputs, opts.chunksize), deadline);
   }
 
   // Pool.imap_unordered: results as they complete (each call's future, done).
   template <class R, class P, class Range>
-  AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, const Range& inputs, const ProcessMapOptions& opts = {}) {
+  AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
     const auto fs = submit_chunks(task, inputs, opts.chunksize);
     return opts.timeout ? as_completed(fs, *opts.timeout) : as_completed(fs);
   }
@@ -294,7 +296,7 @@ class ProcessPool {
   bool await(const platform::Deadline& d);
 
   template <class R, class P, class Range>
-  std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, const Range& inputs, std::size_t chunksize) {
+  std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize) {
     if (chunksize == 0) throw ValueError("ProcessPool::map: chunksize must be at least 1");
     std::vector<Future<R>> all;
     auto it = std::begin(inputs);
