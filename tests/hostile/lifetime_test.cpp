@@ -1,4 +1,4 @@
-// Lifetimes that a Python user takes for granted (LIFE-3..LIFE-5): a map over
+// Lifetimes that a Python user takes for granted (LIFE-8..LIFE-10): a map over
 // a temporary range, a thread pool whose last owner is one of its own tasks or
 // done callbacks, a Timer joined or deleted by its own callable. Before the
 // fixes these read freed memory, threw from a destructor (std::terminate),
@@ -133,7 +133,7 @@ inline const auto tagged_t = keel::register_task("hostile.tagged", tagged);
 int twice(int x) { return 2 * x; }
 inline const auto twice_t = keel::register_task("hostile.twice", twice);
 
-// ---- LIFE-4: a map owns an rvalue range ----
+// ---- LIFE-9: a map owns an rvalue range ----
 
 // pool.map(fn, make_vector()): the vector dies at the end of the statement,
 // while the map (lookahead 3) still has most inputs to submit.
@@ -208,7 +208,7 @@ TEST(HostileMap, ProcessPoolMapTakesATemporaryView) {
   pool.shutdown();
 }
 
-// ---- LIFE-3: a pool whose last owner is one of its own threads ----
+// ---- LIFE-8: a pool whose last owner is one of its own threads ----
 
 // Checks shared by the two ways of dropping the last owner on a worker. The
 // pool has one worker; its first task waits for `go`; eight more are queued.
@@ -338,7 +338,7 @@ TEST(HostileThreadPool, WaitingInTheTerminatedHookIsMisuse) {
   EXPECT_EQ(code, 0) << "-2: hung (the hook waited for itself); 20+bits: the checks that did not hold";
 }
 
-// ---- LIFE-5: a Timer and its own thread ----
+// ---- LIFE-10: a Timer and its own thread ----
 
 TEST(HostileTimer, JoinFromItsOwnCallableIsMisuse) {
   keel::Timer* self = nullptr;

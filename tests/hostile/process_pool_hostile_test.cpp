@@ -304,6 +304,17 @@ TEST(HostileProcessPoolLimits, ASupervisorThatCannotPollBreaksThePoolInsteadOfAb
   EXPECT_EQ(run_in_child(cannot_poll_t), 0);
 }
 
+// One rule for timeouts (point 13): in a pool with a task_timeout, one task
+// runs without any with SubmitOptions{.timeout = nanoseconds::max()}, and a
+// task sent behind it is not held back as behind a timed one.
+TEST(HostileTimeout, ProcessPoolMaxSubmitTimeoutIsForEverInAPoolWithATaskTimeout) {
+  ProcessPool pool({.workers = 1, .task_timeout = 50ms});
+  auto slow = pool.submit(keel::SubmitOptions{.timeout = std::chrono::nanoseconds::max()}, sleep_t, 300);
+  auto timed = pool.submit(sleep_t, 500);
+  EXPECT_EQ(slow.result(), 300);
+  EXPECT_THROW((void)timed.result(), keel::TimeoutError);
+}
+
 // ---- point 11: what() == nullptr ----
 
 TEST(HostileProcessPoolExceptions, AnExceptionWhoseWhatIsNullComesBackAsARemoteError) {

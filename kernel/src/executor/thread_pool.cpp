@@ -13,7 +13,7 @@
 // submission prefers an idle worker, an idle worker and a queued task never
 // coexist.
 //
-// Lifetimes (LIFE-3): everything above lives in a heap ThreadPoolCore, counted
+// Lifetimes (LIFE-8): everything above lives in a heap ThreadPoolCore, counted
 // by refs_: one reference for the ThreadPoolExecutor object, one for each
 // worker thread from its start until its very last touch of the core. The
 // object's destructor, on any other thread, shuts down with wait (every worker
@@ -95,7 +95,7 @@ class ThreadPoolCore {
   const std::function<void()> on_terminated_;
 
   // The ThreadPoolExecutor object's reference plus one per worker thread that
-  // has not yet made its last touch of the core (LIFE-3).
+  // has not yet made its last touch of the core (LIFE-8).
   platform::Atomic<std::size_t> refs_{1};
 
   mutable Mutex m_;
@@ -196,7 +196,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolOptions options)
     : core_(new ThreadPoolCore(validated(std::move(options)))) {}
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
-  // On the pool's own thread, waiting would wait for itself (LIFE-3).
+  // On the pool's own thread, waiting would wait for itself (LIFE-8).
   if (core_->abandon_from_own_thread()) return;
   core_->shutdown({.wait = true, .cancel_futures = false});
   core_->destroy();

@@ -223,8 +223,12 @@ void ProcessPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<
   detail::PoolCall* raw = call.get();
   // Throws as the bound's policy says (abort, block), or after shutdown. The
   // machine's timeout is positive, or zero for none.
-  const pool::Admission a =
-      d_->edge().submit(t.value_or(std::chrono::nanoseconds::zero()), raw, !detail::on_pool_supervisor());
+  // nanoseconds::max() is "for ever" (keel/timeout.hpp): the way to give one
+  // task no timeout in a pool that has a task_timeout. The machine then
+  // treats it as untimed, so work may be pipelined behind it.
+  const std::chrono::nanoseconds for_machine =
+      !t || *t == std::chrono::nanoseconds::max() ? std::chrono::nanoseconds::zero() : *t;
+  const pool::Admission a = d_->edge().submit(for_machine, raw, !detail::on_pool_supervisor());
   switch (a.kind) {
     case pool::Admission::queued:
       (void)call.release();  // the supervisor owns it now

@@ -1,6 +1,6 @@
 // keel::Timer. See keel/sync/timer.hpp.
 //
-// Who touches what (LIFE-5): start() writes thread_ and then publishes it
+// Who touches what (LIFE-10): start() writes thread_ and then publishes it
 // (start_state_ = published), its last touch of *this. Joiners and the timer
 // thread read thread_ only after that, and joiners take join_lock_ in turn.
 // Before the callable, the timer thread records its id in runner_, so join()

@@ -53,9 +53,9 @@
 // Invariants: EXEC-1..EXEC-8 (proofs/INVARIANTS.md): one final state per
 // accepted task; at most one run, none after cancel; no silent drop at
 // shutdown; shutdown(wait) waits for all; no stranded work; threads never
-// exceed max_threads; callbacks once; statistics add up. LIFE-3 (no
+// exceed max_threads; callbacks once; statistics add up. LIFE-8 (no
 // destructor throws; a pool dropped by its own task still runs its queued
-// tasks, its threads end and its core is freed by the last one), LIFE-4 (a
+// tasks, its threads end and its core is freed by the last one), LIFE-9 (a
 // map owns an rvalue range).
 #pragma once
 

@@ -152,7 +152,9 @@ static_assert(min_max_message >= detail::min_error_bytes);
 inline constexpr unsigned max_pool_workers = 4096;
 
 struct SubmitOptions {
-  std::optional<std::chrono::nanoseconds> timeout{};  // overrides the pool's task_timeout; nullopt: the pool's
+  // Overrides the pool's task_timeout; nullopt: the pool's. nanoseconds::max()
+  // is for ever: this task has no timeout even where the pool has one.
+  std::optional<std::chrono::nanoseconds> timeout{};
 };
 
 struct ProcessMapOptions {
@@ -257,7 +259,7 @@ class ProcessPool {
 
   // Python's Executor.map / Pool.map with chunksize: results in input order.
   // Both maps read (encode) every input before they return and keep none, so
-  // any range will do, a temporary or a view included (LIFE-4).
+  // any range will do, a temporary or a view included (LIFE-9).
   template <class R, class P, class Range>
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
     const auto deadline = opts.timeout ? platform::Deadline::after(*opts.timeout) : platform::Deadline::never();

@@ -20,7 +20,7 @@
 // program.
 //
 // Invariants: SYNC-11 (the callable runs at most once, and never when cancel()
-// returned before it started); LIFE-5 (join from the timer's own thread is a
+// returned before it started); LIFE-10 (join from the timer's own thread is a
 // MisuseError, never a race on the handle or a self-join; a Timer destroyed
 // by its own callable is never touched again).
 #pragma once
