@@ -296,11 +296,23 @@ TEST(HostileProcessPoolLimits, AFileLimitTooLowForThePoolIsAnOsErrorNamingIt) {
   EXPECT_EQ(code, 0) << "1: accepted; 2: another error or message";
 }
 
+// UBSan's vptr check probes memory through a pipe: in a process with no fd
+// left it reports every virtual call as an invalid vptr. The plain builds
+// run these two.
+#if KEEL_TEST_SANITIZED
+#define SKIP_WITHOUT_FDS_UNDER_SANITIZERS() \
+  GTEST_SKIP() << "a sanitizer needs free fds of its own (UBSan's vptr probe opens a pipe); the g++ build runs this"
+#else
+#define SKIP_WITHOUT_FDS_UNDER_SANITIZERS() (void)0
+#endif
+
 TEST(HostileProcessPoolLimits, AWorkerThatCannotBeStartedBreaksThePoolWithTheReason) {
+  SKIP_WITHOUT_FDS_UNDER_SANITIZERS();
   EXPECT_EQ(run_in_child(no_fds_t), 0);
 }
 
 TEST(HostileProcessPoolLimits, ASupervisorThatCannotPollBreaksThePoolInsteadOfAbortingTheProcess) {
+  SKIP_WITHOUT_FDS_UNDER_SANITIZERS();
   EXPECT_EQ(run_in_child(cannot_poll_t), 0);
 }
 
