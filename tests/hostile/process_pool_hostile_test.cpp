@@ -71,6 +71,18 @@ int hostile_spawn_sleeper() {
   return static_cast<int>(pid);
 }
 
+// The same, but the child leaves the worker's group (a new session), as a
+// daemonizing program does: out of the group's reach.
+int hostile_spawn_escaping_sleeper() {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    ::execl("/bin/sleep", "sleep", "600", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return static_cast<int>(pid);
+}
+
 // Starts a child of its own, writes its pid to `path`, then sleeps past any
 // timeout.
 int hostile_spawn_sleeper_then_hang(std::string path) {
@@ -218,6 +230,7 @@ const auto sleep_t = keel::register_task("hostile.sleep", hostile_sleep);
 const auto null_what_t = keel::register_task("hostile.throw_null_what", hostile_throw_null_what);
 const auto ignore_term_t = keel::register_task("hostile.ignore_sigterm", hostile_ignore_sigterm);
 const auto sleeper_t = keel::register_task("hostile.spawn_sleeper", hostile_spawn_sleeper);
+const auto escaping_t = keel::register_task("hostile.spawn_escaping_sleeper", hostile_spawn_escaping_sleeper);
 const auto sleeper_hang_t = keel::register_task("hostile.spawn_sleeper_then_hang", hostile_spawn_sleeper_then_hang);
 const auto ctrl_c_t = keel::register_task("hostile.ctrl_c", hostile_ctrl_c);
 const auto global_pool_t = keel::register_task("hostile.global_pool_at_exit", hostile_global_pool_at_exit);
@@ -401,6 +414,21 @@ TEST(HostileProcessPoolDescendants, AWorkersChildDiesWhenThePoolShutsDown) {
   }
   EXPECT_TRUE(Subreaper::died(grandchild)) << "the task's child outlived the pool";
   Subreaper::kill_and_reap(grandchild);
+}
+
+// The documented limit: a descendant that left the worker's group (setsid)
+// is beyond the group kill and outlives the pool.
+TEST(HostileProcessPoolDescendants, AChildThatLeftTheWorkersGroupOutlivesThePool) {
+  Subreaper reaper;
+  int escaped = -1;
+  {
+    ProcessPool pool({.workers = 1});
+    escaped = pool.submit(escaping_t).result();
+    ASSERT_GT(escaped, 0);
+  }
+  ::usleep(50'000);
+  EXPECT_EQ(::kill(escaped, 0), 0);
+  Subreaper::kill_and_reap(escaped);
 }
 
 TEST(HostileProcessPoolDescendants, WithoutOwnProcessGroupAWorkersChildOutlivesThePool) {

@@ -173,7 +173,7 @@ class BrokenProcessPool : public BrokenExecutor {
 
 namespace detail {
 
-// e.what(), or a placeholder when it returns nullptr: a user's exception type
+// e.what(), or a fixed text when it returns nullptr: a user's exception type
 // may override what() that way, and a null char* reaching a std::string or
 // printf is undefined behaviour (a worker that did so died of SIGSEGV).
 inline const char* what_of(const std::exception& e) noexcept {
