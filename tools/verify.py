@@ -4,9 +4,10 @@ fail, and print the invariant report.
 
 Steps:
   1. The shim boundary (PLAT-1) on the real tree, and on a planted violation.
-  2. Every Relacy model (models/**/*_model.cpp), built against the real kernel
-     source with -DKEEL_MODEL_RELACY, and every seeded-bug twin it declares
-     (`// KEEL-TWIN <injection point>`), built with -DKEEL_INJECT=<point>.
+  2. Every Relacy model (models/**/*_model.cpp), built once against the real
+     kernel source with -DKEEL_MODEL_RELACY -DKEEL_INJECT_AT_RUNTIME, run clean
+     and then once per seeded-bug twin it declares (`// KEEL-TWIN <injection
+     point>`) with KEEL_INJECT=<point> in its environment.
   3. The Spin models (proofs/run_spin.sh), with their own twins.
   4. proofs/INVARIANTS.md: every invariant names at least one check; every
      named check exists (and, for model checks, ran and passed here).
@@ -27,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "verify")
 CXX = os.environ.get("KEEL_MODEL_CXX", "g++")
-CXXFLAGS = ["-std=c++20", "-O1", "-g0", "-w", "-DKEEL_MODEL_RELACY", "-fno-sized-deallocation",
+CXXFLAGS = ["-std=c++20", "-O1", "-g0", "-w", "-DKEEL_MODEL_RELACY", "-DKEEL_INJECT_AT_RUNTIME", "-fno-sized-deallocation",
             "-I" + os.path.join(ROOT, "kernel", "include"), "-I" + os.path.join(ROOT, "models", "support")]
 
 
@@ -43,23 +44,27 @@ def kernel_inputs():
     return files
 
 
-def build(src, twin):
-    name = os.path.splitext(os.path.basename(src))[0] + (("+" + twin) if twin else "")
+def build(src):
+    name = os.path.splitext(os.path.basename(src))[0]
     out = os.path.join(BUILD, name)
-    inputs = kernel_inputs() + [src]
+    inputs = kernel_inputs() + [src, os.path.abspath(__file__)]
     if os.path.exists(out) and os.path.getmtime(out) >= max(os.path.getmtime(f) for f in inputs):
         return name, out, None
-    cmd = [CXX] + CXXFLAGS + (["-DKEEL_INJECT=" + twin] if twin else []) + [src, "-o", out]
+    cmd = [CXX] + CXXFLAGS + [src, "-o", out]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return name, None, p.stderr[-4000:]
     return name, out, None
 
 
-def run_model(binary, log):
+def run_model(binary, twin, log):
     t0 = time.time()
+    env = dict(os.environ)
+    env.pop("KEEL_INJECT", None)
+    if twin:
+        env["KEEL_INJECT"] = twin
     with open(log, "w") as f:
-        p = subprocess.run([binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        p = subprocess.run([binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         f.write(p.stdout)
     rows = []
     for line in p.stdout.splitlines():
@@ -147,7 +152,11 @@ def fuzz_targets():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--only", metavar="REGEX",
+                    help="run only the models whose path matches (and Spin only if 'spin' matches); "
+                         "for work in progress: checks that did not run are not reported as missing")
     args = ap.parse_args()
+    only = re.compile(args.only) if args.only else None
     os.makedirs(BUILD, exist_ok=True)
     logdir = os.path.join(BUILD, "logs")
     os.makedirs(logdir, exist_ok=True)
@@ -157,6 +166,8 @@ def main():
     rows, twins = shim_rows()
 
     models = sorted(glob.glob(os.path.join(ROOT, "models", "**", "*_model.cpp"), recursive=True))
+    if only:
+        models = [m for m in models if only.search(os.path.relpath(m, ROOT))]
     jobs = []
     for src in models:
         with open(src) as f:
@@ -166,23 +177,27 @@ def main():
         jobs.append((src, None))
         jobs += [(src, t) for t in declared]
 
-    print(f"keel verify: building {len(jobs)} model binaries ({len(models)} models + twins) with {args.jobs} jobs",
-          flush=True)
-    built = {}
+    print(f"keel verify: building {len(models)} model binaries (each runs clean and once per twin: "
+          f"{len(jobs)} runs) with {args.jobs} jobs", flush=True)
+    binaries = {}
     with cf.ThreadPoolExecutor(args.jobs) as ex:
-        for (src, twin), fut in zip(jobs, [ex.submit(build, s, t) for s, t in jobs]):
+        for src, fut in zip(models, [ex.submit(build, s) for s in models]):
             name, binary, err = fut.result()
             if err:
                 failures.append(f"build of {name} failed:\n{err}")
-            built[(src, twin)] = (name, binary)
+            binaries[src] = binary
+    built = {}
+    for src, twin in jobs:
+        base = os.path.splitext(os.path.basename(src))[0]
+        built[(src, twin)] = (base + ("+" + twin if twin else ""), binaries[src])
 
     spin_result = {}
     with cf.ThreadPoolExecutor(args.jobs) as ex:
-        spin_future = ex.submit(spin_rows, logdir)
+        spin_future = ex.submit(spin_rows, logdir) if not only or only.search("spin") else None
         futs = {}
         for key, (name, binary) in built.items():
             if binary:
-                futs[key] = ex.submit(run_model, binary, os.path.join(logdir, name + ".log"))
+                futs[key] = ex.submit(run_model, binary, key[1], os.path.join(logdir, name + ".log"))
         for (src, twin), fut in futs.items():
             rc, model_rows, _ = fut.result()
             name = built[(src, twin)][0]
@@ -199,7 +214,7 @@ def main():
                 twins.append((os.path.splitext(os.path.basename(src))[0], twin, caught,
                               first.name + " [" + first.search + "]" if first else "-",
                               first.verdict if first else f"not caught (rc={rc})"))
-        srows, stwins, present = spin_future.result()
+        srows, stwins, present = spin_future.result() if spin_future else ([], [], True)
         if not present:
             failures.append("proofs/run_spin.sh is missing")
         rows += srows
@@ -232,7 +247,9 @@ def main():
                     good.append(c)
             elif kind in ("relacy", "spin", "grep"):
                 hits = [r for (tool, n), r in ran.items() if tool == kind and n == name]
-                if not hits:
+                if not hits and only:
+                    good.append(c)  # not selected by --only
+                elif not hits:
                     failures.append(f"INVARIANTS.md: {inv} names check {kind}:{name}, which did not run")
                 elif not all(r.ok for r in hits):
                     failures.append(f"INVARIANTS.md: {inv}: check {kind}:{name} failed")
@@ -278,6 +295,8 @@ def main():
     print(f"invariants covered: {sum(1 for v in coverage.values() if v)}/{len(coverage)}")
     print(f"twins killed: {killed}/{len(twins)}")
     print(f"checks passed: {sum(1 for r in rows if r.ok)}/{len(rows)}   total time: {time.time() - t_start:.0f} s")
+    if only:
+        print(f"(--only {args.only}: a partial run; `make verify` runs everything)")
     if failures:
         print("\nverify FAILED:")
         for f in failures:

@@ -321,7 +321,7 @@ bool ThreadPoolCore::claim_idle(detail::FutureCore* task) {
   Worker* w = idle_.back();
   idle_.pop_back();
   w->handed.store(task);
-  if constexpr (KEEL_INJECTED(executor_claim_skips_wake)) {
+  if (KEEL_INJECTED(executor_claim_skips_wake)) {
     w->signal.store(Worker::claimed, std::memory_order_release);
   } else {
     // Release publishes `handed`; the worker reads it after seeing claimed.
@@ -337,7 +337,7 @@ void ThreadPoolCore::release_idle_workers() {
 }
 
 void ThreadPoolCore::notify_space() {
-  if constexpr (!KEEL_INJECTED(executor_room_not_notified)) room_.notify_all();
+  if (!KEEL_INJECTED(executor_room_not_notified)) room_.notify_all();
 }
 
 // The caller checked that a thread may be added (live_ below core or max).
@@ -511,11 +511,11 @@ bool ThreadPoolCore::claim_termination() {
 // Called with m_ held, before tasks taken from the queue are finalized
 // outside the lock, and then (with m_ held again) after.
 void ThreadPoolCore::begin_finalizing() {
-  if constexpr (!KEEL_INJECTED(executor_terminate_before_cancel)) ++finalizing_;
+  if (!KEEL_INJECTED(executor_terminate_before_cancel)) ++finalizing_;
 }
 bool ThreadPoolCore::end_finalizing() {
   LockGuard g(m_);
-  if constexpr (!KEEL_INJECTED(executor_terminate_before_cancel)) --finalizing_;
+  if (!KEEL_INJECTED(executor_terminate_before_cancel)) --finalizing_;
   return claim_termination();
 }
 

@@ -115,7 +115,7 @@ bool FutureCore::cancel() {
       continue;
     }
     if ((v & phase_mask) != pending) return false;
-    if constexpr (KEEL_INJECTED(future_cancel_blind_store)) {
+    if (KEEL_INJECTED(future_cancel_blind_store)) {
       // Seeded bug: decides on a stale read, then stores without a CAS.
       word_.store(cancelled, std::memory_order_release);
       after_final(v);
@@ -137,7 +137,7 @@ FutureCore::Start FutureCore::start(bool owned) {
     const std::int32_t p = v & phase_mask;
     if (p == cancelled) return Start::was_cancelled;
     if (p != pending) return Start::not_pending;
-    if constexpr (KEEL_INJECTED(future_start_blind_store)) {
+    if (KEEL_INJECTED(future_start_blind_store)) {
       // Seeded bug: a plain store after the check lets a racing cancel also win.
       word_.store((v & ~phase_mask) | to, std::memory_order_release);
       return Start::started;
@@ -164,7 +164,7 @@ void FutureCore::finish(std::exception_ptr error) {
   error_ = std::move(error);
   error_mark_.written();
   std::int32_t old;
-  if constexpr (KEEL_INJECTED(future_finish_drops_flags)) {
+  if (KEEL_INJECTED(future_finish_drops_flags)) {
     // Seeded bug: reads the flags, then stores: a sleeper or hook that
     // registers in between is forgotten.
     old = word_.load(std::memory_order_relaxed);
@@ -198,7 +198,7 @@ int FutureCore::cancel_dispatched() {
     LockGuard g(hook_lock_);
     if (phase() != dispatched) return -1;
     const StartSlot s = slot_.load();
-    if constexpr (!KEEL_INJECTED(future_cancel_ignores_slot)) {
+    if (!KEEL_INJECTED(future_cancel_ignores_slot)) {
       std::uint64_t seen = s.sent;
       if (!s.word->compare_exchange_strong(seen, s.dead, std::memory_order_acq_rel, std::memory_order_acquire) &&
           seen != s.dead) {

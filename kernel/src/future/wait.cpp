@@ -34,7 +34,7 @@ void MultiWait::push(Slot* s) {
   do {
     s->next_ready = head;
   } while (!ready_.compare_exchange_weak(head, s, std::memory_order_release, std::memory_order_relaxed));
-  if constexpr (KEEL_INJECTED(multiwait_push_skips_signal)) {
+  if (KEEL_INJECTED(multiwait_push_skips_signal)) {
     return;  // seeded bug: the waiter is never told
   }
   if (signal_.exchange(1, std::memory_order_acq_rel) == 2) platform::futex_wake(signal_, 1);

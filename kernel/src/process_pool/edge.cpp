@@ -31,7 +31,7 @@ Admission Edge::submit(Nanos timeout, void* payload, bool may_block) {
     platform::Deadline deadline = platform::Deadline::never();
     bool evict = false;
     for (;;) {
-      if constexpr (KEEL_INJECTED(pool_edge_blocked_skips_recheck)) {
+      if (KEEL_INJECTED(pool_edge_blocked_skips_recheck)) {
         if (waited) break;  // the mistake: taking a wake-up for room, whatever woke it
       }
       if (broken_) throw BrokenProcessPool(broken_message_);
@@ -77,7 +77,7 @@ Admission Edge::submit(Nanos timeout, void* payload, bool may_block) {
       break;
     }
     ring = inbox_.empty();
-    if constexpr (KEEL_INJECTED(pool_edge_ring_when_nonempty)) ring = !ring;
+    if (KEEL_INJECTED(pool_edge_ring_when_nonempty)) ring = !ring;
     if (evict) {
       // Before the submit: it reaches the machine after every earlier submit.
       Command d;
@@ -116,7 +116,7 @@ void Edge::request(const Command& c) {
     ring = inbox_.empty();
     push(c);
     // Blocked submitters look again and are refused.
-    if constexpr (!KEEL_INJECTED(pool_edge_close_not_notified)) room_.notify_all();
+    if (!KEEL_INJECTED(pool_edge_close_not_notified)) room_.notify_all();
   }
   if (ring) bell_.ring();
 }
@@ -125,7 +125,7 @@ void Edge::take(std::vector<Command>& out) {
   LockGuard<Mutex> g(m_);
   // What leaves the inbox is in the machine now: counted as queued until the
   // supervisor's next report says how many still are.
-  if constexpr (!KEEL_INJECTED(pool_edge_take_uncounted)) queued_ += inbox_submits_;
+  if (!KEEL_INJECTED(pool_edge_take_uncounted)) queued_ += inbox_submits_;
   inbox_submits_ = 0;
   if (out.empty()) {
     out.swap(inbox_);
@@ -139,7 +139,7 @@ void Edge::set_queued(std::size_t n) {
   LockGuard<Mutex> g(m_);
   queued_ = n;
   if (blocked_ > 0 && has_room()) {
-    if constexpr (!KEEL_INJECTED(pool_edge_room_not_notified)) room_.notify_all();
+    if (!KEEL_INJECTED(pool_edge_room_not_notified)) room_.notify_all();
   }
 }
 
@@ -148,7 +148,7 @@ void Edge::set_broken(std::string message) {
   broken_ = true;
   closed_ = true;
   broken_message_ = std::move(message);
-  if constexpr (!KEEL_INJECTED(pool_edge_break_not_notified)) room_.notify_all();
+  if (!KEEL_INJECTED(pool_edge_break_not_notified)) room_.notify_all();
 }
 
 bool Edge::closed() const {

@@ -194,7 +194,7 @@ bool Machine::result(WorkerId id, TaskId task, Nanos now) {
   }
   if (task != 0 && task == w->timed_out) {
     w->timed_out = 0;  // its outcome was already reported: timed out
-    if constexpr (KEEL_INJECTED(pool_late_result_resolved)) resolve(task, Outcome::value);
+    if (KEEL_INJECTED(pool_late_result_resolved)) resolve(task, Outcome::value);
     return true;
   }
   if (phase_ == Phase::broken) return true;  // in-flight lists were resolved at the break
@@ -252,7 +252,7 @@ void Machine::worker_exited(WorkerId id, int exit_code, Nanos now) {
   for (Task& t : w.in_flight) {
     bool started = t.started;
     if (!started) {
-      if constexpr (KEEL_INJECTED(pool_exit_loses_unstarted)) {
+      if (KEEL_INJECTED(pool_exit_loses_unstarted)) {
         started = true;
       } else {
         started = !gate_.revoke(t.id, w.id);
@@ -355,7 +355,7 @@ void Machine::shutdown(bool cancel_futures, Nanos now) {
     for (const Task& t : queue_) resolve(t.id, Outcome::cancelled);
     queue_.clear();
     // Sent and not started is not started: take those back and cancel them.
-    if constexpr (!KEEL_INJECTED(pool_cancel_spares_sent)) {
+    if (!KEEL_INJECTED(pool_cancel_spares_sent)) {
       for (auto& w : workers_) {
         // A worker being killed too: it may still start what it holds until
         // the signal lands, and its exit would queue those again.
@@ -444,7 +444,7 @@ void Machine::resolve(TaskId t, Outcome o, WorkerId w, int code) {
 bool Machine::spawn_useful() const {
   if (phase_ == Phase::broken || terminating_) return false;
   if (phase_ == Phase::shutting_down) {
-    if constexpr (KEEL_INJECTED(pool_no_replace_in_shutdown)) return false;
+    if (KEEL_INJECTED(pool_no_replace_in_shutdown)) return false;
     return !queue_.empty();
   }
   return true;
@@ -514,7 +514,7 @@ void Machine::send_queued(Nanos now) {
 // task that waits behind another on some worker, and send it there. Each
 // round moves a task or learns that one started, so this ends.
 void Machine::balance(Nanos now) {
-  if constexpr (KEEL_INJECTED(pool_no_steal)) return;
+  if (KEEL_INJECTED(pool_no_steal)) return;
   for (;;) {
     if (phase_ == Phase::broken || !queue_.empty()) return;
     bool moved = false;

@@ -64,7 +64,7 @@ void Barrier::leave_locked() {
 
 void Barrier::break_locked() {
   state_.store(State::broken);
-  if constexpr (!KEEL_INJECTED(barrier_break_skip_notify)) cond_.notify_all();
+  if (!KEEL_INJECTED(barrier_break_skip_notify)) cond_.notify_all();
 }
 
 void Barrier::reset() {

@@ -41,13 +41,13 @@ bool Condition::wait_impl(const platform::Deadline& deadline) {
   std::uint32_t depth = 0;
   // Linking the record before the lock is dropped is what makes a notify that
   // follows the unlock find us (SYNC-2).
-  if constexpr (!KEEL_INJECTED(condition_enqueue_after_release)) push_back(&w);
+  if (!KEEL_INJECTED(condition_enqueue_after_release)) push_back(&w);
   if (is_recursive_) {
     depth = rlock()->release_all();
   } else {
     mlock()->unlock();
   }
-  if constexpr (KEEL_INJECTED(condition_enqueue_after_release)) push_back(&w);
+  if (KEEL_INJECTED(condition_enqueue_after_release)) push_back(&w);
 
   bool timed_out = false;
   // Acquire pairs with notify's release store: what the notifier wrote before
@@ -81,7 +81,7 @@ void Condition::notify(int n) {
     if (w == nullptr) break;
     unlink(w);
     w->signaled.store(1, std::memory_order_release);
-    if constexpr (!KEEL_INJECTED(condition_notify_skip_wake)) platform::futex_wake(w->signaled, 1);
+    if (!KEEL_INJECTED(condition_notify_skip_wake)) platform::futex_wake(w->signaled, 1);
   }
 }
 

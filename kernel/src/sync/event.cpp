@@ -15,7 +15,7 @@ void Event::set() {
     // Release pairs with the waiters' acquire loads.
   } while (!state_.compare_exchange_weak(v, next, std::memory_order_release, std::memory_order_relaxed));
   if ((v & sleepers_bit) != 0) {
-    if constexpr (!KEEL_INJECTED(event_set_skip_wake)) platform::futex_wake(state_, platform::wake_all);
+    if (!KEEL_INJECTED(event_set_skip_wake)) platform::futex_wake(state_, platform::wake_all);
   }
 }
 
@@ -31,7 +31,7 @@ bool Event::wait_impl(const platform::Deadline& deadline) {
   });
   for (;;) {
     if (set_since(v, generation)) return true;
-    if constexpr (KEEL_INJECTED(event_wait_skips_mark)) {
+    if (KEEL_INJECTED(event_wait_skips_mark)) {
       // Planted bug: sleep without announcing a sleeper.
     } else if ((v & sleepers_bit) == 0) {
       if (!state_.compare_exchange_weak(v, v | sleepers_bit, std::memory_order_acquire, std::memory_order_acquire)) {

@@ -41,7 +41,7 @@ void Mutex::unlock_slow(std::int32_t prev) {
     // The swap stored 'unlocked' over 'unlocked': nothing changed.
     throw LockNotHeldError("keel::Mutex::unlock: the mutex is not locked");
   }
-  if constexpr (!KEEL_INJECTED(mutex_unlock_skip_wake)) {
+  if (!KEEL_INJECTED(mutex_unlock_skip_wake)) {
     platform::futex_wake(state_, 1);
   }
 }

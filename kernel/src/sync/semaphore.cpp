@@ -17,7 +17,7 @@ Semaphore::Semaphore(std::int32_t initial, std::int32_t bound) : value_(checked_
 void Semaphore::release(std::int32_t n) {
   if (n < 1) throw ValueError("keel::Semaphore::release: n must be >= 1");
   std::int32_t v = value_.load(std::memory_order_relaxed);
-  if constexpr (KEEL_INJECTED(bsem_check_then_add)) {
+  if (KEEL_INJECTED(bsem_check_then_add)) {
     // Planted bug: the bound is checked against a value read earlier, so two
     // racing releases can both pass the check.
     if (v > bound_ - n) throw ValueError("keel::BoundedSemaphore::release: released too many times");
@@ -33,7 +33,7 @@ void Semaphore::release(std::int32_t n) {
   const auto order =
       KEEL_INJECTED(semaphore_relaxed_sleeper_check) ? std::memory_order_relaxed : std::memory_order_seq_cst;
   if (sleepers_.load(order) > 0) {
-    if constexpr (!KEEL_INJECTED(semaphore_skip_wake)) platform::futex_wake(value_, n);
+    if (!KEEL_INJECTED(semaphore_skip_wake)) platform::futex_wake(value_, n);
   }
 }
 
