@@ -1,7 +1,8 @@
 // The test binary's main: keel::bootstrap first (children that keel spawns are
 // fresh images of this binary and must not run the tests), then GoogleTest
 // with a listener that fails any test which leaves a child process (zombies
-// included) or a file descriptor behind.
+// included) or a file descriptor behind, and the per-test time limit
+// (tests/support/watchdog.hpp).
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "keel/process/bootstrap.hpp"
+#include "tests/support/watchdog.hpp"
 
 namespace {
 
@@ -118,5 +120,6 @@ int main(int argc, char** argv) {
   keel::bootstrap(argc, argv);  // in a child keel started, this never returns
   ::testing::InitGoogleTest(&argc, argv);
   ::testing::UnitTest::GetInstance()->listeners().Append(new LeakListener);
+  if (auto* watchdog = keel::test::install_watchdog()) ::testing::UnitTest::GetInstance()->listeners().Append(watchdog);
   return RUN_ALL_TESTS();
 }

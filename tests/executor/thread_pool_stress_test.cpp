@@ -20,8 +20,6 @@
 
 namespace {
 
-[[maybe_unused]] const bool watchdog_installed = keel_future_test::install_watchdog();
-
 using namespace std::chrono_literals;
 using keel::FutureStatus;
 using keel::QueueKind;

@@ -21,8 +21,6 @@
 
 namespace {
 
-[[maybe_unused]] const bool watchdog_installed = keel_future_test::install_watchdog();
-
 using namespace std::chrono_literals;
 using keel::ReturnWhen;
 using keel_future_test::Opts;
