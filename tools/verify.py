@@ -17,6 +17,7 @@ any check fails, any twin survives, or any invariant is left uncovered.
 import argparse
 import concurrent.futures as cf
 import glob
+import json
 import os
 import re
 import shutil
@@ -88,7 +89,7 @@ def shim_rows():
             f.write("#include <atomic>\n")
         caught = subprocess.run([os.path.join(ROOT, "tools", "check_shim.sh"), d], capture_output=True).returncode != 0
     twins.append(("shim-boundary", "planted_direct_atomic_include", caught, "shim-boundary" if caught else "-",
-                  "violation reported" if caught else "not reported"))
+                  "violation reported" if caught else "not reported", "PLAT-1"))
     return rows, twins
 
 
@@ -106,10 +107,72 @@ def spin_rows(logdir):
         name, inv, tool, search, states, secs, res, verdict, kind = f[1:10]
         if kind == "twin":
             base, bug = name.split("+twin:", 1)
-            twins.append((base, bug, res == "FAIL", base if res == "FAIL" else "-", verdict))
+            twins.append((base, bug, res == "FAIL", base if res == "FAIL" else "-", verdict, inv))
         else:
             rows.append(Row(name, inv, tool, search, states, float(secs), res == "pass", verdict))
     return rows, twins, True
+
+
+def ids(text):
+    return {i.strip() for i in text.split(",") if i.strip()}
+
+
+def spin_code_rows(twins, failures):
+    """proofs/spin-code-twins.md: each Spin twin planted in the code too, both
+    caught, under a shared invariant. One row per Spin model (MODEL-1)."""
+    path = os.path.join(ROOT, "proofs", "spin-code-twins.md")
+    t0 = time.time()
+    table = []
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 4 and cells[1].startswith("BUG_"):
+                table.append(cells)
+    spin = {}  # (pml model, BUG_X) -> [(caught, invariants)] over every configuration
+    code = {}  # injection point -> [(caught, invariants of the check that caught it, where)]
+    for t in twins:
+        if "+twin:" in str(t[3]) or t[1].startswith("BUG_"):
+            spin.setdefault((t[0].split(".")[0], t[1]), []).append((t[2], ids(t[5])))
+        else:
+            code.setdefault(t[1], []).append((t[2], ids(t[5]), t[3]))
+    listed = {(m, b) for m, b, _, _ in table}
+    for key in spin:
+        if key not in listed:
+            failures.append(f"spin-code-twins.md: Spin twin {key[1]} of {key[0]}.pml is not listed")
+    rows = []
+    for model in sorted({m for m, _, _, _ in table} | {k[0] for k in spin}):
+        tied, untied, problems = 0, 0, []
+        for m, bug, point, note in table:
+            if m != model:
+                continue
+            if (m, bug) not in spin:
+                problems.append(f"{bug} is listed but run_spin.sh runs no such twin")
+                continue
+            if point in ("-", ""):
+                untied += 1
+                if not note:
+                    problems.append(f"{bug} has no code twin and no reason")
+                continue
+            s_caught = [inv for ok, inv in spin[(m, bug)] if ok]
+            c_caught = [(inv, where) for ok, inv, where in code.get(point, []) if ok]
+            if not code.get(point):
+                problems.append(f"{bug}: code twin {point} is declared by no model")
+            elif not s_caught or not c_caught:
+                problems.append(f"{bug}: caught by Spin {bool(s_caught)}, {point} caught in code {bool(c_caught)}")
+            elif not set().union(*s_caught) & set().union(*(inv for inv, _ in c_caught)):
+                problems.append(f"{bug} (Spin: {','.join(sorted(set().union(*s_caught)))}) and {point} "
+                                f"(code: {','.join(sorted(set().union(*(i for i, _ in c_caught))))}) "
+                                "are caught under no common invariant")
+            else:
+                tied += 1
+        if tied == 0:
+            problems.append("no twin of this model is tied to the code")
+        for p in problems:
+            failures.append(f"spin-code.{model}: {p}")
+        rows.append(Row(f"spin-code.{model}", "MODEL-1", "pairing", f"{tied} twins tied, {untied} not tied",
+                        str(tied + untied), time.time() - t0, not problems,
+                        "agree" if not problems else problems[0]))
+    return rows
 
 
 def parse_invariants():
@@ -194,13 +257,24 @@ def main():
     spin_result = {}
     with cf.ThreadPoolExecutor(args.jobs) as ex:
         spin_future = ex.submit(spin_rows, logdir) if not only or only.search("spin") else None
+        # Longest first (by the last run's times), so no long run starts last
+        # and leaves the other jobs idle.
+        timing_path = os.path.join(BUILD, "durations.json")
+        try:
+            with open(timing_path) as f:
+                last = json.load(f)
+        except (OSError, ValueError):
+            last = {}
+        order = sorted((k for k, (_, b) in built.items() if b), key=lambda k: -float(last.get(built[k][0], 1e9)))
         futs = {}
-        for key, (name, binary) in built.items():
-            if binary:
-                futs[key] = ex.submit(run_model, binary, key[1], os.path.join(logdir, name + ".log"))
+        for key in order:
+            name, binary = built[key]
+            futs[key] = ex.submit(run_model, binary, key[1], os.path.join(logdir, name + ".log"))
+        durations = {}
         for (src, twin), fut in futs.items():
-            rc, model_rows, _ = fut.result()
+            rc, model_rows, secs = fut.result()
             name = built[(src, twin)][0]
+            durations[name] = secs
             if twin is None:
                 if not model_rows:
                     failures.append(f"{name} reported no checks (rc={rc})")
@@ -213,12 +287,18 @@ def main():
                 first = caught_by[0] if caught_by else None
                 twins.append((os.path.splitext(os.path.basename(src))[0], twin, caught,
                               first.name + " [" + first.search + "]" if first else "-",
-                              first.verdict if first else f"not caught (rc={rc})"))
+                              first.verdict if first else f"not caught (rc={rc})",
+                              first.invariants if first else ""))
+        with open(timing_path, "w") as f:
+            json.dump(durations, f, indent=0, sort_keys=True)
         srows, stwins, present = spin_future.result() if spin_future else ([], [], True)
         if not present:
             failures.append("proofs/run_spin.sh is missing")
         rows += srows
         twins += stwins
+
+    if not only:
+        rows += spin_code_rows(twins, failures)
 
     # Invariant catalogue cross-check.
     invariants = parse_invariants()
@@ -245,7 +325,7 @@ def main():
                     failures.append(f"INVARIANTS.md: {inv} names fuzz:{name}, which has no KEEL_FUZZ_CHECK for {inv}")
                 else:
                     good.append(c)
-            elif kind in ("relacy", "spin", "grep"):
+            elif kind in ("relacy", "spin", "grep", "pairing"):
                 hits = [r for (tool, n), r in ran.items() if tool == kind and n == name]
                 if not hits and only:
                     good.append(c)  # not selected by --only

@@ -215,6 +215,16 @@ bool Machine::revoke(Worker& w, Task& t, Nanos now) {
     t.started = true;
     t.started_at = now;
   }
+  if (KEEL_INJECTED(pool_mark_started_through)) {
+    // The old mistake: what was sent before it is not known to have started.
+    for (Task& u : w.in_flight) {
+      if (&u == &t) break;
+      if (!u.started) {
+        u.started = true;
+        u.started_at = now;
+      }
+    }
+  }
   return false;
 }
 
@@ -250,6 +260,7 @@ void Machine::worker_exited(WorkerId id, int exit_code, Nanos now) {
   // back to the queue uncounted. The slot decides, not the position.
   std::deque<Task> back;
   for (Task& t : w.in_flight) {
+    if (KEEL_INJECTED(pool_requeue_only_head) && &t != &w.in_flight.front()) continue;
     bool started = t.started;
     if (!started) {
       if (KEEL_INJECTED(pool_exit_loses_unstarted)) {
@@ -309,7 +320,9 @@ void Machine::tick(Nanos now) {
   }
   if (phase_ == Phase::broken) return;
   for (auto& w : workers_) {
-    if (w.state != WorkerState::ready && w.state != WorkerState::retiring && w.state != WorkerState::closing) continue;
+    if (w.state != WorkerState::ready &&
+        (KEEL_INJECTED(pool_tick_only_ready) || (w.state != WorkerState::retiring && w.state != WorkerState::closing)))
+      continue;
     for (auto t = w.in_flight.begin(); t != w.in_flight.end(); ++t) {
       if (!t->started || t->timeout <= Nanos::zero() || later(t->started_at, t->timeout) > now) continue;
       // Nothing was sent behind it, and what was sent before it has
@@ -363,6 +376,9 @@ void Machine::shutdown(bool cancel_futures, Nanos now) {
           Task& t = w.in_flight[i];
           // One before a started task was answered or skipped (its user won
           // its slot, and its skip is on the way): ask about each.
+          if (KEEL_INJECTED(pool_cancel_futures_stops_at_started) && (t.started || w.state == WorkerState::killing)) {
+            break;
+          }
           if (t.started || !revoke(w, t, now)) continue;
           resolve(t.id, Outcome::cancelled);
           w.in_flight.erase(w.in_flight.begin() + static_cast<std::ptrdiff_t>(i));
@@ -459,7 +475,9 @@ Machine::Worker* Machine::pick(const Task& t, Nanos now) {
   const unsigned depth = depth_now();
   Worker* best = nullptr;
   for (auto& w : workers_) {
-    if (w.state != WorkerState::ready || w.in_flight.size() >= depth) continue;
+    const bool open =
+        w.state == WorkerState::ready || (KEEL_INJECTED(pool_send_to_retiring) && w.state == WorkerState::retiring);
+    if (!open || w.in_flight.size() >= depth) continue;
     // Frames taken back hold their slots until the worker skips them.
     if (w.in_flight.size() + w.stale.size() >= cfg_.depth) continue;
     // The worker still holds a frame of this task that it has not skipped.

@@ -67,7 +67,7 @@ bool Condition::wait_impl(const platform::Deadline& deadline) {
   if (!timed_out) return true;
   // A notify may have chosen us between the timeout and re-locking: it has
   // already unlinked us, so take the notification rather than lose it.
-  if (w.signaled.load(std::memory_order_relaxed) != 0) return true;
+  if (!KEEL_INJECTED(condition_timeout_drops_signal) && w.signaled.load(std::memory_order_relaxed) != 0) return true;
   unlink(&w);
   return false;
 }
