@@ -6,6 +6,7 @@
 // KEEL-TWIN future_finish_drops_flags
 // KEEL-TWIN multiwait_push_skips_signal
 // KEEL-TWIN future_cancel_ignores_slot
+// KEEL-TWIN multiwait_push_relaxed
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/future/future.hpp"
