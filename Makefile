@@ -57,7 +57,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps lib test verify sanitize asan tsan bench install format lint check-shim examples clean \
+.PHONY: all deps lib test verify sanitize asan tsan bench install format lint check-shim check-shared-state examples clean \
         fuzz fuzz-build fuzz-run fuzz-smoke fuzz-standalone fuzz-afl
 
 all: lib examples
@@ -200,9 +200,14 @@ install: lib
 format: deps
 	clang-format-14 -i $$(git ls-files '*.hpp' '*.cpp' '*.h')
 
-lint: deps
+# PLAT-2: every kernel data member is an atomic, a platform::Var, or
+# classified in proofs/shared_state.txt (tools/check_shared_state.py).
+lint: deps check-shared-state
 	clang-format-14 --dry-run -Werror $$(git ls-files '*.hpp' '*.cpp' '*.h')
 	tools/lint.sh
+
+check-shared-state:
+	@python3 tools/check_shared_state.py
 
 clean:
 	rm -rf build
