@@ -137,13 +137,15 @@ ASAN_VARS := CXX=$(CLANG) BUILD=build/asan FUZZ_COV=-fsanitize=fuzzer-no-link \
 TSAN_VARS := CXX=$(CLANG) BUILD=build/tsan FUZZ_COV= \
   OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 # atexit_sleep_ms=0: TSan otherwise sleeps a second in every exiting process,
-# and the process tests start and stop hundreds of workers.
-TSAN_ENV  := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0"
+# and the process tests start and stop hundreds of workers. tools/tsan.supp:
+# the one known false report (libstdc++'s uninstrumented exception refcount).
+TSAN_ENV  := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0 suppressions=$(CURDIR)/tools/tsan.supp"
 
 asan: deps
 	$(MAKE) --no-print-directory test $(ASAN_VARS) TEST_ARGS="$(TEST_ARGS)"
 
 tsan: deps
+	tools/tsan_supp_check.sh $(CLANG)
 	$(TSAN_ENV) $(MAKE) --no-print-directory test $(TSAN_VARS) TEST_ARGS="$(TEST_ARGS)"
 
 # Fuzzing (README: Fuzzing). `make fuzz` runs every target (or FUZZ_TARGETS)
