@@ -233,7 +233,7 @@ def declare(members, text):
     members.append((m.group(1).strip(), m.group(2)))
 
 
-def classes_in(path, text):
+def classes_in(text):
     """(qualified class name, [(type, member)]) for every class defined in text."""
     found = []
     stack = []  # (end offset, name) of the enclosing classes
@@ -348,7 +348,7 @@ def main():
         with open(os.path.join(root, rel), errors="replace") as f:
             text = strip(f.read())
         try:
-            classes = classes_in(rel, text)
+            classes = classes_in(text)
         except ValueError as e:
             print(f"{rel}: {e}", file=sys.stderr)
             return 2
