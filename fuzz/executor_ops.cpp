@@ -107,7 +107,8 @@ struct TaskError : std::runtime_error {
   std::size_t id;
 };
 struct MapError : std::runtime_error {
-  explicit MapError(int i) : std::runtime_error("map error " + std::to_string(i)) {}
+  explicit MapError(int i) : std::runtime_error("map error " + std::to_string(i)), index(i) {}
+  int index;
 };
 struct HookRefused : std::runtime_error {
   explicit HookRefused(std::uint64_t s) : std::runtime_error("before_task refused " + std::to_string(s)), seq(s) {}
@@ -1010,13 +1011,16 @@ void World::op_map(const Op& op) {
       }
       got.push_back(*v);
     }
-  } catch (const MapError&) {
-    // Not e.index: MapResults dropped its Future before this handler runs, so
-    // a worker may free the exception object when it releases the task, and
-    // TSan cannot see libstdc++'s (uninstrumented) exception refcount that
-    // orders that free after this handler: a false race report. The input
-    // whose error ends the sequence must be the next one, a throwing one that ran.
+  } catch (const MapError& e) {
+    // The input whose error ends the sequence must be the next one, a
+    // throwing one that ran. (MapResults dropped its Future before this
+    // handler runs, so a worker may free the exception object meanwhile;
+    // libstdc++'s refcount orders that free, and tools/tsan.supp tells TSan,
+    // which cannot see the uninstrumented refcount.)
     const std::size_t i = got.size();
+    NOTE(
+        "EXEC-1", e.index >= 0 && static_cast<std::size_t>(e.index) == i,
+        "map " + str(m.id) + " raised the error of input " + std::to_string(e.index) + " after " + str(i) + " results");
     NOTE("EXEC-1", i < 4 && ((m.throw_mask >> i) & 1) && m.runs[i].load() == 1,
          "map " + str(m.id) + " raised a task error after " + str(i) + " results, but input " + str(i) +
              " does not throw or did not run");

@@ -38,6 +38,11 @@ mkdir -p "$root/logs"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 atexit_sleep_ms=0 report_signal_unsafe=0}"
+# The known false report (tools/tsan.supp), whoever set TSAN_OPTIONS.
+case "$TSAN_OPTIONS" in
+  *suppressions=*) ;;
+  *) TSAN_OPTIONS="$TSAN_OPTIONS suppressions=$PWD/tools/tsan.supp" ;;
+esac
 
 run_one() {
   local t="$1"

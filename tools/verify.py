@@ -3,7 +3,8 @@
 fail, and print the invariant report.
 
 Steps:
-  1. The shim boundary (PLAT-1) on the real tree, and on a planted violation.
+  1. The shim boundary (PLAT-1) on the real tree, and on a planted violation;
+     the shared-state audit (PLAT-2, tools/check_shared_state.py) likewise.
   2. Every Relacy model (models/**/*_model.cpp), built once against the real
      kernel source with -DKEEL_MODEL_RELACY -DKEEL_INJECT_AT_RUNTIME, run clean
      and then once per seeded-bug twin it declares (`// KEEL-TWIN <injection
@@ -90,6 +91,40 @@ def shim_rows():
         caught = subprocess.run([os.path.join(ROOT, "tools", "check_shim.sh"), d], capture_output=True).returncode != 0
     twins.append(("shim-boundary", "planted_direct_atomic_include", caught, "shim-boundary" if caught else "-",
                   "violation reported" if caught else "not reported", "PLAT-1"))
+    return rows, twins
+
+
+def shared_state_rows():
+    """PLAT-2: tools/check_shared_state.py on the real tree, and its twins on
+    a copy with a planted violation of each kind it exists to catch."""
+    script = os.path.join(ROOT, "tools", "check_shared_state.py")
+    t0 = time.time()
+    p = subprocess.run([sys.executable, script, ROOT], capture_output=True, text=True)
+    ok = p.returncode == 0
+    m = re.search(r"(\d+) data members", p.stdout)
+    rows = [Row("shared-state", "PLAT-2", "audit", "every kernel class", m.group(1) if m else "-", time.time() - t0, ok,
+                "clean" if ok else (p.stderr.strip().splitlines() or ["failed"])[-1].strip())]
+    planted = {
+        # A new class shares a plain pointer and says nothing about it.
+        "planted_unlisted_plain_member": ("struct Planted {\n  Planted* next = nullptr;\n};\n", ""),
+        # The list claims a Var, the code declares a plain field.
+        "planted_var_declared_plain": ("struct Planted {\n  Planted* next = nullptr;\n};\n",
+                                       "\n[kernel/src/sync/planted.cpp]\nPlanted\n  next  var\n"),
+    }
+    twins = []
+    for twin, (source, listed) in planted.items():
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copytree(os.path.join(ROOT, "kernel"), os.path.join(d, "kernel"))
+            os.makedirs(os.path.join(d, "proofs"))
+            shutil.copy(os.path.join(ROOT, "proofs", "shared_state.txt"), os.path.join(d, "proofs"))
+            with open(os.path.join(d, "kernel", "src", "sync", "planted.cpp"), "w") as f:
+                f.write(source)
+            with open(os.path.join(d, "proofs", "shared_state.txt"), "a") as f:
+                f.write(listed)
+            q = subprocess.run([sys.executable, script, d], capture_output=True, text=True)
+        caught = q.returncode == 1 and "Planted" in q.stderr
+        twins.append(("shared-state", twin, caught, "shared-state" if caught else "-",
+                      "violation reported" if caught else f"not reported (rc={q.returncode})"))
     return rows, twins
 
 
@@ -227,6 +262,9 @@ def main():
     failures = []
 
     rows, twins = shim_rows()
+    audit_rows, audit_twins = shared_state_rows()
+    rows += audit_rows
+    twins += audit_twins
 
     models = sorted(glob.glob(os.path.join(ROOT, "models", "**", "*_model.cpp"), recursive=True))
     if only:
@@ -325,7 +363,7 @@ def main():
                     failures.append(f"INVARIANTS.md: {inv} names fuzz:{name}, which has no KEEL_FUZZ_CHECK for {inv}")
                 else:
                     good.append(c)
-            elif kind in ("relacy", "spin", "grep", "pairing"):
+            elif kind in ("relacy", "spin", "grep", "pairing", "audit"):
                 hits = [r for (tool, n), r in ran.items() if tool == kind and n == name]
                 if not hits and only:
                     good.append(c)  # not selected by --only

@@ -17,6 +17,7 @@
 // KEEL-TWIN future_start_blind_store
 // KEEL-TWIN executor_terminate_before_cancel
 // KEEL-TWIN executor_room_not_notified
+// KEEL-TWIN executor_stats_unlocked
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"

@@ -180,11 +180,7 @@ E expect_throw(F&& f) {
   throw std::logic_error("no throw");
 }
 
-// The error a future failed with. The future is taken by reference so that a
-// temporary one outlives the catch: the exception object is shared with the
-// future's state, and dropping the last reference to it while another thread
-// handles it is fine in libstdc++ but invisible to TSan (its refcount is
-// atomic in an uninstrumented library).
+// The error a future failed with.
 template <class E, class T>
 E failure_of(const Future<T>& f) {
   try {

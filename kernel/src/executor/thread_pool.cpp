@@ -80,6 +80,7 @@ class ThreadPoolCore {
   void finish_termination();
   void join_exited();
   bool is_own_thread() const KEEL_REQUIRES(m_);
+  ThreadPoolStats read_stats() const;  // the caller holds m_
   void check_not_worker(const char* what) KEEL_REQUIRES(m_);
   void drop_ref() noexcept;
   void free_orphaned() noexcept;
@@ -99,27 +100,28 @@ class ThreadPoolCore {
   platform::Atomic<std::size_t> refs_{1};
 
   mutable Mutex m_;
-  detail::TaskQueue queue_;              // guarded by m_
-  Run run_ = Run::running;               // guarded by m_
-  bool broken_ = false;                  // guarded by m_
-  std::string broken_why_;               // guarded by m_
-  std::size_t finalizing_ = 0;           // guarded by m_: threads cancelling or failing tasks taken from the queue
-  bool terminating_ = false;             // guarded by m_
-  std::size_t core_;                     // guarded by m_
-  std::size_t max_;                      // guarded by m_
-  std::chrono::nanoseconds keep_alive_;  // guarded by m_
-  bool core_timeout_;                    // guarded by m_
-  std::vector<Worker*> live_;            // guarded by m_
-  std::vector<Worker*> idle_;            // guarded by m_; the most recently idle at the back
-  std::vector<Worker*> exited_;          // guarded by m_; to be joined
-  std::size_t active_ = 0;               // guarded by m_
-  std::size_t largest_ = 0;              // guarded by m_
-  std::uint64_t seq_ = 0;                // guarded by m_
-  std::uint64_t threads_made_ = 0;       // guarded by m_
-  std::uint64_t submitted_ = 0;          // guarded by m_
-  std::uint64_t completed_ = 0;          // guarded by m_
-  std::uint64_t rejected_ = 0;           // guarded by m_
-  Condition room_{m_};                   // blocked submitters wait here for room (RejectPolicy::block)
+  detail::TaskQueue queue_;               // guarded by m_
+  platform::Var<Run> run_{Run::running};  // guarded by m_
+  platform::Var<bool> broken_{false};     // guarded by m_
+  std::string broken_why_;                // guarded by m_
+  // Guarded by m_: threads cancelling or failing tasks taken from the queue.
+  platform::Var<std::size_t> finalizing_{0};
+  platform::Var<bool> terminating_{false};        // guarded by m_
+  platform::Var<std::size_t> core_;               // guarded by m_
+  platform::Var<std::size_t> max_;                // guarded by m_
+  std::chrono::nanoseconds keep_alive_;           // guarded by m_
+  platform::Var<bool> core_timeout_;              // guarded by m_
+  std::vector<Worker*> live_;                     // guarded by m_
+  std::vector<Worker*> idle_;                     // guarded by m_; the most recently idle at the back
+  std::vector<Worker*> exited_;                   // guarded by m_; to be joined
+  platform::Var<std::size_t> active_{0};          // guarded by m_
+  platform::Var<std::size_t> largest_{0};         // guarded by m_
+  platform::Var<std::uint64_t> seq_{0};           // guarded by m_
+  platform::Var<std::uint64_t> threads_made_{0};  // guarded by m_
+  platform::Var<std::uint64_t> submitted_{0};     // guarded by m_
+  platform::Var<std::uint64_t> completed_{0};     // guarded by m_
+  platform::Var<std::uint64_t> rejected_{0};      // guarded by m_
+  Condition room_{m_};                            // blocked submitters wait here for room (RejectPolicy::block)
   Event terminated_;
   Mutex join_lock_;  // one thread joins the workers at a time
 };
@@ -134,14 +136,22 @@ struct ThreadPoolCore::Worker {
   static constexpr std::int32_t claimed = 2;
 
   platform::FutexWord signal{idle};
-  platform::Var<detail::FutureCore*> handed;  // written by the claimer before the claim
-  detail::FutureCore* current = nullptr;      // guarded by m_: the running task
-  std::uint64_t tid = 0;                      // guarded by m_
+  platform::Var<detail::FutureCore*> handed;            // written by the claimer before the claim
+  platform::Var<detail::FutureCore*> current{nullptr};  // guarded by m_: the running task
+  platform::Var<std::uint64_t> tid{0};                  // guarded by m_
   std::uint64_t number = 0;
   platform::Thread thread;
 };
 
 namespace {
+
+// ++v on a counter guarded by m_; returns the new value.
+template <class T>
+T bump(platform::Var<T>& v) {
+  const T n = v.load() + 1;
+  v.store(n);
+  return n;
+}
 
 platform::Deadline idle_deadline(bool timed, std::chrono::nanoseconds keep_alive) {
   return timed ? platform::Deadline::after(keep_alive) : platform::Deadline::never();
@@ -236,32 +246,33 @@ void ThreadPoolCore::enqueue(detail::FutureCore* task, bool has_priority) {
   {
     LockGuard g(m_);
     for (;;) {
-      if (broken_) {
+      if (broken_.load()) {
         task->release();
         throw BrokenThreadPool("thread pool is broken: " + broken_why_);
       }
-      if (run_ != Run::running && !KEEL_INJECTED(executor_submit_ignores_shutdown)) {
-        ++rejected_;
+      if (run_.load() != Run::running && !KEEL_INJECTED(executor_submit_ignores_shutdown)) {
+        bump(rejected_);
         task->release();
         throw rejected_shutdown();
       }
-      task->seq = ++seq_;
+      task->seq = bump(seq_);
       if (claim_idle(task)) break;
-      if (live_.size() < core_ && try_add_worker(task)) break;
+      if (live_.size() < core_.load() && try_add_worker(task)) break;
       if (queue_.offer(task)) {
         if (live_.empty() && !KEEL_INJECTED(executor_queue_without_worker) && !try_add_worker(nullptr)) {
           queue_.remove(task);
-          ++rejected_;
+          bump(rejected_);
           task->release();
           throw RejectedError(RejectedError::Reason::no_thread, "no worker thread could be started");
         }
         break;
       }
-      const bool below_max = KEEL_INJECTED(executor_max_off_by_one) ? live_.size() <= max_ : live_.size() < max_;
+      const bool below_max =
+          KEEL_INJECTED(executor_max_off_by_one) ? live_.size() <= max_.load() : live_.size() < max_.load();
       if (below_max && try_add_worker(task)) break;
       // Saturated: the queue is full and no thread may (or could) be added.
       if (live_.empty()) {
-        ++rejected_;
+        bump(rejected_);
         task->release();
         throw RejectedError(RejectedError::Reason::no_thread, "no worker thread could be started");
       }
@@ -272,11 +283,11 @@ void ThreadPoolCore::enqueue(detail::FutureCore* task, bool has_priority) {
           block_timed_out = !room_.wait_deadline(block_deadline);
           continue;
         }
-        ++rejected_;
+        bump(rejected_);
         task->release();
         throw RejectedError(RejectedError::Reason::timed_out, "no room in the pool before the block timeout");
       }
-      ++rejected_;
+      bump(rejected_);
       if (reject_ == RejectPolicy::abort) {
         task->release();
         throw RejectedError(RejectedError::Reason::saturated,
@@ -293,7 +304,7 @@ void ThreadPoolCore::enqueue(detail::FutureCore* task, bool has_priority) {
       break;
     }
     if (then == Then::done) {
-      ++submitted_;
+      bump(submitted_);
       if (!exited_.empty()) reap.swap(exited_);
     }
   }
@@ -343,7 +354,7 @@ void ThreadPoolCore::notify_space() {
 // The caller checked that a thread may be added (live_ below core or max).
 bool ThreadPoolCore::try_add_worker(detail::FutureCore* first) {
   auto* w = new Worker;
-  w->number = ++threads_made_;
+  w->number = bump(threads_made_);
   live_.push_back(w);
   // The thread's own reference, given up by its last touch of the core.
   // Relaxed: taken while the object's reference keeps refs_ above zero.
@@ -362,7 +373,7 @@ bool ThreadPoolCore::try_add_worker(detail::FutureCore* first) {
     refs_.fetch_sub(1, std::memory_order_relaxed);  // never below 1: the object holds one
     return false;
   }
-  largest_ = std::max(largest_, live_.size());
+  largest_.store(std::max(largest_.load(), live_.size()));
   return true;
 }
 
@@ -374,7 +385,7 @@ void ThreadPoolCore::worker_main(Worker* w, detail::FutureCore* task) {
     {
       // Known before any user code runs here: is_own_thread() needs it.
       LockGuard g(m_);
-      w->tid = platform::current_thread_id();
+      w->tid.store(platform::current_thread_id());
     }
     std::exception_ptr failed;
     try {
@@ -407,29 +418,29 @@ void ThreadPoolCore::worker_main(Worker* w, detail::FutureCore* task) {
   }
   bool timed_out = false;
   m_.lock();
-  w->tid = platform::current_thread_id();
+  w->tid.store(platform::current_thread_id());
   for (;;) {
     if (task) {
-      w->current = task;
-      ++active_;
+      w->current.store(task);
+      bump(active_);
       m_.unlock();
       const bool ran = run_task(task);
       m_.lock();
-      --active_;
-      if (ran) ++completed_;
-      w->current = nullptr;
+      active_.store(active_.load() - 1);
+      if (ran) bump(completed_);
+      w->current.store(nullptr);
       task->release();
       task = nullptr;
       timed_out = false;
     }
-    if (run_ == Run::stop || broken_) break;
-    if (live_.size() > max_) break;  // resized down: the others stay
+    if (run_.load() == Run::stop || broken_.load()) break;
+    if (live_.size() > max_.load()) break;  // resized down: the others stay
     if ((task = queue_.pop()) != nullptr) {
       notify_space();
       continue;
     }
-    if (run_ == Run::shutdown) break;
-    const bool timed = core_timeout_ || live_.size() > core_;
+    if (run_.load() == Run::shutdown) break;
+    const bool timed = core_timeout_.load() || live_.size() > core_.load();
     if (timed && timed_out) break;  // keep-alive expired with the queue empty (checked above, under m_)
     // Idle: on idle_ until claimed, or until the keep-alive passes.
     w->handed.store(nullptr);
@@ -502,26 +513,26 @@ bool ThreadPoolCore::worker_exit(Worker* w) {
 // from the queue to cancel or fail outside the lock: "terminated" promises
 // that every accepted future is final (EXEC-4). Returns true exactly once.
 bool ThreadPoolCore::claim_termination() {
-  const bool closed = run_ != Run::running || broken_;
-  if (terminating_ || !closed || !live_.empty() || !queue_.empty() || finalizing_ != 0) return false;
-  terminating_ = true;
+  const bool closed = run_.load() != Run::running || broken_.load();
+  if (terminating_.load() || !closed || !live_.empty() || !queue_.empty() || finalizing_.load() != 0) return false;
+  terminating_.store(true);
   return true;
 }
 
 // Called with m_ held, before tasks taken from the queue are finalized
 // outside the lock, and then (with m_ held again) after.
 void ThreadPoolCore::begin_finalizing() {
-  if (!KEEL_INJECTED(executor_terminate_before_cancel)) ++finalizing_;
+  if (!KEEL_INJECTED(executor_terminate_before_cancel)) bump(finalizing_);
 }
 bool ThreadPoolCore::end_finalizing() {
   LockGuard g(m_);
-  if (!KEEL_INJECTED(executor_terminate_before_cancel)) --finalizing_;
+  if (!KEEL_INJECTED(executor_terminate_before_cancel)) finalizing_.store(finalizing_.load() - 1);
   return claim_termination();
 }
 
 void ThreadPoolCore::break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) {
-  if (!broken_) {
-    broken_ = true;
+  if (!broken_.load()) {
+    broken_.store(true);
     broken_why_ = detail::describe_exception(why);
   }
   for (auto* t : queue_.drain()) failed.push_back(t);
@@ -547,7 +558,7 @@ void ThreadPoolCore::finish_termination() {
 // on_terminated hook, callbacks of tasks failed by a broken initializer).
 bool ThreadPoolCore::is_own_thread() const {
   const std::uint64_t me = platform::current_thread_id();
-  const auto mine = [me](const Worker* w) { return w->tid == me; };
+  const auto mine = [me](const Worker* w) { return w->tid.load() == me; };
   return std::any_of(live_.begin(), live_.end(), mine) || std::any_of(exited_.begin(), exited_.end(), mine);
 }
 
@@ -598,7 +609,7 @@ void ThreadPoolCore::free_orphaned() noexcept {
   }
   const std::uint64_t me = platform::current_thread_id();
   for (Worker* w : reap) {
-    if (w->tid == me) {
+    if (w->tid.load() == me) {
       w->thread.detach();
     } else {
       w->thread.join();
@@ -614,7 +625,7 @@ void ThreadPoolCore::shutdown(ShutdownOptions options) {
   {
     LockGuard g(m_);
     if (options.wait) check_not_worker("shutdown(wait)");
-    if (run_ == Run::running) run_ = Run::shutdown;
+    if (run_.load() == Run::running) run_.store(Run::shutdown);
     if (options.cancel_futures && !KEEL_INJECTED(executor_cancel_futures_skips_drain)) drained = queue_.drain();
     if (!drained.empty()) begin_finalizing();
     release_idle_workers();
@@ -641,12 +652,12 @@ std::vector<PendingTask> ThreadPoolCore::shutdown_now() {
   bool terminate = false;
   {
     LockGuard g(m_);
-    run_ = Run::stop;
+    run_.store(Run::stop);
     drained = queue_.drain();
     for (Worker* w : live_) {
-      if (w->current) {
-        w->current->add_ref();
-        running.push_back(w->current);
+      if (w->current.load()) {
+        w->current.load()->add_ref();
+        running.push_back(w->current.load());
       }
     }
     release_idle_workers();
@@ -694,17 +705,17 @@ void ThreadPoolCore::join_exited() {
 
 bool ThreadPoolCore::is_shutdown() const {
   LockGuard g(m_);
-  return run_ != Run::running || broken_;
+  return run_.load() != Run::running || broken_.load();
 }
 
 bool ThreadPoolCore::is_broken() const {
   LockGuard g(m_);
-  return broken_;
+  return broken_.load();
 }
 
 bool ThreadPoolCore::prestart_core_thread() {
   LockGuard g(m_);
-  return run_ == Run::running && !broken_ && live_.size() < core_ && try_add_worker(nullptr);
+  return run_.load() == Run::running && !broken_.load() && live_.size() < core_.load() && try_add_worker(nullptr);
 }
 
 std::size_t ThreadPoolCore::prestart_core_threads() {
@@ -715,14 +726,15 @@ std::size_t ThreadPoolCore::prestart_core_threads() {
 
 void ThreadPoolCore::set_core_threads(std::size_t n) {
   LockGuard g(m_);
-  if (n > max_) {
-    throw ValueError("core_threads (" + std::to_string(n) + ") exceeds max_threads (" + std::to_string(max_) + ")");
+  if (n > max_.load()) {
+    throw ValueError("core_threads (" + std::to_string(n) + ") exceeds max_threads (" + std::to_string(max_.load()) +
+                     ")");
   }
-  const std::size_t old = core_;
-  core_ = n;
+  const std::size_t old = core_.load();
+  core_.store(n);
   if (n < old) {
     release_idle_workers();  // they re-check and now wait with the keep-alive
-  } else if (run_ == Run::running && !broken_) {
+  } else if (run_.load() == Run::running && !broken_.load()) {
     // Java's rule: start threads for queued work, up to the new core size.
     std::size_t k = std::min(n - std::min(n, live_.size()), queue_.size());
     while (k-- > 0 && try_add_worker(nullptr)) {
@@ -733,10 +745,11 @@ void ThreadPoolCore::set_core_threads(std::size_t n) {
 void ThreadPoolCore::set_max_threads(std::size_t n) {
   LockGuard g(m_);
   if (n == 0) throw ValueError("max_threads must be at least 1");
-  if (n < core_) {
-    throw ValueError("max_threads (" + std::to_string(n) + ") is below core_threads (" + std::to_string(core_) + ")");
+  if (n < core_.load()) {
+    throw ValueError("max_threads (" + std::to_string(n) + ") is below core_threads (" + std::to_string(core_.load()) +
+                     ")");
   }
-  max_ = n;
+  max_.store(n);
   if (live_.size() > n) release_idle_workers();  // they retire; busy ones after their task
   notify_space();
 }
@@ -750,31 +763,36 @@ void ThreadPoolCore::set_keep_alive(std::chrono::nanoseconds d) {
 
 void ThreadPoolCore::allow_core_timeout(bool allow) {
   LockGuard g(m_);
-  core_timeout_ = allow;
+  core_timeout_.store(allow);
   if (allow) release_idle_workers();
 }
 
 std::size_t ThreadPoolCore::core_threads() const {
   LockGuard g(m_);
-  return core_;
+  return core_.load();
 }
 
 std::size_t ThreadPoolCore::max_threads() const {
   LockGuard g(m_);
-  return max_;
+  return max_.load();
 }
 
 ThreadPoolStats ThreadPoolCore::stats() const {
+  if (KEEL_INJECTED(executor_stats_unlocked)) return read_stats();  // seeded bug: counters read without m_
   LockGuard g(m_);
+  return read_stats();
+}
+
+ThreadPoolStats ThreadPoolCore::read_stats() const {
   ThreadPoolStats s;
   s.threads = live_.size();
   s.idle = idle_.size();
-  s.active = active_;
-  s.largest = largest_;
+  s.active = active_.load();
+  s.largest = largest_.load();
   s.queued = queue_.size();
-  s.submitted = submitted_;
-  s.completed = completed_;
-  s.rejected = rejected_;
+  s.submitted = submitted_.load();
+  s.completed = completed_.load();
+  s.rejected = rejected_.load();
   return s;
 }
 

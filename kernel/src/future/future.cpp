@@ -278,32 +278,43 @@ bool FutureCore::add_hook(Hook* hook) {
     if (v & hooked_bit) break;
     if (word_.compare_exchange_weak(v, v | hooked_bit, std::memory_order_acq_rel, std::memory_order_acquire)) break;
   }
-  hook->prev_ = hooks_tail_;
-  hook->next_ = nullptr;
-  if (hooks_tail_) {
-    hooks_tail_->next_ = hook;
+  Hook* const tail = hooks_tail_.load();
+  hook->prev_.store(tail);
+  hook->next_.store(nullptr);
+  if (tail) {
+    tail->next_.store(hook);
   } else {
-    hooks_head_ = hook;
+    hooks_head_.store(hook);
   }
-  hooks_tail_ = hook;
-  hook->linked_ = true;
+  hooks_tail_.store(hook);
+  hook->linked_.store(true);
   return true;
 }
 
 void FutureCore::remove_hook(Hook* hook) {
+  if (KEEL_INJECTED(future_remove_hook_unlocked)) {
+    unlink(hook);  // seeded bug: races a completer walking the list
+    return;
+  }
   LockGuard g(hook_lock_);
-  if (!hook->linked_) return;
-  if (hook->prev_) {
-    hook->prev_->next_ = hook->next_;
+  unlink(hook);
+}
+
+void FutureCore::unlink(Hook* hook) {
+  if (!hook->linked_.load()) return;
+  Hook* const prev = hook->prev_.load();
+  Hook* const next = hook->next_.load();
+  if (prev) {
+    prev->next_.store(next);
   } else {
-    hooks_head_ = hook->next_;
+    hooks_head_.store(next);
   }
-  if (hook->next_) {
-    hook->next_->prev_ = hook->prev_;
+  if (next) {
+    next->prev_.store(prev);
   } else {
-    hooks_tail_ = hook->prev_;
+    hooks_tail_.store(prev);
   }
-  hook->linked_ = false;
+  hook->linked_.store(false);
 }
 
 void FutureCore::run_hooks() {
@@ -311,16 +322,17 @@ void FutureCore::run_hooks() {
   Hook* users_tail = nullptr;
   {
     LockGuard g(hook_lock_);
-    Hook* h = hooks_head_;
-    hooks_head_ = hooks_tail_ = nullptr;
+    Hook* h = hooks_head_.load();
+    hooks_head_.store(nullptr);
+    hooks_tail_.store(nullptr);
     while (h) {
-      Hook* next = h->next_;
-      h->linked_ = false;
-      h->next_ = nullptr;
+      Hook* next = h->next_.load();
+      h->linked_.store(false);
+      h->next_.store(nullptr);
       if (h->internal()) {
         h->fire(*this);  // must not throw; its owner may unlink it once we unlock
       } else if (users_tail) {
-        users_tail->next_ = h;
+        users_tail->next_.store(h);
         users_tail = h;
       } else {
         users_head = users_tail = h;
@@ -330,7 +342,7 @@ void FutureCore::run_hooks() {
   }
   // User callbacks run outside the lock, in the order added, each exactly once.
   while (users_head) {
-    Hook* next = users_head->next_;
+    Hook* next = users_head->next_.load();
     try {
       users_head->fire(*this);
     } catch (...) {

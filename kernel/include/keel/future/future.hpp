@@ -87,9 +87,11 @@ class Hook {
 
  private:
   friend class FutureCore;
-  Hook* next_ = nullptr;
-  Hook* prev_ = nullptr;
-  bool linked_ = false;
+  // Guarded by the hook lock of the future the hook is linked to (a user
+  // callback's next_ is read after it, by the completer that unlinked it).
+  platform::Var<Hook*> next_{nullptr};
+  platform::Var<Hook*> prev_{nullptr};
+  platform::Var<bool> linked_{false};
 };
 
 class FutureCore {
@@ -206,6 +208,7 @@ class FutureCore {
   // What a completer does once its exchange made the word final.
   void after_final(std::int32_t old);
   void run_hooks();
+  void unlink(Hook* hook);  // the caller holds hook_lock_
   int cancel_dispatched();
   // Moves the phase bits from `from` to `to`, keeping the flag bits; the
   // caller holds the hook lock, so only the flags can change meanwhile.
@@ -214,9 +217,9 @@ class FutureCore {
   mutable platform::FutexWord word_{pending};
   platform::Atomic<std::int32_t> refs_{1};
   Mutex hook_lock_;
-  Hook* hooks_head_ = nullptr;  // guarded by hook_lock_
-  Hook* hooks_tail_ = nullptr;  // guarded by hook_lock_
-  std::exception_ptr error_;    // owned by the completer, read once final
+  platform::Var<Hook*> hooks_head_{nullptr};  // guarded by hook_lock_
+  platform::Var<Hook*> hooks_tail_{nullptr};  // guarded by hook_lock_
+  std::exception_ptr error_;                  // owned by the completer, read once final
   platform::RaceMark error_mark_;
   platform::StopSource stop_ = platform::no_stop_state();
   platform::Var<StartSlot> slot_;  // guarded by hook_lock_; meaningful while dispatched

@@ -72,7 +72,8 @@ class MultiWait {
     MultiWait* owner = nullptr;
     FutureCore* core = nullptr;
     std::size_t index = 0;
-    Slot* next_ready = nullptr;
+    // Written by a completer, read by the waiter after it took the stack.
+    platform::Var<Slot*> next_ready{nullptr};
     bool internal() const noexcept override { return true; }
     void fire(FutureCore&) override { owner->push(this); }
   };

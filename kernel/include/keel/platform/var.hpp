@@ -6,7 +6,9 @@
 // KEEL_MODEL_RELACY it is rl::var<T>, so any access pair not ordered by
 // happens-before is reported as a data race at the kernel's own source line.
 //
-// Invariants: PLAT-1 (shared plain state is visible to the model checker).
+// Invariants: PLAT-2 (shared plain state is visible to the model checker;
+// proofs/shared_state.txt classifies every kernel member, and
+// tools/check_shared_state.py checks that list against the source).
 #pragma once
 
 #include "keel/platform/config.hpp"
