@@ -555,6 +555,37 @@ void Machine::close_idle() {
   }
 }
 
+void Machine::encode_state(std::string& out) const {
+  const auto put = [&out](std::int64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  const auto put_task = [&put](const Task& t) {
+    put(static_cast<std::int64_t>(t.id));
+    put(t.timeout.count());
+    put(t.lost);
+    put((t.started ? 1 : 0) | (t.noticed ? 2 : 0));
+    put(t.started ? t.started_at.count() : 0);
+  };
+  put(static_cast<std::int64_t>(phase_));
+  put((terminating_ ? 1 : 0) | (terminated_ ? 2 : 0));
+  put(escalate_at_.count());
+  put(cfg_.pipeline > Nanos::zero() ? mean_.count() : 0);
+  put(static_cast<std::int64_t>(out_.size()));
+  put(static_cast<std::int64_t>(queue_.size()));
+  for (const Task& t : queue_) put_task(t);
+  put(static_cast<std::int64_t>(restarts_.size()));
+  for (Nanos r : restarts_) put(r.count());
+  put(static_cast<std::int64_t>(workers_.size()));
+  for (const Worker& w : workers_) {
+    put(static_cast<std::int64_t>(w.state));  // its place in workers_ is its rank; its id is not written
+    put(w.signal);
+    put(cfg_.max_tasks_per_child == 0 ? 0 : std::min(w.sent, cfg_.max_tasks_per_child));
+    put(static_cast<std::int64_t>(w.timed_out));
+    put(static_cast<std::int64_t>(w.in_flight.size()));
+    for (const Task& t : w.in_flight) put_task(t);
+    put(static_cast<std::int64_t>(w.stale.size()));
+    for (TaskId t : w.stale) put(static_cast<std::int64_t>(t));
+  }
+}
+
 void Machine::check_terminated() {
   if (terminated_ || phase_ == Phase::running) return;
   if (!workers_.empty() || !queue_.empty()) return;
