@@ -55,6 +55,9 @@
 // KEEL-TWIN pool_cancel_spares_sent
 // KEEL-TWIN pool_send_behind_timed
 // KEEL-TWIN pool_no_steal
+// and two that only this explorer's checks judge (initializer deaths, LIFE-6):
+// KEEL-TWIN pool_init_death_respawns
+// KEEL-TWIN pool_escalation_skips_signalled
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -1170,18 +1173,20 @@ int main() {
     rows.push_back({"pool.explore.w1-mtpc1", all, b});
   }
   {
-    // Two workers pipelining two: stealing, revokes racing starts, a death.
-    Bounds b = row(2, 2, 3);
-    b.clock = 0;
-    rows.push_back({"pool.explore.w2d2", all, b});
-  }
-  {
     // An initializer: failures and deaths before ready; terminate's grace.
     Bounds b = row(2, 1, 2);
     b.machine.has_initializer = true;
     b.machine.terminate_grace = Nanos(1);
     b.clock = 1;
     rows.push_back({"pool.explore.w2-init", "POOL-1,POOL-3,POOL-4,POOL-5,POOL-7,LIFE-6", b});
+  }
+  {
+    // Two workers pipelining two: stealing, revokes racing starts, a death, a
+    // timeout behind the steals.
+    Bounds b = row(2, 2, 3);
+    b.timed = 1u << 3;
+    b.clock = 1;
+    rows.push_back({"pool.explore.w2d2", all, b});
   }
   const bool twin = std::getenv("KEEL_INJECT") != nullptr;  // NOLINT(concurrency-mt-unsafe): single-threaded
   const char* only = std::getenv("KEEL_EXPLORE_ONLY");  // NOLINT(concurrency-mt-unsafe): one row, for work in progress

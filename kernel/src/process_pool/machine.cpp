@@ -234,7 +234,7 @@ void Machine::worker_exited(WorkerId id, int exit_code, Nanos now) {
     check_terminated();
     return;
   }
-  if (w.state == WorkerState::starting && cfg_.has_initializer) {
+  if (w.state == WorkerState::starting && cfg_.has_initializer && !KEEL_INJECTED(pool_init_death_respawns)) {
     // A worker that dies in its initializer would die again: never respawn it.
     break_pool(BrokenReason::initializer_died, id, exit_code);
     return;
@@ -302,7 +302,10 @@ void Machine::tick(Nanos now) {
   if (escalate_at_ <= now) {
     escalate_at_ = Nanos::max();
     for (auto& w : workers_) {
-      if (w.state == WorkerState::killing && w.signal != 9) {
+      // Those terminate signalled (its signal may be ignored); not those a
+      // timeout or a break already sent SIGKILL.
+      const bool signalled = KEEL_INJECTED(pool_escalation_skips_signalled) ? w.signal == 0 : w.signal != 9;
+      if (w.state == WorkerState::killing && signalled) {
         kill(w, 9);
       }
     }
