@@ -8,7 +8,11 @@ Steps:
   2. Every Relacy model (models/**/*_model.cpp), built once against the real
      kernel source with -DKEEL_MODEL_RELACY -DKEEL_INJECT_AT_RUNTIME, run clean
      and then once per seeded-bug twin it declares (`// KEEL-TWIN <injection
-     point>`) with KEEL_INJECT=<point> in its environment.
+     point>`) with KEEL_INJECT=<point> in its environment. Every exhaustive
+     explorer (models/**/*_explore.cpp: the real kernel state machines under
+     every event order up to stated bounds, no Relacy) is built natively with
+     -O2 -DKEEL_INJECT_AT_RUNTIME and run the same way; its rows' tool is
+     "explore" and their "explored" column counts distinct states.
   3. The Spin models (proofs/run_spin.sh), with their own twins.
   4. proofs/INVARIANTS.md: every invariant names at least one check; every
      named check exists (and, for model checks, ran and passed here).
@@ -32,6 +36,12 @@ BUILD = os.path.join(ROOT, "build", "verify")
 CXX = os.environ.get("KEEL_MODEL_CXX", "g++")
 CXXFLAGS = ["-std=c++20", "-O1", "-g0", "-w", "-DKEEL_MODEL_RELACY", "-DKEEL_INJECT_AT_RUNTIME", "-fno-sized-deallocation",
             "-I" + os.path.join(ROOT, "kernel", "include"), "-I" + os.path.join(ROOT, "models", "support")]
+EXPLORE_CXXFLAGS = ["-std=c++20", "-O2", "-g0", "-w", "-DKEEL_INJECT_AT_RUNTIME",
+                    "-I" + os.path.join(ROOT, "kernel", "include"), "-I" + os.path.join(ROOT, "models", "support")]
+
+
+def tool_of(src):
+    return "explore" if src.endswith("_explore.cpp") else "relacy"
 
 
 class Row:
@@ -52,14 +62,14 @@ def build(src):
     inputs = kernel_inputs() + [src, os.path.abspath(__file__)]
     if os.path.exists(out) and os.path.getmtime(out) >= max(os.path.getmtime(f) for f in inputs):
         return name, out, None
-    cmd = [CXX] + CXXFLAGS + [src, "-o", out]
+    cmd = [CXX] + (EXPLORE_CXXFLAGS if tool_of(src) == "explore" else CXXFLAGS) + [src, "-o", out]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         return name, None, p.stderr[-4000:]
     return name, out, None
 
 
-def run_model(binary, twin, log):
+def run_model(binary, twin, log, tool):
     t0 = time.time()
     env = dict(os.environ)
     env.pop("KEEL_INJECT", None)
@@ -72,7 +82,7 @@ def run_model(binary, twin, log):
     for line in p.stdout.splitlines():
         if line.startswith("KEEL-CHECK|"):
             _, name, inv, search, iters, secs, res, verdict = line.split("|", 7)
-            rows.append(Row(name, inv, "relacy", search, iters, float(secs), res == "pass", verdict))
+            rows.append(Row(name, inv, tool, search, iters, float(secs), res == "pass", verdict))
     return p.returncode, rows, time.time() - t0
 
 
@@ -267,6 +277,7 @@ def main():
     twins += audit_twins
 
     models = sorted(glob.glob(os.path.join(ROOT, "models", "**", "*_model.cpp"), recursive=True))
+    models += sorted(glob.glob(os.path.join(ROOT, "models", "**", "*_explore.cpp"), recursive=True))
     if only:
         models = [m for m in models if only.search(os.path.relpath(m, ROOT))]
     jobs = []
@@ -307,7 +318,7 @@ def main():
         futs = {}
         for key in order:
             name, binary = built[key]
-            futs[key] = ex.submit(run_model, binary, key[1], os.path.join(logdir, name + ".log"))
+            futs[key] = ex.submit(run_model, binary, key[1], os.path.join(logdir, name + ".log"), tool_of(key[0]))
         durations = {}
         for (src, twin), fut in futs.items():
             rc, model_rows, secs = fut.result()
@@ -363,7 +374,7 @@ def main():
                     failures.append(f"INVARIANTS.md: {inv} names fuzz:{name}, which has no KEEL_FUZZ_CHECK for {inv}")
                 else:
                     good.append(c)
-            elif kind in ("relacy", "spin", "grep", "pairing", "audit"):
+            elif kind in ("relacy", "spin", "grep", "pairing", "audit", "explore"):
                 hits = [r for (tool, n), r in ran.items() if tool == kind and n == name]
                 if not hits and only:
                     good.append(c)  # not selected by --only

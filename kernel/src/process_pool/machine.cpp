@@ -244,7 +244,7 @@ void Machine::worker_exited(WorkerId id, int exit_code, Nanos now) {
     check_terminated();
     return;
   }
-  if (w.state == WorkerState::starting && cfg_.has_initializer) {
+  if (w.state == WorkerState::starting && cfg_.has_initializer && !KEEL_INJECTED(pool_init_death_respawns)) {
     // A worker that dies in its initializer would die again: never respawn it.
     break_pool(BrokenReason::initializer_died, id, exit_code);
     return;
@@ -313,7 +313,10 @@ void Machine::tick(Nanos now) {
   if (escalate_at_ <= now) {
     escalate_at_ = Nanos::max();
     for (auto& w : workers_) {
-      if (w.state == WorkerState::killing && w.signal != 9) {
+      // Those terminate signalled (its signal may be ignored); not those a
+      // timeout or a break already sent SIGKILL.
+      const bool signalled = KEEL_INJECTED(pool_escalation_skips_signalled) ? w.signal == 0 : w.signal != 9;
+      if (w.state == WorkerState::killing && signalled) {
         kill(w, 9);
       }
     }
@@ -570,6 +573,37 @@ void Machine::close_idle() {
       w.state = WorkerState::closing;
       emit({Action::close, w.id});
     }
+  }
+}
+
+void Machine::encode_state(std::string& out) const {
+  const auto put = [&out](std::int64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  const auto put_task = [&put](const Task& t) {
+    put(static_cast<std::int64_t>(t.id));
+    put(t.timeout.count());
+    put(t.lost);
+    put((t.started ? 1 : 0) | (t.noticed ? 2 : 0));
+    put(t.started ? t.started_at.count() : 0);
+  };
+  put(static_cast<std::int64_t>(phase_));
+  put((terminating_ ? 1 : 0) | (terminated_ ? 2 : 0));
+  put(escalate_at_.count());
+  put(cfg_.pipeline > Nanos::zero() ? mean_.count() : 0);
+  put(static_cast<std::int64_t>(out_.size()));
+  put(static_cast<std::int64_t>(queue_.size()));
+  for (const Task& t : queue_) put_task(t);
+  put(static_cast<std::int64_t>(restarts_.size()));
+  for (Nanos r : restarts_) put(r.count());
+  put(static_cast<std::int64_t>(workers_.size()));
+  for (const Worker& w : workers_) {
+    put(static_cast<std::int64_t>(w.state));  // its place in workers_ is its rank; its id is not written
+    put(w.signal);
+    put(cfg_.max_tasks_per_child == 0 ? 0 : std::min(w.sent, cfg_.max_tasks_per_child));
+    put(static_cast<std::int64_t>(w.timed_out));
+    put(static_cast<std::int64_t>(w.in_flight.size()));
+    for (const Task& t : w.in_flight) put_task(t);
+    put(static_cast<std::int64_t>(w.stale.size()));
+    for (TaskId t : w.stale) put(static_cast<std::int64_t>(t));
   }
 }
 

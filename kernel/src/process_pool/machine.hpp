@@ -193,6 +193,17 @@ class Machine {
   const MachineCounters& counters() const { return c_; }
   const MachineConfig& config() const { return cfg_; }
 
+  // Appends a canonical encoding of every field a later decision reads, for
+  // the exhaustive explorer's visited set (models/process_pool/
+  // machine_explore.cpp). Left out: the counters and the broken_* details,
+  // which no decision reads; a time no decision will read (the start time of
+  // a task not known to have started, the mean without `pipeline`); a sent
+  // count beyond max_tasks_per_child; worker ids (workers are written in spawn
+  // order, and no decision reads an id beyond comparing it), so two machines
+  // with equal encodings act alike, up to that renaming, on every sequence of
+  // events. Not used by the pool itself.
+  void encode_state(std::string& out) const;
+
  private:
   struct Task {
     TaskId id;

@@ -1,0 +1,198 @@
+// Exhaustive explicit-state search over a deterministic system driven by
+// events: breadth-first over every order of the events a state allows, with a
+// visited set of canonical state encodings, the system's own checks after
+// every event, and the shortest failing event sequence as the counterexample.
+//
+// Contract: a system S is copyable and provides
+//   std::vector<E> events() const;       // the events enabled now, in a fixed order
+//   void apply(const E&);                // plays one; a broken check throws Violation
+//   void at_end() const;                 // a state with no events: throws if it is a bad end
+//   void encode(std::string&) const;     // canonical: equal encodings behave alike
+//   std::string describe(const E&) const;
+//   std::string log() const;             // what the last apply did (its actions), for traces
+// explore() visits every state reachable from the initial one and stops at
+// the first violation; run() prints the result as a KEEL-CHECK row (see
+// harness.hpp; verify.py gives it the tool "explore") and, for a violation,
+// the counterexample before it, one line per event.
+//
+// The visited set keeps a 128-bit fingerprint of each encoding (two
+// independent 64-bit hashes), as Spin's hash compaction does: a collision
+// could merge two states, with odds near n^2 / 2^129 for n states.
+//
+// Invariants: none of its own; the system's checks name theirs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace keel::explore {
+
+// A broken check: the invariant ID and what was seen.
+struct Violation {
+  std::string what;
+};
+
+struct Report {
+  bool ok = true;
+  std::uint64_t states = 0;       // distinct states (by encoding)
+  std::uint64_t transitions = 0;  // events played
+  std::uint64_t ends = 0;         // states with no event left, checked by at_end()
+  unsigned depth = 0;             // the longest shortest path to a state
+  double seconds = 0;
+  std::string violation;
+  std::vector<std::string> trace;  // the counterexample, one line per event (empty for a bad start or end)
+};
+
+struct Fingerprint {
+  std::uint64_t a, b;
+  bool operator==(const Fingerprint&) const = default;
+};
+
+inline Fingerprint fingerprint(std::string_view s) {
+  std::uint64_t a = 0xcbf29ce484222325ull;  // FNV-1a
+  std::uint64_t b = 0x9e3779b97f4a7c15ull ^ s.size();
+  for (unsigned char c : s) {
+    a = (a ^ c) * 0x100000001b3ull;
+    b = (b + c) * 0xff51afd7ed558ccdull;
+    b ^= b >> 29;
+  }
+  b ^= b >> 32;
+  return {a, b * 0xc4ceb9fe1a85ec53ull};
+}
+
+struct FingerprintHash {
+  std::size_t operator()(const Fingerprint& f) const { return static_cast<std::size_t>(f.a ^ (f.b << 1)); }
+};
+
+template <class S>
+Report explore(const S& initial) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Report r;
+  struct Parent {
+    std::uint32_t state;  // the state it was first reached from
+    std::uint32_t event;  // that state's event index
+  };
+  std::vector<Parent> parents;
+  std::unordered_map<Fingerprint, std::uint32_t, FingerprintHash> seen;
+  std::vector<std::pair<S, std::uint32_t>> frontier, next;
+  std::string enc;
+  static const bool progress = std::getenv("KEEL_EXPLORE_PROGRESS") != nullptr;  // NOLINT(concurrency-mt-unsafe)
+
+  // The event indices that lead to `id`, then `last` if any.
+  const auto path = [&](std::uint32_t id, std::int64_t last) {
+    std::vector<std::uint32_t> p;
+    if (last >= 0) p.push_back(static_cast<std::uint32_t>(last));
+    for (; parents[id].state != id; id = parents[id].state) p.push_back(parents[id].event);
+    return std::vector<std::uint32_t>(p.rbegin(), p.rend());
+  };
+  // Replays a path from the start, describing each event and what it did.
+  const auto replay = [&](const std::vector<std::uint32_t>& p) {
+    S s = initial;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      const auto evs = s.events();
+      std::string line = std::to_string(i + 1) + ". " + s.describe(evs[p[i]]);
+      try {
+        s.apply(evs[p[i]]);
+        line += s.log();
+      } catch (const Violation&) {
+        line += s.log() + "  <-- violation";
+      }
+      r.trace.push_back(std::move(line));
+    }
+  };
+  const auto fail = [&](const Violation& v, std::vector<std::uint32_t> p) {
+    r.ok = false;
+    r.violation = v.what;
+    replay(p);
+  };
+
+  initial.encode(enc);
+  seen.emplace(fingerprint(enc), 0);
+  parents.push_back({0, 0});
+  frontier.emplace_back(initial, 0);
+  while (!frontier.empty() && r.ok) {
+    for (auto& [s, id] : frontier) {
+      const auto evs = s.events();
+      if (evs.empty()) {
+        ++r.ends;
+        try {
+          s.at_end();
+        } catch (const Violation& v) {
+          fail(v, path(id, -1));
+          break;
+        }
+      }
+      for (std::uint32_t i = 0; i < evs.size(); ++i) {
+        S n = s;
+        ++r.transitions;
+        try {
+          n.apply(evs[i]);
+        } catch (const Violation& v) {
+          fail(v, path(id, i));
+          break;
+        }
+        enc.clear();
+        n.encode(enc);
+        const auto [it, fresh] = seen.emplace(fingerprint(enc), static_cast<std::uint32_t>(parents.size()));
+        if (!fresh) continue;
+        if (parents.size() >= UINT32_MAX - 1) throw std::length_error("explore: more than 2^32 states");
+        parents.push_back({id, i});
+        next.emplace_back(std::move(n), it->second);
+      }
+      if (!r.ok) break;
+    }
+    frontier.swap(next);
+    next.clear();
+    if (!frontier.empty()) ++r.depth;
+    if (progress && !frontier.empty())
+      std::cerr << "  depth " << r.depth << ": " << parents.size() << " states, " << frontier.size() << " new\n";
+  }
+  r.states = parents.size();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+inline int& failures() {
+  static int n = 0;
+  return n;
+}
+
+// Explores from `initial` and prints one KEEL-CHECK row (after the
+// counterexample, if any). A violation of the initial state itself is the
+// system's constructor throwing: make() builds it inside the try.
+template <class Make>
+bool run(const char* name, const char* invariants, const std::string& bounds, Make make) {
+  Report r;
+  try {
+    r = explore(make());
+  } catch (const Violation& v) {
+    r.ok = false;
+    r.violation = "at the start: " + v.what;
+  }
+  std::string verdict;
+  if (r.ok) {
+    verdict = std::to_string(r.states) + " states, " + std::to_string(r.transitions) + " events, depth " +
+              std::to_string(r.depth) + ", " + std::to_string(r.ends) + " ends: no violation";
+  } else {
+    std::cout << "counterexample for " << name << " (" << r.trace.size() << " events):\n";
+    for (const auto& line : r.trace) std::cout << "  " << line << '\n';
+    std::cout << "  violated: " << r.violation << '\n';
+    verdict = "counterexample of " + std::to_string(r.trace.size()) + " events: " + r.violation;
+    for (char& c : verdict)
+      if (c == '|' || c == '\n') c = ' ';
+    ++failures();
+  }
+  std::cout << "KEEL-CHECK|" << name << '|' << invariants << '|' << bounds << '|' << r.states << '|' << r.seconds << '|'
+            << (r.ok ? "pass" : "FAIL") << '|' << verdict << std::endl;
+  return r.ok;
+}
+
+}  // namespace keel::explore
