@@ -58,6 +58,12 @@
 // and two that only this explorer's checks judge (initializer deaths, LIFE-6):
 // KEEL-TWIN pool_init_death_respawns
 // KEEL-TWIN pool_escalation_skips_signalled
+// The Machine halves of Spin twins (proofs/spin-code-twins.md):
+// KEEL-TWIN pool_requeue_only_head
+// KEEL-TWIN pool_tick_only_ready
+// KEEL-TWIN pool_send_to_retiring
+// KEEL-TWIN pool_mark_started_through
+// KEEL-TWIN pool_cancel_futures_stops_at_started
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -1157,6 +1163,15 @@ int main() {
     b.clock = 0;
     b.supervisor = true;
     rows.push_back({"pool.explore.w1-mtpc1", all, b});
+  }
+  {
+    // A timed task on a retiring worker: its timeout must still be enforced
+    // (a tick that looked at ready workers only would let it hang for ever).
+    Bounds b = row(1, 1, 1);
+    b.machine.max_tasks_per_child = 1;
+    b.timed = 1u << 1;
+    b.clock = 1;
+    rows.push_back({"pool.explore.w1-mtpc1-timed", all, b});
   }
   {
     // An initializer: failures and deaths before ready; terminate's grace.
