@@ -31,9 +31,13 @@ void MultiWait::unregister_all() {
 // Called by a completer under that future's hook lock.
 void MultiWait::push(Slot* s) {
   Slot* head = ready_.load(std::memory_order_relaxed);
+  // Release: the waiter that takes the list reads next_ready, possibly before
+  // it touches signal_.
   do {
-    s->next_ready = head;
-  } while (!ready_.compare_exchange_weak(head, s, std::memory_order_release, std::memory_order_relaxed));
+    s->next_ready.store(head);
+  } while (!ready_.compare_exchange_weak(
+      head, s, KEEL_INJECTED(multiwait_push_relaxed) ? std::memory_order_relaxed : std::memory_order_release,
+      std::memory_order_relaxed));
   if (KEEL_INJECTED(multiwait_push_skips_signal)) {
     return;  // seeded bug: the waiter is never told
   }
@@ -44,7 +48,7 @@ std::vector<std::size_t> MultiWait::take(const platform::Deadline& deadline) {
   for (;;) {
     if (Slot* s = ready_.exchange(nullptr, std::memory_order_acquire)) {
       std::vector<std::size_t> out;
-      for (; s; s = s->next_ready) out.push_back(s->index);
+      for (; s; s = s->next_ready.load()) out.push_back(s->index);
       std::reverse(out.begin(), out.end());  // the stack holds the newest first
       return out;
     }

@@ -72,7 +72,9 @@ class MultiWait {
     MultiWait* owner = nullptr;
     FutureCore* core = nullptr;
     std::size_t index = 0;
-    Slot* next_ready = nullptr;
+    // Written by the completer that pushes the slot, read by the waiter that
+    // takes the list: ordered only by ready_'s release/acquire, so a Var.
+    platform::Var<Slot*> next_ready;
     bool internal() const noexcept override { return true; }
     void fire(FutureCore&) override { owner->push(this); }
   };
