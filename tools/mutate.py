@@ -24,7 +24,8 @@ Operators (MUTATE_OPS picks a subset):
                 relaxed; only orders valid for the operation (a load is never
                 given release, a CAS failure order never release/acq_rel)
   wake-drop     a futex_wake / notify / notify_one / notify_all call dropped
-  wake-reduce   a wake count reduced: wake_all -> 1, n -> n - 1
+  wake-reduce   a wake count reduced: wake_all -> 1, n -> n - 1, notify_all() ->
+                notify(1)
   cmp-off       a comparison off by one: < <-> <=, > <-> >=
   cas-blind     compare_exchange_*(e, d, ...) -> (store(d), true)
   store-blind   fetch_or/and/xor/add(v, ...) -> exchange(v, ...): a state
@@ -57,7 +58,8 @@ proofs/mutate-equivalent.txt: not counted). Score = killed by a named check /
 Knobs (environment, or the matching option): MUTATE_SAMPLE=N (a random sample
 of N mutants, MUTATE_SEED, default 1), MUTATE_JOBS (scratch copies working in
 parallel, default 1), MUTATE_FILTER=<regex on file path>, MUTATE_OPS=<comma
-list>. `--list` prints the mutants and exits. The report goes to
+list>, MUTATE_IDS=<regex on mutant ids>. `--list` prints the mutants and
+exits. The report goes to
 build/mutate/report.md; a run over every mutant (no sample, filter or ops) or
 `--publish` also writes proofs/mutation-report.md.
 """
@@ -206,7 +208,7 @@ class Mutant:
     def __init__(self, path, start, end, repl, op, line):
         self.path, self.start, self.end, self.repl, self.op, self.line = path, start, end, repl, op, line
         self.index = 0
-        self.outcome, self.by, self.seconds, self.detail = None, "", 0.0, ""
+        self.outcome, self.by, self.seconds, self.detail, self.log = None, "", 0.0, "", ""
 
     @property
     def id(self):
@@ -333,8 +335,9 @@ def gen_mutants(path, text):
         elif m.group(0).rstrip("( ").endswith("notify") and args_text.strip():
             add(m.end(), end - 1, f"{args_text.strip()} - 1", "wake-reduce")
         elif m.group(0).rstrip("( ").endswith("notify_all"):
+            # keel::Condition has notify(n = 1) and notify_all(), no notify_one.
             name_at = m.start() + m.group(0).index("notify_all")
-            add(name_at, name_at + len("notify_all"), "notify_one", "wake-reduce")
+            add(name_at, end, "notify(1)", "wake-reduce")
 
     # cmp-off
     swap = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
@@ -658,25 +661,23 @@ class Runner:
             # stamp is rewritten to match and dated back, so nothing rebuilds for it.
             if os.path.exists(stamp):
                 with open(stamp) as f:
-                    flags = f.read().strip()
-                m = re.search(r"-Werror\b.*?-pthread", flags)
-                opt = m.group(0)[len("-Werror"):-len("-pthread")].strip() if m else ""
-                cand = self.test_make + [f"OPT={opt} -Wno-error"]
-                old = os.path.getmtime(stamp)
-                with open(stamp, "w") as f:
-                    f.write(flags.replace(f" {opt} ", f" {opt} -Wno-error ") + "\n")
-                os.utime(stamp, (old, old))
-                dry = subprocess.run(cand + ["-n"], cwd=s.dir, capture_output=True, text=True)
-                if dry.returncode == 0 and (" -c " not in dry.stdout) and "-o build/g++/keel_tests" not in dry.stdout:
-                    self.test_make = cand
-                else:
+                    flags = f.read().rstrip("\n")
+                m = re.search(r"-Werror (.*?) -pthread", flags)
+                if m:
+                    opt = m.group(1)
+                    self.test_make = self.test_make + [f"OPT={opt} -Wno-error"]
+                    old = os.path.getmtime(stamp)
                     with open(stamp, "w") as f:
-                        f.write(flags + "\n")
+                        f.write(flags.replace(f" {opt} ", f" {opt} -Wno-error ", 1) + "\n")
                     os.utime(stamp, (old, old))
             rc, log, secs, to = self.build_tests(s, 3600)
             if rc != 0:
                 sys.exit(f"mutate: baseline test build failed:\n{log[-3000:]}")
+            if " -c " in log:
+                print(f"  note: the baseline test build recompiled objects ({secs:.0f} s)", flush=True)
             for layer in layers:
+                if not self.test_filter(layer):
+                    continue
                 rc, log, secs, to = self.run_tests(s, layer, 1800)
                 if rc != 0:
                     sys.exit(f"mutate: baseline tests of layer {layer} fail:\n{log[-3000:]}")
@@ -710,12 +711,14 @@ class Runner:
             apply()
             binary, log, _, to = self.build_model(s, m, self.args.build_timeout)
             if not binary:
+                mut.log = log
                 if to:
                     mut.outcome, mut.by = "build-failed", f"{m}: build timed out"
                     return
                 continue  # the mutant may not compile in this model only (e.g. a model-only overload)
             built_any = True
             rc, rows, log, secs, to = self.run_model(binary, self.model_run_limit[m])
+            mut.log = log
             failed = [r for r in rows if len(r) > 7 and r[6] != "pass"]
             name = os.path.basename(m)[:-len("_model.cpp")]
             if failed:
@@ -728,7 +731,7 @@ class Runner:
                 mut.outcome, mut.by = "killed-by-crash", f"{name} model (exit {rc})"
                 return
         apply()
-        if s.tests:
+        if s.tests and self.test_filter(mut.layer):
             rc, log, secs, to = self.build_tests(s, self.args.build_timeout)
             if rc != 0:
                 if not built_any:
@@ -738,6 +741,7 @@ class Runner:
                 built_any = True
                 limit = self.test_limit.get(mut.layer, 300)
                 rc, log, secs, to = self.run_tests(s, mut.layer, limit)
+                mut.log = log
                 timeouts = re.findall(r"^\[\s*TIMEOUT\s*\]\s+(\S+)", log, re.M)
                 failed = re.findall(r"^\[\s*FAILED\s*\]\s+(\w+\.\w+)", log, re.M)
                 if timeouts:
@@ -843,6 +847,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=int(env("MUTATE_JOBS") or 1))
     ap.add_argument("--filter", default=env("MUTATE_FILTER") or "")
     ap.add_argument("--ops", default=env("MUTATE_OPS") or "")
+    ap.add_argument("--ids", default=env("MUTATE_IDS") or "", help="regex on mutant ids (re-check chosen mutants)")
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
     ap.add_argument("--publish", action="store_true", help="also write proofs/mutation-report.md")
     ap.add_argument("--no-tests", action="store_true", help="run the models only")
@@ -855,6 +860,8 @@ def main():
         sys.exit(f"mutate: unknown operator(s) {bad}; known: {', '.join(OPS)}")
     filt = re.compile(args.filter) if args.filter else None
     muts = all_mutants(ROOT, filt, ops)
+    if args.ids:
+        muts = [m for m in muts if re.search(args.ids, m.id)]
     total = len(muts)
     if args.sample and args.sample < total:
         chosen = set(id(m) for m in random.Random(args.seed).sample(muts, args.sample))
@@ -907,6 +914,13 @@ def main():
             runner.check(s, m, texts[m.path])
         finally:
             scratches.put(s)
+        if m.log:
+            # The last check's output (the killing model's history, a test's
+            # failure, a build error), for reading a kill or a crash later.
+            os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
+            with open(os.path.join(out_dir, "logs", re.sub(r"[^\w.-]", "_", m.id) + ".log"), "w") as f:
+                f.write(m.log[-200000:])
+            m.log = ""
         with lock:
             done[0] += 1
             print(f"[{done[0]}/{len(todo)}] {m.id}: {m.outcome} {m.by} ({m.seconds:.0f} s)", flush=True)
@@ -914,12 +928,13 @@ def main():
     with cf.ThreadPoolExecutor(max(1, args.jobs)) as ex:
         list(ex.map(work, todo))
 
-    full_run = not (args.sample or args.filter or ops)
+    full_run = not (args.sample or args.filter or ops or args.ids)
     meta = [("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
             ("run", "full run" if full_run else
              f"SAMPLE, not a full run: {len(muts)} of {total} mutants" +
              (f" (MUTATE_SAMPLE={args.sample}, MUTATE_SEED={args.seed})" if args.sample else "")),
             ("filter", args.filter or "none"), ("operators", ",".join(ops) if ops else "all"),
+            ("ids", args.ids or "all"),
             ("checks", "Relacy models" + (" + g++ test binary by layer" if with_tests else " only (no build/g++/keel_tests)")),
             ("machine", f"{pyplatform.node() and 'Linux'} {pyplatform.machine()}, {os.cpu_count()} CPUs, "
                         f"MUTATE_JOBS={args.jobs}"),
