@@ -57,7 +57,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps lib test verify sanitize asan tsan bench install format lint check-shim check-shared-state examples clean \
+.PHONY: all deps lib test verify mutate sanitize asan tsan bench install format lint check-shim check-shared-state examples clean \
         fuzz fuzz-build fuzz-run fuzz-smoke fuzz-standalone fuzz-afl
 
 all: lib examples
@@ -122,6 +122,15 @@ $(BUILD)/examples/%: examples/%.cpp $(LIB) | $(DEPS_STAMP)
 # Model checks, Spin proofs, twins and the invariant report.
 verify: deps check-shim
 	python3 tools/verify.py --jobs $(JOBS)
+
+# Mutation testing (README: Mutation score): generic mutants of the kernel
+# against the models (and the g++ test binary, when build/g++/keel_tests
+# exists). Long, so not part of CI. Knobs: MUTATE_SAMPLE=N with MUTATE_SEED,
+# MUTATE_JOBS (scratch copies in parallel), MUTATE_FILTER=<regex on file>,
+# MUTATE_OPS=<comma list>.
+MUTATE_JOBS ?= 1
+mutate: deps check-shim
+	MUTATE_JOBS=$(MUTATE_JOBS) python3 tools/mutate.py
 
 # The whole test suite under ASan+UBSan, then separately under TSan (clang 14).
 sanitize: asan tsan

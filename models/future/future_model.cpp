@@ -5,8 +5,8 @@
 // KEEL-TWIN future_start_blind_store
 // KEEL-TWIN future_finish_drops_flags
 // KEEL-TWIN multiwait_push_skips_signal
-// KEEL-TWIN future_cancel_ignores_slot
 // KEEL-TWIN multiwait_push_relaxed
+// KEEL-TWIN future_cancel_ignores_slot
 // KEEL-TWIN future_remove_hook_unlocked
 #include "executor_unity.hpp"
 #include "harness.hpp"

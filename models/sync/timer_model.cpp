@@ -2,7 +2,10 @@
 // thread), through the shim.
 //
 // KEEL-TWIN timer_fire_ignores_cancel
+// KEEL-TWIN timer_fired_relaxed
 #include "harness.hpp"
+#include "keel/platform/var.hpp"
+#include "keel/sync/event.hpp"
 #include "keel/sync/timer.hpp"
 
 namespace {
@@ -27,6 +30,34 @@ struct CancelRace : rl::test_suite<CancelRace, 1> {
   }
 };
 
+// SYNC-14: fired() true means the callable started, so what the starting
+// thread wrote before start() is visible to whoever saw fired(). The observer
+// learns of the Timer before those writes, so only fired()'s acquire can
+// order them; a weaker load is a data race on `data`. (Found by make mutate:
+// fired()'s acquire weakened to relaxed survived every other check.)
+struct FiredPublishes : rl::test_suite<FiredPublishes, 2> {
+  static const rl::thread_id_t dynamic_thread_count = 1;
+  keel::platform::Var<keel::Timer*> timer;
+  keel::platform::Var<int> data;
+  keel::Event published;
+  keel::Event observed;
+
+  void thread(unsigned index) {
+    if (index == 0) {
+      keel::Timer t(std::chrono::milliseconds(1), [] {});
+      timer.store(&t);
+      published.set();
+      data.store(42);
+      t.start();
+      observed.wait();  // the observer is done with t before it is destroyed
+    } else {
+      published.wait();
+      if (timer.load()->fired()) RL_ASSERT(data.load() == 42);
+      observed.set();
+    }
+  }
+};
+
 }  // namespace
 
 int main() {
@@ -37,5 +68,8 @@ int main() {
   // preemptions explores about 1M in seconds and still catches the twin at
   // once. verify-deep territory for the full search.
   check<CancelRace>("timer.cancel-race.2t", "SYNC-11", bounded(5));
+  // Three threads (owner, observer, timer): a context bound of 3 did not end
+  // in 4 minutes, so the random scheduler.
+  check<FiredPublishes>("timer.fired-publishes.3t", "SYNC-14", random(200000));
   return exit_code();
 }

@@ -29,6 +29,7 @@
 #include "keel/platform/atomic.hpp"
 #include "keel/platform/clock.hpp"
 #include "keel/platform/futex.hpp"
+#include "keel/platform/inject.hpp"
 #include "keel/platform/thread.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
@@ -56,7 +57,11 @@ class Timer {
   void join();
 
   // The callable has started (it runs exactly once from then on).
-  bool fired() const { return phase_.load(std::memory_order_acquire) == fired_phase; }
+  // Acquire: who sees the callable started also sees what preceded start().
+  bool fired() const {
+    const auto order = KEEL_INJECTED(timer_fired_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire;
+    return phase_.load(order) == fired_phase;
+  }
   bool cancelled() const { return phase_.load(std::memory_order_acquire) == cancelled_phase; }
   // Set once the timer thread has nothing more to do (fired and returned, or cancelled).
   bool finished() const { return done_.is_set(); }

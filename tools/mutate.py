@@ -1,0 +1,957 @@
+#!/usr/bin/env python3
+"""keel's `make mutate`: mutation testing of the kernel with generic operators.
+
+The seeded-bug twins (`make verify`) prove that each check can fail on one
+mistake someone thought of. This tool asks the opposite question: for mistakes
+nobody planted, which checks notice? It generates mutants of the kernel
+source, one operator application each, runs the checks that exercise the
+mutated file against each mutant in a scratch copy of the tree, and prints a
+kill table by layer and operator with the survivors by file and line.
+
+Mutated files: kernel/src/** and kernel/include/keel/**, except
+  - keel/platform/native/ (the native futex backend: no model compiles it;
+    its mistakes are the test suite's to catch, and mutating raw syscall
+    wrappers mostly yields crashes rather than verdicts of a named check),
+  - keel/platform/inject.hpp (the injection mechanism itself),
+  - keel/keel.hpp (includes only).
+Code inside a seeded-bug branch (the `mistake` of `if (KEEL_INJECTED(p))
+{ mistake } else { right }`, or of `KEEL_INJECTED(p) ? mistake : right`) is
+never mutated: it does not run unless its twin is switched on.
+
+Operators (MUTATE_OPS picks a subset):
+  mo-weaken     a memory order weakened: seq_cst -> acq_rel/acquire/release,
+                acq_rel -> acquire/release, acquire -> relaxed, release ->
+                relaxed; only orders valid for the operation (a load is never
+                given release, a CAS failure order never release/acq_rel)
+  wake-drop     a futex_wake / notify / notify_one / notify_all call dropped
+  wake-reduce   a wake count reduced: wake_all -> 1, n -> n - 1, notify_all() ->
+                notify(1)
+  cmp-off       a comparison off by one: < <-> <=, > <-> >=
+  cas-blind     compare_exchange_*(e, d, ...) -> (store(d), true)
+  store-blind   fetch_or/and/xor/add(v, ...) -> exchange(v, ...): a state
+                update that kept the other bits becomes a blind store
+  loop-bound    a loop condition's bound moved by one (i < n -> i < (n) - 1)
+  recheck-drop  a wait loop's re-check removed: `while (c) { ...wait... }` ->
+                `if (c) { ... }`, `do { ...wait... } while (c);` -> while (false)
+
+A mutant is named file:line:operator:index (index: its rank among that
+operator's mutants on that line) and shown as its one-line diff. The list is
+deterministic: the same tree always yields the same mutants in the same order.
+
+Checks per mutant, in a scratch copy (the real tree is never modified), each
+with a time limit, stopping at the first kill:
+  1. the Relacy models whose includes reach the mutated file (through the
+     model's own includes, not the unity headers every model shares), or, for
+     shim headers every model reaches, all models; the model named like the
+     file first, then its layer, then the rest. Built as `make verify` builds
+     them (tools/verify.py's flags), run clean (no KEEL_INJECT).
+  2. if build/g++/keel_tests exists: the test binary rebuilt incrementally in
+     the scratch copy (make's own dependency files pick what recompiles), run
+     with a --gtest_filter of the mutated layer's suites.
+Outcomes: killed-by-model (row), killed-by-test (test), killed-by-hang (time
+limit, or a test the per-test watchdog named [  TIMEOUT ]), killed-by-crash
+(signal or non-zero exit without a failed check), survived, build-failed (an
+invalid mutant: not counted), equivalent (listed by hand with a reason in
+proofs/mutate-equivalent.txt: not counted). Score = killed by a named check /
+(mutants - build-failed - equivalent).
+
+Knobs (environment, or the matching option): MUTATE_SAMPLE=N (a random sample
+of N mutants, MUTATE_SEED, default 1), MUTATE_JOBS (scratch copies working in
+parallel, default 1), MUTATE_FILTER=<regex on file path>, MUTATE_OPS=<comma
+list>, MUTATE_IDS=<regex on mutant ids>. `--list` prints the mutants and
+exits. The report goes to
+build/mutate/report.md; a run over every mutant (no sample, filter or ops) or
+`--publish` also writes proofs/mutation-report.md.
+"""
+import argparse
+import concurrent.futures as cf
+import glob
+import os
+import platform as pyplatform
+import queue
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPS = ["mo-weaken", "wake-drop", "wake-reduce", "cmp-off", "cas-blind", "store-blind", "loop-bound", "recheck-drop"]
+LAYERS = ["sync", "future", "executor", "process_pool", "process", "platform", "common"]
+EXCLUDED = [re.compile(p) for p in (r"^kernel/include/keel/platform/native/", r"^kernel/include/keel/platform/inject\.hpp$",
+                                    r"^kernel/include/keel/keel\.hpp$")]
+UNITY = {"harness.hpp", "kernel_unity.hpp", "executor_unity.hpp", "pool_unity.hpp"}
+
+
+# ---------------------------------------------------------------- source scan
+
+def code_mask(text):
+    """True for each character that is code: not in a comment, a string or
+    character literal, or a preprocessor line."""
+    n = len(text)
+    mask = [True] * n
+    i = 0
+    line_start = True
+    while i < n:
+        c = text[i]
+        if line_start and c in " \t":
+            i += 1
+            continue
+        if line_start and c == "#":
+            j = i
+            while j < n:
+                if text[j] == "\n" and text[j - 1] != "\\":
+                    break
+                j += 1
+            for k in range(i, j):
+                mask[k] = False
+            i = j
+            continue
+        line_start = c == "\n"
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            for k in range(i, j):
+                mask[k] = False
+            i = j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            for k in range(i, j):
+                mask[k] = False
+            i = j
+        elif c == "R" and i + 1 < n and text[i + 1] == '"' and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")):
+            m = re.match(r'R"([^()\\ ]{0,16})\(', text[i:])
+            end = text.find(")" + m.group(1) + '"', i) if m else -1
+            j = n if end < 0 else end + len(m.group(1)) + 2
+            for k in range(i, j):
+                mask[k] = False
+            i = j
+        elif c == '"' or (c == "'" and not (i > 0 and text[i - 1].isalnum() and i + 1 < n and text[i + 1].isalnum())):
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if text[j] == "\\" else 1
+            j = min(n, j + 1)
+            for k in range(i, j):
+                mask[k] = False
+            i = j
+        else:
+            i += 1
+    return mask
+
+
+def match_close(text, i):
+    """Index just past the bracket that closes the one at text[i]."""
+    pairs = {"(": ")", "[": "]", "{": "}"}
+    stack = []
+    j = i
+    while j < len(text):
+        c = text[j]
+        if c in pairs:
+            stack.append(pairs[c])
+        elif c in ")]}":
+            if not stack or stack.pop() != c:
+                return -1
+            if not stack:
+                return j + 1
+        j += 1
+    return -1
+
+
+def masked_text(text, mask):
+    """The text with every non-code character replaced by a space (positions kept)."""
+    return "".join(ch if m or ch == "\n" else " " for ch, m in zip(text, mask))
+
+
+def mask_seeded_bugs(code, mask):
+    """Clear the mask over the mistake branch of each injection point."""
+    for m in re.finditer(r"\bKEEL_INJECTED\s*\(", code):
+        call_end = match_close(code, m.end() - 1)
+        for k in range(m.start(), call_end):
+            mask[k] = False
+        # if (KEEL_INJECTED(p)) { mistake } / if (KEEL_INJECTED(p)) mistake;
+        head = re.search(r"\bif\s*\(\s*$", code[max(0, m.start() - 40):m.start()])
+        after = re.match(r"\s*\)\s*", code[call_end:])
+        if head and after:
+            j = call_end + after.end()
+            end = match_close(code, j) if code[j] == "{" else code.find(";", j) + 1
+            for k in range(j, end):
+                mask[k] = False
+            continue
+        # KEEL_INJECTED(p) [&& x] ? mistake : right
+        j, depth = call_end, 0
+        while j < len(code) and code[j] not in ";{}":
+            if code[j] in "([":
+                depth += 1
+            elif code[j] in ")]":
+                depth -= 1
+                if depth < 0:
+                    break
+            elif code[j] in ":," and depth == 0:
+                break
+            elif code[j] == "?" and depth == 0:
+                k, d2 = j + 1, 0
+                while k < len(code) and not (code[k] == ":" and d2 == 0 and code[k - 1] != ":" and code[k + 1] != ":"):
+                    d2 += code[k] in "([{"
+                    d2 -= code[k] in ")]}"
+                    k += 1
+                for q in range(j, k):
+                    mask[q] = False
+                break
+            j += 1
+
+
+class Mutant:
+    def __init__(self, path, start, end, repl, op, line):
+        self.path, self.start, self.end, self.repl, self.op, self.line = path, start, end, repl, op, line
+        self.index = 0
+        self.outcome, self.by, self.seconds, self.detail, self.log = None, "", 0.0, "", ""
+
+    @property
+    def id(self):
+        return f"{self.path}:{self.line}:{self.op}:{self.index}"
+
+    @property
+    def layer(self):
+        return layer_of(self.path)
+
+    def apply(self, text):
+        return text[:self.start] + self.repl + text[self.end:]
+
+    def diff(self, text):
+        ls = text.rfind("\n", 0, self.start) + 1
+        le = text.find("\n", self.end)
+        le = len(text) if le < 0 else le
+        old = text[ls:le]
+        new = text[ls:self.start] + self.repl + text[self.end:le]
+        squash = lambda s: re.sub(r"\s+", " ", s).strip()
+        return f"- {squash(old)}\n+ {squash(new)}"
+
+
+def layer_of(path):
+    m = re.match(r"kernel/(?:src|include/keel)/(\w+)/", path)
+    return m.group(1) if m and m.group(1) in LAYERS else "common"
+
+
+def call_context(code, pos):
+    """(function name, argument index) of the call whose argument list holds pos."""
+    depth, j, commas = 0, pos - 1, 0
+    while j >= 0:
+        c = code[j]
+        if c in ")]}":
+            depth += 1
+        elif c in "([{":
+            if depth == 0:
+                if c != "(":
+                    return None, 0
+                m = re.search(r"(\w+)\s*$", code[:j])
+                return (m.group(1) if m else None), commas
+            depth -= 1
+        elif c == "," and depth == 0:
+            commas += 1
+        elif c == ";" and depth == 0:
+            return None, 0
+        j -= 1
+    return None, 0
+
+
+def receiver_start(code, i):
+    """Start of the object expression before the '.' or '->' at code[i]."""
+    j = i
+    while j > 0:
+        c = code[j - 1]
+        if c.isalnum() or c == "_":
+            j -= 1
+        elif c == "." or (c == ">" and j > 1 and code[j - 2] == "-") or (c == ":" and j > 1 and code[j - 2] == ":"):
+            j -= 2 if c in ">:" else 1
+        elif c in ")]":
+            k, depth = j - 1, 0
+            while k >= 0:
+                depth += code[k] in ")]"
+                depth -= code[k] in "(["
+                if depth == 0:
+                    break
+                k -= 1
+            j = k
+        else:
+            break
+    return j
+
+
+LOADS = {"load"}
+STORES = {"store"}
+WEAKER = {"seq_cst": ["acq_rel", "acquire", "release"], "acq_rel": ["acquire", "release"], "acquire": ["relaxed"],
+          "release": ["relaxed"]}
+
+
+def gen_mutants(path, text):
+    mask = code_mask(text)
+    code0 = masked_text(text, mask)
+    mask_seeded_bugs(code0, mask)
+    code = masked_text(text, mask)
+    out = []
+
+    def is_code(a, b):
+        return all(mask[a:b])
+
+    def add(a, b, repl, op):
+        if is_code(a, b) and text[a:b] != repl:
+            out.append(Mutant(path, a, b, repl, op, text.count("\n", 0, a) + 1))
+
+    # mo-weaken
+    for m in re.finditer(r"\bstd::memory_order(?:_|::)(seq_cst|acq_rel|acquire|release)\b", code):
+        fn, arg = call_context(code, m.start())
+        allowed = list(WEAKER[m.group(1)])
+        if fn in LOADS:
+            allowed = [o for o in allowed if o in ("acquire", "relaxed")]
+        elif fn in STORES:
+            allowed = [o for o in allowed if o in ("release", "relaxed")]
+        elif fn and fn.startswith("compare_exchange") and arg == 3:
+            allowed = [o for o in allowed if o in ("acquire", "relaxed")]
+        sep = "_" if "memory_order_" in m.group(0) else "::"
+        for o in allowed:
+            add(m.start(), m.end(), f"std::memory_order{sep}{o}", "mo-weaken")
+
+    # wake-drop, wake-reduce
+    for m in re.finditer(r"(?:\b(?:platform::)?futex_wake|(?:\.|->)(?:notify_one|notify_all|notify))\s*\(", code):
+        start = m.start() if m.group(0)[0] not in ".-" else receiver_start(code, m.start())
+        end = match_close(code, m.end() - 1)
+        if end < 0:
+            continue
+        add(start, end, "(void)0", "wake-drop")
+        args_text = code[m.end():end - 1]
+        if "futex_wake" in m.group(0):
+            comma = args_text.rfind(",")
+            n_start = m.end() + comma + 1
+            n_text = text[n_start:end - 1].strip()
+            lead = len(text[n_start:end - 1]) - len(text[n_start:end - 1].lstrip())
+            if n_text.endswith("wake_all"):
+                add(n_start + lead, end - 1, "1", "wake-reduce")
+            elif n_text and n_text != "1" and "source_location" not in n_text:
+                add(n_start + lead, end - 1, f"{n_text} - 1", "wake-reduce")
+        elif m.group(0).rstrip("( ").endswith("notify") and args_text.strip():
+            add(m.end(), end - 1, f"{args_text.strip()} - 1", "wake-reduce")
+        elif m.group(0).rstrip("( ").endswith("notify_all"):
+            # keel::Condition has notify(n = 1) and notify_all(), no notify_one.
+            name_at = m.start() + m.group(0).index("notify_all")
+            add(name_at, end, "notify(1)", "wake-reduce")
+
+    # cmp-off
+    swap = {"<": "<=", "<=": "<", ">": ">=", ">=": ">"}
+    for m in re.finditer(r"(?<=\s)(<=|>=|<|>)(?=\s)", code):
+        ls = code.rfind("\n", 0, m.start()) + 1
+        if "static_assert" in code[ls:code.find("\n", m.start())] or re.search(r"\btemplate\s*$", code[ls:m.start()]):
+            continue
+        add(m.start(), m.end(), swap[m.group(1)], "cmp-off")
+
+    # cas-blind
+    for m in re.finditer(r"(?:\.|->)compare_exchange_(?:strong|weak)\s*\(", code):
+        start = receiver_start(code, m.start())
+        end = match_close(code, m.end() - 1)
+        if end < 0:
+            continue
+        args = split_args(text, m.end(), end - 1)
+        if len(args) < 2:
+            continue
+        recv = text[start:m.start()] + text[m.start():m.start() + (2 if text[m.start()] == "-" else 1)]
+        add(start, end, f"({recv}store({args[1]}), true)", "cas-blind")
+
+    # store-blind
+    for m in re.finditer(r"(?:\.|->)(fetch_(?:or|and|xor|add))\s*\(", code):
+        name_at = m.start(1)
+        add(name_at, name_at + len(m.group(1)), "exchange", "store-blind")
+
+    # loop-bound
+    for m in re.finditer(r"\b(for|while)\s*\(", code):
+        close = match_close(code, m.end() - 1)
+        if close < 0:
+            continue
+        a, b = m.end(), close - 1
+        if m.group(1) == "for":
+            parts = split_args(code, a, b, sep=";")
+            if len(parts) != 3:
+                continue
+            a = a + code[a:b].index(";") + 1
+            b = a + code[a:b].index(";")
+        cond = code[a:b]
+        for c in re.finditer(r"(?<=\s)(<=|>=|<|>)(?=\s)", cond):
+            rs = a + c.end()
+            j, depth = rs, 0
+            while j < b:
+                if code[j] in "([{":
+                    depth += 1
+                elif code[j] in ")]}":
+                    depth -= 1
+                elif depth == 0 and code.startswith(("&&", "||", "?"), j):
+                    break
+                j += 1
+            bound = text[rs:j].strip()
+            if not bound:
+                continue
+            bs = rs + (len(text[rs:j]) - len(text[rs:j].lstrip()))
+            delta = "- 1" if c.group(1) in ("<", "<=") else "+ 1"
+            add(bs, bs + len(bound), f"({bound}) {delta}", "loop-bound")
+
+    # recheck-drop
+    for m in re.finditer(r"\bwhile\s*\(", code):
+        close = match_close(code, m.end() - 1)
+        if close < 0:
+            continue
+        before = code[:m.start()].rstrip()
+        if before.endswith("}"):
+            # do { body } while (cond);
+            open_ = find_open(code, len(before) - 1)
+            if open_ is None or not re.search(r"\bdo\s*$", code[:open_]):
+                continue
+            if re.search(r"wait", code[open_:len(before)]):
+                add(m.end(), close - 1, "false", "recheck-drop")
+            continue
+        rest = code[close:]
+        body_start = close + len(rest) - len(rest.lstrip())
+        body_end = match_close(code, body_start) if code[body_start] == "{" else code.find(";", body_start) + 1
+        if body_end > 0 and re.search(r"wait", code[body_start:body_end]):
+            add(m.start(), m.start() + len("while"), "if", "recheck-drop")
+
+    # Stable order and per-line indices.
+    out.sort(key=lambda x: (x.line, OPS.index(x.op), x.start, x.repl))
+    seen = {}
+    for x in out:
+        k = (x.line, x.op)
+        x.index = seen.get(k, 0)
+        seen[k] = x.index + 1
+    return out
+
+
+def split_args(text, a, b, sep=","):
+    """Top-level pieces of text[a:b] split at sep (brackets respected)."""
+    parts, depth, cur = [], 0, a
+    for j in range(a, b):
+        c = text[j]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == sep and depth == 0:
+            parts.append(text[cur:j].strip())
+            cur = j + 1
+    parts.append(text[cur:b].strip())
+    return parts
+
+
+def find_open(code, close_at):
+    depth = 0
+    for j in range(close_at, -1, -1):
+        if code[j] == "}":
+            depth += 1
+        elif code[j] == "{":
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
+def kernel_files(root):
+    files = sorted(glob.glob(os.path.join(root, "kernel", "src", "**", "*.[ch]pp"), recursive=True) +
+                   glob.glob(os.path.join(root, "kernel", "include", "keel", "**", "*.hpp"), recursive=True))
+    rel = [os.path.relpath(f, root) for f in files]
+    return [r for r in rel if not any(p.search(r) for p in EXCLUDED)]
+
+
+def all_mutants(root, filt=None, ops=None):
+    res = []
+    for path in kernel_files(root):
+        if filt and not filt.search(path):
+            continue
+        with open(os.path.join(root, path)) as f:
+            text = f.read()
+        res += [m for m in gen_mutants(path, text) if not ops or m.op in ops]
+    return res
+
+
+# ---------------------------------------------------------------- relevance
+
+def resolve_include(root, frm, name):
+    for base in (os.path.dirname(frm), os.path.join(root, "kernel", "include"), os.path.join(root, "models", "support")):
+        p = os.path.normpath(os.path.join(base, name))
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def closure(root, start, skip_unity):
+    seen, stack = set(), [start]
+    while stack:
+        f = stack.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        with open(f) as fh:
+            for name in re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', fh.read(), re.M):
+                if skip_unity and os.path.basename(name) in UNITY:
+                    continue
+                p = resolve_include(root, f, name)
+                if p and p.startswith(os.path.join(root, "kernel")) or (p and p.startswith(os.path.join(root, "models"))):
+                    stack.append(p)
+    return {os.path.relpath(p, root) for p in seen}
+
+
+def unit_files(path):
+    """The mutated file and the header that declares its unit."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    layer = layer_of(path)
+    return {path, f"kernel/include/keel/{layer}/{stem}.hpp", f"kernel/src/{layer}/{stem}.hpp"}
+
+
+class Relevance:
+    def __init__(self, root):
+        self.models = sorted(os.path.relpath(m, root) for m in glob.glob(os.path.join(root, "models", "**", "*_model.cpp"),
+                                                                          recursive=True))
+        self.full = {m: closure(root, os.path.join(root, m), False) for m in self.models}
+        self.own = {m: closure(root, os.path.join(root, m), True) for m in self.models}
+
+    def models_for(self, path):
+        reach = [m for m in self.models if path in self.full[m]]
+        units = unit_files(path)
+        own = [m for m in reach if units & self.own[m]]
+        layer = layer_of(path)
+        same = [m for m in own if m.startswith(f"models/{layer}/")]
+        chosen = same or own or reach
+        stem = os.path.splitext(os.path.basename(path))[0]
+
+        def key(m):
+            mstem = os.path.basename(m)[:-len("_model.cpp")]
+            return (mstem != stem, not m.startswith(f"models/{layer}/"), len(self.full[m]), m)
+
+        return sorted(chosen, key=key)
+
+
+# ---------------------------------------------------------------- running
+
+def model_flags(root):
+    sys.path.insert(0, os.path.join(root, "tools"))
+    try:
+        import verify  # the same flags `make verify` builds models with
+    finally:
+        sys.path.pop(0)
+    flags = [f for f in verify.CXXFLAGS if not f.startswith("-I")]
+    return verify.CXX, flags
+
+
+def test_suites(root):
+    """gtest suite names per layer directory of tests/."""
+    out = {}
+    for f in glob.glob(os.path.join(root, "tests", "*", "*.cpp")):
+        layer = os.path.basename(os.path.dirname(f))
+        with open(f) as fh:
+            names = re.findall(r"^\s*(?:TEST|TEST_F|TEST_P|RC_GTEST_PROP|RC_GTEST_FIXTURE_PROP)\s*\(\s*(\w+)", fh.read(), re.M)
+        out.setdefault(layer, set()).update(names)
+    return out
+
+
+TEST_LAYERS = {"sync": ["sync"], "future": ["future"], "executor": ["executor"], "process_pool": ["process_pool"],
+               "process": ["process"], "platform": ["platform", "sync"], "common": ["sync", "future"]}
+
+
+class Scratch:
+    """A private copy of the tree that one worker mutates and restores."""
+
+    def __init__(self, base, idx, with_tests):
+        self.dir = os.path.join(base, f"scratch{idx}")
+        if os.path.exists(self.dir):
+            shutil.rmtree(self.dir)
+        os.makedirs(self.dir)
+        for d in ("kernel", "models", "tools", "proofs", "tests", "fuzz", "Makefile"):
+            src = os.path.join(ROOT, d)
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(self.dir, d), symlinks=True)
+            elif os.path.exists(src):
+                shutil.copy2(src, os.path.join(self.dir, d))
+        self.tests = False
+        if with_tests:
+            os.makedirs(os.path.join(self.dir, "build"), exist_ok=True)
+            shutil.copytree(os.path.join(ROOT, "build", "g++"), os.path.join(self.dir, "build", "g++"), symlinks=True)
+            stamp = os.path.join(ROOT, "build", ".deps-ok")
+            if os.path.exists(stamp):
+                shutil.copy2(stamp, os.path.join(self.dir, "build", ".deps-ok"))
+            self.tests = True
+        self.bin = os.path.join(self.dir, "build", "mutate-models")
+        os.makedirs(self.bin, exist_ok=True)
+
+
+def run(cmd, cwd, timeout, env=None):
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                           timeout=timeout, env=env, start_new_session=True)
+        return p.returncode, p.stdout, time.time() - t0, False
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return None, out, time.time() - t0, True
+
+
+class Runner:
+    def __init__(self, args, relevance, cxx, flags):
+        self.args, self.rel, self.cxx, self.flags = args, relevance, cxx, flags
+        self.model_run_limit = {}
+        self.test_limit = {}
+        self.cost = {}
+        self.suites = {}
+        self.test_make = None
+        self.lock = threading.Lock()
+
+    def build_model(self, s, model, timeout):
+        out = os.path.join(s.bin, os.path.basename(model)[:-4])
+        cmd = [self.cxx] + self.flags + ["-I" + os.path.join(s.dir, "kernel", "include"),
+                                         "-I" + os.path.join(s.dir, "models", "support"), os.path.join(s.dir, model), "-o", out]
+        rc, log, secs, to = run(cmd, s.dir, timeout)
+        return (out if rc == 0 else None), log, secs, to
+
+    def run_model(self, binary, timeout):
+        env = dict(os.environ)
+        env.pop("KEEL_INJECT", None)
+        env.pop("KEEL_MODEL_PROGRESS", None)
+        rc, log, secs, to = run([binary], os.path.dirname(binary), timeout, env)
+        rows = [line.split("|") for line in log.splitlines() if line.startswith("KEEL-CHECK|")]
+        return rc, rows, log, secs, to
+
+    def test_filter(self, layer):
+        names = set()
+        for d in TEST_LAYERS.get(layer, [layer]):
+            names |= self.suites.get(d, set())
+        return ":".join(sorted(n + ".*" for n in names))
+
+    def build_tests(self, s, timeout):
+        return run(self.test_make, s.dir, timeout)
+
+    def run_tests(self, s, layer, timeout):
+        env = dict(os.environ)
+        env.setdefault("KEEL_TEST_TIMEOUT", str(self.args.test_timeout))
+        cmd = [os.path.join(s.dir, "build", "g++", "keel_tests"), "--gtest_brief=1", "--gtest_filter=" + self.test_filter(layer)]
+        return run(cmd, s.dir, timeout, env)
+
+    def baseline_model(self, s, m):
+        """Build and run one model on the unmutated copy: it must pass, and its
+        run time sets the mutants' limit. Done the first time a mutant needs the
+        model (most mutants fall to their first model, so most models are never
+        built twice)."""
+        with self.lock:
+            if m in self.cost:
+                return
+            t0 = time.time()
+            binary, log, _, _ = self.build_model(s, m, 900)
+            if not binary:
+                raise SystemExit(f"mutate: baseline build of {m} failed:\n{log[-3000:]}")
+            rc, rows, log, secs, to = self.run_model(binary, 900)
+            if rc != 0 or not rows or any(r[6] != "pass" for r in rows):
+                raise SystemExit(f"mutate: baseline run of {m} failed (rc={rc}):\n{log[-3000:]}")
+            self.model_run_limit[m] = max(30.0, 5 * secs + 10)
+            self.cost[m] = time.time() - t0
+            print(f"  baseline {m}: {len(rows)} rows pass, build+run {self.cost[m]:.0f} s", flush=True)
+
+    def baseline(self, s, layers):
+        """The test binary and each needed layer's tests on the unmutated copy."""
+        if s.tests:
+            self.suites = test_suites(s.dir)
+            stamp = os.path.join(s.dir, "build", "g++", ".flags")
+            self.test_make = ["make", "-j1", "--no-print-directory", "build/g++/keel_tests"]
+            # Mutants may leave a variable unused: build with -Wno-error. The flags
+            # stamp is rewritten to match and dated back, so nothing rebuilds for it.
+            if os.path.exists(stamp):
+                with open(stamp) as f:
+                    flags = f.read().rstrip("\n")
+                m = re.search(r"-Werror (.*?) -pthread", flags)
+                if m:
+                    opt = m.group(1)
+                    self.test_make = self.test_make + [f"OPT={opt} -Wno-error"]
+                    old = os.path.getmtime(stamp)
+                    with open(stamp, "w") as f:
+                        f.write(flags.replace(f" {opt} ", f" {opt} -Wno-error ", 1) + "\n")
+                    os.utime(stamp, (old, old))
+            rc, log, secs, to = self.build_tests(s, 3600)
+            if rc != 0:
+                sys.exit(f"mutate: baseline test build failed:\n{log[-3000:]}")
+            if " -c " in log:
+                print(f"  note: the baseline test build recompiled objects ({secs:.0f} s)", flush=True)
+            for layer in layers:
+                if not self.test_filter(layer):
+                    continue
+                rc, log, secs, to = self.run_tests(s, layer, 1800)
+                if rc != 0:
+                    sys.exit(f"mutate: baseline tests of layer {layer} fail:\n{log[-3000:]}")
+                self.test_limit[layer] = max(60.0, 3 * secs + 30)
+                print(f"  baseline tests {layer}: pass in {secs:.0f} s", flush=True)
+
+    def check(self, s, mut, original):
+        t0 = time.time()
+        path = os.path.join(s.dir, mut.path)
+        mutated = mut.apply(original)
+
+        def write(text):
+            with open(path, "w") as f:
+                f.write(text)
+
+        try:
+            self._check(s, mut, lambda: write(original), lambda: write(mutated))
+        finally:
+            write(original)
+            # The restored file must look older than nothing it feeds: touch it
+            # so make rebuilds the objects the mutant left behind.
+            os.utime(path, None)
+        mut.seconds = time.time() - t0
+
+    def _check(self, s, mut, restore, apply):
+        built_any = False
+        for m in self.rel.models_for(mut.path):
+            if m not in self.cost:
+                restore()
+                self.baseline_model(s, m)
+            apply()
+            binary, log, _, to = self.build_model(s, m, self.args.build_timeout)
+            if not binary:
+                mut.log = log
+                if to:
+                    mut.outcome, mut.by = "build-failed", f"{m}: build timed out"
+                    return
+                continue  # the mutant may not compile in this model only (e.g. a model-only overload)
+            built_any = True
+            rc, rows, log, secs, to = self.run_model(binary, self.model_run_limit[m])
+            mut.log = log
+            failed = [r for r in rows if len(r) > 7 and r[6] != "pass"]
+            name = os.path.basename(m)[:-len("_model.cpp")]
+            if failed:
+                mut.outcome, mut.by, mut.detail = "killed-by-model", f"relacy:{failed[0][1]}", failed[0][7]
+                return
+            if to:
+                mut.outcome, mut.by = "killed-by-hang", f"{name} model (> {self.model_run_limit[m]:.0f} s)"
+                return
+            if rc != 0:
+                mut.outcome, mut.by = "killed-by-crash", f"{name} model (exit {rc})"
+                return
+        apply()
+        if s.tests and self.test_filter(mut.layer):
+            rc, log, secs, to = self.build_tests(s, self.args.build_timeout)
+            if rc != 0:
+                if not built_any:
+                    mut.outcome, mut.by = "build-failed", "test build"
+                    return
+            else:
+                built_any = True
+                limit = self.test_limit.get(mut.layer, 300)
+                rc, log, secs, to = self.run_tests(s, mut.layer, limit)
+                mut.log = log
+                timeouts = re.findall(r"^\[\s*TIMEOUT\s*\]\s+(\S+)", log, re.M)
+                failed = re.findall(r"^\[\s*FAILED\s*\]\s+(\w+\.\w+)", log, re.M)
+                if timeouts:
+                    mut.outcome, mut.by = "killed-by-hang", f"gtest:{timeouts[0]} (watchdog)"
+                    return
+                if failed:
+                    mut.outcome, mut.by = "killed-by-test", f"gtest:{failed[0]}"
+                    return
+                if to:
+                    mut.outcome, mut.by = "killed-by-hang", f"tests of {mut.layer} (> {limit:.0f} s)"
+                    return
+                if rc != 0:
+                    mut.outcome, mut.by = "killed-by-crash", f"tests of {mut.layer} (exit {rc})"
+                    return
+        if not built_any:
+            if not self.rel.models_for(mut.path) and not s.tests:
+                mut.outcome, mut.by = "not-checked", "no model reaches the file and the test binary is absent"
+            else:
+                mut.outcome, mut.by = "build-failed", "no model or test build compiled it"
+            return
+        mut.outcome = "survived"
+
+
+# ---------------------------------------------------------------- report
+
+KILLED = ("killed-by-model", "killed-by-test", "killed-by-hang", "killed-by-crash")
+
+
+def read_equivalent(root):
+    eq = {}
+    p = os.path.join(root, "proofs", "mutate-equivalent.txt")
+    if os.path.exists(p):
+        with open(p) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    mid, _, reason = line.partition(" ")
+                    eq[mid] = reason.strip()
+    return eq
+
+
+def report(muts, texts, meta):
+    counted = [m for m in muts if m.outcome not in ("build-failed", "equivalent", "not-checked")]
+    named = [m for m in counted if m.outcome in ("killed-by-model", "killed-by-test")]
+    killed = [m for m in counted if m.outcome in KILLED]
+    L = []
+    L.append("# keel mutation report\n")
+    for k, v in meta:
+        L.append(f"- {k}: {v}")
+    L.append("")
+    pct = lambda a, b: f"{100.0 * a / b:.1f}%" if b else "n/a"
+    L.append(f"**Score: {len(named)}/{len(counted)} non-equivalent mutants killed by a named check "
+             f"({pct(len(named), len(counted))})**; {len(killed)}/{len(counted)} killed in any way "
+             f"({pct(len(killed), len(counted))}).\n")
+    by = {}
+    for m in muts:
+        by[m.outcome] = by.get(m.outcome, 0) + 1
+    L.append("| outcome | mutants |\n|---|---|")
+    for o in KILLED + ("survived", "equivalent", "build-failed", "not-checked"):
+        L.append(f"| {o} | {by.get(o, 0)} |")
+    L.append("")
+    L.append("## Kill table (killed by a named check / counted mutants)\n")
+    ops = [o for o in OPS if any(m.op == o for m in muts)]
+    layers = [l for l in LAYERS if any(m.layer == l for m in muts)]
+    L.append("| layer | " + " | ".join(ops) + " | all |")
+    L.append("|---|" + "---|" * (len(ops) + 1))
+    for l in layers + ["all"]:
+        cells = []
+        for o in ops + ["all"]:
+            c = [m for m in counted if (l == "all" or m.layer == l) and (o == "all" or m.op == o)]
+            k = [m for m in c if m.outcome in ("killed-by-model", "killed-by-test")]
+            cells.append(f"{len(k)}/{len(c)}" if c else "-")
+        L.append(f"| {l} | " + " | ".join(cells) + " |")
+    L.append("")
+    surv = [m for m in muts if m.outcome == "survived"]
+    L.append(f"## Survivors ({len(surv)})\n")
+    for m in surv:
+        L.append(f"- `{m.id}`\n\n  ```diff\n  " + m.diff(texts[m.path]).replace("\n", "\n  ") + "\n  ```")
+    if not surv:
+        L.append("none")
+    L.append("")
+    other = [m for m in muts if m.outcome in ("killed-by-hang", "killed-by-crash")]
+    if other:
+        L.append(f"## Killed only by a hang or a crash ({len(other)})\n")
+        for m in other:
+            L.append(f"- `{m.id}` {m.outcome}: {m.by}\n\n  ```diff\n  " + m.diff(texts[m.path]).replace("\n", "\n  ") +
+                     "\n  ```")
+        L.append("")
+    L.append("## Every mutant\n")
+    L.append("| mutant | outcome | by | seconds | diff |\n|---|---|---|---|---|")
+    for m in muts:
+        d = m.diff(texts[m.path]).split("\n")[1][2:].replace("|", "\\|")
+        by_ = (m.by + (f" ({m.detail})" if m.detail else "")).replace("|", "\\|")
+        L.append(f"| `{m.id}` | {m.outcome} | {by_} | {m.seconds:.0f} | `{d}` |")
+    return "\n".join(L) + "\n", len(named), len(counted)
+
+
+def main():
+    env = os.environ.get
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sample", type=int, default=int(env("MUTATE_SAMPLE") or 0))
+    ap.add_argument("--seed", type=int, default=int(env("MUTATE_SEED") or 1))
+    ap.add_argument("--jobs", type=int, default=int(env("MUTATE_JOBS") or 1))
+    ap.add_argument("--filter", default=env("MUTATE_FILTER") or "")
+    ap.add_argument("--ops", default=env("MUTATE_OPS") or "")
+    ap.add_argument("--ids", default=env("MUTATE_IDS") or "", help="regex on mutant ids (re-check chosen mutants)")
+    ap.add_argument("--list", action="store_true", help="print the mutants and exit")
+    ap.add_argument("--publish", action="store_true", help="also write proofs/mutation-report.md")
+    ap.add_argument("--no-tests", action="store_true", help="run the models only")
+    ap.add_argument("--build-timeout", type=float, default=600)
+    ap.add_argument("--test-timeout", type=int, default=int(env("KEEL_TEST_TIMEOUT") or 60))
+    args = ap.parse_args()
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()]
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        sys.exit(f"mutate: unknown operator(s) {bad}; known: {', '.join(OPS)}")
+    filt = re.compile(args.filter) if args.filter else None
+    muts = all_mutants(ROOT, filt, ops)
+    if args.ids:
+        muts = [m for m in muts if re.search(args.ids, m.id)]
+    total = len(muts)
+    if args.sample and args.sample < total:
+        chosen = set(id(m) for m in random.Random(args.seed).sample(muts, args.sample))
+        muts = [m for m in muts if id(m) in chosen]
+    texts = {}
+    for m in muts:
+        if m.path not in texts:
+            with open(os.path.join(ROOT, m.path)) as f:
+                texts[m.path] = f.read()
+    if args.list:
+        for m in muts:
+            print(m.id)
+            print("  " + m.diff(texts[m.path]).replace("\n", "\n  "))
+        print(f"{len(muts)} of {total} mutants", file=sys.stderr)
+        return 0
+
+    t_start = time.time()
+    out_dir = os.path.join(ROOT, "build", "mutate")
+    os.makedirs(out_dir, exist_ok=True)
+    with_tests = not args.no_tests and os.path.exists(os.path.join(ROOT, "build", "g++", "keel_tests"))
+    equivalent = read_equivalent(ROOT)
+    known = {m.id for m in all_mutants(ROOT)}
+    for stale in sorted(set(equivalent) - known):
+        print(f"mutate: warning: proofs/mutate-equivalent.txt lists {stale}, which is no mutant of this tree", flush=True)
+    todo = []
+    for m in muts:
+        if m.id in equivalent:
+            m.outcome, m.by = "equivalent", equivalent[m.id]
+        else:
+            todo.append(m)
+    print(f"keel mutate: {len(muts)} of {total} mutants ({len(todo)} to run), {args.jobs} job(s), "
+          f"tests {'on' if with_tests else 'off (no build/g++/keel_tests)'}", flush=True)
+
+    rel = Relevance(ROOT)
+    cxx, flags = model_flags(ROOT)
+    runner = Runner(args, rel, cxx, flags)
+    scratches = queue.Queue()
+    first = Scratch(out_dir, 0, with_tests)
+    runner.baseline(first, sorted({m.layer for m in todo}))
+    scratches.put(first)
+    for i in range(1, args.jobs):
+        scratches.put(Scratch(out_dir, i, with_tests))
+
+    lock = threading.Lock()
+    done = [0]
+
+    def work(m):
+        s = scratches.get()
+        try:
+            runner.check(s, m, texts[m.path])
+        finally:
+            scratches.put(s)
+        if m.log:
+            # The last check's output (the killing model's history, a test's
+            # failure, a build error), for reading a kill or a crash later.
+            os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
+            with open(os.path.join(out_dir, "logs", re.sub(r"[^\w.-]", "_", m.id) + ".log"), "w") as f:
+                f.write(m.log[-200000:])
+            m.log = ""
+        with lock:
+            done[0] += 1
+            print(f"[{done[0]}/{len(todo)}] {m.id}: {m.outcome} {m.by} ({m.seconds:.0f} s)", flush=True)
+
+    with cf.ThreadPoolExecutor(max(1, args.jobs)) as ex:
+        list(ex.map(work, todo))
+
+    full_run = not (args.sample or args.filter or ops or args.ids)
+    meta = [("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+            ("run", "full run" if full_run else
+             f"SAMPLE, not a full run: {len(muts)} of {total} mutants" +
+             (f" (MUTATE_SAMPLE={args.sample}, MUTATE_SEED={args.seed})" if args.sample else "")),
+            ("filter", args.filter or "none"), ("operators", ",".join(ops) if ops else "all"),
+            ("ids", args.ids or "all"),
+            ("checks", "Relacy models" + (" + g++ test binary by layer" if with_tests else " only (no build/g++/keel_tests)")),
+            ("machine", f"{pyplatform.node() and 'Linux'} {pyplatform.machine()}, {os.cpu_count()} CPUs, "
+                        f"MUTATE_JOBS={args.jobs}"),
+            ("duration", f"{time.time() - t_start:.0f} s")]
+    text, killed, counted = report(muts, texts, meta)
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write(text)
+    if full_run or args.publish:
+        with open(os.path.join(ROOT, "proofs", "mutation-report.md"), "w") as f:
+            f.write(text)
+    print(f"\nscore: {killed}/{counted} killed by a named check; report: {os.path.relpath(path, ROOT)}")
+    shutil.rmtree(os.path.join(out_dir, "scratch0"), ignore_errors=True)
+    for i in range(1, args.jobs):
+        shutil.rmtree(os.path.join(out_dir, f"scratch{i}"), ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
