@@ -57,7 +57,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps lib test verify sanitize asan tsan bench install format lint check-shim examples clean \
+.PHONY: all deps lib test verify verify-deep sanitize asan tsan bench install format lint check-shim examples clean \
         fuzz fuzz-build fuzz-run fuzz-smoke fuzz-standalone fuzz-afl
 
 all: lib examples
@@ -122,6 +122,12 @@ $(BUILD)/examples/%: examples/%.cpp $(LIB) | $(DEPS_STAMP)
 # Model checks, Spin proofs, twins and the invariant report.
 verify: deps check-shim
 	python3 tools/verify.py --jobs $(JOBS)
+
+# The models' deep rows (exhaustive context-bounded searches, 3-thread
+# variants) and their twins; minutes, not seconds: not in CI. The latest
+# run's table is committed as proofs/verify-deep.txt.
+verify-deep: deps check-shim
+	python3 tools/verify.py --deep --jobs $(JOBS)
 
 # The whole test suite under ASan+UBSan, then separately under TSan (clang 14).
 sanitize: asan tsan
