@@ -172,6 +172,9 @@ int main() {
   // make verify-deep. Random rows first: a twin run stops at the first row
   // that catches it. Three threads: even bound 1 does not end in 10 minutes.
   deep_check<AllArrive<3>>("barrier.all-arrive.3t", "SYNC-7", random(1000000));
+  // A reset wakes waiters that an abort failed to wake, so the reuse rows
+  // cannot see a break that skips its notify: this row can.
+  deep_check<AbortReachesWaiter>("barrier.abort.2t", "SYNC-8", random(1000000));
   deep_check<Generations_<3, 3>>("barrier.generations.3t3g", "SYNC-7,SYNC-14", random(1000000));
   deep_check<AbortResetReuse>("barrier.abort-reset-reuse.2t", "SYNC-8,SYNC-14", bounded(2));
   deep_check<Generations_<2, 3>>("barrier.generations.2t3g", "SYNC-7,SYNC-14", bounded(2));
