@@ -57,7 +57,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps lib test verify mutate sanitize asan tsan bench install format lint check-shim check-shared-state examples clean \
+.PHONY: all deps lib test verify verify-deep mutate sanitize asan tsan bench install format lint check-shim check-shared-state examples clean \
         fuzz fuzz-build fuzz-run fuzz-smoke fuzz-standalone fuzz-afl
 
 all: lib examples
@@ -122,6 +122,12 @@ $(BUILD)/examples/%: examples/%.cpp $(LIB) | $(DEPS_STAMP)
 # Model checks, Spin proofs, twins and the invariant report.
 verify: deps check-shim
 	python3 tools/verify.py --jobs $(JOBS)
+
+# The models' deep rows (exhaustive context-bounded searches, 3-thread
+# variants) and their twins; minutes, not seconds: not in CI. The latest
+# run's table is committed as proofs/verify-deep.txt.
+verify-deep: deps check-shim
+	python3 tools/verify.py --deep --jobs $(JOBS)
 
 # Mutation testing (README: Mutation score): generic mutants of the kernel
 # against the models (and the g++ test binary, when build/g++/keel_tests

@@ -18,6 +18,12 @@ Steps:
      named check exists (and, for model checks, ran and passed here).
 Then one table, a row per check, and the twins' kill score. Exits non-zero if
 any check fails, any twin survives, or any invariant is left uncovered.
+
+--deep (`make verify-deep`, not in CI): the same binaries run their deep rows
+instead (KEEL_MODEL_DEEP=1 selects the harness's deep_check rows: exhaustive
+context-bounded or full searches, 3-thread variants), for the models that
+have any, with every twin under the deep search too; no Spin, no shim check,
+and the invariant catalogue is checked only for the rows that ran.
 """
 import argparse
 import concurrent.futures as cf
@@ -69,10 +75,12 @@ def build(src):
     return name, out, None
 
 
-def run_model(binary, twin, log, tool):
+def run_model(binary, twin, log, tool, deep=False):
     t0 = time.time()
     env = dict(os.environ)
     env.pop("KEEL_INJECT", None)
+    env.pop("KEEL_MODEL_ROWS", None)
+    env["KEEL_MODEL_DEEP"] = "1" if deep else "0"
     if twin:
         env["KEEL_INJECT"] = twin
     with open(log, "w") as f:
@@ -263,6 +271,8 @@ def main():
     ap.add_argument("--only", metavar="REGEX",
                     help="run only the models whose path matches (and Spin only if 'spin' matches); "
                          "for work in progress: checks that did not run are not reported as missing")
+    ap.add_argument("--deep", action="store_true",
+                    help="run the models' deep rows (make verify-deep) instead of the quick ones")
     args = ap.parse_args()
     only = re.compile(args.only) if args.only else None
     os.makedirs(BUILD, exist_ok=True)
@@ -271,15 +281,18 @@ def main():
     t_start = time.time()
     failures = []
 
-    rows, twins = shim_rows()
-    audit_rows, audit_twins = shared_state_rows()
-    rows += audit_rows
-    twins += audit_twins
+    rows, twins = shim_rows() if not args.deep else ([], [])
+    if not args.deep:
+        audit_rows, audit_twins = shared_state_rows()
+        rows += audit_rows
+        twins += audit_twins
 
     models = sorted(glob.glob(os.path.join(ROOT, "models", "**", "*_model.cpp"), recursive=True))
     models += sorted(glob.glob(os.path.join(ROOT, "models", "**", "*_explore.cpp"), recursive=True))
     if only:
         models = [m for m in models if only.search(os.path.relpath(m, ROOT))]
+    if args.deep:
+        models = [m for m in models if "deep_check<" in open(m).read()]
     jobs = []
     for src in models:
         with open(src) as f:
@@ -289,7 +302,10 @@ def main():
         jobs.append((src, None))
         jobs += [(src, t) for t in declared]
 
-    print(f"keel verify: building {len(models)} model binaries (each runs clean and once per twin: "
+    mode = "verify-deep" if args.deep else "verify"
+    print(f"keel {mode}: {time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {os.uname().nodename} "
+          f"({os.cpu_count()} CPUs, {CXX})", flush=True)
+    print(f"keel {mode}: building {len(models)} model binaries (each runs clean and once per twin: "
           f"{len(jobs)} runs) with {args.jobs} jobs", flush=True)
     binaries = {}
     with cf.ThreadPoolExecutor(args.jobs) as ex:
@@ -305,10 +321,10 @@ def main():
 
     spin_result = {}
     with cf.ThreadPoolExecutor(args.jobs) as ex:
-        spin_future = ex.submit(spin_rows, logdir) if not only or only.search("spin") else None
+        spin_future = ex.submit(spin_rows, logdir) if not args.deep and (not only or only.search("spin")) else None
         # Longest first (by the last run's times), so no long run starts last
         # and leaves the other jobs idle.
-        timing_path = os.path.join(BUILD, "durations.json")
+        timing_path = os.path.join(BUILD, "durations" + (".deep" if args.deep else "") + ".json")
         try:
             with open(timing_path) as f:
                 last = json.load(f)
@@ -318,7 +334,8 @@ def main():
         futs = {}
         for key in order:
             name, binary = built[key]
-            futs[key] = ex.submit(run_model, binary, key[1], os.path.join(logdir, name + ".log"), tool_of(key[0]))
+            log = os.path.join(logdir, name + (".deep" if args.deep else "") + ".log")
+            futs[key] = ex.submit(run_model, binary, key[1], log, tool_of(key[0]), args.deep)
         durations = {}
         for (src, twin), fut in futs.items():
             rc, model_rows, secs = fut.result()
@@ -346,7 +363,7 @@ def main():
         rows += srows
         twins += stwins
 
-    if not only:
+    if not only and not args.deep:
         rows += spin_code_rows(twins, failures)
 
     # Invariant catalogue cross-check.
@@ -376,8 +393,8 @@ def main():
                     good.append(c)
             elif kind in ("relacy", "spin", "grep", "pairing", "audit", "explore"):
                 hits = [r for (tool, n), r in ran.items() if tool == kind and n == name]
-                if not hits and only:
-                    good.append(c)  # not selected by --only
+                if not hits and (only or args.deep):
+                    good.append(c)  # not selected by --only, or not a deep row
                 elif not hits:
                     failures.append(f"INVARIANTS.md: {inv} names check {kind}:{name}, which did not run")
                 elif not all(r.ok for r in hits):
@@ -421,17 +438,20 @@ def main():
         if not t[2]:
             failures.append(f"seeded-bug twin {t[1]} of {t[0]} was NOT caught")
     print()
-    print(f"invariants covered: {sum(1 for v in coverage.values() if v)}/{len(coverage)}")
+    if not args.deep:
+        print(f"invariants covered: {sum(1 for v in coverage.values() if v)}/{len(coverage)}")
     print(f"twins killed: {killed}/{len(twins)}")
     print(f"checks passed: {sum(1 for r in rows if r.ok)}/{len(rows)}   total time: {time.time() - t_start:.0f} s")
     if only:
         print(f"(--only {args.only}: a partial run; `make verify` runs everything)")
+    if args.deep:
+        print("(deep rows only: `make verify` runs the quick rows, Spin and the shim check)")
     if failures:
         print("\nverify FAILED:")
         for f in failures:
             print("  - " + f)
         return 1
-    print("verify: OK")
+    print(f"{mode}: OK")
     return 0
 
 

@@ -311,5 +311,23 @@ int main() {
   check<BlockUntilRoom>("executor.block-until-room.1t+w", "EXEC-3,SYNC-2", random(100000));
   check<BrokenPool>("executor.broken-pool.1t+w", "EXEC-1,EXEC-5", random(100000));
   check<ShutdownNow>("executor.shutdown-now.1t+w", "EXEC-1,EXEC-4", random(100000));
+  // make verify-deep. Bound 1 is exhaustive up to one preemption but costs
+  // about a minute per suite here, and every twin run repeats the rows before
+  // the one that catches it: two suites run it, last, after every suite under
+  // five times the random schedules of make verify (which catch every twin).
+  deep_check<SubmitVsShutdown>("executor.submit-vs-shutdown.2t+w", "EXEC-1,EXEC-3", random(1000000));
+  deep_check<CancelVsStart>("executor.cancel-vs-start.2t+w", "EXEC-2", random(1000000));
+  deep_check<KeepAliveVsSubmit>("executor.keepalive-vs-submit.1t+w", "EXEC-5,SYNC-2", random(1000000));
+  deep_check<FactoryFails>("executor.factory-fails.1t+w", "EXEC-5", random(1000000));
+  deep_check<ShutdownCancelFutures>("executor.shutdown-cancel-futures.2t+w", "EXEC-1,EXEC-2,EXEC-4", random(1000000));
+  deep_check<MaxThreads>("executor.max-threads.1t+w", "EXEC-5,EXEC-6", random(1000000));
+  deep_check<IdleHandOff>("executor.idle-handoff.1t+w", "EXEC-5,SYNC-2", random(1000000));
+  deep_check<CallbackVsCompletion>("executor.callback-vs-completion.1t+w", "EXEC-7", random(1000000));
+  deep_check<TerminatedMeansFinal>("executor.terminated-means-final.2t+w", "EXEC-1,EXEC-4", random(1000000));
+  deep_check<BlockUntilRoom>("executor.block-until-room.1t+w", "EXEC-3,SYNC-2", random(1000000));
+  deep_check<BrokenPool>("executor.broken-pool.1t+w", "EXEC-1,EXEC-5", random(1000000));
+  deep_check<ShutdownNow>("executor.shutdown-now.1t+w", "EXEC-1,EXEC-4", random(1000000));
+  deep_check<SubmitVsShutdown>("executor.submit-vs-shutdown.2t+w", "EXEC-1,EXEC-3", bounded(1));
+  deep_check<CancelVsStart>("executor.cancel-vs-start.2t+w", "EXEC-2", bounded(1));
   return exit_code();
 }

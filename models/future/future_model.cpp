@@ -244,5 +244,13 @@ int main() {
   // scheduling points); bound 4 does in seconds.
   check<RemoteCancelVsStart>("future.remote-cancel-vs-start.2t", "POOL-7", bounded(4));
   check<RemoteCancelVsRedispatch>("future.remote-cancel-vs-redispatch.2t", "POOL-7", random(100000));
+  // make verify-deep: the rows that run random or bounded search above, deeper.
+  // CancelVsStart runs the same full search as make verify: its twin needs a
+  // deep row to be caught in the deep table too.
+  deep_check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
+  deep_check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(1000000));
+  deep_check<RemoteCancelVsRedispatch>("future.remote-cancel-vs-redispatch.2t", "POOL-7", random(1000000));
+  deep_check<RemoteCancelVsStart>("future.remote-cancel-vs-start.2t", "POOL-7", bounded(5));
+  deep_check<RemoteCancelVsRedispatch>("future.remote-cancel-vs-redispatch.2t", "POOL-7", bounded(2));
   return exit_code();
 }

@@ -8,6 +8,15 @@
 //   KEEL-CHECK|<name>|<invariant ids>|<search>|<iterations>|<seconds>|<pass|FAIL>|<relacy verdict>
 // and main returns non-zero if any check failed. Relacy's own report (with the
 // failing interleaving's history) goes to stdout before the row.
+//
+// Two depths, one binary: check() rows are `make verify`'s (seconds each);
+// deep_check() rows are `make verify-deep`'s (exhaustive context-bounded or
+// full searches and 3-thread variants, minutes each), selected by
+// KEEL_MODEL_DEEP=1 in the environment. Each mode runs only its own rows. In a
+// deep twin run (KEEL_INJECT also set) the rows after the first failure are
+// skipped: the twin is caught, and running the rest would only cost minutes.
+// For work on one model, KEEL_MODEL_ROWS=<text> runs only the rows whose name
+// contains <text>.
 #pragma once
 
 #ifndef KEEL_MODEL_RELACY
@@ -45,8 +54,19 @@ inline int& failures() {
   return n;
 }
 
+// Read once, before any check runs.
+inline bool deep_mode() {
+  static const bool deep = [] {
+    const char* v = std::getenv("KEEL_MODEL_DEEP");  // NOLINT(concurrency-mt-unsafe): single-threaded main
+    return v != nullptr && std::string_view(v) == "1";
+  }();
+  return deep;
+}
+
 template <class Suite>
-bool check(const char* name, const char* invariants, Search search) {
+bool run_check(const char* name, const char* invariants, Search search) {
+  const char* rows = std::getenv("KEEL_MODEL_ROWS");  // NOLINT(concurrency-mt-unsafe): single-threaded main
+  if (rows != nullptr && std::string_view(name).find(rows) == std::string_view::npos) return true;
   rl::test_params p;
   p.search_type = search.type;
   if (search.type == rl::sched_random) p.iteration_count = search.iterations;
@@ -62,6 +82,22 @@ bool check(const char* name, const char* invariants, Search search) {
             << secs << '|' << (ok ? "pass" : "FAIL") << '|' << rl::test_result_str(p.test_result) << std::endl;
   if (!ok) ++failures();
   return ok;
+}
+
+// A `make verify` row (skipped under KEEL_MODEL_DEEP=1).
+template <class Suite>
+bool check(const char* name, const char* invariants, Search search) {
+  if (deep_mode()) return true;
+  return run_check<Suite>(name, invariants, search);
+}
+
+// A `make verify-deep` row (skipped unless KEEL_MODEL_DEEP=1).
+template <class Suite>
+bool deep_check(const char* name, const char* invariants, Search search) {
+  if (!deep_mode()) return true;
+  // A twin run (verify sets KEEL_INJECT) that already failed: the twin is caught.
+  if (failures() > 0 && std::getenv("KEEL_INJECT") != nullptr) return false;  // NOLINT(concurrency-mt-unsafe)
+  return run_check<Suite>(name, invariants, search);
 }
 
 inline int exit_code() { return failures() == 0 ? 0 : 1; }

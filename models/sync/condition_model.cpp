@@ -4,6 +4,8 @@
 // KEEL-TWIN condition_notify_skip_wake
 // KEEL-TWIN condition_enqueue_after_release
 // KEEL-TWIN condition_notify_ignores_n
+// KEEL-TWIN condition_pop_keeps_tail
+// KEEL-TWIN condition_timeout_drops_signal
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/condition.hpp"
@@ -127,6 +129,36 @@ struct Queue2x1 : rl::test_suite<Queue2x1, 3> {
   void after() { RL_ASSERT(consumed.load() == 2 && items.load() == 0); }
 };
 
+// SYNC-2, SYNC-14 over reuse: a producer and a consumer ping-pong three
+// rounds over two Conditions on one Mutex, notify(1) each way. Every round's
+// waiter links into a queue that earlier rounds emptied, so a queue left
+// inconsistent by a pop strands it (a deadlock); the consumer sees each
+// round's item exactly once.
+struct PingPong : rl::test_suite<PingPong, 2> {
+  static constexpr int rounds = 3;
+  keel::Mutex m;
+  keel::Condition to_consumer{m};
+  keel::Condition to_producer{m};
+  keel::platform::Var<int> produced;
+  keel::platform::Var<int> consumed;
+
+  void thread(unsigned idx) {
+    keel::LockGuard<keel::Mutex> g(m);
+    for (int r = 1; r <= rounds; ++r) {
+      if (idx == 0) {
+        to_producer.wait([&] { return consumed.load() == r - 1; });
+        produced.store(r);
+        to_consumer.notify(1);
+      } else {
+        to_consumer.wait([&] { return produced.load() == r; });
+        consumed.store(r);
+        to_producer.notify(1);
+      }
+    }
+  }
+  void after() { RL_ASSERT(produced.load() == rounds && consumed.load() == rounds); }
+};
+
 }  // namespace
 
 int main() {
@@ -145,5 +177,12 @@ int main() {
   check<RecursiveHandOff>("condition.rlock-depth.2t", "SYNC-2,SYNC-9", random(100000));
   check<NotifyAtMostN>("condition.notify-n.3t", "SYNC-10", random(100000));
   check<Queue2x1>("condition.queue.3t", "SYNC-2", random(100000));
+  check<PingPong>("condition.ping-pong.2t3r", "SYNC-2,SYNC-14", bounded(1));
+  check<PingPong>("condition.ping-pong.2t3r", "SYNC-2,SYNC-14", random(100000));
+  // make verify-deep.
+  // Three threads: even bound 1 does not end in minutes; many random schedules.
+  deep_check<Queue2x1>("condition.queue.3t", "SYNC-2", random(1000000));
+  deep_check<NotifyAtMostN>("condition.notify-n.3t", "SYNC-10", random(1000000));
+  deep_check<PingPong>("condition.ping-pong.2t3r", "SYNC-2,SYNC-14", bounded(2));
   return exit_code();
 }

@@ -2,6 +2,7 @@
 //
 // KEEL-TWIN event_set_skip_wake
 // KEEL-TWIN event_wait_skips_mark
+// KEEL-TWIN event_generation_one_bit
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/event.hpp"
@@ -74,6 +75,42 @@ struct SetThenClear : rl::test_suite<SetThenClear, 2> {
   }
 };
 
+// SYNC-6, SYNC-2, SYNC-14 over reuse: one Event, one waiter that waits three
+// times (each time after the previous round's clear), a setter that runs a
+// set/clear round each time the waiter has committed to sleeping, and two
+// rounds in a row the last time. Each wait returns only after a set that
+// happened during it (the round counter says which), and a waiter asleep
+// through two whole set/clear rounds still returns (it would sleep for ever
+// on a word that came back to what it saw).
+struct Rounds : rl::test_suite<Rounds, 2> {
+  keel::Event e;
+  rl::atomic<int> round{0};
+  rl::atomic<int> cleared{0};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      for (int r = 1; r <= 3; ++r) {
+        while (!e.has_waiters()) rl::yield(1, $);
+        round($).store(r, rl::mo_relaxed);
+        e.set();
+        e.clear();
+        if (r == 3) {
+          e.set();
+          e.clear();
+        }
+        cleared($).store(r, rl::mo_release);
+      }
+    } else {
+      for (int r = 1; r <= 3; ++r) {
+        e.wait();
+        RL_ASSERT(round($).load(rl::mo_relaxed) >= r);
+        // The next wait starts with the flag clear: it must sleep.
+        while (cleared($).load(rl::mo_acquire) < r) rl::yield(1, $);
+      }
+    }
+  }
+  void after() { RL_ASSERT(!e.is_set()); }
+};
+
 }  // namespace
 
 int main() {
@@ -82,5 +119,11 @@ int main() {
   check<TimedWait>("event.timed-wait.2t", "SYNC-6", full());
   check<SetThenClear>("event.set-then-clear.2t", "SYNC-2,SYNC-6", full());
   check<ClearRace>("event.clear-race.3t", "SYNC-2,SYNC-6", random(100000));
+  // The rounds' spin-waits multiply the schedules: bound 1 takes about 10 s
+  // (verify-deep), full search does not end.
+  check<Rounds>("event.rounds.2t", "SYNC-2,SYNC-6,SYNC-14", random(50000));
+  deep_check<ClearRace>("event.clear-race.3t", "SYNC-2,SYNC-6", random(1000000));
+  deep_check<ClearRace>("event.clear-race.3t", "SYNC-2,SYNC-6", bounded(1));
+  deep_check<Rounds>("event.rounds.2t", "SYNC-2,SYNC-6,SYNC-14", bounded(1));
   return exit_code();
 }

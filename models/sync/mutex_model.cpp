@@ -57,5 +57,8 @@ int main() {
   check<MutexCounter<2, 2>>("mutex.exclusion.2t", "SYNC-1,SYNC-2", full());
   check<MutexTimed>("mutex.timed.2t", "SYNC-1,SYNC-2", full());
   check<MutexCounter<3, 2>>("mutex.exclusion.3t", "SYNC-1,SYNC-2", random(200000));
+  // make verify-deep: the 3-thread mutex exhaustively up to 3 preemptions.
+  deep_check<MutexCounter<3, 2>>("mutex.exclusion.3t", "SYNC-1,SYNC-2", random(1000000));
+  deep_check<MutexCounter<3, 2>>("mutex.exclusion.3t", "SYNC-1,SYNC-2", bounded(3));
   return exit_code();
 }

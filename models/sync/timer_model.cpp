@@ -30,7 +30,7 @@ struct CancelRace : rl::test_suite<CancelRace, 1> {
   }
 };
 
-// SYNC-14: fired() true means the callable started, so what the starting
+// SYNC-15: fired() true means the callable started, so what the starting
 // thread wrote before start() is visible to whoever saw fired(). The observer
 // learns of the Timer before those writes, so only fired()'s acquire can
 // order them; a weaker load is a data race on `data`. (Found by make mutate:
@@ -70,6 +70,6 @@ int main() {
   check<CancelRace>("timer.cancel-race.2t", "SYNC-11", bounded(5));
   // Three threads (owner, observer, timer): a context bound of 3 did not end
   // in 4 minutes, so the random scheduler.
-  check<FiredPublishes>("timer.fired-publishes.3t", "SYNC-14", random(200000));
+  check<FiredPublishes>("timer.fired-publishes.3t", "SYNC-15", random(200000));
   return exit_code();
 }

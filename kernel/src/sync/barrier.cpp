@@ -57,7 +57,9 @@ void Barrier::leave_locked() {
     const State s = state_.load();
     if (s == State::draining || s == State::resetting) {
       state_.store(State::filling);
-      cond_.notify_all();
+      // Arrivals for the next generation sleep in wait_impl's first wait
+      // until this refill; only a reused barrier has any.
+      if (!KEEL_INJECTED(barrier_refill_skips_notify)) cond_.notify_all();
     }
   }
 }

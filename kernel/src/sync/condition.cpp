@@ -79,7 +79,15 @@ void Condition::notify(int n) {
   for (int i = 0; ignore_n || i < n; ++i) {
     Waiter* w = head_.load();
     if (w == nullptr) break;
-    unlink(w);
+    if (KEEL_INJECTED(condition_pop_keeps_tail)) {
+      // Planted bug: pop the head without fixing tail_ when the list
+      // empties; the next round's waiter links behind a record that left.
+      Waiter* n = w->next.load();
+      head_.store(n);
+      if (n != nullptr) n->prev.store(nullptr);
+    } else {
+      unlink(w);
+    }
     w->signaled.store(1, std::memory_order_release);
     if (!KEEL_INJECTED(condition_notify_skip_wake)) platform::futex_wake(w->signaled, 1);
   }

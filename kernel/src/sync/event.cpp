@@ -10,8 +10,14 @@ void Event::set() {
   std::int32_t next;
   do {
     if ((v & flag_bit) != 0) return;  // already set: nothing changes, nobody sleeps
-    // Unsigned arithmetic: the generation wraps instead of overflowing.
-    next = static_cast<std::int32_t>((static_cast<std::uint32_t>(v & ~sleepers_bit) + generation_one) | flag_bit);
+    if (KEEL_INJECTED(event_generation_one_bit)) {
+      // Planted bug: a one-bit generation (a "sense" flag): two set/clear
+      // rounds bring the word back to what a sleeper saw.
+      next = ((v & ~sleepers_bit) ^ generation_one) | flag_bit;
+    } else {
+      // Unsigned arithmetic: the generation wraps instead of overflowing.
+      next = static_cast<std::int32_t>((static_cast<std::uint32_t>(v & ~sleepers_bit) + generation_one) | flag_bit);
+    }
     // Release pairs with the waiters' acquire loads.
   } while (!state_.compare_exchange_weak(v, next, std::memory_order_release, std::memory_order_relaxed));
   if ((v & sleepers_bit) != 0) {
