@@ -507,8 +507,9 @@ def unit_files(path):
 
 class Relevance:
     def __init__(self, root):
-        self.models = sorted(os.path.relpath(m, root) for m in glob.glob(os.path.join(root, "models", "**", "*_model.cpp"),
-                                                                          recursive=True))
+        # Relacy models and the exhaustive explorers (*_explore.cpp) alike.
+        self.models = sorted(os.path.relpath(m, root) for pattern in ("*_model.cpp", "*_explore.cpp")
+                             for m in glob.glob(os.path.join(root, "models", "**", pattern), recursive=True))
         self.full = {m: closure(root, os.path.join(root, m), False) for m in self.models}
         self.own = {m: closure(root, os.path.join(root, m), True) for m in self.models}
 
@@ -522,7 +523,7 @@ class Relevance:
         stem = os.path.splitext(os.path.basename(path))[0]
 
         def key(m):
-            mstem = os.path.basename(m)[:-len("_model.cpp")]
+            mstem = model_stem(m)
             return (mstem != stem, not m.startswith(f"models/{layer}/"), len(self.full[m]), m)
 
         return sorted(chosen, key=key)
@@ -530,14 +531,20 @@ class Relevance:
 
 # ---------------------------------------------------------------- running
 
+def model_stem(m):
+    base = os.path.basename(m)
+    return base[:-len("_model.cpp")] if base.endswith("_model.cpp") else base[:-len(".cpp")]
+
+
 def model_flags(root):
     sys.path.insert(0, os.path.join(root, "tools"))
     try:
-        import verify  # the same flags `make verify` builds models with
+        import verify  # the same flags `make verify` builds models (and explorers) with
     finally:
         sys.path.pop(0)
     flags = [f for f in verify.CXXFLAGS if not f.startswith("-I")]
-    return verify.CXX, flags
+    explore = [f for f in verify.EXPLORE_CXXFLAGS if not f.startswith("-I")]
+    return verify.CXX, (flags, explore)
 
 
 def test_suites(root):
@@ -604,7 +611,8 @@ class Runner:
 
     def build_model(self, s, model, timeout):
         out = os.path.join(s.bin, os.path.basename(model)[:-4])
-        cmd = [self.cxx] + self.flags + ["-I" + os.path.join(s.dir, "kernel", "include"),
+        flags = self.flags[1] if model.endswith("_explore.cpp") else self.flags[0]
+        cmd = [self.cxx] + flags + ["-I" + os.path.join(s.dir, "kernel", "include"),
                                          "-I" + os.path.join(s.dir, "models", "support"), os.path.join(s.dir, model), "-o", out]
         rc, log, secs, to = run(cmd, s.dir, timeout)
         return (out if rc == 0 else None), log, secs, to
@@ -720,9 +728,9 @@ class Runner:
             rc, rows, log, secs, to = self.run_model(binary, self.model_run_limit[m])
             mut.log = log
             failed = [r for r in rows if len(r) > 7 and r[6] != "pass"]
-            name = os.path.basename(m)[:-len("_model.cpp")]
+            name = model_stem(m)
             if failed:
-                mut.outcome, mut.by, mut.detail = "killed-by-model", f"relacy:{failed[0][1]}", failed[0][7]
+                mut.outcome, mut.by, mut.detail = "killed-by-model", ("explore:" if m.endswith("_explore.cpp") else "relacy:") + failed[0][1], failed[0][7]
                 return
             if to:
                 mut.outcome, mut.by = "killed-by-hang", f"{name} model (> {self.model_run_limit[m]:.0f} s)"

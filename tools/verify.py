@@ -75,11 +75,13 @@ def build(src):
     return name, out, None
 
 
-def run_model(binary, twin, log, tool, deep=False):
+def run_model(binary, twin, log, tool, deep=False, only_rows=None):
     t0 = time.time()
     env = dict(os.environ)
     env.pop("KEEL_INJECT", None)
     env.pop("KEEL_MODEL_ROWS", None)
+    if only_rows:
+        env["KEEL_MODEL_ROWS"] = only_rows
     env["KEEL_MODEL_DEEP"] = "1" if deep else "0"
     if twin:
         env["KEEL_INJECT"] = twin
@@ -92,6 +94,19 @@ def run_model(binary, twin, log, tool, deep=False):
             _, name, inv, search, iters, secs, res, verdict = line.split("|", 7)
             rows.append(Row(name, inv, tool, search, iters, float(secs), res == "pass", verdict))
     return p.returncode, rows, time.time() - t0
+
+
+def run_twin(binary, twin, log, tool, deep, row):
+    """A twin whose KEEL-TWIN line names the row that catches it runs that row
+    first (seconds instead of the whole model); if that row does not catch it,
+    the whole model runs, and verify asks for the line to be corrected."""
+    if row and not deep:
+        rc, rows, secs = run_model(binary, twin, log, tool, deep, only_rows=row)
+        if rc != 0 and any(not r.ok for r in rows):
+            return rc, rows, secs, None
+        rc2, rows2, secs2 = run_model(binary, twin, log, tool, deep)
+        return rc2, rows2, secs + secs2, row
+    return run_model(binary, twin, log, tool, deep) + (None,)
 
 
 def shim_rows():
@@ -185,9 +200,9 @@ def spin_code_rows(twins, failures):
     code = {}  # injection point -> [(caught, invariants of the check that caught it, where)]
     for t in twins:
         if "+twin:" in str(t[3]) or t[1].startswith("BUG_"):
-            spin.setdefault((t[0].split(".")[0], t[1]), []).append((t[2], ids(t[5])))
+            spin.setdefault((t[0].split(".")[0], t[1]), []).append((t[2], ids(t[5] if len(t) > 5 else "")))
         else:
-            code.setdefault(t[1], []).append((t[2], ids(t[5]), t[3]))
+            code.setdefault(t[1], []).append((t[2], ids(t[5] if len(t) > 5 else ""), t[3]))
     listed = {(m, b) for m, b, _, _ in table}
     for key in spin:
         if key not in listed:
@@ -294,13 +309,17 @@ def main():
     if args.deep:
         models = [m for m in models if "deep_check<" in open(m).read()]
     jobs = []
+    catching_row = {}
     for src in models:
         with open(src) as f:
-            declared = re.findall(r"^//\s*KEEL-TWIN\s+(\w+)", f.read(), re.M)
+            # `// KEEL-TWIN <point> [<row that catches it>]`
+            declared = re.findall(r"^//\s*KEEL-TWIN\s+(\w+)[ \t]*(\S*)", f.read(), re.M)
         if not declared:
             failures.append(f"{os.path.relpath(src, ROOT)} declares no seeded-bug twin")
         jobs.append((src, None))
-        jobs += [(src, t) for t in declared]
+        jobs += [(src, t) for t, _ in declared]
+        for t, row in declared:
+            catching_row[(src, t)] = row or None
 
     mode = "verify-deep" if args.deep else "verify"
     print(f"keel {mode}: {time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {os.uname().nodename} "
@@ -335,10 +354,10 @@ def main():
         for key in order:
             name, binary = built[key]
             log = os.path.join(logdir, name + (".deep" if args.deep else "") + ".log")
-            futs[key] = ex.submit(run_model, binary, key[1], log, tool_of(key[0]), args.deep)
+            futs[key] = ex.submit(run_twin, binary, key[1], log, tool_of(key[0]), args.deep, catching_row.get(key))
         durations = {}
         for (src, twin), fut in futs.items():
-            rc, model_rows, secs = fut.result()
+            rc, model_rows, secs, missed_row = fut.result()
             name = built[(src, twin)][0]
             durations[name] = secs
             if twin is None:
@@ -351,6 +370,9 @@ def main():
                 caught_by = [r for r in model_rows if not r.ok]
                 caught = rc != 0 and bool(caught_by)
                 first = caught_by[0] if caught_by else None
+                if missed_row and caught:
+                    failures.append(f"twin {twin} of {os.path.relpath(src, ROOT)}: its KEEL-TWIN line names row "
+                                    f"{missed_row}, which did not catch it; {first.name} did: correct the line")
                 twins.append((os.path.splitext(os.path.basename(src))[0], twin, caught,
                               first.name + " [" + first.search + "]" if first else "-",
                               first.verdict if first else f"not caught (rc={rc})",

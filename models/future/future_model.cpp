@@ -1,13 +1,13 @@
 // Relacy models of keel::Future, keel::Promise, wait() and as_completed():
 // the real code, through the shim.
 //
-// KEEL-TWIN future_cancel_blind_store
-// KEEL-TWIN future_start_blind_store
-// KEEL-TWIN future_finish_drops_flags
-// KEEL-TWIN multiwait_push_skips_signal
-// KEEL-TWIN multiwait_push_relaxed
-// KEEL-TWIN future_cancel_ignores_slot
-// KEEL-TWIN future_remove_hook_unlocked
+// KEEL-TWIN future_cancel_blind_store future.cancel-vs-start.2t
+// KEEL-TWIN future_start_blind_store future.cancel-vs-start.2t
+// KEEL-TWIN future_finish_drops_flags future.result-wait.2t
+// KEEL-TWIN multiwait_push_skips_signal future.wait-any.3t
+// KEEL-TWIN multiwait_push_relaxed future.wait-any.3t
+// KEEL-TWIN future_cancel_ignores_slot future.remote-cancel-vs-start.2t
+// KEEL-TWIN future_remove_hook_unlocked future.wait-any.3t
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/future/future.hpp"

@@ -16,11 +16,11 @@
 // supervisor's choices multiply them); every twin below is caught within
 // 100 random schedules, most within ten.
 //
-// KEEL-TWIN pool_edge_room_not_notified
-// KEEL-TWIN pool_edge_take_uncounted
-// KEEL-TWIN pool_edge_close_not_notified
-// KEEL-TWIN pool_edge_blocked_skips_recheck
-// KEEL-TWIN pool_edge_break_not_notified
+// KEEL-TWIN pool_edge_room_not_notified pool.edge.blocked-vs-room.2t
+// KEEL-TWIN pool_edge_take_uncounted pool.edge.blocked-vs-room.2t
+// KEEL-TWIN pool_edge_close_not_notified pool.edge.blocked-vs-shutdown.3t
+// KEEL-TWIN pool_edge_blocked_skips_recheck pool.edge.blocked-vs-break.2t
+// KEEL-TWIN pool_edge_break_not_notified pool.edge.blocked-vs-break.2t
 #include <deque>
 #include <vector>
 

@@ -33,21 +33,21 @@
 // Search: random (Relacy's full search of even two threads does not finish
 // in minutes once the machine's choices are explored too; see each row).
 //
-// KEEL-TWIN pool_edge_submit_after_close
-// KEEL-TWIN pool_edge_ring_when_nonempty
-// KEEL-TWIN pool_retry_unbounded
-// KEEL-TWIN pool_respawn_unlimited
-// KEEL-TWIN pool_no_replace_in_shutdown
-// KEEL-TWIN pool_result_accepts_non_head
-// KEEL-TWIN pool_late_result_resolved
-// KEEL-TWIN pool_gate_not_consulted
-// KEEL-TWIN pool_no_close_at_max_tasks
-// KEEL-TWIN pool_notice_restarts_clock
-// KEEL-TWIN pool_revoke_without_gate
-// KEEL-TWIN pool_exit_loses_unstarted
-// KEEL-TWIN pool_cancel_spares_sent
-// KEEL-TWIN pool_send_behind_timed
-// KEEL-TWIN pool_no_steal
+// KEEL-TWIN pool_edge_submit_after_close pool.edge-client.2t
+// KEEL-TWIN pool_edge_ring_when_nonempty pool.edge-client.2t
+// KEEL-TWIN pool_retry_unbounded pool.edge-race.4t
+// KEEL-TWIN pool_respawn_unlimited pool.machine.deaths-vs-results.3t
+// KEEL-TWIN pool_no_replace_in_shutdown pool.edge-client.2t
+// KEEL-TWIN pool_result_accepts_non_head pool.machine.deaths-vs-results.3t
+// KEEL-TWIN pool_late_result_resolved pool.edge-client.2t
+// KEEL-TWIN pool_gate_not_consulted pool.edge-client.2t
+// KEEL-TWIN pool_no_close_at_max_tasks pool.edge-race.4t
+// KEEL-TWIN pool_notice_restarts_clock pool.machine.steals-and-revokes.3t
+// KEEL-TWIN pool_revoke_without_gate pool.edge-race.4t
+// KEEL-TWIN pool_exit_loses_unstarted pool.edge-client.2t
+// KEEL-TWIN pool_cancel_spares_sent pool.edge-race.4t
+// KEEL-TWIN pool_send_behind_timed pool.edge-race.4t
+// KEEL-TWIN pool_no_steal pool.edge-race.4t
 #include <algorithm>
 #include <chrono>
 #include <cstdint>

@@ -1,9 +1,9 @@
 // Relacy models of keel::Barrier (built on keel::Mutex and keel::Condition):
 // the real code, through the shim.
 //
-// KEEL-TWIN barrier_release_early
-// KEEL-TWIN barrier_break_skip_notify
-// KEEL-TWIN barrier_refill_skips_notify
+// KEEL-TWIN barrier_release_early barrier.all-arrive.2t
+// KEEL-TWIN barrier_break_skip_notify barrier.abort.2t
+// KEEL-TWIN barrier_refill_skips_notify barrier.generations.2t3g
 //
 // The generations rows reuse one barrier: a thread that arrives for
 // generation n+1 while another is still leaving generation n sleeps until the

@@ -1,11 +1,10 @@
 // Relacy models of keel::Condition over keel::Mutex and keel::RecursiveMutex:
 // the real waiter-queue code, through the shim.
 //
-// KEEL-TWIN condition_notify_skip_wake
-// KEEL-TWIN condition_enqueue_after_release
-// KEEL-TWIN condition_notify_ignores_n
-// KEEL-TWIN condition_pop_keeps_tail
-// KEEL-TWIN condition_timeout_drops_signal
+// KEEL-TWIN condition_notify_skip_wake condition.handoff.2t
+// KEEL-TWIN condition_enqueue_after_release condition.handoff.2t
+// KEEL-TWIN condition_notify_ignores_n condition.notify-n.3t
+// KEEL-TWIN condition_pop_keeps_tail condition.notify-n.3t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/condition.hpp"

@@ -1,8 +1,8 @@
 // Relacy models of keel::Event: the real code, through the shim.
 //
-// KEEL-TWIN event_set_skip_wake
-// KEEL-TWIN event_wait_skips_mark
-// KEEL-TWIN event_generation_one_bit
+// KEEL-TWIN event_set_skip_wake event.set-wait.2t
+// KEEL-TWIN event_wait_skips_mark event.set-wait.2t
+// KEEL-TWIN event_generation_one_bit event.rounds.2t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/event.hpp"

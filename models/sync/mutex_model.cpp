@@ -1,8 +1,8 @@
 // Relacy models of keel::Mutex: the real lock code, through the shim.
 //
-// KEEL-TWIN mutex_unlock_skip_wake
-// KEEL-TWIN mutex_lock_relaxed
-// KEEL-TWIN mutex_woken_marks_locked
+// KEEL-TWIN mutex_unlock_skip_wake mutex.exclusion.2t
+// KEEL-TWIN mutex_lock_relaxed mutex.exclusion.2t
+// KEEL-TWIN mutex_woken_marks_locked mutex.exclusion.3t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/mutex.hpp"

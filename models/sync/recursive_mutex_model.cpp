@@ -1,6 +1,6 @@
 // Relacy models of keel::RecursiveMutex: the real code, through the shim.
 //
-// KEEL-TWIN rmutex_skip_owner_check
+// KEEL-TWIN rmutex_skip_owner_check rmutex.non-owner.2t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/recursive_mutex.hpp"

@@ -1,9 +1,9 @@
 // Relacy models of keel::Semaphore and keel::BoundedSemaphore: the real code,
 // through the shim.
 //
-// KEEL-TWIN semaphore_skip_wake
-// KEEL-TWIN semaphore_relaxed_sleeper_check
-// KEEL-TWIN bsem_check_then_add
+// KEEL-TWIN semaphore_skip_wake semaphore.signal.2t
+// KEEL-TWIN semaphore_relaxed_sleeper_check semaphore.signal.2t
+// KEEL-TWIN bsem_check_then_add bounded-semaphore.race.2t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/semaphore.hpp"

@@ -1,8 +1,8 @@
 // Relacy models of keel::Timer: the real code (its thread is a Relacy dynamic
 // thread), through the shim.
 //
-// KEEL-TWIN timer_fire_ignores_cancel
-// KEEL-TWIN timer_fired_relaxed
+// KEEL-TWIN timer_fire_ignores_cancel timer.cancel-race.2t
+// KEEL-TWIN timer_fired_relaxed timer.fired-publishes.3t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/event.hpp"
