@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev librapidcheck-dev relacy-dev spin
   libbenchmark-dev libabsl-dev libboost-dev libtbb-dev
   pkg-config cmake
+  libopenmpi-dev openmpi-bin
 )
 [ $# -gt 0 ] && packages=("$@")
 

@@ -3,6 +3,7 @@
 // Invariants: those of each included header (see proofs/INVARIANTS.md).
 #pragma once
 
+#include "keel/cluster/cluster_pool.hpp"
 #include "keel/error.hpp"
 #include "keel/executor/thread_pool.hpp"
 #include "keel/future/future.hpp"

@@ -151,6 +151,12 @@ void Edge::set_broken(std::string message) {
   if (!KEEL_INJECTED(pool_edge_break_not_notified)) room_.notify_all();
 }
 
+std::optional<std::string> Edge::broken_message() const {
+  LockGuard<Mutex> g(m_);
+  if (!broken_) return std::nullopt;
+  return broken_message_;
+}
+
 bool Edge::closed() const {
   LockGuard<Mutex> g(m_);
   return closed_;

@@ -39,6 +39,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,8 @@ class Edge {
   bool terminated() const { return terminated_.is_set(); }
   bool wait_terminated(const platform::Deadline& d);
   bool closed() const;
+  // The message of set_broken; nullopt until the pool broke.
+  std::optional<std::string> broken_message() const;
 
   // Tasks waiting in the parent, as the edge sees it (see the top).
   std::size_t waiting() const;

@@ -189,11 +189,11 @@ ProcessPool::~ProcessPool() {
   shutdown({.wait = true});
 }
 
-std::string ProcessPool::call_payload(const std::string& name, const std::string& args) {
+std::string detail::call_payload(const std::string& name, const std::string& args) {
   return pool::proto::call_payload(name, args);
 }
 
-std::string ProcessPool::chunk_payload(const std::string& name, const std::vector<std::string>& args) {
+std::string detail::chunk_payload(const std::string& name, const std::vector<std::string>& args) {
   return pool::proto::chunk_payload(name, args);
 }
 
@@ -281,6 +281,8 @@ bool ProcessPool::await(const platform::Deadline& d) {
   d_->join();
   return true;
 }
+
+std::optional<std::string> ProcessPool::broken() const { return d_->edge().broken_message(); }
 
 ProcessPoolStats ProcessPool::stats() const {
   ProcessPoolStats s = d_->stats();

@@ -193,6 +193,7 @@ struct ProcessPoolStats {
 namespace detail {
 
 class PoolDriver;
+struct PoolAccess;  // the cluster's node agent hands its pool calls it built itself
 
 }  // namespace detail
 
@@ -250,8 +251,8 @@ class ProcessPool {
     static_assert(sizeof...(P) == sizeof...(A), "submit: wrong number of arguments for this task");
     auto call = std::make_unique<detail::SingleCall<R>>();
     call->name = task.name();
-    call->payload =
-        call_payload(task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
+    call->payload = detail::call_payload(
+        task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
     Future<R> f = call->future;
     enqueue(std::move(call), opts.timeout);
     return f;
@@ -289,45 +290,20 @@ class ProcessPool {
   // The worker processes alive now (for monitoring and fault-injection tests).
   std::vector<int> worker_pids() const;
   unsigned workers() const { return workers_; }
+  // Why the pool broke (what its BrokenProcessPool errors say), once it has:
+  // its submits throw from then on. nullopt while it can run work.
+  std::optional<std::string> broken() const;
 
  private:
-  static std::string call_payload(const std::string& name, const std::string& args);
-  static std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);
+  friend struct detail::PoolAccess;
   void enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<std::chrono::nanoseconds> timeout);
   void check_size(const detail::PoolCall& call) const;
   bool await(const platform::Deadline& d);
 
   template <class R, class P, class Range>
   std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize) {
-    if (chunksize == 0) throw ValueError("ProcessPool::map: chunksize must be at least 1");
-    std::vector<Future<R>> all;
-    auto it = std::begin(inputs);
-    const auto end = std::end(inputs);
-    while (it != end) {
-      auto call = std::make_unique<detail::ChunkCall<R>>();
-      call->chunk = true;
-      call->name = task.name();
-      std::vector<std::string> args;
-      const std::size_t expect = std::min<std::size_t>(chunksize, 4096);
-      args.reserve(expect);
-      call->promises.reserve(expect);
-      call->futures.reserve(expect);
-      for (std::size_t i = 0; i < chunksize && it != end; ++i, ++it) {
-        args.push_back(detail::encode_args<std::decay_t<P>>(static_cast<std::decay_t<P>>(*it)));
-        call->promises.emplace_back();
-        call->futures.push_back(call->promises.back().get_future());
-        call->sent.push_back(call->sent.size());
-      }
-      call->payload = chunk_payload(task.name(), args);
-      for (const auto& f : call->futures) all.push_back(f);
-      try {
-        enqueue(std::move(call), std::nullopt);
-      } catch (...) {
-        for (auto& f : all) f.cancel();
-        throw;
-      }
-    }
-    return all;
+    return detail::submit_chunks(task, inputs, chunksize, "ProcessPool::map",
+                                 [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
   }
 
   std::optional<std::chrono::nanoseconds> default_timeout() const { return task_timeout_; }

@@ -13,8 +13,11 @@
 // chunk is cut from its payload and never runs), POOL-7 (cancel until start).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <iterator>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -205,5 +208,47 @@ class ChunkCall final : public PoolCall {
     sent = std::move(keep);
   }
 };
+
+// What a worker receives for one call of `name`, and for a chunk of calls.
+std::string call_payload(const std::string& name, const std::string& args);
+std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);
+
+// A map's calls in chunks of `chunksize` (both pools' map and map_unordered):
+// every input is read (encoded) before this returns, one ChunkCall per chunk
+// goes to `enqueue`, and the calls' futures come back in input order. If an
+// enqueue throws, the futures made so far are cancelled and it rethrows.
+template <class R, class P, class Range, class Enqueue>
+std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize, const char* who,
+                                     Enqueue&& enqueue) {
+  if (chunksize == 0) throw ValueError(std::string(who) + ": chunksize must be at least 1");
+  std::vector<Future<R>> all;
+  auto it = std::begin(inputs);
+  const auto end = std::end(inputs);
+  while (it != end) {
+    auto call = std::make_unique<ChunkCall<R>>();
+    call->chunk = true;
+    call->name = task.name();
+    std::vector<std::string> args;
+    const std::size_t expect = std::min<std::size_t>(chunksize, 4096);
+    args.reserve(expect);
+    call->promises.reserve(expect);
+    call->futures.reserve(expect);
+    for (std::size_t i = 0; i < chunksize && it != end; ++i, ++it) {
+      args.push_back(encode_args<std::decay_t<P>>(static_cast<std::decay_t<P>>(*it)));
+      call->promises.emplace_back();
+      call->futures.push_back(call->promises.back().get_future());
+      call->sent.push_back(call->sent.size());
+    }
+    call->payload = chunk_payload(task.name(), args);
+    for (const auto& f : call->futures) all.push_back(f);
+    try {
+      enqueue(std::unique_ptr<PoolCall>(std::move(call)));
+    } catch (...) {
+      for (auto& f : all) f.cancel();
+      throw;
+    }
+  }
+  return all;
+}
 
 }  // namespace keel::detail

@@ -1,0 +1,334 @@
+// ClusterPool end to end with nodes inside this process (local_nodes): each
+// node is a thread with its own real ProcessPool of worker processes, and
+// speaks the same messages an MPI rank does (tests/cluster/mpi_test.cpp runs
+// them over mpirun). Every future resolves; a worker that dies costs only the
+// task it ran; cancel works until the node was let run the task; shutdown and
+// terminate end every node (CLUSTER-1..6).
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../support/test_support.hpp"
+#include "keel/cluster/cluster_pool.hpp"
+#include "keel/process/task.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using keel::ClusterOptions;
+using keel::ClusterPool;
+using keel::Future;
+
+int cl_square(int x) { return x * x; }
+int cl_pid(int) { return static_cast<int>(::getpid()); }
+int cl_sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+int cl_die(int sig) {
+  ::raise(sig);
+  ::pause();
+  return 0;
+}
+// Leaves a mark in `dir` (it started), then sleeps.
+int cl_mark_and_sleep(std::string dir, int ms) {
+  const std::string mine = dir + "/" + std::to_string(::getpid());
+  if (FILE* f = std::fopen(mine.c_str(), "w")) std::fclose(f);
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+int marks_in(const std::string& dir) {
+  int seen = 0;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) seen += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return seen;
+}
+// Dies (exit 9) the first time it runs with this `dir`, then returns 1.
+int cl_die_once(std::string dir) {
+  const std::string mark = dir + "/ran";
+  if (::access(mark.c_str(), F_OK) != 0) {
+    if (FILE* f = std::fopen(mark.c_str(), "w")) std::fclose(f);
+    std::_Exit(9);
+  }
+  return 1;
+}
+int cl_exit(int code) { std::_Exit(code); }
+int cl_throw(int) { throw keel::ValueError("cluster task failed on purpose"); }
+std::string cl_echo(std::string s) { return s; }
+// Leaves a mark in `dir` and waits (up to 20 s) until `n` marks are there:
+// returns how many it saw, so n tasks return n only if they ran at once.
+int cl_rendezvous(std::string dir, int n) {
+  const std::string mine = dir + "/" + std::to_string(::getpid());
+  if (FILE* f = std::fopen(mine.c_str(), "w")) std::fclose(f);
+  int seen = 0;
+  for (int i = 0; i < 2000; ++i) {
+    seen = 0;
+    if (DIR* d = ::opendir(dir.c_str())) {
+      while (dirent* e = ::readdir(d)) seen += e->d_name[0] != '.';
+      ::closedir(d);
+    }
+    if (seen >= n) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  return seen;
+}
+void cl_init_fails() { throw std::runtime_error("initializer refuses"); }
+
+inline const auto square_t = keel::register_task("cl.square", cl_square);
+inline const auto pid_t_ = keel::register_task("cl.pid", cl_pid);
+inline const auto sleep_t = keel::register_task("cl.sleep_ms", cl_sleep_ms);
+inline const auto die_t = keel::register_task("cl.die", cl_die);
+inline const auto throw_t = keel::register_task("cl.throw", cl_throw);
+inline const auto echo_t = keel::register_task("cl.echo", cl_echo);
+inline const auto rendezvous_t = keel::register_task("cl.rendezvous", cl_rendezvous);
+inline const auto mark_sleep_t = keel::register_task("cl.mark_and_sleep", cl_mark_and_sleep);
+inline const auto die_once_t = keel::register_task("cl.die_once", cl_die_once);
+inline const auto exit_t = keel::register_task("cl.exit", cl_exit);
+inline const auto init_fails_t = keel::register_task("cl.init_fails", cl_init_fails);
+
+ClusterOptions local(unsigned nodes, unsigned workers) {
+  ClusterOptions o;
+  o.local_nodes = nodes;
+  o.workers_per_node = workers;
+  return o;
+}
+
+TEST(ClusterPool, SubmitRunsOnTheNodesWorkersAndReturnsTheValue) {
+  ClusterPool pool(local(2, 1));
+  EXPECT_EQ(pool.nodes(), 2u);
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 20; ++i) fs.push_back(pool.submit(square_t, i));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(fs[i].result(), i * i);
+  pool.shutdown();
+  const auto s = pool.stats();
+  EXPECT_EQ(s.submitted, 20u);
+  EXPECT_EQ(s.answered, 20u);
+  ASSERT_EQ(s.nodes.size(), 2u);
+  EXPECT_EQ(s.nodes[0].capacity, 1u);
+}
+
+TEST(ClusterPool, MapKeepsInputOrderAcrossNodesAndChunks) {
+  ClusterPool pool(local(3, 1));
+  std::vector<int> in(101);
+  for (int i = 0; i < 101; ++i) in[i] = i;
+  auto results = pool.map(square_t, in, {.chunksize = 7}).get();
+  ASSERT_EQ(results.size(), 101u);
+  for (int i = 0; i < 101; ++i) EXPECT_EQ(results[i], i * i);
+  std::multiset<int> unordered;
+  for (auto& f : pool.map_unordered(square_t, std::vector<int>{1, 2, 3, 4})) unordered.insert(f.result());
+  EXPECT_EQ(unordered, (std::multiset<int>{1, 4, 9, 16}));
+}
+
+TEST(ClusterPool, NTasksOnNNodesRunInParallel) {
+  // Three nodes of one worker each: three tasks that each wait for the
+  // others to have started see all three only if they run at once.
+  char tmpl[] = "/tmp/keel-cluster-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    ClusterPool pool(local(3, 1));
+    std::vector<Future<int>> fs;
+    for (int i = 0; i < 3; ++i) fs.push_back(pool.submit(rendezvous_t, dir, 3));
+    for (auto& f : fs) EXPECT_EQ(f.result(), 3);
+    pool.shutdown();
+    const auto s = pool.stats();
+    for (const auto& n : s.nodes) EXPECT_EQ(n.local.completed, 1u) << n.name;
+  }
+  (void)std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+TEST(ClusterPool, AWorkerThatDiesCostsOnlyItsTaskAndTheNodeLivesOn) {
+  ClusterPool pool(local(2, 1));
+  auto dead = pool.submit(die_t, SIGSEGV);
+  std::vector<Future<int>> ok;
+  for (int i = 0; i < 10; ++i) ok.push_back(pool.submit(square_t, i));
+  try {
+    (void)dead.result();
+    FAIL() << "expected WorkerLost";
+  } catch (const keel::WorkerLost& e) {
+    EXPECT_EQ(e.signal(), SIGSEGV);
+    EXPECT_NE(std::string(e.what()).find("local node"), std::string::npos) << e.what();
+  }
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(ok[i].result(), i * i);
+  // Both nodes still serve.
+  EXPECT_EQ(pool.submit(square_t, 9).result(), 81);
+}
+
+TEST(ClusterPool, ARemoteExceptionComesBackTyped) {
+  ClusterPool pool(local(1, 1));
+  auto f = pool.submit(throw_t, 1);
+  try {
+    (void)f.result();
+    FAIL();
+  } catch (const keel::RemoteError& e) {
+    EXPECT_NE(e.message().find("on purpose"), std::string::npos);
+  }
+}
+
+TEST(ClusterPool, CancelWorksUntilTheNodeIsLetRunTheTask) {
+  ClusterPool pool(local(1, 1));
+  auto busy = pool.submit(sleep_t, 400);
+  std::vector<Future<int>> waiting;
+  for (int i = 0; i < 5; ++i) waiting.push_back(pool.submit(square_t, i));
+  ASSERT_TRUE(keel_test::eventually([&] { return busy.running(); }));
+  for (auto& f : waiting) EXPECT_TRUE(f.cancel());
+  EXPECT_FALSE(busy.cancel()) << "it runs: too late";
+  EXPECT_EQ(busy.result(), 400);
+  for (auto& f : waiting) EXPECT_TRUE(f.cancelled());
+  pool.shutdown();
+  const auto s = pool.stats();
+  EXPECT_EQ(s.nodes[0].local.submitted, 1u) << "no cancelled task reached the node's pool";
+}
+
+TEST(ClusterPool, ShutdownCancelFuturesCancelsWhatHasNotStarted) {
+  ClusterPool pool(local(1, 1));
+  auto busy = pool.submit(sleep_t, 300);
+  ASSERT_TRUE(keel_test::eventually([&] { return busy.running(); }));
+  std::vector<Future<int>> rest;
+  for (int i = 0; i < 5; ++i) rest.push_back(pool.submit(square_t, i));
+  pool.shutdown({.wait = true, .cancel_futures = true});
+  EXPECT_EQ(busy.result(), 300);
+  for (auto& f : rest) EXPECT_TRUE(f.cancelled());
+  EXPECT_THROW(pool.submit(square_t, 1), keel::RejectedError);
+}
+
+TEST(ClusterPool, TerminateWorkersEndsRunningTasksWithWorkerLost) {
+  char tmpl[] = "/tmp/keel-cluster-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    ClusterPool pool(local(2, 1));
+    auto a = pool.submit(mark_sleep_t, dir, 60000);
+    auto b = pool.submit(mark_sleep_t, dir, 60000);
+    ASSERT_TRUE(keel_test::eventually([&] { return marks_in(dir) == 2; })) << "both started on their workers";
+    EXPECT_TRUE(a.running() && b.running());
+    auto queued = pool.submit(square_t, 3);
+    pool.terminate_workers();
+    EXPECT_THROW(a.result(), keel::WorkerLost);
+    EXPECT_THROW(b.result(), keel::WorkerLost);
+    EXPECT_TRUE(queued.cancelled());
+    EXPECT_THROW(pool.submit(square_t, 1), keel::RejectedError);
+  }
+  (void)std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+TEST(ClusterPool, AFailingInitializerBreaksTheClusterAndSubmitSaysSo) {
+  ClusterOptions o = local(2, 1);
+  o.initializer = keel::bind_task(init_fails_t);
+  ClusterPool pool(o);
+  auto f = pool.submit(square_t, 2);
+  EXPECT_THROW(f.result(), keel::BrokenProcessPool);
+  EXPECT_THROW(pool.submit(square_t, 1), keel::BrokenProcessPool);
+}
+
+TEST(ClusterPool, MisuseAndBadOptionsAreTypedErrors) {
+  EXPECT_THROW(ClusterPool(ClusterOptions{}), keel::MisuseError) << "no MPI and no local nodes";
+  ClusterOptions o = local(1, 1);
+  o.idle_poll = 0ns;
+  EXPECT_THROW(ClusterPool{o}, keel::ValueError);
+  o = local(1, 1);
+  o.max_message = 10;
+  EXPECT_THROW(ClusterPool{o}, keel::ValueError);
+  ClusterPool one(local(1, 1));
+  EXPECT_THROW(ClusterPool(local(1, 1)), keel::MisuseError) << "one pool at a time";
+  EXPECT_THROW(one.map(square_t, std::vector<int>{1}, {.chunksize = 0}), keel::ValueError);
+}
+
+TEST(ClusterPool, LargeArgumentsAndResultsTravel) {
+  ClusterPool pool(local(2, 1));
+  const std::string big(1 << 20, 'x');
+  EXPECT_EQ(pool.submit(echo_t, big).result(), big);
+}
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/keel-cluster-XXXXXX";
+  return ::mkdtemp(tmpl) ? std::string(tmpl) : std::string();
+}
+void remove_dir(const std::string& dir) { (void)std::system(("rm -rf '" + dir + "'").c_str()); }
+
+TEST(ClusterPool, ATaskThatExitsIsWorkerLostAndRetriesRunItAgain) {
+  const std::string dir = temp_dir();
+  ASSERT_FALSE(dir.empty());
+  {
+    ClusterPool plain(local(1, 1));
+    try {
+      (void)plain.submit(exit_t, 3).result();
+      FAIL() << "expected WorkerLost";
+    } catch (const keel::WorkerLost& e) {
+      EXPECT_EQ(e.exit_code(), 3);
+    }
+    EXPECT_EQ(plain.submit(square_t, 5).result(), 25) << "the node replaced its worker";
+  }
+  {
+    ClusterOptions o = local(1, 1);
+    o.retries = 1;
+    ClusterPool pool(o);
+    EXPECT_EQ(pool.submit(die_once_t, dir).result(), 1) << "its second run, on a fresh worker";
+  }
+  remove_dir(dir);
+}
+
+TEST(ClusterPool, ATaskPastItsTimeoutFailsWithTimeoutErrorAndTheNodeGoesOn) {
+  ClusterOptions o = local(1, 1);
+  o.task_timeout = 200ms;
+  ClusterPool pool(o);
+  EXPECT_THROW(pool.submit(sleep_t, 30000).result(), keel::TimeoutError);
+  EXPECT_EQ(pool.submit(square_t, 6).result(), 36);
+  EXPECT_EQ(pool.submit(keel::SubmitOptions{.timeout = std::chrono::nanoseconds::max()}, sleep_t, 300).result(), 300)
+      << "a task's own timeout overrides the pool's";
+  EXPECT_THROW(pool.submit(keel::SubmitOptions{.timeout = 0ns}, square_t, 1).result(), keel::TimeoutError);
+}
+
+TEST(ClusterPool, AnOfferWaitingBehindABusyNodeMovesToAnIdleOne) {
+  // Two nodes of one worker. A (long) takes node 0, B (short) node 1; C is
+  // offered ahead to node 0, behind A. When B ends, node 1 is idle: C must
+  // be taken back from node 0 and run there, long before A ends.
+  const std::string dir = temp_dir();
+  ASSERT_FALSE(dir.empty());
+  {
+    ClusterPool pool(local(2, 1));
+    auto a = pool.submit(mark_sleep_t, dir, 60000);
+    ASSERT_TRUE(keel_test::eventually([&] { return marks_in(dir) == 1; }));
+    auto b = pool.submit(sleep_t, 300);
+    ASSERT_TRUE(keel_test::eventually([&] { return b.running(); }));
+    auto c = pool.submit(square_t, 4);
+    EXPECT_EQ(c.result(), 16);
+    EXPECT_FALSE(a.done()) << "C did not wait for A";
+    EXPECT_GE(pool.stats().moved, 1u);
+    pool.terminate_workers();
+    EXPECT_THROW(a.result(), keel::WorkerLost);
+  }
+  remove_dir(dir);
+}
+
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+TEST(ClusterPool, AnIdleClusterDoesNotSpin) {
+  // The supervisor and both node agents live in this process: over a second
+  // with nothing to do they sleep between polls, so the process uses a
+  // small fraction of one core (a spinning poller would use all of it).
+  ClusterPool pool(local(2, 1));
+  EXPECT_EQ(pool.submit(square_t, 2).result(), 4);
+  const double before = cpu_seconds();
+  std::this_thread::sleep_for(1s);
+  EXPECT_LT(cpu_seconds() - before, 0.3);
+}
+
+}  // namespace
