@@ -41,4 +41,22 @@ CM
 cmake -S "$tmp/app" -B "$tmp/app/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/app/build" >/dev/null
 "$tmp/app/build/consumer"
-echo "install: pkg-config and find_package(keel) consumers build and run"
+# The cluster layer through pkg-config keel-mpi, under mpirun (3 ranks on
+# this host: rank 0 and two nodes).
+cat > "$tmp/app/cluster.cpp" <<'CPP'
+#include <keel/cluster/cluster_pool.hpp>
+#include <keel/cluster/mpi.hpp>
+int triple(int x) { return 3 * x; }
+inline const auto triple_task = keel::register_task("triple", triple);
+int main(int argc, char** argv) {
+  keel::cluster::init(argc, argv);
+  keel::ClusterPool pool({.workers_per_node = 1});
+  return pool.submit(triple_task, 14).result() == 42 && pool.nodes() == 2 ? 0 : 1;
+}
+CPP
+PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" g++ "$tmp/app/cluster.cpp" $(PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig" pkg-config --cflags --libs keel-mpi) -o "$tmp/app/cluster"
+root_ok=()
+[ "$(id -u)" -eq 0 ] && root_ok=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
+"${root_ok[@]}" timeout 120 mpirun --oversubscribe -n 3 --mca btl self,vader,tcp --mca btl_tcp_if_include lo \
+  --mca oob_tcp_if_include lo --mca btl_vader_single_copy_mechanism none "$tmp/app/cluster"
+echo "install: pkg-config (keel, keel-mpi under mpirun) and find_package(keel) consumers build and run"
