@@ -5,6 +5,7 @@
 // KEEL-TWIN condition_enqueue_after_release condition.handoff.2t
 // KEEL-TWIN condition_notify_ignores_n condition.notify-n.3t
 // KEEL-TWIN condition_pop_keeps_tail condition.notify-n.3t
+// KEEL-TWIN condition_timeout_drops_signal condition.timeout-vs-notify.3t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/condition.hpp"
@@ -79,6 +80,50 @@ struct NotifyAtMostN : rl::test_suite<NotifyAtMostN, 3> {
     }
   }
   void after() { RL_ASSERT(notified_count.load() <= 1); }
+};
+
+// SYNC-10, SYNC-2: a notify(1) racing a timeout is delivered. One item, one
+// notify(1); a timed consumer trusts wait_for's result without a predicate
+// (true: a notify chose it, so it takes the item unless the untimed consumer
+// got there first, and passes the turn on; false: it gives up), while a
+// second consumer waits without a timeout. If the notify chose the timed
+// consumer after its futex wait timed out, only wait_for returning true keeps
+// the turn moving: the notify has already unlinked the timed consumer, so if
+// it reports a timeout the untimed one sleeps forever beside an item nobody
+// takes (a deadlock). A predicate hides this (wait_for(d, pred) returns
+// pred()), which is why condition.timed-handoff.2t cannot see it. Spin's
+// BUG_TIMEOUT_DROPS_SIGNAL counterexample, in code.
+struct TimeoutVsNotify : rl::test_suite<TimeoutVsNotify, 3> {
+  keel::Mutex m;
+  keel::Condition cv{m};
+  keel::platform::Var<int> items;
+  keel::platform::Var<int> taken;
+
+  void take() {
+    items.store(0);
+    taken.store(taken.load() + 1);
+  }
+
+  void thread(unsigned idx) {
+    keel::LockGuard<keel::Mutex> g(m);
+    if (idx == 0) {
+      items.store(1);
+      cv.notify(1);
+    } else if (idx == 1) {
+      if (items.load() == 0 && taken.load() == 0) {
+        if (!cv.wait_for(std::chrono::milliseconds(5))) return;
+        // true only when the producer's notify, the only one sent to a
+        // waiter before this point, chose this thread.
+        RL_ASSERT(items.load() + taken.load() == 1);
+      }
+      if (items.load() > 0) take();
+      cv.notify(1);  // the untimed consumer need not wait any more
+    } else {
+      cv.wait([&] { return items.load() > 0 || taken.load() > 0; });
+      if (items.load() > 0) take();
+    }
+  }
+  void after() { RL_ASSERT(taken.load() == 1 && items.load() == 0); }
 };
 
 // SYNC-9 and SYNC-2 over a RecursiveMutex held at depth 2 across the wait.
@@ -175,6 +220,7 @@ int main() {
   check<RecursiveHandOff>("condition.rlock-depth.2t", "SYNC-2,SYNC-9", bounded(5));
   check<RecursiveHandOff>("condition.rlock-depth.2t", "SYNC-2,SYNC-9", random(100000));
   check<NotifyAtMostN>("condition.notify-n.3t", "SYNC-10", random(100000));
+  check<TimeoutVsNotify>("condition.timeout-vs-notify.3t", "SYNC-2,SYNC-10", random(100000));
   check<Queue2x1>("condition.queue.3t", "SYNC-2", random(100000));
   check<PingPong>("condition.ping-pong.2t3r", "SYNC-2,SYNC-14", bounded(1));
   check<PingPong>("condition.ping-pong.2t3r", "SYNC-2,SYNC-14", random(100000));
@@ -182,6 +228,7 @@ int main() {
   // Three threads: even bound 1 does not end in minutes; many random schedules.
   deep_check<Queue2x1>("condition.queue.3t", "SYNC-2", random(1000000));
   deep_check<NotifyAtMostN>("condition.notify-n.3t", "SYNC-10", random(1000000));
+  deep_check<TimeoutVsNotify>("condition.timeout-vs-notify.3t", "SYNC-2,SYNC-10", random(1000000));
   deep_check<PingPong>("condition.ping-pong.2t3r", "SYNC-2,SYNC-14", bounded(2));
   return exit_code();
 }

@@ -3,6 +3,8 @@
 //
 // KEEL-TWIN timer_fire_ignores_cancel timer.cancel-race.2t
 // KEEL-TWIN timer_fired_relaxed timer.fired-publishes.3t
+// KEEL-TWIN timer_cancel_reports_own_win timer.restart-rounds.4t3r
+// KEEL-TWIN timer_join_skips_cancelled timer.restart-rounds.4t3r
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/event.hpp"
@@ -58,6 +60,66 @@ struct FiredPublishes : rl::test_suite<FiredPublishes, 2> {
   }
 };
 
+// SYNC-11, SYNC-14: the resettable-timeout pattern. A Timer cannot be
+// started twice, so a watchdog "restarts" by cancelling the Timer it holds
+// and starting a new one with the same callable, round after round, while
+// the superseded timers may still be firing on their own threads. On each
+// restart it cancels every timer it still holds (also those an earlier
+// restart already cancelled: cancel() is idempotent and keeps its answer).
+// Each timer's callable runs at most once; cancel() true means it never
+// runs, false that it started (fired() and cancelled() agree at once); the
+// last timer, never cancelled, runs exactly once by the time join()
+// returns; joining or destroying a superseded timer returns (a hang is a
+// deadlock) with its outcome settled.
+struct RestartRounds : rl::test_suite<RestartRounds, 1> {
+  static constexpr int rounds = 3;
+  static const rl::thread_id_t dynamic_thread_count = rounds;
+  rl::atomic<int> runs[rounds];
+
+  void before() {
+    for (auto& r : runs) r($).store(0, rl::mo_relaxed);
+  }
+
+  void thread(unsigned) {
+    // What every timer of the watchdog runs; `round` only tells the checks
+    // whose run it was.
+    const auto on_timeout = [this](int round) {
+      return [this, round] { runs[round]($).fetch_add(1, rl::mo_relaxed); };
+    };
+    keel::Timer* timers[rounds] = {};
+    bool cancelled[rounds] = {};
+    for (int r = 0; r < rounds; ++r) {
+      for (int i = 0; i < r; ++i) {
+        const bool c = timers[i]->cancel();
+        if (i == r - 1) {
+          cancelled[i] = c;  // its first cancel
+        } else {
+          RL_ASSERT(c == cancelled[i]);
+        }
+        RL_ASSERT(timers[i]->cancelled() == c);
+        RL_ASSERT(timers[i]->fired() == !c);
+      }
+      timers[r] = new keel::Timer(std::chrono::milliseconds(1), on_timeout(r));
+      timers[r]->start();
+    }
+    // The oldest, superseded first, is joined (its thread may still be
+    // waking from its interval); the other superseded ones are only
+    // destroyed below (the destructor cancels again and joins).
+    timers[0]->join();
+    RL_ASSERT(timers[0]->finished());
+    keel::Timer* last = timers[rounds - 1];
+    last->join();
+    RL_ASSERT(runs[rounds - 1]($).load(rl::mo_relaxed) == 1);
+    RL_ASSERT(last->fired() && !last->cancelled() && last->finished());
+    for (int i = 0; i < rounds; ++i) {
+      delete timers[i];
+      const int n = runs[i]($).load(rl::mo_relaxed);
+      RL_ASSERT(n <= 1);
+      if (i < rounds - 1) RL_ASSERT(n == (cancelled[i] ? 0 : 1));
+    }
+  }
+};
+
 }  // namespace
 
 int main() {
@@ -71,5 +133,18 @@ int main() {
   // Three threads (owner, observer, timer): a context bound of 3 did not end
   // in 4 minutes, so the random scheduler.
   check<FiredPublishes>("timer.fired-publishes.3t", "SYNC-15", random(200000));
+  // The restart pattern: an owner and three timer threads. Relacy's tree
+  // schedulers (full and context-bound) cannot run it: when a timer thread
+  // ends while the owner is blocked in join() and the last timer sleeps in
+  // its timed wait, they schedule the ended thread again (its history shows
+  // run() a second time after [THREAD FINISHED], reported as DOUBLE FREE),
+  // also with two rounds. So the random scheduler, which times waits out
+  // without that fault, and more of it in make verify-deep.
+  check<RestartRounds>("timer.restart-rounds.4t3r", "SYNC-11,SYNC-14", random(100000));
+  // make verify-deep: since this model has a deep row, verify-deep runs
+  // every twin of it too, so the publication row runs deep as well (it is
+  // the one that catches timer_fired_relaxed).
+  deep_check<RestartRounds>("timer.restart-rounds.4t3r", "SYNC-11,SYNC-14", random(2000000));
+  deep_check<FiredPublishes>("timer.fired-publishes.3t", "SYNC-15", random(2000000));
   return exit_code();
 }

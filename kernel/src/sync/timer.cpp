@@ -72,6 +72,10 @@ bool Timer::cancel() {
   std::int32_t expected = waiting_phase;
   const bool won = phase_.compare_exchange_strong(expected, cancelled_phase, std::memory_order_acq_rel);
   if (won && start_state_.load(std::memory_order_acquire) == not_started) done_.set();
+  // Idempotent: a repeated cancel() of a timer an earlier one stopped must
+  // not read as "too late, it fired" (a watchdog that cancels every timer it
+  // still holds on each restart would count timeouts that never happened).
+  if (KEEL_INJECTED(timer_cancel_reports_own_win)) return won;
   return won || expected == cancelled_phase;
 }
 
@@ -87,6 +91,12 @@ void Timer::join() {
   // Not started: nothing to wait for. Started: start() may still be writing
   // thread_ on another thread.
   if (!wait_published()) return;
+  // A cancelled timer's thread may still be waking from its interval:
+  // "nothing left to run" is not "ended", and a caller may free what the
+  // Timer uses once join returns.
+  if (KEEL_INJECTED(timer_join_skips_cancelled)) {
+    if (cancelled()) return;
+  }
   LockGuard g(join_lock_);
   if (thread_.joinable()) thread_.join();
 }

@@ -20,9 +20,13 @@
 // program.
 //
 // Invariants: SYNC-11 (the callable runs at most once, and never when cancel()
-// returned before it started); LIFE-10 (join from the timer's own thread is a
-// MisuseError, never a race on the handle or a self-join; a Timer destroyed
-// by its own callable is never touched again).
+// returned before it started), also over restarts (SYNC-14: a watchdog
+// cancels its Timer and starts a new one, round after round, with the
+// superseded timers still firing; a repeated cancel() keeps its answer, and
+// join() returns only once the thread ended, cancelled or not); LIFE-10
+// (join from the timer's own thread is a MisuseError, never a race on the
+// handle or a self-join; a Timer destroyed by its own callable is never
+// touched again).
 #pragma once
 
 #include "keel/error.hpp"
