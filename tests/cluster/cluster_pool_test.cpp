@@ -299,8 +299,14 @@ TEST(ClusterPool, AnOfferWaitingBehindABusyNodeMovesToAnIdleOne) {
   ASSERT_FALSE(dir.empty());
   {
     ClusterPool pool(local(2, 1));
+    // Both nodes ready first, so A goes to node 0 (ties go to the lowest).
+    ASSERT_TRUE(keel_test::eventually([&] {
+      const auto s = pool.stats();
+      return s.nodes[0].capacity == 1 && s.nodes[1].capacity == 1;
+    }));
     auto a = pool.submit(mark_sleep_t, dir, 60000);
     ASSERT_TRUE(keel_test::eventually([&] { return marks_in(dir) == 1; }));
+    ASSERT_EQ(pool.stats().nodes[0].running, 1u);
     auto b = pool.submit(sleep_t, 300);
     ASSERT_TRUE(keel_test::eventually([&] { return b.running(); }));
     auto c = pool.submit(square_t, 4);
