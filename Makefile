@@ -165,15 +165,18 @@ mutate: deps check-shim
 sanitize: asan tsan
 
 # The two sanitizer builds; `make fuzz` uses the same trees and objects.
+# -gline-tables-only: reports and the watchdog's stacks need functions, files
+# and lines, not variables; full -g made these builds (CI's longest steps)
+# slower to compile and link.
 ASAN_VARS := CXX=$(CLANG) BUILD=build/asan FUZZ_COV=-fsanitize=fuzzer-no-link \
-  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+  OPT="-O1 -gline-tables-only -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
   LDFLAGS="-fsanitize=address,undefined"
 # No libFuzzer under TSan: clang 14's TSan reports the edge counters that
 # fuzzer-no-link adds (plain global increments) as races between any two
 # threads, and deadlocks in libFuzzer's own crash handler after a report. The
 # TSan stage runs the standalone driver instead (fuzz/main/standalone.cpp).
 TSAN_VARS := CXX=$(CLANG) BUILD=build/tsan FUZZ_COV= \
-  OPT="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
+  OPT="-O1 -gline-tables-only -fsanitize=thread" LDFLAGS="-fsanitize=thread"
 # atexit_sleep_ms=0: TSan otherwise sleeps a second in every exiting process,
 # and the process tests start and stop hundreds of workers. tools/tsan.supp:
 # the one known false report (libstdc++'s uninstrumented exception refcount).

@@ -149,16 +149,20 @@ TEST(ClusterPool, NTasksOnNNodesRunInParallel) {
   (void)std::system(("rm -rf '" + dir + "'").c_str());
 }
 
+// A crash: SIGSEGV, or SIGKILL under a sanitizer (which would catch SIGSEGV
+// and exit instead).
+constexpr int crash_signal = KEEL_TEST_SANITIZED ? SIGKILL : SIGSEGV;
+
 TEST(ClusterPool, AWorkerThatDiesCostsOnlyItsTaskAndTheNodeLivesOn) {
   ClusterPool pool(local(2, 1));
-  auto dead = pool.submit(die_t, SIGSEGV);
+  auto dead = pool.submit(die_t, crash_signal);
   std::vector<Future<int>> ok;
   for (int i = 0; i < 10; ++i) ok.push_back(pool.submit(square_t, i));
   try {
     (void)dead.result();
     FAIL() << "expected WorkerLost";
   } catch (const keel::WorkerLost& e) {
-    EXPECT_EQ(e.signal(), SIGSEGV);
+    EXPECT_EQ(e.signal(), crash_signal);
     EXPECT_NE(std::string(e.what()).find("local node"), std::string::npos) << e.what();
   }
   for (int i = 0; i < 10; ++i) EXPECT_EQ(ok[i].result(), i * i);
@@ -324,6 +328,15 @@ double cpu_seconds() {
   ::getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+TEST(ClusterPool, MapTimeoutCountsFromTheCallAndLeavesThePoolUsable) {
+  ClusterPool pool(local(1, 1));
+  auto results = pool.map(sleep_t, std::vector<int>{5000, 5000}, {.chunksize = 1, .timeout = 200ms});
+  EXPECT_THROW((void)results.next(), keel::TimeoutError);
+  results = pool.map(square_t, std::vector<int>{}, {});
+  EXPECT_FALSE(results.next().has_value());
+  pool.terminate_workers();
 }
 
 TEST(ClusterPool, AnIdleClusterDoesNotSpin) {

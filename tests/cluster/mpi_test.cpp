@@ -35,6 +35,11 @@ MpiRun mpirun(const std::string& scenario, int ranks = 3, int limit_s = 180) {
                     " --mca btl_vader_single_copy_mechanism none --mca mpi_yield_when_idle 1 " +
                     prog + " " + scenario + " 2>&1";
   if (::geteuid() == 0) cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + cmd;
+  // Open MPI does not free what MPI_Init allocated (some of it in components
+  // it unloads, so no suppression can name them): no leak check of the
+  // scenario processes. The same driver and agents run under LeakSanitizer in
+  // this binary (ClusterPool.*, in-process nodes).
+  cmd = "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\" " + cmd;
   MpiRun r;
   const auto t0 = std::chrono::steady_clock::now();
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -62,6 +67,7 @@ TEST(ClusterMpi, CancelWorksUntilANodeIsLetRunTheTask) { expect_ok("cancel"); }
 TEST(ClusterMpi, PoolsOpenOneAfterAnotherOnTheSameRanks) { expect_ok("two-pools"); }
 TEST(ClusterMpi, TerminateWorkersEndsRunningTasksOnEveryRank) { expect_ok("terminate"); }
 TEST(ClusterMpi, AFailingInitializerBreaksTheClusterAndSubmitSaysSo) { expect_ok("broken"); }
+TEST(ClusterMpi, OneRankAloneNeedsRankZeroToServe) { expect_ok("alone", 1); }
 TEST(ClusterMpi, AnIdleRankZeroSleepsBetweenPolls) { expect_ok("idle"); }
 TEST(ClusterMpi, APoolLeftOpenAtExitIsTerminatedAndEveryRankExits) { expect_ok("leak-at-exit"); }
 

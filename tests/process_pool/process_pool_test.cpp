@@ -513,6 +513,16 @@ TEST(ProcessPoolInit, ThrowingInitializerBreaksThePoolWithoutARespawnLoop) {
   EXPECT_THROW(pool.submit(square_t, 3), keel::BrokenProcessPool);
 }
 
+TEST(ProcessPoolInit, BrokenSaysWhyOnceThePoolBrokeEvenWithNoTaskInIt) {
+  ProcessPool healthy({.workers = 1});
+  EXPECT_EQ(healthy.submit(square_t, 3).result(), 9);
+  EXPECT_FALSE(healthy.broken().has_value());
+  ProcessPool pool({.workers = 1, .initializer = keel::bind_task(init_throws_t, 0)});
+  ASSERT_TRUE(keel_test::eventually([&] { return pool.broken().has_value(); }));
+  EXPECT_NE(pool.broken()->find("initializer refused"), std::string::npos) << *pool.broken();
+  EXPECT_THROW(pool.submit(square_t, 3), keel::BrokenProcessPool);
+}
+
 TEST(ProcessPoolInit, QueuedTasksCancelledWhileThePoolBreaksStayFinal) {
   ProcessPool pool({.workers = 1, .initializer = keel::bind_task(init_throws_t, 0)});
   std::vector<Future<int>> fs;

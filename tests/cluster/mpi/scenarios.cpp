@@ -126,16 +126,27 @@ void rank0_works() {
   CHECK(s.nodes[0].local.completed > 0);  // rank 0's own node ran some
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+// A crash: SIGSEGV, or SIGKILL under a sanitizer (which catches SIGSEGV).
+constexpr int crash_signal = SANITIZED ? SIGKILL : SIGSEGV;
+
 void crash() {
   keel::ClusterPool pool(one_worker());
-  auto bad = pool.submit(die_t, SIGSEGV);
+  auto bad = pool.submit(die_t, crash_signal);
   std::vector<keel::Future<int>> ok;
   for (int i = 0; i < 20; ++i) ok.push_back(pool.submit(square_t, i));
   try {
     (void)bad.result();
     CHECK(false);
   } catch (const keel::WorkerLost& e) {
-    CHECK(e.signal() == SIGSEGV);
+    CHECK(e.signal() == crash_signal);
     CHECK(std::strstr(e.what(), "rank ") != nullptr);
   }
   for (int i = 0; i < 20; ++i) CHECK(ok[i].result() == i * i);
@@ -211,6 +222,21 @@ void broken() {
   }
 }
 
+// mpirun -n 1: no node ranks. A pool without rank0_runs_work has nowhere to
+// run work (ValueError); with it, rank 0 is the one node.
+void alone() {
+  try {
+    keel::ClusterPool pool(one_worker());
+    CHECK(false);
+  } catch (const keel::ValueError&) {
+  }
+  keel::ClusterOptions o = one_worker();
+  o.rank0_runs_work = true;
+  keel::ClusterPool pool(o);
+  CHECK(pool.nodes() == 1);
+  CHECK(pool.submit(square_t, 8).result() == 64);
+}
+
 double cpu_seconds() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
@@ -267,6 +293,8 @@ int main(int argc, char** argv) {
     terminate();
   } else if (which == "broken") {
     broken();
+  } else if (which == "alone") {
+    alone();
   } else if (which == "idle") {
     idle();
   } else if (which == "leak-at-exit") {
