@@ -145,10 +145,12 @@ ClusterStats ClusterDriver::stats() const {
 
 // ---------------------------------------------------------------- the gate
 
-bool ClusterDriver::arm(cluster::TaskId t, cluster::NodeId) {
+bool ClusterDriver::arm(cluster::TaskId t, cluster::NodeId n) {
   Record* r = record(t);
   if (!r) return false;
   r->gen += 2;
+  if (r->offer_to.size() <= n) r->offer_to.resize(n + 1, 0);
+  r->offer_to[n] = r->gen;
   r->word->store(r->gen, std::memory_order_release);
   return r->call->dispatch(FutureCore::StartSlot{r->word.get(), r->gen, r->gen + 1});
 }
@@ -269,9 +271,18 @@ void ClusterDriver::handle(cluster::NodeId n, const std::string& bytes) {
       if (broken_text_.empty()) broken_text_ = "ClusterPool: a node's pool broke: " + m.text;
       machine_->node_failed(n);
       break;
-    case Kind::claim:
-      machine_->claim(n, m.task);
+    case Kind::claim: {
+      // A claim of an offer that was since withdrawn and made again (here or
+      // elsewhere) is not a claim of the new offer: it is dropped here.
+      const Record* r = record(m.task);
+      if (r && r->gen == m.gen && n < r->offer_to.size() && r->offer_to[n] == m.gen) {
+        claim_gen_ = m.gen;
+        machine_->claim(n, m.task);
+      } else {
+        fabric_->send(n, cluster::proto::task_message(Kind::drop, m.task, m.gen));
+      }
       break;
+    }
     case Kind::answer:
       answer_ = Answer{m.ok, std::move(m.text), nullptr};
       machine_->answer(n, m.task);
@@ -331,6 +342,7 @@ void ClusterDriver::apply() {
           Message m;
           m.kind = Kind::offer;
           m.task = a.task;
+          m.gen = r->gen;
           m.chunk = r->call->chunk;
           m.timeout_ns = r->timeout_ns;
           m.text = r->call->payload;
@@ -338,13 +350,15 @@ void ClusterDriver::apply() {
         }
         break;
       case Action::go:
-        fabric_->send(a.node, cluster::proto::task_message(Kind::go, a.task));
+        fabric_->send(a.node, cluster::proto::task_message(Kind::go, a.task, claim_gen_));
         break;
       case Action::drop:
-        fabric_->send(a.node, cluster::proto::task_message(Kind::drop, a.task));
+        fabric_->send(a.node, cluster::proto::task_message(Kind::drop, a.task, claim_gen_));
         break;
       case Action::withdraw:
-        fabric_->send(a.node, cluster::proto::task_message(Kind::withdraw, a.task));
+        if (Record* r = record(a.task); r && a.node < r->offer_to.size()) {
+          fabric_->send(a.node, cluster::proto::task_message(Kind::withdraw, a.task, r->offer_to[a.node]));
+        }
         break;
       case Action::terminate:
         fabric_->send(a.node, cluster::proto::bare_message(Kind::terminate));

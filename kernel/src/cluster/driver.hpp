@@ -70,7 +70,10 @@ class ClusterDriver final : public cluster::Gate {
     std::unique_ptr<PoolCall> call;
     std::optional<std::int64_t> timeout_ns;
     std::unique_ptr<platform::Atomic<std::uint64_t>> word = std::make_unique<platform::Atomic<std::uint64_t>>(0);
-    std::uint64_t gen = 0;  // the slot's current `sent` value; gen + 1 is dead
+    std::uint64_t gen = 0;  // the slot's current `sent` value (and offer); gen + 1 is dead
+    // Per node, the offer it was last made of this task (0: none): what a
+    // withdraw names.
+    std::vector<std::uint64_t> offer_to;
   };
   struct NodeInfo {
     std::string name;
@@ -108,6 +111,7 @@ class ClusterDriver final : public cluster::Gate {
     std::exception_ptr error{};
   };
   Answer answer_;
+  std::uint64_t claim_gen_ = 0;  // the offer named by the claim being handled (go and drop answer it)
   cluster::TaskId next_id_ = 1;  // the supervisor's; ids are given at take_commands
 
   mutable Mutex m_;

@@ -6,7 +6,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <deque>
-#include <unordered_map>
+#include <map>
+#include <utility>
 
 #include "keel/error.hpp"
 #include "keel/platform/clock.hpp"
@@ -127,6 +128,7 @@ class RawCall final : public detail::PoolCall {
 
 struct Offer {
   std::uint64_t task = 0;
+  std::uint64_t gen = 0;
   bool chunk = false;
   std::optional<std::int64_t> timeout_ns{};
   std::string payload{};
@@ -189,17 +191,18 @@ class Agent {
         open(m.options);
         break;
       case Kind::offer:
-        offers_.push_back(Offer{m.task, m.chunk, m.timeout_ns, std::move(m.text)});
+        offers_.push_back(Offer{m.task, m.gen, m.chunk, m.timeout_ns, std::move(m.text)});
         break;
       case Kind::withdraw:
-        offers_.erase(std::remove_if(offers_.begin(), offers_.end(), [&](const Offer& o) { return o.task == m.task; }),
+        offers_.erase(std::remove_if(offers_.begin(), offers_.end(),
+                                     [&](const Offer& o) { return o.task == m.task && o.gen == m.gen; }),
                       offers_.end());
         break;
       case Kind::go:
-        go(m.task);
+        go(m.task, m.gen);
         break;
       case Kind::drop:
-        claimed_.erase(m.task);
+        claimed_.erase({m.task, m.gen});
         break;
       case Kind::terminate:
         if (pool_) pool_->terminate_workers();
@@ -250,8 +253,8 @@ class Agent {
 
   // Rank 0 let `task` run: it goes to the local pool now, which has a free
   // worker for it (this node claimed it only then).
-  void go(std::uint64_t task) {
-    auto it = claimed_.find(task);
+  void go(std::uint64_t task, std::uint64_t gen) {
+    auto it = claimed_.find({task, gen});
     if (it == claimed_.end()) return;  // never claimed: not rank 0's to give
     Offer o = std::move(it->second);
     claimed_.erase(it);
@@ -294,8 +297,9 @@ class Agent {
       Offer o = std::move(offers_.front());
       offers_.pop_front();
       const std::uint64_t t = o.task;
-      claimed_.emplace(t, std::move(o));
-      send(Message{Kind::claim, t});
+      const std::uint64_t g = o.gen;
+      claimed_.emplace(std::make_pair(t, g), std::move(o));
+      ep_.send(proto::task_message(Kind::claim, t, g));
       any = true;
     }
     return any;
@@ -340,7 +344,7 @@ class Agent {
   std::shared_ptr<Outbox> out_;
   std::unique_ptr<ProcessPool> pool_;
   std::deque<Offer> offers_;
-  std::unordered_map<std::uint64_t, Offer> claimed_;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, Offer> claimed_;  // by task and offer
   std::size_t running_ = 0;
   bool done_ = false;
   bool said_broken_ = false;

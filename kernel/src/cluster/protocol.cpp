@@ -88,6 +88,7 @@ std::string encode(const Message& m) {
       break;
     case Kind::offer:
       e.put(m.task);
+      e.put(m.gen);
       e.put(m.chunk);
       e.put(m.timeout_ns);
       e.put(m.text);
@@ -97,6 +98,7 @@ std::string encode(const Message& m) {
     case Kind::drop:
     case Kind::withdraw:
       e.put(m.task);
+      e.put(m.gen);
       break;
     case Kind::answer:
       e.put(m.task);
@@ -145,6 +147,7 @@ Message decode(std::string_view bytes) {
       break;
     case Kind::offer:
       m.task = d.get<std::uint64_t>();
+      m.gen = d.get<std::uint64_t>();
       m.chunk = d.get<bool>();
       m.timeout_ns = d.get<std::optional<std::int64_t>>();
       m.text = d.get<std::string>();
@@ -154,6 +157,7 @@ Message decode(std::string_view bytes) {
     case Kind::drop:
     case Kind::withdraw:
       m.task = d.get<std::uint64_t>();
+      m.gen = d.get<std::uint64_t>();
       break;
     case Kind::answer:
       m.task = d.get<std::uint64_t>();

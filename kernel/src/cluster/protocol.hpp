@@ -44,6 +44,11 @@ enum class Error : std::uint8_t { lost = 1, timed_out, broken, cancelled, other 
 struct Message {
   Kind kind = Kind::finish;
   std::uint64_t task = 0;
+  // offer, claim, go, drop, withdraw: which offer of the task. A task taken
+  // back and offered again (to this node or another) gets a new one, so a
+  // claim that crossed a withdraw is never taken for the new offer (whose
+  // payload may differ: a chunk cut down to the calls still wanted).
+  std::uint64_t gen = 0;
   bool chunk = false;                        // offer
   std::optional<std::int64_t> timeout_ns{};  // offer
   bool ok = false;                           // answer
@@ -60,10 +65,11 @@ std::string encode(const Message& m);
 Message decode(std::string_view bytes);
 
 // Shorthands for the frequent ones.
-inline std::string task_message(Kind k, std::uint64_t task) {
+inline std::string task_message(Kind k, std::uint64_t task, std::uint64_t gen) {
   Message m;
   m.kind = k;
   m.task = task;
+  m.gen = gen;
   return encode(m);
 }
 inline std::string bare_message(Kind k) {
