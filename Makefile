@@ -133,7 +133,13 @@ $(MPI_LIB): $(MPI_OBJ)
 $(MPI_PROG): $(BUILD)/tests/cluster/mpi/scenarios.o $(MPI_LIB) $(LIB)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(MPI_LIBS) $(LDLIBS) -o $@
 
-test: deps check-shim $(TEST_BIN) $(MPI_PROG)
+# The cluster example links the MPI half too (tests/cluster/mpi_test.cpp runs it).
+MPI_EXAMPLE := $(BUILD)/examples/cluster
+$(MPI_EXAMPLE): examples/cluster.cpp $(MPI_LIB) $(LIB) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $< $(MPI_LIB) $(LIB) $(MPI_LIBS) $(LDLIBS) -o $@
+
+test: deps check-shim $(TEST_BIN) $(MPI_PROG) $(MPI_EXAMPLE)
 	$(TEST_BIN) --gtest_brief=1 $(TEST_ARGS)
 
 examples: $(EXAMPLE_BIN)

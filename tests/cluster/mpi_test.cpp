@@ -19,17 +19,19 @@ struct MpiRun {
   double seconds = 0;
 };
 
-std::string scenarios_binary() {
+// A program built beside this test binary (build/<tc>/...).
+std::string built(const std::string& name) {
   char buf[4096] = {};
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
   std::string self = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-  return self.substr(0, self.rfind('/') + 1) + "keel_mpi_scenarios";
+  return self.substr(0, self.rfind('/') + 1) + name;
 }
+std::string scenarios_binary() { return built("keel_mpi_scenarios"); }
 
 // mpirun -n `ranks` on this host only: loopback TCP and shared memory, as
 // many ranks as asked whatever the cores (oversubscribed ranks yield).
-MpiRun mpirun(const std::string& scenario, int ranks = 3, int limit_s = 180) {
-  const std::string prog = scenarios_binary();
+MpiRun mpirun(const std::string& scenario, int ranks = 3, int limit_s = 180,
+              const std::string& prog = scenarios_binary()) {
   std::string cmd = "timeout -k 5 " + std::to_string(limit_s) + " mpirun --oversubscribe -n " + std::to_string(ranks) +
                     " --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo"
                     " --mca btl_vader_single_copy_mechanism none --mca mpi_yield_when_idle 1 " +
@@ -70,6 +72,20 @@ TEST(ClusterMpi, AFailingInitializerBreaksTheClusterAndSubmitSaysSo) { expect_ok
 TEST(ClusterMpi, OneRankAloneNeedsRankZeroToServe) { expect_ok("alone", 1); }
 TEST(ClusterMpi, AnIdleRankZeroSleepsBetweenPolls) { expect_ok("idle"); }
 TEST(ClusterMpi, APoolLeftOpenAtExitIsTerminatedAndEveryRankExits) { expect_ok("leak-at-exit"); }
+
+TEST(ClusterMpi, TheClusterExampleRunsAndItsCrashStaysOnItsNode) {
+  const std::string example = built("examples/cluster");
+  ASSERT_EQ(::access(example.c_str(), X_OK), 0) << example << " is missing: `make test` builds it";
+  const MpiRun r = mpirun("", 3, 180, example);
+  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << "status " << r.status << "\n" << r.out;
+  EXPECT_NE(r.out.find("2 nodes"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("longest Collatz run below 2001: 181 steps"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("a task ran on rank 1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("a task ran on rank 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("crash: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("after the crash: 111"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cancelled 4 of 4 waiting tasks"), std::string::npos) << r.out;
+}
 
 TEST(ClusterMpi, ADeadRankEndsTheJobPromptlyWithAMessageNeverAHang) {
   const MpiRun r = mpirun("rank-dies", 3, 120);
