@@ -42,6 +42,9 @@ MpiRun mpirun(const std::string& scenario, int ranks = 3, int limit_s = 180,
   // scenario processes. The same driver and agents run under LeakSanitizer in
   // this binary (ClusterPool.*, in-process nodes).
   cmd = "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\" " + cmd;
+  // Under TSan: Open MPI's own reports are suppressed (tools/tsan_mpi.supp
+  // says which and why); keel's code in those processes is still checked.
+  cmd = "TSAN_OPTIONS=\"$TSAN_OPTIONS suppressions=" KEEL_SOURCE_DIR "/tools/tsan_mpi.supp\" " + cmd;
   MpiRun r;
   const auto t0 = std::chrono::steady_clock::now();
   FILE* p = ::popen(cmd.c_str(), "r");
