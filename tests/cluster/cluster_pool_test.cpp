@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../support/test_support.hpp"
+#include "cluster_tasks.hpp"
 #include "keel/cluster/cluster_pool.hpp"
 #include "keel/process/task.hpp"
 
@@ -29,32 +30,7 @@ using keel::ClusterOptions;
 using keel::ClusterPool;
 using keel::Future;
 
-int cl_square(int x) { return x * x; }
-int cl_pid(int) { return static_cast<int>(::getpid()); }
-int cl_sleep_ms(int ms) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-  return ms;
-}
-int cl_die(int sig) {
-  ::raise(sig);
-  ::pause();
-  return 0;
-}
-// Leaves a mark in `dir` (it started), then sleeps.
-int cl_mark_and_sleep(std::string dir, int ms) {
-  const std::string mine = dir + "/" + std::to_string(::getpid());
-  if (FILE* f = std::fopen(mine.c_str(), "w")) std::fclose(f);
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-  return ms;
-}
-int marks_in(const std::string& dir) {
-  int seen = 0;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) seen += e->d_name[0] != '.';
-    ::closedir(d);
-  }
-  return seen;
-}
+using cluster_tasks::marks_in;
 // Dies (exit 9) the first time it runs with this `dir`, then returns 1.
 int cl_die_once(std::string dir) {
   const std::string mark = dir + "/ran";
@@ -86,14 +62,13 @@ int cl_rendezvous(std::string dir, int n) {
 }
 void cl_init_fails() { throw std::runtime_error("initializer refuses"); }
 
-inline const auto square_t = keel::register_task("cl.square", cl_square);
-inline const auto pid_t_ = keel::register_task("cl.pid", cl_pid);
-inline const auto sleep_t = keel::register_task("cl.sleep_ms", cl_sleep_ms);
-inline const auto die_t = keel::register_task("cl.die", cl_die);
+inline const auto square_t = keel::register_task("cl.square", cluster_tasks::square);
+inline const auto sleep_t = keel::register_task("cl.sleep_ms", cluster_tasks::sleep_ms);
+inline const auto die_t = keel::register_task("cl.die", cluster_tasks::die);
 inline const auto throw_t = keel::register_task("cl.throw", cl_throw);
 inline const auto echo_t = keel::register_task("cl.echo", cl_echo);
 inline const auto rendezvous_t = keel::register_task("cl.rendezvous", cl_rendezvous);
-inline const auto mark_sleep_t = keel::register_task("cl.mark_and_sleep", cl_mark_and_sleep);
+inline const auto mark_sleep_t = keel::register_task("cl.mark_and_sleep", cluster_tasks::mark_and_sleep);
 inline const auto die_once_t = keel::register_task("cl.die_once", cl_die_once);
 inline const auto exit_t = keel::register_task("cl.exit", cl_exit);
 inline const auto init_fails_t = keel::register_task("cl.init_fails", cl_init_fails);

@@ -117,6 +117,15 @@ Message task_msg(Kind k, std::uint64_t task, std::uint64_t gen) {
   return m;
 }
 
+// Both nodes are told to close, say closed, and the supervisor ends.
+void close_both(ScriptedFabric& f, keel::detail::ClusterDriver& d) {
+  f.expect(0, Kind::close);
+  f.expect(1, Kind::close);
+  f.node_says(0, Message{Kind::closed});
+  f.node_says(1, Message{Kind::closed});
+  EXPECT_TRUE(d.wait_terminated(keel::platform::Deadline::after(5s)));
+}
+
 std::unique_ptr<keel::detail::PoolCall> call_of(keel::Future<int>& out, int arg) {
   auto c = std::make_unique<keel::detail::SingleCall<int>>();
   c->name = square_t.name();
@@ -170,11 +179,7 @@ TEST(ClusterDriver, AClaimThatCrossedAWithdrawIsDroppedAndTheTaskRunsOnceElsewhe
   f.node_says(0, ans);
   EXPECT_EQ(f1.result(), 9);
   d.shutdown(false);
-  f.expect(0, Kind::close);
-  f.expect(1, Kind::close);
-  f.node_says(0, Message{Kind::closed});
-  f.node_says(1, Message{Kind::closed});
-  EXPECT_TRUE(d.wait_terminated(keel::platform::Deadline::after(5s)));
+  close_both(f, d);
   EXPECT_EQ(d.stats().moved, 1u);
 }
 
@@ -227,11 +232,7 @@ TEST(ClusterDriver, AStaleClaimOfAnOfferMadeAgainToTheSameNodeIsNotTakenForTheNe
   EXPECT_EQ(chunk[1].result(), 36);
   EXPECT_TRUE(chunk[0].cancelled());
   d.shutdown(false);
-  f.expect(0, Kind::close);
-  f.expect(1, Kind::close);
-  f.node_says(0, Message{Kind::closed});
-  f.node_says(1, Message{Kind::closed});
-  EXPECT_TRUE(d.wait_terminated(keel::platform::Deadline::after(5s)));
+  close_both(f, d);
 }
 
 TEST(ClusterDriver, ACancelBeforeTheClaimWinsAndTheNodeIsToldToDrop) {
@@ -257,11 +258,7 @@ TEST(ClusterDriver, ACancelBeforeTheClaimWinsAndTheNodeIsToldToDrop) {
   EXPECT_EQ(drop.task, o.task);
   EXPECT_TRUE(fut.cancelled());
   d.terminate();
-  f.expect(0, Kind::close);
-  f.expect(1, Kind::close);
-  f.node_says(0, Message{Kind::closed});
-  f.node_says(1, Message{Kind::closed});
-  EXPECT_TRUE(d.wait_terminated(keel::platform::Deadline::after(5s)));
+  close_both(f, d);
 }
 
 TEST(ClusterDriver, AMalformedMessageFromANodeBreaksTheClusterWithItsName) {
@@ -282,11 +279,7 @@ TEST(ClusterDriver, AMalformedMessageFromANodeBreaksTheClusterWithItsName) {
     EXPECT_NE(std::string(e.what()).find("scripted node 1 sent a malformed message"), std::string::npos) << e.what();
   }
   EXPECT_THROW(d.submit(call_of(fut, 1), std::nullopt), keel::BrokenProcessPool);
-  f.expect(0, Kind::close);
-  f.expect(1, Kind::close);
-  f.node_says(0, Message{Kind::closed});
-  f.node_says(1, Message{Kind::closed});
-  EXPECT_TRUE(d.wait_terminated(keel::platform::Deadline::after(5s)));
+  close_both(f, d);
 }
 
 TEST(ClusterProtocol, EveryMessageRoundTripsAndBadBytesAreProtocolErrors) {

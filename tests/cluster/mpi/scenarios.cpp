@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "../cluster_tasks.hpp"
 #include "keel/cluster/cluster_pool.hpp"
 #include "keel/cluster/mpi.hpp"
 #include "keel/process/task.hpp"
@@ -30,31 +31,7 @@ int where_am_i(int) {
   const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
   return r ? std::atoi(r) : -1;
 }
-int square(int x) { return x * x; }
-int sleep_ms(int ms) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-  return ms;
-}
-int die(int sig) {
-  ::raise(sig);
-  ::pause();
-  return 0;
-}
-// Leaves a mark in `dir` (it started on its worker), then sleeps.
-int mark_and_sleep(std::string dir, int ms) {
-  const std::string mine = dir + "/" + std::to_string(::getpid());
-  if (FILE* f = std::fopen(mine.c_str(), "w")) std::fclose(f);
-  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-  return ms;
-}
-int marks_in(const std::string& dir) {
-  int seen = 0;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) seen += e->d_name[0] != '.';
-    ::closedir(d);
-  }
-  return seen;
-}
+using cluster_tasks::marks_in;
 // Kills the node agent that runs this worker: its MPI rank dies.
 int kill_my_rank(int) {
   ::kill(::getppid(), SIGKILL);
@@ -64,10 +41,10 @@ int kill_my_rank(int) {
 void refuse() { throw std::runtime_error("initializer refuses"); }
 
 const auto where_t = keel::register_task("mpi.where", where_am_i);
-const auto square_t = keel::register_task("mpi.square", square);
-const auto sleep_t = keel::register_task("mpi.sleep_ms", sleep_ms);
-const auto mark_sleep_t = keel::register_task("mpi.mark_and_sleep", mark_and_sleep);
-const auto die_t = keel::register_task("mpi.die", die);
+const auto square_t = keel::register_task("mpi.square", cluster_tasks::square);
+const auto sleep_t = keel::register_task("mpi.sleep_ms", cluster_tasks::sleep_ms);
+const auto mark_sleep_t = keel::register_task("mpi.mark_and_sleep", cluster_tasks::mark_and_sleep);
+const auto die_t = keel::register_task("mpi.die", cluster_tasks::die);
 const auto kill_rank_t = keel::register_task("mpi.kill_my_rank", kill_my_rank);
 const auto refuse_t = keel::register_task("mpi.refuse", refuse);
 

@@ -111,10 +111,7 @@ class ClusterPool {
   template <class R, class... P, class... A>
   Future<R> submit(const SubmitOptions& opts, const TaskRef<R(P...)>& task, A&&... args) {
     static_assert(sizeof...(P) == sizeof...(A), "ClusterPool::submit: wrong number of arguments for this task");
-    auto call = std::make_unique<detail::SingleCall<R>>();
-    call->name = task.name();
-    call->payload = detail::call_payload(
-        task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
+    auto call = detail::make_call(task, std::forward<A>(args)...);
     Future<R> f = call->future;
     enqueue(std::move(call), opts.timeout);
     return f;
@@ -123,14 +120,13 @@ class ClusterPool {
   // Executor.map with chunksize: results in input order (as ProcessPool::map).
   template <class R, class P, class Range>
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    const auto deadline = opts.timeout ? platform::Deadline::after(*opts.timeout) : platform::Deadline::never();
+    const platform::Deadline deadline = detail::map_deadline(opts);  // from the call, before the inputs are read
     return ProcessMapResults<R>(chunks(task, inputs, opts.chunksize), deadline);
   }
   // Results as they complete (each call's future, done).
   template <class R, class P, class Range>
   AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    const auto fs = chunks(task, inputs, opts.chunksize);
-    return opts.timeout ? as_completed(fs, *opts.timeout) : as_completed(fs);
+    return detail::unordered_results(chunks(task, inputs, opts.chunksize), opts);
   }
 
   void shutdown(const ProcessShutdownOptions& opts = {});
