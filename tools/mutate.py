@@ -38,16 +38,23 @@ A mutant is named file:line:operator:index (index: its rank among that
 operator's mutants on that line) and shown as its one-line diff. The list is
 deterministic: the same tree always yields the same mutants in the same order.
 
-Checks per mutant, in a scratch copy (the real tree is never modified), each
-with a time limit, stopping at the first kill:
+Mutants are compiled as schemata (see the schemata section below): in one
+scratch copy under build/mutate/ (the real tree is never modified) every
+mutant is a run-time choice switched on by KEEL_MUTANT=<id>, each model and
+the test binary is built once and must pass with no mutant on, and each
+mutant is a run. Mutants whose schema does not compile are checked with a
+build of their own, as --per-mutant checks every mutant. Checks per mutant,
+each with a time limit, stopping at the first kill:
   1. the Relacy models whose includes reach the mutated file (through the
      model's own includes, not the unity headers every model shares), or, for
      shim headers every model reaches, all models; the model named like the
      file first, then its layer, then the rest. Built as `make verify` builds
-     them (tools/verify.py's flags), run clean (no KEEL_INJECT).
-  2. if build/g++/keel_tests exists: the test binary rebuilt incrementally in
-     the scratch copy (make's own dependency files pick what recompiles), run
-     with a --gtest_filter of the mutated layer's suites.
+     them (tools/verify.py's flags), run with no KEEL_INJECT, stopping at the
+     first failing row.
+  2. if build/g++/keel_tests exists: the test binary, run with a
+     --gtest_filter of the mutated layer's suites. A failing test is re-run
+     with no mutant on (same binary); failing there too, it is a flake, not a
+     kill, and the mutant's tests run again.
 Outcomes: killed-by-model (row), killed-by-test (test), killed-by-hang (time
 limit, or a test the per-test watchdog named [  TIMEOUT ]), killed-by-crash
 (signal or non-zero exit without a failed check), survived, build-failed (an
@@ -567,8 +574,12 @@ TEST_LAYERS = {"sync": ["sync"], "future": ["future"], "executor": ["executor"],
 class Scratch:
     """A private copy of the tree that one worker mutates and restores."""
 
-    def __init__(self, base, idx, with_tests):
-        self.dir = os.path.join(base, f"scratch{idx}")  # idx: a number, or "-schema"
+    def __init__(self, base, idx, with_tests, reuse=False):
+        self.dir = os.path.join(base, f"scratch{idx}")  # idx: a number, or "schema"
+        self.tests = with_tests
+        self.bin = os.path.join(self.dir, "build", "mutate-models")
+        if reuse and os.path.isdir(os.path.join(self.dir, "kernel")):
+            return  # a previous run's copy (--reuse): its objects are up to date for unchanged files
         if os.path.exists(self.dir):
             shutil.rmtree(self.dir)
         os.makedirs(self.dir)
@@ -614,14 +625,19 @@ class Runner:
 
     def build_model(self, s, model, timeout):
         out = os.path.join(s.bin, os.path.basename(model)[:-4])
-        flags = self.flags[1] if model.endswith("_explore.cpp") else self.flags[0]
+        # Explorers are native builds: KEEL_MUTANT_SEEN gives their schema switches the
+        # evaluation record models have (harmless where no schema is compiled in).
+        flags = self.flags[1] + ["-DKEEL_MUTANT_SEEN"] if model.endswith("_explore.cpp") else self.flags[0]
         cmd = [self.cxx] + flags + ["-I" + os.path.join(s.dir, "kernel", "include"),
                                          "-I" + os.path.join(s.dir, "models", "support"), os.path.join(s.dir, model), "-o", out]
         rc, log, secs, to = run(cmd, s.dir, timeout)
         return (out if rc == 0 else None), log, secs, to
 
-    def run_model(self, binary, timeout, mutant=0):
+    def run_model(self, binary, timeout, mutant=0, seen=False):
         env = dict(os.environ)
+        env.pop("KEEL_MUTANT_SEEN", None)
+        if seen:
+            env["KEEL_MUTANT_SEEN"] = "1"
         env.pop("KEEL_INJECT", None)
         env.pop("KEEL_MODEL_PROGRESS", None)
         env.pop("KEEL_MUTANT", None)
@@ -828,8 +844,34 @@ inline const int active = [] {
   return s != nullptr ? std::atoi(s) : 0;
 }();
 }  // namespace keel_mutant
+#if defined(KEEL_MODEL_RELACY) || defined(KEEL_MUTANT_SEEN)
+// Models (one process, deterministic): which switches a run evaluated. With
+// KEEL_MUTANT_SEEN set, the ids are printed at exit; a mutant whose switch a
+// clean run never evaluated cannot change that run.
+#include <iostream>
+namespace keel_mutant {
+inline unsigned char seen[MAX_ID + 1];
+inline bool on(int id) {
+  seen[id] = 1;
+  return active == id;
+}
+struct Report {
+  ~Report() {
+    if (std::getenv("KEEL_MUTANT_SEEN") == nullptr) return;  // NOLINT(concurrency-mt-unsafe): at exit
+    std::cout << "KEEL-MUTANT-SEEN|";
+    for (int i = 1; i <= MAX_ID; ++i)
+      if (seen[i] != 0) std::cout << i << ' ';
+    std::cout << std::endl;
+  }
+};
+inline Report report;
+}  // namespace keel_mutant
+#define KEEL_MUT(id) (::keel_mutant::on(id))
+#else
 #define KEEL_MUT(id) (::keel_mutant::active == (id))
+#endif
 """
+
 
 _WORD = re.compile(r"[A-Za-z_]\w*")
 _STOP_WORDS = {"return", "case", "co_return", "co_yield", "throw", "else", "do", "and", "or", "xor", "bitand", "bitor",
@@ -1218,22 +1260,44 @@ class SchemaBuild:
     """One scratch copy of the tree with every schema of a group applied, its
     models and test binary built once, and the runs of each mutant against them."""
 
-    def __init__(self, out_dir, runner, with_tests, texts, ids, entries):
+    def __init__(self, out_dir, runner, with_tests, texts, ids, entries, reuse=False):
         self.runner, self.texts, self.ids = runner, texts, ids
         self.entries = dict(entries)  # id(m) -> (mid, m, span)
         self.evicted = {}  # id(m) -> reason
-        self.s = Scratch(out_dir, "schema", with_tests)
-        with open(os.path.join(self.s.dir, "kernel", "include", SCHEMA_HEADER), "w") as f:
-            f.write(SCHEMA_HEADER_TEXT)
+        self.s = Scratch(out_dir, "schema", with_tests, reuse)
         self.binaries = {}
+        self.reach = {}  # binary key (a model, or "tests") -> the mutant ids compiled into it
+        self.write(os.path.join("kernel", "include", SCHEMA_HEADER),
+                   SCHEMA_HEADER_TEXT.replace("MAX_ID", str(max(ids.values()))))
         self.write_all()
+
+    def write(self, path, text):
+        # Unchanged files keep their date: a reused scratch copy rebuilds only what changed.
+        full = os.path.join(self.s.dir, path)
+        if os.path.exists(full):
+            with open(full) as f:
+                if f.read() == text:
+                    return
+        with open(full, "w") as f:
+            f.write(text)
 
     def write_file(self, path):
         es = [e for e in self.entries.values() if e[1].path == path]
         text = self.texts[path]
-        rendered = render_schema(text, es) if es else text
-        with open(os.path.join(self.s.dir, path), "w") as f:
-            f.write(rendered)
+        self.write(path, render_schema(text, es) if es else text)
+
+    def scan_reach(self, key, cmds):
+        """Which mutants' switches survive the preprocessor in the sources of
+        one binary (cmds: the compile commands with -E). A mutant whose switch is
+        in none of them (code under #if for the other backend) cannot change
+        that binary, so its run there would only repeat the baseline."""
+        ids = set()
+        for cmd in cmds:
+            rc, out, _, _ = run(cmd, self.s.dir, 600)
+            if rc != 0:
+                return  # unknown: run everything
+            ids |= {int(x) for x in re.findall(r"::keel_mutant::(?:active == \(|on\()(\d+)\)", out)}
+        self.reach[key] = ids
 
     def write_all(self):
         for path in sorted({e[1].path for e in self.entries.values()}):
@@ -1309,12 +1373,22 @@ def schema_baseline(runner, sb, models, layers):
     """Build the schema copy's models and test binary once, and check that with
     no mutant on they pass exactly as the shipped code must: every model row,
     and each needed layer's tests. Sets the per-model and per-layer limits."""
+    cxx = runner.cxx
     for m in models:
         t0 = time.time()
         binary, bsecs = sb.build_model(m, 1800)
-        rc, rows, log, secs, to = runner.run_model(binary, 1800)
+        flags = runner.flags[1] + ["-DKEEL_MUTANT_SEEN"] if m.endswith("_explore.cpp") else runner.flags[0]
+        sb.scan_reach(m, [[cxx] + flags + ["-I" + os.path.join(sb.s.dir, "kernel", "include"),
+                                           "-I" + os.path.join(sb.s.dir, "models", "support"), "-E",
+                                           os.path.join(sb.s.dir, m)]])
+        rc, rows, log, secs, to = runner.run_model(binary, 1800, seen=True)
         if rc != 0 or not rows or any(r[6] != "pass" for r in rows):
             raise SystemExit(f"mutate: schema baseline of {m} (no mutant on) failed (rc={rc}):\n{log[-3000:]}")
+        seen = re.findall(r"^KEEL-MUTANT-SEEN\|(.*)$", log, re.M)
+        if seen and m in sb.reach:
+            # A model is one deterministic process: a switch its clean run never
+            # evaluated is one no run of it can reach.
+            sb.reach[m] &= {int(x) for x in seen[-1].split()}
         runner.model_run_limit[m] = max(30.0, 5 * secs + 10)
         runner.cost[m] = time.time() - t0
         print(f"  schema baseline {m}: {len(rows)} rows pass; build {bsecs:.0f} s, run {secs:.1f} s", flush=True)
@@ -1323,6 +1397,12 @@ def schema_baseline(runner, sb, models, layers):
         runner.test_make = test_make_command(sb.s.dir, runner.args.jobs)
         secs = sb.build_tests(7200)
         print(f"  schema build of the test binary: {secs:.0f} s", flush=True)
+        srcs = sorted(glob.glob(os.path.join(sb.s.dir, "kernel", "src", "*", "*.cpp")) +
+                      glob.glob(os.path.join(sb.s.dir, "tests", "*", "*.cpp")) + glob.glob(os.path.join(sb.s.dir, "fuzz", "*.cpp")) +
+                      [os.path.join(sb.s.dir, "tests", "main.cpp")])
+        sb.scan_reach("tests", [["g++", "-std=c++20", "-E", "-I" + os.path.join(sb.s.dir, "kernel", "include"),
+                                 "-I" + sb.s.dir, "-DKEEL_SOURCE_DIR=\"x\"", f] for f in srcs])
+        print(f"  {len(sb.reach.get('tests', ()))} mutant switches compiled into the test binary", flush=True)
         for layer in layers:
             if not runner.test_filter(layer):
                 continue
@@ -1344,6 +1424,8 @@ def check_schema(runner, sb, mut, mid):
             if binary is None:
                 continue
             ran = True
+            if m in sb.reach and mid not in sb.reach[m]:
+                continue  # not compiled into this model: its run is the baseline's, which passed
             rc, rows, log, secs, to = runner.run_model(binary, runner.model_run_limit[m], mid)
             mut.log = log
             failed = [r for r in rows if len(r) > 7 and r[6] != "pass"]
@@ -1359,6 +1441,9 @@ def check_schema(runner, sb, mut, mid):
                 return
         if sb.s.tests and runner.test_filter(mut.layer):
             ran = True
+            if "tests" in sb.reach and mid not in sb.reach["tests"]:
+                mut.outcome = "survived"  # not compiled into the test binary: its tests are the baseline's
+                return
             if runner.judge_tests(sb.s, mut, mid):
                 return
         if not ran:
@@ -1493,6 +1578,8 @@ def main():
     ap.add_argument("--per-mutant", action="store_true",
                     help="build each mutant on its own (the slow way, no schemata): to cross-check a schema verdict")
     ap.add_argument("--keep", action="store_true", help="keep the scratch copies under build/mutate/")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse a kept schema copy (build/mutate/scratchschema): only files that changed rebuild")
     ap.add_argument("--build-timeout", type=float, default=600)
     ap.add_argument("--test-timeout", type=int, default=int(env("KEEL_TEST_TIMEOUT") or 60))
     args = ap.parse_args()
@@ -1569,7 +1656,7 @@ def main():
             members = [m for m in todo if id(m) in entries]
             print(f"schema group {g}: {len(members)} mutants in {len({m.path for m in members})} files", flush=True)
             t_build = time.time()
-            sb = SchemaBuild(out_dir, runner, with_tests, texts, ids, entries)
+            sb = SchemaBuild(out_dir, runner, with_tests, texts, ids, entries, args.reuse)
             models = sorted({x for m in members for x in rel.models_for(m.path)}, key=lambda x: rel.models.index(x))
             schema_baseline(runner, sb, models, sorted({m.layer for m in members}))
             schema_builds += 1
