@@ -700,6 +700,7 @@ class Runner:
                 return True
             with self.lock:
                 self.flakes.append((mut.id, ", ".join(sorted(set(names)))))
+                print(f"flake: {mut.id}: {', '.join(sorted(set(names)))}", flush=True)
             mut.outcome, mut.by = None, ""
         mut.outcome, mut.by = "survived", "(tests flaky twice: no verdict)"
         return True
@@ -1565,6 +1566,45 @@ def report(muts, texts, meta, flakes=(), per_mutant=()):
     return "\n".join(L) + "\n", len(named), len(counted)
 
 
+def report_from_log(args, muts, texts, total):
+    """The report of a stopped run: the verdicts its output printed, one
+    `[k/n] <id>: <outcome> <by> (<s> s)` line per mutant; mutants it never
+    reached are left out, and the header says so."""
+    with open(args.report_from) as f:
+        log = f.read()
+    got = {}
+    for mid, outcome, by, secs in re.findall(r"^\[\d+/\d+\] (\S+): (\S+) ?(.*?) \((\d+) s\)$", log, re.M):
+        got[mid] = (outcome, by, float(secs))
+    equivalent = read_equivalent(ROOT)
+    ran = []
+    for m in muts:
+        if m.id in equivalent:
+            m.outcome, m.by = "equivalent", equivalent[m.id]
+            ran.append(m)
+        elif m.id in got:
+            m.outcome, m.by, m.seconds = got[m.id]
+            ran.append(m)
+    flakes = re.findall(r"^flake: (\S+): (.*)$", log, re.M)
+    head = re.findall(r"^(keel mutate: .*|schema group .*|  schema .*|  \d+ mutant switches .*)$", log, re.M)
+    meta = [("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(args.report_from)))),
+            ("run", f"PARTIAL, not a full run: {len(ran)} of {total} mutants have a verdict (the run was stopped; "
+                    "mutants are run in --list order, so the rest are the later files)"),
+            ("machine", f"Linux {pyplatform.machine()}, {os.cpu_count()} CPUs"),
+            ("method", "mutant schemata (see proofs/README.md); the verdicts are the run's own output lines"),
+            ("run log", "".join("\n  - " + h.strip() for h in head))]
+    text, killed, counted = report(ran, texts, meta, flakes)
+    path = os.path.join(ROOT, "build", "mutate", "report.md")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    if args.publish:
+        with open(os.path.join(ROOT, "proofs", "mutation-report.md"), "w") as f:
+            f.write(text)
+    print(f"score: {killed}/{counted} killed by a named check over {len(ran)} mutants with a verdict; report: "
+          f"{os.path.relpath(path, ROOT)}")
+    return 0
+
+
 def main():
     env = os.environ.get
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -1580,6 +1620,9 @@ def main():
     ap.add_argument("--per-mutant", action="store_true",
                     help="build each mutant on its own (the slow way, no schemata): to cross-check a schema verdict")
     ap.add_argument("--keep", action="store_true", help="keep the scratch copies under build/mutate/")
+    ap.add_argument("--report-from", metavar="LOG",
+                    help="write the report of a run that was stopped, from the [k/n] lines of its output; "
+                         "with --publish, to proofs/ too (its header says how many mutants ran)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse a kept schema copy (build/mutate/scratchschema): only files that changed rebuild")
     ap.add_argument("--build-timeout", type=float, default=600)
@@ -1609,6 +1652,8 @@ def main():
         print(f"{len(muts)} of {total} mutants", file=sys.stderr)
         return 0
 
+    if args.report_from:
+        return report_from_log(args, muts, texts, total)
     t_start = time.time()
     out_dir = os.path.join(ROOT, "build", "mutate")
     os.makedirs(out_dir, exist_ok=True)
