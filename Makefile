@@ -160,8 +160,10 @@ verify-deep: deps check-shim
 
 # Mutation testing (README: Mutation score): generic mutants of the kernel
 # against the models (and the g++ test binary, when build/g++/keel_tests
-# exists). Long, so not part of CI. Knobs: MUTATE_SAMPLE=N with MUTATE_SEED,
-# MUTATE_JOBS (scratch copies in parallel), MUTATE_FILTER=<regex on file>,
+# exists), compiled as mutant schemata: one build of each model and of the
+# test binary, then one run per mutant. Long, so not part of CI. Knobs:
+# MUTATE_SAMPLE=N with MUTATE_SEED, MUTATE_JOBS (mutants run in parallel, and
+# make -j of the schema build), MUTATE_FILTER=<regex on file>,
 # MUTATE_OPS=<comma list>.
 MUTATE_JOBS ?= 1
 mutate: deps check-shim

@@ -38,16 +38,23 @@ A mutant is named file:line:operator:index (index: its rank among that
 operator's mutants on that line) and shown as its one-line diff. The list is
 deterministic: the same tree always yields the same mutants in the same order.
 
-Checks per mutant, in a scratch copy (the real tree is never modified), each
-with a time limit, stopping at the first kill:
+Mutants are compiled as schemata (see the schemata section below): in one
+scratch copy under build/mutate/ (the real tree is never modified) every
+mutant is a run-time choice switched on by KEEL_MUTANT=<id>, each model and
+the test binary is built once and must pass with no mutant on, and each
+mutant is a run. Mutants whose schema does not compile are checked with a
+build of their own, as --per-mutant checks every mutant. Checks per mutant,
+each with a time limit, stopping at the first kill:
   1. the Relacy models whose includes reach the mutated file (through the
      model's own includes, not the unity headers every model shares), or, for
      shim headers every model reaches, all models; the model named like the
      file first, then its layer, then the rest. Built as `make verify` builds
-     them (tools/verify.py's flags), run clean (no KEEL_INJECT).
-  2. if build/g++/keel_tests exists: the test binary rebuilt incrementally in
-     the scratch copy (make's own dependency files pick what recompiles), run
-     with a --gtest_filter of the mutated layer's suites.
+     them (tools/verify.py's flags), run with no KEEL_INJECT, stopping at the
+     first failing row.
+  2. if build/g++/keel_tests exists: the test binary, run with a
+     --gtest_filter of the mutated layer's suites. A failing test is re-run
+     with no mutant on (same binary); failing there too, it is a flake, not a
+     kill, and the mutant's tests run again.
 Outcomes: killed-by-model (row), killed-by-test (test), killed-by-hang (time
 limit, or a test the per-test watchdog named [  TIMEOUT ]), killed-by-crash
 (signal or non-zero exit without a failed check), survived, build-failed (an
@@ -385,6 +392,8 @@ def gen_mutants(path, text):
                     depth += 1
                 elif code[j] in ")]}":
                     depth -= 1
+                    if depth < 0:
+                        break  # the bracket that encloses the comparison
                 elif depth == 0 and code.startswith(("&&", "||", "?"), j):
                     break
                 j += 1
@@ -559,14 +568,20 @@ def test_suites(root):
 
 
 TEST_LAYERS = {"sync": ["sync"], "future": ["future"], "executor": ["executor"], "process_pool": ["process_pool"],
-               "process": ["process"], "platform": ["platform", "sync"], "common": ["sync", "future"]}
+               "process": ["process"], "platform": ["platform", "sync"],
+               # keel/error.hpp: WorkerLost's status is the process pool's to judge.
+               "common": ["sync", "future", "process_pool"]}
 
 
 class Scratch:
     """A private copy of the tree that one worker mutates and restores."""
 
-    def __init__(self, base, idx, with_tests):
-        self.dir = os.path.join(base, f"scratch{idx}")
+    def __init__(self, base, idx, with_tests, reuse=False):
+        self.dir = os.path.join(base, f"scratch{idx}")  # idx: a number, or "schema"
+        self.tests = with_tests
+        self.bin = os.path.join(self.dir, "build", "mutate-models")
+        if reuse and os.path.isdir(os.path.join(self.dir, "kernel")):
+            return  # a previous run's copy (--reuse): its objects are up to date for unchanged files
         if os.path.exists(self.dir):
             shutil.rmtree(self.dir)
         os.makedirs(self.dir)
@@ -608,19 +623,28 @@ class Runner:
         self.suites = {}
         self.test_make = None
         self.lock = threading.Lock()
+        self.flakes = []  # (mutant id, tests that failed without the mutant too)
 
     def build_model(self, s, model, timeout):
         out = os.path.join(s.bin, os.path.basename(model)[:-4])
-        flags = self.flags[1] if model.endswith("_explore.cpp") else self.flags[0]
+        # Explorers are native builds: KEEL_MUTANT_SEEN gives their schema switches the
+        # evaluation record models have (harmless where no schema is compiled in).
+        flags = self.flags[1] + ["-DKEEL_MUTANT_SEEN"] if model.endswith("_explore.cpp") else self.flags[0]
         cmd = [self.cxx] + flags + ["-I" + os.path.join(s.dir, "kernel", "include"),
                                          "-I" + os.path.join(s.dir, "models", "support"), os.path.join(s.dir, model), "-o", out]
         rc, log, secs, to = run(cmd, s.dir, timeout)
         return (out if rc == 0 else None), log, secs, to
 
-    def run_model(self, binary, timeout):
+    def run_model(self, binary, timeout, mutant=0, seen=False):
         env = dict(os.environ)
+        env.pop("KEEL_MUTANT_SEEN", None)
+        if seen:
+            env["KEEL_MUTANT_SEEN"] = "1"
         env.pop("KEEL_INJECT", None)
         env.pop("KEEL_MODEL_PROGRESS", None)
+        env.pop("KEEL_MUTANT", None)
+        if mutant:
+            env["KEEL_MUTANT"] = str(mutant)  # a schema binary's one mutant; the harness stops at its first failing row
         rc, log, secs, to = run([binary], os.path.dirname(binary), timeout, env)
         rows = [line.split("|") for line in log.splitlines() if line.startswith("KEEL-CHECK|")]
         return rc, rows, log, secs, to
@@ -634,11 +658,54 @@ class Runner:
     def build_tests(self, s, timeout):
         return run(self.test_make, s.dir, timeout)
 
-    def run_tests(self, s, layer, timeout):
+    def run_tests(self, s, layer, timeout, mutant=0, only=None):
         env = dict(os.environ)
         env.setdefault("KEEL_TEST_TIMEOUT", str(self.args.test_timeout))
-        cmd = [os.path.join(s.dir, "build", "g++", "keel_tests"), "--gtest_brief=1", "--gtest_filter=" + self.test_filter(layer)]
+        # One RapidCheck seed for every run: a mutant's tests see the same
+        # inputs as the baseline's, so a property that fails is the mutant's doing.
+        env.setdefault("RC_PARAMS", "seed=1")
+        env.pop("KEEL_MUTANT", None)
+        if mutant:
+            env["KEEL_MUTANT"] = str(mutant)
+        cmd = [os.path.join(s.dir, "build", "g++", "keel_tests"), "--gtest_brief=1",
+               "--gtest_filter=" + (only or self.test_filter(layer))]
         return run(cmd, s.dir, timeout, env)
+
+    def judge_tests(self, s, mut, mutant=0):
+        """Run the mutated layer's tests and set mut's outcome if they fail.
+        Flaky-test guard: a test that fails is run again on the same binary with
+        no mutant (schema) or on the baseline binary's verdict (per-mutant); if
+        it fails there too the failure is a flake, not a kill, and the mutant's
+        tests run once more. Returns True when the tests killed the mutant."""
+        limit = self.test_limit.get(mut.layer, 300)
+        for attempt in range(2):
+            rc, log, secs, to = self.run_tests(s, mut.layer, limit, mutant)
+            mut.log = log
+            timeouts = re.findall(r"^\[\s*TIMEOUT\s*\]\s+(\S+)", log, re.M)
+            failed = re.findall(r"^\[\s*FAILED\s*\]\s+(\w+\.\w+)", log, re.M)
+            if timeouts:
+                mut.outcome, mut.by = "killed-by-hang", f"gtest:{timeouts[0]} (watchdog)"
+            elif failed:
+                mut.outcome, mut.by = "killed-by-test", f"gtest:{failed[0]}"
+            elif to:
+                mut.outcome, mut.by = "killed-by-hang", f"tests of {mut.layer} (> {limit:.0f} s)"
+            elif rc != 0:
+                mut.outcome, mut.by = "killed-by-crash", f"tests of {mut.layer} (exit {rc})"
+            else:
+                return False
+            names = timeouts or failed
+            if not names or not mutant:
+                return True
+            # The same tests with no mutant on: do they pass?
+            crc, clog, _, cto = self.run_tests(s, mut.layer, limit, 0, ":".join(sorted(set(names))))
+            if crc == 0 and not cto:
+                return True
+            with self.lock:
+                self.flakes.append((mut.id, ", ".join(sorted(set(names)))))
+                print(f"flake: {mut.id}: {', '.join(sorted(set(names)))}", flush=True)
+            mut.outcome, mut.by = None, ""
+        mut.outcome, mut.by = "survived", "(tests flaky twice: no verdict)"
+        return True
 
     def baseline_model(self, s, m):
         """Build and run one model on the unmutated copy: it must pass, and its
@@ -663,21 +730,7 @@ class Runner:
         """The test binary and each needed layer's tests on the unmutated copy."""
         if s.tests:
             self.suites = test_suites(s.dir)
-            stamp = os.path.join(s.dir, "build", "g++", ".flags")
-            self.test_make = ["make", "-j1", "--no-print-directory", "build/g++/keel_tests"]
-            # Mutants may leave a variable unused: build with -Wno-error. The flags
-            # stamp is rewritten to match and dated back, so nothing rebuilds for it.
-            if os.path.exists(stamp):
-                with open(stamp) as f:
-                    flags = f.read().rstrip("\n")
-                m = re.search(r"-Werror (.*?) -pthread", flags)
-                if m:
-                    opt = m.group(1)
-                    self.test_make = self.test_make + [f"OPT={opt} -Wno-error"]
-                    old = os.path.getmtime(stamp)
-                    with open(stamp, "w") as f:
-                        f.write(flags.replace(f" {opt} ", f" {opt} -Wno-error ", 1) + "\n")
-                    os.utime(stamp, (old, old))
+            self.test_make = test_make_command(s.dir)
             rc, log, secs, to = self.build_tests(s, 3600)
             if rc != 0:
                 sys.exit(f"mutate: baseline test build failed:\n{log[-3000:]}")
@@ -747,22 +800,7 @@ class Runner:
                     return
             else:
                 built_any = True
-                limit = self.test_limit.get(mut.layer, 300)
-                rc, log, secs, to = self.run_tests(s, mut.layer, limit)
-                mut.log = log
-                timeouts = re.findall(r"^\[\s*TIMEOUT\s*\]\s+(\S+)", log, re.M)
-                failed = re.findall(r"^\[\s*FAILED\s*\]\s+(\w+\.\w+)", log, re.M)
-                if timeouts:
-                    mut.outcome, mut.by = "killed-by-hang", f"gtest:{timeouts[0]} (watchdog)"
-                    return
-                if failed:
-                    mut.outcome, mut.by = "killed-by-test", f"gtest:{failed[0]}"
-                    return
-                if to:
-                    mut.outcome, mut.by = "killed-by-hang", f"tests of {mut.layer} (> {limit:.0f} s)"
-                    return
-                if rc != 0:
-                    mut.outcome, mut.by = "killed-by-crash", f"tests of {mut.layer} (exit {rc})"
+                if self.judge_tests(s, mut):
                     return
         if not built_any:
             if not self.rel.models_for(mut.path) and not s.tests:
@@ -771,6 +809,675 @@ class Runner:
                 mut.outcome, mut.by = "build-failed", "no model or test build compiled it"
             return
         mut.outcome = "survived"
+
+
+# ---------------------------------------------------------------- schemata
+#
+# Building every model and the test binary once per mutant is what made a full
+# run cost a night. A mutant schema compiles many mutants into one binary: each
+# mutant's text becomes a choice made at run time,
+#     (KEEL_MUT(17) ? (mutated text) : (original text)),
+# where KEEL_MUT(id) is true only in a process started with KEEL_MUTANT=id.
+# With KEEL_MUTANT unset every choice takes the original text, so the schema
+# binary is the shipped code plus branches that are never taken.
+#
+# A mutant's schema span is the smallest text that can be chosen as a whole
+# expression: the mutated token itself for memory orders, wake counts, loop
+# bounds and CAS/wake calls; both operands for a comparison; the receiver and
+# call for a fetch_* or notify_all rewrite. A wait loop's `while (c)` becomes
+#     for (int keel_mut_N = 0; (!KEEL_MUT(N) || keel_mut_N++ == 0) && (c);)
+# which, with the mutant on, tests c once and runs the body at most once:
+# exactly `if (c)` (bodies with break or continue are left to the per-mutant
+# build, since for `if` those would bind to an outer loop). Spans of one group
+# must nest or be disjoint; a nested mutant is rewritten inside the original
+# branch of the span around it (the mutated branch never needs it: one mutant
+# is on at a time). Spans that overlap partly go to the next group. A mutant
+# whose schema does not compile (a case label, a constant expression) leaves
+# the group and is checked the old way, one build per mutant.
+
+SCHEMA_HEADER = "keel/keel_mutant_schema.hpp"
+SCHEMA_HEADER_TEXT = """// Generated by tools/mutate.py in its scratch copy only: the switch of the
+// mutant schemata. KEEL_MUTANT=<id> in the environment turns on one mutant.
+#pragma once
+#include <cstdlib>
+namespace keel_mutant {
+// Read once before main; 0 (also the value before this initializer ran) is no mutant.
+inline const int active = [] {
+  const char* s = std::getenv("KEEL_MUTANT");  // NOLINT(concurrency-mt-unsafe): before main
+  return s != nullptr ? std::atoi(s) : 0;
+}();
+}  // namespace keel_mutant
+#if defined(KEEL_MODEL_RELACY) || defined(KEEL_MUTANT_SEEN)
+// Models (one process, deterministic): which switches a run evaluated. With
+// KEEL_MUTANT_SEEN set, the ids are printed at exit; a mutant whose switch a
+// clean run never evaluated cannot change that run.
+#include <iostream>
+namespace keel_mutant {
+inline unsigned char seen[MAX_ID + 1];
+inline bool on(int id) {
+  seen[id] = 1;
+  return active == id;
+}
+struct Report {
+  ~Report() {
+    if (std::getenv("KEEL_MUTANT_SEEN") == nullptr) return;  // NOLINT(concurrency-mt-unsafe): at exit
+    std::cout << "KEEL-MUTANT-SEEN|";
+    for (int i = 1; i <= MAX_ID; ++i)
+      if (seen[i] != 0) std::cout << i << ' ';
+    std::cout << std::endl;
+  }
+};
+inline Report report;
+}  // namespace keel_mutant
+#define KEEL_MUT(id) (::keel_mutant::on(id))
+#else
+#define KEEL_MUT(id) (::keel_mutant::active == (id))
+#endif
+"""
+
+
+_WORD = re.compile(r"[A-Za-z_]\w*")
+_STOP_WORDS = {"return", "case", "co_return", "co_yield", "throw", "else", "do", "and", "or", "xor", "bitand", "bitor",
+               "if", "while", "for", "switch", "const", "auto", "bool", "int"}
+
+
+def _match_open(code, i):
+    """Index of the bracket that opens the one closing at code[i] (or -1)."""
+    pairs = {")": "(", "]": "[", "}": "{"}
+    stack = []
+    j = i
+    while j >= 0:
+        c = code[j]
+        if c in pairs:
+            stack.append(pairs[c])
+        elif c in "([{":
+            if not stack or stack.pop() != c:
+                return -1
+            if not stack:
+                return j
+        j -= 1
+    return -1
+
+
+def _match_angle(code, i, step):
+    """Index of the '<' (step -1) or '>' (step 1) matching the angle bracket at code[i], or -1."""
+    depth, j = 0, i
+    while 0 <= j < len(code):
+        c = code[j]
+        if c in ";{}":
+            return -1
+        if c in "([" and step == 1:
+            j = match_close(code, j)
+            if j < 0:
+                return -1
+            continue
+        if c in ")]" and step == -1:
+            j = _match_open(code, j)
+            if j < 0:
+                return -1
+            j -= 1
+            continue
+        if c == "<" and code[j - 1:j + 1] != "<<" and code[j:j + 2] != "<<":
+            depth += 1 if step == 1 else -1
+        elif c == ">" and code[j - 1] != "-" and code[j - 1:j + 1] != ">>" and code[j:j + 2] != ">>":
+            depth += -1 if step == 1 else 1
+        if depth == 0:
+            return j
+        j += step
+    return -1
+
+
+def _left_operand(code, op):
+    """Start of the left operand of the relational operator at code[op], or None
+    when it cannot be told safely (another relational operator, a template's '<')."""
+    j = op  # code[j:op] is the operand read so far
+    expect = "end"  # "end": the next token leftwards must end an operand; "op": the operand may be complete
+
+    def skip(k):
+        while k > 0 and code[k - 1].isspace():
+            k -= 1
+        return k
+
+    while True:
+        k = skip(j)
+        if k == 0:
+            return j if expect == "op" else None
+        c, two = code[k - 1], code[max(0, k - 2):k]
+        word_at = k
+        while word_at > 0 and (code[word_at - 1].isalnum() or code[word_at - 1] == "_"):
+            word_at -= 1
+        word = code[word_at:k]
+        if expect == "end":
+            if code.startswith("::", j) and not word:
+                return j  # a name qualified from the global namespace: ::write(...)
+            if two in ("++", "--"):
+                j = k - 2  # postfix: the operand ends before it
+                continue
+            if word:
+                if word in _STOP_WORDS:
+                    return None
+                j, expect = word_at, "op"
+            elif c in ")]":
+                o = _match_open(code, k - 1)
+                if o < 0:
+                    return None
+                j, expect = o, "op"
+            elif c == ">" and two not in ("->", ">>"):
+                o = _match_angle(code, k - 1, -1)
+                if o < 0:
+                    return None
+                j, expect = o, "end"  # template arguments: their name comes before them
+            else:
+                return None
+            continue
+        if word:
+            # A name right before a group is a call; any other word (a keyword, a
+            # type in a declaration) ends the operand.
+            if code[j] in "([" and word not in _STOP_WORDS:
+                j, expect = word_at, "op"
+                continue
+            return j
+        if c in ")]":
+            o = _match_open(code, k - 1)  # a cast or a call through an expression
+            if o < 0:
+                return None
+            j, expect = o, "op"
+        elif c == "." or two in ("->", "::"):
+            j, expect = k - (1 if c == "." else 2), "end"
+        elif c == ">" and two not in (">>",):
+            o = _match_angle(code, k - 1, -1)
+            if o < 0:
+                return None
+            j, expect = o, "end"
+        elif two in ("++", "--"):
+            j = k - 2
+        elif c in "+-*/%" and two not in ("->",):
+            b = skip(k - 1)
+            if b > 0 and (code[b - 1].isalnum() or code[b - 1] in "_)]"):
+                j, expect = k - 1, "end"  # binary: binds tighter than <
+            else:
+                j = k - 1  # unary
+        elif c in "!~":
+            j = k - 1
+        elif c == "&" and two != "&&":
+            b = skip(k - 1)
+            if b > 0 and (code[b - 1].isalnum() or code[b - 1] in "_)]"):
+                return j  # binary &: looser than <
+            j = k - 1
+        elif two == "<<":
+            j, expect = k - 2, "end"
+        elif c in "<>" or two in ("<=", ">="):
+            return None
+        else:
+            return j
+
+
+def _right_operand(code, op_end):
+    """End (exclusive) of the right operand starting after code[op_end - 1], or None."""
+    j = op_end
+    n = len(code)
+    state = "need"
+    end = None
+    while True:
+        while j < n and code[j].isspace():
+            j += 1
+        if j >= n:
+            return None
+        c = code[j]
+        two = code[j:j + 2]
+        if state == "need":
+            if c.isalnum() or c == "_":
+                m = _WORD.match(code, j) or re.compile(r"[\w.']+").match(code, j)
+                word = m.group(0)
+                if word in _STOP_WORDS:
+                    return None
+                j = m.end()
+                if word in ("sizeof", "alignof", "not", "co_await"):
+                    continue
+                if code.startswith("<", j) and not code.startswith("<<", j) and word.isidentifier():
+                    e = _match_angle(code, j, 1)
+                    if e < 0:
+                        return None
+                    j = e + 1
+                state, end = "have", j
+            elif c in "([":
+                e = match_close(code, j)
+                if e < 0:
+                    return None
+                j, state, end = e, "have", e
+            elif two in ("++", "--") or c in "!~-+*&":
+                j += 2 if two in ("++", "--") else 1
+            else:
+                return None
+        else:  # have an operand: postfix parts continue it, looser operators end it
+            if c in "([":
+                e = match_close(code, j)
+                if e < 0:
+                    return None
+                j = end = e
+            elif c == "{" and (code[j - 1].isalnum() or code[j - 1] == "_"):
+                e = match_close(code, j)
+                if e < 0:
+                    return None
+                j = end = e
+            elif c == "." or two == "->" or two == "::":
+                j += 1 if c == "." else 2
+                state = "need"
+            elif two in ("++", "--"):
+                j = end = j + 2
+            elif two in ("<<", ">>") and code[j + 2:j + 3] != "=":
+                j += 2
+                state = "need"
+            elif c in "+-*/%" and code[j + 1:j + 2] != "=":
+                j += 1
+                state = "need"
+            elif c in "<>" or two == "<=" or two == ">=":
+                return None  # another relational operator: which one binds is not ours to guess
+            else:
+                return end
+
+
+def _case_label(code, a):
+    ls = code.rfind("\n", 0, a) + 1
+    return re.search(r"\bcase\s*$", code[ls:a]) is not None
+
+
+def _escapes(code, a, b):
+    """Whether code[a:b] (a loop body) has a break or continue that belongs to
+    the loop itself, not to a loop or switch nested in it."""
+    shields = []  # (start, end, shields_continue)
+    for n in re.finditer(r"\b(for|while|switch|do)\b", code[a:b]):
+        s = a + n.start()
+        j = s + len(n.group(1))
+        while j < b and code[j].isspace():
+            j += 1
+        if n.group(1) != "do" and j < b and code[j] == "(":
+            j = match_close(code, j)
+            while j < b and code[j].isspace():
+                j += 1
+        if j < 0 or j >= b:
+            continue
+        e = match_close(code, j) if code[j] == "{" else code.find(";", j) + 1
+        shields.append((s, e, n.group(1) != "switch"))
+    for n in re.finditer(r"\b(break|continue)\b", code[a:b]):
+        p = a + n.start()
+        if not any(s <= p < e and (cont or n.group(1) == "break") for s, e, cont in shields):
+            return True
+    return False
+
+
+def schema_span(text, code, m):
+    """(start, end, kind, inner) for mutant m, or (None, reason). kind 'expr':
+    text[start:end] is replaced by a choice between the mutated and the original
+    span; kind 'while': m.start..end is `while (cond)`, inner = (a, b) the
+    condition's extent."""
+    if m.op == "mo-weaken":
+        if _case_label(code, m.start):
+            return None, "a case label (constant expression)"
+        return (m.start, m.end, "expr", None), ""
+    if m.op in ("wake-drop",):
+        return (m.start, m.end, "void", None), ""
+    if m.op == "wake-reduce":
+        if m.repl == "notify(1)":
+            i = m.start - 1 if code[m.start - 1] == "." else m.start - 2
+            return (receiver_start(code, i), m.end, "expr", None), ""
+        return (m.start, m.end, "expr", None), ""
+    if m.op in ("cas-blind", "loop-bound"):
+        return (m.start, m.end, "expr", None), ""
+    if m.op == "store-blind":
+        i = m.start - 1 if code[m.start - 1] == "." else m.start - 2
+        paren = code.find("(", m.end)
+        close = match_close(code, paren) if paren >= 0 and not code[m.end:paren].strip() else -1
+        if close < 0:
+            return None, "call not found"
+        return (receiver_start(code, i), close, "expr", None), ""
+    if m.op == "cmp-off":
+        a = _left_operand(code, m.start)
+        b = _right_operand(code, m.end)
+        if a is None or b is None or a >= m.start or b <= m.end:
+            return None, "operands not delimited"
+        return (a, b, "expr", None), ""
+    if m.op == "recheck-drop":
+        if m.repl == "false":
+            return (m.start, m.end, "expr", None), ""
+        paren = code.find("(", m.end)
+        close = match_close(code, paren)
+        rest = code[close:]
+        body_start = close + len(rest) - len(rest.lstrip())
+        body_end = match_close(code, body_start) if code[body_start] == "{" else code.find(";", body_start) + 1
+        if _escapes(code, body_start, body_end):
+            return None, "the loop body has a break or continue of its own"
+        return (m.start, close, "while", (paren + 1, close - 1)), ""
+    return None, f"no schema for {m.op}"
+
+
+def _nests(x, y):
+    """Two spans may share a group: disjoint, or one inside the other (a while's
+    children must sit inside its condition)."""
+    (a1, b1, k1, in1), (a2, b2, k2, in2) = x, y
+    if b1 <= a2 or b2 <= a1:
+        return True
+    if a1 <= a2 and b2 <= b1 and (a1, b1) != (a2, b2):
+        return k1 != "while" or (in1[0] <= a2 and b2 <= in1[1])
+    if a2 <= a1 and b1 <= b2 and (a1, b1) != (a2, b2):
+        return k2 != "while" or (in2[0] <= a1 and b1 <= in2[1])
+    # The same span: alternatives chain (a ? x : b ? y : orig); a while never shares.
+    return k1 != "while" and k2 != "while"
+
+
+def render_schema(text, entries):
+    """The text with every entry's schema applied. entries: (id, mutant, span)
+    with nesting or disjoint spans."""
+    # Outer spans first; among equal spans the earlier mutant is outside.
+    order = sorted(entries, key=lambda e: (e[2][0], -e[2][1], e[0]))
+
+    def render(lo, hi, items):
+        out, pos, i = [], lo, 0
+        while i < len(items):
+            mid, m, (a, b, kind, inner) = items[i]
+            kids = []
+            j = i + 1
+            while j < len(items) and items[j][2][0] < b:
+                kids.append(items[j])
+                j += 1
+            out.append(text[pos:a])
+            mutated = _flat(text, a, m.start) + m.repl + _flat(text, m.end, b)
+            if kind == "while":
+                cond = render(inner[0], inner[1], kids)
+                out.append(f"for (int keel_mut_{mid} = 0; (!KEEL_MUT({mid}) || keel_mut_{mid}++ == 0) && ({cond});)")
+            else:
+                orig = render(a, b, kids)
+                if kind == "void":
+                    out.append(f"(KEEL_MUT({mid}) ? (void)({mutated}) : (void)({orig}))")
+                else:
+                    out.append(f"(KEEL_MUT({mid}) ? ({mutated}) : ({orig}))")
+            pos, i = b, j
+        out.append(text[pos:hi])
+        return "".join(out)
+
+    body = render(0, len(text), order)
+    # The switch header first; #line keeps every later line's number (and so
+    # the file:line in model histories and test failures) as in the real tree.
+    return f"#include <{SCHEMA_HEADER}>\n#line 1\n" + body
+
+
+def scan_code(text):
+    """The text with comments and preprocessor lines blanked and every string or
+    character literal turned into a run of '_' (an operand, for the scanners)."""
+    mask = code_mask(text)
+    out = list(text)
+    i, n = 0, len(text)
+    while i < n:
+        if mask[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and not mask[j]:
+            j += 1
+        lit = text[i] in "'\"" or (text[i] == "R" and text[i + 1:i + 2] == '"')
+        for k in range(i, j):
+            if text[k] != "\n":
+                out[k] = "_" if lit else " "
+        i = j
+    return "".join(out)
+
+
+def plan_schemata(muts, texts, ids):
+    """Per mutant: its group (1, 2, ...) and span, or the reason it has no
+    schema. Returns ({id(m): (group, span)}, {id(m): reason})."""
+    placed, fallback = {}, {}
+    by_file = {}
+    for m in muts:
+        by_file.setdefault(m.path, []).append(m)
+    for path, ms in by_file.items():
+        text = texts[path]
+        code = scan_code(text)
+        groups = []
+        for m in sorted(ms, key=lambda m: ids[m.id]):
+            span, why = schema_span(text, code, m)
+            if span is None:
+                fallback[id(m)] = why
+                continue
+            for gi, g in enumerate(groups):
+                if all(_nests(span, s) for s in g):
+                    g.append(span)
+                    placed[id(m)] = (gi + 1, span)
+                    break
+            else:
+                groups.append([span])
+                placed[id(m)] = (len(groups), span)
+    return placed, fallback
+
+
+def _flat(text, a, b):
+    """text[a:b] on one line, comments blanked: the copy a schema adds must not
+    add lines (every later line keeps its number) or let a // comment swallow code."""
+    seg = text[a:b]
+    out = []
+    for c, s in zip(seg, scan_code(seg)):
+        out.append(" " if c == "\n" or (s == " " and not c.isspace()) else c)
+    return "".join(out)
+
+
+class SchemaBuild:
+    """One scratch copy of the tree with every schema of a group applied, its
+    models and test binary built once, and the runs of each mutant against them."""
+
+    def __init__(self, out_dir, runner, with_tests, texts, ids, entries, reuse=False):
+        self.runner, self.texts, self.ids = runner, texts, ids
+        self.entries = dict(entries)  # id(m) -> (mid, m, span)
+        self.evicted = {}  # id(m) -> reason
+        self.s = Scratch(out_dir, "schema", with_tests, reuse)
+        self.binaries = {}
+        self.reach = {}  # binary key (a model, or "tests") -> the mutant ids compiled into it
+        self.write(os.path.join("kernel", "include", SCHEMA_HEADER),
+                   SCHEMA_HEADER_TEXT.replace("MAX_ID", str(max(ids.values()))))
+        self.write_all()
+
+    def write(self, path, text):
+        # Unchanged files keep their date: a reused scratch copy rebuilds only what changed.
+        full = os.path.join(self.s.dir, path)
+        if os.path.exists(full):
+            with open(full) as f:
+                if f.read() == text:
+                    return
+        with open(full, "w") as f:
+            f.write(text)
+
+    def write_file(self, path):
+        es = [e for e in self.entries.values() if e[1].path == path]
+        text = self.texts[path]
+        self.write(path, render_schema(text, es) if es else text)
+
+    def scan_reach(self, key, cmds):
+        """Which mutants' switches survive the preprocessor in the sources of
+        one binary (cmds: the compile commands with -E). A mutant whose switch is
+        in none of them (code under #if for the other backend) cannot change
+        that binary, so its run there would only repeat the baseline."""
+        ids = set()
+        for cmd in cmds:
+            rc, out, _, _ = run(cmd, self.s.dir, 600)
+            if rc != 0:
+                return  # unknown: run everything
+            ids |= {int(x) for x in re.findall(r"::keel_mutant::(?:active == \(|on\()(\d+)\)", out)}
+        self.reach[key] = ids
+
+    def write_all(self):
+        for path in sorted({e[1].path for e in self.entries.values()}):
+            self.write_file(path)
+
+    def evict_for(self, log):
+        """Move the mutants whose schema the compiler rejected out of the group;
+        returns the files rewritten (empty: the errors are not the schemata's)."""
+        touched = set()
+        prefix = self.s.dir.rstrip("/") + "/"
+        # Only the first error: later ones are often its echoes (a broken
+        # declaration makes every use of it an error), and evicting for them
+        # would take out sound schemata. An error inside KEEL_MUT is reported at
+        # the macro's definition; the note that follows names the real line.
+        lines = log.splitlines()
+        first = None
+        for i, ln in enumerate(lines):
+            e = re.match(r"^(\S+?):(\d+):\d+: error:", ln)
+            if not e:
+                continue
+            first = (e.group(1), e.group(2))
+            if e.group(1).endswith(SCHEMA_HEADER):
+                for ln2 in lines[i + 1:i + 40]:
+                    n = re.match(r"^(\S+?):(\d+):\d+: note: in expansion of macro", ln2)
+                    if n:
+                        first = (n.group(1), n.group(2))
+                        break
+            break
+        for f, line in [first] if first else []:
+            f = os.path.normpath(f if os.path.isabs(f) else os.path.join(self.s.dir, f))
+            if not f.startswith(prefix):
+                continue
+            path = f[len(prefix):]
+            line = int(line)
+            mine = [k for k, e in self.entries.items() if e[1].path == path]
+            text = self.texts.get(path)
+            if not mine or text is None:
+                continue
+            hit = [k for k in mine if text.count("\n", 0, self.entries[k][2][0]) + 1 <= line <=
+                   text.count("\n", 0, self.entries[k][2][1]) + 1]
+            for k in hit or mine:
+                self.evicted[k] = f"schema does not compile ({path}:{line})"
+                del self.entries[k]
+            touched.add(path)
+        for path in touched:
+            self.write_file(path)
+        return touched
+
+    def build_model(self, model, timeout):
+        """Build one model, evicting mutants until it compiles. A binary built
+        before an eviction stays valid: an evicted mutant's schema is simply
+        never switched on in it."""
+        for _ in range(20):
+            binary, log, secs, to = self.runner.build_model(self.s, model, timeout)
+            if binary:
+                self.binaries[model] = binary
+                return binary, secs
+            if to or not self.evict_for(log):
+                raise SystemExit(f"mutate: schema build of {model} failed:\n{log[-3000:]}")
+        raise SystemExit(f"mutate: schema build of {model} kept failing")
+
+    def build_tests(self, timeout):
+        for _ in range(20):
+            rc, log, secs, to = self.runner.build_tests(self.s, timeout)
+            if rc == 0:
+                return secs
+            if to or not self.evict_for(log):
+                raise SystemExit(f"mutate: schema build of the test binary failed:\n{log[-3000:]}")
+        raise SystemExit("mutate: schema build of the test binary kept failing")
+
+
+def schema_baseline(runner, sb, models, layers):
+    """Build the schema copy's models and test binary once, and check that with
+    no mutant on they pass exactly as the shipped code must: every model row,
+    and each needed layer's tests. Sets the per-model and per-layer limits."""
+    cxx = runner.cxx
+    for m in models:
+        t0 = time.time()
+        binary, bsecs = sb.build_model(m, 1800)
+        flags = runner.flags[1] + ["-DKEEL_MUTANT_SEEN"] if m.endswith("_explore.cpp") else runner.flags[0]
+        sb.scan_reach(m, [[cxx] + flags + ["-I" + os.path.join(sb.s.dir, "kernel", "include"),
+                                           "-I" + os.path.join(sb.s.dir, "models", "support"), "-E",
+                                           os.path.join(sb.s.dir, m)]])
+        rc, rows, log, secs, to = runner.run_model(binary, 1800, seen=True)
+        if rc != 0 or not rows or any(r[6] != "pass" for r in rows):
+            raise SystemExit(f"mutate: schema baseline of {m} (no mutant on) failed (rc={rc}):\n{log[-3000:]}")
+        seen = re.findall(r"^KEEL-MUTANT-SEEN\|(.*)$", log, re.M)
+        if seen and m in sb.reach:
+            # A model is one deterministic process: a switch its clean run never
+            # evaluated is one no run of it can reach.
+            sb.reach[m] &= {int(x) for x in seen[-1].split()}
+        runner.model_run_limit[m] = max(30.0, 5 * secs + 10)
+        runner.cost[m] = time.time() - t0
+        print(f"  schema baseline {m}: {len(rows)} rows pass; build {bsecs:.0f} s, run {secs:.1f} s", flush=True)
+    if sb.s.tests:
+        runner.suites = test_suites(sb.s.dir)
+        runner.test_make = test_make_command(sb.s.dir, runner.args.jobs)
+        secs = sb.build_tests(7200)
+        print(f"  schema build of the test binary: {secs:.0f} s", flush=True)
+        srcs = sorted(glob.glob(os.path.join(sb.s.dir, "kernel", "src", "*", "*.cpp")) +
+                      glob.glob(os.path.join(sb.s.dir, "tests", "*", "*.cpp")) + glob.glob(os.path.join(sb.s.dir, "fuzz", "*.cpp")) +
+                      [os.path.join(sb.s.dir, "tests", "main.cpp")])
+        sb.scan_reach("tests", [["g++", "-std=c++20", "-E", "-I" + os.path.join(sb.s.dir, "kernel", "include"),
+                                 "-I" + sb.s.dir, "-DKEEL_SOURCE_DIR=\"x\"", f] for f in srcs])
+        print(f"  {len(sb.reach.get('tests', ()))} mutant switches compiled into the test binary", flush=True)
+        for layer in layers:
+            if not runner.test_filter(layer):
+                continue
+            rc, log, secs, to = runner.run_tests(sb.s, layer, 1800)
+            if rc != 0:
+                raise SystemExit(f"mutate: schema baseline tests of layer {layer} (no mutant on) fail:\n{log[-3000:]}")
+            runner.test_limit[layer] = max(60.0, 3 * secs + 30)
+            print(f"  schema baseline tests {layer}: pass in {secs:.1f} s", flush=True)
+
+
+def check_schema(runner, sb, mut, mid):
+    """One mutant of a schema build: its models, then its layer's tests, each
+    run with KEEL_MUTANT=mid; stops at the first kill."""
+    t0 = time.time()
+    try:
+        ran = False
+        for m in runner.rel.models_for(mut.path):
+            binary = sb.binaries.get(m)
+            if binary is None:
+                continue
+            ran = True
+            if m in sb.reach and mid not in sb.reach[m]:
+                continue  # not compiled into this model: its run is the baseline's, which passed
+            rc, rows, log, secs, to = runner.run_model(binary, runner.model_run_limit[m], mid)
+            mut.log = log
+            failed = [r for r in rows if len(r) > 7 and r[6] != "pass"]
+            if failed:
+                mut.outcome, mut.by, mut.detail = "killed-by-model", ("explore:" if m.endswith("_explore.cpp") else
+                                                                      "relacy:") + failed[0][1], failed[0][7]
+                return
+            if to:
+                mut.outcome, mut.by = "killed-by-hang", f"{model_stem(m)} model (> {runner.model_run_limit[m]:.0f} s)"
+                return
+            if rc != 0:
+                mut.outcome, mut.by = "killed-by-crash", f"{model_stem(m)} model (exit {rc})"
+                return
+        if sb.s.tests and runner.test_filter(mut.layer):
+            ran = True
+            if "tests" in sb.reach and mid not in sb.reach["tests"]:
+                mut.outcome = "survived"  # not compiled into the test binary: its tests are the baseline's
+                return
+            if runner.judge_tests(sb.s, mut, mid):
+                return
+        if not ran:
+            mut.outcome, mut.by = "not-checked", "no model reaches the file and the test binary is absent"
+            return
+        mut.outcome = "survived"
+    finally:
+        mut.seconds = time.time() - t0
+
+
+def test_make_command(scratch_dir, jobs=1):
+    """make for the scratch copy's test binary, with -Wno-error: a mutant may
+    leave a variable unused. The flags stamp is rewritten to match and dated
+    back, so the flag alone rebuilds nothing."""
+    cmd = ["make", f"-j{max(1, jobs)}", "--no-print-directory", "build/g++/keel_tests"]
+    stamp = os.path.join(scratch_dir, "build", "g++", ".flags")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            flags = f.read().rstrip("\n")
+        m = re.search(r"-Werror (.*?) -pthread", flags)
+        if m:
+            # A kept copy's stamp already carries -Wno-error: do not add it twice
+            # (a new flag string would rebuild every object).
+            opt = re.sub(r"\s*-Wno-error\b", "", m.group(1))
+            flags = flags.replace(m.group(1), opt)
+            cmd.append(f"OPT={opt} -Wno-error")
+            old = os.path.getmtime(stamp)
+            with open(stamp, "w") as f:
+                f.write(flags.replace(f" {opt} ", f" {opt} -Wno-error ", 1) + "\n")
+            os.utime(stamp, (old, old))
+    return cmd
 
 
 # ---------------------------------------------------------------- report
@@ -791,7 +1498,7 @@ def read_equivalent(root):
     return eq
 
 
-def report(muts, texts, meta):
+def report(muts, texts, meta, flakes=(), per_mutant=()):
     counted = [m for m in muts if m.outcome not in ("build-failed", "equivalent", "not-checked")]
     named = [m for m in counted if m.outcome in ("killed-by-model", "killed-by-test")]
     killed = [m for m in counted if m.outcome in KILLED]
@@ -838,6 +1545,20 @@ def report(muts, texts, meta):
             L.append(f"- `{m.id}` {m.outcome}: {m.by}\n\n  ```diff\n  " + m.diff(texts[m.path]).replace("\n", "\n  ") +
                      "\n  ```")
         L.append("")
+    L.append(f"## Flaky tests ({len(flakes)})\n")
+    L.append("A test that failed under a mutant and again with no mutant on (same binary) is a flake, not a kill; "
+             "the mutant's tests were run again.\n")
+    for mid, names in flakes:
+        L.append(f"- `{mid}`: {names}")
+    if not flakes:
+        L.append("none")
+    L.append("")
+    if per_mutant:
+        L.append(f"## Built one by one ({len(per_mutant)})\n")
+        L.append("Mutants with no schema that compiles, checked with a build of their own:\n")
+        for m, why in per_mutant:
+            L.append(f"- `{m.id}` {m.outcome}: {why}")
+        L.append("")
     L.append("## Every mutant\n")
     L.append("| mutant | outcome | by | seconds | diff |\n|---|---|---|---|---|")
     for m in muts:
@@ -845,6 +1566,45 @@ def report(muts, texts, meta):
         by_ = (m.by + (f" ({m.detail})" if m.detail else "")).replace("|", "\\|")
         L.append(f"| `{m.id}` | {m.outcome} | {by_} | {m.seconds:.0f} | `{d}` |")
     return "\n".join(L) + "\n", len(named), len(counted)
+
+
+def report_from_log(args, muts, texts, total):
+    """The report of a stopped run: the verdicts its output printed, one
+    `[k/n] <id>: <outcome> <by> (<s> s)` line per mutant; mutants it never
+    reached are left out, and the header says so."""
+    with open(args.report_from) as f:
+        log = f.read()
+    got = {}
+    for mid, outcome, by, secs in re.findall(r"^\[\d+/\d+\] (\S+): (\S+) ?(.*?) \((\d+) s\)$", log, re.M):
+        got[mid] = (outcome, by, float(secs))
+    equivalent = read_equivalent(ROOT)
+    ran = []
+    for m in muts:
+        if m.id in equivalent:
+            m.outcome, m.by = "equivalent", equivalent[m.id]
+            ran.append(m)
+        elif m.id in got:
+            m.outcome, m.by, m.seconds = got[m.id]
+            ran.append(m)
+    flakes = re.findall(r"^flake: (\S+): (.*)$", log, re.M)
+    head = re.findall(r"^(keel mutate: .*|schema group .*|  schema .*|  \d+ mutant switches .*)$", log, re.M)
+    meta = [("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(args.report_from)))),
+            ("run", f"PARTIAL, not a full run: {len(ran)} of {total} mutants have a verdict (the run was stopped; "
+                    "mutants are run in --list order, so the rest are the later files)"),
+            ("machine", f"Linux {pyplatform.machine()}, {os.cpu_count()} CPUs"),
+            ("method", "mutant schemata (see proofs/README.md); the verdicts are the run's own output lines"),
+            ("run log", "".join("\n  - " + h.strip() for h in head))]
+    text, killed, counted = report(ran, texts, meta, flakes)
+    path = os.path.join(ROOT, "build", "mutate", "report.md")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    if args.publish:
+        with open(os.path.join(ROOT, "proofs", "mutation-report.md"), "w") as f:
+            f.write(text)
+    print(f"score: {killed}/{counted} killed by a named check over {len(ran)} mutants with a verdict; report: "
+          f"{os.path.relpath(path, ROOT)}")
+    return 0
 
 
 def main():
@@ -859,6 +1619,14 @@ def main():
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
     ap.add_argument("--publish", action="store_true", help="also write proofs/mutation-report.md")
     ap.add_argument("--no-tests", action="store_true", help="run the models only")
+    ap.add_argument("--per-mutant", action="store_true",
+                    help="build each mutant on its own (the slow way, no schemata): to cross-check a schema verdict")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch copies under build/mutate/")
+    ap.add_argument("--report-from", metavar="LOG",
+                    help="write the report of a run that was stopped, from the [k/n] lines of its output; "
+                         "with --publish, to proofs/ too (its header says how many mutants ran)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse a kept schema copy (build/mutate/scratchschema): only files that changed rebuild")
     ap.add_argument("--build-timeout", type=float, default=600)
     ap.add_argument("--test-timeout", type=int, default=int(env("KEEL_TEST_TIMEOUT") or 60))
     args = ap.parse_args()
@@ -886,6 +1654,8 @@ def main():
         print(f"{len(muts)} of {total} mutants", file=sys.stderr)
         return 0
 
+    if args.report_from:
+        return report_from_log(args, muts, texts, total)
     t_start = time.time()
     out_dir = os.path.join(ROOT, "build", "mutate")
     os.makedirs(out_dir, exist_ok=True)
@@ -906,22 +1676,10 @@ def main():
     rel = Relevance(ROOT)
     cxx, flags = model_flags(ROOT)
     runner = Runner(args, rel, cxx, flags)
-    scratches = queue.Queue()
-    first = Scratch(out_dir, 0, with_tests)
-    runner.baseline(first, sorted({m.layer for m in todo}))
-    scratches.put(first)
-    for i in range(1, args.jobs):
-        scratches.put(Scratch(out_dir, i, with_tests))
-
     lock = threading.Lock()
     done = [0]
 
-    def work(m):
-        s = scratches.get()
-        try:
-            runner.check(s, m, texts[m.path])
-        finally:
-            scratches.put(s)
+    def finish(m):
         if m.log:
             # The last check's output (the killing model's history, a test's
             # failure, a build error), for reading a kill or a crash later.
@@ -933,8 +1691,60 @@ def main():
             done[0] += 1
             print(f"[{done[0]}/{len(todo)}] {m.id}: {m.outcome} {m.by} ({m.seconds:.0f} s)", flush=True)
 
-    with cf.ThreadPoolExecutor(max(1, args.jobs)) as ex:
-        list(ex.map(work, todo))
+    # Mutant ids for KEEL_MUTANT: the rank in the whole tree's list, from 1.
+    ids = {m.id: i + 1 for i, m in enumerate(all_mutants(ROOT))}
+    per_mutant, fallback_why, schema_builds = [], {}, 0
+    if args.per_mutant:
+        per_mutant = list(todo)
+    else:
+        placed, fallback_why = plan_schemata(todo, texts, ids)
+        groups = sorted({g for g, _ in placed.values()})
+        per_mutant = [m for m in todo if id(m) in fallback_why]
+        for g in groups:
+            entries = {id(m): (ids[m.id], m, placed[id(m)][1]) for m in todo if id(m) in placed and placed[id(m)][0] == g}
+            members = [m for m in todo if id(m) in entries]
+            print(f"schema group {g}: {len(members)} mutants in {len({m.path for m in members})} files", flush=True)
+            t_build = time.time()
+            sb = SchemaBuild(out_dir, runner, with_tests, texts, ids, entries, args.reuse)
+            models = sorted({x for m in members for x in rel.models_for(m.path)}, key=lambda x: rel.models.index(x))
+            schema_baseline(runner, sb, models, sorted({m.layer for m in members}))
+            schema_builds += 1
+            for k, why in sb.evicted.items():
+                fallback_why[k] = why
+            members = [m for m in members if id(m) in sb.entries]
+            per_mutant += [m for m in todo if id(m) in sb.evicted]
+            print(f"schema group {g}: built and baseline passed in {time.time() - t_build:.0f} s; {len(sb.evicted)} "
+                  f"mutant(s) left the group (their schema did not compile)", flush=True)
+
+            def work(m, sb=sb):
+                check_schema(runner, sb, m, ids[m.id])
+                finish(m)
+
+            with cf.ThreadPoolExecutor(max(1, args.jobs)) as ex:
+                list(ex.map(work, members))
+            if not args.keep:
+                shutil.rmtree(sb.s.dir, ignore_errors=True)
+        for m in per_mutant:
+            print(f"  per-mutant build: {m.id} ({fallback_why.get(id(m), '')})", flush=True)
+
+    if per_mutant:
+        scratches = queue.Queue()
+        first = Scratch(out_dir, 0, with_tests)
+        runner.baseline(first, sorted({m.layer for m in per_mutant}))
+        scratches.put(first)
+        for i in range(1, args.jobs):
+            scratches.put(Scratch(out_dir, i, with_tests))
+
+        def work1(m):
+            s = scratches.get()
+            try:
+                runner.check(s, m, texts[m.path])
+            finally:
+                scratches.put(s)
+            finish(m)
+
+        with cf.ThreadPoolExecutor(max(1, args.jobs)) as ex:
+            list(ex.map(work1, per_mutant))
 
     full_run = not (args.sample or args.filter or ops or args.ids)
     meta = [("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
@@ -946,8 +1756,13 @@ def main():
             ("checks", "Relacy models" + (" + g++ test binary by layer" if with_tests else " only (no build/g++/keel_tests)")),
             ("machine", f"{pyplatform.node() and 'Linux'} {pyplatform.machine()}, {os.cpu_count()} CPUs, "
                         f"MUTATE_JOBS={args.jobs}"),
+            ("method", ("per-mutant builds (--per-mutant)" if args.per_mutant else
+                        f"mutant schemata: {schema_builds} schema build(s) of each model and the test binary, "
+                        f"each mutant a run with KEEL_MUTANT=<id>; {len(per_mutant)} mutant(s) without a schema "
+                        f"that compiles, built one by one")),
             ("duration", f"{time.time() - t_start:.0f} s")]
-    text, killed, counted = report(muts, texts, meta)
+    text, killed, counted = report(muts, texts, meta, runner.flakes,
+                                   [(m, fallback_why.get(id(m), "")) for m in per_mutant if not args.per_mutant])
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:
         f.write(text)
@@ -955,8 +1770,7 @@ def main():
         with open(os.path.join(ROOT, "proofs", "mutation-report.md"), "w") as f:
             f.write(text)
     print(f"\nscore: {killed}/{counted} killed by a named check; report: {os.path.relpath(path, ROOT)}")
-    shutil.rmtree(os.path.join(out_dir, "scratch0"), ignore_errors=True)
-    for i in range(1, args.jobs):
+    for i in range(0, args.jobs if per_mutant and not args.keep else 0):
         shutil.rmtree(os.path.join(out_dir, f"scratch{i}"), ignore_errors=True)
     return 0
 

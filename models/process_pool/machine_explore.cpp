@@ -1203,7 +1203,9 @@ int main() {
     b.clock = 1;
     rows.push_back({"pool.explore.w2d2", all, b});
   }
-  const bool twin = std::getenv("KEEL_INJECT") != nullptr;  // NOLINT(concurrency-mt-unsafe): single-threaded
+  // A twin run (KEEL_INJECT) or a mutant run (KEEL_MUTANT, make mutate) stops at its first failing row.
+  const bool twin = std::getenv("KEEL_INJECT") != nullptr ||  // NOLINT(concurrency-mt-unsafe): single-threaded
+                    std::getenv("KEEL_MUTANT") != nullptr;    // NOLINT(concurrency-mt-unsafe): single-threaded
   const char* only = std::getenv("KEEL_EXPLORE_ONLY");  // NOLINT(concurrency-mt-unsafe): one row, for work in progress
   for (const Row& r : rows) {
     if (only != nullptr && std::string(only) != r.name) continue;

@@ -13,8 +13,9 @@
 // deep_check() rows are `make verify-deep`'s (exhaustive context-bounded or
 // full searches and 3-thread variants, minutes each), selected by
 // KEEL_MODEL_DEEP=1 in the environment. Each mode runs only its own rows. In a
-// deep twin run (KEEL_INJECT also set) the rows after the first failure are
-// skipped: the twin is caught, and running the rest would only cost minutes.
+// twin run (KEEL_INJECT set) or mutant run (KEEL_MUTANT set, by make mutate)
+// the rows after the first failure are skipped: the twin or mutant is caught,
+// and running the rest would only cost minutes.
 // For work on one model, KEEL_MODEL_ROWS=<text> runs only the rows whose name
 // contains <text>.
 #pragma once
@@ -63,6 +64,15 @@ inline bool deep_mode() {
   return deep;
 }
 
+// A twin run (verify sets KEEL_INJECT) or a mutant run (make mutate sets
+// KEEL_MUTANT) that already failed: the twin or mutant is caught, and the rows
+// after it would only cost time.
+inline bool stop_at_first_failure() {
+  const bool twin = std::getenv("KEEL_INJECT") != nullptr;    // NOLINT(concurrency-mt-unsafe): single-threaded main
+  const bool mutant = std::getenv("KEEL_MUTANT") != nullptr;  // NOLINT(concurrency-mt-unsafe): single-threaded main
+  return twin || mutant;
+}
+
 template <class Suite>
 bool run_check(const char* name, const char* invariants, Search search) {
   const char* rows = std::getenv("KEEL_MODEL_ROWS");  // NOLINT(concurrency-mt-unsafe): single-threaded main
@@ -88,8 +98,7 @@ bool run_check(const char* name, const char* invariants, Search search) {
 template <class Suite>
 bool check(const char* name, const char* invariants, Search search) {
   if (deep_mode()) return true;
-  // A twin run (verify sets KEEL_INJECT) that already failed: the twin is caught.
-  if (failures() > 0 && std::getenv("KEEL_INJECT") != nullptr) return false;  // NOLINT(concurrency-mt-unsafe)
+  if (failures() > 0 && stop_at_first_failure()) return false;
   return run_check<Suite>(name, invariants, search);
 }
 
@@ -97,8 +106,7 @@ bool check(const char* name, const char* invariants, Search search) {
 template <class Suite>
 bool deep_check(const char* name, const char* invariants, Search search) {
   if (!deep_mode()) return true;
-  // A twin run (verify sets KEEL_INJECT) that already failed: the twin is caught.
-  if (failures() > 0 && std::getenv("KEEL_INJECT") != nullptr) return false;  // NOLINT(concurrency-mt-unsafe)
+  if (failures() > 0 && stop_at_first_failure()) return false;
   return run_check<Suite>(name, invariants, search);
 }
 

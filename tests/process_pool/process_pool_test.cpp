@@ -308,8 +308,12 @@ TEST(ProcessPoolDeath, TaskKilledBySignalFailsWithWorkerLostAndIsReplaced) {
 TEST(ProcessPoolDeath, ExitAndAbortReportTheirStatus) {
   ProcessPool pool({.workers = 1});
   EXPECT_EQ(failure_of<keel::WorkerLost>(pool.submit(exit_with_t, 7)).exit_code(), 7);
-  // Even a clean exit(0) in the middle of a task loses the task.
-  EXPECT_EQ(failure_of<keel::WorkerLost>(pool.submit(exit_with_t, 0)).exit_code(), 0);
+  // Even a clean exit(0) in the middle of a task loses the task. Status 0 is
+  // an exit, not a signal (make mutate: `exit_code_ < 0` made `<= 0` passed).
+  const auto clean = failure_of<keel::WorkerLost>(pool.submit(exit_with_t, 0));
+  EXPECT_EQ(clean.exit_code(), 0);
+  EXPECT_FALSE(clean.signaled());
+  EXPECT_EQ(clean.signal(), 0);
   EXPECT_EQ(failure_of<keel::WorkerLost>(pool.submit(die_by_signal_t, SIGABRT)).exit_code(), -SIGABRT);
   EXPECT_EQ(pool.submit(square_t, 6).result(), 36);
 }
