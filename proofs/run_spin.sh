@@ -109,6 +109,16 @@ checks=(
   "process_pool.safety.w1k2d2n0m2r1tc+twin:BUG_TICK_ONLY_READY|process_pool|-DW=1 -DK=2 -DD=2 -DN=0 -DM=2 -DR=1 -DTIMED=1 -DNCANCEL=1 -DBUG_TICK_ONLY_READY|safety|POOL-1|twin"
   "process_pool.safety.w1k2d2n0m2r1tc+twin:BUG_TIMEOUT_RESOLVES_TWICE|process_pool|-DW=1 -DK=2 -DD=2 -DN=0 -DM=2 -DR=1 -DTIMED=1 -DNCANCEL=1 -DBUG_TIMEOUT_RESOLVES_TWICE|safety|POOL-1|twin"
   "process_pool.safety.w1k2d2n0m2r1tc+twin:BUG_SEND_TO_RETIRING|process_pool|-DW=1 -DK=2 -DD=2 -DN=0 -DM=2 -DR=1 -DTIMED=1 -DNCANCEL=1 -DBUG_SEND_TO_RETIRING|safety|POOL-6|twin"
+  "cluster.safety.n2c1k2f1|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=1|safety|CLUSTER-1,CLUSTER-2,CLUSTER-3,CLUSTER-4,CLUSTER-5,CLUSTER-6|model"
+  "cluster.safety.n2c1k2f1+twin:BUG_GO_WITHOUT_GATE|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=1 -DBUG_GO_WITHOUT_GATE|safety|CLUSTER-2|twin"
+  "cluster.safety.n2c1k2f1+twin:BUG_LATE_ANSWER_RESOLVES|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=1 -DBUG_LATE_ANSWER_RESOLVES|safety|CLUSTER-1|twin"
+  "cluster.safety.n2c1k2f1+twin:BUG_NO_BALANCE|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=1 -DBUG_NO_BALANCE|safety|CLUSTER-4|twin"
+  "cluster.safety.n2c1k2f1+twin:BUG_CANCEL_SKIPS_OFFERS|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=1 -DBUG_CANCEL_SKIPS_OFFERS|safety|CLUSTER-5|twin"
+  "cluster.safety.n2c1k2f1+twin:BUG_BREAK_KEEPS_OFFERS|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=1 -DBUG_BREAK_KEEPS_OFFERS|safety|CLUSTER-1,CLUSTER-6|twin"
+  "cluster.liveness.n2c1k2f0|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=0 -DLIVENESS|liveness|CLUSTER-1,CLUSTER-5|model"
+  "cluster.liveness.n2c1k2f0+twin:BUG_TERMINATE_SKIPS_CLOSE|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=0 -DLIVENESS -DBUG_TERMINATE_SKIPS_CLOSE|liveness|CLUSTER-5|twin"
+  "cluster.liveness.n2c1k2f1|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=1 -DLIVENESS|liveness|CLUSTER-1,CLUSTER-5,CLUSTER-6|model"
+  "cluster.liveness.n2c1k2f1+twin:BUG_BREAK_KEEPS_OFFERS|cluster|-DK=2 -DCAP=1 -DAH=1 -DNCANCEL=1 -DNFAIL=1 -DLIVENESS -DBUG_BREAK_KEEPS_OFFERS|liveness|CLUSTER-1,CLUSTER-6|twin"
 )
 
 now() { printf '%s' "${EPOCHREALTIME:-$(date +%s.%N)}"; }

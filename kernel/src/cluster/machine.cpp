@@ -69,7 +69,10 @@ void Machine::submit(TaskId t) {
 
 void Machine::node_ready(NodeId n, unsigned capacity) {
   Node* x = node(n);
-  if (!x || x->state != NodeState::opening) return;  // closing already (a break or an early shutdown)
+  // Closing already (a break, or a shutdown before it was ready): its ready
+  // crossed rank 0's close, which the node will obey.
+  if (!x || x->state == NodeState::closed) return;
+  if (x->state != NodeState::opening && !KEEL_INJECTED(cluster_ready_reopens_closing)) return;
   x->state = NodeState::ready;
   x->capacity = std::max(1u, capacity);
   dispatch();
@@ -119,7 +122,7 @@ void Machine::claim(NodeId n, TaskId t) {
     case Gate::Start::again:
       ++c_.dropped;
       emit({Action::drop, n, t});
-      queue_.push_front(t);
+      if (!KEEL_INJECTED(cluster_again_loses_task)) queue_.push_front(t);
       break;
   }
   dispatch();
@@ -186,7 +189,9 @@ Machine::Node* Machine::pick() {
   long best_idle = 0;
   for (auto& x : nodes_) {
     if (x.state != NodeState::ready) continue;
-    if (x.offered.size() + x.running.size() >= std::size_t{x.capacity} + cfg_.ahead) continue;
+    if (!KEEL_INJECTED(cluster_pick_ignores_ahead) &&
+        x.offered.size() + x.running.size() >= std::size_t{x.capacity} + cfg_.ahead)
+      continue;
     const long idle = static_cast<long>(free_workers(x)) - static_cast<long>(x.offered.size());
     if (!best || idle > best_idle) {
       best = &x;
@@ -210,7 +215,9 @@ bool Machine::offer(NodeId n, TaskId t) {
 void Machine::dispatch() {
   if (phase_ == Phase::broken) return;
   if (terminating_) {
-    maybe_close();  // nothing more is offered; the nodes close once their running tasks are answered
+    // Nothing more is offered; the nodes close once their running tasks are
+    // answered, which is an event that ends here.
+    if (!KEEL_INJECTED(cluster_terminate_skips_close)) maybe_close();
     return;
   }
   while (!queue_.empty()) {
@@ -254,7 +261,7 @@ void Machine::balance() {
     const NodeId from = static_cast<NodeId>(donor - nodes_.data());
     const TaskId t = donor->offered.back();
     donor->offered.pop_back();
-    gate_.revoke(t, from);
+    if (!KEEL_INJECTED(cluster_withdraw_skips_revoke)) gate_.revoke(t, from);
     emit({Action::withdraw, from, t});
     ++c_.moved;
     offer(idle, t);
@@ -286,9 +293,11 @@ void Machine::break_cluster(BrokenReason why, NodeId n) {
   queue_.clear();
   for (NodeId i = 0; i < nodes_.size(); ++i) {
     Node& x = nodes_[i];
-    for (TaskId t : x.offered) {
-      gate_.revoke(t, i);
-      resolve(t, Outcome::broken);
+    if (!KEEL_INJECTED(cluster_break_keeps_offers)) {
+      for (TaskId t : x.offered) {
+        gate_.revoke(t, i);
+        resolve(t, Outcome::broken);
+      }
     }
     x.offered.clear();
     for (TaskId t : x.running) resolve(t, Outcome::broken);  // their late answers are ignored
