@@ -2,9 +2,10 @@
 //
 // Contract: call it first thing in main, instead of keel::bootstrap (it calls
 // it: a worker process of a node's pool never returns from it). It
-// initializes MPI (MPI_THREAD_SERIALIZED: only one keel thread at a time
-// calls MPI) on a communicator of keel's own, so the program's own MPI
-// calls on MPI_COMM_WORLD do not mix with keel's. On rank 0 it returns and
+// initializes MPI (MPI_THREAD_SERIALIZED: one thread at a time calls MPI)
+// and sends keel's messages on a duplicate of MPI_COMM_WORLD. While a
+// ClusterPool is open its supervisor is the thread that calls MPI on rank 0:
+// the program makes no MPI calls of its own then. On rank 0 it returns and
 // main goes on: ClusterPools opened there have every other rank as a node.
 // On every other rank it never returns: the rank serves the pools rank 0
 // opens, one after another, and exits 0 (after MPI_Finalize) when rank 0's
