@@ -502,10 +502,7 @@ TEST(HostileProcessPoolDescendants, AWorkersChildDiesWhenThePoolsProcessIsKilled
   EXPECT_TRUE(Subreaper::died(grandchild)) << "a worker's child outlived the killed pool process";
   Subreaper::kill_and_reap(grandchild);
   // The orphaned worker itself is ours now too: reap it once it is gone.
-  EXPECT_TRUE(keel_test::eventually([] {
-    int st = 0;
-    return ::waitpid(-1, &st, WNOHANG) < 0 && errno == ECHILD;
-  }));
+  EXPECT_TRUE(keel_test::eventually(keel_test::no_children_left));
 }
 
 // ---- point 5: pools alive at exit() ----

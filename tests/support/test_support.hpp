@@ -8,6 +8,7 @@
 // has a generous bound (hang_limit) after which the test fails instead.
 #pragma once
 
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <sys/syscall.h>
@@ -263,6 +264,58 @@ bool rc_check(const std::string& name, int max_success, int max_size, Property&&
   rc::detail::printResultMessage(result, std::cerr);
   std::cerr << "\n";
   return result.template is<rc::detail::SuccessResult>();
+}
+
+// A child process of this one, as /proc/<pid>/stat shows it.
+struct ChildProcess {
+  pid_t pid;
+  char state;
+  std::string comm;
+};
+
+// Children the test runner had before the first test: under TSan, the
+// sanitizer's own symbolizer (tests/main.cpp starts it), which no test
+// started, none may kill, and none counts as its own.
+inline std::vector<pid_t>& runner_children() {
+  static std::vector<pid_t> pids;
+  return pids;
+}
+
+// Every process whose parent is this one, zombies included, except the
+// runner's (from /proc/<pid>/stat: "pid (comm) state ppid ...", where comm may
+// itself hold spaces and parentheses).
+inline std::vector<ChildProcess> child_processes() {
+  std::vector<ChildProcess> out;
+  const long self = static_cast<long>(::getpid());
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return out;
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+    std::string line;
+    if (!f || !std::getline(f, line)) continue;  // it ended meanwhile
+    const auto open = line.find('(');
+    const auto close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close < open) continue;
+    std::istringstream rest(line.substr(close + 1));
+    char state = '?';
+    long ppid = -1;
+    if (!(rest >> state >> ppid) || ppid != self) continue;
+    const auto pid = static_cast<pid_t>(std::atol(e->d_name));
+    const std::vector<pid_t>& runner = runner_children();
+    if (std::find(runner.begin(), runner.end(), pid) != runner.end()) continue;
+    out.push_back(ChildProcess{pid, state, line.substr(open + 1, close - open - 1)});
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Reaps every child that has ended; true when none but the runner's is left.
+inline bool no_children_left() {
+  int st = 0;
+  while (::waitpid(-1, &st, WNOHANG) > 0) {
+  }
+  return child_processes().empty();
 }
 
 }  // namespace keel_test
