@@ -21,7 +21,7 @@ using keel::cluster::proto::Kind;
 using keel::cluster::proto::Message;
 
 int cd_square(int x) { return x * x; }
-inline const auto square_t = keel::register_task("cd.square", cd_square);
+inline const auto cd_square_t = keel::register_task("cd.square", cd_square);
 
 // Two nodes whose side of every message is the test's.
 class ScriptedFabric final : public keel::cluster::Fabric {
@@ -128,8 +128,8 @@ void close_both(ScriptedFabric& f, keel::detail::ClusterDriver& d) {
 
 std::unique_ptr<keel::detail::PoolCall> call_of(keel::Future<int>& out, int arg) {
   auto c = std::make_unique<keel::detail::SingleCall<int>>();
-  c->name = square_t.name();
-  c->payload = keel::detail::call_payload(square_t.name(), keel::detail::encode_args<int>(arg));
+  c->name = cd_square_t.name();
+  c->payload = keel::detail::call_payload(cd_square_t.name(), keel::detail::encode_args<int>(arg));
   out = c->future;
   return c;
 }
@@ -200,7 +200,7 @@ TEST(ClusterDriver, AStaleClaimOfAnOfferMadeAgainToTheSameNodeIsNotTakenForTheNe
   f.node_says(0, task_msg(Kind::claim, o1.task, o1.gen));
   f.expect(0, Kind::go);
   std::vector<int> in{5, 6};
-  auto chunk = keel::detail::submit_chunks(square_t, in, 2, "test", [&](std::unique_ptr<keel::detail::PoolCall> c) {
+  auto chunk = keel::detail::submit_chunks(cd_square_t, in, 2, "test", [&](std::unique_ptr<keel::detail::PoolCall> c) {
     d.submit(std::move(c), std::nullopt);
   });
   const Message g1 = f.expect(0, Kind::offer);

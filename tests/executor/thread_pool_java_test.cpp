@@ -55,7 +55,7 @@ class Log {
 
 // Shuts the pool down without waiting and fails (instead of hanging) if it
 // does not terminate within hang_limit; then joins its workers.
-void shutdown_and_await(keel::ThreadPoolExecutor& pool) {
+void stop_and_join(keel::ThreadPoolExecutor& pool) {
   pool.shutdown({.wait = false});
   ASSERT_TRUE(pool.await_termination(hang_limit)) << "the pool never terminated";
   pool.shutdown();
@@ -146,7 +146,7 @@ TEST(ThreadPoolJava, ThreadsBeyondCoreStartOnlyWhenTheQueueIsFull) {
   EXPECT_EQ(s.rejected, 1u);
   gate.open();
   for (auto* f : {&a, &b, &c, &d, &e}) EXPECT_NO_THROW(f->result(hang_limit));
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   const auto log = order.get();
   ASSERT_EQ(log.size(), 5u);
   EXPECT_EQ(std::count(log.begin(), log.end(), "F"), 0);
@@ -479,7 +479,7 @@ TEST(ThreadPoolStats, CountersAddUpAtQuiescence) {
     EXPECT_EQ(rejected_reason([&] { pool.submit([] {}); }), RejectedError::Reason::saturated);
   }
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(rejected_reason([&] { pool.submit([] {}); }), RejectedError::Reason::shutdown);
   EXPECT_EQ(b.result(0ms), 1);
   EXPECT_THROW((void)c.result(0ms), std::runtime_error);
@@ -509,7 +509,7 @@ TEST(ThreadPoolStats, CancelledQueuedTasksAreNotCountedAsCompleted) {
   EXPECT_TRUE(queued[1].cancel());
   EXPECT_TRUE(queued[3].cancel());
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(ran.load(), 2);
   const auto s = pool.stats();
   EXPECT_EQ(s.submitted, 5u);
@@ -547,7 +547,7 @@ TEST(ThreadPoolReject, AbortThrowsSaturatedAndTheTaskNeverRuns) {
   EXPECT_EQ(pool.stats().rejected, 1u);
   EXPECT_EQ(pool.stats().submitted, 2u);
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(ran.load(), 1);
 }
 
@@ -582,7 +582,7 @@ TEST(ThreadPoolReject, DiscardReturnsACancelledFuture) {
   EXPECT_THROW(c.result(0ms), keel::CancelledError);
   EXPECT_EQ(pool.stats().rejected, 1u);
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(ran.load(), 1);
   EXPECT_TRUE(b.done());
 }
@@ -604,7 +604,7 @@ TEST(ThreadPoolReject, DiscardOldestCancelsTheLongestWaitingTask) {
   EXPECT_EQ(s.rejected, 1u);
   EXPECT_EQ(s.submitted, 4u);
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(order.get(), (std::vector<std::string>{"C", "D"}));
 }
 
@@ -620,7 +620,7 @@ TEST(ThreadPoolReject, DiscardOldestOnAPriorityQueueDropsTheOldestSubmission) {
   auto p3 = pool.submit(keel::Priority{3}, [&] { order.add("p3"); });
   EXPECT_TRUE(p5.cancelled());  // the oldest, not the lowest priority
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(order.get(), (std::vector<std::string>{"p1", "p3"}));
 }
 
@@ -650,7 +650,7 @@ TEST(ThreadPoolReject, BlockTimesOutWithReasonTimedOut) {
   EXPECT_GE(sw.elapsed(), 20ms);
   EXPECT_EQ(pool.stats().rejected, 1u);
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(ran.load(), 1);
 }
 
@@ -770,7 +770,7 @@ std::vector<std::string> run_order(keel::ThreadPoolOptions options, Submit submi
   auto blocker = occupy_worker(pool, gate, started);
   submit_all(pool, order);
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   return order.get();
 }
 
@@ -855,7 +855,7 @@ TEST(ThreadPoolHooks, BeforeAndAfterRunAroundEachTaskOnItsWorker) {
                 })
         .result(hang_limit);
   }
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_FALSE(other_thread.load());
   EXPECT_NE(hook_tid.load(), keel_test::this_tid());
   EXPECT_EQ(log.get(), (std::vector<std::string>{"before 1 p0", "task 0", "after 1 ok", "before 2 p7", "task 1",
@@ -870,7 +870,7 @@ TEST(ThreadPoolHooks, AfterTaskSeesTheTaskException) {
   ASSERT_TRUE(bad.wait_for(hang_limit));
   auto good = pool.submit([] { return 1; });
   good.result(hang_limit);
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(log.get(), (std::vector<std::string>{"task threw", "none"}));
   EXPECT_EQ(what_of(bad.exception()), "task threw");
 }
@@ -897,7 +897,7 @@ TEST(ThreadPoolHooks, AfterTaskThatThrowsIsReportedAndTheResultStands) {
       Opts().max(1).after([](const keel::TaskInfo&, std::exception_ptr) { throw std::runtime_error("after failed"); }));
   EXPECT_EQ(pool.submit([] { return 9; }).result(hang_limit), 9);
   EXPECT_EQ(pool.submit([] { return 10; }).result(hang_limit), 10);
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   const auto entries = reports.entries();
   ASSERT_EQ(entries.size(), 2u);
   EXPECT_EQ(entries[0].where, "after_task hook");
@@ -991,7 +991,7 @@ TEST(ThreadPoolFactory, FactoryThatFailsAfterTheFirstThreadStillRunsEverything) 
     for (auto& f : fs) EXPECT_NO_THROW(f.result(hang_limit));
     EXPECT_EQ(ran.load(), 50);
     EXPECT_EQ(pool.stats().threads, 1u);
-    shutdown_and_await(pool);
+    stop_and_join(pool);
   }
 }
 
@@ -1001,7 +1001,7 @@ TEST(ThreadPoolFactory, FactoryThatStartsTheThreadAndThenThrowsStillRunsTheWorke
   auto f = pool.submit([] { return 6; });
   EXPECT_EQ(f.result(hang_limit), 6);
   EXPECT_EQ(pool.stats().threads, 1u);
-  shutdown_and_await(pool);
+  stop_and_join(pool);
 }
 
 TEST(ThreadPoolFactory, FailingFactoryBeyondCoreAppliesTheRejectPolicy) {

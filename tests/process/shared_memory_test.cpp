@@ -40,10 +40,10 @@ int open_fds() {
   return n;
 }
 
-struct Point {
+struct ShmPoint {
   std::int32_t x;
   std::int32_t y;
-  explicit Point(std::int32_t a, std::int32_t b) : x(a), y(b) {}  // no default constructor
+  explicit ShmPoint(std::int32_t a, std::int32_t b) : x(a), y(b) {}  // no default constructor
 };
 
 }  // namespace
@@ -224,9 +224,9 @@ TEST(SharedList, OutOfRangeIndicesAreValueErrorsAndChangeNothing) {
 
 TEST(SharedList, HoldsTriviallyCopyableTypesWithoutDefaultConstructors) {
   ShmName name;
-  auto list = keel::SharedList<Point>::create(name.str(), 2);
-  list.set(1, Point(3, -4));
-  auto again = keel::SharedList<Point>::attach(name.str());
+  auto list = keel::SharedList<ShmPoint>::create(name.str(), 2);
+  list.set(1, ShmPoint(3, -4));
+  auto again = keel::SharedList<ShmPoint>::attach(name.str());
   EXPECT_EQ(again.get(1).x, 3);
   EXPECT_EQ(again.get(1).y, -4);
   EXPECT_EQ(again.get(0).x, 0);

@@ -34,7 +34,7 @@ using State = Machine::WorkerState;
 Nanos at(long ms) { return std::chrono::milliseconds(ms); }
 constexpr Nanos none{0};
 
-const char* name_of(Outcome o) {
+const char* outcome_name(Outcome o) {
   switch (o) {
     case Outcome::value:
       return "value";
@@ -62,7 +62,7 @@ std::string show(const Action& a) {
     case Action::kill:
       return "kill " + w + " " + std::to_string(a.code);
     case Action::resolve: {
-      std::string s = "resolve " + t + " " + name_of(a.outcome);
+      std::string s = "resolve " + t + " " + outcome_name(a.outcome);
       if (a.outcome == Outcome::lost) s += " " + w + " " + std::to_string(a.code);
       return s;
     }
@@ -75,7 +75,7 @@ std::string show(const Action& a) {
 // test cancelled), revoke takes it back unless the test said the worker won
 // it (a start notice, a result, or win() for a start not yet reported).
 // Every question is recorded, in order.
-struct Gate : keel::pool::StartGate {
+struct ScriptGate : keel::pool::StartGate {
   std::set<TaskId> cancelled;
   std::set<std::pair<TaskId, WorkerId>> won;
   std::vector<std::string> asked;  // "dispatch t1 w1", "revoke t2 w1 yes"
@@ -99,7 +99,7 @@ struct Gate : keel::pool::StartGate {
 
 // The driver's side: feeds events and takes the actions they produced.
 struct Rig {
-  Gate gate;
+  ScriptGate gate;
   Machine m;
   explicit Rig(const MachineConfig& c) : m(c, gate) {}
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../../kernel/src/process_pool/protocol.hpp"
+#include "../support/process_support.hpp"
 #include "../support/test_support.hpp"
 #include "keel/process/pipe.hpp"
 #include "keel/process/process.hpp"
@@ -39,6 +40,9 @@ using keel::Future;
 using keel::ProcessPool;
 using keel::ProcessPoolOptions;
 using keel_test::eventually;
+using keel_test::note_run;
+using keel_test::RunFile;
+using keel_test::runs_in;
 
 // ---- tasks (registered at namespace scope: parent and workers agree) ----
 
@@ -65,18 +69,6 @@ int sleep_ms(int ms) {
 int my_pid(int) { return static_cast<int>(::getpid()); }
 std::size_t length_of(std::string s) { return s.size(); }
 
-// Appends one byte to `path` per run: how a test counts runs across processes.
-void note_run(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd >= 0) {
-    [[maybe_unused]] auto n = ::write(fd, "x", 1);
-    ::close(fd);
-  }
-}
-long runs_in(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<long>(st.st_size) : 0;
-}
 // Dies by SIGKILL on its first `deaths` runs, then returns 42.
 int die_first(std::string path, int deaths) {
   note_run(path);
@@ -141,22 +133,6 @@ inline const auto init_throws_long_t = keel::register_task("pp.init_throws_long"
 inline const auto throws_long_t = keel::register_task("pp.throws_long", throws_long);
 inline const auto init_aborts_t = keel::register_task("pp.init_aborts", init_aborts);
 inline const auto init_exits_t = keel::register_task("pp.init_exits", init_exits);
-
-// A scratch file for run counting, removed at the end of the test.
-class RunFile {
- public:
-  RunFile() {
-    static int n = 0;
-    path_ = "/tmp/keel-pp-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
-    ::unlink(path_.c_str());
-  }
-  ~RunFile() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-  long runs() const { return runs_in(path_); }
-
- private:
-  std::string path_;
-};
 
 // Every future must be final: resolved, never left pending (POOL-1).
 template <class T>

@@ -20,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../support/process_support.hpp"
 #include "../support/test_support.hpp"
 #include "keel/process/task.hpp"
 #include "keel/process_pool/process_pool.hpp"
@@ -30,6 +31,9 @@ using namespace std::chrono_literals;
 using keel::Future;
 using keel::ProcessPool;
 using keel_test::eventually;
+using keel_test::note_run;
+using keel_test::RunFile;
+using keel_test::runs_in;
 
 std::int64_t mono_ns() {
   timespec ts{};
@@ -43,17 +47,6 @@ Span sleep_span(int ms) {
   const std::int64_t start = mono_ns();
   ::usleep(static_cast<useconds_t>(ms) * 1000);
   return {start, mono_ns(), static_cast<int>(::getpid())};
-}
-void note_run(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd >= 0) {
-    [[maybe_unused]] auto n = ::write(fd, "x", 1);
-    ::close(fd);
-  }
-}
-long runs_in(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<long>(st.st_size) : 0;
 }
 int counted_sleep(std::string path, int ms) {
   note_run(path);
@@ -73,21 +66,6 @@ inline const auto counted_sleep_t = keel::register_task("sem.counted_sleep", cou
 inline const auto pair_sleep_t = keel::register_task("sem.pair_sleep", pair_sleep);
 inline const auto crash_t = keel::register_task("sem.crash", crash);
 inline const auto plain_t = keel::register_task("sem.plain", plain);
-
-class RunFile {
- public:
-  RunFile() {
-    static int n = 0;
-    path_ = "/tmp/keel-sem-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
-    ::unlink(path_.c_str());
-  }
-  ~RunFile() { ::unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-  long runs() const { return runs_in(path_); }
-
- private:
-  std::string path_;
-};
 
 bool overlap(const Span& a, const Span& b) {
   return std::get<0>(a) < std::get<1>(b) && std::get<0>(b) < std::get<1>(a);

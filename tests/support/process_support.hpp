@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -169,5 +170,39 @@ int os_error_code(F f) {
   }
   return 0;
 }
+
+// Appends one byte to `path` per run: how a test counts the runs of a task
+// across worker processes (the worker appends, the test reads the size).
+inline void note_run(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    [[maybe_unused]] auto n = ::write(fd, "x", 1);
+    ::close(fd);
+  }
+}
+
+inline long runs_in(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<long>(st.st_size) : 0;
+}
+
+// A scratch file for run counting, unique to this process, removed at the
+// end of the test.
+class RunFile {
+ public:
+  RunFile() {
+    static std::atomic<int> n{0};
+    path_ = "/tmp/keel-runs-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
+    ::unlink(path_.c_str());
+  }
+  RunFile(const RunFile&) = delete;
+  RunFile& operator=(const RunFile&) = delete;
+  ~RunFile() { ::unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+  long runs() const { return runs_in(path_); }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace keel_test

@@ -26,9 +26,14 @@ struct ChildRun {
   std::string output;
 };
 
-// This test binary, re-run on one test with the given KEEL_TEST_TIMEOUT.
+// This test binary, re-run on one test with the given KEEL_TEST_TIMEOUT (and
+// without the shard of the run this test is in: GoogleTest would apply it to
+// the one test and might run none).
 ChildRun run_self(const std::string& timeout, const std::string& filter, const std::string& prefix = "") {
-  const std::string cmd = prefix + " env KEEL_TEST_TIMEOUT='" + timeout + "' /proc/" + std::to_string(::getpid()) +
+  const std::string cmd = prefix +
+                          " env -u GTEST_TOTAL_SHARDS -u GTEST_SHARD_INDEX -u GTEST_SHARD_STATUS_FILE "
+                          "KEEL_TEST_TIMEOUT='" +
+                          timeout + "' /proc/" + std::to_string(::getpid()) +
                           "/exe --gtest_also_run_disabled_tests --gtest_filter=" + filter + " 2>&1";
   ChildRun r{-1, {}};
   FILE* p = ::popen(cmd.c_str(), "r");

@@ -80,7 +80,7 @@ struct WaitForShortWhenClear : EventCommand {
 };
 
 // A background thread waits; it must stay blocked until the next set().
-struct StartWaiter : EventCommand {
+struct StartEventWaiter : EventCommand {
   void checkPreconditions(const EventModel& m) const override { RC_PRE(!m.set && !m.waiter); }
   void apply(EventModel& m) const override { m.waiter = true; }
   void run(const EventModel&, EventSut& s) const override {
@@ -107,6 +107,6 @@ TEST(EventProperties, StatefulAgainstModel) {
     EventSut sut;
     rc::state::check(
         model, sut,
-        rc::state::gen::execOneOfWithArgs<Set, Clear, IsSet, WaitForZero, WaitForShortWhenClear, StartWaiter>());
+        rc::state::gen::execOneOfWithArgs<Set, Clear, IsSet, WaitForZero, WaitForShortWhenClear, StartEventWaiter>());
   }));
 }

@@ -98,14 +98,14 @@ struct Release : SemCommand {
   void show(std::ostream& os) const override { os << "release(" << n << ")"; }
 };
 
-struct Observe : SemCommand {
+struct ObserveCount : SemCommand {
   void run(const SemModel& m, SemSut& s) const override { RC_ASSERT(s.sem->value() == m.value); }
   void show(std::ostream& os) const override { os << "value()"; }
 };
 
 auto commands() {
   return rc::state::gen::execOneOfWithArgs<TryAcquire, TryAcquireForZero, TryAcquireForShortWhenEmpty, Acquire, Release,
-                                           Observe>();
+                                           ObserveCount>();
 }
 
 }  // namespace
