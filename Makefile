@@ -252,7 +252,8 @@ $(BUILD)/bench/%: bench/%.cpp $(LIB) | $(DEPS_STAMP)
 # build/bench/<program>.json, then plots them into build/bench/plots/ (PNG,
 # gnuplot). `make bench-plots` re-plots the last results without running
 # anything; `make bench-plots-check` plots the committed fixtures
-# (bench/fixtures/) and fails if a plot is missing or empty.
+# (bench/fixtures/, a real run's JSON) and fails if a plot is missing or
+# empty.
 # BENCH_SCALE_MAX: the largest thread / worker count of the scaling rows
 # (1, 2, 4, 8 by default; doubling up to it).
 BENCH_OUT := build/bench
@@ -267,9 +268,16 @@ bench: deps $(BENCH_BIN)
 bench-plots: deps
 	python3 tools/bench_plots.py $(BENCH_OUT) $(BENCH_OUT)/plots
 
-bench-plots-check: deps
-	rm -rf build/bench-plots-check
-	python3 tools/bench_plots.py --require-all bench/fixtures build/bench-plots-check
+# The check also runs sync_bench's one-thread rows briefly, so the JSON a
+# program writes goes through the plotter too.
+BENCH_CHECK := build/bench-plots-check
+bench-plots-check: deps $(BUILD)/bench/sync_bench
+	rm -rf $(BENCH_CHECK)
+	python3 tools/bench_plots.py --require-all bench/fixtures $(BENCH_CHECK)/fixtures
+	mkdir -p $(BENCH_CHECK)/live
+	$(BUILD)/bench/sync_bench --benchmark_filter='^uncontended' --benchmark_min_time=0.01 \
+	  --benchmark_repetitions=1 --json_out=$(BENCH_CHECK)/live/sync_bench.json > $(BENCH_CHECK)/live/sync_bench.txt
+	python3 tools/bench_plots.py --require sync_cost $(BENCH_CHECK)/live $(BENCH_CHECK)/live
 
 install: lib
 	tools/install.sh "$(PREFIX)" "$(LIB)" "$(MPI_LIB)"

@@ -2,7 +2,7 @@
 """Plots keel's benchmark results (the JSON files the bench programs write
 with --json_out) as PNG files, with gnuplot.
 
-    tools/bench_plots.py [--require-all] [--markdown] IN_DIR OUT_DIR
+    tools/bench_plots.py [--require-all | --require NAME,...] [--markdown] IN_DIR OUT_DIR
 
 IN_DIR holds sync_bench.json, executor_bench.json and process_pool_bench.json
 (`make bench` writes them to build/bench/); each plot whose data is there is
@@ -15,9 +15,10 @@ process_pool_cost: bars, log scale), submit-to-start latency percentiles
 ideal (makespan), and cost against the number of threads or workers
 (scaling_threads, scaling_workers).
 
-Exit status: 1 if gnuplot fails or writes no PNG, or (with --require-all)
-if any plot lacks its data; a plot without data is otherwise skipped with a
-note. --markdown also prints the runs' target lines, versions and load
+Exit status: 1 if gnuplot fails or writes no PNG, or if a plot lacks its
+data that --require-all (every plot) or --require (the plots named) asks
+for; a plot without data is otherwise skipped with a note. A PNG counts
+only if it starts with PNG's signature and is over 1000 bytes. --markdown also prints the runs' target lines, versions and load
 averages as Markdown tables (what bench/README.md shows).
 """
 
@@ -82,9 +83,8 @@ def subtitle(run):
 
 
 class Plotter:
-    def __init__(self, out_dir, require_all):
+    def __init__(self, out_dir):
         self.out_dir = out_dir
-        self.require_all = require_all
         self.made = []
         self.missing = []
         self.failed = []
@@ -313,7 +313,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("in_dir")
     ap.add_argument("out_dir")
-    ap.add_argument("--require-all", action="store_true", help="fail when a plot lacks its data")
+    ap.add_argument("--require-all", action="store_true", help="fail when any plot lacks its data")
+    ap.add_argument("--require", default="", help="comma-separated plots that must be made")
     ap.add_argument("--markdown", action="store_true", help="print target lines, versions and loads as Markdown")
     args = ap.parse_args()
     if shutil.which("gnuplot") is None:
@@ -324,7 +325,7 @@ def main():
         print("bench_plots: no results in %s (run `make bench` first)" % args.in_dir, file=sys.stderr)
         return 1
     os.makedirs(args.out_dir, exist_ok=True)
-    p = Plotter(args.out_dir, args.require_all)
+    p = Plotter(args.out_dir)
     plotters = {"sync_bench": plot_sync, "executor_bench": plot_executor, "process_pool_bench": plot_process_pool}
     expected = {"sync_bench": ["sync_cost"], "executor_bench": ["executor_cost", "latency", "scaling_threads"],
                 "process_pool_bench": ["process_pool_cost", "makespan", "scaling_workers"]}
@@ -335,13 +336,21 @@ def main():
             p.missing.extend(expected[prog])
     for png in p.made:
         print("bench_plots: wrote %s (%d bytes)" % (png, os.path.getsize(png)))
+    all_plots = [n for names in expected.values() for n in names]
+    required = set(all_plots) if args.require_all else {n for n in args.require.split(",") if n}
+    unknown = required - set(all_plots)
+    if unknown:
+        print("bench_plots: no such plot: %s" % ", ".join(sorted(unknown)), file=sys.stderr)
+        return 1
+    made = {os.path.splitext(os.path.basename(png))[0] for png in p.made}
+    lacking = sorted(n for n in required if n not in made)
     for m in p.missing:
-        print("bench_plots: no data for %s%s" % (m, "" if args.require_all else " (skipped)"), file=sys.stderr)
+        print("bench_plots: no data for %s%s" % (m, "" if m in required else " (skipped)"), file=sys.stderr)
     for f in p.failed:
         print("bench_plots: %s" % f, file=sys.stderr)
     if args.markdown:
         print(markdown(runs))
-    if p.failed or (args.require_all and p.missing):
+    if p.failed or lacking:
         return 1
     return 0
 
