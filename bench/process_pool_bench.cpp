@@ -1097,6 +1097,7 @@ void print_summary(std::FILE* out, const keel_bench::RecordingReporter& rec) {
   std::fprintf(out, "Other ratios (information)\n");
   ratio_row(out, "keel submit / CPython Pool.apply_async", speedup(k2, py_apply));
   ratio_row(out, "keel map chunksize 1 / CPython Pool.map chunksize 1", speedup(map1, py_map1));
+  ratio_row(out, "keel map chunksize 256 / raw frames, batched echo", speedup(map256, fb));
   ratio_row(out, "keel submit / raw frames, 1 in flight", speedup(k2, f1));
   ratio_row(out, "keel submit / raw frames, 256 in flight", speedup(k2, f256));
   ratio_row(out, "keel submit default workers / 2 workers", speedup(kdef, k2));
