@@ -4,7 +4,8 @@
 // (ns per task and ratios) measured in the same run.
 //
 // Benchmarks (names are what --benchmark_filter matches), in the order they run:
-//   memory/{keel,boost_promise,tbb} one worker blocked on a gate (tbb: an arena
+//   memory/{keel,boost_promise,thread_pool,tbb}
+//                                  one worker blocked on a gate (tbb: an arena
 //                                    with no worker), 100k tiny tasks queued
 //                                    behind it, each future held. Counters:
 //                                    heap_B (malloc heap delta / task, from
@@ -529,6 +530,31 @@ void bm_memory_boost(benchmark::State& state) {
   check_sum(state, sum, kQueued);
 }
 
+void bm_memory_thread_pool(benchmark::State& state) {
+  thread_pool::ThreadPool pool(1);
+  std::int64_t sum = 0;
+  while (state.KeepRunningBatch(kQueued)) {
+    std::latch started(1), gate(1);
+    auto blocker = pool.Submit([&] {
+      started.count_down();
+      gate.wait();
+    });
+    started.wait();
+    std::vector<std::future<std::int64_t>> fs;
+    fs.reserve(kQueued);
+    const Snapshot s = snapshot_start();
+    for (std::int64_t i = 0; i < kQueued; ++i) fs.push_back(pool.Submit([i] { return i; }));
+    state.PauseTiming();
+    snapshot_end(state, s, true);
+    gate.count_down();
+    sum = 0;
+    for (auto& f : fs) sum += f.get();
+    blocker.get();
+    state.ResumeTiming();
+  }
+  check_sum(state, sum, kQueued);
+}
+
 void bm_memory_tbb(benchmark::State& state) {
   // One slot, reserved for this thread: no worker joins, so every spawned
   // task stays queued until wait() runs them here.
@@ -568,6 +594,7 @@ void register_all() {
   };
   mem("memory/keel", bm_memory_keel);
   mem("memory/boost_promise", bm_memory_boost);
+  mem("memory/thread_pool", bm_memory_thread_pool);
   mem("memory/tbb", bm_memory_tbb);
   const auto tp = [](const std::string& name, auto fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)->Iterations(g_tasks)->UseRealTime()->MeasureProcessCPUTime();
@@ -780,6 +807,7 @@ void print_summary(std::FILE* out, const keel_bench::RecordingReporter& rec) {
   };
   mem_row("keel submit (Task object holds fn, state, result)", "memory/keel");
   mem_row("boost post + std::promise", "memory/boost_promise");
+  mem_row("thread_pool Submit (packaged_task, std::function)", "memory/thread_pool");
   mem_row("oneTBB task_group run, no future (tbbmalloc)", "memory/tbb");
   std::fprintf(out,
                "  (future handles not counted: keel::Future %zu B, std::future %zu B; keel's state base is %zu B)\n",
