@@ -79,7 +79,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps lib test verify verify-deep mutate sanitize asan tsan bench install format lint check-shim check-shared-state examples clean \
+.PHONY: all deps lib test verify verify-deep mutate sanitize asan tsan bench bench-plots bench-plots-check install format lint check-shim check-shared-state examples clean \
         fuzz fuzz-build fuzz-run fuzz-smoke fuzz-standalone fuzz-afl
 
 all: lib examples
@@ -295,12 +295,49 @@ fuzz-afl: deps
 	@tools/deps.sh afl++
 	$(MAKE) --no-print-directory fuzz-build CXX=afl-clang-fast++ BUILD=build/afl OPT="-O1 -g" FUZZ_COV=
 
+# The peers' Debian package versions, as the summaries and JSON files name
+# them (bench_support.hpp: package_version).
+BENCH_PKGS := libabsl-dev libboost-dev libtbb-dev libthread-pool-dev libbenchmark-dev
+BENCH_PKG_VERSIONS = $(shell dpkg-query -W -f='$${Package}=$${Version};' $(BENCH_PKGS) 2>/dev/null)
+
 $(BUILD)/bench/%: bench/%.cpp $(LIB) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(CPPFLAGS) $(CXXSTD) $(WARN) -O2 -g -pthread $< $(LIB) $(BENCH_LIBS) $(LDLIBS) -o $@
+	$(CXX) $(CPPFLAGS) -DKEEL_BENCH_PKG_VERSIONS='"$(BENCH_PKG_VERSIONS)"' $(CXXSTD) $(WARN) -O2 -g -pthread $< \
+	  $(LIB) $(BENCH_LIBS) $(LDLIBS) -o $@
+
+# `make bench` runs every benchmark program, each writing its results to
+# build/bench/<program>.json, then plots them into build/bench/plots/ (PNG,
+# gnuplot). `make bench-plots` re-plots the last results without running
+# anything; `make bench-plots-check` plots the committed fixtures
+# (bench/fixtures/, a real run's JSON) and fails if a plot is missing or
+# empty.
+# BENCH_SCALE_MAX: the largest thread / worker count of the scaling rows
+# (1, 2, 4, 8 by default; doubling up to it).
+BENCH_OUT := build/bench
+BENCH_SCALE_MAX ?= 8
 
 bench: deps $(BENCH_BIN)
-	@for b in $(BENCH_BIN); do echo "== $$b"; $$b $(BENCH_ARGS) || exit 1; done
+	@mkdir -p $(BENCH_OUT)
+	@for b in $(BENCH_BIN); do echo "== $$b"; \
+	  KEEL_BENCH_SCALE_MAX=$(BENCH_SCALE_MAX) $$b --json_out=$(BENCH_OUT)/$$(basename $$b).json $(BENCH_ARGS) || exit 1; done
+	python3 tools/bench_plots.py $(BENCH_OUT) $(BENCH_OUT)/plots
+
+bench-plots: deps
+	python3 tools/bench_plots.py $(BENCH_OUT) $(BENCH_OUT)/plots
+
+# The check also runs sync_bench's uncontended rows briefly, so the JSON a
+# program writes goes through the plotter too, and checks that file
+# (tools/bench_json_check.py: one-thread rows ran with one thread, versions
+# and load averages are there, verdicts agree with their numbers).
+BENCH_CHECK := build/bench-plots-check
+bench-plots-check: deps $(BUILD)/bench/sync_bench
+	rm -rf $(BENCH_CHECK)
+	python3 tools/bench_plots.py --require-all bench/fixtures $(BENCH_CHECK)/fixtures
+	mkdir -p $(BENCH_CHECK)/live
+	$(BUILD)/bench/sync_bench --benchmark_filter='^uncontended' --benchmark_min_time=0.01 \
+	  --benchmark_repetitions=1 --json_out=$(BENCH_CHECK)/live/sync_bench.json > $(BENCH_CHECK)/live/sync_bench.txt
+	python3 tools/bench_plots.py --require sync_cost $(BENCH_CHECK)/live $(BENCH_CHECK)/live
+	python3 tools/bench_json_check.py $(BENCH_CHECK)/live/sync_bench.json
 
 install: lib
 	tools/install.sh "$(PREFIX)" "$(LIB)" "$(MPI_LIB)"

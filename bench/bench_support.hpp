@@ -1,14 +1,23 @@
 // What keel's benchmark programs share: command-line defaults, a reporter that
-// records each benchmark's result for the program's own summary table, and the
+// records each benchmark's result for the program's own summary table, the
 // main() steps around it (initialize, pick the reporter the user asked for,
-// run, print the summary where it does not spoil machine-readable output).
+// run, print the summary where it does not spoil machine-readable output),
+// the peers' versions and the load average printed under every summary, and
+// the JSON file (--json_out=PATH) that tools/bench_plots.py plots.
 //
-// Each bench/*.cpp is its own program and includes this once.
+// Contract: every target line a summary prints goes through target(), so the
+// console and the JSON file say the same OK or MISSED; no target sets the
+// exit status. Each bench/*.cpp is its own program and includes this once.
 
 #pragma once
 
 #include <benchmark/benchmark.h>
+#include <gnu/libc-version.h>
 #include <unistd.h>
+
+#include <cmath>
+#include <ctime>
+#include <fstream>
 
 #include <cstdint>
 #include <cstdio>
@@ -132,6 +141,19 @@ class RecordingReporter : public benchmark::BenchmarkReporter {
   }
   // How many runs reported an error.
   int errors() const { return errors_; }
+  // Calls f(name, real ns, counters) for every benchmark that ran without an
+  // error, in name order; the values are those real_ns and counter give.
+  template <class F>
+  void each(F f) const {
+    for (const auto& [name, e] : entries_) {
+      if (!find(name)) continue;
+      std::map<std::string, double> counters = e.median_counters;
+      if (!e.median) {
+        for (const auto& [k, sum] : e.counter_sums) counters[k] = sum / e.count;
+      }
+      f(name, *real_ns(name), counters);
+    }
+  }
 
  private:
   struct Entry {
@@ -152,6 +174,163 @@ class RecordingReporter : public benchmark::BenchmarkReporter {
   std::map<std::string, Entry> entries_;
   int errors_ = 0;
 };
+
+// ---------------------------------------------------------------------------
+// What a run reports besides the benchmarks: peers' versions, the load
+// average, numbers the summary derived, and its target lines.
+
+// "0.52 0.58 0.59": the 1, 5 and 15 minute load averages, from /proc/loadavg.
+inline std::string load_average() {
+  std::string s;
+  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+    char buf[128];
+    if (std::fgets(buf, sizeof buf, f)) s = buf;
+    std::fclose(f);
+  }
+  std::size_t cut = 0;
+  for (int spaces = 0; cut < s.size() && spaces < 3; ++cut) {
+    if (s[cut] == ' ') ++spaces;
+  }
+  s.resize(cut ? cut - 1 : 0);
+  return s;
+}
+
+struct Target {
+  std::string line;
+  double value;
+  bool at_least;  // value >= goal meets it; else value <= goal does
+  double goal;
+  bool ok;
+};
+
+struct Report {
+  std::string load_before = load_average();
+  std::vector<std::pair<std::string, std::string>> versions;  // peer, version
+  std::vector<std::pair<std::string, double>> derived;        // key, value
+  std::vector<Target> targets;
+};
+inline Report& report() {
+  static Report r;
+  return r;
+}
+
+// The Debian package versions the Makefile read with dpkg-query when it built
+// this program ("pkg=version;pkg=version;..."), or "" without the Makefile.
+#ifndef KEEL_BENCH_PKG_VERSIONS
+#define KEEL_BENCH_PKG_VERSIONS ""
+#endif
+inline std::string package_version(std::string_view pkg) {
+  const std::string_view all = KEEL_BENCH_PKG_VERSIONS;
+  std::size_t at = 0;
+  while (at < all.size()) {
+    std::size_t end = all.find(';', at);
+    if (end == std::string_view::npos) end = all.size();
+    const std::string_view item = all.substr(at, end - at);
+    const std::size_t eq = item.find('=');
+    if (eq != std::string_view::npos && item.substr(0, eq) == pkg && eq + 1 < item.size()) {
+      return std::string(item.substr(eq + 1));
+    }
+    at = end + 1;
+  }
+  return "unknown (not built by the Makefile, or not installed)";
+}
+
+inline void note_version(std::string peer, std::string version) {
+  report().versions.emplace_back(std::move(peer), std::move(version));
+}
+// The toolchain every program shares: compiler (and so libstdc++) and glibc.
+inline void note_toolchain() {
+  note_version("compiler", __VERSION__);
+  note_version("glibc", gnu_get_libc_version());
+}
+
+inline void derive(std::string key, std::optional<double> v) {
+  if (v) report().derived.emplace_back(std::move(key), *v);
+}
+
+// Records a target line and returns whether value meets it; nothing when
+// value is missing (the benchmark did not run).
+inline std::optional<bool> target(std::string line, std::optional<double> value, bool at_least, double goal) {
+  if (!value) return std::nullopt;
+  const bool ok = at_least ? *value >= goal : *value <= goal;
+  report().targets.push_back({std::move(line), *value, at_least, goal, ok});
+  return ok;
+}
+
+inline std::string json_string(std::string_view s) {
+  std::string o = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      o += '\\';
+      o += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      o += buf;
+    } else {
+      o += c;
+    }
+  }
+  return o + "\"";
+}
+inline std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+// The run as one JSON object: program, time, cpus, load averages, versions,
+// every benchmark's real ns and counters, derived numbers and target lines.
+inline bool write_json(const std::string& path, const std::string& program, const std::string& load_after,
+                       const RecordingReporter& rec) {
+  const Report& r = report();
+  std::string o = "{\n";
+  char when[40];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  o += "  \"program\": " + json_string(program) + ",\n";
+  o += "  \"time_utc\": " + json_string(when) + ",\n";
+  o += "  \"cpus\": " + std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + ",\n";
+  o += "  \"load_before\": " + json_string(r.load_before) + ",\n";
+  o += "  \"load_after\": " + json_string(load_after) + ",\n";
+  o += "  \"versions\": {";
+  const char* sep = "";
+  for (const auto& [k, v] : r.versions) {
+    o += sep + std::string("\n    ") + json_string(k) + ": " + json_string(v);
+    sep = ",";
+  }
+  o += "\n  },\n  \"benchmarks\": {";
+  sep = "";
+  rec.each([&](const std::string& name, double ns, const std::map<std::string, double>& counters) {
+    o += sep + std::string("\n    ") + json_string(name) + ": {\"real_ns\": " + json_number(ns) + ", \"counters\": {";
+    const char* csep = "";
+    for (const auto& [k, v] : counters) {
+      o += csep + json_string(k) + ": " + json_number(v);
+      csep = ", ";
+    }
+    o += "}}";
+    sep = ",";
+  });
+  o += "\n  },\n  \"derived\": {";
+  sep = "";
+  for (const auto& [k, v] : r.derived) {
+    o += sep + std::string("\n    ") + json_string(k) + ": " + json_number(v);
+    sep = ",";
+  }
+  o += "\n  },\n  \"targets\": [";
+  sep = "";
+  for (const Target& t : r.targets) {
+    o += sep + std::string("\n    {\"line\": ") + json_string(t.line) + ", \"value\": " + json_number(t.value) +
+         ", \"op\": " + json_string(t.at_least ? ">=" : "<=") + ", \"goal\": " + json_number(t.goal) +
+         ", \"ok\": " + (t.ok ? "true" : "false") + "}";
+    sep = ",";
+  }
+  o += "\n  ]\n}\n";
+  std::ofstream f(path, std::ios::trunc);
+  f << o;
+  return static_cast<bool>(f.flush());
+}
 
 // ---------------------------------------------------------------------------
 // main()
@@ -181,10 +360,18 @@ inline std::unique_ptr<benchmark::BenchmarkReporter> make_reporter(const std::st
 // registers the benchmarks), runs them, then calls summary(out, recorder).
 // Machine-readable formats keep stdout clean, so out is stderr there and
 // stdout for the console. Returns 0 unless a benchmark reported an error.
+//
+// --json_out=PATH (taken out of args here) also writes the run as JSON
+// (write_json) to PATH. After the summary it prints the peers' versions and
+// the load average before and after the run.
 template <class Setup, class Summary>
 int run_benchmarks(std::vector<char*> args, Setup setup, Summary summary) {
   const std::string format = flag_value(args, "--benchmark_format");
   const std::string color = flag_value(args, "--benchmark_color");
+  note_toolchain();  // also takes the load average before anything runs
+  const std::string json_out = flag_value(args, "--json_out");
+  std::erase_if(args, [](const char* a) { return std::string_view(a).substr(0, 11) == "--json_out="; });
+  const std::string program = args.empty() ? "bench" : std::filesystem::path(args[0]).filename().string();
   args.push_back(nullptr);
   int n = static_cast<int>(args.size()) - 1;
 
@@ -196,9 +383,44 @@ int run_benchmarks(std::vector<char*> args, Setup setup, Summary summary) {
   RecordingReporter rec(make_reporter(format, color, console));
   benchmark::RunSpecifiedBenchmarks(&rec);
   std::fflush(stdout);
-  summary(console ? stdout : stderr, static_cast<const RecordingReporter&>(rec));
+  std::FILE* out = console ? stdout : stderr;
+  summary(out, static_cast<const RecordingReporter&>(rec));
+  const std::string load_after = load_average();
+  std::fprintf(out, "Versions:");
+  const char* sep = " ";
+  for (const auto& [peer, version] : report().versions) {
+    std::fprintf(out, "%s%s %s", sep, peer.c_str(), version.c_str());
+    sep = "; ";
+  }
+  std::fprintf(out, "\nLoad average (1, 5, 15 min): %s before, %s after (%ld cpus)\n", report().load_before.c_str(),
+               load_after.c_str(), ::sysconf(_SC_NPROCESSORS_ONLN));
   benchmark::Shutdown();
-  return rec.errors() == 0 ? 0 : 1;
+  int rc = rec.errors() == 0 ? 0 : 1;
+  if (!json_out.empty()) {
+    if (write_json(json_out, program, load_after, rec)) {
+      std::fprintf(out, "Results written to %s\n", json_out.c_str());
+    } else {
+      std::fprintf(stderr, "cannot write %s\n", json_out.c_str());
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+// The thread or worker counts of the scaling rows: 1, 2, 4, ... doubling up
+// to KEEL_BENCH_SCALE_MAX (default 8; `make bench BENCH_SCALE_MAX=64` on a
+// bigger machine), which ends the list even when it is no power of two.
+inline std::vector<std::size_t> scale_counts() {
+  std::size_t max = 8;
+  if (const char* env = std::getenv("KEEL_BENCH_SCALE_MAX"); env && *env) {
+    char* end = nullptr;
+    const long long v = std::strtoll(env, &end, 10);
+    if (end != env && *end == '\0' && v > 0 && v <= 4096) max = static_cast<std::size_t>(v);
+  }
+  std::vector<std::size_t> counts;
+  for (std::size_t t = 1; t < max; t *= 2) counts.push_back(t);
+  counts.push_back(max);
+  return counts;
 }
 
 // Parses `--flag=N` (N a positive integer) into `into`. Returns whether `arg`
@@ -266,11 +488,20 @@ inline PythonPeer find_python_peer(const std::string& python, const std::string&
     peer.why = "bench/" + script + " not found";
     return peer;
   }
-  const std::string probe = python + " -c 'import " + imports + "' >/dev/null 2>&1";
-  if (std::system(probe.c_str()) != 0) {
+  const std::string probe =
+      python + " -c 'import platform, " + imports + "; print(platform.python_version())' 2>/dev/null";
+  std::string version;
+  if (std::FILE* p = popen(probe.c_str(), "r")) {
+    char buf[128];
+    while (std::fgets(buf, sizeof buf, p)) version += buf;
+    if (pclose(p) != 0) version.clear();
+  }
+  while (!version.empty() && (version.back() == '\n' || version.back() == '\r')) version.pop_back();
+  if (version.empty()) {
     peer.why = "'" + python + "' cannot run (not installed?)";
     return peer;
   }
+  note_version("CPython", version);
   peer.ok = true;
   return peer;
 }
