@@ -218,6 +218,8 @@ def declare(members, text):
     text = " ".join(text.split())
     # Clang thread-safety annotations (KEEL_GUARDED_BY(mu)) are not calls.
     text = re.sub(r"\s*\bKEEL_[A-Z_]+\([^()]*\)", "", text)
+    # Attributes ([[no_unique_address]]) say nothing about sharing.
+    text = re.sub(r"\[\[[^\[\]]*\]\]\s*", "", text)
     text = re.sub(r"^((public|private|protected)\s*:\s*)+", "", text)
     if not text or re.match(r"^(using|typedef|friend|static|template|static_assert|enum|class|struct|union)\b", text):
         return

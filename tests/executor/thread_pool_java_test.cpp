@@ -608,6 +608,28 @@ TEST(ThreadPoolReject, DiscardOldestCancelsTheLongestWaitingTask) {
   EXPECT_EQ(order.get(), (std::vector<std::string>{"C", "D"}));
 }
 
+TEST(ThreadPoolReject, DiscardOldestOnALifoQueueDropsTheOldestAndRunsTheRestNewestFirst) {
+  // A lifo queue keeps its newest task at the head: the oldest, the victim,
+  // is its last node, and every other task stays linked around it.
+  Gate gate;
+  std::atomic<int> started{0};
+  Log order;
+  keel::ThreadPoolExecutor pool(Opts().max(1).queue(QueueKind::lifo, 3).reject(RejectPolicy::discard_oldest));
+  auto open = gate.open_at_exit();
+  auto a = occupy_worker(pool, gate, started);
+  auto b = pool.submit([&] { order.add("B"); });
+  auto c = pool.submit([&] { order.add("C"); });
+  auto d = pool.submit([&] { order.add("D"); });
+  auto e = pool.submit([&] { order.add("E"); });  // full: B, the oldest, goes
+  auto f = pool.submit([&] { order.add("F"); });  // and then C
+  EXPECT_TRUE(b.cancelled());
+  EXPECT_TRUE(c.cancelled());
+  EXPECT_EQ(pool.stats().rejected, 2u);
+  gate.open();
+  shutdown_and_await(pool);
+  EXPECT_EQ(order.get(), (std::vector<std::string>{"F", "E", "D"}));
+}
+
 TEST(ThreadPoolReject, DiscardOldestOnAPriorityQueueDropsTheOldestSubmission) {
   Gate gate;
   std::atomic<int> started{0};

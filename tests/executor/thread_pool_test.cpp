@@ -1011,4 +1011,35 @@ TEST(ThreadPool, TaskAndItsArgumentsAreFreedOnceItRanWhileTheFutureLives) {
   EXPECT_TRUE(f.done());
 }
 
+TEST(ThreadPool, CallableWithoutArgumentsIsFreedOnceItRanWhileTheFutureLives) {
+  // The same for a submission without arguments (the task holds the callable
+  // alone, without an argument tuple).
+  keel::ThreadPoolExecutor pool(Opts().max(1));
+  auto captured = std::make_shared<int>(5);
+  std::weak_ptr<int> weak_captured = captured;
+  auto f = pool.submit([c = std::move(captured)] { return *c; });
+  EXPECT_EQ(f.result(hang_limit), 5);
+  const auto until = std::chrono::steady_clock::now() + hang_limit;
+  while (!weak_captured.expired() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  EXPECT_TRUE(weak_captured.expired()) << "the task's callable outlived its run";
+}
+
+TEST(ThreadPool, CallableOfATaskThatNeverRanIsFreedWithTheTask) {
+  // A cancelled task never runs, so its callable is destroyed only with the
+  // task itself: once the queue dropped it and the last future is gone.
+  Gate gate;
+  auto open = gate.open_at_exit();
+  keel::ThreadPoolExecutor pool(Opts().max(1));
+  auto captured = std::make_shared<int>(6);
+  std::weak_ptr<int> weak_captured = captured;
+  auto blocker = pool.submit([&] { gate.wait(); });
+  auto queued = pool.submit([c = std::move(captured)] { return *c; });
+  EXPECT_TRUE(queued.cancel());
+  gate.open();
+  shutdown_and_await(pool);
+  EXPECT_FALSE(weak_captured.expired()) << "the future still holds the task";
+  queued = keel::Future<int>();
+  EXPECT_TRUE(weak_captured.expired()) << "the never-run task leaked its callable";
+}
+
 }  // namespace

@@ -1,6 +1,8 @@
 // keel::Semaphore and keel::BoundedSemaphore semantics (Python's Semaphore and
 // BoundedSemaphore).
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <chrono>
 #include <memory>
@@ -190,6 +192,49 @@ TEST(Semaphore, WritesBeforeReleaseAreVisibleAfterAcquire) {
   data = 11;
   s.release();
   t.join();
+}
+
+TEST(Semaphore, HandOffsBetweenTwoThreadsOnOneCpuAllArrive) {
+  // Both threads pinned to one CPU: each waiter then finds the latest release
+  // came from its own CPU and yields instead of spinning (see the header).
+  // Every hand-off must still arrive, and none twice.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &set)) ++cpu;
+  const auto pin = [cpu] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
+  };
+  constexpr int rounds = 2000;
+  keel::Semaphore ping(0);
+  keel::Semaphore pong(0);
+  int partner_rounds = 0;
+  std::thread partner([&] {
+    if (!pin()) return;
+    for (int i = 0; i < rounds; ++i) {
+      if (!ping.try_acquire_for(keel_test::hang_limit)) return;
+      ++partner_rounds;
+      pong.release();
+    }
+  });
+  bool pinned = false;
+  std::thread main_side([&] {
+    pinned = pin();
+    for (int i = 0; i < rounds; ++i) {
+      ping.release();
+      if (!pong.try_acquire_for(keel_test::hang_limit)) return;
+    }
+  });
+  main_side.join();
+  partner.join();
+  ASSERT_TRUE(pinned);
+  EXPECT_EQ(partner_rounds, rounds);
+  EXPECT_EQ(ping.value(), 0);
+  EXPECT_EQ(pong.value(), 0);
 }
 
 TEST(BoundedSemaphore, ReleaseAboveInitialThrowsAndChangesNothing) {

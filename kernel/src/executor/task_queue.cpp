@@ -8,9 +8,12 @@ bool TaskQueue::offer(FutureCore* t) {
   if (kind_ == QueueKind::priority) {
     heap_.push_back(t);
     std::push_heap(heap_.begin(), heap_.end(), HeapOrder{});
+  } else if (kind_ == QueueKind::lifo) {
+    t->q_next = head_;
+    head_ = t;
+    if (!tail_) tail_ = t;
   } else {
     t->q_next = nullptr;
-    t->q_prev = tail_;
     if (tail_) {
       tail_->q_next = t;
     } else {
@@ -22,19 +25,25 @@ bool TaskQueue::offer(FutureCore* t) {
   return true;
 }
 
-void TaskQueue::unlink(FutureCore* t) {
-  if (t->q_prev) {
-    t->q_prev->q_next = t->q_next;
+void TaskQueue::unlink_after(FutureCore* prev, FutureCore* t) {
+  if (prev) {
+    prev->q_next = t->q_next;
   } else {
     head_ = t->q_next;
   }
-  if (t->q_next) {
-    t->q_next->q_prev = t->q_prev;
-  } else {
-    tail_ = t->q_prev;
-  }
-  t->q_next = t->q_prev = nullptr;
+  if (tail_ == t) tail_ = prev;
+  t->q_next = nullptr;
   --size_;
+}
+
+bool TaskQueue::unlink(FutureCore* t) {
+  for (FutureCore *prev = nullptr, *p = head_; p; prev = p, p = p->q_next) {
+    if (p == t) {
+      unlink_after(prev, t);
+      return true;
+    }
+  }
+  return false;
 }
 
 FutureCore* TaskQueue::pop() {
@@ -46,8 +55,9 @@ FutureCore* TaskQueue::pop() {
     --size_;
     return t;
   }
-  FutureCore* t = kind_ == QueueKind::lifo ? tail_ : head_;
-  unlink(t);
+  // Both list disciplines run the head first.
+  FutureCore* t = head_;
+  unlink_after(nullptr, t);
   return t;
 }
 
@@ -62,7 +72,9 @@ FutureCore* TaskQueue::pop_oldest() {
     --size_;
     return t;
   }
-  FutureCore* t = head_;
+  // fifo: the head; lifo: the tail, reached by a walk (discard_oldest on a
+  // lifo queue, a saturated path, pays it).
+  FutureCore* t = kind_ == QueueKind::lifo ? tail_ : head_;
   unlink(t);
   return t;
 }
@@ -76,13 +88,7 @@ bool TaskQueue::remove(FutureCore* t) {
     --size_;
     return true;
   }
-  for (FutureCore* p = head_; p; p = p->q_next) {
-    if (p == t) {
-      unlink(t);
-      return true;
-    }
-  }
-  return false;
+  return unlink(t);
 }
 
 std::vector<FutureCore*> TaskQueue::drain() {

@@ -30,6 +30,8 @@ void Semaphore::release(std::int32_t n) {
       }
     } while (!value_.compare_exchange_weak(v, v + n, std::memory_order_seq_cst, std::memory_order_relaxed));
   }
+  // Relaxed: a spinning hint for the next waiter, ordered with nothing.
+  if (const int cpu = platform::current_cpu(); cpu >= 0) releaser_cpu_.store(cpu, std::memory_order_relaxed);
   const auto order =
       KEEL_INJECTED(semaphore_relaxed_sleeper_check) ? std::memory_order_relaxed : std::memory_order_seq_cst;
   if (sleepers_.load(order) > 0) {
@@ -39,8 +41,13 @@ void Semaphore::release(std::int32_t n) {
 
 bool Semaphore::acquire_slow(const platform::Deadline& deadline) {
   // A release is often imminent (hand-offs): wait for it briefly before
-  // announcing a sleeper, which would cost the releaser a wake syscall.
-  if (platform::spin_then_yield_until([this] { return value_.load(std::memory_order_relaxed) > 0; }) && try_acquire()) {
+  // announcing a sleeper, which would cost the releaser a wake syscall. Spin
+  // only if the latest releaser ran on another CPU (see the header).
+  const int cpu = platform::current_cpu();
+  const bool partner_here = cpu >= 0 && releaser_cpu_.load(std::memory_order_relaxed) == cpu;
+  if (platform::spin_then_yield_until([this] { return value_.load(std::memory_order_relaxed) > 0; },
+                                      partner_here ? 0 : platform::spin_limit) &&
+      try_acquire()) {
     return true;
   }
   sleepers_.fetch_add(1, std::memory_order_seq_cst);

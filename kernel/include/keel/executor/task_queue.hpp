@@ -7,7 +7,10 @@
 // SynchronousQueue, a task is accepted only by an idle or new worker). A
 // non-zero capacity bounds fifo, lifo and priority queues. The queue holds one
 // reference on every task in it; pop, pop_oldest, remove and drain pass it on.
-// fifo and lifo are intrusive (no allocation per task).
+// fifo and lifo are intrusive (no allocation per task) and singly linked, to
+// keep the task small: fifo keeps the oldest at the head and appends at the
+// tail; lifo pushes and pops at the head. Removing any other task (remove,
+// and pop_oldest of a lifo queue) walks the list.
 //
 // Invariants: EXEC-5 (with the executor: a non-empty queue always has a live
 // worker), EXEC-1 (no task is lost or duplicated by the queue).
@@ -51,13 +54,16 @@ class TaskQueue {
   struct HeapOrder {
     bool operator()(const FutureCore* a, const FutureCore* b) const { return runs_before(b, a); }
   };
-  void unlink(FutureCore* t);
+  // Unlinks t, whose predecessor is prev (null: t is the head).
+  void unlink_after(FutureCore* prev, FutureCore* t);
+  // Unlinks t if it is in the list; returns whether it was.
+  bool unlink(FutureCore* t);
 
   QueueKind kind_;
   std::size_t capacity_;
   std::size_t size_ = 0;
-  FutureCore* head_ = nullptr;  // fifo/lifo: oldest
-  FutureCore* tail_ = nullptr;  // fifo/lifo: newest
+  FutureCore* head_ = nullptr;  // fifo: oldest; lifo: newest
+  FutureCore* tail_ = nullptr;  // the last node: fifo: newest; lifo: oldest
   std::vector<FutureCore*> heap_;
 };
 

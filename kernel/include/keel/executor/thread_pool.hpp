@@ -158,17 +158,30 @@ namespace detail {
 
 // The callable and its bound arguments are destroyed as soon as the task has
 // run (Python frees them then too), not when the last Future handle goes.
+// The callable lives in raw storage with its own flag rather than in a
+// std::optional: the flag then fits in the padding at the end of
+// FutureState<R>, where the optional's would have cost eight more bytes.
 template <class R, class Fn>
 class Task final : public FutureState<R> {
  public:
-  explicit Task(Fn fn) : fn_(std::in_place, std::move(fn)) {}
+  explicit Task(Fn fn) {
+    ::new (static_cast<void*>(fn_)) Fn(std::move(fn));
+    live_ = true;
+  }
+  ~Task() override {
+    if (live_) callable().~Fn();
+  }
   void execute() override {
-    complete_with(*this, [this]() -> R { return (*fn_)(this->stop_token()); });
-    fn_.reset();
+    complete_with(*this, [this]() -> R { return callable()(this->stop_token()); });
+    live_ = false;
+    callable().~Fn();
   }
 
  private:
-  std::optional<Fn> fn_;
+  Fn& callable() { return *std::launder(reinterpret_cast<Fn*>(fn_)); }
+
+  bool live_ = false;  // fn_ holds the callable
+  alignas(Fn) unsigned char fn_[sizeof(Fn)];
 };
 
 }  // namespace detail
@@ -236,21 +249,41 @@ class ThreadPoolExecutor {
     using Raw = std::conditional_t<takes_token, std::invoke_result<Fn&&, platform::StopToken, std::decay_t<A>&&...>,
                                    std::invoke_result<Fn&&, std::decay_t<A>&&...>>;
     using R = std::remove_cvref_t<typename Raw::type>;
-    auto bound = [fn = Fn(std::forward<F>(fn)),
-                  args = std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)](platform::StopToken tok) mutable {
-      return std::apply(
-          [&](auto&&... xs) -> R {
-            if constexpr (takes_token) {
-              return std::invoke(std::move(fn), std::move(tok), std::move(xs)...);
-            } else {
-              (void)tok;
-              return std::invoke(std::move(fn), std::move(xs)...);
-            }
-          },
-          std::move(args));
-    };
-    auto* task = new detail::Task<R, decltype(bound)>(std::move(bound));
-    if constexpr (takes_token) task->enable_stop();
+    if constexpr (sizeof...(A) == 0) {
+      // No arguments: no empty tuple in the closure, whose byte would be
+      // padded to eight.
+      return submit_bound<R, takes_token>(priority, has_priority,
+                                          [fn = Fn(std::forward<F>(fn))](platform::StopToken tok) mutable -> R {
+                                            if constexpr (takes_token) {
+                                              return std::invoke(std::move(fn), std::move(tok));
+                                            } else {
+                                              (void)tok;
+                                              return std::invoke(std::move(fn));
+                                            }
+                                          });
+    } else {
+      return submit_bound<R, takes_token>(
+          priority, has_priority,
+          [fn = Fn(std::forward<F>(fn)),
+           args = std::tuple<std::decay_t<A>...>(std::forward<A>(args)...)](platform::StopToken tok) mutable {
+            return std::apply(
+                [&](auto&&... xs) -> R {
+                  if constexpr (takes_token) {
+                    return std::invoke(std::move(fn), std::move(tok), std::move(xs)...);
+                  } else {
+                    (void)tok;
+                    return std::invoke(std::move(fn), std::move(xs)...);
+                  }
+                },
+                std::move(args));
+          });
+    }
+  }
+
+  template <class R, bool TakesToken, class Bound>
+  Future<R> submit_bound(int priority, bool has_priority, Bound&& bound) {
+    auto* task = new detail::Task<R, std::decay_t<Bound>>(std::forward<Bound>(bound));
+    if constexpr (TakesToken) task->enable_stop();
     task->priority = priority;
     Future<R> future = detail::make_future<R>(task, false);
     task->add_ref();  // the executor's reference, given up after the task ran or was dropped

@@ -10,10 +10,13 @@
 // non-zero integer unique among live threads of this process. spin_pause() is
 // one step of a bounded spin, and spin_limit is how many steps a primitive
 // spins before it sleeps; spin_then_yield_until adds a few yields after the
-// spin. Natively Thread is std::thread; under
+// spin. current_cpu() is the CPU the caller runs on, or -1 when unknown: a
+// hint only (the thread may move at once), used to skip spinning for a thread
+// that cannot be running meanwhile. Natively Thread is std::thread; under
 // KEEL_MODEL_RELACY it is rl::dyn_thread (the model declares
 // dynamic_thread_count), and spinning is one scheduler yield with a limit of
-// one, which keeps the spin path explored without multiplying interleavings.
+// one, which keeps the spin path explored without multiplying interleavings;
+// current_cpu() is -1 there, so the spin path is the one explored.
 //
 // Invariants: PLAT-1 (the only door to threads for kernel code).
 #pragma once
@@ -39,6 +42,7 @@ inline void spin_pause(std::source_location loc = std::source_location::current(
 }
 inline void yield_now(std::source_location loc = std::source_location::current()) { spin_pause(loc); }
 inline std::uint64_t current_thread_id() { return static_cast<std::uint64_t>(rl::thread_index()) + 1; }
+inline int current_cpu() noexcept { return -1; }
 inline void set_current_thread_name(std::string_view) noexcept {}
 
 class Thread {
@@ -108,6 +112,9 @@ inline std::uint64_t current_thread_id() noexcept {
 }
 // Gives the rest of this time slice to another runnable thread.
 inline void yield_now() noexcept { sched_yield(); }
+// glibc answers from the restartable-sequences area the kernel keeps current
+// (a thread-local load), falling back to the vDSO: cheap enough for a hot path.
+inline int current_cpu() noexcept { return sched_getcpu(); }
 // Sets the calling thread's name as the OS shows it (truncated to 15 bytes on Linux).
 inline void set_current_thread_name(std::string_view name) noexcept {
   char buf[16] = {};
@@ -139,12 +146,14 @@ class Thread {
 
 #endif
 
-// Waits briefly for ready() to hold without sleeping: spin_limit pauses, then
-// yield_limit yields. Returns ready()'s last value. Used before a futex sleep
-// when the awaited event is typically imminent (ping-pong hand-offs).
+// Waits briefly for ready() to hold without sleeping: `spins` pauses (at most
+// spin_limit), then yield_limit yields. Returns ready()'s last value. Used
+// before a futex sleep when the awaited event is typically imminent (ping-pong
+// hand-offs). A caller that knows its partner shares this CPU passes spins = 0:
+// spinning cannot help then, and the yields are what let the partner run.
 template <class Ready>
-bool spin_then_yield_until(Ready ready) {
-  for (int i = 0; i < spin_limit; ++i) {
+bool spin_then_yield_until(Ready ready, int spins = spin_limit) {
+  for (int i = 0; i < spins && i < spin_limit; ++i) {
     if (ready()) return true;
     spin_pause();
   }

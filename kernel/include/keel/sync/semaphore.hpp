@@ -19,6 +19,14 @@
 // raised: later releases then make a harmless wake call each. Correctness is
 // unaffected.)
 //
+// Spinning: acquire's slow path spins briefly before it sleeps, hoping for a
+// release from a thread running on another CPU. Each release notes the CPU it
+// ran on; a waiter on that same CPU skips the spin and goes straight to
+// yielding, since the thread it most likely waits for is then not running
+// (two threads sharing one CPU: the spin only burns the time slice the
+// releaser needs). The note is a hint read relaxed; no correctness depends on
+// it, and under the model checker there is none (current_cpu() is -1).
+//
 // Invariants: SYNC-2 (no lost wake-up), SYNC-3 (misuse reported, nothing
 // added), SYNC-4 (count conservation), SYNC-5 (never above the bound).
 #pragma once
@@ -73,6 +81,7 @@ class Semaphore {
 
   platform::FutexWord value_;
   platform::Atomic<std::int32_t> sleepers_{0};
+  platform::Atomic<std::int32_t> releaser_cpu_{-1};  // the CPU of the latest release, or -1
   std::int32_t bound_;
 };
 
