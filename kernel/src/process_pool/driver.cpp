@@ -212,8 +212,8 @@ void PoolDriver::wind_down(const std::string& why) {
 void PoolDriver::turn() {
   pfds_.clear();
   pfds_.push_back({bell_fd_, POLLIN, 0});
-  std::vector<pool::WorkerId> order;
-  order.reserve(io_.size());
+  std::vector<pool::WorkerId>& order = order_;
+  order.clear();
   for (auto& [id, w] : io_) {
     order.push_back(id);
     short ev = 0;
@@ -405,9 +405,15 @@ void PoolDriver::flush(WorkerIo& w) {
 
 void PoolDriver::apply() {
   auto& acts = machine_->actions();
+  if (acts.empty()) return;
   // Actions may produce more actions only through events, which this loop
-  // does not feed, so a swap is safe.
+  // does not feed, so a swap is safe. The two vectors trade their storage
+  // back and forth, so a turn that handles a frame at a time allocates
+  // nothing here (a nested apply would find spare_actions_ empty: still
+  // correct, only an allocation).
   std::vector<pool::Action> batch;
+  batch.swap(spare_actions_);
+  batch.clear();
   batch.swap(acts);
   // A break is published to submitters, and statistics are published,
   // before a death, a timeout, a cancel or a break is resolved, so a thread
@@ -447,6 +453,8 @@ void PoolDriver::apply() {
         break;
     }
   }
+  batch.clear();
+  spare_actions_.swap(batch);
 }
 
 void PoolDriver::spawn(pool::WorkerId id) {

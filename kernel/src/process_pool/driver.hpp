@@ -133,6 +133,8 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   ProcessPoolStats stats_ KEEL_GUARDED_BY(stats_m_);
   std::vector<int> pids_ KEEL_GUARDED_BY(stats_m_);
   std::vector<pollfd> pfds_;
+  std::vector<pool::WorkerId> order_;        // turn(): the workers polled, in pfds_ order
+  std::vector<pool::Action> spare_actions_;  // apply(): storage handed back to the machine
 };
 
 }  // namespace keel::detail
