@@ -207,6 +207,23 @@ TEST(ProcessPool, ReturnsResultsOfEveryCodecType) {
   EXPECT_EQ(pool.submit(pair_t, 5, std::string("five")).result(), (std::tuple<int, std::string>{5, "five"}));
 }
 
+// A task in another process never receives a std::stop_token, so asking its
+// future to stop makes no request (Future::request_stop: false for a task
+// that takes none), for submit and map alike; the result is unaffected.
+TEST(ProcessPool, RequestStopOnAPoolFutureMakesNoRequest) {
+  ProcessPool pool({.workers = 1});
+  auto f = pool.submit(square_t, 3);
+  EXPECT_FALSE(f.request_stop());
+  EXPECT_FALSE(f.stop_requested());
+  EXPECT_EQ(f.result(), 9);
+  auto results = pool.map(square_t, std::vector<int>{1, 2, 3}, {.chunksize = 2});
+  for (auto g : results.futures()) {
+    EXPECT_FALSE(g.request_stop());
+    EXPECT_FALSE(g.stop_requested());
+  }
+  EXPECT_EQ(results.get(), (std::vector<int>{1, 4, 9}));
+}
+
 TEST(ProcessPool, RunsTasksInOtherProcessesFromAFreshImage) {
   ProcessPool pool({.workers = 2});
   const int pid = pool.submit(pid_t_, 0).result();
