@@ -92,8 +92,18 @@ int counted_value(std::pair<std::string, int> p) {
   note_run(p.first);
   return p.second;
 }
-// Writes bytes that are not a frame onto the worker's channel (fd 3).
+// Writes bytes that are not a frame where the worker's frames go back: its
+// answer pipe (fd 5; fd 3 is the channel its tasks come in on, fd 4 its
+// start slots).
 int corrupt_channel(int) {
+  const char junk[32] = "this is not a keel frame header";
+  [[maybe_unused]] auto n = ::write(5, junk, sizeof junk);
+  ::usleep(200 * 1000);
+  return 1;
+}
+// Writes onto the channel the worker's tasks come in on (fd 3), which the
+// supervisor never reads: its reading side is shut.
+int write_inbound(int) {
   const char junk[32] = "this is not a keel frame header";
   [[maybe_unused]] auto n = ::write(3, junk, sizeof junk);
   ::usleep(200 * 1000);
@@ -134,6 +144,7 @@ inline const auto die_first_t = keel::register_task("pp.die_first", die_first);
 inline const auto counted_t = keel::register_task("pp.counted_square", counted_square);
 inline const auto counted_value_t = keel::register_task("pp.counted_value", counted_value);
 inline const auto corrupt_t = keel::register_task("pp.corrupt_channel", corrupt_channel);
+inline const auto write_inbound_t = keel::register_task("pp.write_inbound", write_inbound);
 inline const auto init_ok_t = keel::register_task("pp.init_ok", init_ok);
 inline const auto read_init_t = keel::register_task("pp.read_init", read_init);
 inline const auto init_throws_t = keel::register_task("pp.init_throws", init_throws);
@@ -464,6 +475,17 @@ TEST(ProcessPoolDeath, WorkerWritingGarbageOnItsChannelIsKilledAndReplaced) {
   auto f = pool.submit(corrupt_t, 0);
   auto e = expect_throw<keel::WorkerLost>([&] { f.result(); });
   EXPECT_EQ(e.exit_code(), -SIGKILL);
+  EXPECT_EQ(pool.submit(square_t, 4).result(), 16);
+}
+
+// The inbound channel carries tasks one way: a task that writes on it is not
+// read as frames, nor left to fill a buffer nobody reads; its write fails
+// (EPIPE), so it dies of SIGPIPE unless it ignores the signal.
+TEST(ProcessPoolDeath, WorkerWritingOnItsInboundChannelIsLost) {
+  ProcessPool pool({.workers = 1});
+  auto f = pool.submit(write_inbound_t, 0);
+  auto e = expect_throw<keel::WorkerLost>([&] { f.result(); });
+  EXPECT_EQ(e.exit_code(), -SIGPIPE);
   EXPECT_EQ(pool.submit(square_t, 4).result(), 16);
 }
 
