@@ -84,8 +84,18 @@ int counted_value(std::pair<std::string, int> p) {
   note_run(p.first);
   return p.second;
 }
-// Writes bytes that are not a frame onto the worker's channel (fd 3).
+// Writes bytes that are not a frame where the worker's frames go back: its
+// answer pipe (fd 5; fd 3 is the channel its tasks come in on, fd 4 its
+// start slots).
 int corrupt_channel(int) {
+  const char junk[32] = "this is not a keel frame header";
+  [[maybe_unused]] auto n = ::write(5, junk, sizeof junk);
+  ::usleep(200 * 1000);
+  return 1;
+}
+// Writes onto the channel the worker's tasks come in on (fd 3), which the
+// supervisor never reads: its reading side is shut.
+int write_inbound(int) {
   const char junk[32] = "this is not a keel frame header";
   [[maybe_unused]] auto n = ::write(3, junk, sizeof junk);
   ::usleep(200 * 1000);
@@ -126,6 +136,7 @@ inline const auto die_first_t = keel::register_task("pp.die_first", die_first);
 inline const auto counted_t = keel::register_task("pp.counted_square", counted_square);
 inline const auto counted_value_t = keel::register_task("pp.counted_value", counted_value);
 inline const auto corrupt_t = keel::register_task("pp.corrupt_channel", corrupt_channel);
+inline const auto write_inbound_t = keel::register_task("pp.write_inbound", write_inbound);
 inline const auto init_ok_t = keel::register_task("pp.init_ok", init_ok);
 inline const auto read_init_t = keel::register_task("pp.read_init", read_init);
 inline const auto init_throws_t = keel::register_task("pp.init_throws", init_throws);
@@ -181,6 +192,23 @@ TEST(ProcessPool, ReturnsResultsOfEveryCodecType) {
   EXPECT_EQ(pool.submit(greet_t, std::string("keel"), 2).result(), "hello keel;hello keel;");
   EXPECT_EQ(pool.submit(reverse_t, std::vector<int>{1, 2, 3}).result(), (std::vector<int>{3, 2, 1}));
   EXPECT_EQ(pool.submit(pair_t, 5, std::string("five")).result(), (std::tuple<int, std::string>{5, "five"}));
+}
+
+// A task in another process never receives a std::stop_token, so asking its
+// future to stop makes no request (Future::request_stop: false for a task
+// that takes none), for submit and map alike; the result is unaffected.
+TEST(ProcessPool, RequestStopOnAPoolFutureMakesNoRequest) {
+  ProcessPool pool({.workers = 1});
+  auto f = pool.submit(square_t, 3);
+  EXPECT_FALSE(f.request_stop());
+  EXPECT_FALSE(f.stop_requested());
+  EXPECT_EQ(f.result(), 9);
+  auto results = pool.map(square_t, std::vector<int>{1, 2, 3}, {.chunksize = 2});
+  for (auto g : results.futures()) {
+    EXPECT_FALSE(g.request_stop());
+    EXPECT_FALSE(g.stop_requested());
+  }
+  EXPECT_EQ(results.get(), (std::vector<int>{1, 4, 9}));
 }
 
 TEST(ProcessPool, RunsTasksInOtherProcessesFromAFreshImage) {
@@ -423,6 +451,17 @@ TEST(ProcessPoolDeath, WorkerWritingGarbageOnItsChannelIsKilledAndReplaced) {
   auto f = pool.submit(corrupt_t, 0);
   auto e = expect_throw<keel::WorkerLost>([&] { f.result(); });
   EXPECT_EQ(e.exit_code(), -SIGKILL);
+  EXPECT_EQ(pool.submit(square_t, 4).result(), 16);
+}
+
+// The inbound channel carries tasks one way: a task that writes on it is not
+// read as frames, nor left to fill a buffer nobody reads; its write fails
+// (EPIPE), so it dies of SIGPIPE unless it ignores the signal.
+TEST(ProcessPoolDeath, WorkerWritingOnItsInboundChannelIsLost) {
+  ProcessPool pool({.workers = 1});
+  auto f = pool.submit(write_inbound_t, 0);
+  auto e = expect_throw<keel::WorkerLost>([&] { f.result(); });
+  EXPECT_EQ(e.exit_code(), -SIGPIPE);
   EXPECT_EQ(pool.submit(square_t, 4).result(), 16);
 }
 

@@ -205,6 +205,7 @@ void PoolDriver::wind_down(const std::string& why) {
     machine_->worker_exited(w.id, code, now_ns());
     apply();
     ::close(w.fd);
+    ::close(w.in);
     io_.erase(it);
   }
 }
@@ -212,14 +213,15 @@ void PoolDriver::wind_down(const std::string& why) {
 void PoolDriver::turn() {
   pfds_.clear();
   pfds_.push_back({bell_fd_, POLLIN, 0});
-  std::vector<pool::WorkerId> order;
-  order.reserve(io_.size());
+  std::vector<pool::WorkerId>& order = order_;
+  order.clear();
   for (auto& [id, w] : io_) {
     order.push_back(id);
-    short ev = 0;
-    if (!w.eof) ev |= POLLIN;
-    if (w.out_off < w.out.size()) ev |= POLLOUT;
-    pfds_.push_back({w.eof ? -1 : w.fd, ev, 0});
+    // The channel is watched only while tasks wait to go out: idle, a hung
+    // up socket would report POLLHUP on every turn.
+    const bool pending = !w.eof && w.out_off < w.out.size();
+    pfds_.push_back({w.eof ? -1 : w.in, POLLIN, 0});
+    pfds_.push_back({pending ? w.fd : -1, POLLOUT, 0});
     pfds_.push_back({w.exited ? -1 : w.child.pidfd, POLLIN, 0});
   }
   int timeout = -1;
@@ -248,16 +250,17 @@ void PoolDriver::turn() {
   for (std::size_t i = 0; i < order.size(); ++i) {
     WorkerIo* w = io(order[i]);
     if (!w) continue;
-    const pollfd& ch = pfds_[1 + 2 * i];
-    const pollfd& pid = pfds_[2 + 2 * i];
-    if (ch.revents & (POLLIN | POLLHUP | POLLERR)) read_worker(*w);
+    const pollfd& in = pfds_[1 + 3 * i];
+    const pollfd& ch = pfds_[2 + 3 * i];
+    const pollfd& pid = pfds_[3 + 3 * i];
+    if (in.revents & (POLLIN | POLLHUP | POLLERR)) read_worker(*w);
     if (w->child.pidfd < 0 && w->eof) w->exited = true;  // no pidfd (old kernel): EOF means gone
     if (pid.revents & POLLIN) {
       w->exited = true;
       // Whatever it wrote before dying is in the socket: read it all now.
       if (!w->eof) read_worker(*w);
     }
-    if (ch.revents & POLLOUT) flush(*w);
+    if (ch.revents & (POLLOUT | POLLHUP | POLLERR)) flush(*w);
   }
   apply();
   reap_exited();
@@ -300,7 +303,7 @@ void PoolDriver::read_worker(WorkerIo& w) {
   for (;;) {
     // A faulty worker's bytes are drained and dropped (its reader has failed).
     auto span = w.faulty ? std::span<char>(scratch, sizeof scratch) : w.reader.prepare(std::size_t{64} * 1024);
-    const ssize_t n = ::read(w.fd, span.data(), span.size());
+    const ssize_t n = ::read(w.in, span.data(), span.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
@@ -405,9 +408,15 @@ void PoolDriver::flush(WorkerIo& w) {
 
 void PoolDriver::apply() {
   auto& acts = machine_->actions();
+  if (acts.empty()) return;
   // Actions may produce more actions only through events, which this loop
-  // does not feed, so a swap is safe.
+  // does not feed, so a swap is safe. The two vectors trade their storage
+  // back and forth, so a turn that handles a frame at a time allocates
+  // nothing here (a nested apply would find spare_actions_ empty: still
+  // correct, only an allocation).
   std::vector<pool::Action> batch;
+  batch.swap(spare_actions_);
+  batch.clear();
   batch.swap(acts);
   // A break is published to submitters, and statistics are published,
   // before a death, a timeout, a cancel or a break is resolved, so a thread
@@ -447,6 +456,8 @@ void PoolDriver::apply() {
         break;
     }
   }
+  batch.clear();
+  spare_actions_.swap(batch);
 }
 
 void PoolDriver::spawn(pool::WorkerId id) {
@@ -459,19 +470,34 @@ void PoolDriver::spawn(pool::WorkerId id) {
   // The worker's end blocks: it has nothing else to do while it waits.
   const int flags = ::fcntl(sv[1], F_GETFL);
   ::fcntl(sv[1], F_SETFL, flags & ~O_NONBLOCK);
-  pool::proto::SlotPage slots;
-  try {
-    slots = pool::proto::SlotPage::create(slots_per_worker_);
-  } catch (const Error& e) {
-    spawn_error_ = e.what();
+  // Its answers come back on a pipe; only this end never blocks.
+  int answers[2];
+  if (::pipe2(answers, O_CLOEXEC) < 0) {
+    spawn_error_ = std::string("pipe2: ") + std::strerror(errno);
     ::close(sv[0]);
     ::close(sv[1]);
     failed_spawns_.push_back(id);
     return;
   }
+  ::fcntl(answers[0], F_SETFL, ::fcntl(answers[0], F_GETFL) | O_NONBLOCK);
+  auto close_all = [&] {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    ::close(answers[0]);
+    ::close(answers[1]);
+  };
+  pool::proto::SlotPage slots;
+  try {
+    slots = pool::proto::SlotPage::create(slots_per_worker_);
+  } catch (const Error& e) {
+    spawn_error_ = e.what();
+    close_all();
+    failed_spawns_.push_back(id);
+    return;
+  }
   SpawnRequest req;
   req.role = "pool";
-  req.fds = {sv[1], slots.fd()};
+  req.fds = {sv[1], slots.fd(), answers[1]};
   req.daemon = true;
   req.new_process_group = opts_.own_process_group;
   req.start = opts_.start;
@@ -481,12 +507,15 @@ void PoolDriver::spawn(pool::WorkerId id) {
     h = spawn_child(req);
   } catch (const Error& e) {
     spawn_error_ = e.what();
-    ::close(sv[0]);
-    ::close(sv[1]);
+    close_all();
     failed_spawns_.push_back(id);
     return;
   }
   ::close(sv[1]);
+  ::close(answers[1]);  // the worker's now: its exit (and its alone) ends the pipe
+  // The channel carries tasks one way: nothing the worker writes on it is
+  // read, so its writes fail (EPIPE) rather than fill a buffer nobody reads.
+  ::shutdown(sv[0], SHUT_RD);
   slots.close_fd();  // the worker has its own; the mapping stays
   auto [it, inserted] = io_.try_emplace(id, opts_.max_message);
   (void)inserted;
@@ -495,6 +524,7 @@ void PoolDriver::spawn(pool::WorkerId id) {
   w.child = h;
   w.pid = h.pid;
   w.fd = sv[0];
+  w.in = answers[0];
   w.slots = std::move(slots);
   w.occupant.assign(slots_per_worker_, 0);
   w.free.clear();
@@ -571,6 +601,7 @@ void PoolDriver::reap_exited() {
     machine_->worker_exited(w.id, code, now_ns());
     apply();  // resolutions may name this worker's pid: it is still here
     ::close(w.fd);
+    ::close(w.in);
     it = io_.erase(it);
   }
 }

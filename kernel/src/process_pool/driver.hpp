@@ -2,12 +2,15 @@
 // supervisor state machine (private to kernel/src/process_pool).
 //
 // One supervisor thread owns everything that touches the workers: their
-// channels (nonblocking stream sockets), their start slots, their pidfds and
-// the Machine. Each turn it polls the doorbell (an eventfd the Edge rings),
+// channels (nonblocking stream sockets, which carry tasks to the worker),
+// their answer pipes (which carry its frames back: a worker writes once per
+// task, and a pipe write costs the kernel less than a socket's, which
+// allocates a buffer per message), their start slots, their pidfds and the
+// Machine. Each turn it polls the doorbell (an eventfd the Edge rings),
 // every channel and every pidfd, with the machine's next deadline as the
 // timeout; feeds what it saw to the machine as events; carries out the
 // actions; and writes what is pending. It reports a worker's exit only once
-// the worker's channel was read to its end and its pidfd said it exited, so
+// the worker's answer pipe was read to its end and its pidfd said it exited, so
 // every notice and answer the worker wrote reaches the machine before its
 // death does (the machine relies on it).
 #pragma once
@@ -67,14 +70,15 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
     pool::WorkerId id = 0;
     ChildHandle child;
     int pid = -1;
-    int fd = -1;
+    int fd = -1;  // the channel: tasks go out here (a stream socket)
+    int in = -1;  // the answer pipe: the worker's frames come in here
     FrameReader reader;
     std::string out;
     std::size_t out_off = 0;
     pool::proto::SlotPage slots;
     std::vector<pool::TaskId> occupant;  // per slot: the task armed there (or taken back, until skipped); 0 free
     std::vector<std::uint32_t> free;     // free slot indices
-    bool eof = false;                    // the channel was read to its end
+    bool eof = false;                    // the answer pipe was read to its end
     bool exited = false;                 // the pidfd says the process is gone
     bool faulty = false;                 // it broke the protocol and was killed
     explicit WorkerIo(std::size_t max) : reader(max + 64) {}
@@ -133,6 +137,8 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   ProcessPoolStats stats_ KEEL_GUARDED_BY(stats_m_);
   std::vector<int> pids_ KEEL_GUARDED_BY(stats_m_);
   std::vector<pollfd> pfds_;
+  std::vector<pool::WorkerId> order_;        // turn(): the workers polled, in pfds_ order
+  std::vector<pool::Action> spare_actions_;  // apply(): storage handed back to the machine
 };
 
 }  // namespace keel::detail

@@ -120,8 +120,9 @@ unsigned checked_workers(const ProcessPoolOptions& o) {
     throw ValueError("ProcessPool: workers must be at most " + std::to_string(max_pool_workers) + ", not " +
                      std::to_string(n));
   }
-  // Each worker holds two fds here (its channel and its pidfd); a spawn
-  // briefly needs a few more. Room is counted above the fds already open.
+  // Each worker holds three fds here (its channel, its answer pipe and its
+  // pidfd); a spawn briefly needs a few more. Room is counted above the fds
+  // already open.
   rlimit fds{};
   if (::getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY) {
     std::size_t open_now = 0;
@@ -129,7 +130,7 @@ unsigned checked_workers(const ProcessPoolOptions& o) {
       while (const dirent* e = ::readdir(d)) open_now += e->d_name[0] != '.';
       ::closedir(d);
     }
-    const std::size_t need = open_now + 2 * static_cast<std::size_t>(n) + 16;
+    const std::size_t need = open_now + 3 * static_cast<std::size_t>(n) + 16;
     if (need > fds.rlim_cur) {
       throw OsError(EMFILE, "ProcessPool: " + std::to_string(n) + " workers need about " + std::to_string(need) +
                                 " file descriptors (" + std::to_string(open_now) +

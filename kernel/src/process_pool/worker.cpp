@@ -1,6 +1,7 @@
 // The ProcessPool worker: the "pool" child role. It runs in a fresh image of
-// the program (or a forked child), with its channel to the supervisor at
-// ctx.fds[0] and its page of start slots at ctx.fds[1]. It runs the
+// the program (or a forked child), with its channel from the supervisor at
+// ctx.fds[0], its page of start slots at ctx.fds[1] and the pipe its frames
+// go back on at ctx.fds[2] (without one, they go back on the channel). It runs the
 // initializer, says ready, then takes the frames it is sent in order: it
 // starts a task only by winning its slot (sent -> started), says started,
 // runs it and answers it before it takes the next; a task whose slot it lost
@@ -108,6 +109,9 @@ bool start(proto::SlotPage& slots, std::uint8_t slot, std::uint64_t id) {
 int pool_worker_main(const detail::ChildContext& ctx) {
   if (ctx.fds.size() < 2) return 70;
   const int fd = ctx.fds[0];
+  // Frames go back on the answer pipe when the parent gave one (the pool
+  // always does), else on the channel itself.
+  const int back = ctx.fds.size() >= 3 ? ctx.fds[2] : fd;
   std::string out;
   std::size_t max = default_max_frame;
   proto::SlotPage slots;
@@ -123,7 +127,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
         detail::invoke_task(cfg.init_task, cfg.init_args);
       } catch (...) {
         append_frame(out, proto::init_failed, 0, current_error(max), max);
-        write_all(fd, out);
+        write_all(back, out);
         return 3;
       }
     }
@@ -133,7 +137,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
     return 74;
   }
   append_frame(out, proto::ready, 0, {}, max);
-  if (!write_all(fd, out)) return 0;
+  if (!write_all(back, out)) return 0;
   out.clear();
 
   FrameReader reader(max + 64);
@@ -144,7 +148,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
     } catch (const ProtocolError&) {
       // The parent sent garbage: nothing sensible is left to do, but what was
       // answered is still said.
-      write_all(fd, out);
+      write_all(back, out);
       return 72;
     }
     if (!f) {
@@ -158,7 +162,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
           continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        if (!write_all(fd, out)) return 0;
+        if (!write_all(back, out)) return 0;
         out.clear();
         if (n == 0) return 0;
         span = reader.prepare(std::size_t{64} * 1024);
@@ -173,15 +177,15 @@ int pool_worker_main(const detail::ChildContext& ctx) {
       continue;
     }
     if (f->kind == proto::close) {
-      write_all(fd, out);
+      write_all(back, out);
       return 0;
     }
     if (f->kind != proto::call && f->kind != proto::chunk) {
-      write_all(fd, out);
+      write_all(back, out);
       return 73;
     }
     if (f->flags >= slots.size()) {
-      write_all(fd, out);
+      write_all(back, out);
       return 72;
     }
     if (!start(slots, f->flags, f->id)) {
@@ -189,7 +193,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
       continue;
     }
     append_frame(out, proto::started, f->id, {}, max, f->flags);
-    if (!write_all(fd, out)) return 0;
+    if (!write_all(back, out)) return 0;
     out.clear();
     if (f->kind == proto::call) {
       proto::CallView call;

@@ -1,23 +1,30 @@
 // keel::detail::PoolCall and its two kinds: the ProcessPool supervisor's
 // record of one submitted task (one call, or a map chunk of calls), which
-// holds what is sent to a worker and the promises its answer settles. Not
-// part of the API: ProcessPool's templates build them, the driver
+// holds what is sent to a worker and the future states its answer settles
+// (one state per call, and nothing more per call: a map's per-call cost is
+// what its calls' futures cost). Not part of the API: ProcessPool's templates build them, the driver
 // (kernel/src/process_pool/driver.cpp) alone uses them afterwards.
 //
 // Contract: dispatch()/undispatch() move a call's futures into and out of
 // FutureCore's `dispatched` phase, tied to a start slot, so cancel() reaches
 // a task until its worker starts it; every settle path takes a future out of
-// its slot first. A call's futures each get exactly one outcome.
+// its slot first. A call's futures each get exactly one outcome. A call
+// settles its states as a Promise would (a state still open when the call is
+// destroyed fails with BrokenPromiseError), but makes no stop state: a task
+// in another process never receives a std::stop_token, so request_stop() on
+// its future answers false, as Future documents for a task that takes none.
 //
 // Invariants: POOL-1 (one outcome per future), POOL-2 (a cancelled call of a
 // chunk is cut from its payload and never runs), POOL-7 (cancel until start).
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <iterator>
 #include <memory>
+#include <ranges>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -60,16 +67,6 @@ class PoolCall {
   std::uint32_t slot = 0;
 };
 
-template <class R>
-void set_decoded(Promise<R>& p, std::string_view bytes) {
-  if constexpr (std::is_void_v<R>) {
-    decode_result<void>(bytes);
-    p.set_result();
-  } else {
-    p.set_result(decode_result<R>(bytes));
-  }
-}
-
 // Fails a promise unless its future is already final: a queued task the user
 // cancelled can still be resolved by the pool (broken, shut down) after the
 // cancel won; that answer has nobody to go to.
@@ -81,49 +78,117 @@ void settle(Promise<R>& p, std::exception_ptr e) noexcept {
   }
 }
 
+// What a Promise does, on a bare state (the calls below hold their futures'
+// states directly: no Promise, no stop state; see the top).
+//
+// settle_state: fails s unless it is already final (see settle above).
+template <class R>
+void settle_state(FutureState<R>& s, const std::exception_ptr& e) noexcept {
+  if (s.begin_completion()) s.finish(e);
+}
+// Python's set_running_or_notify_cancel: pending -> running, or false if the
+// future was cancelled; InvalidStateError in any other phase.
+template <class R>
+bool start_state(FutureState<R>& s) {
+  switch (s.start()) {
+    case FutureCore::Start::started:
+      return true;
+    case FutureCore::Start::was_cancelled:
+      return false;
+    default:
+      throw InvalidStateError("set_running_or_notify_cancel on a future that is not pending");
+  }
+}
+// A worker's answer (ok: the encoded result, else an encoded error), unless s
+// is already final. Whatever the bytes hold, s gets exactly one outcome: a
+// result that does not decode (or a user codec that throws) is its error.
+template <class R>
+void answer_state(FutureState<R>& s, bool ok, std::string_view bytes) {
+  if (!s.begin_completion()) return;
+  if (ok) {
+    complete_with(s, [&]() -> R { return decode_result<R>(bytes); });
+    return;
+  }
+  std::exception_ptr e;
+  try {
+    e = std::make_exception_ptr(decode_error(bytes));
+  } catch (...) {
+    e = std::current_exception();
+  }
+  s.finish(std::move(e));
+}
+// A call destroyed with its future still open, as a Promise destroyed unset.
+template <class R>
+void abandon_state(FutureState<R>& s) noexcept {
+  if (s.begin_completion())
+    s.finish(std::make_exception_ptr(BrokenPromiseError("promise destroyed without setting a result")));
+}
+
 template <class R>
 class SingleCall final : public PoolCall {
  public:
-  bool dispatch(const StartSlot& slot) override { return core().dispatch(slot); }
-  bool undispatch() override { return core().undispatch(); }
-  bool start_here() override { return promise.set_running_or_notify_cancel(); }
+  SingleCall() : future(make_future<R>(new FutureState<R>(), false)) {}
+  ~SingleCall() override { abandon_state(state()); }
+  SingleCall(const SingleCall&) = delete;
+  SingleCall& operator=(const SingleCall&) = delete;
+
+  bool dispatch(const StartSlot& slot) override { return state().dispatch(slot); }
+  bool undispatch() override { return state().undispatch(); }
+  bool start_here() override { return start_state(state()); }
   void complete(bool ok, std::string_view bytes) override {
-    (void)core().undispatch();  // an answer means it started (no-op after its notice)
-    // Whatever the bytes hold, the future gets exactly one outcome: a result
-    // that does not decode (or a user codec that throws) is its error.
-    try {
-      if (!ok) {
-        promise.set_exception(std::make_exception_ptr(decode_error(bytes)));
-        return;
-      }
-      set_decoded(promise, bytes);
-    } catch (...) {
-      settle(promise, std::current_exception());
-    }
+    (void)state().undispatch();  // an answer means it started (no-op after its notice)
+    answer_state(state(), ok, bytes);
   }
   void fail(std::exception_ptr e) override {
-    (void)core().undispatch();
-    settle(promise, std::move(e));
+    (void)state().undispatch();
+    settle_state(state(), e);
   }
   void cancel() override {
-    (void)core().undispatch();
-    if (!future.cancel()) settle(promise, std::make_exception_ptr(CancelledError("task cancelled before it started")));
+    (void)state().undispatch();
+    if (!future.cancel())
+      settle_state(state(), std::make_exception_ptr(CancelledError("task cancelled before it started")));
   }
-  Promise<R> promise;
-  Future<R> future = promise.get_future();
+  Future<R> future;  // the call's own handle; callers get copies
 
  private:
-  FutureCore& core() { return *state_of(future); }
+  FutureState<R>& state() { return *state_of(future); }
 };
 
 // A chunk of calls of one task: one frame to the worker, one answer back
 // (a list of per-call answers), each call with its own future. The calls
 // share one start slot: a user's cancel of one call kills the slot, so the
 // worker skips the whole frame, and the calls nobody cancelled are sent
-// again without it.
+// again without it. The chunk holds one reference to each call's state.
 template <class R>
 class ChunkCall final : public PoolCall {
  public:
+  // n >= 1 calls (submit_chunks never makes an empty chunk).
+  explicit ChunkCall(std::size_t n) {
+    states_.reserve(n);
+    sent.reserve(n);
+    try {
+      for (std::size_t i = 0; i < n; ++i) {
+        states_.push_back(new FutureState<R>());
+        sent.push_back(i);
+      }
+    } catch (...) {
+      for (FutureState<R>* s : states_) s->release();
+      throw;
+    }
+  }
+  ~ChunkCall() override {
+    for (FutureState<R>* s : states_) {
+      abandon_state(*s);
+      s->release();
+    }
+  }
+  ChunkCall(const ChunkCall&) = delete;
+  ChunkCall& operator=(const ChunkCall&) = delete;
+
+  // The future of call i (0 <= i < size()).
+  Future<R> future(std::size_t i) const { return make_future<R>(states_[i], true); }
+  std::size_t size() const { return states_.size(); }
+
   // Arms the calls nobody cancelled. A cancelled call never runs (POOL-2):
   // when some were cancelled, the payload is cut down to the ones still
   // wanted, and their answers come back in that order.
@@ -131,7 +196,7 @@ class ChunkCall final : public PoolCall {
     std::vector<std::size_t> keep;
     keep.reserve(sent.size());
     for (std::size_t i : sent) {
-      if (state_of(futures[i])->dispatch(slot)) keep.push_back(i);
+      if (state(i)->dispatch(slot)) keep.push_back(i);
     }
     cut_to(keep);
     return !sent.empty();
@@ -139,56 +204,54 @@ class ChunkCall final : public PoolCall {
   bool start_here() override {
     std::vector<std::size_t> keep;
     for (std::size_t i : sent) {
-      if (promises[i].set_running_or_notify_cancel()) keep.push_back(i);
+      if (start_state(*state(i))) keep.push_back(i);
     }
     cut_to(keep);
     return !sent.empty();
   }
   bool undispatch() override {
     bool started = false;
-    for (std::size_t i : sent) started = state_of(futures[i])->undispatch() || started;
+    for (std::size_t i : sent) started = state(i)->undispatch() || started;
     return started;
   }
   void complete(bool ok, std::string_view bytes) override {
     (void)undispatch();
-    std::vector<std::pair<bool, std::string>> answers;
+    // The worker encodes a std::vector<std::pair<bool, std::string>>: a u32
+    // count, then per call a bool and a string. All of it is checked before
+    // any call is settled (a malformed answer fails every call), and each
+    // answer stays a view into `bytes` until its own result is decoded.
+    std::vector<std::pair<bool, std::string_view>> answers;
     try {
       if (!ok) return fail(std::make_exception_ptr(decode_error(bytes)));
-      answers = decode<std::vector<std::pair<bool, std::string>>>(bytes);
-      if (answers.size() != sent.size()) throw ProtocolError("chunk answer has the wrong number of results");
+      Decoder d(bytes);
+      const std::size_t n = d.get_size(codec_min_size<std::pair<bool, std::string>>());
+      if (n != sent.size()) throw ProtocolError("chunk answer has the wrong number of results");
+      answers.reserve(n);
+      for (std::size_t j = 0; j < n; ++j) {
+        const bool good = d.get<bool>();
+        const std::size_t len = d.get_size(1);
+        answers.emplace_back(good, d.get_view(len));
+      }
+      d.expect_end();
     } catch (...) {
       return fail(std::current_exception());
     }
-    for (std::size_t j = 0; j < sent.size(); ++j) {
-      const std::size_t i = sent[j];
-      if (futures[i].done()) continue;
-      try {
-        if (!answers[j].first) {
-          promises[i].set_exception(std::make_exception_ptr(decode_error(answers[j].second)));
-        } else {
-          set_decoded(promises[i], answers[j].second);
-        }
-      } catch (...) {
-        settle(promises[i], std::current_exception());
-      }
-    }
+    for (std::size_t j = 0; j < sent.size(); ++j) answer_state(*state(sent[j]), answers[j].first, answers[j].second);
   }
   void fail(std::exception_ptr e) override {
     (void)undispatch();
-    for (auto& p : promises) settle(p, e);
+    for (FutureState<R>* s : states_) settle_state(*s, e);
   }
   void cancel() override {
     (void)undispatch();
-    for (std::size_t i = 0; i < promises.size(); ++i) {
-      if (!futures[i].cancel())
-        settle(promises[i], std::make_exception_ptr(CancelledError("task cancelled before it started")));
+    for (FutureState<R>* s : states_) {
+      if (!s->cancel()) settle_state(*s, std::make_exception_ptr(CancelledError("task cancelled before it started")));
     }
   }
-  std::vector<Promise<R>> promises;
-  std::vector<Future<R>> futures;
   std::vector<std::size_t> sent;  // indices of the calls in the payload, in its order (all, until a cut)
 
  private:
+  FutureState<R>* state(std::size_t i) const { return states_[i]; }
   // Keeps only the calls `keep` (a subsequence of `sent`) in the payload.
   void cut_to(std::vector<std::size_t>& keep) {
     if (!keep.empty() && keep.size() != sent.size()) {
@@ -207,6 +270,8 @@ class ChunkCall final : public PoolCall {
     }
     sent = std::move(keep);
   }
+
+  std::vector<FutureState<R>*> states_;  // one reference each, released on destruction
 };
 
 // What a worker receives for one call of `name`, and for a chunk of calls.
@@ -222,25 +287,22 @@ std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, s
                                      Enqueue&& enqueue) {
   if (chunksize == 0) throw ValueError(std::string(who) + ": chunksize must be at least 1");
   std::vector<Future<R>> all;
+  // One allocation for the whole map where the count is known, rather than
+  // a dozen regrowths that each move every future made so far.
+  if constexpr (std::ranges::sized_range<Range>) all.reserve(static_cast<std::size_t>(std::ranges::size(inputs)));
   auto it = std::begin(inputs);
   const auto end = std::end(inputs);
   while (it != end) {
-    auto call = std::make_unique<ChunkCall<R>>();
-    call->chunk = true;
-    call->name = task.name();
     std::vector<std::string> args;
-    const std::size_t expect = std::min<std::size_t>(chunksize, 4096);
-    args.reserve(expect);
-    call->promises.reserve(expect);
-    call->futures.reserve(expect);
+    args.reserve(std::min<std::size_t>(chunksize, 4096));
     for (std::size_t i = 0; i < chunksize && it != end; ++i, ++it) {
       args.push_back(encode_args<std::decay_t<P>>(static_cast<std::decay_t<P>>(*it)));
-      call->promises.emplace_back();
-      call->futures.push_back(call->promises.back().get_future());
-      call->sent.push_back(call->sent.size());
     }
+    auto call = std::make_unique<ChunkCall<R>>(args.size());
+    call->chunk = true;
+    call->name = task.name();
     call->payload = chunk_payload(task.name(), args);
-    for (const auto& f : call->futures) all.push_back(f);
+    for (std::size_t i = 0; i < call->size(); ++i) all.push_back(call->future(i));
     try {
       enqueue(std::unique_ptr<PoolCall>(std::move(call)));
     } catch (...) {
