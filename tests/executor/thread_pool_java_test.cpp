@@ -626,7 +626,7 @@ TEST(ThreadPoolReject, DiscardOldestOnALifoQueueDropsTheOldestAndRunsTheRestNewe
   EXPECT_TRUE(c.cancelled());
   EXPECT_EQ(pool.stats().rejected, 2u);
   gate.open();
-  shutdown_and_await(pool);
+  stop_and_join(pool);
   EXPECT_EQ(order.get(), (std::vector<std::string>{"F", "E", "D"}));
 }
 
