@@ -358,4 +358,5 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(BENCH_BIN:=.d) $(EXAMPLE_BIN:=.d) \
+  $(MPI_OBJ:.o=.d) $(BUILD)/tests/cluster/mpi/scenarios.d \
   $(BUILD)/fuzz/main/libfuzzer.d $(BUILD)/fuzz/main/standalone.d
