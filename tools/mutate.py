@@ -502,7 +502,10 @@ def closure(root, start, skip_unity):
                 if skip_unity and os.path.basename(name) in UNITY:
                     continue
                 p = resolve_include(root, f, name)
-                if p and p.startswith(os.path.join(root, "kernel")) or (p and p.startswith(os.path.join(root, "models"))):
+                # Models also include the simulated worlds they share with the
+                # tests (tests/support/sim_*.hpp), which include kernel files.
+                followed = ("kernel", "models", os.path.join("tests", "support"))
+                if p and any(p.startswith(os.path.join(root, d)) for d in followed):
                     stack.append(p)
     return {os.path.relpath(p, root) for p in seen}
 

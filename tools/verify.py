@@ -59,6 +59,8 @@ class Row:
 def kernel_inputs():
     files = glob.glob(os.path.join(ROOT, "kernel", "**", "*.[ch]pp"), recursive=True)
     files += glob.glob(os.path.join(ROOT, "models", "support", "*"))
+    # The simulated worlds the models share with the tests and fuzz targets.
+    files += glob.glob(os.path.join(ROOT, "tests", "support", "sim_*.hpp"))
     return files
 
 
@@ -284,6 +286,12 @@ def fuzz_targets():
             text = f.read()
         m = re.search(r"\bKEEL_FUZZ_TARGET\((\w+)\)", text)
         if m:
+            # A target may drive a simulated world it shares with the tests
+            # (tests/support/sim_*.hpp), whose checks are its own: they fail
+            # through the KEEL_FUZZ_CHECK the target maps them to.
+            for inc in re.findall(r'^#include "(tests/support/[^"]+)"', text, re.M):
+                with open(os.path.join(ROOT, inc), errors="replace") as g:
+                    text += g.read()
             # Checks name their invariant as a string literal, through
             # KEEL_FUZZ_CHECK or a target's own recording helper.
             targets[m.group(1)] = set(re.findall(r'"([A-Z]+-\d+)"', text))

@@ -72,32 +72,22 @@
 #include <vector>
 
 #include "../../kernel/src/process_pool/machine.cpp"
+#include "../../tests/support/sim_pool.hpp"
 #include "explore.hpp"
 
 namespace {
 
 using keel::explore::Violation;
-using keel::pool::Action;
-using keel::pool::BrokenReason;
-using keel::pool::Machine;
-using keel::pool::MachineConfig;
-using keel::pool::Nanos;
-using keel::pool::Outcome;
-using keel::pool::TaskId;
-using keel::pool::WorkerId;
-using Phase = Machine::Phase;
-using WState = Machine::WorkerState;
+// The vocabulary every simulated pool world speaks (Slot, Msg, name_of, str
+// and the machine's names): tests/support/sim_pool.hpp. This world is not the
+// one the fuzz target, the property test and the Relacy model share: it keeps
+// each worker's frames in one vector and its state hashable.
+using namespace keel::pool_sim;
 
 constexpr Nanos kNever = Nanos::max();
 
-std::string str(std::uint64_t n) { return std::to_string(n); }
 std::string tn(TaskId t) { return "t" + str(t); }
 std::string wn(WorkerId w) { return "w" + str(w); }
-
-const char* name_of(Outcome o) {
-  static const char* const names[] = {"value", "lost", "timed_out", "cancelled", "broken"};
-  return names[static_cast<int>(o)];
-}
 
 #define EXPECT(invariant, cond, what)        \
   if (!(cond)) throw Violation {             \
@@ -134,8 +124,6 @@ struct Bounds {
   }
 };
 
-enum class Slot : std::uint8_t { sent, started, dead };
-
 // A frame the machine sent to a worker, until the driver read its answer or skip.
 struct Frame {
   TaskId task;
@@ -147,11 +135,6 @@ struct Frame {
   bool known = false;     // the machine knows it started (its notice was read, or a revoke lost)
   Nanos known_at{0};
   bool held() const { return !revoked && !gone; }
-};
-
-struct Msg {
-  enum Kind : std::uint8_t { started, skipped, result } kind;
-  TaskId task;
 };
 
 struct Wk {

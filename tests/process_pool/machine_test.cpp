@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "../support/sim_pool.hpp"
 #include "kernel/src/process_pool/machine.hpp"
 
 namespace {
@@ -34,20 +35,7 @@ using State = Machine::WorkerState;
 Nanos at(long ms) { return std::chrono::milliseconds(ms); }
 constexpr Nanos none{0};
 
-const char* outcome_name(Outcome o) {
-  switch (o) {
-    case Outcome::value:
-      return "value";
-    case Outcome::lost:
-      return "lost";
-    case Outcome::timed_out:
-      return "timed_out";
-    case Outcome::cancelled:
-      return "cancelled";
-    default:
-      return "broken";
-  }
-}
+using keel::pool_sim::name_of;  // tests/support/sim_pool.hpp
 
 std::string show(const Action& a) {
   const std::string w = "w" + std::to_string(a.worker);
@@ -62,7 +50,7 @@ std::string show(const Action& a) {
     case Action::kill:
       return "kill " + w + " " + std::to_string(a.code);
     case Action::resolve: {
-      std::string s = "resolve " + t + " " + outcome_name(a.outcome);
+      std::string s = "resolve " + t + " " + name_of(a.outcome);
       if (a.outcome == Outcome::lost) s += " " + w + " " + std::to_string(a.code);
       return s;
     }
