@@ -2,6 +2,7 @@
 // thread), through the shim.
 //
 // KEEL-TWIN timer_fire_ignores_cancel timer.cancel-race.2t
+// KEEL-TWIN timer_fire_on_cancel_wake timer.cancel-never-expires.2t
 // KEEL-TWIN timer_fired_relaxed timer.fired-publishes.3t
 // KEEL-TWIN timer_cancel_reports_own_win timer.restart-rounds.4t3r
 // KEEL-TWIN timer_join_skips_cancelled timer.restart-rounds.4t3r
@@ -29,6 +30,26 @@ struct CancelRace : rl::test_suite<CancelRace, 1> {
     RL_ASSERT(n <= 1);
     RL_ASSERT(!(cancelled && n == 1));
     RL_ASSERT(cancelled || n == 1);
+  }
+};
+
+// SYNC-11: a timer whose interval never runs out (1000 years: the
+// Deadline is "never", so the model never times its wait out) fires only if
+// it expires, so a cancel() while it waits always wins, returns true, and the
+// callable never runs. The timer thread, woken by cancel()'s set(), must not
+// race cancel()'s phase CAS as if its interval had run out.
+struct CancelNeverExpires : rl::test_suite<CancelNeverExpires, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 1;
+  void thread(unsigned) {
+    rl::atomic<int> runs{0};
+    bool cancelled = false;
+    {
+      keel::Timer t(std::chrono::hours(24 * 365 * 1000), [&] { runs($).fetch_add(1, rl::mo_relaxed); });
+      t.start();
+      cancelled = t.cancel();
+    }
+    RL_ASSERT(cancelled);
+    RL_ASSERT(runs($).load(rl::mo_relaxed) == 0);
   }
 };
 
@@ -130,6 +151,7 @@ int main() {
   // preemptions explores about 1M in seconds and still catches the twin at
   // once. verify-deep territory for the full search.
   check<CancelRace>("timer.cancel-race.2t", "SYNC-11", bounded(5));
+  check<CancelNeverExpires>("timer.cancel-never-expires.2t", "SYNC-11", bounded(5));
   // Three threads (owner, observer, timer): a context bound of 3 did not end
   // in 4 minutes, so the random scheduler.
   check<FiredPublishes>("timer.fired-publishes.3t", "SYNC-15", random(200000));

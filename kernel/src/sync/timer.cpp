@@ -102,13 +102,22 @@ void Timer::join() {
 }
 
 void Timer::run() {
-  // wait_for returns true when cancel() set the event; it wins either way
-  // through the phase CAS below, which settles a cancel racing the expiry.
-  cancel_requested_.wait_for(interval_);
+  // wait_for returns true when cancel() set the event (before or as the
+  // interval ran out): the timer was cancelled while waiting, and cancel()'s
+  // CAS, which then finds phase_ still waiting, settles it. Only an expiry
+  // with no cancel seen races cancel() through the phase CAS below. Had this
+  // thread also tried the CAS after a cancel woke it, it could win before
+  // cancel()'s own CAS and run the callable because of the cancel (a
+  // 1000-year Timer fired as it was cancelled, under load).
+  const bool cancel_seen = cancel_requested_.wait_for(interval_);
   std::int32_t expected = waiting_phase;
-  const bool fire = KEEL_INJECTED(timer_fire_ignores_cancel)
-                        ? (phase_.store(fired_phase, std::memory_order_release), true)
-                        : phase_.compare_exchange_strong(expected, fired_phase, std::memory_order_acq_rel);
+  bool fire = false;
+  if (KEEL_INJECTED(timer_fire_ignores_cancel)) {
+    phase_.store(fired_phase, std::memory_order_release);
+    fire = true;
+  } else if (!cancel_seen || KEEL_INJECTED(timer_fire_on_cancel_wake)) {
+    fire = phase_.compare_exchange_strong(expected, fired_phase, std::memory_order_acq_rel);
+  }
   if (fire) {
     // The callable may join or delete this Timer: it must find out that it
     // runs on the timer thread, and start() must be done with the Timer.
