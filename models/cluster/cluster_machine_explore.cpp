@@ -321,15 +321,9 @@ Bounds row(unsigned nodes, unsigned ahead, unsigned tasks) {
 }  // namespace
 
 int main() {
-  using keel::explore::run;
-  struct Row {
-    const char* name;
-    const char* invariants;
-    Bounds bounds;
-  };
   // The rows run in this order; a twin stops at the first row that catches
   // it, so the small rows come first.
-  std::vector<Row> rows;
+  std::vector<keel::explore::Row<Bounds>> rows;
   const char* const all = "CLUSTER-1,CLUSTER-2,CLUSTER-3,CLUSTER-4,CLUSTER-5,CLUSTER-6";
   {
     // One node of 1 or 2 workers, a chunk among plain tasks: cancels racing
@@ -361,15 +355,5 @@ int main() {
     b.failures = 1;
     rows.push_back({"cluster.explore.n2", all, b});
   }
-  const bool twin = std::getenv("KEEL_INJECT") != nullptr;  // NOLINT(concurrency-mt-unsafe): single-threaded
-  const char* only = std::getenv("KEEL_EXPLORE_ONLY");  // NOLINT(concurrency-mt-unsafe): one row, for work in progress
-  for (const Row& r : rows) {
-    if (only != nullptr && std::string(only) != r.name) continue;
-    // As the Relacy harness: verify runs a twin on the row declared to catch it first.
-    const char* some = std::getenv("KEEL_MODEL_ROWS");  // NOLINT(concurrency-mt-unsafe): single-threaded
-    if (some != nullptr && std::string(r.name).find(some) == std::string::npos) continue;
-    const bool ok = run(r.name, r.invariants, r.bounds.describe(), [&b = r.bounds] { return ExploreWorld(b); });
-    if (!ok && twin) break;  // caught: the other rows would only repeat it
-  }
-  return keel::explore::failures() == 0 ? 0 : 1;
+  return keel::explore::run_rows(rows, [](const Bounds& b) { return ExploreWorld(b); });
 }

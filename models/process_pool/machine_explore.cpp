@@ -1129,15 +1129,9 @@ Bounds row(unsigned workers, unsigned depth, unsigned tasks) {
 }  // namespace
 
 int main() {
-  using keel::explore::run;
-  struct Row {
-    const char* name;
-    const char* invariants;
-    Bounds bounds;
-  };
   // The rows run in this order; a twin stops at the first row that catches
   // it, so the small rows come first.
-  std::vector<Row> rows;
+  std::vector<keel::explore::Row<Bounds>> rows;
   const char* const all = "POOL-1,POOL-2,POOL-3,POOL-4,POOL-5,POOL-6,POOL-7,POOL-8,POOL-9";
   {
     // Retirement after every task, a death, the supervisor failing.
@@ -1186,17 +1180,5 @@ int main() {
     b.clock = 1;
     rows.push_back({"pool.explore.w2d2", all, b});
   }
-  // A twin run (KEEL_INJECT) or a mutant run (KEEL_MUTANT, make mutate) stops at its first failing row.
-  const bool twin = std::getenv("KEEL_INJECT") != nullptr ||  // NOLINT(concurrency-mt-unsafe): single-threaded
-                    std::getenv("KEEL_MUTANT") != nullptr;    // NOLINT(concurrency-mt-unsafe): single-threaded
-  const char* only = std::getenv("KEEL_EXPLORE_ONLY");  // NOLINT(concurrency-mt-unsafe): one row, for work in progress
-  for (const Row& r : rows) {
-    if (only != nullptr && std::string(only) != r.name) continue;
-    // As the Relacy harness: verify runs a twin on the row declared to catch it first.
-    const char* some = std::getenv("KEEL_MODEL_ROWS");  // NOLINT(concurrency-mt-unsafe): single-threaded
-    if (some != nullptr && std::string(r.name).find(some) == std::string::npos) continue;
-    const bool ok = run(r.name, r.invariants, r.bounds.describe(), [&b = r.bounds] { return World(b); });
-    if (!ok && twin) break;  // caught: the other rows would only repeat it
-  }
-  return keel::explore::failures() == 0 ? 0 : 1;
+  return keel::explore::run_rows(rows, [](const Bounds& b) { return World(b); });
 }

@@ -195,4 +195,36 @@ bool run(const char* name, const char* invariants, const std::string& bounds, Ma
   return r.ok;
 }
 
+// One row of an explorer's table: its name, the invariants it checks and its
+// bounds (the explorer's own type, with describe()).
+template <class Bounds>
+struct Row {
+  const char* name;
+  const char* invariants;
+  Bounds bounds;
+};
+
+// Runs an explorer's rows in order and returns main's exit status, the same
+// way for every explorer: KEEL_EXPLORE_ONLY=<name> runs that row alone (work
+// in progress); KEEL_MODEL_ROWS=<text> only the rows whose name contains it
+// (verify runs a twin on the row declared to catch it first, as the Relacy
+// harness does); a twin (KEEL_INJECT) or mutant (KEEL_MUTANT, make mutate)
+// run stops at its first failing row, since the others would only repeat it.
+// make_world(bounds) builds the initial state.
+template <class Bounds, class MakeWorld>
+int run_rows(const std::vector<Row<Bounds>>& rows, MakeWorld make_world) {
+  // NOLINTBEGIN(concurrency-mt-unsafe): single-threaded
+  const bool stop_at_first = std::getenv("KEEL_INJECT") != nullptr || std::getenv("KEEL_MUTANT") != nullptr;
+  const char* only = std::getenv("KEEL_EXPLORE_ONLY");
+  const char* some = std::getenv("KEEL_MODEL_ROWS");
+  // NOLINTEND(concurrency-mt-unsafe)
+  for (const Row<Bounds>& r : rows) {
+    if (only != nullptr && std::string(only) != r.name) continue;
+    if (some != nullptr && std::string(r.name).find(some) == std::string::npos) continue;
+    const bool ok = run(r.name, r.invariants, r.bounds.describe(), [&] { return make_world(r.bounds); });
+    if (!ok && stop_at_first) break;
+  }
+  return failures() == 0 ? 0 : 1;
+}
+
 }  // namespace keel::explore
