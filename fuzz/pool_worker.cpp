@@ -106,7 +106,9 @@ const auto revoke_task = keel::register_task("fuzz.pool_worker.revoke", [](std::
   std::uint32_t killed = 0;
   for (unsigned i = 0; g_page != nullptr && i < g_page->size(); ++i) {
     std::uint64_t seen = proto::slot_sent(target);
-    if ((*g_page)[i].compare_exchange_strong(seen, proto::slot_dead(target))) ++killed;
+    if ((*g_page)[i].compare_exchange_strong(seen, proto::slot_dead(target), std::memory_order_seq_cst,
+                                             std::memory_order_seq_cst))
+      ++killed;
   }
   return killed;
 });
@@ -603,7 +605,7 @@ KEEL_FUZZ_TARGET(pool_worker) {
       }
       std::string bytes;
       for (const Op& op : burst.ops) {
-        if (op.live && op.arm) page[op.slot].store(*op.arm);
+        if (op.live && op.arm) page[op.slot].store(*op.arm, std::memory_order_seq_cst);
         bytes += op.bytes;
       }
       if (!send_all(sv[0], bytes)) break;
@@ -620,7 +622,7 @@ KEEL_FUZZ_TARGET(pool_worker) {
   if (status == exit_bad_spawn && page_fd >= 0) ::close(page_fd);  // refused before it took the page
   if (pipe_end >= 0) ::close(pipe_end);
   std::vector<std::uint64_t> final_slots(slots);
-  for (unsigned i = 0; i < slots; ++i) final_slots[i] = page[i].load();
+  for (unsigned i = 0; i < slots; ++i) final_slots[i] = page[i].load(std::memory_order_seq_cst);
   const std::vector<Run> runs = std::move(g_runs);
   g_runs.clear();
 

@@ -29,7 +29,7 @@ TEST(Futex, WaitReturnsMismatchWhenTheValueDiffers) {
   EXPECT_EQ(futex_wait(w, 4), WaitResult::mismatch);
   EXPECT_EQ(futex_wait(w, 4, Deadline::after(10s)), WaitResult::mismatch);
   EXPECT_EQ(futex_wait(w, -5, Deadline::after(10s)), WaitResult::mismatch);
-  EXPECT_EQ(w.load(), 5);
+  EXPECT_EQ(w.load(std::memory_order_seq_cst), 5);
 }
 
 TEST(Futex, WaitTimesOutAfterAShortDeadline) {
@@ -85,7 +85,7 @@ TEST(Futex, WakeCountsAndBoundsTheWokenThreads) {
   for (int i = 0; i < k; ++i) {
     ts.push_back(std::make_unique<keel_test::TidThread>([&] {
       // Sleeps until woken with the value still 0, or the value changes.
-      while (futex_wait(w, 0) != WaitResult::woken && w.load() == 0) {
+      while (futex_wait(w, 0) != WaitResult::woken && w.load(std::memory_order_seq_cst) == 0) {
       }
       returned.fetch_add(1);
     }));
@@ -99,7 +99,7 @@ TEST(Futex, WakeCountsAndBoundsTheWokenThreads) {
     EXPECT_EQ(returned.load(), 2);  // the third still sleeps
     EXPECT_EQ(futex_wake(w, keel::platform::wake_all), 1);
   } else {
-    w.store(1);
+    w.store(1, std::memory_order_seq_cst);
     futex_wake(w, keel::platform::wake_all);
   }
   for (auto& t : ts) t->join();
@@ -112,12 +112,12 @@ TEST(Futex, TimedWaitIsWokenBeforeItsDeadline) {
   keel_test::TidThread t([&] {
     const Deadline d = Deadline::after(keel_test::hang_limit);
     WaitResult r = WaitResult::woken;
-    while (w.load() == 0 && (r = futex_wait(w, 0, d)) != WaitResult::timed_out) {
+    while (w.load(std::memory_order_seq_cst) == 0 && (r = futex_wait(w, 0, d)) != WaitResult::timed_out) {
     }
-    result.store(w.load() == 1 ? 1 : 0);
+    result.store(w.load(std::memory_order_seq_cst) == 1 ? 1 : 0);
   });
   t.wait_blocked(&w.native_object());
-  w.store(1);
+  w.store(1, std::memory_order_seq_cst);
   futex_wake(w, 1);
   t.join();
   EXPECT_EQ(result.load(), 1);

@@ -247,7 +247,7 @@ TEST(SharedList, AttachRejectsSegmentsThatAreNotAListOfThatShape) {
   auto* h = new (raw.data()) keel::detail::SharedListHeader;
   h->element_size = sizeof(std::int32_t);
   h->length = 1'000'000;
-  h->magic.store(keel::detail::shared_list_magic);
+  h->magic.store(keel::detail::shared_list_magic, std::memory_order_release);
   EXPECT_THROW(keel::SharedList<std::int32_t>::attach(plain.str()), keel::ValueError);
   h->length = (4096 - keel::detail::shared_list_data_offset) / sizeof(std::int32_t);
   EXPECT_EQ(keel::SharedList<std::int32_t>::attach(plain.str()).size(), h->length);

@@ -830,8 +830,8 @@ class RawWorker {
     }
   }
   // What slot `i` holds; the supervisor's side of the start.
-  void set_slot(unsigned i, std::uint64_t word) { slots_[i].store(word); }
-  std::uint64_t slot(unsigned i) { return slots_[i].load(); }
+  void set_slot(unsigned i, std::uint64_t word) { slots_[i].store(word, std::memory_order_seq_cst); }
+  std::uint64_t slot(unsigned i) { return slots_[i].load(std::memory_order_seq_cst); }
   void write_bytes(const std::string& b) {
     ASSERT_EQ(::write(fd_, b.data(), b.size()), static_cast<ssize_t>(b.size()));
   }

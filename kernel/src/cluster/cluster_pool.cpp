@@ -48,7 +48,7 @@ ClusterPool::ClusterPool(const ClusterOptions& options)
         "mpirun), or set local_nodes to run nodes in this process");
   }
   bool closed = false;
-  if (!a_pool_is_open.compare_exchange_strong(closed, true, std::memory_order_acq_rel)) {
+  if (!a_pool_is_open.compare_exchange_strong(closed, true, std::memory_order_acq_rel, std::memory_order_acquire)) {
     throw MisuseError("ClusterPool: another ClusterPool is open; the nodes serve one pool at a time");
   }
   try {

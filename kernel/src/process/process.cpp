@@ -34,8 +34,8 @@ ThisProcess& this_proc() {
 }
 
 std::string next_default_name() {
-  static platform::Atomic<int> counter{0};
-  return "Process-" + std::to_string(counter.fetch_add(1) + 1);
+  static platform::Atomic<int> counter{0};  // only uniqueness matters: relaxed
+  return "Process-" + std::to_string(counter.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
 // The child side of both roles: name and connections for this_process.

@@ -30,7 +30,7 @@ Timer::~Timer() {
 
 void Timer::start() {
   std::int32_t expected = not_started;
-  if (!start_state_.compare_exchange_strong(expected, starting, std::memory_order_acq_rel)) {
+  if (!start_state_.compare_exchange_strong(expected, starting, std::memory_order_acq_rel, std::memory_order_acquire)) {
     throw MisuseError("keel::Timer::start: already started");
   }
   try {
@@ -70,7 +70,8 @@ bool Timer::wait_published() {
 bool Timer::cancel() {
   cancel_requested_.set();
   std::int32_t expected = waiting_phase;
-  const bool won = phase_.compare_exchange_strong(expected, cancelled_phase, std::memory_order_acq_rel);
+  const bool won =
+      phase_.compare_exchange_strong(expected, cancelled_phase, std::memory_order_acq_rel, std::memory_order_acquire);
   if (won && start_state_.load(std::memory_order_acquire) == not_started) done_.set();
   // Idempotent: a repeated cancel() of a timer an earlier one stopped must
   // not read as "too late, it fired" (a watchdog that cancels every timer it
@@ -116,7 +117,7 @@ void Timer::run() {
     phase_.store(fired_phase, std::memory_order_release);
     fire = true;
   } else if (!cancel_seen || KEEL_INJECTED(timer_fire_on_cancel_wake)) {
-    fire = phase_.compare_exchange_strong(expected, fired_phase, std::memory_order_acq_rel);
+    fire = phase_.compare_exchange_strong(expected, fired_phase, std::memory_order_acq_rel, std::memory_order_acquire);
   }
   if (fire) {
     // The callable may join or delete this Timer: it must find out that it

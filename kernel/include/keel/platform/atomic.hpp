@@ -1,7 +1,10 @@
 // keel::platform::Atomic<T>: the kernel's only atomic type.
 //
-// Contract: the subset of std::atomic<T> the kernel needs, with the same
-// names, defaults and memory-order semantics. Natively it is std::atomic<T>
+// Contract: the subset of std::atomic<T> the kernel uses, with the same
+// names and memory-order semantics, and no default orders: every operation
+// names its order (and a CAS both of its orders), so each one is a reviewed
+// choice, and a mutant of an order is a mutant of a call site that the models
+// run, never of a default nothing reads (make mutate). Natively it is std::atomic<T>
 // (lock-free for the integral types the kernel uses, so it also works in
 // memory shared between processes). Under KEEL_MODEL_RELACY it is
 // rl::atomic<T>, and every operation carries the caller's source location so
@@ -39,18 +42,6 @@ inline rl::memory_order to_rl(std::memory_order mo) {
       return rl::mo_seq_cst;
   }
 }
-// Relacy rejects a failure order stronger than or release-flavoured like the
-// success order; derive it the way the standard's single-order overload does.
-inline rl::memory_order failure_order(std::memory_order mo) {
-  switch (mo) {
-    case std::memory_order_acq_rel:
-      return rl::mo_acquire;
-    case std::memory_order_release:
-      return rl::mo_relaxed;
-    default:
-      return to_rl(mo);
-  }
-}
 inline rl::debug_info info(const std::source_location& l) {
   return rl::debug_info(l.function_name(), l.file_name(), l.line());
 }
@@ -67,39 +58,20 @@ class Atomic {
   Atomic(const Atomic&) = delete;
   Atomic& operator=(const Atomic&) = delete;
 
-  T load(MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) const { return a_.load(detail::to_rl(mo), KEEL_LOC_ARG); }
-  void store(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) { a_.store(v, detail::to_rl(mo), KEEL_LOC_ARG); }
-  T exchange(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    return a_.exchange(v, detail::to_rl(mo), KEEL_LOC_ARG);
-  }
-  bool compare_exchange_strong(T& expected, T desired, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    return a_.compare_exchange_strong(expected, desired, detail::to_rl(mo), KEEL_LOC_ARG, detail::failure_order(mo),
-                                      KEEL_LOC_ARG);
-  }
+  T load(MemoryOrder mo KEEL_LOC) const { return a_.load(detail::to_rl(mo), KEEL_LOC_ARG); }
+  void store(T v, MemoryOrder mo KEEL_LOC) { a_.store(v, detail::to_rl(mo), KEEL_LOC_ARG); }
+  T exchange(T v, MemoryOrder mo KEEL_LOC) { return a_.exchange(v, detail::to_rl(mo), KEEL_LOC_ARG); }
   bool compare_exchange_strong(T& expected, T desired, MemoryOrder success, MemoryOrder failure KEEL_LOC) {
     return a_.compare_exchange_strong(expected, desired, detail::to_rl(success), KEEL_LOC_ARG, detail::to_rl(failure),
                                       KEEL_LOC_ARG);
-  }
-  bool compare_exchange_weak(T& expected, T desired, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    return a_.compare_exchange_weak(expected, desired, detail::to_rl(mo), KEEL_LOC_ARG, detail::failure_order(mo),
-                                    KEEL_LOC_ARG);
   }
   bool compare_exchange_weak(T& expected, T desired, MemoryOrder success, MemoryOrder failure KEEL_LOC) {
     return a_.compare_exchange_weak(expected, desired, detail::to_rl(success), KEEL_LOC_ARG, detail::to_rl(failure),
                                     KEEL_LOC_ARG);
   }
-  T fetch_add(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    return a_.fetch_add(v, detail::to_rl(mo), KEEL_LOC_ARG);
-  }
-  T fetch_sub(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    return a_.fetch_sub(v, detail::to_rl(mo), KEEL_LOC_ARG);
-  }
-  T fetch_or(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    return a_.fetch_or(v, detail::to_rl(mo), KEEL_LOC_ARG);
-  }
-  T fetch_and(T v, MemoryOrder mo = std::memory_order_seq_cst KEEL_LOC) {
-    return a_.fetch_and(v, detail::to_rl(mo), KEEL_LOC_ARG);
-  }
+  T fetch_add(T v, MemoryOrder mo KEEL_LOC) { return a_.fetch_add(v, detail::to_rl(mo), KEEL_LOC_ARG); }
+  T fetch_sub(T v, MemoryOrder mo KEEL_LOC) { return a_.fetch_sub(v, detail::to_rl(mo), KEEL_LOC_ARG); }
+  T fetch_or(T v, MemoryOrder mo KEEL_LOC) { return a_.fetch_or(v, detail::to_rl(mo), KEEL_LOC_ARG); }
 
   // The futex shim needs the underlying object; nothing else may use it.
   rl::atomic<T>& model_object() { return a_; }
@@ -107,8 +79,6 @@ class Atomic {
  private:
   rl::atomic<T> a_;
 };
-
-inline void atomic_thread_fence(MemoryOrder mo KEEL_LOC) { rl::atomic_thread_fence(detail::to_rl(mo), KEEL_LOC_ARG); }
 
 #undef KEEL_LOC
 #undef KEEL_LOC_ARG
@@ -123,25 +93,18 @@ class Atomic {
   Atomic(const Atomic&) = delete;
   Atomic& operator=(const Atomic&) = delete;
 
-  T load(MemoryOrder mo = std::memory_order_seq_cst) const noexcept { return a_.load(mo); }
-  void store(T v, MemoryOrder mo = std::memory_order_seq_cst) noexcept { a_.store(v, mo); }
-  T exchange(T v, MemoryOrder mo = std::memory_order_seq_cst) noexcept { return a_.exchange(v, mo); }
-  bool compare_exchange_strong(T& expected, T desired, MemoryOrder mo = std::memory_order_seq_cst) noexcept {
-    return a_.compare_exchange_strong(expected, desired, mo);
-  }
+  T load(MemoryOrder mo) const noexcept { return a_.load(mo); }
+  void store(T v, MemoryOrder mo) noexcept { a_.store(v, mo); }
+  T exchange(T v, MemoryOrder mo) noexcept { return a_.exchange(v, mo); }
   bool compare_exchange_strong(T& expected, T desired, MemoryOrder success, MemoryOrder failure) noexcept {
     return a_.compare_exchange_strong(expected, desired, success, failure);
-  }
-  bool compare_exchange_weak(T& expected, T desired, MemoryOrder mo = std::memory_order_seq_cst) noexcept {
-    return a_.compare_exchange_weak(expected, desired, mo);
   }
   bool compare_exchange_weak(T& expected, T desired, MemoryOrder success, MemoryOrder failure) noexcept {
     return a_.compare_exchange_weak(expected, desired, success, failure);
   }
-  T fetch_add(T v, MemoryOrder mo = std::memory_order_seq_cst) noexcept { return a_.fetch_add(v, mo); }
-  T fetch_sub(T v, MemoryOrder mo = std::memory_order_seq_cst) noexcept { return a_.fetch_sub(v, mo); }
-  T fetch_or(T v, MemoryOrder mo = std::memory_order_seq_cst) noexcept { return a_.fetch_or(v, mo); }
-  T fetch_and(T v, MemoryOrder mo = std::memory_order_seq_cst) noexcept { return a_.fetch_and(v, mo); }
+  T fetch_add(T v, MemoryOrder mo) noexcept { return a_.fetch_add(v, mo); }
+  T fetch_sub(T v, MemoryOrder mo) noexcept { return a_.fetch_sub(v, mo); }
+  T fetch_or(T v, MemoryOrder mo) noexcept { return a_.fetch_or(v, mo); }
 
   // The futex shim needs the word's address; nothing else may use it.
   std::atomic<T>& native_object() noexcept { return a_; }
@@ -150,8 +113,6 @@ class Atomic {
   static_assert(std::atomic<T>::is_always_lock_free, "keel atomics must be lock-free (process-shared use)");
   std::atomic<T> a_;
 };
-
-inline void atomic_thread_fence(MemoryOrder mo) noexcept { std::atomic_thread_fence(mo); }
 
 #endif
 
