@@ -47,6 +47,25 @@ struct Codec;
 
 namespace detail {
 
+// u with its bytes in little-endian order (the wire's), from and to the host's:
+// a byte swap on a big-endian host, nothing on the others. Both directions are
+// the same function. One copy of the bytes either way, and no loop whose bound
+// only a big-endian build would exercise.
+template <class U>
+constexpr U little_endian(U u) noexcept {
+  static_assert(std::is_unsigned_v<U>);
+  if constexpr (std::endian::native == std::endian::little || sizeof(U) == 1) {
+    return u;
+  } else if constexpr (sizeof(U) == 2) {
+    return __builtin_bswap16(u);
+  } else if constexpr (sizeof(U) == 4) {
+    return __builtin_bswap32(u);
+  } else {
+    static_assert(sizeof(U) == 8, "the codec's fixed-width integers are 1, 2, 4 or 8 bytes");
+    return __builtin_bswap64(u);
+  }
+}
+
 // T has `void encode(Encoder&) const` and `static T decode(Decoder&)`.
 template <class T>
 concept member_codec = requires(const T& v, Encoder& e, Decoder& d) {
@@ -145,13 +164,8 @@ class Encoder {
   template <class U>
   void put_le(U u) {
     static_assert(std::is_unsigned_v<U>);
-    if constexpr (std::endian::native == std::endian::little) {
-      put_raw(&u, sizeof u);
-    } else {
-      unsigned char b[sizeof u];
-      for (std::size_t i = 0; i < sizeof u; ++i) b[i] = static_cast<unsigned char>(u >> (8 * i));
-      put_raw(b, sizeof u);
-    }
+    u = detail::little_endian(u);
+    put_raw(&u, sizeof u);
   }
 
   std::string& bytes() noexcept { return bytes_; }
@@ -212,14 +226,9 @@ class Decoder {
   U get_le() {
     static_assert(std::is_unsigned_v<U>);
     need(sizeof(U));
-    U u = 0;
-    if constexpr (std::endian::native == std::endian::little) {
-      std::memcpy(&u, rest_.data(), sizeof u);
-    } else {
-      for (std::size_t i = 0; i < sizeof u; ++i) {
-        u = static_cast<U>(u | static_cast<U>(static_cast<unsigned char>(rest_[i])) << (8 * i));
-      }
-    }
+    U u;
+    std::memcpy(&u, rest_.data(), sizeof u);
+    u = detail::little_endian(u);
     rest_.remove_prefix(sizeof u);
     return u;
   }
