@@ -49,6 +49,30 @@ TEST(Deadline, ZeroAndNegativeDurationsExpireImmediately) {
   }
 }
 
+// "Does not wait" means the waits see a point before the clock's epoch and
+// make no sleeping call at all (futex_wait and RobustMutex check the sign),
+// not a deadline of "now" that a syscall then finds passed.
+TEST(Deadline, ZeroAndNegativeDurationsArePointsBeforeTheEpoch) {
+  for (const Deadline d :
+       {Deadline::after(0ns), Deadline::after(-1ns), Deadline::after(std::chrono::duration<double>(0.0)),
+        Deadline::after(std::chrono::duration<double>(-0.0))}) {
+    EXPECT_EQ(d.point(), SteadyClock::time_point::min());
+  }
+  EXPECT_GT(Deadline::after(1ns).point(), SteadyClock::time_point{});
+}
+
+// TIME-1's "a time point at or before now has expired", at the exact tick:
+// the real clock cannot be read twice on one tick, so the reading is given.
+TEST(Deadline, ExpiresAtItsOwnTickNotOneBefore) {
+  const SteadyClock::time_point tp = SteadyClock::now() + 1h;
+  const Deadline d = Deadline::at(tp);
+  EXPECT_FALSE(d.expired_at(tp - 1ns));
+  EXPECT_TRUE(d.expired_at(tp));
+  EXPECT_TRUE(d.expired_at(tp + 1ns));
+  EXPECT_FALSE(Deadline::never().expired_at(SteadyClock::time_point::max()));
+  EXPECT_TRUE(Deadline::after(0ns).expired_at(SteadyClock::time_point::min()));
+}
+
 TEST(Deadline, HugeDurationsSaturateToNever) {
   EXPECT_TRUE(Deadline::after(std::chrono::hours::max()).is_never());
   EXPECT_TRUE(Deadline::after(std::chrono::seconds::max()).is_never());

@@ -110,9 +110,13 @@ class Deadline {
 #if KEEL_MODEL
     return false;
 #else
-    return !never_ && SteadyClock::now() >= tp_;
+    return expired_at(SteadyClock::now());
 #endif
   }
+  // Whether it has passed at the steady-clock reading `now`: a deadline at
+  // or before now has (expired() with the clock read for it; tests give the
+  // reading, since two reads of the real clock never land on one tick).
+  bool expired_at(SteadyClock::time_point now) const noexcept { return !never_ && now >= tp_; }
 
  private:
   constexpr Deadline() noexcept = default;
