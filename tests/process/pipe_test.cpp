@@ -67,6 +67,27 @@ TEST(Pipe, MessagesArriveWholeAndInOrder) {
   EXPECT_EQ(p.first.recv_bytes(), "back");
 }
 
+// A process started with stdin closed gets fd 0 from its next socket: that
+// Connection is open like any other (fd 0 is a valid descriptor).
+TEST(Pipe, AConnectionOnFdZeroIsOpenAndWorks) {
+  const int code = keel_test::exit_code_in_child([] {
+    ::close(0);
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 2;
+    if (sv[0] != 0) return 3;
+    keel::Connection a(sv[0]);
+    keel::Connection b(sv[1]);
+    if (a.closed() || a.fileno() != 0) return 4;
+    a.send_bytes("from fd 0");
+    if (b.recv_bytes() != "from fd 0") return 5;
+    b.send_bytes("to fd 0");
+    if (a.recv_bytes() != "to fd 0") return 6;
+    a.close();
+    return a.closed() ? 0 : 7;
+  });
+  EXPECT_EQ(code, 0);
+}
+
 TEST(Pipe, TypedValuesGoThroughTheCodec) {
   keel::Pipe p;
   p.first.send(std::vector<std::int64_t>{1, -2, 3});
