@@ -8,6 +8,11 @@
 // KEEL-TWIN multiwait_push_relaxed future.wait-any.3t
 // KEEL-TWIN future_cancel_ignores_slot future.remote-cancel-vs-start.2t
 // KEEL-TWIN future_remove_hook_unlocked future.wait-any.3t
+// KEEL-TWIN future_release_without_acquire future.handles-dropped-on-two-threads.2t
+// KEEL-TWIN future_done_relaxed future.done-publishes.2t
+// KEEL-TWIN future_phase_relaxed future.cancelled-publishes.2t
+#include <optional>
+
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/future/future.hpp"
@@ -232,6 +237,59 @@ struct RemoteCancelVsRedispatch : rl::test_suite<RemoteCancelVsRedispatch, 2> {
   }
 };
 
+// EXEC-9: the state is freed once, by whichever handle goes last, and only
+// after every other thread's use of it: the promise's thread stores the value
+// and drops its handle while the future's thread drops its own. The last
+// release() destroys the value (a write, through its race mark), so a release
+// that does not order after the other thread's is a data race here.
+struct HandlesDroppedOnTwoThreads : rl::test_suite<HandlesDroppedOnTwoThreads, 2> {
+  std::optional<keel::Promise<int>> p{std::in_place};
+  std::optional<keel::Future<int>> f{p->get_future()};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      p->set_result(5);
+      p.reset();
+    } else {
+      if (f->done()) RL_ASSERT(f->result() == 5);
+      f.reset();
+    }
+  }
+};
+
+// EXEC-9: done() returning true publishes what the completing thread wrote
+// before it, without a call to result() (a caller that polls done() and then
+// reads shared data the task filled in).
+struct DonePublishes : rl::test_suite<DonePublishes, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  keel::platform::Var<int> payload;
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      payload.store(1);
+      p.set_result(5);
+    } else if (f.done()) {
+      RL_ASSERT(payload.load() == 1);
+    }
+  }
+};
+
+// EXEC-9: cancelled() returning true publishes what the cancelling thread
+// wrote before cancel().
+struct CancelledPublishes : rl::test_suite<CancelledPublishes, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  keel::Future<int> g = f;
+  keel::platform::Var<int> payload;
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      payload.store(1);
+      RL_ASSERT(f.cancel());
+    } else if (g.cancelled()) {
+      RL_ASSERT(payload.load() == 1);
+    }
+  }
+};
+
 int main() {
   using namespace keel::model;
   check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
@@ -239,6 +297,9 @@ int main() {
   check<SetTwice>("future.set-twice.2t", "EXEC-1", full());
   check<CallbackVsComplete>("future.callback-vs-complete.2t", "EXEC-7", full());
   check<CancelWakesWaiter>("future.cancel-wakes-waiter.2t", "EXEC-1,SYNC-2", full());
+  check<HandlesDroppedOnTwoThreads>("future.handles-dropped-on-two-threads.2t", "EXEC-9", full());
+  check<DonePublishes>("future.done-publishes.2t", "EXEC-9", full());
+  check<CancelledPublishes>("future.cancelled-publishes.2t", "EXEC-9", full());
   check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(20000));
   // Full search does not end for these two (the hook lock adds many
   // scheduling points); bound 4 does in seconds.

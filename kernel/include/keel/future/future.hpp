@@ -112,16 +112,35 @@ class FutureCore {
   FutureCore() = default;
   FutureCore(const FutureCore&) = delete;
   FutureCore& operator=(const FutureCore&) = delete;
-  virtual ~FutureCore() = default;
+  // Destroying the error is a write to it: the last release() must order
+  // after every thread's use of the state (its acq_rel), which the model
+  // checks through this mark.
+  virtual ~FutureCore() { error_mark_.written(); }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // acq_rel: each release publishes this thread's use of the state, and the
+  // last one, which deletes it, must see all of them.
   void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    std::int32_t before;
+    if (KEEL_INJECTED(future_release_without_acquire)) {
+      before = refs_.fetch_sub(1, std::memory_order_release);
+    } else {
+      before = refs_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+    if (before == 1) delete this;
   }
 
-  std::int32_t phase() const { return word_.load(std::memory_order_acquire) & phase_mask; }
+  // acquire: a caller that sees a final phase (done(), cancelled()) sees what
+  // the completing or cancelling thread wrote before it, as result() does.
+  std::int32_t phase() const {
+    return word_.load(KEEL_INJECTED(future_phase_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire) &
+           phase_mask;
+  }
   FutureStatus status() const;
-  bool done() const { return is_final(word_.load(std::memory_order_acquire)); }
+  bool done() const {
+    return is_final(
+        word_.load(KEEL_INJECTED(future_done_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire));
+  }
 
   // pending -> cancelled. False (and nothing changes) in any other phase.
   bool cancel();
@@ -232,6 +251,7 @@ template <class T>
 class FutureState : public FutureCore {
  public:
   ~FutureState() override {
+    value_mark_.written();  // as in ~FutureCore: destroying the value writes it
     if (has_value_) value()->~T();
   }
   // Only the thread that won begin_completion() calls this.
