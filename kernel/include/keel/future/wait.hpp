@@ -157,7 +157,8 @@ class AsCompleted {
   using value_type = Future<T>;
   std::optional<Future<T>> next() {
     if (yielded_ == fs_.size()) return std::nullopt;
-    while (ready_.empty()) {
+    if (ready_.empty()) {
+      // take() returns at least one index, or none once the deadline passed.
       auto fired = wait_.take(deadline_);
       if (fired.empty()) {
         throw TimeoutError(std::to_string(fs_.size() - yielded_) + " (of " + std::to_string(fs_.size()) +

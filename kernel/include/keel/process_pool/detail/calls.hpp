@@ -260,11 +260,11 @@ class ChunkCall final : public PoolCall {
       auto args = d.get<std::vector<std::string>>();
       std::vector<std::string> cut;
       cut.reserve(keep.size());
-      for (std::size_t j = 0, k = 0; j < sent.size() && k < keep.size(); ++j) {
-        if (sent[j] == keep[k]) {
-          cut.push_back(std::move(args[j]));
-          ++k;
-        }
+      // keep is a subsequence of sent: walk sent once, to each kept call.
+      std::size_t j = 0;
+      for (std::size_t call : keep) {
+        while (sent[j] != call) ++j;
+        cut.push_back(std::move(args[j++]));
       }
       payload = encode(task, cut);
     }
