@@ -16,12 +16,20 @@
 // in a worker process: its type and message), WorkerLost (the worker running a
 // task died: pid and exit status or signal) and BrokenProcessPool.
 //
+// Errors nobody can be given (a done-callback or an executor hook threw on a
+// pool's thread) go to one reporter, set with set_error_reporter: never lost,
+// never thrown into the pool.
+//
 // Invariants: SYNC-3 (misuse is reported with a typed error, state unchanged),
-// EXEC-3 (a refused submission is an error, never a silent drop).
+// EXEC-3 (a refused submission is an error, never a silent drop), EXEC-7 (a
+// throwing callback is reported and does not stop the others).
 #pragma once
 
+#include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace keel {
@@ -171,7 +179,21 @@ class BrokenProcessPool : public BrokenExecutor {
   using BrokenExecutor::BrokenExecutor;
 };
 
+// Receives exceptions that escaped a done-callback or an executor hook, with a
+// short description of where. The default writes one line to stderr (Python
+// logs "exception calling callback for future"). Passing an empty function
+// restores the default. The reporter must not throw; one that does falls back
+// to the default for that error.
+using ErrorReporter = std::function<void(std::string_view where, std::exception_ptr error)>;
+void set_error_reporter(ErrorReporter reporter);
+// Hands error to the reporter. Never throws, also when the reporter does.
+void report_error(std::string_view where, const std::exception_ptr& error) noexcept;
+
 namespace detail {
+
+// The what() of the exception e holds ("unknown exception" for one that is
+// not a std::exception, "" for null): how keel names an error in a report.
+std::string describe_exception(const std::exception_ptr& e);
 
 // e.what(), or a fixed text when it returns nullptr: a user's exception type
 // may override what() that way, and a null char* reaching a std::string or

@@ -17,6 +17,7 @@
 #include "keel/process/shared_memory.hpp"
 #include "keel/process/task.hpp"
 #include "keel/process_pool/process_pool.hpp"
+#include "keel/shutdown.hpp"
 #include "keel/sync/barrier.hpp"
 #include "keel/sync/condition.hpp"
 #include "keel/sync/event.hpp"

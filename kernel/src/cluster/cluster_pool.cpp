@@ -93,7 +93,7 @@ void ClusterPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<
   d_->submit(std::move(call), ns);
 }
 
-void ClusterPool::shutdown(const ProcessShutdownOptions& opts) {
+void ClusterPool::shutdown(const ShutdownOptions& opts) {
   if (opts.wait && detail::on_cluster_supervisor())
     throw MisuseError("ClusterPool::shutdown(wait) from a done callback would deadlock");
   d_->shutdown(opts.cancel_futures);

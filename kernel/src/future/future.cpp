@@ -2,92 +2,9 @@
 // word; see future.hpp for the encoding and why no hook or wake can be lost.
 #include "keel/future/future.hpp"
 
-#if !KEEL_MODEL
-#include <cstdio>
-#endif
-
 namespace keel {
 
-namespace {
-
-// Never destroyed outside the model: a callback that throws on a pool's
-// thread while exit() runs the static destructors still reports through them.
-// (Relacy would count a never-freed allocation as a leak; the model has no
-// exit() to race.)
-#if KEEL_MODEL
-Mutex& reporter_lock() {
-  static Mutex m;
-  return m;
-}
-ErrorReporter& reporter_slot() {
-  static ErrorReporter r;
-  return r;
-}
-#else
-Mutex& reporter_lock() {
-  static Mutex& m = *new Mutex;
-  return m;
-}
-ErrorReporter& reporter_slot() {
-  static ErrorReporter& r = *new ErrorReporter;
-  return r;
-}
-#endif
-
-void default_report(std::string_view where, const std::exception_ptr& error) noexcept {
-#if KEEL_MODEL
-  (void)where;
-  (void)error;
-#else
-  std::string what;
-  try {
-    what = detail::describe_exception(error);
-  } catch (...) {
-    what = "(no memory to describe it)";
-  }
-  std::fprintf(stderr, "keel: exception in %.*s: %s\n", static_cast<int>(where.size()), where.data(), what.c_str());
-#endif
-}
-
-}  // namespace
-
-void set_error_reporter(ErrorReporter reporter) {
-  LockGuard g(reporter_lock());
-  reporter_slot() = std::move(reporter);
-}
-
-void report_error(std::string_view where, const std::exception_ptr& error) noexcept {
-  ErrorReporter r;
-  {
-    LockGuard g(reporter_lock());
-    try {
-      r = reporter_slot();
-    } catch (...) {
-    }
-  }
-  if (r) {
-    try {
-      r(where, error);
-      return;
-    } catch (...) {
-      // A reporter that throws breaks its contract; fall back to stderr.
-    }
-  }
-  default_report(where, error);
-}
-
 namespace detail {
-
-std::string describe_exception(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return what_of(x);
-  } catch (...) {
-  }
-  return "unknown exception";
-}
 
 FutureStatus FutureCore::status() const {
   switch (phase()) {

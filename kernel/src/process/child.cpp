@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "fd.hpp"
 #include "keel/error.hpp"
 #include "keel/sync/mutex.hpp"
 
@@ -45,27 +46,6 @@ namespace {
 
 constexpr const char* child_env = "KEEL_CHILD";
 constexpr int first_child_fd = 3;
-
-std::string errno_text(const char* what, int code) { return std::string(what) + ": " + std::strerror(code); }
-
-[[noreturn]] void throw_os(const char* what, int code) { throw OsError(code, errno_text(what, code)); }
-
-// Closes an fd on scope exit unless released.
-class FdGuard {
- public:
-  explicit FdGuard(int fd = -1) noexcept : fd_(fd) {}
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  ~FdGuard() { reset(); }
-  int get() const noexcept { return fd_; }
-  void reset(int fd = -1) noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_;
-};
 
 struct Roles {
   Mutex mutex;
@@ -113,7 +93,7 @@ int lifeline_read_end() {
   LockGuard lock(s.lifeline_mutex);
   if (s.lifeline_read < 0) {
     int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) throw_os("keel: cannot create the lifeline pipe", errno);
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_os("keel", "cannot create the lifeline pipe", errno);
     s.lifeline_read = p[0];
     s.lifeline_write = p[1];
   }
@@ -244,7 +224,7 @@ ChildHandle fork_child(const SpawnRequest& req, ChildRole fn) {
   const int lifeline = req.daemon ? lifeline_read_end() : -1;
   std::fflush(nullptr);  // buffered output must not be written twice
   const pid_t pid = ::fork();
-  if (pid < 0) throw_os("keel: fork failed", errno);
+  if (pid < 0) throw_os("keel", "fork failed", errno);
   if (pid == 0) {
     if (req.new_process_group) {
       ::setpgid(0, 0);
@@ -282,10 +262,10 @@ class SpawnActions {
  public:
   SpawnActions() {
     if (const int rc = posix_spawn_file_actions_init(&fa_); rc != 0)
-      throw_os("keel: posix_spawn_file_actions_init", rc);
+      throw_os("keel", "posix_spawn_file_actions_init", rc);
     if (const int rc = posix_spawnattr_init(&attr_); rc != 0) {
       posix_spawn_file_actions_destroy(&fa_);
-      throw_os("keel: posix_spawnattr_init", rc);
+      throw_os("keel", "posix_spawnattr_init", rc);
     }
   }
   ~SpawnActions() {
@@ -298,15 +278,8 @@ class SpawnActions {
   posix_spawnattr_t attr_;
 };
 
-void write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_os("keel: cannot write the child's payload", errno);
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
+void write_payload(int fd, std::string_view bytes) {
+  if (const int e = write_all(fd, bytes); e != 0) throw_os("keel", "cannot write the child's payload", e);
 }
 
 using Nonce = std::array<char, handshake::nonce_bytes>;
@@ -320,7 +293,7 @@ Nonce fresh_nonce() {
     const ssize_t r = ::getrandom(n.data() + got, n.size() - got, 0);
     if (r < 0) {
       if (errno == EINTR) continue;
-      throw_os("keel: getrandom for the child's nonce", errno);
+      throw_os("keel", "getrandom for the child's nonce", errno);
     }
     got += static_cast<std::size_t>(r);
   }
@@ -363,17 +336,17 @@ ChildHandle posix_spawn_child(const SpawnRequest& req) {
   // The payload travels in a memfd, so its size never blocks the parent; the
   // seals make it a file the child can read without blocking and that nobody
   // can change after the spawn.
-  FdGuard payload(static_cast<int>(::memfd_create("keel-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
-  if (payload.get() < 0) throw_os("keel: memfd_create", errno);
-  write_all(payload.get(), std::string_view(handshake::payload_magic, handshake::magic_bytes));
-  write_all(payload.get(), std::string_view(nonce.data(), nonce.size()));
-  write_all(payload.get(), req.payload);
-  if (::fcntl(payload.get(), F_ADD_SEALS, payload_seals) != 0) throw_os("keel: sealing the payload", errno);
+  UniqueFd payload(static_cast<int>(::memfd_create("keel-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  if (payload.get() < 0) throw_os("keel", "memfd_create", errno);
+  write_payload(payload.get(), std::string_view(handshake::payload_magic, handshake::magic_bytes));
+  write_payload(payload.get(), std::string_view(nonce.data(), nonce.size()));
+  write_payload(payload.get(), req.payload);
+  if (::fcntl(payload.get(), F_ADD_SEALS, payload_seals) != 0) throw_os("keel", "sealing the payload", errno);
   // The hello channel: SO_PEERCRED on it names this process, its creator.
   int hello_pair[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, hello_pair) != 0)
-    throw_os("keel: socketpair for the child's hello", errno);
-  FdGuard hello(hello_pair[0]), hello_child(hello_pair[1]);
+    throw_os("keel", "socketpair for the child's hello", errno);
+  UniqueFd hello(hello_pair[0]), hello_child(hello_pair[1]);
 
   std::vector<int> sources = req.fds;
   sources.push_back(payload.get());
@@ -383,22 +356,22 @@ ChildHandle posix_spawn_child(const SpawnRequest& req) {
 
   // Copies above every target number first, so that no dup2 into 3+i can
   // overwrite a source still to be moved (a source may already sit at 3+j).
-  std::vector<FdGuard> copies(sources.size());
+  std::vector<UniqueFd> copies(sources.size());
   for (std::size_t i = 0; i < sources.size(); ++i) {
     copies[i].reset(::fcntl(sources[i], F_DUPFD_CLOEXEC, first_child_fd + total));
-    if (copies[i].get() < 0) throw_os("keel: cannot duplicate an fd for the child", errno);
+    if (copies[i].get() < 0) throw_os("keel", "cannot duplicate an fd for the child", errno);
   }
 
   SpawnActions act;
   for (int i = 0; i < total; ++i) {
     if (const int rc = posix_spawn_file_actions_adddup2(&act.fa_, copies[i].get(), first_child_fd + i); rc != 0) {
-      throw_os("keel: posix_spawn_file_actions_adddup2", rc);
+      throw_os("keel", "posix_spawn_file_actions_adddup2", rc);
     }
   }
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
   // Fds that some other code opened without O_CLOEXEC stay in the parent too.
   if (const int rc = posix_spawn_file_actions_addclosefrom_np(&act.fa_, first_child_fd + total); rc != 0) {
-    throw_os("keel: posix_spawn_file_actions_addclosefrom_np", rc);
+    throw_os("keel", "posix_spawn_file_actions_addclosefrom_np", rc);
   }
 #endif
   // The child starts with no signal blocked, whatever the spawning thread blocks.
@@ -410,7 +383,7 @@ ChildHandle posix_spawn_child(const SpawnRequest& req) {
     posix_spawnattr_setpgroup(&act.attr_, 0);
     flags |= POSIX_SPAWN_SETPGROUP;
     if (const int rc = posix_spawn_file_actions_addopen(&act.fa_, 0, "/dev/null", O_RDONLY, 0); rc != 0) {
-      throw_os("keel: posix_spawn_file_actions_addopen", rc);
+      throw_os("keel", "posix_spawn_file_actions_addopen", rc);
     }
   }
   posix_spawnattr_setflags(&act.attr_, flags);
@@ -431,7 +404,7 @@ ChildHandle posix_spawn_child(const SpawnRequest& req) {
   pid_t pid = -1;
   // posix_spawn reaps a child whose exec failed itself and reports the error.
   if (const int rc = ::posix_spawn(&pid, "/proc/self/exe", &act.fa_, &act.attr_, argv, envp.data()); rc != 0) {
-    throw_os("keel: posix_spawn of /proc/self/exe failed", rc);
+    throw_os("keel", "posix_spawn of /proc/self/exe failed", rc);
   }
   hello_child.reset();
   // The child exists now, so its pid can go into the hello. A failed send
@@ -610,7 +583,7 @@ int reap_child(ChildHandle& h, bool block) {
     r = ::waitpid(h.pid, &status, block ? 0 : WNOHANG);
   } while (r < 0 && errno == EINTR);
   if (r == 0) return still_running;
-  if (r < 0) throw_os("keel: waitpid", errno);
+  if (r < 0) throw_os("keel", "waitpid", errno);
   if (h.pidfd >= 0) ::close(h.pidfd);
   h.pidfd = -1;
   h.pid = -1;
@@ -652,7 +625,7 @@ bool wait_fd(int fd, short events, const platform::Deadline& deadline) {
       if (deadline.expired()) return false;
       continue;  // woke a little early: wait out the rest
     }
-    if (errno != EINTR) throw_os("keel: poll", errno);
+    if (errno != EINTR) throw_os("keel", "poll", errno);
   }
 }
 

@@ -14,19 +14,18 @@
 #include <cstring>
 #include <utility>
 
+#include "fd.hpp"
 #include "keel/error.hpp"
 #include "keel/process/child.hpp"
 
 namespace keel {
 namespace {
 
+using detail::throw_os;
+
 // Large enough that a multi-MiB message needs few reads, small enough to keep
 // an idle connection's buffer modest.
 constexpr std::size_t read_chunk = std::size_t{64} * 1024;
-
-[[noreturn]] void throw_os(const std::string& what, int code) {
-  throw OsError(code, "keel::Connection: " + what + ": " + std::strerror(code));
-}
 
 [[noreturn]] void throw_peer_closed() {
   throw OsError(EPIPE, "keel::Connection: the peer closed the connection (end of stream)");
@@ -128,7 +127,7 @@ void Connection::send_impl(std::string_view message, const platform::Deadline& d
     if (err == EPIPE || err == ECONNRESET) {
       throw OsError(EPIPE, "keel::Connection::send: the peer closed the connection");
     }
-    throw_os("send", err);
+    throw_os("keel::Connection", "send", err);
   }
   ++next_id_;
 }
@@ -161,7 +160,7 @@ void Connection::fill() {
       eof_ = true;
       return;
     }
-    throw_os("recv", errno);
+    throw_os("keel::Connection", "recv", errno);
   }
 }
 
@@ -193,7 +192,7 @@ bool Connection::poll_impl(const platform::Deadline& deadline) {
 
 Pipe::Pipe(PipeOptions options) {
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_os("socketpair", errno);
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_os("keel::Connection", "socketpair", errno);
   try {
     first = Connection(sv[0], options.max_message);
   } catch (...) {

@@ -14,6 +14,7 @@
 #include <limits>
 #include <string>
 
+#include "fd.hpp"
 #include "resource_tracker.hpp"
 
 namespace keel {
@@ -22,9 +23,7 @@ namespace {
 
 constexpr std::size_t max_name_chars = 200;
 
-[[noreturn]] void os_fail(int code, const std::string& what) {
-  throw OsError(code, "keel::SharedMemory: " + what + ": " + std::strerror(code));
-}
+[[noreturn]] void os_fail(int code, const std::string& what) { detail::throw_os("keel::SharedMemory", what, code); }
 
 bool name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';

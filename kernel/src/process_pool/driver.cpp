@@ -28,11 +28,6 @@ const bool worker_role_registered = [] {
 
 pool::Nanos now_ns() { return std::chrono::steady_clock::now().time_since_epoch(); }
 
-[[noreturn]] void throw_os(const char* what) {
-  const int e = errno;
-  throw OsError(e, std::string("ProcessPool: ") + what + ": " + std::strerror(e));
-}
-
 // The exit code the machine is told for a worker that could not be started
 // (no exit status is ever 256).
 constexpr int never_started = 256;
@@ -89,24 +84,18 @@ PoolDriver::PoolDriver(const ProcessPoolOptions& o, unsigned workers) : opts_(o)
   sc.slots = slots_per_worker_;
   spawn_payload_ = pool::proto::encode_spawn(sc);
   machine_ = std::make_unique<pool::Machine>(mc, *this);
-  bell_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (bell_fd_ < 0) throw_os("eventfd");
-  try {
-    thread_.start([this] { run(); });
-  } catch (...) {
-    ::close(bell_fd_);
-    throw;
-  }
+  bell_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!bell_fd_.valid()) detail::throw_os("ProcessPool", "eventfd", errno);
+  thread_.start([this] { run(); });
 }
 
 PoolDriver::~PoolDriver() {
   if (thread_.joinable()) thread_.join();
-  ::close(bell_fd_);
 }
 
 void PoolDriver::ring() {
   const std::uint64_t one = 1;
-  while (::write(bell_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  while (::write(bell_fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
   }
 }
 
@@ -204,15 +193,13 @@ void PoolDriver::wind_down(const std::string& why) {
     const int code = reap_child(w.child, true);
     machine_->worker_exited(w.id, code, now_ns());
     apply();
-    ::close(w.fd);
-    ::close(w.in);
-    io_.erase(it);
+    io_.erase(it);  // closes its channel and answer pipe
   }
 }
 
 void PoolDriver::turn() {
   pfds_.clear();
-  pfds_.push_back({bell_fd_, POLLIN, 0});
+  pfds_.push_back({bell_fd_.get(), POLLIN, 0});
   std::vector<pool::WorkerId>& order = order_;
   order.clear();
   for (auto& [id, w] : io_) {
@@ -220,8 +207,8 @@ void PoolDriver::turn() {
     // The channel is watched only while tasks wait to go out: idle, a hung
     // up socket would report POLLHUP on every turn.
     const bool pending = !w.eof && w.out_off < w.out.size();
-    pfds_.push_back({w.eof ? -1 : w.in, POLLIN, 0});
-    pfds_.push_back({pending ? w.fd : -1, POLLOUT, 0});
+    pfds_.push_back({w.eof ? -1 : w.in.get(), POLLIN, 0});
+    pfds_.push_back({pending ? w.fd.get() : -1, POLLOUT, 0});
     pfds_.push_back({w.exited ? -1 : w.child.pidfd, POLLIN, 0});
   }
   int timeout = -1;
@@ -234,7 +221,7 @@ void PoolDriver::turn() {
         left <= pool::Nanos::zero() ? 0 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
   }
   const int n = ::poll(pfds_.data(), pfds_.size(), timeout);
-  if (n < 0 && errno != EINTR) throw_os("poll");
+  if (n < 0 && errno != EINTR) detail::throw_os("ProcessPool", "poll", errno);
 
   for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, never_started, now_ns());
   failed_spawns_.clear();
@@ -242,7 +229,7 @@ void PoolDriver::turn() {
 
   if (n > 0 && (pfds_[0].revents & POLLIN)) {
     std::uint64_t v;
-    while (::read(bell_fd_, &v, sizeof v) < 0 && errno == EINTR) {
+    while (::read(bell_fd_.get(), &v, sizeof v) < 0 && errno == EINTR) {
     }
   }
   // Commands first: submits queued before a shutdown are seen before it.
@@ -303,7 +290,7 @@ void PoolDriver::read_worker(WorkerIo& w) {
   for (;;) {
     // A faulty worker's bytes are drained and dropped (its reader has failed).
     auto span = w.faulty ? std::span<char>(scratch, sizeof scratch) : w.reader.prepare(std::size_t{64} * 1024);
-    const ssize_t n = ::read(w.in, span.data(), span.size());
+    const ssize_t n = ::read(w.in.get(), span.data(), span.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
@@ -389,7 +376,7 @@ void PoolDriver::handle_frame(WorkerIo& w, const FrameView& f) {
 
 void PoolDriver::flush(WorkerIo& w) {
   while (w.out_off < w.out.size() && !w.eof) {
-    const ssize_t n = ::send(w.fd, w.out.data() + w.out_off, w.out.size() - w.out_off, MSG_NOSIGNAL);
+    const ssize_t n = ::send(w.fd.get(), w.out.data() + w.out_off, w.out.size() - w.out_off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return;
@@ -461,43 +448,35 @@ void PoolDriver::apply() {
 }
 
 void PoolDriver::spawn(pool::WorkerId id) {
+  // Each failure below leaves a reason for the machine and closes what was
+  // opened so far (the UniqueFds), so a worker that could not start costs
+  // no descriptor.
+  auto failed = [&](std::string why) {
+    spawn_error_ = std::move(why);
+    failed_spawns_.push_back(id);
+  };
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
-    spawn_error_ = std::string("socketpair: ") + std::strerror(errno);
-    failed_spawns_.push_back(id);
-    return;
+    return failed(std::string("socketpair: ") + std::strerror(errno));
   }
+  detail::UniqueFd channel(sv[0]), worker_channel(sv[1]);
   // The worker's end blocks: it has nothing else to do while it waits.
-  const int flags = ::fcntl(sv[1], F_GETFL);
-  ::fcntl(sv[1], F_SETFL, flags & ~O_NONBLOCK);
+  const int flags = ::fcntl(worker_channel.get(), F_GETFL);
+  ::fcntl(worker_channel.get(), F_SETFL, flags & ~O_NONBLOCK);
   // Its answers come back on a pipe; only this end never blocks.
   int answers[2];
-  if (::pipe2(answers, O_CLOEXEC) < 0) {
-    spawn_error_ = std::string("pipe2: ") + std::strerror(errno);
-    ::close(sv[0]);
-    ::close(sv[1]);
-    failed_spawns_.push_back(id);
-    return;
-  }
-  ::fcntl(answers[0], F_SETFL, ::fcntl(answers[0], F_GETFL) | O_NONBLOCK);
-  auto close_all = [&] {
-    ::close(sv[0]);
-    ::close(sv[1]);
-    ::close(answers[0]);
-    ::close(answers[1]);
-  };
+  if (::pipe2(answers, O_CLOEXEC) < 0) return failed(std::string("pipe2: ") + std::strerror(errno));
+  detail::UniqueFd in(answers[0]), worker_out(answers[1]);
+  ::fcntl(in.get(), F_SETFL, ::fcntl(in.get(), F_GETFL) | O_NONBLOCK);
   pool::proto::SlotPage slots;
   try {
     slots = pool::proto::SlotPage::create(slots_per_worker_);
   } catch (const Error& e) {
-    spawn_error_ = e.what();
-    close_all();
-    failed_spawns_.push_back(id);
-    return;
+    return failed(e.what());
   }
   SpawnRequest req;
   req.role = "pool";
-  req.fds = {sv[1], slots.fd(), answers[1]};
+  req.fds = {worker_channel.get(), slots.fd(), worker_out.get()};
   req.daemon = true;
   req.new_process_group = opts_.own_process_group;
   req.start = opts_.start;
@@ -506,16 +485,13 @@ void PoolDriver::spawn(pool::WorkerId id) {
   try {
     h = spawn_child(req);
   } catch (const Error& e) {
-    spawn_error_ = e.what();
-    close_all();
-    failed_spawns_.push_back(id);
-    return;
+    return failed(e.what());
   }
-  ::close(sv[1]);
-  ::close(answers[1]);  // the worker's now: its exit (and its alone) ends the pipe
+  worker_channel.reset();
+  worker_out.reset();  // the worker's now: its exit (and its alone) ends the pipe
   // The channel carries tasks one way: nothing the worker writes on it is
   // read, so its writes fail (EPIPE) rather than fill a buffer nobody reads.
-  ::shutdown(sv[0], SHUT_RD);
+  ::shutdown(channel.get(), SHUT_RD);
   slots.close_fd();  // the worker has its own; the mapping stays
   auto [it, inserted] = io_.try_emplace(id, opts_.max_message);
   (void)inserted;
@@ -523,8 +499,8 @@ void PoolDriver::spawn(pool::WorkerId id) {
   w.id = id;
   w.child = h;
   w.pid = h.pid;
-  w.fd = sv[0];
-  w.in = answers[0];
+  w.fd = std::move(channel);
+  w.in = std::move(in);
   w.slots = std::move(slots);
   w.occupant.assign(slots_per_worker_, 0);
   w.free.clear();
@@ -599,10 +575,8 @@ void PoolDriver::reap_exited() {
     // Its unstarted tasks are taken back through its slots, so they are
     // unmapped only after this.
     machine_->worker_exited(w.id, code, now_ns());
-    apply();  // resolutions may name this worker's pid: it is still here
-    ::close(w.fd);
-    ::close(w.in);
-    it = io_.erase(it);
+    apply();             // resolutions may name this worker's pid: it is still here
+    it = io_.erase(it);  // closes its channel and answer pipe
   }
 }
 

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../process/fd.hpp"
 #include "edge.hpp"
 #include "keel/platform/thread.hpp"
 #include "keel/process_pool/process_pool.hpp"
@@ -70,8 +71,8 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
     pool::WorkerId id = 0;
     ChildHandle child;
     int pid = -1;
-    int fd = -1;  // the channel: tasks go out here (a stream socket)
-    int in = -1;  // the answer pipe: the worker's frames come in here
+    detail::UniqueFd fd;  // the channel: tasks go out here (a stream socket)
+    detail::UniqueFd in;  // the answer pipe: the worker's frames come in here
     FrameReader reader;
     std::string out;
     std::size_t out_off = 0;
@@ -119,7 +120,7 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   ProcessPoolOptions opts_;
   unsigned slots_per_worker_ = 1;
   std::string spawn_payload_;
-  int bell_fd_ = -1;
+  detail::UniqueFd bell_fd_;
   pool::Edge edge_{*this};
   std::unique_ptr<pool::Machine> machine_;
   std::unordered_map<pool::TaskId, std::unique_ptr<PoolCall>> calls_;

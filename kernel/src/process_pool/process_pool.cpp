@@ -243,7 +243,7 @@ void ProcessPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<
   }
 }
 
-void ProcessPool::shutdown(const ProcessShutdownOptions& opts) {
+void ProcessPool::shutdown(const ShutdownOptions& opts) {
   if (opts.wait && detail::on_pool_supervisor())
     throw MisuseError("ProcessPool::shutdown(wait) from a done callback would deadlock");
   pool::Command c;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "../process/fd.hpp"
 #include "keel/error.hpp"
 #include "keel/process/codec.hpp"
 
@@ -54,10 +55,7 @@ SpawnConfig decode_spawn(std::string_view payload) {
 }
 
 namespace {
-[[noreturn]] void fail(const char* what) {
-  const int e = errno;
-  throw OsError(e, std::string("ProcessPool: ") + what + ": " + std::strerror(e));
-}
+[[noreturn]] void fail(const char* what) { detail::throw_os("ProcessPool", what, errno); }
 std::size_t bytes_for(unsigned count) { return count * sizeof(Slot); }
 }  // namespace
 

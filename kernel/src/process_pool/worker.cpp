@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <string>
 
+#include "../process/fd.hpp"
 #include "keel/process/child.hpp"
 #include "keel/process/codec.hpp"
 #include "keel/process/frame.hpp"
@@ -26,18 +27,7 @@ namespace keel::pool {
 namespace {
 
 // Blocking write of the whole buffer; false if the parent is gone.
-bool write_all(int fd, const std::string& bytes) {
-  std::size_t off = 0;
-  while (off < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  return true;
-}
+bool write_all(int fd, const std::string& bytes) { return detail::write_all(fd, bytes) == 0; }
 
 // The error report for the exception being handled, cut to fit the limit:
 // a task's failure must reach the parent as its own error, not as a worker

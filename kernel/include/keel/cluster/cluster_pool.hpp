@@ -129,7 +129,7 @@ class ClusterPool {
     return detail::unordered_results(chunks(task, inputs, opts.chunksize), opts);
   }
 
-  void shutdown(const ProcessShutdownOptions& opts = {});
+  void shutdown(const ShutdownOptions& opts = {});
   // Cancels every task that has not started, kills every node's workers
   // (their running tasks fail with WorkerLost) and returns once every node's
   // pool closed.

@@ -64,10 +64,11 @@
 #include <tuple>
 #include <variant>
 
+#include "keel/detail/next_iterator.hpp"
 #include "keel/executor/reject_policy.hpp"
 #include "keel/executor/task_queue.hpp"
 #include "keel/future/future.hpp"
-#include "keel/future/wait.hpp"
+#include "keel/shutdown.hpp"
 #include "keel/sync/condition.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
@@ -106,11 +107,6 @@ struct ThreadPoolOptions {
   std::function<void(const TaskInfo&)> before_task{};
   std::function<void(const TaskInfo&, std::exception_ptr)> after_task{};
   std::function<void()> on_terminated{};
-};
-
-struct ShutdownOptions {
-  bool wait = true;
-  bool cancel_futures = false;
 };
 
 struct ThreadPoolStats {

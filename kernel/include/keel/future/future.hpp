@@ -55,24 +55,12 @@ namespace keel {
 
 enum class FutureStatus { pending, running, cancelled, finished };
 
-// Receives exceptions that escaped a done-callback or an executor hook, with a
-// short description of where. The default writes one line to stderr (Python
-// logs "exception calling callback for future"). Passing an empty function
-// restores the default. The reporter must not throw.
-using ErrorReporter = std::function<void(std::string_view where, std::exception_ptr error)>;
-void set_error_reporter(ErrorReporter reporter);
-void report_error(std::string_view where, const std::exception_ptr& error) noexcept;
-
 template <class T>
 class Future;
 template <class T>
 class Promise;
 
 namespace detail {
-
-// The what() of the exception e holds ("unknown exception" for one that is
-// not a std::exception, "" for null): how keel names an error in a report.
-std::string describe_exception(const std::exception_ptr& e);
 
 class FutureCore;
 

@@ -18,6 +18,7 @@
 
 #include <unordered_set>
 
+#include "keel/detail/next_iterator.hpp"
 #include "keel/future/future.hpp"
 
 namespace keel {
@@ -25,30 +26,6 @@ namespace keel {
 enum class ReturnWhen { first_completed, first_exception, all_completed };
 
 namespace detail {
-
-// The input iterator of a sequence whose next() returns std::optional of its
-// value_type, nullopt at the end (as_completed, ThreadPoolExecutor::map): a
-// range-for over the sequence calls next() once per element.
-template <class Seq>
-class NextIterator {
- public:
-  using value_type = typename Seq::value_type;
-  using difference_type = std::ptrdiff_t;
-  NextIterator() = default;
-  explicit NextIterator(Seq* seq) : seq_(seq) { ++*this; }
-  value_type& operator*() { return *cur_; }
-  NextIterator& operator++() {
-    cur_ = seq_->next();
-    if (!cur_) seq_ = nullptr;
-    return *this;
-  }
-  void operator++(int) { ++*this; }
-  friend bool operator==(const NextIterator& a, const NextIterator& b) { return a.seq_ == b.seq_; }
-
- private:
-  Seq* seq_ = nullptr;
-  std::optional<value_type> cur_;
-};
 
 // One waiting thread and the hooks it placed on many futures. Completers push
 // their hook onto a lock-free stack and signal; the waiter takes the whole

@@ -83,6 +83,7 @@
 #include <string_view>
 #include <vector>
 
+#include "keel/detail/next_iterator.hpp"
 #include "keel/error.hpp"
 #include "keel/executor/reject_policy.hpp"
 #include "keel/future/future.hpp"
@@ -92,6 +93,7 @@
 #include "keel/process/frame.hpp"
 #include "keel/process/task.hpp"
 #include "keel/process_pool/detail/calls.hpp"
+#include "keel/shutdown.hpp"
 #include "keel/timeout.hpp"
 
 namespace keel {
@@ -160,11 +162,6 @@ struct SubmitOptions {
 struct ProcessMapOptions {
   std::size_t chunksize = 1;                          // calls sent to a worker as one task
   std::optional<std::chrono::nanoseconds> timeout{};  // for the whole map, from the call
-};
-
-struct ProcessShutdownOptions {
-  bool wait = true;
-  bool cancel_futures = false;
 };
 
 struct ProcessPoolStats {
@@ -290,7 +287,7 @@ class ProcessPool {
     return detail::unordered_results(submit_chunks(task, inputs, opts.chunksize), opts);
   }
 
-  void shutdown(const ProcessShutdownOptions& opts = {});
+  void shutdown(const ShutdownOptions& opts = {});
   // Shut down at once: queued tasks are cancelled, every worker gets SIGTERM
   // (SIGKILL for kill_workers); a task that was running fails with
   // WorkerLost. Returns once every worker was reaped.
