@@ -349,6 +349,7 @@ format: deps
 # classified in proofs/shared_state.txt (tools/check_shared_state.py).
 lint: deps check-shared-state
 	clang-format-14 --dry-run -Werror $$(git ls-files '*.hpp' '*.cpp' '*.h')
+	python3 tools/mutate.py --check-equivalent
 	tools/lint.sh
 
 check-shared-state:

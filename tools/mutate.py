@@ -576,6 +576,45 @@ TEST_LAYERS = {"sync": ["sync"], "future": ["future"], "executor": ["executor"],
                "common": ["sync", "future", "process_pool"]}
 
 
+# The tree as it was when the run started (see snapshot_tree): every scratch
+# copy is made from it, so a run that lasts hours checks one tree, however the
+# working tree changes meanwhile (a per-mutant scratch made an hour in used to
+# copy whatever the developer had half-edited by then).
+SNAP = None
+TREE_PARTS = ("kernel", "models", "tools", "proofs", "tests", "fuzz", "Makefile")
+
+
+def copy_tree_parts(src_root, dst, with_tests):
+    for d in TREE_PARTS:
+        src = os.path.join(src_root, d)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(dst, d), symlinks=True)
+        elif os.path.exists(src):
+            shutil.copy2(src, os.path.join(dst, d))
+    if with_tests:
+        os.makedirs(os.path.join(dst, "build"), exist_ok=True)
+        shutil.copytree(os.path.join(src_root, "build", "g++"), os.path.join(dst, "build", "g++"), symlinks=True)
+        stamp = os.path.join(src_root, "build", ".deps-ok")
+        if os.path.exists(stamp):
+            shutil.copy2(stamp, os.path.join(dst, "build", ".deps-ok"))
+
+
+def snapshot_tree(out_dir, with_tests, texts):
+    """Copies the tree (and the g++ build the tests start from) once, and
+    checks that the mutated files are still the ones the mutants were made
+    from."""
+    d = os.path.join(out_dir, "base")
+    if os.path.exists(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    copy_tree_parts(ROOT, d, with_tests)
+    for path, text in texts.items():
+        with open(os.path.join(d, path)) as f:
+            if f.read() != text:
+                sys.exit(f"mutate: {path} changed while the run started; start it again")
+    return d
+
+
 class Scratch:
     """A private copy of the tree that one worker mutates and restores."""
 
@@ -588,20 +627,8 @@ class Scratch:
         if os.path.exists(self.dir):
             shutil.rmtree(self.dir)
         os.makedirs(self.dir)
-        for d in ("kernel", "models", "tools", "proofs", "tests", "fuzz", "Makefile"):
-            src = os.path.join(ROOT, d)
-            if os.path.isdir(src):
-                shutil.copytree(src, os.path.join(self.dir, d), symlinks=True)
-            elif os.path.exists(src):
-                shutil.copy2(src, os.path.join(self.dir, d))
-        self.tests = False
-        if with_tests:
-            os.makedirs(os.path.join(self.dir, "build"), exist_ok=True)
-            shutil.copytree(os.path.join(ROOT, "build", "g++"), os.path.join(self.dir, "build", "g++"), symlinks=True)
-            stamp = os.path.join(ROOT, "build", ".deps-ok")
-            if os.path.exists(stamp):
-                shutil.copy2(stamp, os.path.join(self.dir, "build", ".deps-ok"))
-            self.tests = True
+        copy_tree_parts(SNAP or ROOT, self.dir, with_tests)
+        self.tests = with_tests
         self.bin = os.path.join(self.dir, "build", "mutate-models")
         os.makedirs(self.bin, exist_ok=True)
 
@@ -656,7 +683,9 @@ class Runner:
         names = set()
         for d in TEST_LAYERS.get(layer, [layer]):
             names |= self.suites.get(d, set())
-        return ":".join(sorted(n + ".*" for n in names))
+        # A TEST_P suite runs as <Instantiation>/<Suite>.<Test>: match both forms
+        # (before, a value-parameterised suite never ran for any mutant).
+        return ":".join(sorted(p for n in names for p in (n + ".*", "*/" + n + ".*")))
 
     def build_tests(self, s, timeout):
         return run(self.test_make, s.dir, timeout)
@@ -1620,6 +1649,8 @@ def main():
     ap.add_argument("--ops", default=env("MUTATE_OPS") or "")
     ap.add_argument("--ids", default=env("MUTATE_IDS") or "", help="regex on mutant ids (re-check chosen mutants)")
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
+    ap.add_argument("--check-equivalent", action="store_true",
+                    help="exit 1 if proofs/mutate-equivalent.txt names a mutant this tree does not have (make lint)")
     ap.add_argument("--publish", action="store_true", help="also write proofs/mutation-report.md")
     ap.add_argument("--no-tests", action="store_true", help="run the models only")
     ap.add_argument("--per-mutant", action="store_true",
@@ -1637,6 +1668,15 @@ def main():
     bad = [o for o in ops if o not in OPS]
     if bad:
         sys.exit(f"mutate: unknown operator(s) {bad}; known: {', '.join(OPS)}")
+    if args.check_equivalent:
+        # Ids carry line numbers: an edit above a listed mutant moves it, and
+        # the entry would silently stop matching (or match another mutant).
+        known = {m.id for m in all_mutants(ROOT)}
+        stale = sorted(set(read_equivalent(ROOT)) - known)
+        for m in stale:
+            print(f"mutate: proofs/mutate-equivalent.txt lists {m}, which is no mutant of this tree "
+                  f"(re-check it with --list --filter)", file=sys.stderr)
+        return 1 if stale else 0
     filt = re.compile(args.filter) if args.filter else None
     muts = all_mutants(ROOT, filt, ops)
     if args.ids:
@@ -1663,6 +1703,8 @@ def main():
     out_dir = os.path.join(ROOT, "build", "mutate")
     os.makedirs(out_dir, exist_ok=True)
     with_tests = not args.no_tests and os.path.exists(os.path.join(ROOT, "build", "g++", "keel_tests"))
+    global SNAP
+    SNAP = snapshot_tree(out_dir, with_tests, texts)
     equivalent = read_equivalent(ROOT)
     known = {m.id for m in all_mutants(ROOT)}
     for stale in sorted(set(equivalent) - known):
