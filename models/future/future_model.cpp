@@ -11,6 +11,8 @@
 // KEEL-TWIN future_release_without_acquire future.handles-dropped-on-two-threads.2t
 // KEEL-TWIN future_done_relaxed future.done-publishes.2t
 // KEEL-TWIN future_phase_relaxed future.cancelled-publishes.2t
+// KEEL-TWIN future_wait_relaxed future.wait-publishes.2t
+// KEEL-TWIN future_wake_one_waiter future.result-two-waiters.3t
 #include <optional>
 
 #include "executor_unity.hpp"
@@ -290,6 +292,38 @@ struct CancelledPublishes : rl::test_suite<CancelledPublishes, 2> {
   }
 };
 
+// EXEC-9: a wait that returns true publishes what the completing thread
+// wrote, to a caller that reads no result. The timed form covers both ways
+// out of the wait: woken, and a timeout (which the model may take at any
+// point) that finds the future final after all.
+struct WaitPublishes : rl::test_suite<WaitPublishes, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  keel::platform::Var<int> payload;
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      payload.store(1);
+      p.set_result(5);
+    } else if (f.wait_for(std::chrono::hours(1))) {
+      RL_ASSERT(payload.load() == 1);
+    }
+  }
+};
+
+// EXEC-1, SYNC-2: completion wakes every thread blocked on the future, not
+// one of them (a lost wake-up is a deadlock here).
+struct ResultTwoWaiters : rl::test_suite<ResultTwoWaiters, 3> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      p.set_result(5);
+    } else {
+      RL_ASSERT(f.result() == 5);
+    }
+  }
+};
+
 int main() {
   using namespace keel::model;
   check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
@@ -300,6 +334,8 @@ int main() {
   check<HandlesDroppedOnTwoThreads>("future.handles-dropped-on-two-threads.2t", "EXEC-9", full());
   check<DonePublishes>("future.done-publishes.2t", "EXEC-9", full());
   check<CancelledPublishes>("future.cancelled-publishes.2t", "EXEC-9", full());
+  check<WaitPublishes>("future.wait-publishes.2t", "EXEC-9", full());
+  check<ResultTwoWaiters>("future.result-two-waiters.3t", "EXEC-1,SYNC-2", random(20000));
   check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(20000));
   // Full search does not end for these two (the hook lock adds many
   // scheduling points); bound 4 does in seconds.

@@ -88,8 +88,10 @@ void FutureCore::finish(std::exception_ptr error) {
     word_.store(finished, std::memory_order_release);
   } else {
     // One exchange: release publishes the result, and the old value says,
-    // atomically with the transition, who must be woken or called.
-    old = word_.exchange(finished, std::memory_order_acq_rel);
+    // atomically with the transition, who must be woken or called. No
+    // acquire: nothing this thread reads afterwards was published through
+    // the word (the hook list is read under hook_lock_).
+    old = word_.exchange(finished, std::memory_order_release);
   }
   after_final(old);
 }
@@ -156,7 +158,8 @@ bool FutureCore::undispatch() {
 }
 
 void FutureCore::after_final(std::int32_t old) {
-  if (old & sleepers_bit) platform::futex_wake(word_, platform::wake_all);
+  // Every sleeper: they all wait for this one transition.
+  if (old & sleepers_bit) platform::futex_wake(word_, KEEL_INJECTED(future_wake_one_waiter) ? 1 : platform::wake_all);
   if (old & hooked_bit) run_hooks();
 }
 
@@ -167,7 +170,10 @@ void FutureCore::throw_unless_finished(const char* what) const {
 }
 
 bool FutureCore::wait_until(const platform::Deadline& deadline) const {
-  std::int32_t v = word_.load(std::memory_order_acquire);
+  // acquire, here and below: a wait that returns true publishes the result
+  // to its caller (EXEC-9), also when the caller then reads no result.
+  std::int32_t v =
+      word_.load(KEEL_INJECTED(future_wait_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire);
   if (is_final(v)) return true;
   // Tiny tasks finish within microseconds: a short spin saves a sleep and wake.
   if (platform::spin_then_yield_until([&] { return is_final(word_.load(std::memory_order_acquire)); })) return true;
