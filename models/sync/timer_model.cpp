@@ -6,6 +6,8 @@
 // KEEL-TWIN timer_fired_relaxed timer.fired-publishes.3t
 // KEEL-TWIN timer_cancel_reports_own_win timer.restart-rounds.4t3r
 // KEEL-TWIN timer_join_skips_cancelled timer.restart-rounds.4t3r
+// KEEL-TWIN timer_publish_wakes_one timer.joins-while-starting.4t
+// KEEL-TWIN timer_wait_published_relaxed timer.joins-while-starting.4t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/event.hpp"
@@ -143,6 +145,23 @@ struct RestartRounds : rl::test_suite<RestartRounds, 1> {
 
 }  // namespace
 
+// LIFE-10: join() called on two threads while start() runs on a third.
+// Each joiner reads the thread handle only after start() published it (a
+// weaker wait is a data race on the handle's mark), the publication wakes
+// every joiner that waits for it (a lost one is a deadlock), and both
+// joins return once the timer thread ended.
+struct JoinsWhileStarting : rl::test_suite<JoinsWhileStarting, 3> {
+  static const rl::thread_id_t dynamic_thread_count = 1;
+  keel::Timer t{std::chrono::milliseconds(1), [] {}};
+  void thread(unsigned index) {
+    if (index == 0) {
+      t.start();
+    } else {
+      t.join();
+    }
+  }
+};
+
 int main() {
   using namespace keel::model;
   // Context-bounded: since the Timer publishes its thread handle and its
@@ -163,6 +182,7 @@ int main() {
   // also with two rounds. So the random scheduler, which times waits out
   // without that fault, and more of it in make verify-deep.
   check<RestartRounds>("timer.restart-rounds.4t3r", "SYNC-11,SYNC-14", random(100000));
+  check<JoinsWhileStarting>("timer.joins-while-starting.4t", "LIFE-10", random(100000));
   // make verify-deep: since this model has a deep row, verify-deep runs
   // every twin of it too, so the publication row runs deep as well (it is
   // the one that catches timer_fired_relaxed).

@@ -19,12 +19,14 @@ Timer::~Timer() {
   if (callable_started && on_own_thread()) {
     // The callable destroys its own Timer: a thread cannot join itself. The
     // handle was published before the callable ran (run() waited for it).
+    thread_mark_.written();
     thread_.detach();
     if (destroyed_flag_ != nullptr) *destroyed_flag_ = true;
     return;
   }
   // No wait for the handle, no join_lock_: nobody may use a Timer while it is
   // destroyed, so a start() or join() on another thread happened before.
+  thread_mark_.written();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -35,6 +37,7 @@ void Timer::start() {
   }
   try {
     thread_.start([this] { run(); });
+    thread_mark_.written();
   } catch (...) {
     // No thread: nothing will ever run; joiners must not wait for one.
     done_.set();
@@ -45,16 +48,18 @@ void Timer::start() {
 }
 
 void Timer::publish() {
-  // Release: thread_ is written before anyone reads it. After the exchange
-  // only the word's address is used (the wake), so a callable that deletes
-  // the Timer as soon as it sees `published` frees nothing start() reads.
-  if (start_state_.exchange(published, std::memory_order_acq_rel) == starting_waited) {
-    platform::futex_wake(start_state_, platform::wake_all);
+  // Release: thread_ is written before anyone reads it (no acquire: the
+  // waiters publish nothing through the word). After the exchange only the
+  // word's address is used (the wake), so a callable that deletes the Timer
+  // as soon as it sees `published` frees nothing start() reads.
+  if (start_state_.exchange(published, std::memory_order_release) == starting_waited) {
+    platform::futex_wake(start_state_, KEEL_INJECTED(timer_publish_wakes_one) ? 1 : platform::wake_all);
   }
 }
 
 bool Timer::wait_published() {
-  std::int32_t s = start_state_.load(std::memory_order_acquire);
+  std::int32_t s = start_state_.load(KEEL_INJECTED(timer_wait_published_relaxed) ? std::memory_order_relaxed
+                                                                                 : std::memory_order_acquire);
   if (s == not_started) return false;
   while (s != published) {
     if (s == starting && !start_state_.compare_exchange_strong(s, starting_waited, std::memory_order_acquire,
@@ -99,6 +104,7 @@ void Timer::join() {
     if (cancelled()) return;
   }
   LockGuard g(join_lock_);
+  thread_mark_.written();  // join() changes the handle
   if (thread_.joinable()) thread_.join();
 }
 

@@ -35,6 +35,7 @@
 #include "keel/platform/futex.hpp"
 #include "keel/platform/inject.hpp"
 #include "keel/platform/thread.hpp"
+#include "keel/platform/var.hpp"
 #include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
 
@@ -101,6 +102,9 @@ class Timer {
   platform::FutexWord start_state_{not_started};
   Mutex join_lock_;  // joiners take turns on thread_
   platform::Thread thread_;
+  // thread_'s accesses, for the model: the handle is plain data published by
+  // start_state_ (LIFE-10), which Relacy sees only through this mark.
+  [[no_unique_address]] platform::RaceMark thread_mark_;
   // The timer thread's id, stored before the callable runs (0 until then):
   // "am I the timer thread?"
   platform::Atomic<std::uint64_t> runner_{0};
