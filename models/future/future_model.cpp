@@ -13,6 +13,7 @@
 // KEEL-TWIN future_phase_relaxed future.cancelled-publishes.2t
 // KEEL-TWIN future_wait_relaxed future.wait-publishes.2t
 // KEEL-TWIN future_wake_one_waiter future.result-two-waiters.3t
+// KEEL-TWIN future_add_hook_relaxed future.callback-publishes.2t
 #include <optional>
 
 #include "executor_unity.hpp"
@@ -324,6 +325,22 @@ struct ResultTwoWaiters : rl::test_suite<ResultTwoWaiters, 3> {
   }
 };
 
+// EXEC-7, EXEC-9: a callback added to a future that is already final runs
+// at once in the adding thread, and sees what the completer wrote before it.
+struct CallbackPublishes : rl::test_suite<CallbackPublishes, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  keel::platform::Var<int> payload;
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      payload.store(1);
+      p.set_result(5);
+    } else {
+      f.add_done_callback([this](const keel::Future<int>&) { RL_ASSERT(payload.load() == 1); });
+    }
+  }
+};
+
 int main() {
   using namespace keel::model;
   check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
@@ -335,6 +352,7 @@ int main() {
   check<DonePublishes>("future.done-publishes.2t", "EXEC-9", full());
   check<CancelledPublishes>("future.cancelled-publishes.2t", "EXEC-9", full());
   check<WaitPublishes>("future.wait-publishes.2t", "EXEC-9", full());
+  check<CallbackPublishes>("future.callback-publishes.2t", "EXEC-7,EXEC-9", full());
   check<ResultTwoWaiters>("future.result-two-waiters.3t", "EXEC-1,SYNC-2", random(20000));
   check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(20000));
   // Full search does not end for these two (the hook lock adds many

@@ -195,7 +195,10 @@ bool FutureCore::wait_until(const platform::Deadline& deadline) const {
 
 bool FutureCore::add_hook(Hook* hook) {
   LockGuard g(hook_lock_);
-  std::int32_t v = word_.load(std::memory_order_acquire);
+  // acquire: false (already final) makes the caller run the callback itself,
+  // which must see what the completer wrote (EXEC-9).
+  std::int32_t v =
+      word_.load(KEEL_INJECTED(future_add_hook_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire);
   for (;;) {
     if (is_final(v)) return false;
     if (v & hooked_bit) break;
