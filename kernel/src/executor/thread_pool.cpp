@@ -36,7 +36,7 @@ class ThreadPoolCore {
   ThreadPoolCore(const ThreadPoolCore&) = delete;
   ThreadPoolCore& operator=(const ThreadPoolCore&) = delete;
 
-  void enqueue(detail::FutureCore* task, bool has_priority);
+  void enqueue(detail::Task* task, bool has_priority);
   void shutdown(ShutdownOptions options);
   std::vector<PendingTask> shutdown_now();
   bool await_by(const platform::Deadline& deadline);
@@ -66,17 +66,17 @@ class ThreadPoolCore {
 
   ~ThreadPoolCore() = default;  // through destroy() or drop_ref()
 
-  void worker_main(Worker* w, detail::FutureCore* first) KEEL_NO_TSA;
-  bool run_task(detail::FutureCore* task);
-  bool try_add_worker(detail::FutureCore* first) KEEL_REQUIRES(m_);
-  bool claim_idle(detail::FutureCore* task) KEEL_REQUIRES(m_);
+  void worker_main(Worker* w, detail::Task* first) KEEL_NO_TSA;
+  bool run_task(detail::Task* task);
+  bool try_add_worker(detail::Task* first) KEEL_REQUIRES(m_);
+  bool claim_idle(detail::Task* task) KEEL_REQUIRES(m_);
   void release_idle_workers() KEEL_REQUIRES(m_);
   void notify_space() KEEL_REQUIRES(m_);
   bool worker_exit(Worker* w) KEEL_REQUIRES(m_);
   bool claim_termination() KEEL_REQUIRES(m_);
   void begin_finalizing() KEEL_REQUIRES(m_);
   bool end_finalizing();
-  void break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) KEEL_REQUIRES(m_);
+  void break_pool(const std::exception_ptr& why, std::vector<detail::Task*>& failed) KEEL_REQUIRES(m_);
   void finish_termination();
   void join_exited();
   bool is_own_thread() const KEEL_REQUIRES(m_);
@@ -136,9 +136,9 @@ struct ThreadPoolCore::Worker {
   static constexpr std::int32_t claimed = 2;
 
   platform::FutexWord signal{idle};
-  platform::Var<detail::FutureCore*> handed;            // written by the claimer before the claim
-  platform::Var<detail::FutureCore*> current{nullptr};  // guarded by m_: the running task
-  platform::Var<std::uint64_t> tid{0};                  // guarded by m_
+  platform::Var<detail::Task*> handed;            // written by the claimer before the claim
+  platform::Var<detail::Task*> current{nullptr};  // guarded by m_: the running task
+  platform::Var<std::uint64_t> tid{0};            // guarded by m_
   std::uint64_t number = 0;
   platform::Thread thread;
 };
@@ -212,7 +212,7 @@ ThreadPoolExecutor::~ThreadPoolExecutor() {
   core_->destroy();
 }
 
-void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) { core_->enqueue(task, has_priority); }
+void ThreadPoolExecutor::enqueue(detail::Task* task, bool has_priority) { core_->enqueue(task, has_priority); }
 void ThreadPoolExecutor::shutdown(ShutdownOptions options) { core_->shutdown(options); }
 std::vector<PendingTask> ThreadPoolExecutor::shutdown_now() { return core_->shutdown_now(); }
 bool ThreadPoolExecutor::await_by(const platform::Deadline& deadline) { return core_->await_by(deadline); }
@@ -231,13 +231,13 @@ ThreadPoolStats ThreadPoolExecutor::stats() const { return core_->stats(); }
 
 // ---------------------------------------------------------------- submission
 
-void ThreadPoolCore::enqueue(detail::FutureCore* task, bool has_priority) {
+void ThreadPoolCore::enqueue(detail::Task* task, bool has_priority) {
   if (has_priority && queue_.kind() != QueueKind::priority) {
     task->release();
     throw ValueError("a priority was given, but the pool's queue is not a priority queue");
   }
   std::vector<Worker*> reap;
-  detail::FutureCore* victim = nullptr;  // discard_oldest's, cancelled after unlock
+  detail::Task* victim = nullptr;  // discard_oldest's, cancelled after unlock
   enum class Then { done, cancel_task, run_here } then = Then::done;
   bool block_timed_out = false;
   const platform::Deadline block_deadline = reject_ == RejectPolicy::block && block_timeout_
@@ -327,7 +327,7 @@ void ThreadPoolCore::enqueue(detail::FutureCore* task, bool has_priority) {
   }
 }
 
-bool ThreadPoolCore::claim_idle(detail::FutureCore* task) {
+bool ThreadPoolCore::claim_idle(detail::Task* task) {
   if (idle_.empty()) return false;
   Worker* w = idle_.back();
   idle_.pop_back();
@@ -352,7 +352,7 @@ void ThreadPoolCore::notify_space() {
 }
 
 // The caller checked that a thread may be added (live_ below core or max).
-bool ThreadPoolCore::try_add_worker(detail::FutureCore* first) {
+bool ThreadPoolCore::try_add_worker(detail::Task* first) {
   auto* w = new Worker;
   w->number = bump(threads_made_);
   live_.push_back(w);
@@ -379,7 +379,7 @@ bool ThreadPoolCore::try_add_worker(detail::FutureCore* first) {
 
 // ---------------------------------------------------------------- workers
 
-void ThreadPoolCore::worker_main(Worker* w, detail::FutureCore* task) {
+void ThreadPoolCore::worker_main(Worker* w, detail::Task* task) {
   platform::set_current_thread_name(name_prefix_ + "_" + std::to_string(w->number));
   if (initializer_) {
     {
@@ -394,7 +394,7 @@ void ThreadPoolCore::worker_main(Worker* w, detail::FutureCore* task) {
       failed = std::current_exception();
     }
     if (failed) {
-      std::vector<detail::FutureCore*> to_fail;
+      std::vector<detail::Task*> to_fail;
       if (task) to_fail.push_back(task);
       bool terminate;
       {
@@ -476,22 +476,23 @@ void ThreadPoolCore::worker_main(Worker* w, detail::FutureCore* task) {
 }
 
 // Returns whether the task ran (false: it was cancelled while queued).
-bool ThreadPoolCore::run_task(detail::FutureCore* task) {
-  if (task->start(true) != detail::FutureCore::Start::started) return false;
+bool ThreadPoolCore::run_task(detail::Task* task) {
+  detail::FutureCore& f = task->future();
+  if (f.start(true) != detail::FutureCore::Start::started) return false;
   const TaskInfo info{task->seq, task->priority};
   if (before_task_) {
     try {
       before_task_(info);
     } catch (...) {
       // The task does not run; its future carries the hook's exception.
-      task->finish(std::current_exception());
+      f.finish(std::current_exception());
       return false;
     }
   }
   task->execute();
   if (after_task_) {
     try {
-      after_task_(info, task->phase() == detail::FutureCore::finished ? task->error() : nullptr);
+      after_task_(info, f.phase() == detail::FutureCore::finished ? f.error() : nullptr);
     } catch (...) {
       report_error("after_task hook", std::current_exception());
     }
@@ -530,7 +531,7 @@ bool ThreadPoolCore::end_finalizing() {
   return claim_termination();
 }
 
-void ThreadPoolCore::break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) {
+void ThreadPoolCore::break_pool(const std::exception_ptr& why, std::vector<detail::Task*>& failed) {
   if (!broken_.load()) {
     broken_.store(true);
     broken_why_ = detail::describe_exception(why);
@@ -620,7 +621,7 @@ void ThreadPoolCore::free_orphaned() noexcept {
 }
 
 void ThreadPoolCore::shutdown(ShutdownOptions options) {
-  std::vector<detail::FutureCore*> drained;
+  std::vector<detail::Task*> drained;
   bool terminate = false;
   {
     LockGuard g(m_);
@@ -647,8 +648,8 @@ void ThreadPoolCore::shutdown(ShutdownOptions options) {
 }
 
 std::vector<PendingTask> ThreadPoolCore::shutdown_now() {
-  std::vector<detail::FutureCore*> drained;
-  std::vector<detail::FutureCore*> running;
+  std::vector<detail::Task*> drained;
+  std::vector<detail::Task*> running;
   bool terminate = false;
   {
     LockGuard g(m_);
@@ -666,7 +667,7 @@ std::vector<PendingTask> ThreadPoolCore::shutdown_now() {
   }
   // Stop callbacks are user code: outside the lock.
   for (auto* t : running) {
-    t->request_stop();
+    t->future().request_stop();
     t->release();
   }
   if (terminate) finish_termination();
@@ -800,7 +801,7 @@ ThreadPoolStats ThreadPoolCore::read_stats() const {
 
 bool PendingTask::run() {
   if (!t_) throw InvalidStateError("PendingTask has no task (already run or moved from)");
-  detail::FutureCore* t = std::exchange(t_, nullptr);
+  detail::Task* t = std::exchange(t_, nullptr);
   const bool ran = t->run();
   t->release();
   return ran;
