@@ -2,6 +2,7 @@
 // of futures and the executor under the Relacy backend (after harness.hpp,
 // which brings the sync code they build on).
 #pragma once
+#include "../../kernel/src/executor/decisions.cpp"
 #include "../../kernel/src/executor/task_queue.cpp"
 #include "../../kernel/src/executor/thread_pool.cpp"
 #include "../../kernel/src/future/future.cpp"
