@@ -750,7 +750,7 @@ void World::op_submit(ThreadState& ts, const Op& op, bool with_priority) {
   if (r.outcome == Outcome::future) {
     ran_here = r.runs.load() != 0 && r.run_ctx.load() == static_cast<int>(Ctx::submitting);
     returned_cancelled = r.fut.cancelled();
-    r.seq = keel::detail::state_of(r.fut)->seq;
+    r.seq = keel::detail::task_of(r.fut)->seq;
     // Race the worker that starts or completes the task: cancel racing start
     // (EXEC-2), a callback or a stop request racing completion (EXEC-7).
     if (const unsigned race = op.d & 3; race != 0) {

@@ -1,9 +1,11 @@
 /*
  * executor.pml -- Spin model of keel's ThreadPoolExecutor lifecycle protocol.
  *
- * Code modelled: kernel/src/executor/thread_pool.cpp -- enqueue() and
- * claim_idle() (submit), worker_main() and worker_exit() (the worker loop,
- * keep-alive retirement), shutdown() with and without cancel_futures.  Not
+ * Code modelled: kernel/src/executor/thread_pool.cpp -- enqueue(), place()
+ * and claim_idle() (submit), worker_main(), wait_idle() and worker_exit()
+ * (the worker loop, keep-alive retirement), with the decisions they carry
+ * out (decisions.cpp: decide_admission, decide_worker_step), shutdown() with
+ * and without cancel_futures.  Not
  * modelled: rejection policies other than abort, the block policy, priority
  * and handoff queues, shutdown_now, a broken pool (initializer failure),
  * resizing (set_core/max_threads, set_keep_alive), thread-factory failure,

@@ -3,6 +3,7 @@
 // which brings the sync code they build on).
 #pragma once
 #include "../../kernel/src/error/report.cpp"
+#include "../../kernel/src/executor/decisions.cpp"
 #include "../../kernel/src/executor/task_queue.cpp"
 #include "../../kernel/src/executor/thread_pool.cpp"
 #include "../../kernel/src/future/future.cpp"

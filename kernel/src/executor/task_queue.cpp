@@ -3,7 +3,7 @@
 
 namespace keel::detail {
 
-bool TaskQueue::offer(FutureCore* t) {
+bool TaskQueue::offer(Task* t) {
   if (full()) return false;
   if (kind_ == QueueKind::priority) {
     heap_.push_back(t);
@@ -25,7 +25,7 @@ bool TaskQueue::offer(FutureCore* t) {
   return true;
 }
 
-void TaskQueue::unlink_after(FutureCore* prev, FutureCore* t) {
+void TaskQueue::unlink_after(Task* prev, Task* t) {
   if (prev) {
     prev->q_next = t->q_next;
   } else {
@@ -36,8 +36,8 @@ void TaskQueue::unlink_after(FutureCore* prev, FutureCore* t) {
   --size_;
 }
 
-bool TaskQueue::unlink(FutureCore* t) {
-  for (FutureCore *prev = nullptr, *p = head_; p; prev = p, p = p->q_next) {
+bool TaskQueue::unlink(Task* t) {
+  for (Task *prev = nullptr, *p = head_; p; prev = p, p = p->q_next) {
     if (p == t) {
       unlink_after(prev, t);
       return true;
@@ -46,27 +46,27 @@ bool TaskQueue::unlink(FutureCore* t) {
   return false;
 }
 
-FutureCore* TaskQueue::pop() {
+Task* TaskQueue::pop() {
   if (size_ == 0) return nullptr;
   if (kind_ == QueueKind::priority) {
     std::pop_heap(heap_.begin(), heap_.end(), HeapOrder{});
-    FutureCore* t = heap_.back();
+    Task* t = heap_.back();
     heap_.pop_back();
     --size_;
     return t;
   }
   // Both list disciplines run the head first.
-  FutureCore* t = head_;
+  Task* t = head_;
   unlink_after(nullptr, t);
   return t;
 }
 
-FutureCore* TaskQueue::pop_oldest() {
+Task* TaskQueue::pop_oldest() {
   if (size_ == 0) return nullptr;
   if (kind_ == QueueKind::priority) {
-    auto it = std::min_element(heap_.begin(), heap_.end(),
-                               [](const FutureCore* a, const FutureCore* b) { return a->seq < b->seq; });
-    FutureCore* t = *it;
+    auto it =
+        std::min_element(heap_.begin(), heap_.end(), [](const Task* a, const Task* b) { return a->seq < b->seq; });
+    Task* t = *it;
     heap_.erase(it);
     std::make_heap(heap_.begin(), heap_.end(), HeapOrder{});
     --size_;
@@ -74,12 +74,12 @@ FutureCore* TaskQueue::pop_oldest() {
   }
   // fifo: the head; lifo: the tail, reached by a walk (discard_oldest on a
   // lifo queue, a saturated path, pays it).
-  FutureCore* t = kind_ == QueueKind::lifo ? tail_ : head_;
+  Task* t = kind_ == QueueKind::lifo ? tail_ : head_;
   unlink(t);
   return t;
 }
 
-bool TaskQueue::remove(FutureCore* t) {
+bool TaskQueue::remove(Task* t) {
   if (kind_ == QueueKind::priority) {
     auto it = std::find(heap_.begin(), heap_.end(), t);
     if (it == heap_.end()) return false;
@@ -91,10 +91,10 @@ bool TaskQueue::remove(FutureCore* t) {
   return unlink(t);
 }
 
-std::vector<FutureCore*> TaskQueue::drain() {
-  std::vector<FutureCore*> out;
+std::vector<Task*> TaskQueue::drain() {
+  std::vector<Task*> out;
   out.reserve(size_);
-  while (FutureCore* t = pop()) out.push_back(t);
+  while (Task* t = pop()) out.push_back(t);
   return out;
 }
 

@@ -1,6 +1,9 @@
 // ThreadPoolExecutor: one lock (m_) guards the queue, the worker lists and the
 // counters; a worker sleeps on its own futex word, so a submitter wakes
 // exactly the worker it hands a task to, and only if that worker is asleep.
+// What a submission or an idle worker does next is decided by the pure
+// functions of decisions.hpp over a view read under m_; the code here only
+// reads that view and carries the answer out.
 //
 // Idle protocol (the worker's `signal` word): idle (0, spinning, on idle_),
 // asleep (1, in futex_wait), claimed (2). A claimer, holding m_, pops the
@@ -24,6 +27,8 @@
 // is to return, detaches itself and frees the core.
 #include "keel/executor/thread_pool.hpp"
 
+#include "keel/executor/decisions.hpp"
+
 namespace keel {
 
 namespace detail {
@@ -36,7 +41,7 @@ class ThreadPoolCore {
   ThreadPoolCore(const ThreadPoolCore&) = delete;
   ThreadPoolCore& operator=(const ThreadPoolCore&) = delete;
 
-  void enqueue(detail::FutureCore* task, bool has_priority);
+  void enqueue(detail::Task* task, bool has_priority);
   void shutdown(ShutdownOptions options);
   std::vector<PendingTask> shutdown_now();
   bool await_by(const platform::Deadline& deadline);
@@ -66,17 +71,23 @@ class ThreadPoolCore {
 
   ~ThreadPoolCore() = default;  // through destroy() or drop_ref()
 
-  void worker_main(Worker* w, detail::FutureCore* first) KEEL_NO_TSA;
-  bool run_task(detail::FutureCore* task);
-  bool try_add_worker(detail::FutureCore* first) KEEL_REQUIRES(m_);
-  bool claim_idle(detail::FutureCore* task) KEEL_REQUIRES(m_);
+  detail::Admit place(detail::Task* task, const platform::Deadline& block_deadline, detail::Task*& victim)
+      KEEL_REQUIRES(m_);
+  static void refused(detail::Task* task, detail::Admit done, const std::string& broken_why);
+  void worker_main(Worker* w, detail::Task* first) KEEL_NO_TSA;
+  bool run_initializer(Worker* w, detail::Task* first);
+  void work_on(Worker* w, detail::Task* task) KEEL_NO_TSA;
+  detail::Task* wait_idle(Worker* w, bool timed, bool& expired) KEEL_NO_TSA;
+  bool run_task(detail::Task* task);
+  bool try_add_worker(detail::Task* first) KEEL_REQUIRES(m_);
+  bool claim_idle(detail::Task* task) KEEL_REQUIRES(m_);
   void release_idle_workers() KEEL_REQUIRES(m_);
   void notify_space() KEEL_REQUIRES(m_);
   bool worker_exit(Worker* w) KEEL_REQUIRES(m_);
   bool claim_termination() KEEL_REQUIRES(m_);
   void begin_finalizing() KEEL_REQUIRES(m_);
   bool end_finalizing();
-  void break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) KEEL_REQUIRES(m_);
+  void break_pool(const std::exception_ptr& why, std::vector<detail::Task*>& failed) KEEL_REQUIRES(m_);
   void finish_termination();
   void join_exited();
   bool is_own_thread() const KEEL_REQUIRES(m_);
@@ -136,9 +147,9 @@ struct ThreadPoolCore::Worker {
   static constexpr std::int32_t claimed = 2;
 
   platform::FutexWord signal{idle};
-  platform::Var<detail::FutureCore*> handed;            // written by the claimer before the claim
-  platform::Var<detail::FutureCore*> current{nullptr};  // guarded by m_: the running task
-  platform::Var<std::uint64_t> tid{0};                  // guarded by m_
+  platform::Var<detail::Task*> handed;            // written by the claimer before the claim
+  platform::Var<detail::Task*> current{nullptr};  // guarded by m_: the running task
+  platform::Var<std::uint64_t> tid{0};            // guarded by m_
   std::uint64_t number = 0;
   platform::Thread thread;
 };
@@ -212,7 +223,7 @@ ThreadPoolExecutor::~ThreadPoolExecutor() {
   core_->destroy();
 }
 
-void ThreadPoolExecutor::enqueue(detail::FutureCore* task, bool has_priority) { core_->enqueue(task, has_priority); }
+void ThreadPoolExecutor::enqueue(detail::Task* task, bool has_priority) { core_->enqueue(task, has_priority); }
 void ThreadPoolExecutor::shutdown(ShutdownOptions options) { core_->shutdown(options); }
 std::vector<PendingTask> ThreadPoolExecutor::shutdown_now() { return core_->shutdown_now(); }
 bool ThreadPoolExecutor::await_by(const platform::Deadline& deadline) { return core_->await_by(deadline); }
@@ -231,103 +242,147 @@ ThreadPoolStats ThreadPoolExecutor::stats() const { return core_->stats(); }
 
 // ---------------------------------------------------------------- submission
 
-void ThreadPoolCore::enqueue(detail::FutureCore* task, bool has_priority) {
+namespace {
+
+bool accepted(detail::Admit a) {
+  using detail::Admit;
+  return a == Admit::hand_to_idle || a == Admit::start_core || a == Admit::queue || a == Admit::queue_and_start ||
+         a == Admit::start_extra || a == Admit::discard_oldest;
+}
+
+}  // namespace
+
+// The decision is decide_admission's; place() carries it out on the pool's
+// state under m_, and what is left runs here, outside the lock: user code
+// (callbacks of cancelled futures, a task run by the caller), joins, throws.
+void ThreadPoolCore::enqueue(detail::Task* task, bool has_priority) {
   if (has_priority && queue_.kind() != QueueKind::priority) {
     task->release();
     throw ValueError("a priority was given, but the pool's queue is not a priority queue");
   }
   std::vector<Worker*> reap;
-  detail::FutureCore* victim = nullptr;  // discard_oldest's, cancelled after unlock
-  enum class Then { done, cancel_task, run_here } then = Then::done;
-  bool block_timed_out = false;
+  detail::Task* victim = nullptr;  // discard_oldest's
+  std::string broken_why;
+  detail::Admit done;
+  // block_timeout counts from the call, not from taking the lock.
   const platform::Deadline block_deadline = reject_ == RejectPolicy::block && block_timeout_
                                                 ? platform::Deadline::after(*block_timeout_)
                                                 : platform::Deadline::never();
   {
     LockGuard g(m_);
-    for (;;) {
-      if (broken_.load()) {
-        task->release();
-        throw BrokenThreadPool("thread pool is broken: " + broken_why_);
-      }
-      if (run_.load() != Run::running && !KEEL_INJECTED(executor_submit_ignores_shutdown)) {
-        bump(rejected_);
-        task->release();
-        throw rejected_shutdown();
-      }
-      task->seq = bump(seq_);
-      if (claim_idle(task)) break;
-      if (live_.size() < core_.load() && try_add_worker(task)) break;
-      if (queue_.offer(task)) {
-        if (live_.empty() && !KEEL_INJECTED(executor_queue_without_worker) && !try_add_worker(nullptr)) {
-          queue_.remove(task);
-          bump(rejected_);
-          task->release();
-          throw RejectedError(RejectedError::Reason::no_thread, "no worker thread could be started");
-        }
-        break;
-      }
-      const bool below_max =
-          KEEL_INJECTED(executor_max_off_by_one) ? live_.size() <= max_.load() : live_.size() < max_.load();
-      if (below_max && try_add_worker(task)) break;
-      // Saturated: the queue is full and no thread may (or could) be added.
-      if (live_.empty()) {
-        bump(rejected_);
-        task->release();
-        throw RejectedError(RejectedError::Reason::no_thread, "no worker thread could be started");
-      }
-      if (reject_ == RejectPolicy::block) {
-        // Wait for room (or shutdown) and look again; once the timeout has
-        // passed, the look after it is the last.
-        if (!block_timed_out) {
-          block_timed_out = !room_.wait_deadline(block_deadline);
-          continue;
-        }
-        bump(rejected_);
-        task->release();
-        throw RejectedError(RejectedError::Reason::timed_out, "no room in the pool before the block timeout");
-      }
-      bump(rejected_);
-      if (reject_ == RejectPolicy::abort) {
-        task->release();
-        throw RejectedError(RejectedError::Reason::saturated,
-                            "thread pool is saturated (queue full, max_threads busy)");
-      }
-      if (reject_ == RejectPolicy::discard_oldest) {
-        victim = queue_.pop_oldest();
-        if (victim) begin_finalizing();
-        if (victim && queue_.offer(task)) break;  // accepted; the victim is the rejection
-        then = Then::cancel_task;                 // nothing to discard (handoff): the new one goes
-        break;
-      }
-      then = reject_ == RejectPolicy::caller_runs ? Then::run_here : Then::cancel_task;
-      break;
-    }
-    if (then == Then::done) {
+    done = place(task, block_deadline, victim);
+    if (accepted(done)) {
       bump(submitted_);
       if (!exited_.empty()) reap.swap(exited_);
+    } else if (done == detail::Admit::refuse_broken) {
+      broken_why = broken_why_;
     }
   }
-  // Outside the lock: user code (callbacks, the task itself) and joins.
   if (victim) {
     victim->cancel();
     victim->release();
     if (end_finalizing()) finish_termination();
   }
-  if (then == Then::cancel_task) {
-    task->cancel();
-    task->release();
-  } else if (then == Then::run_here) {
-    task->run();
-    task->release();
-  }
   for (Worker* w : reap) {
     w->thread.join();
     delete w;
   }
+  if (!accepted(done)) refused(task, done, broken_why);
 }
 
-bool ThreadPoolCore::claim_idle(detail::FutureCore* task) {
+// What is left of a submission place() did not accept, outside the lock: a
+// discarded task is cancelled, caller_runs runs it here, the rest throw.
+void ThreadPoolCore::refused(detail::Task* task, detail::Admit done, const std::string& broken_why) {
+  using detail::Admit;
+  if (done == Admit::discard_new) {
+    task->cancel();
+    task->release();
+    return;
+  }
+  if (done == Admit::run_in_caller) {
+    task->run();
+    task->release();
+    return;
+  }
+  task->release();
+  switch (done) {
+    case Admit::refuse_broken:
+      throw BrokenThreadPool("thread pool is broken: " + broken_why);
+    case Admit::refuse_shutdown:
+      throw rejected_shutdown();
+    case Admit::refuse_timed_out:
+      throw RejectedError(RejectedError::Reason::timed_out, "no room in the pool before the block timeout");
+    case Admit::refuse_saturated:
+      throw RejectedError(RejectedError::Reason::saturated, "thread pool is saturated (queue full, max_threads busy)");
+    default:
+      throw RejectedError(RejectedError::Reason::no_thread, "no worker thread could be started");
+  }
+}
+
+// Asks decide_admission where `task` goes and carries the answer out, asking
+// again after a thread failed to start or a wait for room. Returns the answer
+// carried out: discard_new when discard_oldest found nothing to discard
+// (handoff), refuse_no_thread when queue_and_start could start no thread.
+detail::Admit ThreadPoolCore::place(detail::Task* task, const platform::Deadline& block_deadline,
+                                    detail::Task*& victim) {
+  using detail::Admit;
+  detail::AdmitView v{.policy = reject_};
+  bool numbered = false;  // in this look at the pool
+  for (;;) {
+    v.broken = broken_.load();
+    v.shut_down = run_.load() != Run::running;
+    v.live = live_.size();
+    v.idle = idle_.size();
+    v.core = core_.load();
+    v.max = max_.load();
+    v.queue_full = queue_.full();
+    const Admit a = detail::decide_admission(v);
+    if (a == Admit::refuse_broken) return a;
+    if (a != Admit::refuse_shutdown && !numbered) {
+      task->seq = bump(seq_);
+      numbered = true;
+    }
+    switch (a) {
+      case Admit::hand_to_idle:
+        claim_idle(task);
+        return a;
+      case Admit::start_core:
+        if (try_add_worker(task)) return a;
+        v.core_start_failed = true;
+        continue;
+      case Admit::queue:
+        queue_.offer(task);
+        return a;
+      case Admit::queue_and_start:
+        queue_.offer(task);
+        if (try_add_worker(nullptr)) return a;
+        queue_.remove(task);
+        bump(rejected_);
+        return Admit::refuse_no_thread;
+      case Admit::start_extra:
+        if (try_add_worker(task)) return a;
+        v.extra_start_failed = true;
+        continue;
+      case Admit::wait_for_room:
+        // Look again after the wait (room, shutdown or the timeout); once
+        // the timeout has passed, the look after it is the last.
+        v.block_expired = !room_.wait_deadline(block_deadline);
+        v.core_start_failed = v.extra_start_failed = numbered = false;
+        continue;
+      case Admit::discard_oldest:
+        bump(rejected_);
+        victim = queue_.pop_oldest();
+        if (victim) begin_finalizing();
+        if (victim && queue_.offer(task)) return a;  // accepted; the victim is the rejection
+        return Admit::discard_new;                   // nothing to discard (handoff): the new one goes
+      default:                                       // the other refusals, run_in_caller, discard_new
+        bump(rejected_);
+        return a;
+    }
+  }
+}
+
+bool ThreadPoolCore::claim_idle(detail::Task* task) {
   if (idle_.empty()) return false;
   Worker* w = idle_.back();
   idle_.pop_back();
@@ -352,7 +407,7 @@ void ThreadPoolCore::notify_space() {
 }
 
 // The caller checked that a thread may be added (live_ below core or max).
-bool ThreadPoolCore::try_add_worker(detail::FutureCore* first) {
+bool ThreadPoolCore::try_add_worker(detail::Task* first) {
   auto* w = new Worker;
   w->number = bump(threads_made_);
   live_.push_back(w);
@@ -379,119 +434,141 @@ bool ThreadPoolCore::try_add_worker(detail::FutureCore* first) {
 
 // ---------------------------------------------------------------- workers
 
-void ThreadPoolCore::worker_main(Worker* w, detail::FutureCore* task) {
+void ThreadPoolCore::worker_main(Worker* w, detail::Task* task) {
   platform::set_current_thread_name(name_prefix_ + "_" + std::to_string(w->number));
-  if (initializer_) {
-    {
-      // Known before any user code runs here: is_own_thread() needs it.
-      LockGuard g(m_);
-      w->tid.store(platform::current_thread_id());
-    }
-    std::exception_ptr failed;
-    try {
-      initializer_();
-    } catch (...) {
-      failed = std::current_exception();
-    }
-    if (failed) {
-      std::vector<detail::FutureCore*> to_fail;
-      if (task) to_fail.push_back(task);
-      bool terminate;
-      {
-        LockGuard g(m_);
-        break_pool(failed, to_fail);
-        if (!to_fail.empty()) begin_finalizing();
-        terminate = worker_exit(w);
-      }
-      if (!to_fail.empty()) {
-        const auto error = std::make_exception_ptr(
-            BrokenThreadPool("a worker initializer failed: " + detail::describe_exception(failed)));
-        for (auto* t : to_fail) {
-          t->fail(error);
-          t->release();
-        }
-        terminate = end_finalizing() || terminate;
-      }
-      if (terminate) finish_termination();
-      return;
-    }
-  }
-  bool timed_out = false;
+  if (initializer_ && !run_initializer(w, task)) return;
+  bool idle_expired = false;
   m_.lock();
   w->tid.store(platform::current_thread_id());
   for (;;) {
     if (task) {
-      w->current.store(task);
-      bump(active_);
-      m_.unlock();
-      const bool ran = run_task(task);
-      m_.lock();
-      active_.store(active_.load() - 1);
-      if (ran) bump(completed_);
-      w->current.store(nullptr);
-      task->release();
+      work_on(w, task);
       task = nullptr;
-      timed_out = false;
+      idle_expired = false;
     }
-    if (run_.load() == Run::stop || broken_.load()) break;
-    if (live_.size() > max_.load()) break;  // resized down: the others stay
-    if ((task = queue_.pop()) != nullptr) {
+    const detail::WorkerStep step = detail::decide_worker_step({.stopping = run_.load() == Run::stop,
+                                                                .broken = broken_.load(),
+                                                                .shut_down = run_.load() != Run::running,
+                                                                .live = live_.size(),
+                                                                .core = core_.load(),
+                                                                .max = max_.load(),
+                                                                .core_timeout = core_timeout_.load(),
+                                                                .queue_empty = queue_.empty(),
+                                                                .idle_expired = idle_expired});
+    if (step == detail::WorkerStep::retire) break;
+    if (step == detail::WorkerStep::take_task) {
+      task = queue_.pop();
       notify_space();
-      continue;
+    } else {
+      task = wait_idle(w, step == detail::WorkerStep::wait_timed, idle_expired);
     }
-    if (run_.load() == Run::shutdown) break;
-    const bool timed = core_timeout_.load() || live_.size() > core_.load();
-    if (timed && timed_out) break;  // keep-alive expired with the queue empty (checked above, under m_)
-    // Idle: on idle_ until claimed, or until the keep-alive passes.
-    w->handed.store(nullptr);
-    w->signal.store(Worker::idle, std::memory_order_relaxed);
-    idle_.push_back(w);
-    notify_space();  // a handoff or blocked submitter can use an idle worker
-    const platform::Deadline deadline = idle_deadline(timed, keep_alive_);
-    m_.unlock();
-    platform::WaitResult r = platform::WaitResult::woken;
-    if (!platform::spin_then_yield_until(
-            [&] { return w->signal.load(std::memory_order_acquire) == Worker::claimed; })) {
-      std::int32_t expected = Worker::idle;
-      if (w->signal.compare_exchange_strong(expected, Worker::asleep, std::memory_order_acq_rel,
-                                            std::memory_order_acquire)) {
-        r = platform::futex_wait(w->signal, Worker::asleep, deadline);
-      }
-    }
-    m_.lock();
-    timed_out = r == platform::WaitResult::timed_out || (timed && deadline.expired());
-    // A claim that raced the timeout wins: the claimer already took us off
-    // idle_ and handed us a task (or asked us to re-check).
-    const bool seen_claim = !(KEEL_INJECTED(executor_timeout_ignores_claim) && timed_out);
-    if (seen_claim && w->signal.load(std::memory_order_acquire) == Worker::claimed) {
-      task = w->handed.load();
-      timed_out = false;
-      continue;
-    }
-    if (auto it = std::find(idle_.begin(), idle_.end(), w); it != idle_.end()) idle_.erase(it);
   }
   const bool terminate = worker_exit(w);
   m_.unlock();
   if (terminate) finish_termination();
 }
 
+// Runs the user's initializer on a new worker. If it throws, the pool is
+// broken, the worker's first task (if any) fails with it, and the worker
+// leaves: returns false.
+bool ThreadPoolCore::run_initializer(Worker* w, detail::Task* first) {
+  {
+    // Known before any user code runs here: is_own_thread() needs it.
+    LockGuard g(m_);
+    w->tid.store(platform::current_thread_id());
+  }
+  std::exception_ptr failed;
+  try {
+    initializer_();
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  if (!failed) return true;
+  std::vector<detail::Task*> to_fail;
+  if (first) to_fail.push_back(first);
+  bool terminate;
+  {
+    LockGuard g(m_);
+    break_pool(failed, to_fail);
+    if (!to_fail.empty()) begin_finalizing();
+    terminate = worker_exit(w);
+  }
+  if (!to_fail.empty()) {
+    const auto error =
+        std::make_exception_ptr(BrokenThreadPool("a worker initializer failed: " + detail::describe_exception(failed)));
+    for (auto* t : to_fail) {
+      t->fail(error);
+      t->release();
+    }
+    terminate = end_finalizing() || terminate;
+  }
+  if (terminate) finish_termination();
+  return false;
+}
+
+// Called with m_ held; runs `task` without it and gives up the pool's reference.
+void ThreadPoolCore::work_on(Worker* w, detail::Task* task) {
+  w->current.store(task);
+  bump(active_);
+  m_.unlock();
+  const bool ran = run_task(task);
+  m_.lock();
+  active_.store(active_.load() - 1);
+  if (ran) bump(completed_);
+  w->current.store(nullptr);
+  task->release();
+}
+
+// Called with m_ held: waits on idle_ until claimed or, if `timed`, until the
+// keep-alive passes. Returns the task a claimer handed over (null: none, or a
+// claim that only asks for a re-check); `expired` says the keep-alive passed
+// with no claim.
+detail::Task* ThreadPoolCore::wait_idle(Worker* w, bool timed, bool& expired) {
+  w->handed.store(nullptr);
+  w->signal.store(Worker::idle, std::memory_order_relaxed);
+  idle_.push_back(w);
+  notify_space();  // a handoff or blocked submitter can use an idle worker
+  const platform::Deadline deadline = idle_deadline(timed, keep_alive_);
+  m_.unlock();
+  platform::WaitResult r = platform::WaitResult::woken;
+  if (!platform::spin_then_yield_until([&] { return w->signal.load(std::memory_order_acquire) == Worker::claimed; })) {
+    std::int32_t expected = Worker::idle;
+    if (w->signal.compare_exchange_strong(expected, Worker::asleep, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+      r = platform::futex_wait(w->signal, Worker::asleep, deadline);
+    }
+  }
+  m_.lock();
+  expired = r == platform::WaitResult::timed_out || (timed && deadline.expired());
+  // A claim that raced the timeout wins: the claimer already took us off
+  // idle_ and handed us a task (or asked us to re-check).
+  const bool seen_claim = !(KEEL_INJECTED(executor_timeout_ignores_claim) && expired);
+  if (seen_claim && w->signal.load(std::memory_order_acquire) == Worker::claimed) {
+    expired = false;
+    return w->handed.load();
+  }
+  if (auto it = std::find(idle_.begin(), idle_.end(), w); it != idle_.end()) idle_.erase(it);
+  return nullptr;
+}
+
 // Returns whether the task ran (false: it was cancelled while queued).
-bool ThreadPoolCore::run_task(detail::FutureCore* task) {
-  if (task->start(true) != detail::FutureCore::Start::started) return false;
+bool ThreadPoolCore::run_task(detail::Task* task) {
+  detail::FutureCore& f = task->future();
+  if (f.start(true) != detail::FutureCore::Start::started) return false;
   const TaskInfo info{task->seq, task->priority};
   if (before_task_) {
     try {
       before_task_(info);
     } catch (...) {
       // The task does not run; its future carries the hook's exception.
-      task->finish(std::current_exception());
+      f.finish(std::current_exception());
       return false;
     }
   }
   task->execute();
   if (after_task_) {
     try {
-      after_task_(info, task->phase() == detail::FutureCore::finished ? task->error() : nullptr);
+      after_task_(info, f.phase() == detail::FutureCore::finished ? f.error() : nullptr);
     } catch (...) {
       report_error("after_task hook", std::current_exception());
     }
@@ -530,7 +607,7 @@ bool ThreadPoolCore::end_finalizing() {
   return claim_termination();
 }
 
-void ThreadPoolCore::break_pool(const std::exception_ptr& why, std::vector<detail::FutureCore*>& failed) {
+void ThreadPoolCore::break_pool(const std::exception_ptr& why, std::vector<detail::Task*>& failed) {
   if (!broken_.load()) {
     broken_.store(true);
     broken_why_ = detail::describe_exception(why);
@@ -620,7 +697,7 @@ void ThreadPoolCore::free_orphaned() noexcept {
 }
 
 void ThreadPoolCore::shutdown(ShutdownOptions options) {
-  std::vector<detail::FutureCore*> drained;
+  std::vector<detail::Task*> drained;
   bool terminate = false;
   {
     LockGuard g(m_);
@@ -647,8 +724,8 @@ void ThreadPoolCore::shutdown(ShutdownOptions options) {
 }
 
 std::vector<PendingTask> ThreadPoolCore::shutdown_now() {
-  std::vector<detail::FutureCore*> drained;
-  std::vector<detail::FutureCore*> running;
+  std::vector<detail::Task*> drained;
+  std::vector<detail::Task*> running;
   bool terminate = false;
   {
     LockGuard g(m_);
@@ -666,7 +743,7 @@ std::vector<PendingTask> ThreadPoolCore::shutdown_now() {
   }
   // Stop callbacks are user code: outside the lock.
   for (auto* t : running) {
-    t->request_stop();
+    t->future().request_stop();
     t->release();
   }
   if (terminate) finish_termination();
@@ -800,7 +877,7 @@ ThreadPoolStats ThreadPoolCore::read_stats() const {
 
 bool PendingTask::run() {
   if (!t_) throw InvalidStateError("PendingTask has no task (already run or moved from)");
-  detail::FutureCore* t = std::exchange(t_, nullptr);
+  detail::Task* t = std::exchange(t_, nullptr);
   const bool ran = t->run();
   t->release();
   return ran;

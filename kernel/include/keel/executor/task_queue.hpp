@@ -16,7 +16,7 @@
 // worker), EXEC-1 (no task is lost or duplicated by the queue).
 #pragma once
 
-#include "keel/future/future.hpp"
+#include "keel/executor/task.hpp"
 
 namespace keel {
 
@@ -36,35 +36,35 @@ class TaskQueue {
   bool full() const { return kind_ == QueueKind::handoff || (capacity_ != 0 && size_ >= capacity_); }
 
   // Adds t unless full; returns whether it was added.
-  bool offer(FutureCore* t);
+  bool offer(Task* t);
   // The next task to run, or null.
-  FutureCore* pop();
+  Task* pop();
   // The task that has waited longest (smallest sequence number), or null.
-  FutureCore* pop_oldest();
+  Task* pop_oldest();
   // Takes t out if it is queued; returns whether it was.
-  bool remove(FutureCore* t);
+  bool remove(Task* t);
   // Every queued task, in the order they would have run.
-  std::vector<FutureCore*> drain();
+  std::vector<Task*> drain();
 
  private:
-  static bool runs_before(const FutureCore* a, const FutureCore* b) {
+  static bool runs_before(const Task* a, const Task* b) {
     return a->priority != b->priority ? a->priority < b->priority : a->seq < b->seq;
   }
   // std heap algorithms keep the "largest" at the front: invert the order.
   struct HeapOrder {
-    bool operator()(const FutureCore* a, const FutureCore* b) const { return runs_before(b, a); }
+    bool operator()(const Task* a, const Task* b) const { return runs_before(b, a); }
   };
   // Unlinks t, whose predecessor is prev (null: t is the head).
-  void unlink_after(FutureCore* prev, FutureCore* t);
+  void unlink_after(Task* prev, Task* t);
   // Unlinks t if it is in the list; returns whether it was.
-  bool unlink(FutureCore* t);
+  bool unlink(Task* t);
 
   QueueKind kind_;
   std::size_t capacity_;
   std::size_t size_ = 0;
-  FutureCore* head_ = nullptr;  // fifo: oldest; lifo: newest
-  FutureCore* tail_ = nullptr;  // the last node: fifo: newest; lifo: oldest
-  std::vector<FutureCore*> heap_;
+  Task* head_ = nullptr;  // fifo: oldest; lifo: newest
+  Task* tail_ = nullptr;  // the last node: fifo: newest; lifo: oldest
+  std::vector<Task*> heap_;
 };
 
 }  // namespace detail

@@ -66,6 +66,7 @@
 
 #include "keel/detail/next_iterator.hpp"
 #include "keel/executor/reject_policy.hpp"
+#include "keel/executor/task.hpp"
 #include "keel/executor/task_queue.hpp"
 #include "keel/future/future.hpp"
 #include "keel/shutdown.hpp"
@@ -124,7 +125,7 @@ struct ThreadPoolStats {
 // thread and completes its future; dropping it unrun cancels the future.
 class PendingTask {
  public:
-  explicit PendingTask(detail::FutureCore* t) noexcept : t_(t) {}
+  explicit PendingTask(detail::Task* t) noexcept : t_(t) {}
   PendingTask(PendingTask&& o) noexcept : t_(std::exchange(o.t_, nullptr)) {}
   PendingTask& operator=(PendingTask&& o) noexcept {
     if (this != &o) {
@@ -142,45 +143,13 @@ class PendingTask {
 
  private:
   void reset() noexcept;
-  detail::FutureCore* t_;
+  detail::Task* t_;
 };
 
 struct MapOptions {
   std::optional<std::chrono::nanoseconds> timeout{};  // for the whole map, from the call
   std::size_t lookahead = 0;                          // tasks submitted ahead of the consumer; 0: all at once (Python)
 };
-
-namespace detail {
-
-// The callable and its bound arguments are destroyed as soon as the task has
-// run (Python frees them then too), not when the last Future handle goes.
-// The callable lives in raw storage with its own flag rather than in a
-// std::optional: the flag then fits in the padding at the end of
-// FutureState<R>, where the optional's would have cost eight more bytes.
-template <class R, class Fn>
-class Task final : public FutureState<R> {
- public:
-  explicit Task(Fn fn) {
-    ::new (static_cast<void*>(fn_)) Fn(std::move(fn));
-    live_ = true;
-  }
-  ~Task() override {
-    if (live_) callable().~Fn();
-  }
-  void execute() override {
-    complete_with(*this, [this]() -> R { return callable()(this->stop_token()); });
-    live_ = false;
-    callable().~Fn();
-  }
-
- private:
-  Fn& callable() { return *std::launder(reinterpret_cast<Fn*>(fn_)); }
-
-  bool live_ = false;  // fn_ holds the callable
-  alignas(Fn) unsigned char fn_[sizeof(Fn)];
-};
-
-}  // namespace detail
 
 namespace detail {
 class ThreadPoolCore;
@@ -278,16 +247,17 @@ class ThreadPoolExecutor {
 
   template <class R, bool TakesToken, class Bound>
   Future<R> submit_bound(int priority, bool has_priority, Bound&& bound) {
-    auto* task = new detail::Task<R, std::decay_t<Bound>>(std::forward<Bound>(bound));
-    if constexpr (TakesToken) task->enable_stop();
+    auto* typed = new detail::TaskOf<R, std::decay_t<Bound>>(std::forward<Bound>(bound));
+    if constexpr (TakesToken) typed->enable_stop();
+    Future<R> future = detail::make_future<R>(typed, false);
+    detail::Task* task = typed;
     task->priority = priority;
-    Future<R> future = detail::make_future<R>(task, false);
     task->add_ref();  // the executor's reference, given up after the task ran or was dropped
     enqueue(task, has_priority);
     return future;
   }
 
-  void enqueue(detail::FutureCore* task, bool has_priority);
+  void enqueue(detail::Task* task, bool has_priority);
   bool await_by(const platform::Deadline& deadline);
 
   // Owned by this object, until the destructor runs on one of the pool's own

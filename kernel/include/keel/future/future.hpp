@@ -191,28 +191,6 @@ class FutureCore {
   bool request_stop() { return stop_.request_stop(); }
   bool stop_requested() const { return stop_.stop_requested(); }
 
-  // Executor bookkeeping, owned by the executor's lock while queued. The
-  // members are ordered (here and below) to leave no padding: a thread-pool
-  // task with an 8-byte result and an 8-byte callable then fits a 128-byte
-  // heap chunk, and with a million tasks queued every byte is pages faulted in.
-  FutureCore* q_next = nullptr;
-  std::uint64_t seq = 0;
-  int priority = 0;
-  // Executor tasks: invoke the callable and complete. Called only by the
-  // thread whose start(true) returned started.
-  virtual void execute() {}
-  // Starts and executes the task unless it was cancelled; returns whether it ran.
-  bool run() {
-    if (start(true) != Start::started) return false;
-    execute();
-    return true;
-  }
-  // Completes a task that will not run (its pool broke, a hook refused it)
-  // with `error`, unless it is already cancelled or final.
-  void fail(std::exception_ptr error) {
-    if (begin_completion()) finish(std::move(error));
-  }
-
  protected:
   // What a completer does once its exchange made the word final.
   void after_final(std::int32_t old);
@@ -226,10 +204,16 @@ class FutureCore {
   mutable platform::FutexWord word_{pending};
   platform::Atomic<std::int32_t> refs_{1};
   Mutex hook_lock_;
+  // FutureState<T>'s value flags, kept here in the hole after the lock so the
+  // typed state ends without padding and an executor task packs right after
+  // it (keel/executor/task.hpp). Owned by the completer, like the value.
+  bool has_value_ = false;
+  bool taken_ = false;
   platform::Var<Hook*> hooks_head_{nullptr};  // guarded by hook_lock_
   platform::Var<Hook*> hooks_tail_{nullptr};  // guarded by hook_lock_
   std::exception_ptr error_;                  // owned by the completer, read once final
   [[no_unique_address]] platform::RaceMark error_mark_;
+  [[no_unique_address]] platform::RaceMark flags_mark_;  // has_value_ and taken_
   platform::StopSource stop_ = platform::no_stop_state();
   platform::Var<StartSlot> slot_;  // guarded by hook_lock_; meaningful while dispatched
 };
@@ -240,33 +224,37 @@ class FutureState : public FutureCore {
  public:
   ~FutureState() override {
     value_mark_.written();  // as in ~FutureCore: destroying the value writes it
-    if (has_value_) value()->~T();
+    this->flags_mark_.read();
+    if (this->has_value_) value()->~T();
   }
   // Only the thread that won begin_completion() calls this.
   template <class... A>
   void emplace(A&&... a) {
     ::new (static_cast<void*>(slot_)) T(std::forward<A>(a)...);
-    has_value_ = true;
+    this->has_value_ = true;
+    this->flags_mark_.written();
     value_mark_.written();
   }
   T& ref() {
     value_mark_.read();
-    if (taken_) throw InvalidStateError("future result was already taken by take()");
+    this->flags_mark_.read();
+    if (this->taken_) throw InvalidStateError("future result was already taken by take()");
     return *value();
   }
   T take() {
     value_mark_.written();
-    if (taken_) throw InvalidStateError("future result was already taken by take()");
-    taken_ = true;
+    this->flags_mark_.written();
+    if (this->taken_) throw InvalidStateError("future result was already taken by take()");
+    this->taken_ = true;
     return std::move(*value());
   }
 
  private:
   T* value() { return std::launder(reinterpret_cast<T*>(slot_)); }
-  alignas(T) unsigned char slot_[sizeof(T)];
-  bool has_value_ = false;
-  bool taken_ = false;
+  // Before the slot: an empty mark there takes no byte (after it, it would
+  // add one, padded to eight: it may not share FutureCore's marks' addresses).
   [[no_unique_address]] platform::RaceMark value_mark_;
+  alignas(T) unsigned char slot_[sizeof(T)];
 };
 
 template <>
