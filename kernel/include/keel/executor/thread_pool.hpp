@@ -1,62 +1,24 @@
-// keel::ThreadPoolExecutor: Python's ThreadPoolExecutor with Java's controls.
+// keel::ThreadPoolExecutor: Python's ThreadPoolExecutor with Java's controls
+// (core and maximum threads, keep-alive, fifo/lifo/priority/hand-off queues,
+// rejection policies, hooks, shutdown_now, statistics). README.md's thread
+// pool section is the guide; each option is documented where it is declared.
 //
-// Contract: submit(fn, args...) returns a Future of fn's result; the task runs
-// at most once, on a worker thread, unless it is cancelled first. A callable
-// whose first parameter is std::stop_token receives one, and
-// Future::request_stop() (or shutdown_now()) sets it. Options:
-//   - max_threads (default min(32, cpus + 4), as Python), core_threads
-//     (default: equal to max_threads), keep_alive and allow_core_timeout:
-//     a worker idle for keep_alive retires while more than core_threads are
-//     alive, or always with allow_core_timeout;
-//   - the queue: fifo, lifo, priority or handoff, bounded by queue_capacity
-//     (0: unbounded; handoff holds nothing);
-//   - what happens when saturated (queue full and max_threads busy): abort
-//     (RejectedError), caller_runs (the submitting thread runs it), discard
-//     (the returned future is cancelled), discard_oldest (the longest-waiting
-//     queued task is cancelled to make room) or block (wait up to
-//     block_timeout for room, then RejectedError(timed_out); no
-//     block_timeout waits for ever, one <= 0 refuses at once: the rule of
-//     keel/timeout.hpp);
-//   - thread_name_prefix (threads are named "<prefix>_<n>" for the OS), an
-//     initializer run by each new worker (if it throws, the pool is broken:
-//     queued and later submissions fail with BrokenThreadPool), a thread
-//     factory, and hooks before and after each task and on termination.
-// When a thread is created (Java's rule, stated): a submission is handed to
-// an idle worker if one exists; otherwise a new thread starts while fewer
-// than core_threads are alive; otherwise the task is queued; only if the
-// queue is full does a thread beyond core start, up to max_threads. With the
-// default core_threads == max_threads this is Python's rule: a new thread
-// only when none is idle. A queued task when no thread is alive always gets
-// one (core_threads may be 0).
-// shutdown({.wait, .cancel_futures}) refuses new work (RejectedError), lets
-// queued work finish or cancels exactly the queued tasks, and with wait
-// returns after every worker exited. shutdown_now() also hands back the
-// queued tasks and asks running ones to stop (a task already handed to a
-// worker counts as started: it runs, and is not asked to stop).
-// Lifetimes: the pool's state lives in a heap core that its worker threads
-// share with the ThreadPoolExecutor object. The destructor never throws. From
-// any thread but the pool's own it is shutdown(wait): it returns once every
-// worker exited and was joined. From one of the pool's own threads (a task, a
-// done callback or hook running on a worker: the last owner of a
-// shared_ptr<ThreadPoolExecutor> may be one of its tasks) waiting would wait
-// for itself, so it is shutdown(wait = false) instead, as Python's: queued
-// tasks still run, later submissions are refused, and the last worker to
-// leave joins the others, detaches itself and frees the core; nothing touches
-// the core after that. Called explicitly from the pool's own threads,
-// shutdown(wait) and the untimed await_termination() would wait for
-// themselves and throw MisuseError instead; the timed await_termination(d)
-// returns false once d has passed.
-// map(fn, inputs) iterates an lvalue range in place (it must outlive the
-// results) and moves an rvalue range (a temporary vector, a view) into the
-// results object, so pool.map(fn, make_vector()) is safe.
+// Contract: submit() returns a Future; the task runs at most once, on a
+// worker thread, unless it is cancelled first (a callable taking a
+// std::stop_token gets one, set by request_stop() or shutdown_now()). Threads
+// start by Java's rule: an idle worker takes the task, else a new thread
+// while fewer than core_threads live, else the queue, else a thread up to
+// max_threads, else the rejection policy (detail::decide_admission is that
+// rule, tested exhaustively). shutdown() refuses new work and lets queued
+// work finish or cancels it; shutdown_now() also hands it back. The
+// destructor never throws: it is shutdown(wait), or shutdown(wait = false)
+// when it runs on one of the pool's own threads (LIFE-8).
 //
-// Invariants: EXEC-1..EXEC-8 (proofs/INVARIANTS.md): one final state per
-// accepted task; at most one run, none after cancel; no silent drop at
-// shutdown; shutdown(wait) waits for all; no stranded work; threads never
-// exceed max_threads; callbacks once; statistics add up. LIFE-8 (no
-// destructor throws; a pool dropped by its own task still runs its queued
-// tasks, its threads end and its core is freed by the last one), LIFE-9 (a
-// map owns an rvalue range).
+// Invariants: EXEC-1..EXEC-9 (one final state per task; at most one run,
+// none after cancel; no silent drop at shutdown; shutdown(wait) waits for
+// all; no stranded work; threads never exceed max_threads; callbacks once;
+// statistics add up; a final state publishes the task's writes), LIFE-8,
+// LIFE-9 (a map owns an rvalue range).
 #pragma once
 
 #include <deque>
@@ -160,11 +122,16 @@ class MapResults;
 
 class ThreadPoolExecutor {
  public:
+  // Starts no thread until work arrives (see prestart_core_threads).
+  // ValueError for options that contradict each other.
   explicit ThreadPoolExecutor(ThreadPoolOptions options = {});
   ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
   ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
+  // shutdown(wait), or shutdown(wait = false) on one of the pool's threads.
   ~ThreadPoolExecutor();
 
+  // fn(args...) on a worker: its Future, or RejectedError / BrokenThreadPool
+  // as the policy and the pool's state say (EXEC-3).
   template <class F, class... A>
   auto submit(F&& fn, A&&... args) {
     return submit_impl(0, false, std::forward<F>(fn), std::forward<A>(args)...);
@@ -182,28 +149,52 @@ class ThreadPoolExecutor {
   template <class F, class Range>
   auto map(F fn, Range&& inputs, MapOptions options = {});
 
+  // Refuses new work; queued work runs, or is cancelled with cancel_futures;
+  // with wait, returns once every worker exited (EXEC-4). MisuseError with
+  // wait on one of the pool's own threads.
   void shutdown(ShutdownOptions options = {});
+  // shutdown() that also takes the queued tasks back (never started, not
+  // cancelled: run or drop them) and requests a stop of the running ones.
   std::vector<PendingTask> shutdown_now();
+  // Waits until shut down and every worker exited: true then. The untimed
+  // form throws MisuseError on one of the pool's own threads.
   bool await_termination() { return await_by(platform::Deadline::never()); }
+  // As above, false once timeout passed (the rule of keel/timeout.hpp).
   template <class Rep, class Period>
   bool await_termination(std::chrono::duration<Rep, Period> timeout) {
     return await_by(platform::Deadline::after(timeout));
   }
 
+  // shutdown() or shutdown_now() was called.
   bool is_shutdown() const;
+  // Shut down, and every worker exited.
   bool is_terminated() const;
+  // An initializer failed: submissions throw BrokenThreadPool.
   bool is_broken() const;
 
+  // Starts every core thread not yet alive; returns how many it started.
   std::size_t prestart_core_threads();
+  // Starts one core thread if fewer than core_threads live; whether it did.
   bool prestart_core_thread();
+  // Changes core_threads (ValueError above max_threads). Lowered: idle
+  // workers above it wait with the keep-alive; raised: threads start for
+  // queued work.
   void set_core_threads(std::size_t n);
+  // Changes max_threads (ValueError if 0 or below core_threads); workers
+  // above it retire, busy ones after their task (EXEC-6).
   void set_max_threads(std::size_t n);
+  // Changes keep_alive (ValueError if negative); idle workers re-arm their waits.
   void set_keep_alive(std::chrono::nanoseconds d);
+  // Lets idle core threads retire after keep_alive too.
   void allow_core_timeout(bool allow);
+  // The current core_threads.
   std::size_t core_threads() const;
+  // The current max_threads.
   std::size_t max_threads() const;
+  // A consistent snapshot of the pool's counters (EXEC-8).
   ThreadPoolStats stats() const;
 
+  // min(32, cpus + 4), as Python's.
   static std::size_t default_max_threads();
 
  private:
