@@ -4,6 +4,8 @@
 // KEEL-TWIN barrier_release_early barrier.all-arrive.2t
 // KEEL-TWIN barrier_break_skip_notify barrier.abort.2t
 // KEEL-TWIN barrier_refill_skips_notify barrier.generations.2t3g
+// KEEL-TWIN barrier_break_notifies_one barrier.abort-wakes-all.3t
+// KEEL-TWIN barrier_reset_notifies_one barrier.reset-wakes-all.3t
 //
 // The generations rows reuse one barrier: a thread that arrives for
 // generation n+1 while another is still leaving generation n sleeps until the
@@ -76,6 +78,46 @@ struct AbortReachesWaiter : rl::test_suite<AbortReachesWaiter, 2> {
     }
   }
   void after() { RL_ASSERT(b.broken()); }
+};
+
+// SYNC-8 with two waiters: abort() reaches every one of them (a break that
+// wakes one leaves the other asleep: a deadlock here).
+struct AbortWakesAll : rl::test_suite<AbortWakesAll, 3> {
+  keel::Barrier b{3};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      b.abort();
+    } else {
+      bool threw = false;
+      try {
+        b.wait();
+      } catch (const keel::BrokenBarrierError&) {
+        threw = true;
+      }
+      RL_ASSERT(threw);
+    }
+  }
+};
+
+// SYNC-8: reset() while two parties wait sends each of them away with
+// BrokenBarrierError, and the barrier is usable again.
+struct ResetWakesAll : rl::test_suite<ResetWakesAll, 3> {
+  keel::Barrier b{3};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      while (b.n_waiting() < 2) rl::yield(1, $);
+      b.reset();
+    } else {
+      bool threw = false;
+      try {
+        b.wait();
+      } catch (const keel::BrokenBarrierError&) {
+        threw = true;
+      }
+      RL_ASSERT(threw);
+    }
+  }
+  void after() { RL_ASSERT(!b.broken()); }
 };
 
 // SYNC-7 over reuse: each of Parties threads passes the same barrier
@@ -162,6 +204,8 @@ int main() {
   check<AbortReachesWaiter>("barrier.abort.2t", "SYNC-8", bounded(5));
   check<AbortReachesWaiter>("barrier.abort.2t", "SYNC-8", random(100000));
   check<AllArrive<3>>("barrier.all-arrive.3t", "SYNC-7", random(100000));
+  check<AbortWakesAll>("barrier.abort-wakes-all.3t", "SYNC-8", random(100000));
+  check<ResetWakesAll>("barrier.reset-wakes-all.3t", "SYNC-8", random(100000));
   // Reuse (SYNC-14). Three generations multiply the schedules: bound 1 is
   // exhaustive in about a second, bound 2 takes minutes (verify-deep).
   check<Generations_<2, 3>>("barrier.generations.2t3g", "SYNC-7,SYNC-14", bounded(1));

@@ -66,7 +66,12 @@ void Barrier::leave_locked() {
 
 void Barrier::break_locked() {
   state_.store(State::broken);
-  if (!KEEL_INJECTED(barrier_break_skip_notify)) cond_.notify_all();
+  // Every waiter: each must leave with BrokenBarrierError (SYNC-8).
+  if (KEEL_INJECTED(barrier_break_notifies_one)) {
+    cond_.notify(1);
+  } else if (!KEEL_INJECTED(barrier_break_skip_notify)) {
+    cond_.notify_all();
+  }
 }
 
 void Barrier::reset() {
@@ -77,7 +82,11 @@ void Barrier::reset() {
     const State s = state_.load();
     if (s == State::filling || s == State::broken) {
       state_.store(State::resetting);
-      cond_.notify_all();
+      if (KEEL_INJECTED(barrier_reset_notifies_one)) {
+        cond_.notify(1);
+      } else {
+        cond_.notify_all();
+      }
     }
   } else {
     state_.store(State::filling);
