@@ -38,9 +38,10 @@ bool FutureCore::cancel() {
       after_final(v);
       return true;
     }
-    // acq_rel: release publishes nothing new here, acquire orders the
-    // hook/sleeper bits we act on.
-    if (word_.compare_exchange_weak(v, cancelled, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    // release: what the canceller wrote before cancel() is visible to whoever
+    // sees the future cancelled (EXEC-9). No acquire: the bits acted on come
+    // with the RMW itself, and the hook list is read under hook_lock_.
+    if (word_.compare_exchange_weak(v, cancelled, std::memory_order_release, std::memory_order_relaxed)) {
       after_final(v);
       return true;
     }
@@ -59,7 +60,10 @@ FutureCore::Start FutureCore::start(bool owned) {
       word_.store((v & ~phase_mask) | to, std::memory_order_release);
       return Start::started;
     }
-    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | to, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    // relaxed: only which thread wins matters (the RMW decides it against
+    // cancel()); the starter reads nothing published through the word, and
+    // the result is published later by finish().
+    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | to, std::memory_order_relaxed, std::memory_order_relaxed)) {
       return Start::started;
     }
   }
