@@ -395,6 +395,15 @@ void ThreadPoolCore::worker_main(Worker* w, detail::FutureCore* task) {
     }
     if (failed) {
       std::vector<detail::FutureCore*> to_fail;
+      if (task && KEEL_INJECTED(executor_break_fails_before_publish)) {
+        // The old order: its future says broken while submit still accepts.
+        task->fail(std::make_exception_ptr(
+            BrokenThreadPool("a worker initializer failed: " + detail::describe_exception(failed))));
+        task->release();
+        task = nullptr;
+      }
+      // The break is published (broken_, under m_) before any future says
+      // so: a thread woken by one finds every later submit refused (EXEC-10).
       if (task) to_fail.push_back(task);
       bool terminate;
       {
@@ -622,6 +631,20 @@ void ThreadPoolCore::free_orphaned() noexcept {
 void ThreadPoolCore::shutdown(ShutdownOptions options) {
   std::vector<detail::FutureCore*> drained;
   bool terminate = false;
+  if (options.cancel_futures && KEEL_INJECTED(executor_cancel_before_close)) {
+    // The old order: the queued futures say cancelled while submit still accepts.
+    {
+      LockGuard g(m_);
+      drained = queue_.drain();
+    }
+    for (auto* t : drained) {
+      t->cancel();
+      t->release();
+    }
+    drained.clear();
+  }
+  // Closed (run_, under m_) before a drained future is cancelled, outside
+  // it: a thread woken by one finds every later submit refused (EXEC-10).
   {
     LockGuard g(m_);
     if (options.wait) check_not_worker("shutdown(wait)");

@@ -56,7 +56,10 @@
 // exceed max_threads; callbacks once; statistics add up. LIFE-8 (no
 // destructor throws; a pool dropped by its own task still runs its queued
 // tasks, its threads end and its core is freed by the last one), LIFE-9 (a
-// map owns an rvalue range).
+// map owns an rvalue range). EXEC-10: once a future said BrokenThreadPool
+// (or cancelled by shutdown), every later submit throws BrokenThreadPool (or
+// RejectedError): the state is published under the lock before any future
+// is resolved.
 #pragma once
 
 #include <deque>
