@@ -18,6 +18,8 @@
 // KEEL-TWIN executor_terminate_before_cancel executor.terminated-means-final.2t+w
 // KEEL-TWIN executor_room_not_notified executor.block-until-room.1t+w
 // KEEL-TWIN executor_stats_unlocked executor.keepalive-vs-submit.1t+w
+// KEEL-TWIN executor_break_fails_before_publish executor.broken-then-submit.1t+w
+// KEEL-TWIN executor_cancel_before_close executor.cancelled-then-submit.2t+w
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"
@@ -272,6 +274,70 @@ struct BrokenPool : rl::test_suite<BrokenPool, 1> {
   }
 };
 
+// EXEC-10: a future that failed with BrokenThreadPool means the pool says so
+// to every later submit. The initializer fails on the worker that the first
+// submission starts; the submitter waits for that future (BrokenThreadPool)
+// and submits again, which must throw BrokenThreadPool, never be accepted
+// and fail later.
+struct BrokenThenSubmit : rl::test_suite<BrokenThenSubmit, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    ThreadPoolExecutor pool(
+        ThreadPoolOptions{.max_threads = 1, .initializer = [] { throw std::runtime_error("init failed"); }});
+    std::optional<Future<int>> f;
+    try {
+      f = pool.submit([] { return 1; });
+    } catch (const keel::BrokenThreadPool&) {
+    }
+    bool said_broken = !f;
+    if (f) {
+      try {
+        (void)f->result();
+      } catch (const keel::BrokenThreadPool&) {
+        said_broken = true;
+      }
+    }
+    RL_ASSERT(said_broken);
+    bool refused = false;
+    try {
+      (void)pool.submit([] { return 2; });
+    } catch (const keel::BrokenThreadPool&) {
+      refused = true;
+    }
+    RL_ASSERT(refused);
+  }
+};
+
+// EXEC-10: a future cancelled by shutdown(cancel_futures) means the pool is
+// shut down to every later submit. The only worker is held by a first task
+// while a second waits in the queue; a closer shuts down with
+// cancel_futures; the submitter waits for the second future and, once it
+// says cancelled, submits again, which must throw RejectedError(shutdown).
+struct CancelledThenSubmit : rl::test_suite<CancelledThenSubmit, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event gate;
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    Future<void> first = pool.submit([&] { gate.wait(); });
+    Future<void> second = pool.submit([] {});
+    keel::platform::Thread closer([&] {
+      pool.shutdown({.wait = false, .cancel_futures = true});
+      gate.set();
+    });
+    second.wait();
+    if (second.cancelled()) {
+      bool refused = false;
+      try {
+        (void)pool.submit([] {});
+      } catch (const keel::RejectedError& e) {
+        refused = e.reason() == keel::RejectedError::Reason::shutdown;
+      }
+      RL_ASSERT(refused);
+    }
+    closer.join();
+  }
+};
+
 // EXEC-1, EXEC-4: shutdown_now() while a task runs and another is queued:
 // the running one is asked to stop through its std::stop_token and finishes;
 // the queued one is handed back unrun, and dropping it cancels its future.
@@ -313,6 +379,8 @@ int main() {
   check<BlockUntilRoom>("executor.block-until-room.1t+w", "EXEC-3,SYNC-2", random(100000));
   check<BrokenPool>("executor.broken-pool.1t+w", "EXEC-1,EXEC-5", random(100000));
   check<ShutdownNow>("executor.shutdown-now.1t+w", "EXEC-1,EXEC-4", random(100000));
+  check<BrokenThenSubmit>("executor.broken-then-submit.1t+w", "EXEC-10", random(100000));
+  check<CancelledThenSubmit>("executor.cancelled-then-submit.2t+w", "EXEC-10", random(100000));
   // make verify-deep. Bound 1 is exhaustive up to one preemption but costs
   // about a minute per suite here, and every twin run repeats the rows before
   // the one that catches it: two suites run it, last, after every suite under

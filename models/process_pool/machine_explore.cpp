@@ -38,7 +38,11 @@
 // killed; POOL-8 after a death, only started tasks are lost or retried and
 // every unstarted one is queued again, uncounted; POOL-9 no ready worker
 // idles while the queue's front or another worker's unstarted pipeline could
-// go to it; LIFE-6 terminate's SIGKILL after the grace.
+// go to it; LIFE-6 terminate's SIGKILL after the grace; POOL-11 the break
+// is published to submitters (the machine's `broken` action, once, when it
+// breaks) before the first future says broken, and a task cancelled by a
+// shutdown or terminate is resolved only once the machine's phase says shut
+// down (its submits are refused).
 //
 // Every Machine twin of pool_model.cpp is declared here too (the pool_edge_*
 // ones belong to the threaded Relacy models):
@@ -58,6 +62,8 @@
 // and two that only this explorer's checks judge (initializer deaths, LIFE-6):
 // KEEL-TWIN pool_init_death_respawns pool.explore.w2-init
 // KEEL-TWIN pool_escalation_skips_signalled pool.explore.w2-init
+// and the old order of a break (futures before submitters, POOL-11):
+// KEEL-TWIN pool_break_published_after_resolve pool.explore.w1-mtpc1
 // The Machine halves of Spin twins (proofs/spin-code-twins.md):
 // KEEL-TWIN pool_requeue_only_head pool.explore.w1d2
 // KEEL-TWIN pool_tick_only_ready pool.explore.w1-mtpc1-timed
@@ -965,7 +971,12 @@ class World {
               break;
             case Outcome::broken:
               allowed = m_.phase() == Phase::broken;
+              EXPECT("POOL-11", refusing_, tn(a.task) + " resolved broken before the break was published");
               break;
+          }
+          if (a.outcome == Outcome::cancelled && (ev_ == Ev::shutdown || ev_ == Ev::terminate)) {
+            EXPECT("POOL-11", m_.phase() != Phase::running,
+                   tn(a.task) + " cancelled by a shutdown while the machine still accepts submits");
           }
           EXPECT("POOL-1", allowed,
                  tn(a.task) + " resolved " + name_of(a.outcome) + ", which this event does not allow");
@@ -979,6 +990,12 @@ class World {
           }
           break;
         }
+        case Action::broken:
+          log_ += "; broken";
+          EXPECT("POOL-11", broke_now && !refusing_,
+                 refusing_ ? "broken published twice" : "broken published, not broken");
+          refusing_ = true;
+          break;
         case Action::terminated:
           log_ += "; terminated";
           EXPECT("POOL-1", !terminated_, "Terminated twice");
@@ -990,6 +1007,7 @@ class World {
       }
     }
     EXPECT("POOL-2", expected_sends_.empty(), "the gate said yes, but nothing was sent");
+    EXPECT("POOL-11", refusing_ == (m_.phase() == Phase::broken), "the pool broke and submitters were not told");
     const auto& c = m_.counters();
     EXPECT("POOL-1",
            c.resolved - counters_.resolved == resolves && c.sent - counters_.sent == sends &&
@@ -1098,6 +1116,7 @@ class World {
   std::vector<Nanos> restarts_;  // the world's own record of replacements
   unsigned submitted_ = 0, deaths_ = 0, clock_used_ = 0;
   bool bad_used_ = false, closed_ = false, terminating_ = false, terminated_ = false, supervisor_used_ = false;
+  bool refusing_ = false;  // the machine published the break (it equals phase broken between events)
   WorkerId max_id_ = 0;
 
   // The event being played, and what it allows; not part of the state.
@@ -1132,7 +1151,7 @@ int main() {
   // The rows run in this order; a twin stops at the first row that catches
   // it, so the small rows come first.
   std::vector<keel::explore::Row<Bounds>> rows;
-  const char* const all = "POOL-1,POOL-2,POOL-3,POOL-4,POOL-5,POOL-6,POOL-7,POOL-8,POOL-9";
+  const char* const all = "POOL-1,POOL-2,POOL-3,POOL-4,POOL-5,POOL-6,POOL-7,POOL-8,POOL-9,POOL-11";
   {
     // Retirement after every task, a death, the supervisor failing.
     Bounds b = row(1, 2, 2);
@@ -1156,7 +1175,7 @@ int main() {
     b.machine.has_initializer = true;
     b.machine.terminate_grace = Nanos(1);
     b.clock = 1;
-    rows.push_back({"pool.explore.w2-init", "POOL-1,POOL-3,POOL-4,POOL-5,POOL-7,LIFE-6", b});
+    rows.push_back({"pool.explore.w2-init", "POOL-1,POOL-3,POOL-4,POOL-5,POOL-7,POOL-11,LIFE-6", b});
   }
   {
     // One worker pipelining two, the second task timed: deaths at every

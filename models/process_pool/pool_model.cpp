@@ -50,6 +50,8 @@
 // KEEL-TWIN pool_cancel_spares_sent pool.edge-race.4t
 // KEEL-TWIN pool_send_behind_timed pool.edge-race.4t
 // KEEL-TWIN pool_no_steal pool.edge-race.4t
+// KEEL-TWIN pool_break_published_after_resolve pool.break-order.3t
+// KEEL-TWIN pool_edge_closes_after_command pool.break-order.3t
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -66,6 +68,7 @@
 #include "../../kernel/src/process_pool/machine.hpp"
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
+#include "keel/sync/event.hpp"
 #include "keel/sync/mutex.hpp"
 #include "keel/sync/semaphore.hpp"
 #include "pool_unity.hpp"
@@ -84,6 +87,8 @@ using namespace keel::pool_sim;
 // What a submitter keeps of one submission; the supervisor counts its Resolves.
 struct Record {
   keel::platform::Var<int> resolved;
+  keel::platform::Var<int> outcome;  // the Outcome it resolved with
+  keel::Event* done = nullptr;       // set once it resolved (a submitter waiting for its future)
 };
 
 // ---------------------------------------------------------------- the driver's world
@@ -195,10 +200,21 @@ class ModelWorld final : public World {
   }
   bool terminated() const { return m_.terminated(); }
 
+  // The real edge, told of a break as the driver tells it (the machine's
+  // `broken` action, in the order the machine emitted it).
+  keel::pool::Edge* edge = nullptr;
+
  private:
   void on_resolve(TaskId t) override {
     if (t > records_.size()) return;
-    if (Record* r = records_[t - 1]) r->resolved.store(r->resolved.load() + 1);
+    if (Record* r = records_[t - 1]) {
+      r->resolved.store(r->resolved.load() + 1);
+      r->outcome.store(static_cast<int>(task(t).outcome));
+      if (r->done) r->done->set();  // the future says final: its waiter wakes
+    }
+  }
+  void on_broken() override {
+    if (edge) edge->set_broken("ProcessPool is broken");
   }
 
   std::vector<Record*> records_;  // task id i: records_[i - 1], or null
@@ -218,6 +234,7 @@ struct Bell final : keel::pool::Doorbell {
 // the workers inline (each step one event Relacy picks), until Terminated.
 void supervise(keel::pool::Edge& edge, Bell& bell, const MachineConfig& cfg, int deaths) {
   ModelWorld world(cfg, Nanos::zero());
+  world.edge = &edge;
   std::vector<Command> cmds;
   bool closed = false;
   const unsigned worker_events = ModelWorld::bit(Ev::ready) | ModelWorld::bit(Ev::advance) |
@@ -258,10 +275,16 @@ void supervise(keel::pool::Edge& edge, Bell& bell, const MachineConfig& cfg, int
       bell.sem.acquire();  // a lost ring leaves it here for ever: Relacy reports the deadlock
     }
   }
-  // Nothing accepted is left behind in the inbox.
+  // What the edge accepted and the loop did not take is handed to the
+  // machine, as the driver's run() does: only a broken pool can have such
+  // stragglers (a submit that raced the break), and it resolves them.
   cmds.clear();
   edge.take(cmds);
-  for (const Command& c : cmds) RL_ASSERT(c.kind != Command::submit);
+  for (const Command& c : cmds) {
+    if (c.kind != Command::submit) continue;
+    RL_ASSERT(world.machine().phase() == keel::pool::Machine::Phase::broken);
+    world.submit_as(c.task, c.timeout, static_cast<Record*>(c.payload));
+  }
   edge.set_terminated();
 }
 
@@ -355,6 +378,62 @@ struct EdgeClient : rl::test_suite<EdgeClient, 2> {
       }
       RL_ASSERT(edge.wait_terminated(keel::platform::Deadline::never()));
       RL_ASSERT(rec[0].resolved.load() == 1 && rec[1].resolved.load() == 1);
+    }
+  }
+};
+
+// POOL-11: what a future says is visible to every later call on its pool.
+// The supervisor runs one worker whose death breaks the pool (restart limit
+// 0); a closer shuts down, with or without cancel_futures, at any point; a
+// submitter submits a task, waits for its future, and submits again: after
+// a future that said broken, that submit must throw BrokenProcessPool; after
+// one cancelled by the shutdown, it must be refused (RejectedError, or
+// BrokenProcessPool if the pool broke too). The real Machine orders the
+// break (its `broken` action before the first resolve(broken)) and the real
+// Edge orders the shutdown (closed before the command is queued).
+struct BreakOrder : rl::test_suite<BreakOrder, 3> {
+  Bell bell;
+  keel::pool::Edge edge{bell};
+  keel::Event done;
+  Record rec[2];
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      MachineConfig cfg;
+      cfg.workers = 1;
+      cfg.depth = 1;
+      cfg.restart_limit = 0;  // the first unplanned death breaks the pool
+      supervise(edge, bell, cfg, 1);
+    } else if (idx == 1) {
+      rec[0].done = &done;
+      try {
+        edge.submit(Nanos::zero(), &rec[0]);
+      } catch (const keel::Error&) {
+        // Refused: the closer or the break came first; no future to wait for.
+        RL_ASSERT(edge.wait_terminated(keel::platform::Deadline::never()));
+        RL_ASSERT(rec[0].resolved.load() == 0);
+        return;
+      }
+      done.wait();
+      const auto said = static_cast<keel::pool::Outcome>(rec[0].outcome.load());
+      int refused = 0;  // 1: BrokenProcessPool, 2: RejectedError(shutdown)
+      try {
+        edge.submit(Nanos::zero(), &rec[1]);
+      } catch (const keel::BrokenProcessPool&) {
+        refused = 1;
+      } catch (const keel::RejectedError& e) {
+        RL_ASSERT(e.reason() == keel::RejectedError::Reason::shutdown);
+        refused = 2;
+      }
+      if (said == keel::pool::Outcome::broken) RL_ASSERT(refused == 1);
+      if (said == keel::pool::Outcome::cancelled) RL_ASSERT(refused != 0);
+      RL_ASSERT(edge.wait_terminated(keel::platform::Deadline::never()));
+      RL_ASSERT(rec[0].resolved.load() == 1 && rec[1].resolved.load() == (refused ? 0 : 1));
+    } else {
+      Command c;
+      c.kind = Command::shutdown;
+      c.cancel_futures = rl::rand(2) == 1;
+      edge.request(c);
+      RL_ASSERT(edge.wait_terminated(keel::platform::Deadline::never()));
     }
   }
 };
@@ -510,6 +589,7 @@ int main() {
   using namespace keel::model;
   check<EdgeClient>("pool.edge-client.2t", "POOL-1,EXEC-3", random(200000));
   check<EdgeRace>("pool.edge-race.4t", "POOL-1,EXEC-3", random(200000));
+  check<BreakOrder>("pool.break-order.3t", "POOL-11", random(200000));
   check<MachineRace<DeathsVsResults>>("pool.machine.deaths-vs-results.3t", "POOL-1,POOL-2,POOL-3,POOL-5,POOL-7,POOL-8",
                                       random(200000));
   check<MachineRace<TimeoutsAndRetirement>>("pool.machine.timeouts-retirement.3t", "POOL-1,POOL-3,POOL-6",

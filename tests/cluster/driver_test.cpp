@@ -291,9 +291,15 @@ TEST(ClusterProtocol, EveryMessageRoundTripsAndBadBytesAreProtocolErrors) {
     m.text = "payload";
     m.capacity = 3;
     m.error = keel::cluster::proto::Error::lost;
+    m.stats.workers = 2;
+    m.stats.pids = {101, 202};  // a node's snapshot keeps its pids (POOL-12 on rank 0)
     const std::string b = keel::cluster::proto::encode(m);
     const Message back = keel::cluster::proto::decode(b);
     EXPECT_EQ(back.kind, m.kind);
+    if (m.kind == Kind::stats) {
+      EXPECT_EQ(back.stats.workers, 2u);
+      EXPECT_EQ(back.stats.pids, m.stats.pids);
+    }
     EXPECT_EQ(keel::cluster::proto::encode(back), b) << "canonical, kind " << k;
     if (b.size() > 1) {
       EXPECT_THROW(keel::cluster::proto::decode(b.substr(0, b.size() - 1)), keel::ProtocolError) << "kind " << k;

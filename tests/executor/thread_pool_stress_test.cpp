@@ -17,6 +17,7 @@
 #include "../future/future_test_support.hpp"
 #include "../support/test_support.hpp"
 #include "keel/executor/thread_pool.hpp"
+#include "keel/sync/event.hpp"
 
 namespace {
 
@@ -537,5 +538,95 @@ TEST(ExecutorStress, BreakingPoolRacingSubmittersFailsEverythingItDoesNotRun) {
       EXPECT_TRUE(pool.is_broken());
       EXPECT_TRUE(pool.await_termination(hang_limit));
     }
+  }
+}
+
+// EXEC-10: what a future says is visible to every later call on its pool.
+// Each future's done callback runs where the future is resolved (the worker
+// whose initializer failed) the moment it says broken, and submits there;
+// the test thread does the same after waiting. Every such submit must throw
+// BrokenThreadPool: the break is published before the first future says so.
+TEST(ExecutorStress, AFutureThatSaysBrokenMeansEveryLaterSubmitSaysSo) {
+  for (int round = 0; round < keel_test::scaled(200, 20); ++round) {
+    keel::ThreadPoolExecutor pool(Opts().max(2).init([] { throw std::runtime_error("initializer failed"); }));
+    std::atomic<int> told_broken{0}, accepted_after{0}, refused_after{0};
+    auto submit_after = [&] {
+      try {
+        (void)pool.submit([] { return 0; });
+        accepted_after.fetch_add(1);
+      } catch (const keel::BrokenThreadPool&) {
+        refused_after.fetch_add(1);
+      }
+    };
+    std::vector<keel::Future<int>> fs;
+    for (int i = 0; i < 4; ++i) {
+      try {
+        fs.push_back(pool.submit([] { return 1; }));
+      } catch (const keel::BrokenThreadPool&) {
+        break;  // the pool already broke: refused, as it must be
+      }
+      fs.back().add_done_callback([&](const keel::Future<int>& f) {
+        if (!holds<keel::BrokenThreadPool>(f.exception())) return;
+        told_broken.fetch_add(1);
+        submit_after();
+      });
+    }
+    for (auto& f : fs) {
+      ASSERT_TRUE(f.wait_for(hang_limit));
+      ASSERT_TRUE(holds<keel::BrokenThreadPool>(f.exception()));
+      submit_after();
+    }
+    ASSERT_TRUE(pool.await_termination(hang_limit));
+    EXPECT_EQ(told_broken.load(), static_cast<int>(fs.size()));
+    EXPECT_EQ(accepted_after.load(), 0) << "round " << round << ": a submit after a future said broken was accepted";
+    EXPECT_EQ(refused_after.load(), 2 * static_cast<int>(fs.size()));
+  }
+}
+
+// EXEC-10: a future cancelled by shutdown(cancel_futures) means every later
+// submit is refused with RejectedError(shutdown). The cancelled futures'
+// callbacks run on the thread that shuts down, in shutdown(), and submit
+// there; the test thread submits after seeing each one cancelled.
+TEST(ExecutorStress, AFutureCancelledByShutdownMeansEveryLaterSubmitIsRefused) {
+  for (int round = 0; round < keel_test::scaled(200, 20); ++round) {
+    keel::Event gate;
+    keel::ThreadPoolExecutor pool(Opts().max(1));
+    keel::Future<int> first = pool.submit([&] {
+      gate.wait();
+      return 0;
+    });
+    std::atomic<int> cancelled{0}, accepted_after{0}, refused_after{0};
+    auto submit_after = [&] {
+      try {
+        (void)pool.submit([] { return 0; });
+        accepted_after.fetch_add(1);
+      } catch (const RejectedError& e) {
+        if (e.reason() == RejectedError::Reason::shutdown) refused_after.fetch_add(1);
+      }
+    };
+    std::vector<keel::Future<int>> queued;
+    for (int i = 0; i < 3; ++i) {
+      queued.push_back(pool.submit([] { return 1; }));
+      queued.back().add_done_callback([&](const keel::Future<int>& f) {
+        if (!f.cancelled()) return;
+        cancelled.fetch_add(1);
+        submit_after();
+      });
+    }
+    std::thread closer([&] {
+      pool.shutdown({.wait = false, .cancel_futures = true});
+      gate.set();
+    });
+    for (auto& f : queued) {
+      ASSERT_TRUE(f.wait_for(hang_limit));
+      ASSERT_TRUE(f.cancelled());
+      submit_after();
+    }
+    closer.join();
+    ASSERT_TRUE(pool.await_termination(hang_limit));
+    EXPECT_EQ(first.result(), 0);
+    EXPECT_EQ(cancelled.load(), 3);
+    EXPECT_EQ(accepted_after.load(), 0) << "round " << round << ": a submit after a cancelled future was accepted";
+    EXPECT_EQ(refused_after.load(), 6);
   }
 }

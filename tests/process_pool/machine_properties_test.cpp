@@ -51,12 +51,14 @@
 // - POOL-9: after every event, a ready worker with room and nothing in
 //   flight means an empty queue and no worker (not being killed) with two or
 //   more in flight whose youngest is not known to have started, except where
-//   the idle workers hold a stale frame of that task.
+//   the idle workers hold a stale frame of that task;
+// - POOL-11: the machine publishes a break (its `broken` action, once, when
+//   it breaks) before any task is resolved broken.
 // At the end the test shuts down, lets every worker finish and exit, and
 // requires every task resolved exactly once, Terminated once, no worker left.
 //
-// Invariants: POOL-1, POOL-2, POOL-3, POOL-5, POOL-6, POOL-7, POOL-8, POOL-9
-// (proofs/INVARIANTS.md).
+// Invariants: POOL-1, POOL-2, POOL-3, POOL-5, POOL-6, POOL-7, POOL-8, POOL-9,
+// POOL-11 (proofs/INVARIANTS.md).
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/state.h>

@@ -54,9 +54,12 @@ std::string show(const Action& a) {
       if (a.outcome == Outcome::lost) s += " " + w + " " + std::to_string(a.code);
       return s;
     }
-    default:
+    case Action::broken:
+      return "broken";
+    case Action::terminated:
       return "terminated";
   }
+  return "?";
 }
 
 // The start slots, simulated: dispatch arms one (and says no for a future the
@@ -546,7 +549,7 @@ TEST(PoolMachine, RestartLimitBreaksThePoolAfterRReplacementsWithinTheWindow) {
   EXPECT_EQ(r.exited(1, 1, 10), "resolve t1 lost w1 1; spawn w2");
   EXPECT_EQ(r.exited(2, 1, 20), "spawn w3");
   EXPECT_EQ(r.submit(2, 25), "");
-  EXPECT_EQ(r.exited(3, 1, 30), "resolve t2 broken; terminated");
+  EXPECT_EQ(r.exited(3, 1, 30), "broken; resolve t2 broken; terminated");
   EXPECT_EQ(r.m.phase(), Phase::broken);
   EXPECT_EQ(r.m.broken_reason(), keel::pool::BrokenReason::restart_limit);
   EXPECT_EQ(r.m.broken_worker(), 3u);
@@ -569,7 +572,7 @@ TEST(PoolMachine, RestartLimitIsNotReachedWhenDeathsAreSpreadBeyondTheWindow) {
   EXPECT_EQ(r.m.counters().replacements, 11u);
   // Replacements at 550 and 610 are both inside the window at 615: a third
   // would be more than the limit.
-  EXPECT_EQ(r.exited(w, 1, 615), "terminated");
+  EXPECT_EQ(r.exited(w, 1, 615), "broken; terminated");
   EXPECT_EQ(r.m.phase(), Phase::broken);
 }
 
@@ -582,7 +585,7 @@ TEST(PoolMachine, InitializerFailureBreaksThePoolAndResolvesEveryTask) {
   EXPECT_EQ(r.submit(3), "");
   r.started(1, 1);
   r.gate.take();
-  EXPECT_EQ(r.init_failed(2), "resolve t3 broken; resolve t1 broken; resolve t2 broken; kill w1 9; kill w2 9");
+  EXPECT_EQ(r.init_failed(2), "broken; resolve t3 broken; resolve t1 broken; resolve t2 broken; kill w1 9; kill w2 9");
   // The unstarted task is taken back first, so it never starts after its
   // future said broken.
   EXPECT_EQ(r.gate.take(), "revoke t2 w1 yes");
@@ -611,7 +614,7 @@ TEST(PoolMachine, DeathBeforeReadyWithAnInitializerBreaksThePool) {
   r.ready(1);
   EXPECT_EQ(r.submit(1), "send w1 t1");
   EXPECT_EQ(r.submit(2), "");
-  EXPECT_EQ(r.exited(2, 3), "resolve t2 broken; resolve t1 broken; kill w1 9");
+  EXPECT_EQ(r.exited(2, 3), "broken; resolve t2 broken; resolve t1 broken; kill w1 9");
   EXPECT_EQ(r.m.broken_reason(), keel::pool::BrokenReason::initializer_died);
   EXPECT_EQ(r.m.broken_code(), 3);
   EXPECT_EQ(r.exited(1, -9), "terminated");
@@ -1119,7 +1122,7 @@ TEST(PoolMachine, TheLargestRestartWindowRemembersEveryReplacement) {
   Rig r({.workers = 1, .restart_limit = 1, .restart_window = Nanos::max()});
   r.start();
   EXPECT_EQ(r.exited(1, 1, 10), "spawn w2");
-  EXPECT_EQ(r.exited(2, 1, 20), "terminated");
+  EXPECT_EQ(r.exited(2, 1, 20), "broken; terminated");
   EXPECT_EQ(r.m.phase(), Phase::broken);
 }
 

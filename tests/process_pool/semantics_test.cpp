@@ -4,7 +4,8 @@
 // to a worker), a worker's death costs only a task that had started, and n
 // tasks on n workers run at the same time (POOL-7, POOL-8, POOL-9), plus the
 // order of a break (POOL-11: a pool that a future reported broken refuses the
-// next submit).
+// next submit, and one that a future reported shut down likewise), and the
+// statistics as one snapshot (POOL-12: the worker count and the pids agree).
 //
 // Parallelism is asserted from what the tasks record (their own start and end
 // on the system-wide monotonic clock, and their pid), never from how long the
@@ -16,7 +17,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <set>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -283,6 +287,143 @@ TEST(ProcessPoolBrokenOrder, AFutureSaysBrokenOnlyAfterSubmitDoes) {
     ASSERT_TRUE(saw_broken) << "round " << round;
     EXPECT_THROW((void)pool.submit(plain_t, 1), keel::BrokenProcessPool) << "round " << round;
   }
+}
+
+// POOL-11, the scenario repeated: 2 workers, restart_limit 5 within
+// 1 s, 20 tasks that each die. Every future's done callback runs on the
+// supervisor the moment the future is resolved, and submits there; the test
+// thread submits after each future it waited for. Once a future said
+// BrokenProcessPool, every one of those submits must throw it (on the old
+// order the callback's submit was accepted, and failed later).
+TEST(ProcessPoolBrokenOrder, EverySubmitAfterABrokenFutureIsRefusedUnderRepetition) {
+  for (int round = 0; round < keel_test::scaled(30, 5); ++round) {
+    ProcessPool pool({.workers = 2, .restart_limit = 5, .restart_window = std::chrono::seconds(1)});
+    std::atomic<int> broken_seen{0}, accepted_after{0}, refused_after{0};
+    auto submit_after = [&] {
+      try {
+        (void)pool.submit(plain_t, 1);
+        accepted_after.fetch_add(1);
+      } catch (const keel::BrokenProcessPool&) {
+        refused_after.fetch_add(1);
+      }
+    };
+    std::vector<Future<int>> fs;
+    for (int i = 0; i < 20; ++i) {
+      fs.push_back(pool.submit(crash_t, i));
+      fs.back().add_done_callback([&](const Future<int>& f) {
+        try {
+          std::rethrow_exception(f.exception());
+        } catch (const keel::BrokenProcessPool&) {
+          broken_seen.fetch_add(1);
+          submit_after();
+        } catch (...) {
+        }
+      });
+    }
+    int lost = 0, broken = 0;
+    for (auto& f : fs) {
+      ASSERT_TRUE(f.wait_for(keel_test::hang_limit)) << "round " << round;
+      try {
+        (void)f.result();
+        ADD_FAILURE() << "a task that kills its worker returned";
+      } catch (const keel::WorkerLost&) {
+        ++lost;
+      } catch (const keel::BrokenProcessPool&) {
+        ++broken;
+        submit_after();
+      }
+    }
+    // A waiter can wake before its future's callbacks have run on the
+    // supervisor: they have all run once the pool has terminated.
+    pool.shutdown({.wait = true});
+    EXPECT_EQ(lost + broken, 20);
+    EXPECT_GE(broken, 1) << "round " << round;
+    EXPECT_EQ(broken_seen.load(), broken);
+    EXPECT_EQ(accepted_after.load(), 0) << "round " << round << ": a submit after a broken future was accepted";
+    EXPECT_EQ(refused_after.load(), 2 * broken);
+  }
+}
+
+// POOL-11 for shutdown: once a future said cancelled by
+// shutdown(cancel_futures), every later submit is refused with
+// RejectedError(shutdown); also from the future's done callback, which runs
+// on the supervisor as it resolves the future.
+TEST(ProcessPoolBrokenOrder, EverySubmitAfterAFutureCancelledByShutdownIsRefused) {
+  for (int round = 0; round < keel_test::scaled(10, 3); ++round) {
+    ProcessPool pool({.workers = 1});
+    // Keeps the only worker busy, so the others wait in the parent (it is
+    // cancelled too if the shutdown comes before it started).
+    auto first = pool.submit(span_t, 200);
+    std::atomic<int> cancelled_seen{0}, accepted_after{0}, refused_after{0};
+    auto submit_after = [&] {
+      try {
+        (void)pool.submit(plain_t, 1);
+        accepted_after.fetch_add(1);
+      } catch (const keel::RejectedError& e) {
+        if (e.reason() == keel::RejectedError::Reason::shutdown) refused_after.fetch_add(1);
+      }
+    };
+    std::vector<Future<int>> queued;
+    for (int i = 0; i < 4; ++i) {
+      queued.push_back(pool.submit(plain_t, i));
+      queued.back().add_done_callback([&](const Future<int>& f) {
+        if (!f.cancelled()) return;
+        cancelled_seen.fetch_add(1);
+        submit_after();
+      });
+    }
+    std::thread closer([&] { pool.shutdown({.wait = false, .cancel_futures = true}); });
+    int cancelled = 0;
+    for (auto& f : queued) {
+      ASSERT_TRUE(f.wait_for(keel_test::hang_limit));
+      if (!f.cancelled()) continue;  // it ran before the shutdown came
+      ++cancelled;
+      submit_after();
+    }
+    closer.join();
+    ASSERT_TRUE(pool.await_termination(keel_test::hang_limit));
+    EXPECT_EQ(cancelled_seen.load(), cancelled);
+    EXPECT_EQ(accepted_after.load(), 0) << "round " << round << ": a submit after a cancelled future was accepted";
+    EXPECT_EQ(refused_after.load(), 2 * cancelled);
+    EXPECT_TRUE(first.done());
+  }
+}
+
+// POOL-12: stats() is one snapshot: workers == pids.size() and ready <=
+// workers in every one, taken while workers retire after each task
+// (max_tasks_per_child = 1) and die (a task kills its worker), and each pid
+// in it is a distinct, positive process id.
+TEST(ProcessPoolStats, WorkersAndTheirPidsComeFromOneSnapshotWhileWorkersRetireAndDie) {
+  ProcessPool pool({.workers = 2, .max_tasks_per_child = 1, .restart_limit = 1000});
+  std::atomic<bool> done{false};
+  std::atomic<int> snapshots{0}, bad{0};
+  std::set<int> pids_seen;
+  std::thread monitor([&] {
+    while (!done.load()) {
+      const keel::ProcessPoolStats s = pool.stats();
+      std::set<int> distinct(s.pids.begin(), s.pids.end());
+      const bool ok = s.workers == s.pids.size() && s.ready <= s.workers && distinct.size() == s.pids.size() &&
+                      (distinct.empty() || *distinct.begin() > 0);
+      if (!ok) bad.fetch_add(1);
+      pids_seen.insert(s.pids.begin(), s.pids.end());
+      snapshots.fetch_add(1);
+      std::this_thread::yield();
+    }
+  });
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 40; ++i) fs.push_back(i % 4 == 3 ? pool.submit(crash_t, i) : pool.submit(plain_t, i));
+  for (auto& f : fs) ASSERT_TRUE(f.wait_for(keel_test::hang_limit));
+  pool.shutdown({.wait = true});
+  done.store(true);
+  monitor.join();
+  EXPECT_EQ(bad.load(), 0) << "of " << snapshots.load() << " snapshots";
+  const keel::ProcessPoolStats end = pool.stats();
+  EXPECT_EQ(end.workers, 0u);
+  EXPECT_TRUE(end.pids.empty());
+  EXPECT_TRUE(pool.worker_pids().empty());
+  EXPECT_GE(end.retirements + end.deaths, 40u);
+  // The monitor saw the churn: more pids than the pool ever had at once.
+  EXPECT_GT(pids_seen.size(), 2u);
 }
 
 }  // namespace

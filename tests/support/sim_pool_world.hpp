@@ -19,11 +19,12 @@
 // which a Relacy model has included before relacy.hpp.
 //
 // Hooks (where the users differ on purpose): on_resolve() (the Relacy model
-// counts resolves in shared records), and the protected members a derived
+// counts resolves in shared records), on_broken() (it closes the real Edge
+// there, as the driver does), and the protected members a derived
 // world reads to choose its own events (the Relacy model's chooser).
 //
-// Invariants: POOL-1, POOL-2, POOL-3, POOL-5, POOL-6, POOL-7, POOL-8, POOL-9
-// (proofs/INVARIANTS.md).
+// Invariants: POOL-1, POOL-2, POOL-3, POOL-5, POOL-6, POOL-7, POOL-8, POOL-9,
+// POOL-11 (proofs/INVARIANTS.md).
 #pragma once
 
 #include <algorithm>
@@ -610,6 +611,9 @@ class World {
   // it final: the Relacy model counts resolves in the submitter's record
   // (shared state the race detector watches); the other worlds need nothing.
   virtual void on_resolve(TaskId) {}
+  // Called when the machine says the pool broke (its `broken` action): the
+  // Relacy model closes the real Edge here, as the driver does.
+  virtual void on_broken() {}
 
   // Protected rather than private: the Relacy model's world derives from
   // this one to add its own event chooser (which reads the workers and the
@@ -1006,6 +1010,9 @@ class World {
             case Outcome::broken:
               allowed = true;
               any_broken = true;
+              // POOL-11: submitters were told before this future says so.
+              POOL_CHECK("POOL-11", refusing_,
+                         where() + ": task " + str(a.task) + " resolved broken before the machine published the break");
               break;
           }
           POOL_CHECK("POOL-1", allowed,
@@ -1021,6 +1028,12 @@ class World {
           }
           break;
         }
+        case Action::broken:
+          POOL_CHECK("POOL-11", broke_now && !refusing_,
+                     where() + ": broken emitted " + (refusing_ ? "twice" : "while the pool did not break"));
+          refusing_ = true;
+          on_broken();
+          break;
         case Action::terminated:
           ++terminated_;
           POOL_CHECK("POOL-1", terminated_ == 1, where() + ": Terminated twice");
@@ -1034,6 +1047,8 @@ class World {
     }
     POOL_CHECK("POOL-2", expected_sends_.empty(), where() + ": the gate said yes, but nothing was sent");
     if (any_broken) POOL_CHECK("POOL-5", m_.phase() == Phase::broken, where() + ": resolved broken while not broken");
+    POOL_CHECK("POOL-11", refusing_ == (m_.phase() == Phase::broken),
+               where() + ": the pool broke and the machine did not publish it");
   }
 
   // What holds between any two events.
@@ -1156,6 +1171,7 @@ class World {
   bool closed_ = false;
   bool terminating_ = false;
   int terminated_ = 0;
+  bool refusing_ = false;  // the machine emitted `broken`: the driver refuses submits (POOL-11)
   std::uint64_t resolves_ = 0, sends_ = 0, spawns_ = 0, retried_ = 0, requeued_ = 0, replacements_ = 0;
   std::uint64_t revoked_ = 0, stolen_ = 0, skipped_ = 0;
   Event ev_;

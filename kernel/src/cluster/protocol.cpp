@@ -10,7 +10,8 @@ namespace {
 
 std::int64_t ns(std::chrono::nanoseconds d) { return static_cast<std::int64_t>(d.count()); }
 
-// ProcessPoolStats as a fixed list of counters, in declaration order.
+// ProcessPoolStats as a fixed list of counters, in declaration order, then
+// the pids (a node's snapshot keeps workers == pids.size() on rank 0 too).
 void put_stats(Encoder& e, const ProcessPoolStats& s) {
   e.put(std::uint64_t{s.workers});
   e.put(std::uint64_t{s.ready});
@@ -21,6 +22,7 @@ void put_stats(Encoder& e, const ProcessPoolStats& s) {
         s.deaths, s.replacements, s.retirements, s.rejected, s.revoked, s.stolen, s.skipped}) {
     e.put(v);
   }
+  e.put(s.pids);
 }
 
 ProcessPoolStats get_stats(Decoder& d) {
@@ -34,6 +36,7 @@ ProcessPoolStats get_stats(Decoder& d) {
         &s.deaths, &s.replacements, &s.retirements, &s.rejected, &s.revoked, &s.stolen, &s.skipped}) {
     *v = d.get<std::uint64_t>();
   }
+  s.pids = d.get<std::vector<int>>();
   return s;
 }
 

@@ -485,6 +485,15 @@ bool ThreadPoolCore::run_initializer(Worker* w, detail::Task* first) {
   }
   if (!failed) return true;
   std::vector<detail::Task*> to_fail;
+  if (first && KEEL_INJECTED(executor_break_fails_before_publish)) {
+    // The old order: its future says broken while submit still accepts.
+    first->fail(std::make_exception_ptr(
+        BrokenThreadPool("a worker initializer failed: " + detail::describe_exception(failed))));
+    first->release();
+    first = nullptr;
+  }
+  // The break is published (broken_, under m_) before any future says so:
+  // a thread woken by one finds every later submit refused (EXEC-10).
   if (first) to_fail.push_back(first);
   bool terminate;
   {
@@ -699,6 +708,20 @@ void ThreadPoolCore::free_orphaned() noexcept {
 void ThreadPoolCore::shutdown(ShutdownOptions options) {
   std::vector<detail::Task*> drained;
   bool terminate = false;
+  if (options.cancel_futures && KEEL_INJECTED(executor_cancel_before_close)) {
+    // The old order: the queued futures say cancelled while submit still accepts.
+    {
+      LockGuard g(m_);
+      drained = queue_.drain();
+    }
+    for (auto* t : drained) {
+      t->cancel();
+      t->release();
+    }
+    drained.clear();
+  }
+  // Closed (run_, under m_) before a drained future is cancelled, outside
+  // it: a thread woken by one finds every later submit refused (EXEC-10).
   {
     LockGuard g(m_);
     if (options.wait) check_not_worker("shutdown(wait)");

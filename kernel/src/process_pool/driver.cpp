@@ -143,12 +143,6 @@ bool PoolDriver::revoke(pool::TaskId t, pool::WorkerId wid) {
   return won || (!started && seen == pool::proto::slot_dead(t));
 }
 
-void PoolDriver::tell_broken() {
-  if (told_broken_ || machine_->phase() != pool::Machine::Phase::broken) return;
-  told_broken_ = true;
-  edge_.set_broken(broken_message());
-}
-
 void PoolDriver::free_slot(WorkerIo& w, std::uint32_t s) {
   if (s >= w.occupant.size() || w.occupant[s] == 0) return;
   w.occupant[s] = 0;
@@ -182,7 +176,6 @@ void PoolDriver::wind_down(const std::string& why) {
   supervisor_error_ = why;
   machine_->supervisor_failed(now_ns());
   apply();
-  tell_broken();
   for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, never_started, now_ns());
   failed_spawns_.clear();
   apply();
@@ -254,7 +247,6 @@ void PoolDriver::turn() {
   machine_->tick(now_ns());
   apply();
   for (auto& [id, w] : io_) flush(w);
-  tell_broken();  // a break with nothing to resolve still refuses the next submit
   publish();
   // Blocked submitters (RejectPolicy::block) learn of room from this: once
   // per turn, when every command taken was fed to the machine, so the count
@@ -405,13 +397,13 @@ void PoolDriver::apply() {
   batch.swap(spare_actions_);
   batch.clear();
   batch.swap(acts);
-  // A break is published to submitters, and statistics are published,
-  // before a death, a timeout, a cancel or a break is resolved, so a thread
-  // woken by that future sees it (POOL-11): no later submit is accepted,
-  // and the counts include it. An answer's own resolution needs neither.
+  // Statistics are published before a death, a timeout, a cancel or a break
+  // is resolved, so a thread woken by that future finds it counted. (The
+  // break itself reaches submitters through the machine's `broken` action,
+  // which comes before the first resolve(broken): POOL-11.) An answer's own
+  // resolution needs none of this.
   for (const auto& a : batch) {
     if (a.kind == pool::Action::resolve && a.outcome != pool::Outcome::value) {
-      tell_broken();
       publish();
       break;
     }
@@ -438,6 +430,11 @@ void PoolDriver::apply() {
         break;
       case pool::Action::resolve:
         resolve(a);
+        break;
+      case pool::Action::broken:
+        // Before any future says broken: a thread woken by one finds every
+        // later submit refused (POOL-11).
+        edge_.set_broken(broken_message());
         break;
       case pool::Action::terminated:
         break;
@@ -583,9 +580,19 @@ void PoolDriver::reap_exited() {
 void PoolDriver::publish() {
   const auto& c = machine_->counters();
   LockGuard<Mutex> g(stats_m_);
+  // Workers, their pids and the ready ones by one rule, in one snapshot
+  // (POOL-12): alive until the supervisor saw the process exit. (The machine
+  // still counts a worker whose exit the driver has not reported yet, while
+  // its pipe drains: it is not counted here.)
   stats_.workers = 0;
-  for (const auto& [id, w] : io_) stats_.workers += w.exited ? 0 : 1;
-  stats_.ready = machine_->ready_workers();
+  stats_.ready = 0;
+  stats_.pids.clear();
+  for (const auto& [id, w] : io_) {
+    if (w.exited) continue;
+    ++stats_.workers;
+    stats_.pids.push_back(w.pid);
+    if (machine_->state_of(id) == pool::Machine::WorkerState::ready) ++stats_.ready;
+  }
   stats_.queued = machine_->queued();
   stats_.in_flight = machine_->in_flight();
   stats_.submitted = c.submitted;
@@ -603,9 +610,6 @@ void PoolDriver::publish() {
   stats_.revoked = c.revoked;
   stats_.stolen = c.stolen;
   stats_.skipped = c.skipped;
-  pids_.clear();
-  for (const auto& [id, w] : io_)
-    if (!w.exited) pids_.push_back(w.pid);
 }
 
 }  // namespace detail

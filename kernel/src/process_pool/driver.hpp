@@ -57,7 +57,7 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   }
   std::vector<int> pids() const {
     LockGuard<Mutex> g(stats_m_);
-    return pids_;
+    return stats_.pids;
   }
 
   // Doorbell: the edge rings when its inbox turns non-empty.
@@ -100,7 +100,6 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   std::string exit_text(int code) const;
   bool settle_slot(WorkerIo& w, const FrameView& f);
   void free_slot(WorkerIo& w, std::uint32_t s);
-  void tell_broken();
   void flush(WorkerIo& w);
   void apply();
   void spawn(pool::WorkerId id);
@@ -131,12 +130,10 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   std::string supervisor_error_;  // why the loop could not go on (BrokenReason::supervisor_failed)
   std::string spawn_error_;       // why the last worker that could not be started was not
   Answer answer_;
-  bool told_broken_ = false;  // the edge refuses submissions with BrokenProcessPool
   platform::Thread thread_;
   Mutex join_m_;
   mutable Mutex stats_m_;
-  ProcessPoolStats stats_ KEEL_GUARDED_BY(stats_m_);
-  std::vector<int> pids_ KEEL_GUARDED_BY(stats_m_);
+  ProcessPoolStats stats_ KEEL_GUARDED_BY(stats_m_);  // one snapshot: the pids with the counts (POOL-12)
   std::vector<pollfd> pfds_;
   std::vector<pool::WorkerId> order_;        // turn(): the workers polled, in pfds_ order
   std::vector<pool::Action> spare_actions_;  // apply(): storage handed back to the machine

@@ -110,11 +110,26 @@ void Edge::expire() {
 
 void Edge::request(const Command& c) {
   bool ring = false;
+  if (KEEL_INJECTED(pool_edge_closes_after_command)) {
+    // The old order: the supervisor may take the command, and a future may
+    // say cancelled by shutdown, before submit refuses.
+    {
+      LockGuard<Mutex> g(m_);
+      ring = inbox_.empty();
+      push(c);
+    }
+    if (ring) bell_.ring();
+    ring = false;
+  }
   {
     LockGuard<Mutex> g(m_);
+    // Closed before the command is queued: no future can say cancelled by
+    // this shutdown while submit still accepts (POOL-11).
     closed_ = true;
-    ring = inbox_.empty();
-    push(c);
+    if (!KEEL_INJECTED(pool_edge_closes_after_command)) {
+      ring = inbox_.empty();
+      push(c);
+    }
     // Blocked submitters look again and are refused.
     if (!KEEL_INJECTED(pool_edge_close_not_notified)) room_.notify_all();
   }

@@ -34,8 +34,9 @@
 // before the shutdown that follows it), POOL-10 (at most capacity tasks wait
 // in the parent once the supervisor has seen every submission; a submission
 // beyond it follows the policy, never silently dropped; after shutdown every
-// submission is refused), EXEC-3 (refusal is an error). See
-// proofs/INVARIANTS.md.
+// submission is refused), EXEC-3 (refusal is an error), POOL-11 (the edge is
+// closed before a shutdown command is queued, so no future says cancelled by
+// it while submit still accepts). See proofs/INVARIANTS.md.
 #pragma once
 
 #include <cstdint>

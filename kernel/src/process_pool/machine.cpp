@@ -425,6 +425,9 @@ void Machine::break_pool(BrokenReason why, WorkerId w, int code) {
   broken_reason_ = why;
   broken_worker_ = w;
   broken_code_ = code;
+  // Submitters first (POOL-11): once a future says broken, submit says so too.
+  const bool publish_late = KEEL_INJECTED(pool_break_published_after_resolve);
+  if (!publish_late) emit({Action::broken});
   for (const Task& t : queue_) resolve(t.id, Outcome::broken);
   queue_.clear();
   for (auto& x : workers_) {
@@ -437,6 +440,7 @@ void Machine::break_pool(BrokenReason why, WorkerId w, int code) {
     x.in_flight.clear();
     if (x.state != WorkerState::killing) kill(x, 9);
   }
+  if (publish_late) emit({Action::broken});  // the old order: the futures said broken first
   check_terminated();
 }
 

@@ -4,7 +4,12 @@
 // Contract: the driver feeds events (submit, worker ready, started, skipped,
 // result, worker exited, tick, shutdown, terminate, initializer failed) and
 // carries out the actions they produce, in order (spawn, send, close, kill,
-// resolve, terminated). Time comes in with the events.
+// resolve, broken, terminated). Time comes in with the events.
+//
+// A break reaches submitters before any future (POOL-11): the machine emits
+// `broken` (refuse every later submit) before the first resolve(broken), so a
+// driver that performs actions in order has closed its door by the time a
+// future says broken, and a thread woken by that future finds submit refusing.
 //
 // Where a task is, exactly: queued (in the parent), sent (in a worker's
 // buffer, not started), running (started at its worker) or final. The start
@@ -41,7 +46,8 @@
 // breaks the pool), POOL-6 (depth, nothing behind a timed task,
 // max_tasks_per_child), POOL-7 (a task is running only once started; cancel
 // wins until then), POOL-8 (only a started task is lost), POOL-9 (work
-// conservation). See proofs/INVARIANTS.md.
+// conservation), POOL-11 (a break is published before a future reports it).
+// See proofs/INVARIANTS.md.
 #pragma once
 
 #include <chrono>
@@ -88,7 +94,9 @@ enum class Outcome : std::uint8_t {
 enum class BrokenReason : std::uint8_t { none, initializer_failed, initializer_died, restart_limit, supervisor_failed };
 
 struct Action {
-  enum Kind : std::uint8_t { spawn, send, close, kill, resolve, terminated };
+  // broken: the pool broke; every later submit must be refused with
+  // BrokenProcessPool. Emitted once, before the first resolve(broken).
+  enum Kind : std::uint8_t { spawn, send, close, kill, resolve, terminated, broken };
   Kind kind;
   WorkerId worker = 0;  // spawn/send/close/kill; for resolve(lost): the dead worker
   TaskId task = 0;      // send/resolve

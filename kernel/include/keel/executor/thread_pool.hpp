@@ -14,11 +14,13 @@
 // destructor never throws: it is shutdown(wait), or shutdown(wait = false)
 // when it runs on one of the pool's own threads (LIFE-8).
 //
-// Invariants: EXEC-1..EXEC-9 (one final state per task; at most one run,
+// Invariants: EXEC-1..EXEC-10 (one final state per task; at most one run,
 // none after cancel; no silent drop at shutdown; shutdown(wait) waits for
 // all; no stranded work; threads never exceed max_threads; callbacks once;
-// statistics add up; a final state publishes the task's writes), LIFE-8,
-// LIFE-9 (a map owns an rvalue range).
+// statistics add up; a final state publishes the task's writes; once a
+// future said BrokenThreadPool or cancelled-by-shutdown, later submits are
+// refused the same way, since the state is published under the lock first),
+// LIFE-8, LIFE-9 (a map owns an rvalue range).
 #pragma once
 
 #include <deque>

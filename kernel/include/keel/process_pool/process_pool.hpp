@@ -70,7 +70,7 @@
 //   that cannot hold the pool are OsError naming the limit. A pool may be
 //   held by a global, or still be working when exit() runs.
 //
-// Invariants: POOL-1 .. POOL-11, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7
+// Invariants: POOL-1 .. POOL-12, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7
 // (see proofs/INVARIANTS.md).
 #pragma once
 
@@ -164,8 +164,13 @@ struct ProcessMapOptions {
   std::optional<std::chrono::nanoseconds> timeout{};  // for the whole map, from the call
 };
 
+// One snapshot, taken by the supervisor at one instant: every field agrees
+// with every other (POOL-12).
 struct ProcessPoolStats {
-  unsigned workers = 0;            // worker processes alive (not yet reaped)
+  // Worker processes alive: from their spawn until the supervisor sees them
+  // exit. A retiring worker (max_tasks_per_child, shutdown) or one dying
+  // counts until then; one that exited, reaped or not, does not.
+  unsigned workers = 0;
   unsigned ready = 0;              // of those, started and ready for tasks
   std::size_t queued = 0;          // waiting in the parent
   std::size_t in_flight = 0;       // sent to workers, not yet resolved
@@ -185,6 +190,7 @@ struct ProcessPoolStats {
   std::uint64_t revoked = 0;  // sent to a worker, taken back before they started (moved, cancelled, or the worker died)
   std::uint64_t stolen = 0;   // of those, moved to an idle worker
   std::uint64_t skipped = 0;  // sent, cancelled by their user before they started: the worker skipped them
+  std::vector<int> pids;      // the pids of the `workers` processes (pids.size() == workers), in no set order
 };
 
 namespace detail {
@@ -299,8 +305,11 @@ class ProcessPool {
     return await(platform::Deadline::after(timeout));
   }
 
+  // A snapshot of the pool: its workers (with their pids) and its tasks.
   ProcessPoolStats stats() const;
-  // The worker processes alive now (for monitoring and fault-injection tests).
+  // The worker processes alive now: stats().pids, by the same rule as
+  // stats().workers. Two calls are two instants (a worker may exit between
+  // them): take one stats() when the count and the pids must agree.
   std::vector<int> worker_pids() const;
   unsigned workers() const { return workers_; }
   // Why the pool broke (what its BrokenProcessPool errors say), once it has:
