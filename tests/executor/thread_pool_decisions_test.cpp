@@ -250,7 +250,7 @@ TEST(ThreadPoolTask, OneSubmitIsOneAllocationOfTheTaskAndItsFutureState) {
   // 8-byte result and an 8-byte callable.
   auto probe = [x = std::int64_t{1}](keel::platform::StopToken) mutable { return x; };
   using Probe = keel::detail::TaskOf<std::int64_t, decltype(probe)>;
-  static_assert(sizeof(Probe) <= 128, "a thread-pool task outgrew 128 bytes");
+  static_assert(sizeof(Probe) <= 120, "a thread-pool task outgrew 120 bytes");
   if (!KEEL_TEST_COUNTS_NEW) GTEST_SKIP() << "operator new is the sanitizer's in this build";
 
   keel::ThreadPoolExecutor pool({.max_threads = 1});

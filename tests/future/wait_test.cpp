@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -394,6 +395,34 @@ TEST(AsCompleted, DestroyedEarlyUnregistersItsHooks) {
   pr.ps[0].set_result(0);
   pr.ps[2].set_result(2);
   EXPECT_EQ(calls.load(), 1);
+}
+
+TEST(AsCompleted, UnregisteringTheFirstAMiddleAndTheLastHookKeepsTheRestInOrder) {
+  // A future's hooks are a circular list headed by one pointer (future.hpp):
+  // sequences dropped at its head, in its middle and at its end must leave
+  // the callbacks and the sequence still watching linked in the order added.
+  keel::Promise<int> p;
+  Futures fs{p.get_future()};
+  std::vector<int> order;
+  auto append = [&order](int i) { return [&order, i](const keel::Future<int>&) { order.push_back(i); }; };
+  std::optional<keel::AsCompleted<int>> first, middle, kept, last;
+  first.emplace(fs, keel::platform::Deadline::never());
+  fs[0].add_done_callback(append(0));
+  middle.emplace(fs, keel::platform::Deadline::never());
+  fs[0].add_done_callback(append(1));
+  kept.emplace(fs, keel::platform::Deadline::never());
+  fs[0].add_done_callback(append(2));
+  last.emplace(fs, keel::platform::Deadline::never());
+  middle.reset();
+  first.reset();
+  last.reset();
+  fs[0].add_done_callback(append(3));
+  p.set_result(7);
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3}));
+  auto f = kept->next();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->result(), 7);
+  EXPECT_FALSE(kept->next());
 }
 
 TEST(AsCompleted, RacingCompletionsAreEachYieldedExactlyOnce) {

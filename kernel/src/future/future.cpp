@@ -208,15 +208,20 @@ bool FutureCore::add_hook(Hook* hook) {
     if (v & hooked_bit) break;
     if (word_.compare_exchange_weak(v, v | hooked_bit, std::memory_order_acq_rel, std::memory_order_acquire)) break;
   }
-  Hook* const tail = hooks_tail_.load();
-  hook->prev_.store(tail);
-  hook->next_.store(nullptr);
-  if (tail) {
+  // The list is circular, so the head's prev_ is the tail: appending there
+  // keeps the order added (EXEC-7) without a tail pointer in every future.
+  Hook* const head = hooks_head_.load();
+  if (head) {
+    Hook* const tail = head->prev_.load();
+    hook->prev_.store(tail);
+    hook->next_.store(head);
     tail->next_.store(hook);
+    head->prev_.store(hook);
   } else {
+    hook->prev_.store(hook);
+    hook->next_.store(hook);
     hooks_head_.store(hook);
   }
-  hooks_tail_.store(hook);
   hook->linked_.store(true);
   return true;
 }
@@ -234,15 +239,12 @@ void FutureCore::unlink(Hook* hook) {
   if (!hook->linked_.load()) return;
   Hook* const prev = hook->prev_.load();
   Hook* const next = hook->next_.load();
-  if (prev) {
+  if (next == hook) {
+    hooks_head_.store(nullptr);  // it was the only one
+  } else {
     prev->next_.store(next);
-  } else {
-    hooks_head_.store(next);
-  }
-  if (next) {
     next->prev_.store(prev);
-  } else {
-    hooks_tail_.store(prev);
+    if (hooks_head_.load() == hook) hooks_head_.store(next);
   }
   hook->linked_.store(false);
 }
@@ -252,11 +254,12 @@ void FutureCore::run_hooks() {
   Hook* users_tail = nullptr;
   {
     LockGuard g(hook_lock_);
-    Hook* h = hooks_head_.load();
+    Hook* const head = hooks_head_.load();
     hooks_head_.store(nullptr);
-    hooks_tail_.store(nullptr);
+    Hook* h = head;
     while (h) {
       Hook* next = h->next_.load();
+      if (next == head) next = nullptr;  // back at the start of the circle
       h->linked_.store(false);
       h->next_.store(nullptr);
       if (h->internal()) {

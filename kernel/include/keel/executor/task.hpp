@@ -15,10 +15,9 @@
 //
 // Layout: TaskOf puts the future state first and the Task after it; the
 // state ends without padding (FutureCore keeps the value flags in its own
-// hole) and the callable's flag sits in Task's tail, so a task with an 8-byte
-// result and an 8-byte callable is 128 bytes (thread_pool_decisions_test
-// checks it): the 120 of a task inside FutureCore plus Task's own vtable
-// pointer.
+// hole, and one pointer heads its circular hook list) and the callable's flag
+// sits in Task's tail, so a task with an 8-byte result and an 8-byte callable
+// is 120 bytes (thread_pool_decisions_test checks it), a 128-byte heap block.
 //
 // Invariants: EXEC-1 (a task runs at most once and its future has exactly one
 // final state), EXEC-2 (cancel racing start: start(true) decides).
