@@ -51,9 +51,10 @@ struct CancelVsStart : rl::test_suite<CancelVsStart, 2> {
   }
 };
 
-// EXEC-1, SYNC-2: a waiter blocked in result() is woken by completion (a lost
-// wake-up is a deadlock here) and sees what the producer wrote before it.
-struct ResultWait : rl::test_suite<ResultWait, 2> {
+// The completer of the publication rows: thread 0 writes `payload`, then
+// sets the result; thread 1 runs the row's observe().
+template <class Row>
+struct PublishRow : rl::test_suite<Row, 2> {
   keel::Promise<int> p;
   keel::Future<int> f = p.get_future();
   keel::platform::Var<int> payload;
@@ -62,9 +63,17 @@ struct ResultWait : rl::test_suite<ResultWait, 2> {
       payload.store(1);
       p.set_result(5);
     } else {
-      RL_ASSERT(f.result() == 5);
-      RL_ASSERT(payload.load() == 1);
+      static_cast<Row*>(this)->observe();
     }
+  }
+};
+
+// EXEC-1, SYNC-2: a waiter blocked in result() is woken by completion (a lost
+// wake-up is a deadlock here) and sees what the producer wrote before it.
+struct ResultWait : PublishRow<ResultWait> {
+  void observe() {
+    RL_ASSERT(f.result() == 5);
+    RL_ASSERT(payload.load() == 1);
   }
 };
 
@@ -262,17 +271,9 @@ struct HandlesDroppedOnTwoThreads : rl::test_suite<HandlesDroppedOnTwoThreads, 2
 // EXEC-9: done() returning true publishes what the completing thread wrote
 // before it, without a call to result() (a caller that polls done() and then
 // reads shared data the task filled in).
-struct DonePublishes : rl::test_suite<DonePublishes, 2> {
-  keel::Promise<int> p;
-  keel::Future<int> f = p.get_future();
-  keel::platform::Var<int> payload;
-  void thread(unsigned idx) {
-    if (idx == 0) {
-      payload.store(1);
-      p.set_result(5);
-    } else if (f.done()) {
-      RL_ASSERT(payload.load() == 1);
-    }
+struct DonePublishes : PublishRow<DonePublishes> {
+  void observe() {
+    if (f.done()) RL_ASSERT(payload.load() == 1);
   }
 };
 
@@ -297,17 +298,9 @@ struct CancelledPublishes : rl::test_suite<CancelledPublishes, 2> {
 // wrote, to a caller that reads no result. The timed form covers both ways
 // out of the wait: woken, and a timeout (which the model may take at any
 // point) that finds the future final after all.
-struct WaitPublishes : rl::test_suite<WaitPublishes, 2> {
-  keel::Promise<int> p;
-  keel::Future<int> f = p.get_future();
-  keel::platform::Var<int> payload;
-  void thread(unsigned idx) {
-    if (idx == 0) {
-      payload.store(1);
-      p.set_result(5);
-    } else if (f.wait_for(std::chrono::hours(1))) {
-      RL_ASSERT(payload.load() == 1);
-    }
+struct WaitPublishes : PublishRow<WaitPublishes> {
+  void observe() {
+    if (f.wait_for(std::chrono::hours(1))) RL_ASSERT(payload.load() == 1);
   }
 };
 
@@ -327,17 +320,9 @@ struct ResultTwoWaiters : rl::test_suite<ResultTwoWaiters, 3> {
 
 // EXEC-7, EXEC-9: a callback added to a future that is already final runs
 // at once in the adding thread, and sees what the completer wrote before it.
-struct CallbackPublishes : rl::test_suite<CallbackPublishes, 2> {
-  keel::Promise<int> p;
-  keel::Future<int> f = p.get_future();
-  keel::platform::Var<int> payload;
-  void thread(unsigned idx) {
-    if (idx == 0) {
-      payload.store(1);
-      p.set_result(5);
-    } else {
-      f.add_done_callback([this](const keel::Future<int>&) { RL_ASSERT(payload.load() == 1); });
-    }
+struct CallbackPublishes : PublishRow<CallbackPublishes> {
+  void observe() {
+    f.add_done_callback([this](const keel::Future<int>&) { RL_ASSERT(payload.load() == 1); });
   }
 };
 

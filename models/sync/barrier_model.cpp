@@ -17,6 +17,16 @@
 
 namespace {
 
+// Whether b.wait() left with BrokenBarrierError (SYNC-8's way out).
+bool wait_breaks(keel::Barrier& b) {
+  try {
+    b.wait();
+  } catch (const keel::BrokenBarrierError&) {
+    return true;
+  }
+  return false;
+}
+
 // SYNC-7: no thread leaves the barrier before all parties arrived; arrival
 // indices are distinct.
 template <int Parties>
@@ -68,13 +78,7 @@ struct AbortReachesWaiter : rl::test_suite<AbortReachesWaiter, 2> {
     if (idx == 0) {
       b.abort();
     } else {
-      bool threw = false;
-      try {
-        b.wait();
-      } catch (const keel::BrokenBarrierError&) {
-        threw = true;
-      }
-      RL_ASSERT(threw);
+      RL_ASSERT(wait_breaks(b));
     }
   }
   void after() { RL_ASSERT(b.broken()); }
@@ -88,13 +92,7 @@ struct AbortWakesAll : rl::test_suite<AbortWakesAll, 3> {
     if (idx == 0) {
       b.abort();
     } else {
-      bool threw = false;
-      try {
-        b.wait();
-      } catch (const keel::BrokenBarrierError&) {
-        threw = true;
-      }
-      RL_ASSERT(threw);
+      RL_ASSERT(wait_breaks(b));
     }
   }
 };
@@ -108,13 +106,7 @@ struct ResetWakesAll : rl::test_suite<ResetWakesAll, 3> {
       while (b.n_waiting() < 2) rl::yield(1, $);
       b.reset();
     } else {
-      bool threw = false;
-      try {
-        b.wait();
-      } catch (const keel::BrokenBarrierError&) {
-        threw = true;
-      }
-      RL_ASSERT(threw);
+      RL_ASSERT(wait_breaks(b));
     }
   }
   void after() { RL_ASSERT(!b.broken()); }
