@@ -27,7 +27,7 @@ Operators (MUTATE_OPS picks a subset):
   wake-reduce   a wake count reduced: wake_all -> 1, n -> n - 1, notify_all() ->
                 notify(1)
   cmp-off       a comparison off by one: < <-> <=, > <-> >=
-  cas-blind     compare_exchange_*(e, d, ...) -> (store(d), true)
+  cas-blind     compare_exchange_*(e, d, ...) -> (store(d, seq_cst), true)
   store-blind   fetch_or/and/xor/add(v, ...) -> exchange(v, ...): a state
                 update that kept the other bits becomes a blind store
   loop-bound    a loop condition's bound moved by one (i < n -> i < (n) - 1)
@@ -364,7 +364,10 @@ def gen_mutants(path, text):
         if len(args) < 2:
             continue
         recv = text[start:m.start()] + text[m.start():m.start() + (2 if text[m.start()] == "-" else 1)]
-        add(start, end, f"({recv}store({args[1]}), true)", "cas-blind")
+        # seq_cst: the shim's atomics take no default order, and the strongest
+        # one keeps the mutant about blindness alone (a weaker store is
+        # mo-weaken's business).
+        add(start, end, f"({recv}store({args[1]}, std::memory_order_seq_cst), true)", "cas-blind")
 
     # store-blind
     for m in re.finditer(r"(?:\.|->)(fetch_(?:or|and|xor|add))\s*\(", code):

@@ -11,9 +11,12 @@
 // KEEL-TWIN future_release_without_acquire future.handles-dropped-on-two-threads.2t
 // KEEL-TWIN future_done_relaxed future.done-publishes.2t
 // KEEL-TWIN future_phase_relaxed future.cancelled-publishes.2t
+// KEEL-TWIN future_move_phase_relaxed future.remote-cancelled-publishes.2t
 // KEEL-TWIN future_wait_relaxed future.wait-publishes.2t
 // KEEL-TWIN future_wake_one_waiter future.result-two-waiters.3t
 // KEEL-TWIN future_add_hook_relaxed future.callback-publishes.2t
+// KEEL-TWIN multiwait_clear_by_store future.as-completed-two-pushes.3t
+// KEEL-TWIN multiwait_signal_relaxed future.as-completed-two-pushes.3t
 #include <optional>
 
 #include "executor_unity.hpp"
@@ -140,6 +143,27 @@ struct WaitAny : rl::test_suite<WaitAny, 3> {
         ++n;
       }
       RL_ASSERT(n == 2 && sum == 3);
+    }
+  }
+};
+
+// EXEC-7, SYNC-2: as_completed() over two futures completed by two threads.
+// Its waiter takes the first, then must not sleep through the second: a
+// completion that lands while the waiter clears a consumed signal is still
+// seen (a lost wake-up is a deadlock here).
+struct AsCompletedTwoPushes : rl::test_suite<AsCompletedTwoPushes, 3> {
+  keel::Promise<int> a;
+  keel::Promise<int> b;
+  std::vector<keel::Future<int>> fs{a.get_future(), b.get_future()};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      a.set_result(1);
+    } else if (idx == 1) {
+      b.set_result(2);
+    } else {
+      int sum = 0;
+      for (const auto& f : keel::as_completed(fs)) sum += f.result();
+      RL_ASSERT(sum == 3);
     }
   }
 };
@@ -304,6 +328,26 @@ struct WaitPublishes : PublishRow<WaitPublishes> {
   }
 };
 
+// EXEC-9, POOL-7: a future sent to a worker and cancelled there before it
+// started (its slot killed) publishes what the canceller wrote, as a local
+// cancel does.
+struct RemoteCancelledPublishes : rl::test_suite<RemoteCancelledPublishes, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  keel::Future<int> g = f;
+  keel::platform::Atomic<std::uint64_t> slot{kSent};
+  keel::platform::Var<int> payload;
+  void before() { RL_ASSERT(keel::detail::state_of(f)->dispatch({&slot, kSent, kDead})); }
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      payload.store(1);
+      RL_ASSERT(f.cancel());
+    } else if (g.cancelled()) {
+      RL_ASSERT(payload.load() == 1);
+    }
+  }
+};
+
 // EXEC-1, SYNC-2: completion wakes every thread blocked on the future, not
 // one of them (a lost wake-up is a deadlock here).
 struct ResultTwoWaiters : rl::test_suite<ResultTwoWaiters, 3> {
@@ -336,10 +380,12 @@ int main() {
   check<HandlesDroppedOnTwoThreads>("future.handles-dropped-on-two-threads.2t", "EXEC-9", full());
   check<DonePublishes>("future.done-publishes.2t", "EXEC-9", full());
   check<CancelledPublishes>("future.cancelled-publishes.2t", "EXEC-9", full());
+  check<RemoteCancelledPublishes>("future.remote-cancelled-publishes.2t", "EXEC-9,POOL-7", full());
   check<WaitPublishes>("future.wait-publishes.2t", "EXEC-9", full());
   check<CallbackPublishes>("future.callback-publishes.2t", "EXEC-7,EXEC-9", full());
   check<ResultTwoWaiters>("future.result-two-waiters.3t", "EXEC-1,SYNC-2", random(20000));
   check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(20000));
+  check<AsCompletedTwoPushes>("future.as-completed-two-pushes.3t", "EXEC-7,SYNC-2", random(100000));
   // Full search does not end for these two (the hook lock adds many
   // scheduling points); bound 4 does in seconds.
   check<RemoteCancelVsStart>("future.remote-cancel-vs-start.2t", "POOL-7", bounded(4));

@@ -74,7 +74,9 @@ bool FutureCore::begin_completion() {
   for (;;) {
     const std::int32_t p = v & phase_mask;
     if (p != pending && p != running) return false;
-    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | completing, std::memory_order_acquire,
+    // relaxed: only who wins matters (against cancel()); the completer reads
+    // nothing published through the word, and finish() publishes its result.
+    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | completing, std::memory_order_relaxed,
                                     std::memory_order_relaxed)) {
       return true;
     }
@@ -104,8 +106,14 @@ std::int32_t FutureCore::move_phase(std::int32_t from, std::int32_t to) {
   std::int32_t v = word_.load(std::memory_order_relaxed);
   // Under the hook lock a dispatched word changes only in its flag bits
   // (sleepers_bit); a pending one may also be cancelled or completed.
+  // release: dispatched -> cancelled is final, and publishes what the
+  // canceller wrote before cancel() (EXEC-9), as cancel()'s own CAS does. No
+  // acquire: the callers hold the hook lock, and read nothing else through
+  // the word.
+  const std::memory_order order =
+      KEEL_INJECTED(future_move_phase_relaxed) ? std::memory_order_relaxed : std::memory_order_release;
   while ((v & phase_mask) == from) {
-    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | to, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    if (word_.compare_exchange_weak(v, (v & ~phase_mask) | to, order, std::memory_order_relaxed)) {
       break;
     }
   }
@@ -123,7 +131,10 @@ int FutureCore::cancel_dispatched() {
     const StartSlot s = slot_.load();
     if (!KEEL_INJECTED(future_cancel_ignores_slot)) {
       std::uint64_t seen = s.sent;
-      if (!s.word->compare_exchange_strong(seen, s.dead, std::memory_order_acq_rel, std::memory_order_acquire) &&
+      // relaxed: only who wins the slot matters. Nothing is published
+      // through it: the task and its answer travel by pipe (or message), and
+      // the slot's reuse is ordered by its own modification order.
+      if (!s.word->compare_exchange_strong(seen, s.dead, std::memory_order_relaxed, std::memory_order_relaxed) &&
           seen != s.dead) {
         return 0;  // the task started there
       }
@@ -152,7 +163,8 @@ bool FutureCore::undispatch() {
   if (p != dispatched) return p != cancelled && p != pending;
   const StartSlot s = slot_.load();
   std::uint64_t seen = s.sent;
-  if (s.word->compare_exchange_strong(seen, s.dead, std::memory_order_acq_rel, std::memory_order_acquire) ||
+  // relaxed, as in cancel_dispatched(): only who wins the slot matters.
+  if (s.word->compare_exchange_strong(seen, s.dead, std::memory_order_relaxed, std::memory_order_relaxed) ||
       seen == s.dead) {
     move_phase(dispatched, pending);
     return false;
@@ -206,7 +218,12 @@ bool FutureCore::add_hook(Hook* hook) {
   for (;;) {
     if (is_final(v)) return false;
     if (v & hooked_bit) break;
-    if (word_.compare_exchange_weak(v, v | hooked_bit, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+    // Acquire on failure: the word may have become final, and then the
+    // caller runs the callback itself (as above). Success needs no order
+    // (the bit only sends the completer to the hook lock, which orders the
+    // list), but C++11 and Relacy forbid a failure order stronger than it.
+    // No release: the list is written under the lock, after the CAS.
+    if (word_.compare_exchange_weak(v, v | hooked_bit, std::memory_order_acquire, std::memory_order_acquire)) break;
   }
   // The list is circular, so the head's prev_ is the tail: appending there
   // keeps the order added (EXEC-7) without a tail pointer in every future.

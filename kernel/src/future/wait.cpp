@@ -41,28 +41,55 @@ void MultiWait::push(Slot* s) {
   if (KEEL_INJECTED(multiwait_push_skips_signal)) {
     return;  // seeded bug: the waiter is never told
   }
-  if (signal_.exchange(1, std::memory_order_acq_rel) == 2) platform::futex_wake(signal_, 1);
+  // Release: a waiter whose clear (an acquire exchange) reads this 1 sees
+  // the push above. No acquire: the pusher reads nothing the waiter wrote.
+  if (signal_.exchange(
+          1, KEEL_INJECTED(multiwait_signal_relaxed) ? std::memory_order_relaxed : std::memory_order_release) == 2)
+    platform::futex_wake(signal_, 1);
 }
 
 std::vector<std::size_t> MultiWait::take(const platform::Deadline& deadline) {
+  // signal_: 0 idle, 1 a completion came since the last clear, 2 the waiter
+  // sleeps (or is about to). Only what the stack holds is data; the orders
+  // below make a completion that set signal_ visible on the stack.
   for (;;) {
-    if (Slot* s = ready_.exchange(nullptr, std::memory_order_acquire)) {
+    // A plain load first: an empty stack costs no write, and the model
+    // checker can show a stale read of a load (an RMW always sees the latest
+    // value there, which hid the clear's missing acquire below). Relaxed:
+    // the exchange that takes the stack is the acquire.
+    if (ready_.load(std::memory_order_relaxed) != nullptr) {
+      Slot* s = ready_.exchange(nullptr, std::memory_order_acquire);
       std::vector<std::size_t> out;
       for (; s; s = s->next_ready.load()) out.push_back(s->index);
       std::reverse(out.begin(), out.end());  // the stack holds the newest first
       return out;
     }
-    std::int32_t v = signal_.load(std::memory_order_acquire);
+    // Relaxed: the value only picks the branch; the exchange or the CAS
+    // below is what orders.
+    std::int32_t v = signal_.load(std::memory_order_relaxed);
     if (v == 1) {
-      // Consumed (or about to be rechecked): clear and look again.
-      signal_.store(0, std::memory_order_relaxed);
+      // Clear and look again. An RMW with acquire, not a store: it reads
+      // the latest completion's 1 and so sees that completion's push. A
+      // store could land after a completion the waiter never synchronised
+      // with; the stack could then look empty and the waiter sleep on 2
+      // with that completion never waking it (found by
+      // future.as-completed-two-pushes.3t once the stack was read by a load).
+      if (KEEL_INJECTED(multiwait_clear_by_store)) {
+        signal_.store(0, std::memory_order_relaxed);
+      } else {
+        (void)signal_.exchange(0, std::memory_order_acquire);
+      }
       continue;
     }
-    if (v == 0 && !signal_.compare_exchange_strong(v, 2, std::memory_order_acq_rel, std::memory_order_acquire)) {
+    // Relaxed both ways: winning only puts the waiter to sleep, and losing
+    // means a completion wrote 1, which the next round reads again
+    // (coherence) and clears with the acquire exchange above.
+    if (v == 0 && !signal_.compare_exchange_strong(v, 2, std::memory_order_relaxed, std::memory_order_relaxed)) {
       continue;
     }
     if (platform::futex_wait(signal_, 2, deadline) == platform::WaitResult::timed_out) {
-      if (ready_.load(std::memory_order_acquire) != nullptr) continue;
+      // Relaxed: a non-empty stack only sends the waiter round again.
+      if (ready_.load(std::memory_order_relaxed) != nullptr) continue;
       return {};
     }
   }

@@ -32,7 +32,9 @@ Timer::~Timer() {
 
 void Timer::start() {
   std::int32_t expected = not_started;
-  if (!start_state_.compare_exchange_strong(expected, starting, std::memory_order_acq_rel, std::memory_order_acquire)) {
+  // relaxed: only who wins matters (the loser throws and reads nothing);
+  // the winner's writes are published by publish()'s release.
+  if (!start_state_.compare_exchange_strong(expected, starting, std::memory_order_relaxed, std::memory_order_relaxed)) {
     throw MisuseError("keel::Timer::start: already started");
   }
   try {
@@ -75,9 +77,17 @@ bool Timer::wait_published() {
 bool Timer::cancel() {
   cancel_requested_.set();
   std::int32_t expected = waiting_phase;
+  // Acquire on failure: a cancel() that finds the timer fired (and returns
+  // false) sees what preceded start(), as fired() does (SYNC-15). (The cancel
+  // event's futex wake above already orders it on Linux: the fired timer
+  // thread slept on that word. See proofs/mutate-equivalent.txt.) A win
+  // publishes nothing (cancelled() promises no order), but C++11 and Relacy
+  // forbid a success order weaker than the failure order.
   const bool won =
-      phase_.compare_exchange_strong(expected, cancelled_phase, std::memory_order_acq_rel, std::memory_order_acquire);
-  if (won && start_state_.load(std::memory_order_acquire) == not_started) done_.set();
+      phase_.compare_exchange_strong(expected, cancelled_phase, std::memory_order_acquire, std::memory_order_acquire);
+  // relaxed: only whether done_ is set here depends on the value (an Event,
+  // ordered by itself); cancel() reads nothing start() wrote.
+  if (won && start_state_.load(std::memory_order_relaxed) == not_started) done_.set();
   // Idempotent: a repeated cancel() of a timer an earlier one stopped must
   // not read as "too late, it fired" (a watchdog that cancels every timer it
   // still holds on each restart would count timeouts that never happened).
@@ -86,8 +96,10 @@ bool Timer::cancel() {
 }
 
 bool Timer::on_own_thread() const {
-  // Ids are never 0, and only the timer thread stores its own.
-  return runner_.load(std::memory_order_acquire) == platform::current_thread_id();
+  // Ids are never 0, and only the timer thread stores its own. relaxed:
+  // only the timer thread can find its own id here, and it reads its own
+  // earlier store, so no order is needed.
+  return runner_.load(std::memory_order_relaxed) == platform::current_thread_id();
 }
 
 void Timer::join() {
@@ -123,12 +135,15 @@ void Timer::run() {
     phase_.store(fired_phase, std::memory_order_release);
     fire = true;
   } else if (!cancel_seen || KEEL_INJECTED(timer_fire_on_cancel_wake)) {
-    fire = phase_.compare_exchange_strong(expected, fired_phase, std::memory_order_acq_rel, std::memory_order_acquire);
+    // Release: fired() (and a cancel() that loses) sees what preceded
+    // start() (SYNC-15). No acquire: the callable and what it uses were
+    // published to this thread by its start, and a loss reads nothing.
+    fire = phase_.compare_exchange_strong(expected, fired_phase, std::memory_order_release, std::memory_order_relaxed);
   }
   if (fire) {
     // The callable may join or delete this Timer: it must find out that it
     // runs on the timer thread, and start() must be done with the Timer.
-    runner_.store(platform::current_thread_id(), std::memory_order_release);
+    runner_.store(platform::current_thread_id(), std::memory_order_relaxed);  // see on_own_thread()
     wait_published();
     // A local copy: the callable may destroy the Timer, and fn_ with it.
     std::function<void()> fn = std::move(fn_);

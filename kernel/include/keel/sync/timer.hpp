@@ -67,7 +67,8 @@ class Timer {
     const auto order = KEEL_INJECTED(timer_fired_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire;
     return phase_.load(order) == fired_phase;
   }
-  bool cancelled() const { return phase_.load(std::memory_order_acquire) == cancelled_phase; }
+  // No order: a cancel publishes nothing (see cancel()).
+  bool cancelled() const { return phase_.load(std::memory_order_relaxed) == cancelled_phase; }
   // Set once the timer thread has nothing more to do (fired and returned, or cancelled).
   bool finished() const { return done_.is_set(); }
   // The callable's exception, if it threw (valid after join()).
