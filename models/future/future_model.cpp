@@ -168,6 +168,24 @@ struct AsCompletedTwoPushes : rl::test_suite<AsCompletedTwoPushes, 3> {
   }
 };
 
+// EXEC-7, SYNC-2: wait() for every future, untimed, while another thread
+// completes them: the waiter must be told of each (a future it forgot to
+// watch is a deadlock here, where a timed wait would only return late).
+struct WaitAll : rl::test_suite<WaitAll, 2> {
+  keel::Promise<int> a;
+  keel::Promise<int> b;
+  std::vector<keel::Future<int>> fs{a.get_future(), b.get_future()};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      a.set_result(1);
+      b.set_result(2);
+    } else {
+      const auto r = keel::wait(fs);
+      RL_ASSERT(r.done.size() == 2 && r.not_done.empty());
+    }
+  }
+};
+
 // EXEC-1: cancel() races a waiter with a timeout: the waiter either times out
 // (TimeoutError) or sees CancelledError; it never hangs or sees a value.
 struct CancelWakesWaiter : rl::test_suite<CancelWakesWaiter, 2> {
@@ -385,6 +403,7 @@ int main() {
   check<CallbackPublishes>("future.callback-publishes.2t", "EXEC-7,EXEC-9", full());
   check<ResultTwoWaiters>("future.result-two-waiters.3t", "EXEC-1,SYNC-2", random(20000));
   check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(20000));
+  check<WaitAll>("future.wait-all.2t", "EXEC-7,SYNC-2", random(20000));
   check<AsCompletedTwoPushes>("future.as-completed-two-pushes.3t", "EXEC-7,SYNC-2", random(100000));
   // Full search does not end for these two (the hook lock adds many
   // scheduling points); bound 4 does in seconds.

@@ -1,12 +1,15 @@
 // MultiWait: the waiter behind wait() and as_completed().
 #include "keel/future/wait.hpp"
 
+#include <span>
+
 namespace keel::detail {
 
 MultiWait::MultiWait(std::size_t n) : slots_(new Slot[n]), n_(n) {
-  for (std::size_t i = 0; i < n; ++i) {
-    slots_[i].owner = this;
-    slots_[i].index = i;
+  std::size_t i = 0;
+  for (Slot& s : std::span(slots_.get(), n)) {  // no bound to get wrong
+    s.owner = this;
+    s.index = i++;
   }
 }
 
