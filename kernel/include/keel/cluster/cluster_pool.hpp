@@ -120,13 +120,14 @@ class ClusterPool {
   // Executor.map with chunksize: results in input order (as ProcessPool::map).
   template <class R, class P, class Range>
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    const platform::Deadline deadline = detail::map_deadline(opts);  // from the call, before the inputs are read
+    const platform::Deadline deadline =
+        detail::map_deadline(opts.timeout);  // from the call, before the inputs are read
     return ProcessMapResults<R>(chunks(task, inputs, opts.chunksize), deadline);
   }
   // Results as they complete (each call's future, done).
   template <class R, class P, class Range>
   AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    return detail::unordered_results(chunks(task, inputs, opts.chunksize), opts);
+    return detail::unordered_results(chunks(task, inputs, opts.chunksize), opts.timeout);
   }
 
   void shutdown(const ShutdownOptions& opts = {});

@@ -238,26 +238,6 @@ class ProcessMapResults {
   platform::Deadline deadline_;
 };
 
-namespace detail {
-
-// What both pools' submit, map and map_unordered share (ClusterPool too).
-template <class R, class... P, class... A>
-std::unique_ptr<SingleCall<R>> make_call(const TaskRef<R(P...)>& task, A&&... args) {
-  auto call = std::make_unique<SingleCall<R>>();
-  call->name = task.name();
-  call->payload = call_payload(task.name(), encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
-  return call;
-}
-inline platform::Deadline map_deadline(const ProcessMapOptions& opts) {
-  return opts.timeout ? platform::Deadline::after(*opts.timeout) : platform::Deadline::never();
-}
-template <class R>
-AsCompleted<R> unordered_results(const std::vector<Future<R>>& fs, const ProcessMapOptions& opts) {
-  return opts.timeout ? as_completed(fs, *opts.timeout) : as_completed(fs);
-}
-
-}  // namespace detail
-
 class ProcessPool {
  public:
   explicit ProcessPool(const ProcessPoolOptions& options = {});
@@ -283,14 +263,15 @@ class ProcessPool {
   // any range will do, a temporary or a view included (LIFE-9).
   template <class R, class P, class Range>
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    const platform::Deadline deadline = detail::map_deadline(opts);  // from the call, before the inputs are read
+    const platform::Deadline deadline =
+        detail::map_deadline(opts.timeout);  // from the call, before the inputs are read
     return ProcessMapResults<R>(submit_chunks(task, inputs, opts.chunksize), deadline);
   }
 
   // Pool.imap_unordered: results as they complete (each call's future, done).
   template <class R, class P, class Range>
   AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    return detail::unordered_results(submit_chunks(task, inputs, opts.chunksize), opts);
+    return detail::unordered_results(submit_chunks(task, inputs, opts.chunksize), opts.timeout);
   }
 
   void shutdown(const ShutdownOptions& opts = {});
