@@ -110,30 +110,30 @@ class Future {
   }
 
   /// The value (a reference to it for non-void T), or the task's exception rethrown; CancelledError if cancelled.
-  decltype(auto) result() const { return result_by(platform::Deadline::never()); }
+  decltype(auto) result() const { return detail::result_by(state(), platform::Deadline::never()); }
   /// result(), or TimeoutError if the future is not final before the timeout passes.
   template <class Rep, class Period>
   decltype(auto) result(std::chrono::duration<Rep, Period> timeout) const {
-    return result_by(platform::Deadline::after(timeout));
+    return detail::result_by(state(), platform::Deadline::after(timeout));
   }
   /// result(), or TimeoutError if the future is not final by the deadline.
   template <class Clock, class Duration>
   decltype(auto) result_until(std::chrono::time_point<Clock, Duration> deadline) const {
-    return result_by(platform::Deadline::at(deadline));
+    return detail::result_by(state(), platform::Deadline::at(deadline));
   }
   /// Moves the value out, once (a second take() or a later result() throws InvalidStateError); for move-only T.
   T take() {
-    await(platform::Deadline::never(), "take");
-    rethrow_error();
-    return state().take();
+    detail::await_finished(state(), platform::Deadline::never(), "take");
+    detail::rethrow_error(*s_);
+    return s_->take();
   }
 
   /// The task's exception (null if it returned normally); CancelledError if cancelled.
-  std::exception_ptr exception() const { return exception_by(platform::Deadline::never()); }
+  std::exception_ptr exception() const { return detail::exception_by(state(), platform::Deadline::never()); }
   /// exception(), or TimeoutError if the future is not final before the timeout passes.
   template <class Rep, class Period>
   std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
-    return exception_by(platform::Deadline::after(timeout));
+    return detail::exception_by(state(), platform::Deadline::after(timeout));
   }
 
   /// Runs fn(const Future<T>&) exactly once when the future is final (at once, here, if it already is).
@@ -164,27 +164,6 @@ class Future {
     if (!s_) throw InvalidStateError("future has no state (default-constructed or moved from)");
     return *s_;
   }
-  void await(const platform::Deadline& d, const char* what) const {
-    if (!state().wait_until(d)) throw TimeoutError(std::string("future not done before the timeout (") + what + ")");
-    s_->throw_unless_finished(what);
-  }
-  void rethrow_error() const {
-    if (auto e = s_->error()) std::rethrow_exception(e);
-  }
-  decltype(auto) result_by(const platform::Deadline& d) const {
-    await(d, "result");
-    rethrow_error();
-    if constexpr (std::is_void_v<T>) {
-      return;
-    } else {
-      return static_cast<const T&>(s_->ref());
-    }
-  }
-  std::exception_ptr exception_by(const platform::Deadline& d) const {
-    await(d, "exception");
-    return s_->error();
-  }
-
   detail::FutureState<T>* s_ = nullptr;
 };
 
@@ -217,9 +196,7 @@ class Promise {
     }
     return *this;
   }
-  /// Not copyable: one producer per state.
   Promise(const Promise&) = delete;
-  /// Not copyable: one producer per state.
   Promise& operator=(const Promise&) = delete;
   /// Finishes a future that is not final with BrokenPromiseError.
   ~Promise() { abandon(); }

@@ -22,6 +22,7 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -278,6 +279,32 @@ void complete_with(FutureState<T>& state, F&& fn) {
   } catch (...) {
     state.finish(std::current_exception());
   }
+}
+
+// Future's blocking reads: wait until final or the deadline (TimeoutError),
+// then CancelledError or InvalidStateError unless finished.
+inline void await_finished(const FutureCore& core, const platform::Deadline& d, const char* what) {
+  if (!core.wait_until(d)) throw TimeoutError(std::string("future not done before the timeout (") + what + ")");
+  core.throw_unless_finished(what);
+}
+inline void rethrow_error(const FutureCore& core) {
+  if (auto e = core.error()) std::rethrow_exception(e);
+}
+// Future::result: the value as a const reference (nothing for void), or the
+// task's exception rethrown.
+template <class T>
+decltype(auto) result_by(FutureState<T>& state, const platform::Deadline& d) {
+  await_finished(state, d, "result");
+  rethrow_error(state);
+  if constexpr (std::is_void_v<T>) {
+    return;
+  } else {
+    return static_cast<const T&>(state.ref());
+  }
+}
+inline std::exception_ptr exception_by(const FutureCore& core, const platform::Deadline& d) {
+  await_finished(core, d, "exception");
+  return core.error();
 }
 
 // The kernel's ways in and out of a Future's handle (defined after Future).
