@@ -79,7 +79,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps lib test verify verify-deep mutate sanitize asan tsan bench bench-plots bench-plots-check install format lint check-shim check-shared-state examples clean \
+.PHONY: all deps lib test verify verify-deep mutate sanitize asan tsan bench bench-plots bench-plots-check install format lint check-shim check-shared-state check-docs examples clean \
         fuzz fuzz-build fuzz-run fuzz-smoke fuzz-standalone fuzz-afl
 
 all: lib examples
@@ -347,13 +347,18 @@ format: deps
 
 # PLAT-2: every kernel data member is an atomic, a platform::Var, or
 # classified in proofs/shared_state.txt (tools/check_shared_state.py).
-lint: deps check-shared-state
+lint: deps check-shared-state check-docs
 	clang-format-14 --dry-run -Werror $$(git ls-files '*.hpp' '*.cpp' '*.h')
 	python3 tools/mutate.py --check-equivalent
 	tools/lint.sh
 
 check-shared-state:
 	@python3 tools/check_shared_state.py
+
+# Every public declaration of a public header has a /// doc comment
+# (tools/check_docs.py), so the API reads, and Doxygen renders, as a contract.
+check-docs:
+	@python3 tools/check_docs.py
 
 clean:
 	rm -rf build

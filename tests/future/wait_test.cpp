@@ -398,7 +398,7 @@ TEST(AsCompleted, DestroyedEarlyUnregistersItsHooks) {
 }
 
 TEST(AsCompleted, UnregisteringTheFirstAMiddleAndTheLastHookKeepsTheRestInOrder) {
-  // A future's hooks are a circular list headed by one pointer (future.hpp):
+  // A future's hooks are a circular list headed by one pointer (future/detail/core.hpp):
   // sequences dropped at its head, in its middle and at its end must leave
   // the callbacks and the sequence still watching linked in the order added.
   keel::Promise<int> p;

@@ -34,121 +34,130 @@
 
 namespace keel {
 
-// Root of every error keel throws.
+/// Root of every error keel throws.
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-// An operation used against the object's contract (Python: RuntimeError).
+/// An operation used against the object's contract (Python: RuntimeError).
 class MisuseError : public Error {
  public:
   using Error::Error;
 };
 
-// Releasing a lock that is not held: Mutex::unlock on an unlocked Mutex, or a
-// Condition operation without its lock.
+/// Releasing a lock that is not held: Mutex::unlock on an unlocked Mutex, or a
+/// Condition operation without its lock.
 class LockNotHeldError : public MisuseError {
  public:
   using MisuseError::MisuseError;
 };
 
-// Releasing a RecursiveMutex from a thread that does not own it.
+/// Releasing a RecursiveMutex from a thread that does not own it.
 class NotOwnerError : public MisuseError {
  public:
   using MisuseError::MisuseError;
 };
 
-// A bad argument (Python: ValueError): a negative semaphore value, a
-// BoundedSemaphore released above its initial value, zero barrier parties.
+/// A bad argument (Python: ValueError): a negative semaphore value, a
+/// BoundedSemaphore released above its initial value, zero barrier parties.
 class ValueError : public Error {
  public:
   using Error::Error;
 };
 
-// A Barrier was aborted, reset, timed out or its action failed while the
-// caller waited on it, or it was already broken when the caller arrived.
+/// A Barrier was aborted, reset, timed out or its action failed while the
+/// caller waited on it, or it was already broken when the caller arrived.
 class BrokenBarrierError : public Error {
  public:
   using Error::Error;
 };
 
-// A blocking operation's deadline passed.
+/// A blocking operation's deadline passed.
 class TimeoutError : public Error {
  public:
   using Error::Error;
 };
 
-// A future's result was asked for, but the future was cancelled.
+/// A future's result was asked for, but the future was cancelled.
 class CancelledError : public Error {
  public:
   using Error::Error;
 };
 
-// An operation the future's state does not allow: setting a result twice,
-// starting a future that is not pending, using a future that has no state.
+/// An operation the future's state does not allow: setting a result twice,
+/// starting a future that is not pending, using a future that has no state.
 class InvalidStateError : public MisuseError {
  public:
   using MisuseError::MisuseError;
 };
 
-// The result of a Promise destroyed before it set one.
+/// The result of a Promise destroyed before it set one.
 class BrokenPromiseError : public Error {
  public:
   using Error::Error;
 };
 
-// An executor can no longer run work (Python: BrokenExecutor).
+/// An executor can no longer run work (Python: BrokenExecutor).
 class BrokenExecutor : public Error {
  public:
   using Error::Error;
 };
 
-// A ThreadPoolExecutor whose worker initializer failed: queued work and every
-// later submission fail with this (Python: BrokenThreadPool).
+/// A ThreadPoolExecutor whose worker initializer failed: queued work and every
+/// later submission fail with this (Python: BrokenThreadPool).
 class BrokenThreadPool : public BrokenExecutor {
  public:
   using BrokenExecutor::BrokenExecutor;
 };
 
-// An executor refused a submission (Java: RejectedExecutionException): it was
-// shut down, it is saturated under the abort policy, a blocking submission
-// timed out, or no worker thread could be started. The task was not accepted
-// and will never run.
+/// An executor refused a submission (Java: RejectedExecutionException): it was
+/// shut down, it is saturated under the abort policy, a blocking submission
+/// timed out, or no worker thread could be started. The task was not accepted
+/// and will never run.
 class RejectedError : public Error {
  public:
+  /// Why it was refused: shut down, saturated (abort policy), a blocking submission timed out, or no thread could
+  /// start.
   enum class Reason { shutdown, saturated, timed_out, no_thread };
+  /// A refusal for `reason`, with its message.
   RejectedError(Reason reason, const std::string& what) : Error(what), reason_(reason) {}
+  /// Why the submission was refused.
   Reason reason() const noexcept { return reason_; }
 
  private:
   Reason reason_;
 };
 
-// An operating-system call failed (Python: OSError). code() is the errno.
+/// An operating-system call failed (Python: OSError). code() is the errno.
 class OsError : public Error {
  public:
+  /// A failed call: `code` is its errno, `what` names the call.
   OsError(int code, const std::string& what) : Error(what), code_(code) {}
+  /// The errno of the failed call.
   int code() const noexcept { return code_; }
 
  private:
   int code_;
 };
 
-// Bytes from another process that are not a valid frame or encoding: bad
-// magic, a length above the limit, a truncated value, trailing garbage.
+/// Bytes from another process that are not a valid frame or encoding: bad
+/// magic, a length above the limit, a truncated value, trailing garbage.
 class ProtocolError : public ValueError {
  public:
   using ValueError::ValueError;
 };
 
-// A task raised in a worker process. type() is the exception's C++ type as the
-// worker saw it (demangled), message() its what().
+/// A task raised in a worker process. type() is the exception's C++ type as the
+/// worker saw it (demangled), message() its what().
 class RemoteError : public Error {
  public:
+  /// The error of a task that threw `type` (demangled) with what() `message` in a worker.
   RemoteError(std::string type, std::string message)
       : Error(type + ": " + message), type_(std::move(type)), message_(std::move(message)) {}
+  /// The C++ type of the exception the task threw, as the worker saw it (demangled).
   const std::string& type() const noexcept { return type_; }
+  /// That exception's what().
   const std::string& message() const noexcept { return message_; }
 
  private:
@@ -156,15 +165,20 @@ class RemoteError : public Error {
   std::string message_;
 };
 
-// The worker process running a task died before reporting its outcome.
-// exit_code() follows Python's Process.exitcode: the exit status, or minus the
-// signal number that killed it.
+/// The worker process running a task died before reporting its outcome.
+/// exit_code() follows Python's Process.exitcode: the exit status, or minus the
+/// signal number that killed it.
 class WorkerLost : public Error {
  public:
+  /// Worker `pid` died with `exit_code` (minus the signal number if a signal killed it).
   WorkerLost(int pid, int exit_code, const std::string& what) : Error(what), pid_(pid), exit_code_(exit_code) {}
+  /// The pid of the worker that died.
   int pid() const noexcept { return pid_; }
+  /// Its exit status, or minus the signal number that killed it (Python's Process.exitcode).
   int exit_code() const noexcept { return exit_code_; }
+  /// Whether a signal killed it.
   bool signaled() const noexcept { return exit_code_ < 0; }
+  /// The signal that killed it; 0 if it exited.
   int signal() const noexcept { return exit_code_ < 0 ? -exit_code_ : 0; }
 
  private:
@@ -172,21 +186,22 @@ class WorkerLost : public Error {
   int exit_code_;
 };
 
-// A ProcessPool that can no longer run work: a worker initializer failed, or
-// workers died faster than the restart limit allows (Python: BrokenProcessPool).
+/// A ProcessPool that can no longer run work: a worker initializer failed, or
+/// workers died faster than the restart limit allows (Python: BrokenProcessPool).
 class BrokenProcessPool : public BrokenExecutor {
  public:
   using BrokenExecutor::BrokenExecutor;
 };
 
-// Receives exceptions that escaped a done-callback or an executor hook, with a
-// short description of where. The default writes one line to stderr (Python
-// logs "exception calling callback for future"). Passing an empty function
-// restores the default. The reporter must not throw; one that does falls back
-// to the default for that error.
+/// Receives exceptions that escaped a done-callback or an executor hook, with a
+/// short description of where. The default writes one line to stderr (Python
+/// logs "exception calling callback for future"). Passing an empty function
+/// restores the default. The reporter must not throw; one that does falls back
+/// to the default for that error.
 using ErrorReporter = std::function<void(std::string_view where, std::exception_ptr error)>;
+/// Installs `reporter` (an empty one restores the default).
 void set_error_reporter(ErrorReporter reporter);
-// Hands error to the reporter. Never throws, also when the reporter does.
+/// Hands error to the reporter. Never throws, also when the reporter does.
 void report_error(std::string_view where, const std::exception_ptr& error) noexcept;
 
 namespace detail {

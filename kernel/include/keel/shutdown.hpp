@@ -12,9 +12,10 @@
 
 namespace keel {
 
+/// How shutdown() ends a pool.
 struct ShutdownOptions {
-  bool wait = true;             // return once every accepted task is final and every worker exited
-  bool cancel_futures = false;  // cancel what has not started (its futures report cancelled)
+  bool wait = true;             ///< return once every accepted task is final and every worker exited
+  bool cancel_futures = false;  ///< cancel what has not started (its futures report cancelled)
 };
 
 }  // namespace keel

@@ -40,11 +40,11 @@
 
 namespace keel {
 
-// A timeout in an option struct: nullopt is none.
+/// A timeout in an option struct: nullopt is none.
 using Timeout = std::optional<std::chrono::nanoseconds>;
 
-// "No timeout", for option fields of type keel::Timeout (any std::optional):
-// `ProcessPoolOptions{.task_timeout = keel::no_timeout}`.
+/// "No timeout", for option fields of type keel::Timeout (any std::optional):
+/// `ProcessPoolOptions{.task_timeout = keel::no_timeout}`.
 inline constexpr std::nullopt_t no_timeout = std::nullopt;
 
 }  // namespace keel

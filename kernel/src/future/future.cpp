@@ -1,5 +1,5 @@
 // FutureCore's transitions. Every transition is one atomic operation on the
-// word; see future.hpp for the encoding and why no hook or wake can be lost.
+// word; see keel/future/detail/core.hpp for the encoding and why no hook or wake can be lost.
 #include "keel/future/future.hpp"
 
 namespace keel {

@@ -54,60 +54,69 @@
 
 namespace keel {
 
+/// How a ClusterPool is laid out: its nodes, each node's ProcessPool, and the supervisor's polling.
 struct ClusterOptions {
-  unsigned workers_per_node = 0;  // each node's pool; 0: the CPUs that node's rank may run on
-  bool rank0_runs_work = false;   // rank 0 is a node too (in this process, beside main)
-  unsigned local_nodes = 0;       // without MPI (no cluster::init): nodes inside this process
-  unsigned ahead = 1;             // tasks offered to a node beyond its free workers (<= 1024)
-  // Each node's ProcessPool, as ProcessPoolOptions.
+  unsigned workers_per_node = 0;  ///< each node's pool; 0: the CPUs that node's rank may run on
+  bool rank0_runs_work = false;   ///< rank 0 is a node too (in this process, beside main)
+  unsigned local_nodes = 0;       ///< without MPI (no cluster::init): nodes inside this process
+  unsigned ahead = 1;             ///< tasks offered to a node beyond its free workers (<= 1024)
+  /// Each node's ProcessPool: as ProcessPoolOptions::max_tasks_per_child (and below, likewise).
   unsigned max_tasks_per_child = 0;
-  unsigned retries = 0;
-  unsigned restart_limit = 32;
-  std::chrono::nanoseconds restart_window = std::chrono::seconds(10);
-  std::optional<std::chrono::nanoseconds> task_timeout{};
-  std::optional<BoundCall> initializer{};
-  std::size_t max_message = default_max_frame;
-  std::chrono::nanoseconds terminate_grace = std::chrono::seconds(3);
-  // The longest an idle supervisor or agent sleeps between polls of MPI
-  // (it polls sooner while messages flow). Bounds the latency an idle
-  // cluster adds; must be in (0, 1 s].
+  unsigned retries = 0;                                                ///< as ProcessPoolOptions::retries
+  unsigned restart_limit = 32;                                         ///< as ProcessPoolOptions::restart_limit
+  std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  ///< as ProcessPoolOptions::restart_window
+  std::optional<std::chrono::nanoseconds> task_timeout{};              ///< as ProcessPoolOptions::task_timeout
+  std::optional<BoundCall> initializer{};                              ///< as ProcessPoolOptions::initializer
+  std::size_t max_message = default_max_frame;                         ///< as ProcessPoolOptions::max_message
+  std::chrono::nanoseconds terminate_grace = std::chrono::seconds(3);  ///< as ProcessPoolOptions::terminate_grace
+  /// The longest an idle supervisor or agent sleeps between polls of MPI
+  /// (it polls sooner while messages flow). Bounds the latency an idle
+  /// cluster adds; must be in (0, 1 s].
   std::chrono::nanoseconds idle_poll = std::chrono::milliseconds(2);
 };
 
+/// One node in a ClusterStats snapshot.
 struct ClusterNodeStats {
-  unsigned node = 0;         // 0 .. nodes()-1
-  std::string name{};        // "rank 2 on host (pid 123)", or "local node 1 (pid 123)"
-  unsigned capacity = 0;     // its workers (0 until it is ready)
-  std::size_t offered = 0;   // tasks offered to it, not yet claimed
-  std::size_t running = 0;   // tasks it was let run, not yet answered
-  ProcessPoolStats local{};  // its ProcessPool's, as last reported
+  unsigned node = 0;         ///< 0 .. nodes()-1
+  std::string name{};        ///< "rank 2 on host (pid 123)", or "local node 1 (pid 123)"
+  unsigned capacity = 0;     ///< its workers (0 until it is ready)
+  std::size_t offered = 0;   ///< tasks offered to it, not yet claimed
+  std::size_t running = 0;   ///< tasks it was let run, not yet answered
+  ProcessPoolStats local{};  ///< its ProcessPool's, as last reported
 };
 
+/// One snapshot of a cluster, taken by its supervisor at one instant.
 struct ClusterStats {
+  /// One entry per node, by node number.
   std::vector<ClusterNodeStats> nodes{};
-  std::size_t queued = 0;       // waiting on rank 0
-  std::uint64_t submitted = 0;  // tasks accepted (a map chunk is one task)
-  std::uint64_t answered = 0;   // answered by a node (value, remote error, WorkerLost, TimeoutError)
-  std::uint64_t cancelled = 0;  // cancelled before they ran
-  std::uint64_t broken = 0;     // failed with BrokenProcessPool when the cluster broke
-  std::uint64_t moved = 0;      // offers taken back from a busy node and given to an idle one
+  std::size_t queued = 0;       ///< waiting on rank 0
+  std::uint64_t submitted = 0;  ///< tasks accepted (a map chunk is one task)
+  std::uint64_t answered = 0;   ///< answered by a node (value, remote error, WorkerLost, TimeoutError)
+  std::uint64_t cancelled = 0;  ///< cancelled before they ran
+  std::uint64_t broken = 0;     ///< failed with BrokenProcessPool when the cluster broke
+  std::uint64_t moved = 0;      ///< offers taken back from a busy node and given to an idle one
 };
 
 namespace detail {
 class ClusterDriver;
 }  // namespace detail
 
+/// The same futures as a ProcessPool's, run on MPI ranks (the contract above).
 class ClusterPool {
  public:
+  /// Starts the nodes (MPI ranks, or local nodes without MPI), each with its own ProcessPool.
   explicit ClusterPool(const ClusterOptions& options = {});
+  /// Shuts down with wait, then closes every node's pool.
   ~ClusterPool();
   ClusterPool(const ClusterPool&) = delete;
   ClusterPool& operator=(const ClusterPool&) = delete;
 
+  /// Runs task(args...) on some node's worker; its future resolves as a ProcessPool's does.
   template <class R, class... P, class... A>
   Future<R> submit(const TaskRef<R(P...)>& task, A&&... args) {
     return submit(SubmitOptions{}, task, std::forward<A>(args)...);
   }
+  /// submit with per-task options (its timeout).
   template <class R, class... P, class... A>
   Future<R> submit(const SubmitOptions& opts, const TaskRef<R(P...)>& task, A&&... args) {
     static_assert(sizeof...(P) == sizeof...(A), "ClusterPool::submit: wrong number of arguments for this task");
@@ -117,29 +126,34 @@ class ClusterPool {
     return f;
   }
 
-  // Executor.map with chunksize: results in input order (as ProcessPool::map).
+  /// Executor.map with chunksize: results in input order (as ProcessPool::map).
   template <class R, class P, class Range>
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    const platform::Deadline deadline = detail::map_deadline(opts);  // from the call, before the inputs are read
+    // The map's deadline counts from the call, before the inputs are read.
+    const platform::Deadline deadline = detail::map_deadline(opts.timeout);
     return ProcessMapResults<R>(chunks(task, inputs, opts.chunksize), deadline);
   }
-  // Results as they complete (each call's future, done).
+  /// Results as they complete (each call's future, done).
   template <class R, class P, class Range>
   AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    return detail::unordered_results(chunks(task, inputs, opts.chunksize), opts);
+    return detail::unordered_results(chunks(task, inputs, opts.chunksize), opts.timeout);
   }
 
+  /// Refuses new tasks; cancels the queued ones with cancel_futures; with wait, returns once every node's pool closed.
   void shutdown(const ShutdownOptions& opts = {});
-  // Cancels every task that has not started, kills every node's workers
-  // (their running tasks fail with WorkerLost) and returns once every node's
-  // pool closed.
+  /// Cancels every task that has not started, kills every node's workers
+  /// (their running tasks fail with WorkerLost) and returns once every node's
+  /// pool closed.
   void terminate_workers();
+  /// Waits for the cluster to finish after shutdown; false on timeout.
   template <class Rep, class Period>
   bool await_termination(std::chrono::duration<Rep, Period> timeout) {
     return await(platform::Deadline::after(timeout));
   }
 
+  /// A snapshot of the cluster: its nodes and its tasks.
   ClusterStats stats() const;
+  /// The number of nodes that run work.
   unsigned nodes() const { return nodes_; }
 
  private:

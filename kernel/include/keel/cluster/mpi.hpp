@@ -24,9 +24,11 @@
 
 namespace keel::cluster {
 
+/// Starts a keel program under mpirun (the contract above); returns on rank 0 only.
 void init(int& argc, char**& argv);
-// This process's rank and the world's size (after init; 0 and 1 before).
+/// This process's rank (0 before init).
 int rank() noexcept;
+/// The world's size (1 before init).
 int size() noexcept;
 
 }  // namespace keel::cluster

@@ -20,6 +20,7 @@
 
 namespace keel {
 
+/// What a submission that finds the queue full gets (the table above).
 enum class RejectPolicy { abort, caller_runs, discard, discard_oldest, block };
 
 }  // namespace keel

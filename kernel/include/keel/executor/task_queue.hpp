@@ -20,6 +20,8 @@
 
 namespace keel {
 
+/// A ThreadPoolExecutor queue's order: fifo, lifo, priority (lower value first, FIFO among equals) or
+/// handoff (holds nothing: a task is accepted only by an idle or new worker).
 enum class QueueKind { fifo, lifo, priority, handoff };
 
 namespace detail {

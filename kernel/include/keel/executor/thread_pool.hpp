@@ -41,56 +41,71 @@
 
 namespace keel {
 
-// The priority of a submission to a priority queue: lower values run first.
+/// The priority of a submission to a priority queue: lower values run first.
 struct Priority {
+  /// Lower values run first (FIFO among equals).
   int value = 0;
 };
 
-// What the before/after hooks are told about a task.
+/// What the before/after hooks are told about a task.
 struct TaskInfo {
-  std::uint64_t id;  // submission order, from 1
-  int priority;
+  std::uint64_t id;  ///< submission order, from 1
+  int priority;      ///< the submission's Priority value (0 without one)
 };
 
-// Starts `thread` running `body` (it may wrap body, e.g. to set affinity). It
-// runs with the pool's lock held, so it must not call back into the pool; if
-// it throws, or returns without starting the thread, no worker is added.
+/// Starts `thread` running `body` (it may wrap body, e.g. to set affinity). It
+/// runs with the pool's lock held, so it must not call back into the pool; if
+/// it throws, or returns without starting the thread, no worker is added.
 using ThreadFactory = std::function<void(platform::Thread& thread, std::function<void()> body)>;
 
+/// A ThreadPoolExecutor's configuration, as designated initializers (Java's ThreadPoolExecutor arguments).
 struct ThreadPoolOptions {
-  std::size_t max_threads = 0;                // 0: min(32, cpus + 4)
-  std::optional<std::size_t> core_threads{};  // default: max_threads
+  std::size_t max_threads = 0;                ///< 0: min(32, cpus + 4)
+  std::optional<std::size_t> core_threads{};  ///< default: max_threads
+  /// How long a thread above core_threads (or any, with allow_core_timeout) waits idle before it exits.
   std::chrono::nanoseconds keep_alive = std::chrono::seconds(60);
+  /// Whether core threads also exit after keep_alive idle (Java's allowCoreThreadTimeOut).
   bool allow_core_timeout = false;
+  /// The start of each worker thread's name, as the OS shows it.
   std::string thread_name_prefix = "keel-pool";
+  /// Runs in each new worker before its first task; if it throws, the pool breaks (BrokenThreadPool).
   std::function<void()> initializer{};
-  ThreadFactory thread_factory{};  // default: start the thread as is
+  ThreadFactory thread_factory{};  ///< default: start the thread as is
+  /// The queue's order: fifo, lifo, priority (lower value first) or handoff (holds nothing).
   QueueKind queue = QueueKind::fifo;
-  std::size_t queue_capacity = 0;  // 0: unbounded
+  std::size_t queue_capacity = 0;  ///< 0: unbounded
+  /// What a submission that finds the pool saturated gets (keel/executor/reject_policy.hpp).
   RejectPolicy reject = RejectPolicy::abort;
-  std::optional<std::chrono::nanoseconds> block_timeout{};  // reject = block; nullopt: wait for ever
+  std::optional<std::chrono::nanoseconds> block_timeout{};  ///< reject = block; nullopt: wait for ever
+  /// Runs in the worker before each task (Java's beforeExecute).
   std::function<void(const TaskInfo&)> before_task{};
+  /// Runs in the worker after each task, with its exception or null (Java's afterExecute).
   std::function<void(const TaskInfo&, std::exception_ptr)> after_task{};
+  /// Runs once when the pool has terminated, on one of its threads (Java's terminated).
   std::function<void()> on_terminated{};
 };
 
+/// One snapshot of a pool, taken under its lock: the fields agree with one another.
 struct ThreadPoolStats {
-  std::size_t threads = 0;      // live workers
-  std::size_t idle = 0;         // waiting for work
-  std::size_t active = 0;       // running a task
-  std::size_t largest = 0;      // most live workers ever
-  std::size_t queued = 0;       // waiting in the queue (cancelled ones until a worker drops them)
-  std::uint64_t submitted = 0;  // accepted by the pool (handed, queued or given a new thread)
-  std::uint64_t completed = 0;  // run to the end (value or exception) by workers
-  std::uint64_t rejected = 0;   // refused, discarded or run by the caller; plus discard_oldest's victims
+  std::size_t threads = 0;      ///< live workers
+  std::size_t idle = 0;         ///< waiting for work
+  std::size_t active = 0;       ///< running a task
+  std::size_t largest = 0;      ///< most live workers ever
+  std::size_t queued = 0;       ///< waiting in the queue (cancelled ones until a worker drops them)
+  std::uint64_t submitted = 0;  ///< accepted by the pool (handed, queued or given a new thread)
+  std::uint64_t completed = 0;  ///< run to the end (value or exception) by workers
+  std::uint64_t rejected = 0;   ///< refused, discarded or run by the caller; plus discard_oldest's victims
 };
 
-// A task shutdown_now() took from the queue. run() runs it in the calling
-// thread and completes its future; dropping it unrun cancels the future.
+/// A task shutdown_now() took from the queue. run() runs it in the calling
+/// thread and completes its future; dropping it unrun cancels the future.
 class PendingTask {
  public:
+  /// Takes over a task the pool's queue gave up (made by shutdown_now()).
   explicit PendingTask(detail::Task* t) noexcept : t_(t) {}
+  /// Takes o's task; o is left empty.
   PendingTask(PendingTask&& o) noexcept : t_(std::exchange(o.t_, nullptr)) {}
+  /// Cancels this handle's task if unrun, then takes o's.
   PendingTask& operator=(PendingTask&& o) noexcept {
     if (this != &o) {
       reset();
@@ -98,11 +113,15 @@ class PendingTask {
     }
     return *this;
   }
+  /// Cancels the task's future if it was not run.
   ~PendingTask() { reset(); }
-  // Returns false if the task was cancelled meanwhile (it did not run).
+  /// Returns false if the task was cancelled meanwhile (it did not run).
   bool run();
+  /// Cancels the task's future; false if it is empty or no longer pending.
   bool cancel() { return t_ && t_->cancel(); }
+  /// The task's submission number (from 1); 0 when empty.
   std::uint64_t id() const { return t_ ? t_->seq : 0; }
+  /// The task's priority (0 without one, or when empty).
   int priority() const { return t_ ? t_->priority : 0; }
 
  private:
@@ -110,9 +129,10 @@ class PendingTask {
   detail::Task* t_;
 };
 
+/// Options of ThreadPoolExecutor::map.
 struct MapOptions {
-  std::optional<std::chrono::nanoseconds> timeout{};  // for the whole map, from the call
-  std::size_t lookahead = 0;                          // tasks submitted ahead of the consumer; 0: all at once (Python)
+  std::optional<std::chrono::nanoseconds> timeout{};  ///< for the whole map, from the call
+  std::size_t lookahead = 0;  ///< tasks submitted ahead of the consumer; 0: all at once (Python)
 };
 
 namespace detail {
@@ -122,81 +142,82 @@ class ThreadPoolCore;
 template <class R, class F, class It, class Sent = It>
 class MapResults;
 
+/// A pool of threads that runs submitted callables and returns their futures (the contract above).
 class ThreadPoolExecutor {
  public:
-  // Starts no thread until work arrives (see prestart_core_threads).
-  // ValueError for options that contradict each other.
+  /// Starts no thread until work arrives (see prestart_core_threads).
+  /// ValueError for options that contradict each other.
   explicit ThreadPoolExecutor(ThreadPoolOptions options = {});
   ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
   ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
-  // shutdown(wait), or shutdown(wait = false) on one of the pool's threads.
+  /// shutdown(wait), or shutdown(wait = false) on one of the pool's threads.
   ~ThreadPoolExecutor();
 
-  // fn(args...) on a worker: its Future, or RejectedError / BrokenThreadPool
-  // as the policy and the pool's state say (EXEC-3).
+  /// fn(args...) on a worker: its Future, or RejectedError / BrokenThreadPool
+  /// as the policy and the pool's state say (EXEC-3).
   template <class F, class... A>
   auto submit(F&& fn, A&&... args) {
     return submit_impl(0, false, std::forward<F>(fn), std::forward<A>(args)...);
   }
-  // Only for a priority queue (ValueError otherwise).
+  /// Only for a priority queue (ValueError otherwise).
   template <class F, class... A>
   auto submit(Priority p, F&& fn, A&&... args) {
     return submit_impl(p.value, true, std::forward<F>(fn), std::forward<A>(args)...);
   }
 
-  // fn(x) for every x of inputs, results in input order; destroying the
-  // returned sequence cancels the tasks not yet started. An lvalue range is
-  // iterated in place and must outlive the sequence; an rvalue range (a
-  // temporary container or view) is moved into the sequence, which owns it.
+  /// fn(x) for every x of inputs, results in input order; destroying the
+  /// returned sequence cancels the tasks not yet started. An lvalue range is
+  /// iterated in place and must outlive the sequence; an rvalue range (a
+  /// temporary container or view) is moved into the sequence, which owns it.
   template <class F, class Range>
   auto map(F fn, Range&& inputs, MapOptions options = {});
 
-  // Refuses new work; queued work runs, or is cancelled with cancel_futures;
-  // with wait, returns once every worker exited (EXEC-4). MisuseError with
-  // wait on one of the pool's own threads.
+  /// Refuses new work; queued work runs, or is cancelled with cancel_futures;
+  /// with wait, returns once every worker exited (EXEC-4). MisuseError with
+  /// wait on one of the pool's own threads.
   void shutdown(ShutdownOptions options = {});
-  // shutdown() that also takes the queued tasks back (never started, not
-  // cancelled: run or drop them) and requests a stop of the running ones.
+  /// shutdown() that also takes the queued tasks back (never started, not
+  /// cancelled: run or drop them) and requests a stop of the running ones.
   std::vector<PendingTask> shutdown_now();
-  // Waits until shut down and every worker exited: true then. The untimed
-  // form throws MisuseError on one of the pool's own threads.
+  /// Waits until shut down and every worker exited: true then. The untimed
+  /// form throws MisuseError on one of the pool's own threads.
   bool await_termination() { return await_by(platform::Deadline::never()); }
-  // As above, false once timeout passed (the rule of keel/timeout.hpp).
+  /// As above, false once timeout passed (the rule of keel/timeout.hpp).
   template <class Rep, class Period>
   bool await_termination(std::chrono::duration<Rep, Period> timeout) {
     return await_by(platform::Deadline::after(timeout));
   }
 
-  // shutdown() or shutdown_now() was called.
+  /// shutdown() or shutdown_now() was called.
   bool is_shutdown() const;
-  // Shut down, and every worker exited.
+  /// Shut down, and every worker exited.
   bool is_terminated() const;
-  // An initializer failed: submissions throw BrokenThreadPool.
+  /// An initializer failed: submissions throw BrokenThreadPool.
   bool is_broken() const;
 
-  // Starts every core thread not yet alive; returns how many it started.
+  /// Starts every core thread not yet alive; returns how many it started.
   std::size_t prestart_core_threads();
-  // Starts one core thread if fewer than core_threads live; whether it did.
+  /// Starts one core thread if fewer than core_threads live; whether it did.
   bool prestart_core_thread();
-  // Changes core_threads (ValueError above max_threads). Lowered: idle
-  // workers above it wait with the keep-alive; raised: threads start for
-  // queued work.
+  /// Changes core_threads (ValueError above max_threads). Lowered: idle
+  /// workers above it wait with the keep-alive; raised: threads start for
+  /// queued work.
   void set_core_threads(std::size_t n);
-  // Changes max_threads (ValueError if 0 or below core_threads); workers
-  // above it retire, busy ones after their task (EXEC-6).
+  /// Changes max_threads (ValueError if 0 or below core_threads); workers
+  /// above it retire, busy ones after their task (EXEC-6).
   void set_max_threads(std::size_t n);
-  // Changes keep_alive (ValueError if negative); idle workers re-arm their waits.
+  /// Changes keep_alive (ValueError if negative); idle workers re-arm their waits.
   void set_keep_alive(std::chrono::nanoseconds d);
-  // Lets idle core threads retire after keep_alive too.
+  /// Lets idle core threads retire after keep_alive too.
   void allow_core_timeout(bool allow);
-  // The current core_threads.
+  /// The current core_threads.
   std::size_t core_threads() const;
-  // The current max_threads.
+  /// The current max_threads.
   std::size_t max_threads() const;
-  // A consistent snapshot of the pool's counters (EXEC-8).
+  /// A consistent snapshot of the pool's counters (EXEC-8).
   ThreadPoolStats stats() const;
 
-  // min(32, cpus + 4), as Python's.
+  /// min(32, cpus + 4), as Python's.
   static std::size_t default_max_threads();
 
  private:
@@ -258,14 +279,16 @@ class ThreadPoolExecutor {
   detail::ThreadPoolCore* core_;
 };
 
-// The lazily submitted results of ThreadPoolExecutor::map. When the inputs
-// were an rvalue range, `owned` keeps that range alive, at a fixed address
-// (cur_ and end_ point into it, so this object never moves).
+/// The lazily submitted results of ThreadPoolExecutor::map. When the inputs
+/// were an rvalue range, `owned` keeps that range alive, at a fixed address
+/// (cur_ and end_ point into it, so this object never moves).
 template <class R, class F, class It, class Sent>
 class MapResults {
  public:
+  /// The task's result type (std::monostate for void).
   using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
+  /// Submits the first `lookahead` calls at once; the rest as results are taken.
   MapResults(ThreadPoolExecutor& ex, F fn, It first, Sent last, MapOptions o, std::shared_ptr<void> owned = {})
       : ex_(ex),
         owned_(std::move(owned)),
@@ -283,11 +306,12 @@ class MapResults {
   }
   MapResults(const MapResults&) = delete;
   MapResults& operator=(const MapResults&) = delete;
+  /// Cancels the calls submitted and not yet taken.
   ~MapResults() { cancel_rest(); }
 
-  // The next result in input order; nullopt at the end. Rethrows a task's
-  // exception (and ends the sequence, as a Python generator does); throws
-  // TimeoutError if the map's timeout passes first.
+  /// The next result in input order; nullopt at the end. Rethrows a task's
+  /// exception (and ends the sequence, as a Python generator does); throws
+  /// TimeoutError if the map's timeout passes first.
   std::optional<value_type> next() {
     if (inflight_.empty()) return std::nullopt;
     Future<R> f = std::move(inflight_.front());
@@ -308,8 +332,11 @@ class MapResults {
     }
   }
 
+  /// An input iterator over the results, as next() gives them.
   using iterator = detail::NextIterator<MapResults>;
+  /// The first result (blocks for it).
   iterator begin() { return iterator(this); }
+  /// The end of the results.
   iterator end() { return iterator(); }
 
  private:

@@ -19,21 +19,10 @@
 // Whatever the completing thread wrote before completion is visible to any
 // thread that observes the future done.
 //
-// A task sent to another process (a ProcessPool worker) is `dispatched`: it
-// reads as pending, and its start is decided by a start slot, a word the two
-// processes share: the worker starts the task only by moving the slot from
-// sent to started; cancel() here succeeds only by moving it from sent to dead
-// first. Both happen under the hook lock on this side, and the owner takes a
-// future out of dispatched (undispatch) under the same lock before it reuses
-// or unmaps the slot, so a cancel never touches a slot that is not its own.
-//
-// The state is one futex word: bits 0-2 the phase (pending, running,
-// completing, cancelled, finished, dispatched), bit 3 says a thread may sleep on the word,
-// bit 4 says the hook list is not empty. The thread that moves the word to
-// completing owns the result slot until it moves it to a final phase with one
-// exchange, which also tells it, atomically, whether to wake sleepers and
-// whether to run hooks; hooks are appended only while the phase is not final,
-// under the hook lock, so none is missed and none runs twice.
+// A future whose task was sent to another process (a ProcessPool worker)
+// reads as pending until the worker starts it, and cancel() succeeds until
+// then; the start slot that decides it is described in detail/core.hpp,
+// beside the state word's encoding.
 //
 // Invariants: EXEC-1 (exactly one final state), EXEC-2 (cancel racing start:
 // exactly one wins), EXEC-7 (callbacks run exactly once), SYNC-2 (no lost
@@ -41,350 +30,125 @@
 // its slot: exactly one wins).
 #pragma once
 
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <string>
+#include <type_traits>
+#include <utility>
+
 #include "keel/error.hpp"
-#include "keel/platform/atomic.hpp"
+#include "keel/future/detail/core.hpp"
 #include "keel/platform/clock.hpp"
-#include "keel/platform/futex.hpp"
-#include "keel/platform/inject.hpp"
 #include "keel/platform/stop.hpp"
-#include "keel/platform/thread.hpp"
-#include "keel/platform/var.hpp"
-#include "keel/sync/mutex.hpp"
 
 namespace keel {
 
-enum class FutureStatus { pending, running, cancelled, finished };
+/// Where a future stands: status() of a Future.
+enum class FutureStatus {
+  pending,    ///< not started (or sent to a worker process that has not started it)
+  running,    ///< started, not final: cancel() fails from here on
+  cancelled,  ///< final: cancelled before it started
+  finished,   ///< final: a value or an exception is stored
+};
 
-template <class T>
-class Future;
 template <class T>
 class Promise;
 
-namespace detail {
-
-class FutureCore;
-
-// Something to do when a future becomes final. Internal hooks (the waiters of
-// wait() and as_completed()) fire under the hook lock, so their owner can
-// unlink them safely at any time; user callbacks run after it is released.
-class Hook {
- public:
-  virtual ~Hook() = default;
-  virtual bool internal() const noexcept = 0;
-  virtual void fire(FutureCore& core) = 0;
-
- private:
-  friend class FutureCore;
-  // Guarded by the hook lock of the future the hook is linked to (a user
-  // callback's next_ is read after it, by the completer that unlinked it).
-  platform::Var<Hook*> next_{nullptr};
-  platform::Var<Hook*> prev_{nullptr};
-  platform::Var<bool> linked_{false};
-};
-
-class FutureCore {
- public:
-  static constexpr std::int32_t pending = 0;
-  static constexpr std::int32_t running = 1;
-  static constexpr std::int32_t completing = 2;
-  static constexpr std::int32_t cancelled = 3;
-  static constexpr std::int32_t finished = 4;
-  static constexpr std::int32_t dispatched = 5;
-  static constexpr std::int32_t phase_mask = 7;
-  static constexpr std::int32_t sleepers_bit = 8;
-  static constexpr std::int32_t hooked_bit = 16;
-  static constexpr bool is_final(std::int32_t word) {
-    return (word & phase_mask) == cancelled || (word & phase_mask) == finished;
-  }
-
-  FutureCore() = default;
-  FutureCore(const FutureCore&) = delete;
-  FutureCore& operator=(const FutureCore&) = delete;
-  // Destroying the error is a write to it: the last release() must order
-  // after every thread's use of the state (its acq_rel), which the model
-  // checks through this mark.
-  virtual ~FutureCore() { error_mark_.written(); }
-
-  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
-  // acq_rel: each release publishes this thread's use of the state, and the
-  // last one, which deletes it, must see all of them.
-  void release() noexcept {
-    std::int32_t before;
-    if (KEEL_INJECTED(future_release_without_acquire)) {
-      before = refs_.fetch_sub(1, std::memory_order_release);
-    } else {
-      before = refs_.fetch_sub(1, std::memory_order_acq_rel);
-    }
-    if (before == 1) delete this;
-  }
-
-  // acquire: a caller that sees a final phase (done(), cancelled()) sees what
-  // the completing or cancelling thread wrote before it, as result() does.
-  std::int32_t phase() const {
-    return word_.load(KEEL_INJECTED(future_phase_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire) &
-           phase_mask;
-  }
-  FutureStatus status() const;
-  bool done() const {
-    return is_final(
-        word_.load(KEEL_INJECTED(future_done_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire));
-  }
-
-  // pending -> cancelled. False (and nothing changes) in any other phase.
-  bool cancel();
-  enum class Start { started, was_cancelled, not_pending };
-  // pending -> running; with `owned`, pending -> completing directly: an
-  // executor's task is completed only by the worker that started it, so the
-  // worker takes the result slot in the same step (one atomic per start).
-  Start start(bool owned = false);
-  // pending or running -> completing: the caller now owns the result slot and
-  // must call finish(). False when another completion won or it is final.
-  bool begin_completion();
-  // completing -> finished, storing `error` if not null.
-  void finish(std::exception_ptr error);
-
-  // A start slot in memory shared with the process that may start the task:
-  // `sent` there means not started; the starter moves it to another value
-  // (started); cancel moves it to `dead`.
-  struct StartSlot {
-    platform::Atomic<std::uint64_t>* word = nullptr;
-    std::uint64_t sent = 0;
-    std::uint64_t dead = 0;
-    // The model checker prints every value a watched variable takes.
-    template <class Os>
-    friend Os& operator<<(Os& os, const StartSlot& s) {
-      return os << s.sent;
-    }
-  };
-  // pending (or dispatched to a slot that is dead) -> dispatched to `slot`.
-  // A running future (a task sent again after its worker died) stays
-  // running: true, and cancel cannot reach it. False if cancelled or final.
-  bool dispatch(const StartSlot& slot);
-  // dispatched -> running if its slot says started (or anything but sent or
-  // dead), else -> pending (a slot still sent is moved to dead first, so the
-  // task can never start there). Returns whether it started. A future that
-  // is not dispatched is left alone: true if running or final but not
-  // cancelled.
-  bool undispatch();
-
-  // Blocks until final or the deadline passes; returns whether final.
-  bool wait_until(const platform::Deadline& deadline) const;
-
-  // Appends a hook unless the future is final (then returns false and the
-  // caller runs it). remove_hook unlinks one that has not fired; it is a
-  // no-op for a fired one, and after it returns the hook is never touched.
-  bool add_hook(Hook* hook);
-  void remove_hook(Hook* hook);
-
-  // The stored exception; valid once the phase is finished.
-  std::exception_ptr error() const {
-    error_mark_.read();
-    return error_;
-  }
-  // Throws CancelledError or InvalidStateError unless final and finished.
-  void throw_unless_finished(const char* what) const;
-
-  // Cooperative cancellation of a running task: a real source exists only for
-  // tasks that accept a std::stop_token.
-  void enable_stop() { stop_ = platform::StopSource(); }
-  platform::StopToken stop_token() const { return stop_.get_token(); }
-  bool request_stop() { return stop_.request_stop(); }
-  bool stop_requested() const { return stop_.stop_requested(); }
-
- protected:
-  // What a completer does once its exchange made the word final.
-  void after_final(std::int32_t old);
-  void run_hooks();
-  void unlink(Hook* hook);  // the caller holds hook_lock_
-  int cancel_dispatched();
-  // Moves the phase bits from `from` to `to`, keeping the flag bits; the
-  // caller holds the hook lock, so only the flags can change meanwhile.
-  std::int32_t move_phase(std::int32_t from, std::int32_t to);
-
-  mutable platform::FutexWord word_{pending};
-  platform::Atomic<std::int32_t> refs_{1};
-  Mutex hook_lock_;
-  // FutureState<T>'s value flags, kept here in the hole after the lock so the
-  // typed state ends without padding and an executor task packs right after
-  // it (keel/executor/task.hpp). Owned by the completer, like the value.
-  bool has_value_ = false;
-  bool taken_ = false;
-  // A circular doubly linked list: the head's prev_ is the tail, which saves
-  // the tail pointer's 8 bytes in every future and executor task.
-  platform::Var<Hook*> hooks_head_{nullptr};  // guarded by hook_lock_
-  std::exception_ptr error_;                  // owned by the completer, read once final
-  [[no_unique_address]] platform::RaceMark error_mark_;
-  [[no_unique_address]] platform::RaceMark flags_mark_;  // has_value_ and taken_
-  platform::StopSource stop_ = platform::no_stop_state();
-  platform::Var<StartSlot> slot_;  // guarded by hook_lock_; meaningful while dispatched
-};
-
-// The typed state: FutureCore plus the value slot.
-template <class T>
-class FutureState : public FutureCore {
- public:
-  ~FutureState() override {
-    value_mark_.written();  // as in ~FutureCore: destroying the value writes it
-    this->flags_mark_.read();
-    if (this->has_value_) value()->~T();
-  }
-  // Only the thread that won begin_completion() calls this.
-  template <class... A>
-  void emplace(A&&... a) {
-    ::new (static_cast<void*>(slot_)) T(std::forward<A>(a)...);
-    this->has_value_ = true;
-    this->flags_mark_.written();
-    value_mark_.written();
-  }
-  T& ref() {
-    value_mark_.read();
-    this->flags_mark_.read();
-    if (this->taken_) throw InvalidStateError("future result was already taken by take()");
-    return *value();
-  }
-  T take() {
-    value_mark_.written();
-    this->flags_mark_.written();
-    if (this->taken_) throw InvalidStateError("future result was already taken by take()");
-    this->taken_ = true;
-    return std::move(*value());
-  }
-
- private:
-  T* value() { return std::launder(reinterpret_cast<T*>(slot_)); }
-  // Before the slot: an empty mark there takes no byte (after it, it would
-  // add one, padded to eight: it may not share FutureCore's marks' addresses).
-  [[no_unique_address]] platform::RaceMark value_mark_;
-  alignas(T) unsigned char slot_[sizeof(T)];
-};
-
-template <>
-class FutureState<void> : public FutureCore {
- public:
-  void emplace() {}
-  void ref() {}
-  void take() {}
-};
-
-// Completes `state` with the value of `fn()` or the exception it threw. The
-// caller has won begin_completion().
-template <class T, class F>
-void complete_with(FutureState<T>& state, F&& fn) {
-  try {
-    if constexpr (std::is_void_v<T>) {
-      std::forward<F>(fn)();
-      state.finish(nullptr);
-    } else {
-      state.emplace(std::forward<F>(fn)());
-      state.finish(nullptr);
-    }
-  } catch (...) {
-    state.finish(std::current_exception());
-  }
-}
-
-// The kernel's ways in and out of a Future's handle.
-template <class T>
-FutureState<T>* state_of(const Future<T>& f) noexcept;
-template <class T>
-Future<T> make_future(FutureState<T>* s, bool add_ref) noexcept;
-
-}  // namespace detail
-
+/// A shared handle to the result of work that finishes later (the contract above).
 template <class T>
 class Future {
  public:
+  /// The result type (void for work that returns nothing).
   using value_type = T;
 
+  /// A handle with no state: valid() is false, and every other call throws InvalidStateError.
   Future() noexcept = default;
+  /// Another handle to the same state.
   Future(const Future& o) noexcept : s_(o.s_) {
     if (s_) s_->add_ref();
   }
+  /// Takes o's state; o is left without one.
   Future(Future&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  /// Refers to o's state from now on (copy or move).
   Future& operator=(Future o) noexcept {
     std::swap(s_, o.s_);
     return *this;
   }
+  /// Drops this handle; the state lives while any handle or its producer holds it.
   ~Future() {
     if (s_) s_->release();
   }
 
+  /// Whether this handle has a state (false when default-constructed or moved from).
   bool valid() const noexcept { return s_ != nullptr; }
+  /// The phase now: pending, running, cancelled or finished.
   FutureStatus status() const { return state().status(); }
+  /// Cancels a future that has not started; true only to the one call that cancelled it.
   bool cancel() { return state().cancel(); }
+  /// Whether it was cancelled (then it is final).
   bool cancelled() const { return state().phase() == detail::FutureCore::cancelled; }
+  /// Whether its work has started and the future is not final yet.
   bool running() const {
     const auto p = state().phase();
     return p == detail::FutureCore::running || p == detail::FutureCore::completing;
   }
+  /// Whether it is final (cancelled or finished); what the completer wrote is then visible.
   bool done() const { return state().done(); }
 
+  /// Blocks until the future is final.
   void wait() const { state().wait_until(platform::Deadline::never()); }
+  /// Blocks until final or the timeout passes; returns whether it is final.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
     return state().wait_until(platform::Deadline::after(timeout));
   }
+  /// Blocks until final or the deadline passes; returns whether it is final.
   template <class Clock, class Duration>
   bool wait_until(std::chrono::time_point<Clock, Duration> deadline) const {
     return state().wait_until(platform::Deadline::at(deadline));
   }
 
-  // The value (a reference to it for non-void T), or the task's exception
-  // rethrown; CancelledError if cancelled, TimeoutError if the timeout passes.
-  decltype(auto) result() const { return result_by(platform::Deadline::never()); }
+  /// The value (a reference to it for non-void T), or the task's exception rethrown; CancelledError if cancelled.
+  decltype(auto) result() const { return detail::result_by(state(), platform::Deadline::never()); }
+  /// result(), or TimeoutError if the future is not final before the timeout passes.
   template <class Rep, class Period>
   decltype(auto) result(std::chrono::duration<Rep, Period> timeout) const {
-    return result_by(platform::Deadline::after(timeout));
+    return detail::result_by(state(), platform::Deadline::after(timeout));
   }
+  /// result(), or TimeoutError if the future is not final by the deadline.
   template <class Clock, class Duration>
   decltype(auto) result_until(std::chrono::time_point<Clock, Duration> deadline) const {
-    return result_by(platform::Deadline::at(deadline));
+    return detail::result_by(state(), platform::Deadline::at(deadline));
   }
-  // Moves the value out (once: a second take() or a later result() throws
-  // InvalidStateError). Needed for move-only T.
+  /// Moves the value out, once (a second take() or a later result() throws InvalidStateError); for move-only T.
   T take() {
-    await(platform::Deadline::never(), "take");
-    rethrow_error();
-    return state().take();
+    detail::await_finished(state(), platform::Deadline::never(), "take");
+    detail::rethrow_error(*s_);
+    return s_->take();
   }
 
-  // The task's exception (null if it returned normally); CancelledError if
-  // cancelled, TimeoutError if the timeout passes.
-  std::exception_ptr exception() const { return exception_by(platform::Deadline::never()); }
+  /// The task's exception (null if it returned normally); CancelledError if cancelled.
+  std::exception_ptr exception() const { return detail::exception_by(state(), platform::Deadline::never()); }
+  /// exception(), or TimeoutError if the future is not final before the timeout passes.
   template <class Rep, class Period>
   std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
-    return exception_by(platform::Deadline::after(timeout));
+    return detail::exception_by(state(), platform::Deadline::after(timeout));
   }
 
-  // fn(const Future<T>&) runs exactly once when the future is final.
+  /// Runs fn(const Future<T>&) exactly once when the future is final (at once, here, if it already is).
   template <class F>
   void add_done_callback(F&& fn) {
-    using Fn = std::decay_t<F>;
-    static_assert(std::is_invocable_v<Fn&, const Future<T>&>, "callback must accept const Future<T>&");
-    struct Callback final : detail::Hook {
-      explicit Callback(Fn f) : fn(std::move(f)) {}
-      bool internal() const noexcept override { return false; }
-      void fire(detail::FutureCore& core) override { fn(Future<T>(static_cast<detail::FutureState<T>*>(&core), true)); }
-      Fn fn;
-    };
-    auto hook = std::make_unique<Callback>(std::forward<F>(fn));
-    if (state().add_hook(hook.get())) {
-      hook.release();
-      return;
-    }
-    try {
-      hook->fire(*s_);
-    } catch (...) {
-      report_error("done callback", std::current_exception());
-    }
+    static_assert(std::is_invocable_v<std::decay_t<F>&, const Future<T>&>, "callback must accept const Future<T>&");
+    detail::add_done_callback(state(), std::forward<F>(fn));
   }
 
-  // Asks a running task that accepts a std::stop_token to stop. Returns
-  // whether this call made the request (false if the task takes no token or
-  // a stop was already requested). Does not change the future's state.
+  /// Asks a running task that takes a std::stop_token to stop; whether this call made the request.
   bool request_stop() { return state().request_stop(); }
+  /// Whether a stop was requested (the future's state is not changed by it).
   bool stop_requested() const { return state().stop_requested(); }
 
+  /// Whether both handles refer to the same state.
   friend bool operator==(const Future& a, const Future& b) noexcept { return a.s_ == b.s_; }
 
  private:
@@ -400,27 +164,6 @@ class Future {
     if (!s_) throw InvalidStateError("future has no state (default-constructed or moved from)");
     return *s_;
   }
-  void await(const platform::Deadline& d, const char* what) const {
-    if (!state().wait_until(d)) throw TimeoutError(std::string("future not done before the timeout (") + what + ")");
-    s_->throw_unless_finished(what);
-  }
-  void rethrow_error() const {
-    if (auto e = s_->error()) std::rethrow_exception(e);
-  }
-  decltype(auto) result_by(const platform::Deadline& d) const {
-    await(d, "result");
-    rethrow_error();
-    if constexpr (std::is_void_v<T>) {
-      return;
-    } else {
-      return static_cast<const T&>(s_->ref());
-    }
-  }
-  std::exception_ptr exception_by(const platform::Deadline& d) const {
-    await(d, "exception");
-    return s_->error();
-  }
-
   detail::FutureState<T>* s_ = nullptr;
 };
 
@@ -435,14 +178,17 @@ Future<T> make_future(FutureState<T>* s, bool add_ref) noexcept {
 }
 }  // namespace detail
 
-// The producing side of a Future for work not run by a keel executor.
-// Destroying a Promise whose future is not final finishes it with
-// BrokenPromiseError, so no waiter is left hanging.
+/// The producing side of a Future for work not run by a keel executor.
+/// Destroying a Promise whose future is not final finishes it with
+/// BrokenPromiseError, so no waiter is left hanging.
 template <class T>
 class Promise {
  public:
+  /// A new pending state, with a stop source its workers can poll.
   Promise() : s_(new detail::FutureState<T>()) { s_->enable_stop(); }
+  /// Takes o's state; o is left without one.
   Promise(Promise&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  /// Abandons this promise's state (as the destructor does), then takes o's.
   Promise& operator=(Promise&& o) noexcept {
     if (this != &o) {
       abandon();
@@ -452,13 +198,15 @@ class Promise {
   }
   Promise(const Promise&) = delete;
   Promise& operator=(const Promise&) = delete;
+  /// Finishes a future that is not final with BrokenPromiseError.
   ~Promise() { abandon(); }
 
+  /// A handle to this promise's future (any number may be taken).
   Future<T> get_future() const { return Future<T>(&state(), true); }
 
-  // Python's set_running_or_notify_cancel: true moves pending -> running;
-  // false means the future was cancelled (the work should not run).
-  // InvalidStateError if it is already running or finished.
+  /// Python's set_running_or_notify_cancel: true moves pending -> running;
+  /// false means the future was cancelled (the work should not run).
+  /// InvalidStateError if it is already running or finished.
   bool set_running_or_notify_cancel() {
     switch (state().start()) {
       case detail::FutureCore::Start::started:
@@ -470,6 +218,7 @@ class Promise {
     }
   }
 
+  /// Finishes the future with T(a...); InvalidStateError if it is already final.
   template <class... A>
   void set_result(A&&... a) {
     claim("set_result");
@@ -477,20 +226,23 @@ class Promise {
       if constexpr (!std::is_void_v<T>) return T(std::forward<A>(a)...);
     });
   }
+  /// Finishes the future with exception e (not null: ValueError); InvalidStateError if it is already final.
   void set_exception(std::exception_ptr e) {
     if (!e) throw ValueError("set_exception needs a non-null exception");
     claim("set_exception");
     s_->finish(std::move(e));
   }
+  /// ValueError: a future cannot fail with a null exception.
   void set_exception(std::nullptr_t) { throw ValueError("set_exception needs a non-null exception"); }
+  /// set_exception(std::make_exception_ptr(e)).
   template <class E>
   requires(!std::is_same_v<std::decay_t<E>, std::exception_ptr> &&
            !std::is_same_v<std::decay_t<E>, std::nullptr_t>) void set_exception(E e) {
     set_exception(std::make_exception_ptr(std::move(e)));
   }
 
-  // The stop token a cooperative worker polls; request_stop() on any copy of
-  // the future sets it.
+  /// The stop token a cooperative worker polls; request_stop() on any copy of
+  /// the future sets it.
   platform::StopToken stop_token() { return state().stop_token(); }
 
  private:

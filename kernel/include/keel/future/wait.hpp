@@ -23,6 +23,7 @@
 
 namespace keel {
 
+/// When wait() returns: at the first future done, the first to fail (or all done), or once all are done.
 enum class ReturnWhen { first_completed, first_exception, all_completed };
 
 namespace detail {
@@ -84,10 +85,11 @@ std::vector<Future<T>> distinct(const std::vector<Future<T>>& fs) {
 
 }  // namespace detail
 
+/// wait()'s answer: the futures split by whether they were final when it returned.
 template <class T>
 struct DoneAndNotDone {
-  std::vector<Future<T>> done;
-  std::vector<Future<T>> not_done;
+  std::vector<Future<T>> done;      ///< the futures final when wait returned
+  std::vector<Future<T>> not_done;  ///< the others
 };
 
 namespace detail {
@@ -105,21 +107,24 @@ DoneAndNotDone<T> wait_impl(const std::vector<Future<T>>& futures, const platfor
 }
 }  // namespace detail
 
+/// Waits for `futures` (duplicates count once) until `when` holds.
 template <class T>
 DoneAndNotDone<T> wait(const std::vector<Future<T>>& futures, ReturnWhen when = ReturnWhen::all_completed) {
   return detail::wait_impl(futures, platform::Deadline::never(), when);
 }
+/// wait(), returning after `timeout` at the latest (then some may be not_done).
 template <class T, class Rep, class Period>
 DoneAndNotDone<T> wait(const std::vector<Future<T>>& futures, std::chrono::duration<Rep, Period> timeout,
                        ReturnWhen when = ReturnWhen::all_completed) {
   return detail::wait_impl(futures, platform::Deadline::after(timeout), when);
 }
 
-// The sequence as_completed returns: call next() until it returns nullopt, or
-// iterate it with a range-for.
+/// The sequence as_completed returns: call next() until it returns nullopt, or
+/// iterate it with a range-for.
 template <class T>
 class AsCompleted {
  public:
+  /// Watches `futures` (duplicates once each) until `deadline`; as_completed makes one.
   AsCompleted(const std::vector<Future<T>>& futures, const platform::Deadline& deadline)
       : fs_(detail::distinct(futures)), wait_(fs_.size()), deadline_(deadline) {
     for (std::size_t i = 0; i < fs_.size(); ++i) {
@@ -131,7 +136,10 @@ class AsCompleted {
   AsCompleted(const AsCompleted&) = delete;
   AsCompleted& operator=(const AsCompleted&) = delete;
 
+  /// What next() yields: each future, done.
   using value_type = Future<T>;
+  /// The next future to be done (those done before the call first, in input order); nullopt after the last;
+  /// TimeoutError past the deadline.
   std::optional<Future<T>> next() {
     if (yielded_ == fs_.size()) return std::nullopt;
     if (ready_.empty()) {
@@ -149,8 +157,11 @@ class AsCompleted {
     return fs_[i];
   }
 
+  /// An input iterator over the futures, as next() gives them.
   using iterator = detail::NextIterator<AsCompleted>;
+  /// The first future to be done (blocks for it).
   iterator begin() { return iterator(this); }
+  /// The end of the sequence.
   iterator end() { return iterator(); }
 
  private:
@@ -161,10 +172,12 @@ class AsCompleted {
   std::size_t yielded_ = 0;
 };
 
+/// The futures in the order they become done (those done already first).
 template <class T>
 AsCompleted<T> as_completed(const std::vector<Future<T>>& futures) {
   return AsCompleted<T>(futures, platform::Deadline::never());
 }
+/// as_completed, whose next() throws TimeoutError once `timeout` (from this call) passes.
 template <class T, class Rep, class Period>
 AsCompleted<T> as_completed(const std::vector<Future<T>>& futures, std::chrono::duration<Rep, Period> timeout) {
   return AsCompleted<T>(futures, platform::Deadline::after(timeout));

@@ -23,6 +23,7 @@
 
 namespace keel {
 
+/// The first call in main of a program that starts keel processes (the contract above).
 void bootstrap(int argc, char** argv);
 
 }  // namespace keel

@@ -43,71 +43,87 @@
 
 namespace keel {
 
-// The frame kind of a Connection's messages.
+/// The frame kind of a Connection's messages.
 inline constexpr std::uint8_t message_frame_kind = 1;
 
+/// One end of a Pipe: whole messages over a stream socket (Python's multiprocessing Connection).
 class Connection {
  public:
-  // A closed connection.
+  /// A closed connection.
   Connection() noexcept;
-  // Adopts `fd`, which must be a stream socket (ValueError otherwise; the
-  // caller then still owns fd). The fd is made close-on-exec.
+  /// Adopts `fd`, which must be a stream socket (ValueError otherwise; the
+  /// caller then still owns fd). The fd is made close-on-exec.
   explicit Connection(int fd, std::size_t max_message = default_max_frame);
+  /// Takes other's socket and buffered bytes; other is left closed.
   Connection(Connection&& other) noexcept;
+  /// Closes this connection's socket, then takes other's.
   Connection& operator=(Connection&& other) noexcept;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
+  /// Closes the socket.
   ~Connection();
 
+  /// Sends one whole message (ProtocolError above max_message(), nothing sent).
   void send_bytes(std::string_view message) { send_impl(message, platform::Deadline::never()); }
+  /// send_bytes, or TimeoutError if `timeout` passes first.
   template <class Rep, class Period>
   void send_bytes(std::string_view message, std::chrono::duration<Rep, Period> timeout) {
     send_impl(message, platform::Deadline::after(timeout));
   }
 
+  /// Blocks for the next whole message; OsError EPIPE once the peer closed.
   std::string recv_bytes() { return recv_impl(platform::Deadline::never()); }
+  /// recv_bytes, or TimeoutError if no whole message arrives within `timeout`.
   template <class Rep, class Period>
   std::string recv_bytes(std::chrono::duration<Rep, Period> timeout) {
     return recv_impl(platform::Deadline::after(timeout));
   }
 
-  // Values through the codec (codec.hpp); a message that does not decode as T
-  // exactly is a ProtocolError.
+  /// Values through the codec (codec.hpp); a message that does not decode as T
+  /// exactly is a ProtocolError.
   template <class T>
   void send(const T& value) {
     send_bytes(keel::encode(value));
   }
+  /// send(value), or TimeoutError if `timeout` passes first.
   template <class T, class Rep, class Period>
   void send(const T& value, std::chrono::duration<Rep, Period> timeout) {
     send_bytes(keel::encode(value), timeout);
   }
+  /// The next message, decoded as T.
   template <class T>
   T recv() {
     return keel::decode<T>(recv_bytes());
   }
+  /// recv<T>(), or TimeoutError if no whole message arrives within `timeout`.
   template <class T, class Rep, class Period>
   T recv(std::chrono::duration<Rep, Period> timeout) {
     return keel::decode<T>(recv_bytes(timeout));
   }
 
-  // Whether recv_bytes would return (or throw) without blocking; waits up to
-  // `timeout` for that. poll() does not wait.
+  /// Whether recv_bytes would return (or throw) without blocking; waits up to
+  /// `timeout` for that. poll() does not wait.
   bool poll() { return poll_impl(platform::Deadline::after(std::chrono::nanoseconds(0))); }
+  /// poll(), waiting up to `timeout` for a message (or the end of the stream).
   template <class Rep, class Period>
   bool poll(std::chrono::duration<Rep, Period> timeout) {
     return poll_impl(platform::Deadline::after(timeout));
   }
 
-  // Closes the socket; idempotent.
+  /// Closes the socket; idempotent.
   void close() noexcept;
-  // Gives up the socket without closing it (Python's detach): returns the fd
-  // (-1 if closed) and leaves this Connection closed.
+  /// Gives up the socket without closing it (Python's detach): returns the fd
+  /// (-1 if closed) and leaves this Connection closed.
   int detach() noexcept;
+  /// Whether it was closed (or detached, or never opened).
   bool closed() const noexcept { return fd_ < 0; }
-  // The socket's fd (-1 when closed); it stays owned by the Connection.
+  /// The socket's fd (-1 when closed); it stays owned by the Connection.
   int fileno() const noexcept { return fd_; }
+  /// Whether this end may receive.
   bool readable() const noexcept { return readable_; }
+  /// Whether this end may send.
   bool writable() const noexcept { return writable_; }
+  /// The largest message it sends or accepts.
   std::size_t max_message() const noexcept { return max_message_; }
 
  private:
@@ -135,19 +151,24 @@ class Connection {
   bool send_broken_ = false;
 };
 
+/// How a Pipe is made.
 struct PipeOptions {
-  bool duplex = true;                           // false: first only receives, second only sends
-  std::size_t max_message = default_max_frame;  // for both ends
+  bool duplex = true;                           ///< false: first only receives, second only sends
+  std::size_t max_message = default_max_frame;  ///< for both ends
 };
 
-// A connected pair of Connections. With structured bindings:
-//   auto [parent_end, child_end] = keel::Pipe();
+/// A connected pair of Connections. With structured bindings:
+///   auto [parent_end, child_end] = keel::Pipe();
 class Pipe {
  public:
+  /// A connected pair; duplex false: first only receives, second only sends.
   explicit Pipe(bool duplex = true) : Pipe(PipeOptions{.duplex = duplex}) {}
+  /// A connected pair with `options`.
   explicit Pipe(PipeOptions options);
 
+  /// One end (the parent's, by convention).
   Connection first;
+  /// The other end (to hand to a child).
   Connection second;
 };
 

@@ -47,65 +47,82 @@
 
 namespace keel {
 
+/// How a child starts: spawn (a fresh image of this program) or fork.
 using StartMethod = detail::StartMethod;
 
+/// A Process's name, daemon flag, start method and the connections its child gets.
 struct ProcessOptions {
-  std::string name{};  // default: "Process-<n>"
-  bool daemon = false;
+  std::string name{};   ///< default: "Process-<n>"
+  bool daemon = false;  ///< true: the child dies with this process, and is killed when its Process is destroyed
+  /// How the child starts: spawn (a fresh image of this program) or fork.
   StartMethod start = StartMethod::spawn;
-  // Handed to the child, in order, as this_process::connection(0), (1), ...;
-  // they must be open when start() runs.
+  /// Handed to the child, in order, as this_process::connection(0), (1), ...;
+  /// they must be open when start() runs.
   std::vector<std::reference_wrapper<const Connection>> connections{};
 };
 
+/// A child process running a registered task (Python's multiprocessing.Process).
 class Process {
  public:
+  /// A child that will run task(args...) once started (Python's Process(target, args)).
   template <class R, class... A, class... Args>
   explicit Process(const TaskRef<R(A...)>& task, Args&&... args)
       : Process(ProcessOptions{}, task, std::forward<Args>(args)...) {}
 
+  /// As above, with options (name, daemon, start method, connections).
   template <class R, class... A, class... Args>
   Process(ProcessOptions options, const TaskRef<R(A...)>& task, Args&&... args)
       : Process(std::move(options), task.name(), TaskRef<R(A...)>::encode_args(std::forward<Args>(args)...)) {
     static_assert(sizeof...(Args) == sizeof...(A), "keel::Process: wrong number of arguments for the task");
   }
 
-  // A task by name with arguments already encoded (detail::encode_args / TaskRef::encode_args).
-  // ValueError if no task has that name in this program.
+  /// A task by name with arguments already encoded (detail::encode_args / TaskRef::encode_args).
+  /// ValueError if no task has that name in this program.
   Process(ProcessOptions options, const std::string& task_name, const std::string& encoded_args);
 
-  // A Process whose forked child runs fn and exits with its result (an
-  // exception from fn: exit status 1). Always forks, whatever options.start
-  // says: a callable cannot cross into a fresh image.
+  /// A Process whose forked child runs fn and exits with its result (an
+  /// exception from fn: exit status 1). Always forks, whatever options.start
+  /// says: a callable cannot cross into a fresh image.
   static Process fork_call(std::function<int()> fn, ProcessOptions options = {});
 
+  /// Takes other's child; other is left empty.
   Process(Process&&) noexcept;
   Process& operator=(Process&&) = delete;
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
+  /// Kills and reaps a running daemon child; joins a non-daemon one.
   ~Process();
 
+  /// Starts the child (MisuseError if called twice).
   void start();
 
+  /// Blocks until the child has ended and is reaped.
   void join() { join_until(platform::Deadline::never()); }
+  /// join(), for at most `timeout`; whether the child ended.
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
     return join_until(platform::Deadline::after(timeout));
   }
+  /// join(), until `deadline` at most; whether the child ended.
   template <class Clock, class Duration>
   bool join_until(std::chrono::time_point<Clock, Duration> deadline) {
     return join_until(platform::Deadline::at(deadline));
   }
 
+  /// Whether the child was started and has not ended.
   bool is_alive();
+  /// The exit status, or minus the signal number that killed it; nullopt while running or before start().
   std::optional<int> exitcode();
-  // SIGTERM / SIGKILL to a running child; nothing once it has been reaped.
-  // MisuseError before start().
+  /// SIGTERM / SIGKILL to a running child; nothing once it has been reaped.
+  /// MisuseError before start().
   void terminate();
+  /// As terminate(), with SIGKILL.
   void kill();
-  // The child's pid (kept after it ended), or -1 before start().
+  /// The child's pid (kept after it ended), or -1 before start().
   int pid() const;
+  /// Its name (ProcessOptions::name, or "Process-<n>").
   const std::string& name() const;
+  /// Whether it is a daemon child.
   bool daemon() const;
 
  private:
@@ -120,12 +137,13 @@ class Process {
 
 // What a process knows about itself.
 namespace this_process {
-// The i-th connection its parent passed (ProcessOptions::connections).
-// ValueError if there is none with that index (always, in a process keel did
-// not start).
+/// The i-th connection its parent passed (ProcessOptions::connections).
+/// ValueError if there is none with that index (always, in a process keel did
+/// not start).
 Connection& connection(std::size_t i);
+/// How many connections its parent passed.
 std::size_t connection_count() noexcept;
-// The Process name the parent gave it; "MainProcess" otherwise.
+/// The Process name the parent gave it; "MainProcess" otherwise.
 const std::string& name() noexcept;
 }  // namespace this_process
 

@@ -60,11 +60,12 @@
 
 namespace keel {
 
+/// The size of a new ProcessQueue.
 struct ProcessQueueOptions {
-  std::size_t capacity = 64;       // messages the queue holds (1 .. 2^31)
-  std::size_t max_message = 4096;  // bytes per message (1 .. 2^30)
-  unsigned mode = 0600;            // permission bits of the segment
-  bool track = true;               // unlinked when the creating process ends, unless kept (see SharedMemory)
+  std::size_t capacity = 64;       ///< messages the queue holds (1 .. 2^31)
+  std::size_t max_message = 4096;  ///< bytes per message (1 .. 2^30)
+  unsigned mode = 0600;            ///< permission bits of the segment
+  bool track = true;               ///< unlinked when the creating process ends, unless kept (see SharedMemory)
 };
 
 namespace detail {
@@ -83,76 +84,94 @@ inline void (*process_queue_test_hook)(QueueStep) = nullptr;
 
 }  // namespace detail
 
+/// A handle to a FIFO of messages in shared memory, usable from every process that attaches it.
 class ProcessQueue {
  public:
-  // How long a waiter sleeps before it looks again without being woken; only
-  // a process killed between publishing and waking makes that matter.
+  /// How long a waiter sleeps before it looks again without being woken; only
+  /// a process killed between publishing and waking makes that matter.
   static constexpr std::chrono::milliseconds recheck_interval{50};
 
+  /// A new queue named `name` in shared memory (OsError if the name exists).
   static ProcessQueue create(std::string_view name, ProcessQueueOptions options = {});
-  // A new queue named prefix + 16 random hex digits (see SharedMemory::create_unique).
+  /// A new queue named prefix + 16 random hex digits (see SharedMemory::create_unique).
   static ProcessQueue create_unique(std::string_view prefix, ProcessQueueOptions options = {});
+  /// Opens the queue another handle created under `name` (ValueError if it is not one).
   static ProcessQueue attach(std::string_view name);
 
-  ProcessQueue() noexcept = default;  // closed
+  ProcessQueue() noexcept = default;  ///< closed
+  /// Takes other's mapping; other is left closed.
   ProcessQueue(ProcessQueue&& other) noexcept;
+  /// Closes this handle, then takes other's mapping.
   ProcessQueue& operator=(ProcessQueue&& other) noexcept;
   ProcessQueue(const ProcessQueue&) = delete;
   ProcessQueue& operator=(const ProcessQueue&) = delete;
+  /// Closes this handle; the queue lives on for the others.
   ~ProcessQueue() = default;
 
-  // Appends one message, waiting for room.
+  /// Appends one message, waiting for room.
   void put_bytes(std::string_view message) { put_until(message, platform::Deadline::never()); }
+  /// put_bytes, or TimeoutError (nothing changed) if no room frees within `timeout`.
   template <class Rep, class Period>
   void put_bytes(std::string_view message, std::chrono::duration<Rep, Period> timeout) {
     put_until(message, platform::Deadline::after(timeout));
   }
-  // Appends only if there is room now; false (nothing changed) if full.
+  /// Appends only if there is room now; false (nothing changed) if full.
   bool try_put_bytes(std::string_view message);
 
-  // Removes and returns the oldest message, waiting for one.
+  /// Removes and returns the oldest message, waiting for one.
   std::string get_bytes() { return get_until(platform::Deadline::never()); }
+  /// get_bytes, or TimeoutError (nothing changed) if no message arrives within `timeout`.
   template <class Rep, class Period>
   std::string get_bytes(std::chrono::duration<Rep, Period> timeout) {
     return get_until(platform::Deadline::after(timeout));
   }
-  // The oldest message if there is one now.
+  /// The oldest message if there is one now.
   std::optional<std::string> try_get_bytes();
 
-  // Values through the codec (keel/process/codec.hpp).
+  /// Values through the codec (keel/process/codec.hpp).
   template <class T>
   void put(const T& value) {
     put_bytes(encode(value));
   }
+  /// put(value), or TimeoutError if no room frees within `timeout`.
   template <class T, class Rep, class Period>
   void put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     const auto deadline = platform::Deadline::after(timeout);
     put_until(encode(value), deadline);
   }
+  /// The oldest message, decoded as T (waits for one).
   template <class T>
   T get() {
     return get_value<T>(platform::Deadline::never());
   }
+  /// get<T>(), or TimeoutError if no message arrives within `timeout`.
   template <class T, class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
     return get_value<T>(platform::Deadline::after(timeout));
   }
 
-  std::size_t size() const;  // messages queued now (a snapshot)
+  std::size_t size() const;  ///< messages queued now (a snapshot)
+  /// Whether no message is queued (a snapshot).
   bool empty() const { return size() == 0; }
+  /// Whether it holds capacity() messages (a snapshot).
   bool full() const { return size() == capacity(); }
+  /// The most messages it holds.
   std::size_t capacity() const;
+  /// The largest message it accepts, in bytes.
   std::size_t max_message() const;
-  // Times a locker took the queue's lock over from a process that died
-  // holding it, over the queue's life, in all processes.
+  /// Times a locker took the queue's lock over from a process that died
+  /// holding it, over the queue's life, in all processes.
   std::uint64_t recoveries() const;
 
+  /// The shared-memory name it lives under.
   const std::string& name() const noexcept { return memory_.name(); }
+  /// Whether this handle is open (not closed or moved from).
   bool is_open() const noexcept { return header_ != nullptr; }
-  void close() noexcept;  // unmaps; the queue lives on for the others
-  void unlink();          // removes the name; attached handles keep working
-  // Hands the queue on: it outlives this process (see SharedMemory::keep).
+  void close() noexcept;  ///< unmaps; the queue lives on for the others
+  void unlink();          ///< removes the name; attached handles keep working
+  /// Hands the queue on: it outlives this process (see SharedMemory::keep).
   bool keep() { return memory_.keep(); }
+  /// Whether this process's resource tracker will unlink it at exit (see SharedMemory::is_tracked).
   bool is_tracked() const noexcept { return memory_.is_tracked(); }
 
  private:

@@ -33,42 +33,46 @@
 
 namespace keel {
 
-// What an acquisition found.
+/// What an acquisition found.
 enum class LockResult {
   acquired,    // the mutex was free or released normally
   owner_died,  // its holder died holding it: we hold it now; the guarded state may be half-updated
 };
 
+/// A mutex in shared memory that a process may die holding: the next locker takes it over.
 class KEEL_CAPABILITY("mutex") RobustMutex {
  public:
-  // OsError if the system refuses to create the mutex.
+  /// OsError if the system refuses to create the mutex.
   RobustMutex();
   RobustMutex(const RobustMutex&) = delete;
   RobustMutex& operator=(const RobustMutex&) = delete;
 
-  // Blocks until the calling thread holds the mutex.
+  /// Blocks until the calling thread holds the mutex.
   LockResult lock() KEEL_ACQUIRE() { return result(core_.lock(), "lock"); }
 
-  // Takes the mutex if it is free (or its holder died); never blocks.
+  /// Takes the mutex if it is free (or its holder died); never blocks.
   bool try_lock() KEEL_TRY_ACQUIRE(true) { return taken(core_.try_lock(), "try_lock"); }
 
+  /// Takes the mutex, waiting at most `timeout`; whether it was taken.
   template <class Rep, class Period>
   bool try_lock_for(std::chrono::duration<Rep, Period> timeout) KEEL_TRY_ACQUIRE(true) {
     return taken(core_.lock_until(platform::Deadline::after(timeout)), "try_lock_for");
   }
 
+  /// Takes the mutex, waiting until `deadline` at most; whether it was taken.
   template <class Clock, class Duration>
   bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) KEEL_TRY_ACQUIRE(true) {
     return taken(core_.lock_until(platform::Deadline::at(deadline)), "try_lock_until");
   }
 
+  /// Releases the mutex; LockNotHeldError if the calling thread does not hold it.
   void unlock() KEEL_RELEASE();
 
-  // Whether the current holding began by taking the mutex over from a holder
-  // that died. Meaningful only to the thread that holds it.
+  /// Whether the current holding began by taking the mutex over from a holder
+  /// that died. Meaningful only to the thread that holds it.
   bool owner_died() const { return owner_died_; }
 
-  // Takeovers from dead holders so far, in all processes (a snapshot).
+  /// Takeovers from dead holders so far, in all processes (a snapshot).
   std::uint64_t recoveries() const { return recoveries_.load(std::memory_order_relaxed); }
 
  private:

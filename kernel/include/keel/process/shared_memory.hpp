@@ -69,47 +69,58 @@
 
 namespace keel {
 
+/// How a new segment is created.
 struct SharedMemoryOptions {
-  bool exclusive = true;  // false: reuse an existing segment of that name (grown to `size` if smaller)
-  unsigned mode = 0600;   // permission bits of a new segment (an existing one must have them); only 0777 bits
-  bool track = true;      // unlink a segment this process created when it ends, unless kept or unlinked first
+  bool exclusive = true;  ///< false: reuse an existing segment of that name (grown to `size` if smaller)
+  unsigned mode = 0600;   ///< permission bits of a new segment (an existing one must have them); only 0777 bits
+  bool track = true;      ///< unlink a segment this process created when it ends, unless kept or unlinked first
 };
 
+/// A handle to a named POSIX shared-memory segment, mapped (Python's SharedMemory).
 class SharedMemory {
  public:
+  /// A new zero-filled segment of `size` bytes under `name` (OsError EEXIST if it exists, unless options say
+  /// otherwise).
   static SharedMemory create(std::string_view name, std::size_t size, SharedMemoryOptions options = {});
-  // A new segment named prefix + 16 random hex digits (always exclusive:
-  // exclusive = false is ValueError). ValueError for a prefix of other
-  // characters than a name's or longer than 184.
+  /// A new segment named prefix + 16 random hex digits (always exclusive:
+  /// exclusive = false is ValueError). ValueError for a prefix of other
+  /// characters than a name's or longer than 184.
   static SharedMemory create_unique(std::string_view prefix, std::size_t size, SharedMemoryOptions options = {});
+  /// Maps the existing segment `name` whole (OsError ENOENT when there is none).
   static SharedMemory attach(std::string_view name);
-  // Removes a segment by name without mapping it (cleanup of a known name).
+  /// Removes a segment by name without mapping it (cleanup of a known name).
   static void unlink(std::string_view name);
-  // The canonical form of a name ("/name"); ValueError when it is invalid.
+  /// The canonical form of a name ("/name"); ValueError when it is invalid.
   static std::string normalize_name(std::string_view name);
 
-  SharedMemory() noexcept = default;  // closed
+  SharedMemory() noexcept = default;  ///< closed
+  /// Takes other's mapping; other is left closed.
   SharedMemory(SharedMemory&& other) noexcept;
+  /// Closes this mapping, then takes other's.
   SharedMemory& operator=(SharedMemory&& other) noexcept;
   SharedMemory(const SharedMemory&) = delete;
   SharedMemory& operator=(const SharedMemory&) = delete;
+  /// Unmaps (close()); the segment and its name stay.
   ~SharedMemory() { close(); }
 
+  /// The start of the mapping (null when closed).
   void* data() const noexcept { return data_; }
+  /// The mapping's size in bytes.
   std::size_t size() const noexcept { return size_; }
-  const std::string& name() const noexcept { return name_; }  // "/name"; kept after close()
+  const std::string& name() const noexcept { return name_; }  ///< "/name"; kept after close()
+  /// Whether it is mapped.
   bool is_open() const noexcept { return data_ != nullptr; }
 
-  // Unmaps the segment; idempotent. The name stays until unlink().
+  /// Unmaps the segment; idempotent. The name stays until unlink().
   void close() noexcept;
-  // Removes the name (OsError ENOENT if it is already gone); the mapping stays.
-  // Either way this process no longer tracks the name.
+  /// Removes the name (OsError ENOENT if it is already gone); the mapping stays.
+  /// Either way this process no longer tracks the name.
   void unlink();
-  // Hands the segment on: this process will not unlink it when it ends.
-  // True when it was tracked (false for one this process did not create, or
-  // one already kept or unlinked). MisuseError for a handle with no segment.
+  /// Hands the segment on: this process will not unlink it when it ends.
+  /// True when it was tracked (false for one this process did not create, or
+  /// one already kept or unlinked). MisuseError for a handle with no segment.
   bool keep();
-  // Whether this process will unlink the segment when it ends.
+  /// Whether this process will unlink the segment when it ends.
   bool is_tracked() const noexcept;
 
  private:
@@ -146,48 +157,59 @@ int shared_memory_tracker_pid() noexcept;
 
 }  // namespace detail
 
+/// A fixed-length array of trivially copyable T in shared memory (Python's ShareableList).
 template <class T>
 class SharedList {
   static_assert(std::is_trivially_copyable_v<T>, "SharedList<T> needs a trivially copyable T");
   static_assert(alignof(T) <= detail::shared_list_data_offset, "SharedList<T>: T is over-aligned");
 
  public:
-  // A new list of `length` value-initialized elements (zero bytes).
+  /// A new list of `length` value-initialized elements (zero bytes).
   static SharedList create(std::string_view name, std::size_t length, SharedMemoryOptions options = {}) {
     return SharedList(detail::shared_list_create(name, sizeof(T), length, options), length);
   }
-  // A new list named prefix + 16 random hex digits (see SharedMemory::create_unique).
+  /// A new list named prefix + 16 random hex digits (see SharedMemory::create_unique).
   static SharedList create_unique(std::string_view prefix, std::size_t length, SharedMemoryOptions options = {}) {
     return SharedList(detail::shared_list_create(prefix, sizeof(T), length, options, true), length);
   }
+  /// Maps the list `name` (ValueError if it is not a SharedList of T-sized elements).
   static SharedList attach(std::string_view name) {
     auto [memory, length] = detail::shared_list_attach(name, sizeof(T));
     return SharedList(std::move(memory), length);
   }
 
+  /// A closed list.
   SharedList() noexcept = default;
 
+  /// Its number of elements (0 when closed).
   std::size_t size() const noexcept { return length_; }
 
+  /// A copy of element `index` (ValueError out of range).
   T get(std::size_t index) const {
     check(index);
     std::array<unsigned char, sizeof(T)> bytes;
     std::memcpy(bytes.data(), element(index), sizeof(T));
     return std::bit_cast<T>(bytes);  // no default constructor needed
   }
+  /// Writes element `index` (ValueError out of range); not atomic: guard concurrent writers.
   void set(std::size_t index, const T& value) {
     check(index);
     std::memcpy(element(index), static_cast<const void*>(&value), sizeof(T));
   }
 
+  /// The segment it lives in.
   SharedMemory& memory() noexcept { return memory_; }
+  /// Its segment's name ("/name").
   const std::string& name() const noexcept { return memory_.name(); }
+  /// Unmaps it (SharedMemory::close); size() is 0 from then on.
   void close() noexcept {
     memory_.close();
     length_ = 0;
   }
+  /// Removes its name (SharedMemory::unlink).
   void unlink() { memory_.unlink(); }
-  bool keep() { return memory_.keep(); }  // see SharedMemory::keep
+  bool keep() { return memory_.keep(); }  ///< see SharedMemory::keep
+  /// See SharedMemory::is_tracked.
   bool is_tracked() const noexcept { return memory_.is_tracked(); }
 
  private:

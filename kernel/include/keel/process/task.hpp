@@ -37,24 +37,29 @@ namespace detail {
 struct TaskRefFactory;
 }  // namespace detail
 
-// A typed handle to a registered task: its name, and the types its arguments
-// and result travel as. Made by register_task or TaskRef::lookup.
+/// A typed handle to a registered task: its name, and the types its arguments
+/// and result travel as. Made by register_task or TaskRef::lookup.
 template <class R, class... A>
 class TaskRef<R(A...)> {
  public:
+  /// The task's result type, as it travels back.
   using result_type = R;
+  /// Its parameter types, decayed, as its arguments travel.
   using args_type = std::tuple<A...>;
+  /// Its signature, checked by lookup against the registered one.
   using signature = R(A...);
 
+  /// The name it was registered under.
   const std::string& name() const noexcept { return name_; }
 
-  // The argument bytes invoke_task expects, converting each argument to the
-  // parameter's type first.
+  /// The argument bytes invoke_task expects, converting each argument to the
+  /// parameter's type first.
   static std::string encode_args(const A&... a) { return keel::encode(a...); }
+  /// The result a worker sent back, decoded (ProtocolError if the bytes are not exactly an R).
   static R decode_result(std::string_view bytes) { return detail::decode_result<R>(bytes); }
 
-  // The handle of a task registered elsewhere (e.g. in another translation
-  // unit). ValueError if no task has that name, or it has another signature.
+  /// The handle of a task registered elsewhere (e.g. in another translation
+  /// unit). ValueError if no task has that name, or it has another signature.
   static TaskRef lookup(std::string name) {
     if (!detail::task_registered(name)) throw ValueError("keel: no task named '" + name + "' is registered");
     if (!detail::task_signature_matches(name, typeid(signature))) {
@@ -64,6 +69,7 @@ class TaskRef<R(A...)> {
     return TaskRef(std::move(name));
   }
 
+  /// Whether both name the same task.
   friend bool operator==(const TaskRef& a, const TaskRef& b) { return a.name_ == b.name_; }
 
  private:
@@ -82,9 +88,9 @@ struct TaskRefFactory {
 };
 }  // namespace detail
 
-// Registers `fn` (a function pointer, or a callable object with one
-// non-template operator()) under `name`. ValueError if the name is empty or
-// already registered. Every parameter and the result must have a keel::Codec.
+/// Registers `fn` (a function pointer, or a callable object with one
+/// non-template operator()) under `name`. ValueError if the name is empty or
+/// already registered. Every parameter and the result must have a keel::Codec.
 template <class F>
 auto register_task(std::string name, F fn) {
   using Traits = detail::CallableTraits<F>;

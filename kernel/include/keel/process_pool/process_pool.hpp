@@ -98,99 +98,109 @@
 
 namespace keel {
 
+/// How workers start: spawn (a fresh image of this program) or fork.
 using StartMethod = detail::StartMethod;
 
-// A registered task with its arguments, encoded: how an initializer is given.
+/// A registered task with its arguments, encoded: how an initializer is given.
 struct BoundCall {
+  /// The task's registered name.
   std::string task{};
+  /// Its arguments, encoded as the task's parameter types.
   std::string args{};
 };
+/// task with its arguments encoded now, to run later (an initializer).
 template <class R, class... P, class... A>
 BoundCall bind_task(const TaskRef<R(P...)>& task, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "bind_task: wrong number of arguments for this task");
   return BoundCall{task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...)};
 }
 
+/// A ProcessPool's configuration, as designated initializers.
 struct ProcessPoolOptions {
-  unsigned workers = 0;              // 0: the CPUs this process may run on
-  unsigned max_tasks_per_child = 0;  // 0: unlimited
-  unsigned max_in_flight = 0;        // most tasks sent ahead to one worker (<= 256); 0: 64 (adaptive below it)
+  unsigned workers = 0;              ///< 0: the CPUs this process may run on
+  unsigned max_tasks_per_child = 0;  ///< 0: unlimited
+  unsigned max_in_flight = 0;        ///< most tasks sent ahead to one worker (<= 256); 0: 64 (adaptive below it)
+  /// Runs in each worker before its first task; a failure breaks the pool (BrokenProcessPool).
   std::optional<BoundCall> initializer{};
-  // The time each task may run; nullopt: none (keel/timeout.hpp). Per task with SubmitOptions.
+  /// The time each task may run; nullopt: none (keel/timeout.hpp). Per task with SubmitOptions.
   std::optional<std::chrono::nanoseconds> task_timeout{};
-  unsigned retries = 0;         // 0: a task whose worker died fails with WorkerLost
-  unsigned restart_limit = 32;  // more unplanned replacements than this ...
-  std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  // ... within this breaks the pool
+  unsigned retries = 0;         ///< 0: a task whose worker died fails with WorkerLost
+  unsigned restart_limit = 32;  ///< more unplanned replacements than this ...
+  std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  ///< ... within this breaks the pool
+  /// How workers start: spawn (a fresh image of this program) or fork (single-threaded parents only).
   StartMethod start = StartMethod::spawn;
-  std::size_t max_message = default_max_frame;  // bytes of one task's arguments or result (>= min_max_message)
-  // terminate_workers() sends SIGTERM, then SIGKILL to every worker still
-  // alive this long after (a task may ignore SIGTERM), so it always returns.
-  // <= 0: SIGKILL at once, as kill_workers().
+  std::size_t max_message = default_max_frame;  ///< bytes of one task's arguments or result (>= min_max_message)
+  /// terminate_workers() sends SIGTERM, then SIGKILL to every worker still
+  /// alive this long after (a task may ignore SIGTERM), so it always returns.
+  /// <= 0: SIGKILL at once, as kill_workers().
   std::chrono::nanoseconds terminate_grace = std::chrono::seconds(3);
-  // Each worker leads its own process group, with stdin from /dev/null:
-  // signals sent to this process's group (Ctrl-C at a terminal) do not reach
-  // the workers, so this process decides what happens to their tasks; and a
-  // worker's descendants are killed with it (when it exits, is killed, or
-  // this process dies). false: workers stay in this process's group, as
-  // before (a Ctrl-C kills them, their tasks fail with WorkerLost, and their
-  // descendants outlive them).
+  /// Each worker leads its own process group, with stdin from /dev/null:
+  /// signals sent to this process's group (Ctrl-C at a terminal) do not reach
+  /// the workers, so this process decides what happens to their tasks; and a
+  /// worker's descendants are killed with it (when it exits, is killed, or
+  /// this process dies). false: workers stay in this process's group, as
+  /// before (a Ctrl-C kills them, their tasks fail with WorkerLost, and their
+  /// descendants outlive them).
   bool own_process_group = true;
-  // The bound on tasks waiting in the parent (accepted, not yet sent to a
-  // worker; a map chunk is one task), as ThreadPoolOptions: 0 is unbounded.
+  /// The bound on tasks waiting in the parent (accepted, not yet sent to a
+  /// worker; a map chunk is one task), as ThreadPoolOptions: 0 is unbounded.
   std::size_t queue_capacity = 0;
-  RejectPolicy reject = RejectPolicy::abort;  // a submission that finds it full (needs queue_capacity)
-  // reject = block: how long to wait for room; nullopt: for ever (keel/timeout.hpp).
+  RejectPolicy reject = RejectPolicy::abort;  ///< a submission that finds it full (needs queue_capacity)
+  /// reject = block: how long to wait for room; nullopt: for ever (keel/timeout.hpp).
   std::optional<std::chrono::nanoseconds> block_timeout{};
 };
 
-// The smallest max_message a pool accepts: room for a worker's error report
-// (a longer message or type name is cut to fit, never lost).
+/// The smallest max_message a pool accepts: room for a worker's error report
+/// (a longer message or type name is cut to fit, never lost).
 inline constexpr std::size_t min_max_message = 256;
 static_assert(min_max_message >= detail::min_error_bytes);
 
-// The most workers a pool accepts (ValueError above it). Each costs a process
-// and two fds here; the constructor also checks that RLIMIT_NOFILE and
-// RLIMIT_NPROC leave room for them (OsError naming the limit otherwise).
+/// The most workers a pool accepts (ValueError above it). Each costs a process
+/// and two fds here; the constructor also checks that RLIMIT_NOFILE and
+/// RLIMIT_NPROC leave room for them (OsError naming the limit otherwise).
 inline constexpr unsigned max_pool_workers = 4096;
 
+/// Options of one submission.
 struct SubmitOptions {
-  // Overrides the pool's task_timeout; nullopt: the pool's. nanoseconds::max()
-  // is for ever: this task has no timeout even where the pool has one.
+  /// Overrides the pool's task_timeout; nullopt: the pool's. nanoseconds::max()
+  /// is for ever: this task has no timeout even where the pool has one.
   std::optional<std::chrono::nanoseconds> timeout{};
 };
 
+/// Options of ProcessPool::map and map_unordered (ClusterPool's too).
 struct ProcessMapOptions {
-  std::size_t chunksize = 1;                          // calls sent to a worker as one task
-  std::optional<std::chrono::nanoseconds> timeout{};  // for the whole map, from the call
+  std::size_t chunksize = 1;                          ///< calls sent to a worker as one task
+  std::optional<std::chrono::nanoseconds> timeout{};  ///< for the whole map, from the call
 };
 
-// One snapshot, taken by the supervisor at one instant: every field agrees
-// with every other (POOL-12).
+/// One snapshot, taken by the supervisor at one instant: every field agrees
+/// with every other (POOL-12).
 struct ProcessPoolStats {
-  // Worker processes alive: from their spawn until the supervisor sees them
-  // exit. A retiring worker (max_tasks_per_child, shutdown) or one dying
-  // counts until then; one that exited, reaped or not, does not.
+  /// Worker processes alive: from their spawn until the supervisor sees them
+  /// exit. A retiring worker (max_tasks_per_child, shutdown) or one dying
+  /// counts until then; one that exited, reaped or not, does not.
   unsigned workers = 0;
-  unsigned ready = 0;              // of those, started and ready for tasks
-  std::size_t queued = 0;          // waiting in the parent
-  std::size_t in_flight = 0;       // sent to workers, not yet resolved
-  std::uint64_t submitted = 0;     // tasks accepted (a map chunk is one task)
-  std::uint64_t completed = 0;     // answered by a worker (value or remote error)
-  std::uint64_t lost = 0;          // failed with WorkerLost
-  std::uint64_t timed_out = 0;     // failed with TimeoutError
-  std::uint64_t cancelled = 0;     // cancelled before they ran
-  std::uint64_t broken = 0;        // failed with BrokenProcessPool
-  std::uint64_t retried = 0;       // runs repeated after a worker died
-  std::uint64_t requeued = 0;      // sent but never started when their worker died: queued again
-  std::uint64_t spawned = 0;       // worker processes started
-  std::uint64_t deaths = 0;        // workers that died unplanned
-  std::uint64_t replacements = 0;  // workers started to replace those
-  std::uint64_t retirements = 0;   // planned exits (max_tasks_per_child, shutdown)
-  std::uint64_t rejected = 0;      // refused, discarded or run by the caller; plus discard_oldest evictions
-  std::uint64_t revoked = 0;  // sent to a worker, taken back before they started (moved, cancelled, or the worker died)
-  std::uint64_t stolen = 0;   // of those, moved to an idle worker
-  std::uint64_t skipped = 0;  // sent, cancelled by their user before they started: the worker skipped them
-  std::vector<int> pids;      // the pids of the `workers` processes (pids.size() == workers), in no set order
+  unsigned ready = 0;              ///< of those, started and ready for tasks
+  std::size_t queued = 0;          ///< waiting in the parent
+  std::size_t in_flight = 0;       ///< sent to workers, not yet resolved
+  std::uint64_t submitted = 0;     ///< tasks accepted (a map chunk is one task)
+  std::uint64_t completed = 0;     ///< answered by a worker (value or remote error)
+  std::uint64_t lost = 0;          ///< failed with WorkerLost
+  std::uint64_t timed_out = 0;     ///< failed with TimeoutError
+  std::uint64_t cancelled = 0;     ///< cancelled before they ran
+  std::uint64_t broken = 0;        ///< failed with BrokenProcessPool
+  std::uint64_t retried = 0;       ///< runs repeated after a worker died
+  std::uint64_t requeued = 0;      ///< sent but never started when their worker died: queued again
+  std::uint64_t spawned = 0;       ///< worker processes started
+  std::uint64_t deaths = 0;        ///< workers that died unplanned
+  std::uint64_t replacements = 0;  ///< workers started to replace those
+  std::uint64_t retirements = 0;   ///< planned exits (max_tasks_per_child, shutdown)
+  std::uint64_t rejected = 0;      ///< refused, discarded or run by the caller; plus discard_oldest evictions
+  /// Sent to a worker, taken back before they started (moved, cancelled, or the worker died).
+  std::uint64_t revoked = 0;
+  std::uint64_t stolen = 0;   ///< of those, moved to an idle worker
+  std::uint64_t skipped = 0;  ///< sent, cancelled by their user before they started: the worker skipped them
+  std::vector<int> pids;      ///< the pids of the `workers` processes (pids.size() == workers), in no set order
 };
 
 namespace detail {
@@ -200,18 +210,24 @@ struct PoolAccess;  // the cluster's node agent hands its pool calls it built it
 
 }  // namespace detail
 
-// The results of ProcessPool::map, in input order: a range-for (or next())
-// blocks for each in turn and rethrows a failed call's error at its place.
-// Dropping it early cancels the calls that have not started.
+/// The results of ProcessPool::map, in input order: a range-for (or next())
+/// blocks for each in turn and rethrows a failed call's error at its place.
+/// Dropping it early cancels the calls that have not started.
 template <class R>
 class ProcessMapResults {
  public:
+  /// The map's futures, in input order, and the deadline of the whole map.
   ProcessMapResults(std::vector<Future<R>> fs, platform::Deadline d) : fs_(std::move(fs)), deadline_(d) {}
+  /// Takes o's futures; o is left empty.
   ProcessMapResults(ProcessMapResults&&) noexcept = default;
+  /// Takes o's futures; o is left empty.
   ProcessMapResults& operator=(ProcessMapResults&&) noexcept = default;
+  /// Cancels the calls not yet taken that have not started.
   ~ProcessMapResults() {
     for (std::size_t i = next_; i < fs_.size(); ++i) fs_[i].cancel();
   }
+  /// The next result in input order (blocking for it), its error rethrown; nullopt after the last; TimeoutError past
+  /// the map's timeout.
   std::optional<R> next() {
     if (next_ == fs_.size()) return std::nullopt;
     Future<R>& f = fs_[next_++];
@@ -220,16 +236,20 @@ class ProcessMapResults {
     }
     return f.take();
   }
-  // Every result, in order; the first failure in input order is thrown.
+  /// Every result, in order; the first failure in input order is thrown.
   std::vector<R> get() {
     std::vector<R> out;
     out.reserve(fs_.size() - next_);
     while (auto r = next()) out.push_back(std::move(*r));
     return out;
   }
+  /// Every call's future, in input order.
   const std::vector<Future<R>>& futures() const { return fs_; }
+  /// An input iterator over the results, as next() gives them.
   auto begin() { return detail::NextIterator<ProcessMapResults>(this); }
+  /// The end of the results.
   auto end() { return detail::NextIterator<ProcessMapResults>(); }
+  /// The task's result type.
   using value_type = R;
 
  private:
@@ -238,37 +258,22 @@ class ProcessMapResults {
   platform::Deadline deadline_;
 };
 
-namespace detail {
-
-// What both pools' submit, map and map_unordered share (ClusterPool too).
-template <class R, class... P, class... A>
-std::unique_ptr<SingleCall<R>> make_call(const TaskRef<R(P...)>& task, A&&... args) {
-  auto call = std::make_unique<SingleCall<R>>();
-  call->name = task.name();
-  call->payload = call_payload(task.name(), encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
-  return call;
-}
-inline platform::Deadline map_deadline(const ProcessMapOptions& opts) {
-  return opts.timeout ? platform::Deadline::after(*opts.timeout) : platform::Deadline::never();
-}
-template <class R>
-AsCompleted<R> unordered_results(const std::vector<Future<R>>& fs, const ProcessMapOptions& opts) {
-  return opts.timeout ? as_completed(fs, *opts.timeout) : as_completed(fs);
-}
-
-}  // namespace detail
-
+/// Runs registered tasks in worker processes and survives them dying (the contract above).
 class ProcessPool {
  public:
+  /// Starts the workers (options as above); ValueError, OsError or MisuseError when they cannot run.
   explicit ProcessPool(const ProcessPoolOptions& options = {});
+  /// Shuts down with wait (queued tasks still run), then reaps every worker (POOL-4).
   ~ProcessPool();
   ProcessPool(const ProcessPool&) = delete;
   ProcessPool& operator=(const ProcessPool&) = delete;
 
+  /// Runs task(args...) in a worker; its future resolves with the result or the error (POOL-1).
   template <class R, class... P, class... A>
   Future<R> submit(const TaskRef<R(P...)>& task, A&&... args) {
     return submit(SubmitOptions{}, task, std::forward<A>(args)...);
   }
+  /// submit with per-task options (its timeout).
   template <class R, class... P, class... A>
   Future<R> submit(const SubmitOptions& opts, const TaskRef<R(P...)>& task, A&&... args) {
     static_assert(sizeof...(P) == sizeof...(A), "submit: wrong number of arguments for this task");
@@ -278,42 +283,46 @@ class ProcessPool {
     return f;
   }
 
-  // Python's Executor.map / Pool.map with chunksize: results in input order.
-  // Both maps read (encode) every input before they return and keep none, so
-  // any range will do, a temporary or a view included (LIFE-9).
+  /// Python's Executor.map / Pool.map with chunksize: results in input order.
+  /// Both maps read (encode) every input before they return and keep none, so
+  /// any range will do, a temporary or a view included (LIFE-9).
   template <class R, class P, class Range>
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    const platform::Deadline deadline = detail::map_deadline(opts);  // from the call, before the inputs are read
+    // The map's deadline counts from the call, before the inputs are read.
+    const platform::Deadline deadline = detail::map_deadline(opts.timeout);
     return ProcessMapResults<R>(submit_chunks(task, inputs, opts.chunksize), deadline);
   }
 
-  // Pool.imap_unordered: results as they complete (each call's future, done).
+  /// Pool.imap_unordered: results as they complete (each call's future, done).
   template <class R, class P, class Range>
   AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    return detail::unordered_results(submit_chunks(task, inputs, opts.chunksize), opts);
+    return detail::unordered_results(submit_chunks(task, inputs, opts.chunksize), opts.timeout);
   }
 
+  /// Refuses new tasks; cancels the queued ones with cancel_futures; with wait, returns once every worker was reaped.
   void shutdown(const ShutdownOptions& opts = {});
-  // Shut down at once: queued tasks are cancelled, every worker gets SIGTERM
-  // (SIGKILL for kill_workers); a task that was running fails with
-  // WorkerLost. Returns once every worker was reaped.
+  /// Shut down at once: queued tasks are cancelled, every worker gets SIGTERM
+  /// (SIGKILL for kill_workers); a task that was running fails with
+  /// WorkerLost. Returns once every worker was reaped.
   void terminate_workers();
+  /// terminate_workers with SIGKILL at once.
   void kill_workers();
-  // Waits for the pool to finish after shutdown; false on timeout.
+  /// Waits for the pool to finish after shutdown; false on timeout.
   template <class Rep, class Period>
   bool await_termination(std::chrono::duration<Rep, Period> timeout) {
     return await(platform::Deadline::after(timeout));
   }
 
-  // A snapshot of the pool: its workers (with their pids) and its tasks.
+  /// A snapshot of the pool: its workers (with their pids) and its tasks.
   ProcessPoolStats stats() const;
-  // The worker processes alive now: stats().pids, by the same rule as
-  // stats().workers. Two calls are two instants (a worker may exit between
-  // them): take one stats() when the count and the pids must agree.
+  /// The worker processes alive now: stats().pids, by the same rule as
+  /// stats().workers. Two calls are two instants (a worker may exit between
+  /// them): take one stats() when the count and the pids must agree.
   std::vector<int> worker_pids() const;
+  /// The number of workers the pool keeps.
   unsigned workers() const { return workers_; }
-  // Why the pool broke (what its BrokenProcessPool errors say), once it has:
-  // its submits throw from then on. nullopt while it can run work.
+  /// Why the pool broke (what its BrokenProcessPool errors say), once it has:
+  /// its submits throw from then on. nullopt while it can run work.
   std::optional<std::string> broken() const;
 
  private:

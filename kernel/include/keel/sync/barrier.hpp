@@ -30,32 +30,40 @@
 
 namespace keel {
 
+/// Python's threading.Barrier: parties threads wait until all have arrived.
 class Barrier {
  public:
-  // parties < 1 throws ValueError. A default timeout applies to wait(); as
-  // every timeout (keel/timeout.hpp), one <= 0 does not wait: unless this
-  // arrival completes the generation, it breaks the barrier at once.
+  /// parties < 1 throws ValueError. A default timeout applies to wait(); as
+  /// every timeout (keel/timeout.hpp), one <= 0 does not wait: unless this
+  /// arrival completes the generation, it breaks the barrier at once.
   explicit Barrier(std::size_t parties, std::function<void()> action = {},
                    std::optional<std::chrono::nanoseconds> default_timeout = std::nullopt);
   Barrier(const Barrier&) = delete;
   Barrier& operator=(const Barrier&) = delete;
 
-  // Returns the arrival index; throws BrokenBarrierError when broken.
+  /// Returns the arrival index; throws BrokenBarrierError when broken.
   std::size_t wait();
+  /// wait(), breaking the barrier if the generation is not complete within `timeout`.
   template <class Rep, class Period>
   std::size_t wait_for(std::chrono::duration<Rep, Period> timeout) {
     return wait_impl(platform::Deadline::after(timeout));
   }
+  /// wait(), breaking the barrier if the generation is not complete by `deadline`.
   template <class Clock, class Duration>
   std::size_t wait_until(std::chrono::time_point<Clock, Duration> deadline) {
     return wait_impl(platform::Deadline::at(deadline));
   }
 
+  /// Returns the barrier to its empty state; threads waiting now get BrokenBarrierError.
   void reset();
+  /// Breaks the barrier: current and later waits throw BrokenBarrierError until reset().
   void abort();
 
+  /// The number of threads each generation needs.
   std::size_t parties() const { return parties_; }
+  /// The number of threads waiting now (a snapshot).
   std::size_t n_waiting();
+  /// Whether the barrier is broken.
   bool broken();
 
  private:

@@ -33,16 +33,21 @@
 
 namespace keel {
 
+/// Python's threading.Condition: a lock and the waits and notifications that go with it.
 class KEEL_CAPABILITY("mutex") Condition {
  public:
+  /// A condition over its own RecursiveMutex (Python's Condition() default).
   Condition() : lock_(&own_), is_recursive_(true) {}
+  /// A condition over `m`, which must outlive it.
   explicit Condition(Mutex& m) : lock_(&m), is_recursive_(false) {}
+  /// A condition over the recursive `m`, which must outlive it.
   explicit Condition(RecursiveMutex& m) : lock_(&m), is_recursive_(true) {}
   Condition(const Condition&) = delete;
   Condition& operator=(const Condition&) = delete;
+  /// The lock it uses is not destroyed with it (unless it is its own).
   ~Condition() = default;
 
-  // Lockable, forwarding to the underlying lock.
+  /// Lockable, forwarding to the underlying lock.
   void lock() KEEL_ACQUIRE() KEEL_NO_TSA {
     if (is_recursive_) {
       rlock()->lock();
@@ -50,9 +55,11 @@ class KEEL_CAPABILITY("mutex") Condition {
       mlock()->lock();
     }
   }
+  /// Lockable: try_lock of the underlying lock.
   bool try_lock() KEEL_TRY_ACQUIRE(true) KEEL_NO_TSA {
     return is_recursive_ ? rlock()->try_lock() : mlock()->try_lock();
   }
+  /// Lockable: unlock of the underlying lock.
   void unlock() KEEL_RELEASE() KEEL_NO_TSA {
     if (is_recursive_) {
       rlock()->unlock();
@@ -61,43 +68,51 @@ class KEEL_CAPABILITY("mutex") Condition {
     }
   }
 
+  /// Releases the lock (held by the caller), sleeps until notified, and takes it again.
   void wait() { wait_impl(platform::Deadline::never()); }
+  /// wait(), for at most `timeout`; false if it timed out (the lock is held again either way).
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) {
     return wait_impl(platform::Deadline::after(timeout));
   }
+  /// wait(), until `deadline` at most; false if it timed out (the lock is held again either way).
   template <class Clock, class Duration>
   bool wait_until(std::chrono::time_point<Clock, Duration> deadline) {
     return wait_impl(platform::Deadline::at(deadline));
   }
 
+  /// Waits until pred() is true, checking it under the lock before each sleep.
   template <class Pred>
   void wait(Pred pred) {
     while (!pred()) wait_impl(platform::Deadline::never());
   }
+  /// wait(pred), for at most `timeout`; returns pred()'s last value.
   template <class Rep, class Period, class Pred>
   bool wait_for(std::chrono::duration<Rep, Period> timeout, Pred pred) {
     return wait_pred(platform::Deadline::after(timeout), pred);
   }
+  /// wait(pred), until `deadline` at most; returns pred()'s last value.
   template <class Clock, class Duration, class Pred>
   bool wait_until(std::chrono::time_point<Clock, Duration> deadline, Pred pred) {
     return wait_pred(platform::Deadline::at(deadline), pred);
   }
 
-  // The same waits against a platform deadline, for kernel code that has
-  // already converted its caller's timeout once.
+  /// The same waits against a platform deadline, for kernel code that has
+  /// already converted its caller's timeout once.
   bool wait_deadline(const platform::Deadline& deadline) { return wait_impl(deadline); }
+  /// wait_deadline with a predicate, as wait_until(deadline, pred).
   template <class Pred>
   bool wait_deadline(const platform::Deadline& deadline, Pred pred) {
     return wait_pred(deadline, pred);
   }
 
-  // Wakes up to n waiters, longest waiting first. n < 0 throws ValueError.
+  /// Wakes up to n waiters, longest waiting first. n < 0 throws ValueError.
   void notify(int n = 1);
+  /// Wakes every waiter.
   void notify_all();
 
-  // Number of threads currently waiting (lock must be held). Walks the
-  // waiter list: a diagnostic, so wait and notify keep no count for it.
+  /// Number of threads currently waiting (lock must be held). Walks the
+  /// waiter list: a diagnostic, so wait and notify keep no count for it.
   std::size_t waiting() const;
 
  private:

@@ -29,13 +29,17 @@
 
 namespace keel {
 
+/// Python's threading.Event: a flag that threads can wait for.
 class Event {
  public:
+  /// An event that is not set.
   constexpr Event() noexcept = default;
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
 
+  /// Sets the flag and wakes every waiter.
   void set();
+  /// Clears the flag: later waits block until the next set().
   void clear() {
     std::int32_t v = state_.load(std::memory_order_relaxed);
     // Keep the generation; set() already cleared the sleeper bit.
@@ -43,16 +47,20 @@ class Event {
            !state_.compare_exchange_weak(v, v & ~flag_bit, std::memory_order_relaxed, std::memory_order_relaxed)) {
     }
   }
+  /// Whether the flag is set; a true answer sees what the setter wrote before set().
   bool is_set() const { return (state_.load(std::memory_order_acquire) & flag_bit) != 0; }
-  // A snapshot: true when some thread may be asleep in wait (for tests and
-  // diagnostics; it may stay true briefly after the last waiter timed out).
+  /// A snapshot: true when some thread may be asleep in wait (for tests and
+  /// diagnostics; it may stay true briefly after the last waiter timed out).
   bool has_waiters() const { return (state_.load(std::memory_order_relaxed) & sleepers_bit) != 0; }
 
+  /// Blocks until the flag is set.
   void wait() { wait_impl(platform::Deadline::never()); }
+  /// Blocks until the flag is set or `timeout` passes; returns whether it is set.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) {
     return wait_impl(platform::Deadline::after(timeout));
   }
+  /// Blocks until the flag is set or `deadline` passes; returns whether it is set.
   template <class Clock, class Duration>
   bool wait_until(std::chrono::time_point<Clock, Duration> deadline) {
     return wait_impl(platform::Deadline::at(deadline));

@@ -30,12 +30,15 @@
 
 namespace keel {
 
+/// A futex mutex (Python's Lock): not recursive, Lockable and TimedLockable.
 class KEEL_CAPABILITY("mutex") Mutex {
  public:
+  /// An unlocked mutex; constant-initialised, so a global one needs no start-up order.
   constexpr Mutex() noexcept = default;
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
 
+  /// Blocks until the calling thread holds the lock.
   void lock() KEEL_ACQUIRE() {
     std::int32_t expected = unlocked;
     // Acquire pairs with unlock's release: the previous holder's writes are visible.
@@ -45,29 +48,33 @@ class KEEL_CAPABILITY("mutex") Mutex {
     }
   }
 
+  /// Takes the lock if it is free; never blocks.
   bool try_lock() KEEL_TRY_ACQUIRE(true) {
     std::int32_t expected = unlocked;
     return state_.compare_exchange_strong(expected, locked, std::memory_order_acquire, std::memory_order_relaxed);
   }
 
+  /// Takes the lock, waiting at most `timeout`; whether it was taken.
   template <class Rep, class Period>
   bool try_lock_for(std::chrono::duration<Rep, Period> timeout) KEEL_TRY_ACQUIRE(true) {
     return try_lock() || lock_contended(platform::Deadline::after(timeout));
   }
 
+  /// Takes the lock, waiting until `deadline` at most; whether it was taken.
   template <class Clock, class Duration>
   bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) KEEL_TRY_ACQUIRE(true) {
     return try_lock() || lock_contended(platform::Deadline::at(deadline));
   }
 
+  /// Releases the lock and wakes one waiter; LockNotHeldError on an unlocked mutex (SYNC-3).
   void unlock() KEEL_RELEASE() {
     // Release pairs with the next locker's acquire.
     const std::int32_t prev = state_.exchange(unlocked, std::memory_order_release);
     if (KEEL_UNLIKELY(prev != locked)) unlock_slow(prev);
   }
 
-  // True while some thread (or process) holds the lock. A snapshot only:
-  // useful for assertions and for Condition's "lock must be held" check.
+  /// True while some thread (or process) holds the lock. A snapshot only:
+  /// useful for assertions and for Condition's "lock must be held" check.
   bool is_locked() const { return state_.load(std::memory_order_relaxed) != unlocked; }
 
  private:
@@ -84,12 +91,14 @@ class KEEL_CAPABILITY("mutex") Mutex {
   platform::FutexWord state_{unlocked};
 };
 
-// The scoped guard kernel code uses (std::scoped_lock lives in <mutex>, which
-// kernel code may not include). Works with any Lockable.
+/// The scoped guard kernel code uses (std::scoped_lock lives in <mutex>, which
+/// kernel code may not include). Works with any Lockable.
 template <class L>
 class KEEL_TSA(scoped_lockable) LockGuard {
  public:
+  /// Locks `l` for this guard's lifetime.
   explicit LockGuard(L& l) KEEL_ACQUIRE(l) : l_(l) { l_.lock(); }
+  /// Unlocks it.
   ~LockGuard() KEEL_RELEASE() { l_.unlock(); }
   LockGuard(const LockGuard&) = delete;
   LockGuard& operator=(const LockGuard&) = delete;

@@ -21,12 +21,15 @@
 
 namespace keel {
 
+/// Python's RLock: the owner may lock it again, and must unlock it as many times.
 class KEEL_CAPABILITY("mutex") RecursiveMutex {
  public:
+  /// An unlocked mutex.
   RecursiveMutex() = default;
   RecursiveMutex(const RecursiveMutex&) = delete;
   RecursiveMutex& operator=(const RecursiveMutex&) = delete;
 
+  /// Blocks until the calling thread holds the lock; an owner's lock() only counts one level deeper.
   void lock() KEEL_ACQUIRE() {
     const auto me = platform::current_thread_id();
     if (relock(me)) return;
@@ -34,20 +37,24 @@ class KEEL_CAPABILITY("mutex") RecursiveMutex {
     take(me, 1);
   }
 
+  /// As lock(), but never blocks: false if another thread holds it.
   bool try_lock() KEEL_TRY_ACQUIRE(true) {
     return lock_with([this] { return inner_.try_lock(); });
   }
 
+  /// As lock(), waiting at most `timeout`; whether it was taken.
   template <class Rep, class Period>
   bool try_lock_for(std::chrono::duration<Rep, Period> timeout) KEEL_TRY_ACQUIRE(true) {
     return lock_with([&] { return inner_.try_lock_for(timeout); });
   }
 
+  /// As lock(), waiting until `deadline` at most; whether it was taken.
   template <class Clock, class Duration>
   bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) KEEL_TRY_ACQUIRE(true) {
     return lock_with([&] { return inner_.try_lock_until(deadline); });
   }
 
+  /// Drops one level; the last releases the lock. NotOwnerError (changing nothing) from a non-owner.
   void unlock() KEEL_RELEASE() {
     check_owner("unlock");
     const std::uint32_t d = depth_.load() - 1;
@@ -58,13 +65,13 @@ class KEEL_CAPABILITY("mutex") RecursiveMutex {
     }
   }
 
-  // True when the calling thread holds the lock (Python's RLock._is_owned).
+  /// True when the calling thread holds the lock (Python's RLock._is_owned).
   bool is_owned() const { return owner_.load(std::memory_order_relaxed) == platform::current_thread_id(); }
-  // How many times the calling thread holds it; 0 when it is not the owner.
+  /// How many times the calling thread holds it; 0 when it is not the owner.
   std::uint32_t depth() const { return is_owned() ? depth_.load() : 0; }
 
-  // Drops the lock at whatever depth the owner holds it and returns that depth.
-  // Throws NotOwnerError (changing nothing) when the caller is not the owner.
+  /// Drops the lock at whatever depth the owner holds it and returns that depth.
+  /// Throws NotOwnerError (changing nothing) when the caller is not the owner.
   std::uint32_t release_all() KEEL_RELEASE() {
     check_owner("release_all");
     const std::uint32_t d = depth_.load();
@@ -73,7 +80,7 @@ class KEEL_CAPABILITY("mutex") RecursiveMutex {
     inner_.unlock();
     return d;
   }
-  // Takes the lock back at the depth release_all returned.
+  /// Takes the lock back at the depth release_all returned.
   void restore(std::uint32_t depth) KEEL_ACQUIRE() {
     inner_.lock();
     take(platform::current_thread_id(), depth);

@@ -39,17 +39,22 @@
 
 namespace keel {
 
+/// Python's threading.Semaphore: a count of permits.
 class Semaphore {
  public:
+  /// The largest value a Semaphore can hold (release past it is a ValueError).
   static constexpr std::int32_t max_value = std::numeric_limits<std::int32_t>::max();
 
+  /// A semaphore holding `initial` permits (ValueError if negative).
   explicit Semaphore(std::int32_t initial = 1) : Semaphore(initial, max_value) {}
   Semaphore(const Semaphore&) = delete;
   Semaphore& operator=(const Semaphore&) = delete;
 
+  /// Takes a permit, blocking until one is free.
   void acquire() {
     if (!try_acquire()) acquire_slow(platform::Deadline::never());
   }
+  /// Takes a permit if one is free; never blocks.
   bool try_acquire() {
     std::int32_t v = value_.load(std::memory_order_relaxed);
     while (v > 0) {
@@ -58,18 +63,21 @@ class Semaphore {
     }
     return false;
   }
+  /// Takes a permit, waiting at most `timeout`; whether it took one.
   template <class Rep, class Period>
   bool try_acquire_for(std::chrono::duration<Rep, Period> timeout) {
     return try_acquire() || acquire_slow(platform::Deadline::after(timeout));
   }
+  /// Takes a permit, waiting until `deadline` at most; whether it took one.
   template <class Clock, class Duration>
   bool try_acquire_until(std::chrono::time_point<Clock, Duration> deadline) {
     return try_acquire() || acquire_slow(platform::Deadline::at(deadline));
   }
 
+  /// Adds n >= 1 permits and wakes waiters for them; ValueError (nothing added) past the bound.
   void release(std::int32_t n = 1);
 
-  // The current value: a snapshot, for statistics and tests.
+  /// The current value: a snapshot, for statistics and tests.
   std::int32_t value() const { return value_.load(std::memory_order_relaxed); }
 
  protected:
@@ -85,10 +93,12 @@ class Semaphore {
   std::int32_t bound_;
 };
 
+/// Python's BoundedSemaphore: a Semaphore whose value never exceeds its initial value.
 class BoundedSemaphore : public Semaphore {
  public:
+  /// A semaphore whose value never exceeds `initial`: releasing past it is a ValueError (SYNC-5).
   explicit BoundedSemaphore(std::int32_t initial = 1) : Semaphore(initial, initial) {}
-  // The value release may never exceed.
+  /// The value release may never exceed.
   std::int32_t limit() const { return bound(); }
 };
 

@@ -41,8 +41,10 @@
 
 namespace keel {
 
+/// Python's threading.Timer: runs a callable once, on its own thread, after an interval.
 class Timer {
  public:
+  /// A timer that runs fn once, `interval` after start() (ValueError if negative or fn is empty).
   template <class Rep, class Period>
   Timer(std::chrono::duration<Rep, Period> interval, std::function<void()> fn)
       : interval_(platform::saturating_nanoseconds(interval)), fn_(std::move(fn)) {
@@ -51,27 +53,29 @@ class Timer {
   }
   Timer(const Timer&) = delete;
   Timer& operator=(const Timer&) = delete;
+  /// Cancels a timer that has not fired, and joins its thread (unless fn destroys its own timer).
   ~Timer();
 
-  // Throws MisuseError if called twice.
+  /// Throws MisuseError if called twice.
   void start();
-  // Stops the timer if it has not fired yet. Returns true if this call (or an
-  // earlier one) prevented the callable from running.
+  /// Stops the timer if it has not fired yet. Returns true if this call (or an
+  /// earlier one) prevented the callable from running.
   bool cancel();
-  // Waits until the timer thread ended. MisuseError from the timer's own thread.
+  /// Waits until the timer thread ended. MisuseError from the timer's own thread.
   void join();
 
-  // The callable has started (it runs exactly once from then on).
-  // Acquire: who sees the callable started also sees what preceded start().
+  /// The callable has started (it runs exactly once from then on).
+  /// Acquire: who sees the callable started also sees what preceded start().
   bool fired() const {
     const auto order = KEEL_INJECTED(timer_fired_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire;
     return phase_.load(order) == fired_phase;
   }
-  // No order: a cancel publishes nothing (see cancel()).
+  /// Whether cancel() stopped it before the callable started. No order: a
+  /// cancel publishes nothing (see cancel()).
   bool cancelled() const { return phase_.load(std::memory_order_relaxed) == cancelled_phase; }
-  // Set once the timer thread has nothing more to do (fired and returned, or cancelled).
+  /// Set once the timer thread has nothing more to do (fired and returned, or cancelled).
   bool finished() const { return done_.is_set(); }
-  // The callable's exception, if it threw (valid after join()).
+  /// The callable's exception, if it threw (valid after join()).
   std::exception_ptr error() const { return error_; }
 
  private:

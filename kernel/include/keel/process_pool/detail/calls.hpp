@@ -2,8 +2,10 @@
 // record of one submitted task (one call, or a map chunk of calls), which
 // holds what is sent to a worker and the future states its answer settles
 // (one state per call, and nothing more per call: a map's per-call cost is
-// what its calls' futures cost). Not part of the API: ProcessPool's templates build them, the driver
-// (kernel/src/process_pool/driver.cpp) alone uses them afterwards.
+// what its calls' futures cost), and the helpers both pools' templates
+// share to build them (make_call, submit_chunks, map_deadline,
+// unordered_results; ClusterPool's too). Not part of the API: the driver
+// (kernel/src/process_pool/driver.cpp) alone uses the calls afterwards.
 //
 // Contract: dispatch()/undispatch() move a call's futures into and out of
 // FutureCore's `dispatched` phase, tied to a start slot, so cancel() reaches
@@ -19,11 +21,13 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <ranges>
 #include <string>
 #include <string_view>
@@ -32,6 +36,8 @@
 
 #include "keel/error.hpp"
 #include "keel/future/future.hpp"
+#include "keel/future/wait.hpp"
+#include "keel/platform/clock.hpp"
 #include "keel/process/codec.hpp"
 #include "keel/process/task.hpp"
 
@@ -277,6 +283,27 @@ class ChunkCall final : public PoolCall {
 // What a worker receives for one call of `name`, and for a chunk of calls.
 std::string call_payload(const std::string& name, const std::string& args);
 std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);
+
+// One call of `task` with `args`, encoded (both pools' submit, ClusterPool's too).
+template <class R, class... P, class... A>
+std::unique_ptr<SingleCall<R>> make_call(const TaskRef<R(P...)>& task, A&&... args) {
+  auto call = std::make_unique<SingleCall<R>>();
+  call->name = task.name();
+  call->payload = call_payload(task.name(), encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
+  return call;
+}
+
+// A map's deadline, counted from the call (before its inputs are read).
+inline platform::Deadline map_deadline(const std::optional<std::chrono::nanoseconds>& timeout) {
+  return timeout ? platform::Deadline::after(*timeout) : platform::Deadline::never();
+}
+
+// map_unordered's results: the calls' futures as they complete, within the map's timeout.
+template <class R>
+AsCompleted<R> unordered_results(const std::vector<Future<R>>& fs,
+                                 const std::optional<std::chrono::nanoseconds>& timeout) {
+  return timeout ? as_completed(fs, *timeout) : as_completed(fs);
+}
 
 // A map's calls in chunks of `chunksize` (both pools' map and map_unordered):
 // every input is read (encoded) before this returns, one ChunkCall per chunk
