@@ -4,11 +4,11 @@
 #   1. `make install PREFIX=...` (CMake's build and install), whose libkeel.a
 #      and libkeel_mpi.a must hold one object per source the Makefile lists;
 #   2. pkg-config keel, and keel-mpi under mpirun (3 ranks on this host);
-#   3. find_package(keel <VERSION> COMPONENTS mpi): keel::keel, and keel::mpi
-#      under mpirun; a request for the next minor version must fail;
-#   4. add_subdirectory(keel): keel's warnings, build type and install rules
-#      stay out of the parent project;
-#   5. FetchContent from this repository's HEAD (file://).
+#   3. find_package(keel <major.minor> COMPONENTS mpi): keel::keel, and
+#      keel::mpi under mpirun; a request for the next minor version must fail;
+#   4. FetchContent from this repository's HEAD (file://), and 5.
+#      add_subdirectory(keel): keel's warnings, build type and install rules
+#      stay out of the parent project.
 # JOBS (default: all cores) is the parallelism of every build. Prints the
 # seconds each part took.
 set -euo pipefail
@@ -92,7 +92,7 @@ mpi_run "$tmp/app/pc-cluster"
 unset PKG_CONFIG_PATH
 mark pkg-config
 
-# 3. find_package from the prefix, at the installed version; the next minor
+# 3. find_package from the prefix, at the installed minor version; the next minor
 # version is not compatible (0.x: SameMinorVersion), so asking for it fails.
 mkdir -p "$tmp/find"
 cp "$tmp/app/main.cpp" "$tmp/app/cluster.cpp" "$tmp/find/"
@@ -105,64 +105,64 @@ target_link_libraries(consumer PRIVATE keel::keel)
 add_executable(cluster cluster.cpp)
 target_link_libraries(cluster PRIVATE keel::mpi)
 CM
-configure "$tmp/find" "$tmp/find/build" -DCMAKE_PREFIX_PATH="$prefix" -DKEEL_REQUEST="$version"
+IFS=. read -r major minor _ <<<"$version"
+too_high="$major.$((minor + 1))"
+configure "$tmp/find" "$tmp/find/build" -DCMAKE_PREFIX_PATH="$prefix" -DKEEL_REQUEST="$major.$minor"
 build "$tmp/find/build"
 "$tmp/find/build/consumer"
 mpi_run "$tmp/find/build/cluster"
-IFS=. read -r major minor _ <<<"$version"
-too_high="$major.$((minor + 1))"
 if cmake -S "$tmp/find" -B "$tmp/find/too-high" -DCMAKE_PREFIX_PATH="$prefix" -DKEEL_REQUEST="$too_high" \
   >"$tmp/log" 2>&1; then
   echo "check_install: find_package(keel $too_high) accepted keel $version" >&2
   exit 1
 fi
-grep -q "compatible with requested version \"$too_high\"" "$tmp/log" ||
+# CMake wraps its message: match it with the lines joined.
+tr -s ' \n' ' ' <"$tmp/log" | grep -q "compatible with requested version \"$too_high\"" ||
   { cat "$tmp/log"; echo "check_install: find_package(keel $too_high) failed for another reason" >&2; exit 1; }
 mark find_package
 
-# 4. add_subdirectory. sloppy.cpp has an unused variable: were keel's
-# -Wall -Wextra -Werror to leak into the parent, it would not compile.
-mkdir -p "$tmp/sub"
-cp "$tmp/app/main.cpp" "$tmp/sub/"
-printf 'int sloppy() {\n  int unused = 0;\n  return 0;\n}\n' > "$tmp/sub/sloppy.cpp"
-cat > "$tmp/sub/CMakeLists.txt" <<'CM'
+# 4 and 5. From source, in one build tree so that keel compiles once:
+# FetchContent first (a clone of this repository's HEAD over file://), then
+# the same tree configured again with add_subdirectory() of that clone into
+# the binary directory FetchContent used: the same sources and flags, so
+# nothing recompiles, while the targets come through add_subdirectory alone.
+# Each time: sloppy.cpp has an unused variable, so keel's -Wall -Wextra -Werror
+# leaking into the parent would fail the build; keel sets no build type; and
+# the parent's install holds no keel.
+[ -z "$(git status --porcelain)" ] ||
+  echo "check_install: note: the tree has uncommitted changes; FetchContent builds HEAD" >&2
+mkdir -p "$tmp/src"
+cp "$tmp/app/main.cpp" "$tmp/src/"
+printf 'int sloppy() {\n  int unused = 0;\n  return 0;\n}\n' > "$tmp/src/sloppy.cpp"
+cat > "$tmp/src/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.20)
-project(keel_sub CXX)
-add_subdirectory(${KEEL_ROOT} keel)
+project(keel_from_source CXX)
+if(KEEL_VIA STREQUAL "FetchContent")
+  include(FetchContent)
+  FetchContent_Declare(keel GIT_REPOSITORY "file://${KEEL_ROOT}" GIT_TAG "${KEEL_COMMIT}")
+  FetchContent_MakeAvailable(keel)
+else()
+  add_subdirectory("${CMAKE_BINARY_DIR}/_deps/keel-src" "${CMAKE_BINARY_DIR}/_deps/keel-build")
+endif()
 if(CMAKE_BUILD_TYPE)
   message(FATAL_ERROR "keel set its parent's build type (${CMAKE_BUILD_TYPE})")
 endif()
 add_executable(consumer main.cpp sloppy.cpp)
 target_link_libraries(consumer PRIVATE keel::keel)
 CM
-configure "$tmp/sub" "$tmp/sub/build" -DKEEL_ROOT="$root"
-build "$tmp/sub/build" --target consumer
-"$tmp/sub/build/consumer"
-quiet cmake --install "$tmp/sub/build" --prefix "$tmp/sub/prefix"
-if [ -e "$tmp/sub/prefix/include/keel" ]; then
-  echo "check_install: add_subdirectory(keel) installed keel with its parent" >&2
-  exit 1
-fi
-mark add_subdirectory
-
-# 5. FetchContent, from the committed tree (a clean clone in CI).
-[ -z "$(git status --porcelain)" ] ||
-  echo "check_install: note: the tree has uncommitted changes; FetchContent builds HEAD" >&2
-mkdir -p "$tmp/fetch"
-cp "$tmp/app/main.cpp" "$tmp/fetch/"
-cat > "$tmp/fetch/CMakeLists.txt" <<'CM'
-cmake_minimum_required(VERSION 3.20)
-project(keel_fetch CXX)
-include(FetchContent)
-FetchContent_Declare(keel GIT_REPOSITORY "file://${KEEL_ROOT}" GIT_TAG "${KEEL_COMMIT}")
-FetchContent_MakeAvailable(keel)
-add_executable(consumer main.cpp)
-target_link_libraries(consumer PRIVATE keel::keel)
-CM
-configure "$tmp/fetch" "$tmp/fetch/build" -DKEEL_ROOT="$root" -DKEEL_COMMIT="$(git rev-parse HEAD)"
-build "$tmp/fetch/build" --target consumer
-"$tmp/fetch/build/consumer"
-mark FetchContent
+for via in FetchContent add_subdirectory; do
+  configure "$tmp/src" "$tmp/src/build" -DKEEL_VIA=$via -DKEEL_ROOT="$root" -DKEEL_COMMIT="$(git rev-parse HEAD)"
+  rm -f "$tmp/src/build/consumer"
+  build "$tmp/src/build" --target consumer
+  "$tmp/src/build/consumer"
+  rm -rf "$tmp/src/prefix"
+  quiet cmake --install "$tmp/src/build" --prefix "$tmp/src/prefix"
+  if [ -e "$tmp/src/prefix/include/keel" ]; then
+    echo "check_install: keel taken with $via installed itself with its parent" >&2
+    exit 1
+  fi
+  mark $via
+done
 
 echo "install: keel $version; the CMake and Makefile libraries compile the same sources;" \
   "pkg-config (keel, keel-mpi under mpirun), find_package (keel::keel, keel::mpi under mpirun;" \
