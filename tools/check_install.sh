@@ -24,7 +24,7 @@ mark() { times+=("$1 ${SECONDS}s"); SECONDS=0; }
 # A step's output only when it fails.
 quiet() { "$@" >"$tmp/log" 2>&1 || { cat "$tmp/log"; echo "check_install: failed: $*" >&2; return 1; }; }
 configure() { quiet cmake -S "$1" -B "$2" "${@:3}"; }
-build() { MAKEFLAGS= quiet cmake --build "$1" --parallel "$jobs" "${@:2}"; }
+build() { MAKEFLAGS='' quiet cmake --build "$1" --parallel "$jobs" "${@:2}"; }
 root_ok=()
 [ "$(id -u)" -eq 0 ] && root_ok=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
 mpi_run() {
@@ -36,6 +36,7 @@ SECONDS=0
 # 1. Install, and the same sources in both builds.
 JOBS=$jobs quiet make --no-print-directory install PREFIX="$prefix"
 for lib in LIB_SRC:libkeel.a MPI_SRC:libkeel_mpi.a; do
+  # shellcheck disable=SC2016 # $($*) is make's, not the shell's
   make --no-print-directory -s --eval='print-%: ; @echo $($*)' "print-${lib%%:*}" | tr ' ' '\n' |
     sed -n 's|.*/||; s|$|.o|; /^.\+\.cpp\.o$/p' | sort > "$tmp/want"
   ar t "$prefix/lib/${lib#*:}" | sort > "$tmp/have"
