@@ -44,6 +44,9 @@ for lib in LIB_SRC:libkeel.a MPI_SRC:libkeel_mpi.a; do
   diff -u --label "Makefile ${lib%%:*}" --label "CMake ${lib#*:}" "$tmp/want" "$tmp/have" ||
     { echo "check_install: the CMake and Makefile builds compile different sources" >&2; exit 1; }
 done
+# The package's targets are per build type; make install's is RelWithDebInfo.
+[ -f "$prefix/lib/cmake/keel/keelTargets-relwithdebinfo.cmake" ] ||
+  { echo "check_install: make install did not install a RelWithDebInfo build" >&2; exit 1; }
 mark install
 
 mkdir -p "$tmp/app"
