@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Checks every way a project can take keel (README: Install and CMake), each by
-# building and running the same small program against it:
+# Checks every way a project can take keel (README: Using keel in a project),
+# each by building and running the same small program against it:
 #   1. `make install PREFIX=...` (CMake's build and install), whose libkeel.a
 #      and libkeel_mpi.a must hold one object per source the Makefile lists;
 #   2. pkg-config keel, and keel-mpi under mpirun (3 ranks on this host);
