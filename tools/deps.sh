@@ -9,7 +9,7 @@ packages=(
   clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
   libgtest-dev libgmock-dev librapidcheck-dev relacy-dev spin
   libbenchmark-dev libabsl-dev libboost-dev libtbb-dev libthread-pool-dev gnuplot-nox
-  pkg-config cmake
+  pkg-config cmake doxygen
   libopenmpi-dev openmpi-bin
 )
 [ $# -gt 0 ] && packages=("$@")
