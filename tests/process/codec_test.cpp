@@ -167,6 +167,16 @@ struct WithNoCodecField {
   NoCodec n;
 };
 
+// The most fields the codec lists, and one more.
+struct Fields24 {
+  std::int32_t f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
+      f23;
+};
+struct Fields25 {  // one more than the codec lists
+  std::int32_t f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
+      f23, f24;
+};
+
 // Aggregates with a user codec: the user's wins over the fields.
 struct Reversed {  // specialized below: b travels before a
   std::int32_t a = 0;
@@ -278,7 +288,12 @@ static_assert(!keel::detail::has_codec<WithCArray>, "C arrays cannot be listed a
 static_assert(!keel::detail::has_codec<WithNoCodecField>);
 static_assert(!keel::detail::has_codec<std::map<std::string, NoCodec>>);
 static_assert(!keel::detail::has_codec<std::unordered_set<int*>>);
+static_assert(!keel::detail::has_codec<std::set<int, bool (*)(int, int)>>,
+              "a decoded set's default comparator would be a null function pointer");
+static_assert(!keel::detail::has_codec<std::unordered_set<int, std::size_t (*)(int)>>);
 static_assert(keel::detail::codec_min_size<Flat>() == 4 + 4 + 1);
+static_assert(keel::detail::has_codec<Fields24> && keel::detail::codec_min_size<Fields24>() == 24 * 4);
+static_assert(!keel::detail::has_codec<Fields25>);
 static_assert(keel::detail::codec_min_size<std::chrono::seconds>() == 8);
 static_assert(keel::detail::codec_min_size<std::tuple<std::int32_t, std::string, bool>>() == 9);
 static_assert(keel::detail::codec_min_size<std::array<std::uint16_t, 3>>() == 6);
@@ -590,6 +605,13 @@ TEST(Codec, AggregatesTravelFieldByFieldInDeclarationOrder) {
   EXPECT_EQ(round_trip(std::vector<Empty>(3)), std::vector<Empty>(3));
   EXPECT_EQ(keel::encode(std::vector<Empty>(3)), "\x03\x00\x00\x00\x00\x00\x00"s) << "empty: marked";
   expect_prefixes_and_trailing_rejected<Nested>(keel::encode(n));
+  Fields24 wide{};
+  wide.f0 = -1;
+  wide.f23 = 23;
+  const Fields24 back = round_trip(wide);
+  EXPECT_EQ(back.f0, -1);
+  EXPECT_EQ(back.f23, 23);
+  EXPECT_EQ(keel::encode(wide).size(), 96u);
 }
 
 TEST(Codec, ABitFieldTakesOnlyTheValuesItHolds) {

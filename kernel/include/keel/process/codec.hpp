@@ -681,8 +681,22 @@ struct assoc_traits<std::unordered_multiset<K, H, E, A>> : set_elements<K> {
   static constexpr bool multi = true;
 };
 
+// The decoder builds the container with default-constructed comparator, hash
+// and equality: a function pointer there would be null, so such containers
+// have no codec.
 template <class C>
 concept encodable_assoc = assoc_traits<C>::encodable;
+
+template <class C>
+concept ordered_assoc = encodable_assoc<C> && requires {
+  typename C::key_compare;
+} && !std::is_pointer_v<typename C::key_compare>;
+
+template <class C>
+concept unordered_assoc = encodable_assoc<C> && requires {
+  typename C::hasher;
+  typename C::key_equal;
+} && !std::is_pointer_v<typename C::hasher> && !std::is_pointer_v<typename C::key_equal>;
 
 // An element's key (a set's element is its own key, whatever its type).
 template <bool IsMap, class X>
@@ -723,7 +737,7 @@ auto get_element(Decoder& d) {
 // out-of-order key or a duplicate is a ProtocolError, and each element is
 // appended at the end in constant time.
 template <class C>
-requires detail::encodable_assoc<C> && requires { typename C::key_compare; }
+requires detail::ordered_assoc<C>
 struct Codec<C> {
   using T = detail::assoc_traits<C>;
   static constexpr bool marked = T::element_min == 0;
@@ -773,7 +787,7 @@ struct Codec<C> {
 // adversarial keys and a weak hash (std::hash of an integer is the integer),
 // quadratic in the count.
 template <class C>
-requires detail::encodable_assoc<C> && requires { typename C::hasher; }
+requires detail::unordered_assoc<C>
 struct Codec<C> {
   using T = detail::assoc_traits<C>;
   static constexpr bool marked = T::element_min == 0;
