@@ -3,9 +3,10 @@
 //
 // Input: one selector byte, then the bytes to decode. Selectors pick a type
 // (scalars, strings, vectors incl. vector<bool> and element-marked vectors,
-// optionals, variants, tuples, pairs, arrays, a member-codec user type), a
-// registered task to invoke with the bytes as its arguments, or the error
-// report decoder.
+// optionals, variants, tuples, pairs, arrays, a member-codec user type, plain
+// aggregates incl. bit-fields, ordered and unordered maps and sets and their
+// multi forms, std::chrono durations and time points), a registered task to
+// invoke with the bytes as its arguments, or the error report decoder.
 // Checks (IPC-1), for every input:
 // - decoding gives a value or a ProtocolError; no other exception, no crash;
 // - a value re-encodes to exactly the input (the encoding is canonical), so
@@ -17,10 +18,15 @@
 //   than a fixed multiple of the input, whatever count or length it claims.
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -95,6 +101,21 @@ struct Point {
   }
 };
 
+// ---- plain aggregates: no codec of their own ---------------------------------------
+
+struct Record {
+  std::int32_t id = 0;
+  std::string name;
+  std::optional<Colour> colour;
+  std::map<std::string, std::vector<Point>> points;
+  std::chrono::milliseconds timeout{0};
+};
+
+struct Bits {
+  std::uint8_t low : 3;
+  std::uint8_t high : 5;
+};
+
 // Decode as T; on success the value must re-encode to the same bytes.
 template <class T>
 void round_trip(std::string_view bytes) {
@@ -133,6 +154,11 @@ const auto shapes_task = keel::register_task("fuzz.codec.shapes", [](const std::
   return v.size();
 });
 const auto none_task = keel::register_task("fuzz.codec.none", [] { task_received = keel::encode(); });
+const auto record_task =
+    keel::register_task("fuzz.codec.record", [](Record r, std::unordered_map<std::string, std::set<std::int16_t>> m) {
+      task_received = keel::encode(r, m);
+      return m.size();
+    });
 
 void invoke(const std::string& name, std::string_view args) {
   task_received.assign("\xff unset");
@@ -167,7 +193,7 @@ KEEL_FUZZ_TARGET(codec) {
   const std::uint8_t selector = in.byte();
   const std::string_view b = in.rest();
   try {
-    switch (selector % 26) {
+    switch (selector % 40) {
       case 0:
         return round_trip<bool>(b);
       case 1:
@@ -218,8 +244,38 @@ KEEL_FUZZ_TARGET(codec) {
         return invoke(shapes_task.name(), b);
       case 24:
         return invoke(none_task.name(), b);
-      default:
+      case 25:
         return error_report(b);
+      case 26:
+        return round_trip<std::map<std::uint8_t, std::string>>(b);
+      case 27:
+        return round_trip<std::set<std::int16_t>>(b);
+      case 28:
+        return round_trip<std::multimap<std::uint8_t, std::optional<std::uint8_t>>>(b);
+      case 29:
+        return round_trip<std::multiset<std::string>>(b);
+      case 30:
+        return round_trip<std::unordered_map<std::string, std::int32_t>>(b);
+      case 31:
+        return round_trip<std::unordered_set<std::uint16_t>>(b);
+      case 32:
+        return round_trip<std::unordered_multiset<std::string>>(b);
+      case 33:
+        return round_trip<std::unordered_set<double>>(b);
+      case 34:
+        return round_trip<std::multiset<std::tuple<>>>(b);
+      case 35:
+        return round_trip<
+            std::tuple<std::chrono::milliseconds, std::chrono::duration<double>, std::chrono::steady_clock::time_point,
+                       std::chrono::time_point<std::chrono::system_clock, std::chrono::seconds>>>(b);
+      case 36:
+        return round_trip<Record>(b);
+      case 37:
+        return round_trip<Bits>(b);
+      case 38:
+        return round_trip<std::map<std::string, std::vector<Record>>>(b);
+      default:
+        return invoke(record_task.name(), b);
     }
   } catch (const keel::ProtocolError&) {
     KEEL_FUZZ_CHECK("IPC-1", false, "a ProtocolError escaped where the target expects none");

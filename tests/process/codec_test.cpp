@@ -1,21 +1,30 @@
 // keel::Encoder / Decoder / Codec: round trips of every built-in (fixed cases
 // and RapidCheck properties), the exact wire format, user-type customization,
-// and hostile input (IPC-1): truncation at every prefix length, trailing
-// bytes, counts the input cannot hold (refused before any allocation), bad
-// bool/optional/variant/marker bytes, and random garbage, which either decodes
-// canonically or is a ProtocolError.
+// plain aggregates without user code, ordered and unordered associative
+// containers, std::chrono durations and time points, and hostile input
+// (IPC-1): truncation at every prefix length, trailing bytes, counts the input
+// cannot hold (refused before any allocation), bad bool/optional/variant/
+// marker bytes, keys out of order or repeated, and random garbage, which
+// either decodes canonically or is a ProtocolError. One test sends aggregates
+// and maps through a real ProcessPool.
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
 #include <array>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -23,6 +32,8 @@
 #include "../support/test_support.hpp"
 #include "keel/error.hpp"
 #include "keel/process/codec.hpp"
+#include "keel/process/task.hpp"
+#include "keel/process_pool/process_pool.hpp"
 
 using namespace std::string_literals;
 
@@ -88,7 +99,96 @@ struct Explodes {
 enum class Color : std::uint8_t { red = 1, green = 2 };
 enum Plain : std::int16_t { plain_a = -3, plain_b = 7 };
 enum Unfixed { unfixed_a, unfixed_b };  // no fixed underlying type: not encodable
-struct NoCodec {};
+class NoCodec {                         // not an aggregate (a private member), no codec
+  int v_ = 0;
+
+ public:
+  int v() const { return v_; }
+};
+
+// Flat aggregates: encodable with no user code.
+struct Flat {
+  std::int32_t a = 0;
+  std::string b;
+  std::optional<std::int16_t> c;
+  bool operator==(const Flat&) const = default;
+};
+struct Nested {
+  Flat plain;
+  const std::uint8_t version = 1;  // const fields decode too
+  std::vector<Flat> more;
+  Color color = Color::red;
+  std::chrono::milliseconds timeout{0};
+  bool operator==(const Nested&) const = default;
+};
+struct Empty {
+  bool operator==(const Empty&) const = default;
+};
+struct Bits {
+  std::uint8_t low : 3;
+  std::uint8_t high : 5;
+  bool operator==(const Bits&) const = default;
+};
+// The task argument and result that travel through a ProcessPool.
+struct Order {
+  std::string customer;
+  std::map<std::string, std::int32_t> items;
+  std::chrono::system_clock::time_point placed;
+  bool operator==(const Order&) const = default;
+};
+struct Receipt {
+  std::string customer;
+  std::int64_t units = 0;
+  std::set<std::string> kinds;
+  std::chrono::system_clock::time_point placed;
+  bool operator==(const Receipt&) const = default;
+};
+
+// Aggregates the codec refuses (each has_codec is false, and put/get
+// static_assert with the reason).
+struct WithPointer {
+  int x;
+  int* p;
+};
+union Either {
+  std::int32_t i;
+  float f;
+};
+struct WithUnion {
+  Either e;
+};
+struct WithReference {
+  const int& r;
+};
+struct WithCArray {
+  int a[2];
+};
+struct WithNoCodecField {
+  NoCodec n;
+};
+
+// The most fields the codec lists, and one more.
+struct Fields24 {
+  std::int32_t f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
+      f23;
+};
+struct Fields25 {  // one more than the codec lists
+  std::int32_t f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15, f16, f17, f18, f19, f20, f21, f22,
+      f23, f24;
+};
+
+// Aggregates with a user codec: the user's wins over the fields.
+struct Reversed {  // specialized below: b travels before a
+  std::int32_t a = 0;
+  std::int32_t b = 0;
+  bool operator==(const Reversed&) const = default;
+};
+struct FirstOnly {  // member codec: only a travels
+  std::int8_t a = 0;
+  std::int8_t b = 0;
+  void encode(keel::Encoder& e) const { e.put(a); }
+  static FirstOnly decode(keel::Decoder& d) { return FirstOnly{d.get<std::int8_t>(), 0}; }
+};
 
 // Counts what decoding allocates.
 struct AllocStats {
@@ -117,12 +217,39 @@ struct CountingAlloc {
 
 }  // namespace codec_test
 
+// Random aggregates, field by field.
+template <>
+struct rc::Arbitrary<codec_test::Flat> {
+  static rc::Gen<codec_test::Flat> arbitrary() {
+    return rc::gen::map(rc::gen::tuple(rc::gen::arbitrary<std::int32_t>(), rc::gen::arbitrary<std::string>(),
+                                       rc::gen::arbitrary<std::int16_t>(), rc::gen::arbitrary<bool>()),
+                        [](const std::tuple<std::int32_t, std::string, std::int16_t, bool>& t) {
+                          const auto& [a, b, c, has_c] = t;
+                          return codec_test::Flat{a, b, has_c ? std::optional<std::int16_t>(c) : std::nullopt};
+                        });
+  }
+};
+
 // RapidCheck has no generator for std::optional.
 template <class T>
 struct rc::Arbitrary<std::optional<T>> {
   static rc::Gen<std::optional<T>> arbitrary() {
     return rc::gen::oneOf(rc::gen::just(std::optional<T>{}),
                           rc::gen::map(rc::gen::arbitrary<T>(), [](T v) { return std::optional<T>(std::move(v)); }));
+  }
+};
+
+template <>
+struct keel::Codec<codec_test::Reversed> {
+  static void encode(keel::Encoder& e, const codec_test::Reversed& r) {
+    e.put(r.b);
+    e.put(r.a);
+  }
+  static codec_test::Reversed decode(keel::Decoder& d) {
+    codec_test::Reversed r;
+    r.b = d.get<std::int32_t>();
+    r.a = d.get<std::int32_t>();
+    return r;
   }
 };
 
@@ -153,6 +280,21 @@ static_assert(!keel::detail::has_codec<Unfixed>, "an enum without a fixed type c
 static_assert(!keel::detail::has_codec<NoCodec>);
 static_assert(!keel::detail::has_codec<int*>);
 static_assert(!keel::detail::has_codec<std::vector<NoCodec>>);
+static_assert(keel::detail::has_codec<Flat> && keel::detail::has_codec<Nested> && keel::detail::has_codec<Empty>);
+static_assert(!keel::detail::has_codec<WithPointer>, "a pointer's target is not in the other process");
+static_assert(!keel::detail::has_codec<Either> && !keel::detail::has_codec<WithUnion>, "a union's member is unknown");
+static_assert(!keel::detail::has_codec<WithReference>, "a decoded reference would dangle");
+static_assert(!keel::detail::has_codec<WithCArray>, "C arrays cannot be listed as fields");
+static_assert(!keel::detail::has_codec<WithNoCodecField>);
+static_assert(!keel::detail::has_codec<std::map<std::string, NoCodec>>);
+static_assert(!keel::detail::has_codec<std::unordered_set<int*>>);
+static_assert(!keel::detail::has_codec<std::set<int, bool (*)(int, int)>>,
+              "a decoded set's default comparator would be a null function pointer");
+static_assert(!keel::detail::has_codec<std::unordered_set<int, std::size_t (*)(int)>>);
+static_assert(keel::detail::codec_min_size<Flat>() == 4 + 4 + 1);
+static_assert(keel::detail::has_codec<Fields24> && keel::detail::codec_min_size<Fields24>() == 24 * 4);
+static_assert(!keel::detail::has_codec<Fields25>);
+static_assert(keel::detail::codec_min_size<std::chrono::seconds>() == 8);
 static_assert(keel::detail::codec_min_size<std::tuple<std::int32_t, std::string, bool>>() == 9);
 static_assert(keel::detail::codec_min_size<std::array<std::uint16_t, 3>>() == 6);
 
@@ -448,6 +590,214 @@ TEST(Codec, BadTagsAreProtocolErrors) {
   EXPECT_THROW((void)(keel::decode<std::pair<bool, bool>>("\x01\x03"s)), keel::ProtocolError);
 }
 
+// ---- plain aggregates ------------------------------------------------------------
+
+TEST(Codec, AggregatesTravelFieldByFieldInDeclarationOrder) {
+  const Flat p{-7, "bee", std::int16_t{3}};
+  EXPECT_EQ(keel::encode(p), keel::encode(std::int32_t{-7}, "bee"s, std::optional<std::int16_t>{3}))
+      << "an aggregate is its fields, nothing around them";
+  EXPECT_EQ(round_trip(p), p);
+  const Nested n{p, 1, {Flat{}, Flat{1, "x", std::nullopt}}, Color::green, std::chrono::milliseconds(250)};
+  EXPECT_EQ(round_trip(n), n);
+  EXPECT_EQ(keel::encode(std::vector<Flat>{p, p}).size(), 4 + 2 * keel::encode(p).size())
+      << "the fields' minimum sizes add up, so a vector of them needs no marker";
+  EXPECT_EQ(keel::encode(Empty{}), "");
+  EXPECT_EQ(round_trip(std::vector<Empty>(3)), std::vector<Empty>(3));
+  EXPECT_EQ(keel::encode(std::vector<Empty>(3)), "\x03\x00\x00\x00\x00\x00\x00"s) << "empty: marked";
+  expect_prefixes_and_trailing_rejected<Nested>(keel::encode(n));
+  Fields24 wide{};
+  wide.f0 = -1;
+  wide.f23 = 23;
+  const Fields24 back = round_trip(wide);
+  EXPECT_EQ(back.f0, -1);
+  EXPECT_EQ(back.f23, 23);
+  EXPECT_EQ(keel::encode(wide).size(), 96u);
+}
+
+TEST(Codec, ABitFieldTakesOnlyTheValuesItHolds) {
+  EXPECT_EQ(keel::encode(Bits{5, 17}), "\x05\x11"s);
+  EXPECT_EQ(round_trip(Bits{7, 31}), (Bits{7, 31}));
+  // 9 does not fit in 3 bits: stored, it would re-encode as 1.
+  EXPECT_THROW((void)keel::decode<Bits>("\x09\x00"s), keel::ProtocolError);
+  EXPECT_THROW((void)keel::decode<Bits>("\x00\x20"s), keel::ProtocolError);
+}
+
+TEST(Codec, AUserCodecWinsOverTheFields) {
+  EXPECT_EQ(keel::encode(Reversed{1, 2}), keel::encode(std::int32_t{2}, std::int32_t{1}));
+  EXPECT_EQ(round_trip(Reversed{1, 2}), (Reversed{1, 2}));
+  EXPECT_EQ(keel::encode(FirstOnly{4, 5}), "\x04"s);
+  EXPECT_EQ(keel::decode<FirstOnly>("\x04"s).b, 0);
+  EXPECT_EQ(keel::encode(Point{1, 2}), keel::encode(std::int32_t{1}, std::int32_t{2}));
+}
+
+// ---- ordered associative containers ------------------------------------------------
+
+TEST(Codec, OrderedContainersTravelInKeyOrder) {
+  const std::map<std::int16_t, std::string> m{{2, "b"}, {-1, "a"}};
+  EXPECT_EQ(keel::encode(m),
+            "\x02\x00\x00\x00"
+            "\xff\xff\x01\x00\x00\x00"
+            "a"
+            "\x02\x00\x01\x00\x00\x00"
+            "b"s);
+  EXPECT_EQ(round_trip(m), m);
+  const std::set<std::string> s{"pear", "apple", ""};
+  EXPECT_EQ(round_trip(s), s);
+  EXPECT_EQ(keel::encode(s), keel::encode(std::vector<std::string>{"", "apple", "pear"}))
+      << "a set is its elements in order, as a vector of them";
+  const std::multimap<std::int8_t, std::string> mm{{1, "z"}, {0, "y"}, {1, "a"}};
+  EXPECT_EQ(round_trip(mm), mm);
+  EXPECT_EQ(keel::decode<decltype(mm)>(keel::encode(mm)).find(1)->second, "z") << "equal keys keep their order";
+  const std::multiset<std::uint8_t> ms{3, 1, 3, 3};
+  EXPECT_EQ(round_trip(ms), ms);
+  // The container's own comparator sets the order.
+  const std::set<std::int8_t, std::greater<>> down{1, 3, 2};
+  EXPECT_EQ(keel::encode(down), "\x03\x00\x00\x00\x03\x02\x01"s);
+  EXPECT_EQ(round_trip(down), down);
+  EXPECT_EQ(round_trip(std::map<std::string, bool>{}), (std::map<std::string, bool>{}));
+  expect_prefixes_and_trailing_rejected<std::map<std::int16_t, std::string>>(keel::encode(m));
+  expect_prefixes_and_trailing_rejected<std::multiset<std::uint8_t>>(keel::encode(ms));
+}
+
+TEST(Codec, OrderedContainersRefuseKeysOutOfOrderOrRepeated) {
+  using M = std::map<std::uint8_t, bool>;
+  EXPECT_EQ(keel::decode<M>("\x02\x00\x00\x00\x01\x00\x02\x01"s), (M{{1, false}, {2, true}}));
+  EXPECT_THROW((void)keel::decode<M>("\x02\x00\x00\x00\x02\x01\x01\x00"s), keel::ProtocolError) << "descending";
+  EXPECT_THROW((void)keel::decode<M>("\x02\x00\x00\x00\x01\x00\x01\x01"s), keel::ProtocolError)
+      << "a repeated key is refused, not merged";
+  using S = std::set<std::uint8_t>;
+  EXPECT_THROW((void)keel::decode<S>("\x03\x00\x00\x00\x01\x02\x02"s), keel::ProtocolError);
+  EXPECT_THROW((void)keel::decode<S>("\x02\x00\x00\x00\x02\x01"s), keel::ProtocolError);
+  using MS = std::multiset<std::uint8_t>;
+  EXPECT_EQ(keel::decode<MS>("\x03\x00\x00\x00\x01\x02\x02"s), (MS{1, 2, 2}));
+  EXPECT_THROW((void)keel::decode<MS>("\x03\x00\x00\x00\x01\x02\x01"s), keel::ProtocolError);
+  using MM = std::multimap<std::uint8_t, std::uint8_t>;
+  EXPECT_THROW((void)keel::decode<MM>("\x02\x00\x00\x00\x02\x00\x01\x00"s), keel::ProtocolError);
+  using Down = std::set<std::int8_t, std::greater<>>;
+  EXPECT_THROW((void)keel::decode<Down>("\x02\x00\x00\x00\x01\x02"s), keel::ProtocolError)
+      << "ascending is out of order for a descending set";
+}
+
+TEST(Codec, ElementsOfAssociativeContainersThatCanEncodeEmptyGetAMarkerByte) {
+  const std::map<std::int8_t, std::monostate> m{{1, {}}, {2, {}}};
+  EXPECT_EQ(keel::encode(m).size(), 4u + 2u) << "a key of 1 byte: no marker";
+  const std::multiset<std::tuple<>> ms{{}, {}, {}};
+  EXPECT_EQ(keel::encode(ms), "\x03\x00\x00\x00\x00\x00\x00"s);
+  EXPECT_EQ(round_trip(ms), ms);
+  EXPECT_THROW((void)keel::decode<std::multiset<std::tuple<>>>("\x01\x00\x00\x00\x07"s), keel::ProtocolError);
+  EXPECT_THROW((void)keel::decode<std::multiset<std::tuple<>>>("\xff\xff\xff\xff\x00\x00"s), keel::ProtocolError)
+      << "one byte per element at least, so the count is bounded";
+  const std::unordered_multiset<std::monostate> us{{}, {}};
+  EXPECT_EQ(keel::encode(us), "\x02\x00\x00\x00\x00\x00"s);
+  EXPECT_EQ(round_trip(us), us);
+}
+
+// ---- unordered associative containers ----------------------------------------------
+
+TEST(Codec, UnorderedContainersTravelInTheOrderOfTheirEncodedElements) {
+  // Equal containers with different bucket counts and insertion histories
+  // iterate differently, but encode alike.
+  std::unordered_set<std::string> a;
+  std::unordered_set<std::string> b;
+  b.reserve(1000);
+  for (int i = 0; i < 50; ++i) a.insert(std::to_string(i));
+  for (int i = 49; i >= 0; --i) b.insert(std::to_string(i));
+  ASSERT_EQ(a, b);
+  EXPECT_EQ(keel::encode(a), keel::encode(b));
+  EXPECT_EQ(round_trip(a), a);
+  const std::unordered_set<std::uint16_t> u{0x0102, 0x0201, 0x0003};
+  EXPECT_EQ(keel::encode(u),
+            "\x03\x00\x00\x00"
+            "\x01\x02"
+            "\x02\x01"
+            "\x03\x00"s)
+      << "ordered by the bytes (little-endian), not by the numbers";
+  const std::unordered_map<std::string, std::vector<std::int32_t>> m{{"b", {1}}, {"a", {}}, {"c", {2, 3}}};
+  EXPECT_EQ(round_trip(m), m);
+  const std::unordered_multimap<std::uint8_t, std::string> mm{{1, "x"}, {1, "x"}, {0, "y"}};
+  EXPECT_EQ(round_trip(mm), mm);
+  const std::unordered_multiset<std::int32_t> ms{5, 5, -1};
+  EXPECT_EQ(round_trip(ms), ms);
+  expect_prefixes_and_trailing_rejected<std::unordered_map<std::string, std::vector<std::int32_t>>>(keel::encode(m));
+}
+
+TEST(Codec, UnorderedContainersRefuseElementsOutOfOrderOrRepeated) {
+  using S = std::unordered_set<std::uint8_t>;
+  EXPECT_EQ(keel::decode<S>("\x02\x00\x00\x00\x01\x02"s), (S{1, 2}));
+  EXPECT_THROW((void)keel::decode<S>("\x02\x00\x00\x00\x02\x01"s), keel::ProtocolError);
+  EXPECT_THROW((void)keel::decode<S>("\x02\x00\x00\x00\x01\x01"s), keel::ProtocolError) << "repeated, not merged";
+  using M = std::unordered_map<std::uint8_t, std::uint8_t>;
+  EXPECT_THROW((void)keel::decode<M>("\x02\x00\x00\x00\x01\x00\x01\x01"s), keel::ProtocolError)
+      << "one key twice, with two values: in byte order, but a duplicate key";
+  using MS = std::unordered_multiset<std::uint8_t>;
+  EXPECT_EQ(keel::decode<MS>("\x02\x00\x00\x00\x01\x01"s), (MS{1, 1}));
+  EXPECT_THROW((void)keel::decode<MS>("\x02\x00\x00\x00\x02\x01"s), keel::ProtocolError);
+  // 0.0 and -0.0 encode differently but are one key of an unordered_set<double>.
+  const std::string zeros = "\x02\x00\x00\x00"s + keel::encode(0.0) + keel::encode(-0.0);
+  EXPECT_THROW((void)keel::decode<std::unordered_set<double>>(zeros), keel::ProtocolError);
+  EXPECT_EQ(keel::decode<std::unordered_multiset<double>>(zeros).size(), 2u);
+  // Two NaNs with one bit pattern are two elements of a set that would encode
+  // alike: refused when encoding, since the bytes could not decode.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THROW((void)keel::encode(std::unordered_set<double>{nan, nan}), keel::ProtocolError);
+}
+
+TEST(Codec, AHugeClaimedCountOfAContainerIsRefusedBeforeAllocating) {
+  using Map =
+      std::map<std::string, std::int32_t, std::less<>, CountingAlloc<std::pair<const std::string, std::int32_t>>>;
+  using Hash = std::unordered_map<std::string, std::int32_t, std::hash<std::string>, std::equal_to<>,
+                                  CountingAlloc<std::pair<const std::string, std::int32_t>>>;
+  const std::string claim = "\xff\xff\xff\x0f"s + std::string(64, '\0');
+  alloc_stats = {};
+  EXPECT_THROW((void)keel::decode<Map>(claim), keel::ProtocolError);
+  EXPECT_THROW((void)keel::decode<Hash>(claim), keel::ProtocolError);
+  EXPECT_THROW((void)keel::decode<std::set<std::uint64_t>>("\x09\x00\x00\x00"s + std::string(64, '\0')),
+               keel::ProtocolError);
+  EXPECT_EQ(alloc_stats.calls, 0u);
+  // A count the bytes can hold allocates in proportion to it.
+  alloc_stats = {};
+  const Hash ok = keel::decode<Hash>(keel::encode(std::unordered_map<std::string, std::int32_t>{{"a", 1}, {"b", 2}}));
+  EXPECT_EQ(ok.size(), 2u);
+  EXPECT_LE(alloc_stats.largest, 64u);
+}
+
+// ---- std::chrono ---------------------------------------------------------------------
+
+TEST(Codec, DurationsTravelAsTheirCount) {
+  using namespace std::chrono;
+  EXPECT_EQ(keel::encode(milliseconds(1500)), keel::encode(milliseconds::rep{1500})) << "the period stays in the type";
+  EXPECT_EQ(round_trip(nanoseconds::min()), nanoseconds::min());
+  EXPECT_EQ(round_trip(hours(-3)), hours(-3));
+  const duration<double> half(0.5);
+  EXPECT_EQ(round_trip(half), half);
+  EXPECT_EQ(keel::encode(duration<std::uint8_t, std::ratio<60>>(200)), "\xc8"s);
+  const auto nan = std::bit_cast<double>(std::uint64_t{0x7ff8000000000abcull});
+  EXPECT_EQ(std::bit_cast<std::uint64_t>(round_trip(duration<double>(nan)).count()), 0x7ff8000000000abcull);
+  expect_prefixes_and_trailing_rejected<seconds>(keel::encode(seconds(9)));
+}
+
+TEST(Codec, TimePointsTravelAsTheDurationSinceTheirClocksEpoch) {
+  using namespace std::chrono;
+  const auto now = system_clock::now();
+  EXPECT_EQ(round_trip(now), now);
+  EXPECT_EQ(keel::encode(now), keel::encode(now.time_since_epoch()));
+  const auto t = steady_clock::now();
+  EXPECT_EQ(round_trip(t), t);
+  const time_point<system_clock, seconds> s(seconds(1700000000));
+  EXPECT_EQ(keel::encode(s), keel::encode(std::int64_t{1700000000}));
+  EXPECT_EQ(round_trip(s), s);
+}
+
+TEST(Codec, NestedContainersOfAggregatesRoundTrip) {
+  const std::map<std::string, std::vector<Flat>> m{{"k", {Flat{1, "a", {}}, Flat{2, "b", std::int16_t{7}}}}, {"", {}}};
+  EXPECT_EQ(round_trip(m), m);
+  const std::unordered_map<std::int32_t, std::set<std::chrono::seconds>> u{{1, {std::chrono::seconds(2)}}, {-4, {}}};
+  EXPECT_EQ(round_trip(u), u);
+  const std::vector<std::map<std::uint8_t, Nested>> v{{{1, Nested{}}}, {}};
+  EXPECT_EQ(round_trip(v), v);
+  expect_prefixes_and_trailing_rejected<std::map<std::string, std::vector<Flat>>>(keel::encode(m));
+}
+
 // ---- properties ----------------------------------------------------------------------
 
 // Round trip, canonical bytes, and rejection of every truncation and of a
@@ -519,6 +869,44 @@ TEST(CodecProperties, RandomValuesRoundTrip) {
                                   }));
 }
 
+TEST(CodecProperties, RandomContainersAndAggregatesRoundTrip) {
+  EXPECT_TRUE(
+      keel_test::rc_check("ordered containers round trip", 200, 40,
+                          [](const std::map<std::string, std::int32_t>& m, const std::set<std::int16_t>& s,
+                             const std::multimap<std::uint8_t, std::string>& mm, const std::multiset<std::int8_t>& ms) {
+                            check_round_trip(m);
+                            check_round_trip(s);
+                            check_round_trip(mm);
+                            check_round_trip(ms);
+                          }));
+  EXPECT_TRUE(keel_test::rc_check(
+      "unordered containers round trip, one encoding per value", 200, 40,
+      [](const std::unordered_map<std::int32_t, std::string>& m, const std::unordered_set<std::string>& s,
+         const std::unordered_multiset<std::uint8_t>& ms) {
+        check_round_trip(m);
+        check_round_trip(s);
+        check_round_trip(ms);
+        // The same elements inserted in another order, into more buckets.
+        std::unordered_set<std::string> again;
+        again.reserve(4 * s.size() + 7);
+        std::vector<std::string> elements(s.begin(), s.end());
+        for (auto it = elements.rbegin(); it != elements.rend(); ++it) again.insert(*it);
+        RC_ASSERT(keel::encode(again) == keel::encode(s));
+      }));
+  EXPECT_TRUE(keel_test::rc_check(
+      "aggregates and durations round trip", 200, 40,
+      [](const Flat& p, const std::vector<Flat>& ps, std::int64_t ticks, double secs) {
+        check_round_trip(p);
+        check_round_trip(ps);
+        check_round_trip(std::map<std::string, std::vector<Flat>>{{p.b, ps}});
+        check_round_trip(std::chrono::nanoseconds(ticks));
+        check_round_trip(std::chrono::system_clock::time_point(std::chrono::system_clock::duration(ticks)));
+        const std::chrono::duration<double> d(secs);
+        RC_ASSERT(std::bit_cast<std::uint64_t>(keel::decode<std::chrono::duration<double>>(keel::encode(d)).count()) ==
+                  std::bit_cast<std::uint64_t>(secs));
+      }));
+}
+
 // Bytes that decode re-encode to exactly themselves (the encoding is
 // canonical); all other bytes are a ProtocolError, never anything else.
 // Returns whether they decoded.
@@ -559,6 +947,13 @@ TEST(CodecProperties, MutatedEncodingsDecodeCanonicallyOrFailCleanly) {
     tally(check_garbage<Tup>(mutated_encoding<Tup>()));
     using Nested = std::pair<std::vector<bool>, std::optional<std::vector<std::int32_t>>>;
     tally(check_garbage<Nested>(mutated_encoding<Nested>()));
+    using Map = std::map<std::uint8_t, std::string>;
+    tally(check_garbage<Map>(mutated_encoding<Map>()));
+    using Hashed = std::unordered_set<std::int16_t>;
+    tally(check_garbage<Hashed>(mutated_encoding<Hashed>()));
+    using Multi = std::multiset<std::uint8_t>;
+    tally(check_garbage<Multi>(mutated_encoding<Multi>()));
+    tally(check_garbage<Flat>(mutated_encoding<Flat>()));
   }));
   // Both outcomes occur, so the property tests something either way.
   EXPECT_GT(decoded, 100);
@@ -574,7 +969,55 @@ TEST(CodecProperties, RandomBytesDecodeCanonicallyOrFailCleanly) {
     check_garbage<std::vector<std::monostate>>(bytes);
     check_garbage<std::pair<Tagged, std::optional<Point>>>(bytes);
     check_garbage<std::optional<bool>>(bytes);
+    check_garbage<std::map<std::uint8_t, bool>>(bytes);
+    check_garbage<std::set<std::int8_t>>(bytes);
+    check_garbage<std::unordered_map<std::uint8_t, std::uint8_t>>(bytes);
+    check_garbage<std::unordered_multiset<std::uint8_t>>(bytes);
+    check_garbage<std::multimap<std::uint8_t, std::monostate>>(bytes);
+    check_garbage<Nested>(bytes);
+    check_garbage<Bits>(bytes);
   }));
+}
+
+// ---- through a ProcessPool -----------------------------------------------------------
+
+Receipt fill(Order o) {
+  Receipt r{o.customer, 0, {}, o.placed};
+  for (const auto& [kind, units] : o.items) {
+    r.units += units;
+    r.kinds.insert(kind);
+  }
+  return r;
+}
+std::map<std::string, std::vector<Flat>> regroup(std::map<std::string, std::vector<Flat>> m) {
+  std::map<std::string, std::vector<Flat>> out;
+  for (auto& [k, v] : m) {
+    for (Flat& p : v) out[p.b].push_back(Flat{p.a, k, p.c});
+  }
+  return out;
+}
+std::chrono::steady_clock::time_point steady_now() { return std::chrono::steady_clock::now(); }
+inline const auto fill_t = keel::register_task("codec.fill", fill);
+inline const auto regroup_t = keel::register_task("codec.regroup", regroup);
+inline const auto steady_now_t = keel::register_task("codec.steady_now", steady_now);
+
+TEST(CodecThroughProcessPool, AggregatesAndMapsTravelToAWorkerAndBack) {
+  keel::ProcessPool pool({.workers = 1});
+  const Order o{"ada", {{"bolt", 3}, {"nut", 4}}, std::chrono::system_clock::now()};
+  EXPECT_EQ(pool.submit(fill_t, o).result(), (Receipt{"ada", 7, {"bolt", "nut"}, o.placed}));
+  const std::map<std::string, std::vector<Flat>> m{{"x", {Flat{1, "p", {}}, Flat{2, "q", std::int16_t{5}}}},
+                                                   {"y", {Flat{3, "p", {}}}}};
+  const std::map<std::string, std::vector<Flat>> want{{"p", {Flat{1, "x", {}}, Flat{3, "y", {}}}},
+                                                      {"q", {Flat{2, "x", std::int16_t{5}}}}};
+  EXPECT_EQ(pool.submit(regroup_t, m).result(), want);
+  // steady_clock shares its epoch between processes of one host
+  // (CLOCK_MONOTONIC): the worker's reading falls between two of ours.
+  const auto before = std::chrono::steady_clock::now();
+  const auto there = pool.submit(steady_now_t).result();
+  const auto after = std::chrono::steady_clock::now();
+  EXPECT_LE(before, there);
+  EXPECT_LE(there, after);
+  pool.shutdown();
 }
 
 }  // namespace

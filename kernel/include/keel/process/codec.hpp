@@ -8,31 +8,49 @@
 // behaviour. A count is checked against the bytes left before anything is
 // allocated, so memory use stays proportional to the input, whatever it
 // claims (IPC-1). The encoding is canonical: bytes that decode re-encode to
-// themselves. A type becomes encodable by specializing keel::Codec<T> (static
-// encode/decode, optionally `static constexpr std::size_t min_size`), or by
-// giving T `void encode(keel::Encoder&) const` and `static T decode(keel::Decoder&)`.
+// themselves, so a decoded container never holds elements out of its order or
+// duplicates that its type forbids: they are a ProtocolError, never silently
+// merged. A type becomes encodable by specializing keel::Codec<T> (static
+// encode/decode, optionally `static constexpr std::size_t min_size`), by
+// giving T `void encode(keel::Encoder&) const` and `static T decode(keel::Decoder&)`,
+// or, for a plain aggregate whose fields are all encodable, by nothing at all:
+// its fields travel in declaration order (a user's codec, either kind, wins).
+// Pointers, references, unions and C arrays are refused at compile time
+// with a static_assert that says why. Beyond the scalars, strings, vectors,
+// arrays, pairs, tuples, optionals and variants: std::map/set/multimap/
+// multiset (elements in key order), their unordered forms (elements sorted by
+// their encoded bytes), std::chrono durations (the count) and time points
+// (the duration since the epoch).
 //
 // Invariants: IPC-1 (a malformed encoding is a ProtocolError: no crash, hang
 // or unbounded allocation).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
 
 #include "keel/error.hpp"
+#include "keel/process/detail/codec_fields.hpp"
 
 namespace keel {
 
@@ -105,6 +123,76 @@ constexpr std::size_t member_min_size() {
   }
 }
 
+template <class T>
+inline constexpr bool always_false = false;
+
+template <class List>
+struct all_fields_encodable;
+
+template <class... F>
+struct all_fields_encodable<type_list<F...>>
+    : std::bool_constant<((!std::is_reference_v<F> && has_codec<std::remove_cv_t<F>>)&&...)> {};
+
+// A plain aggregate that the codec encodes field by field: it has no member
+// codec (which would win), its fields can be listed (codec_fields.hpp), and
+// every one is an encodable value, not a reference.
+template <class T>
+concept aggregate_codec = !member_codec<T> && fields_listable<T> && all_fields_encodable<field_types<T>>::value;
+
+template <class... F>
+constexpr std::size_t fields_min_size(type_list<F...>) {
+  return (std::size_t{0} + ... + codec_min_size<std::remove_cv_t<F>>());
+}
+
+template <class T>
+constexpr bool missing_codec_reported();
+
+template <class... F>
+constexpr bool field_missing_codec_reported(type_list<F...>) {
+  return (missing_codec_reported<std::remove_cv_t<F>>() || ...);
+}
+
+// For a T without a codec, a static_assert that says why, where the reason is
+// known; returns whether one was made. The compiler's note on the failing
+// instantiation names the type (and, for an aggregate's field, the aggregate).
+template <class T>
+constexpr bool missing_codec_reported_why() {
+  if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T>) {
+    static_assert(always_false<T>, "keel codec: a pointer cannot be encoded (its target stays here): send the value");
+    return true;
+  } else if constexpr (std::is_reference_v<T>) {
+    static_assert(always_false<T>, "keel codec: a reference member cannot be decoded (it would dangle): hold a value");
+    return true;
+  } else if constexpr (std::is_union_v<T>) {
+    static_assert(always_false<T>,
+                  "keel codec: a union cannot be encoded (its active member is unknown): use std::variant");
+    return true;
+  } else if constexpr (std::is_array_v<T>) {
+    static_assert(always_false<T>, "keel codec: a C array cannot be encoded: use std::array");
+    return true;
+  } else if constexpr (std::is_class_v<T> && std::is_aggregate_v<T> && !member_codec<T>) {
+    if constexpr (!fields_listable<T>) {
+      static_assert(always_false<T>,
+                    "keel codec: cannot list this aggregate's fields (a C-array member, a field neither default-"
+                    "constructible nor made from one value, or over 24 fields): give it a keel::Codec");
+      return true;
+    } else {
+      return field_missing_codec_reported(field_types<T>{});
+    }
+  } else {
+    return false;
+  }
+}
+
+template <class T>
+constexpr bool missing_codec_reported() {
+  if constexpr (has_codec<T>) {
+    return false;  // and nothing instantiated that could assert
+  } else {
+    return missing_codec_reported_why<T>();
+  }
+}
+
 // An enum with a fixed underlying type: every value of that type is a valid
 // enumerator value, so decoding any bit pattern is defined. (Only such enums
 // can be list-initialized from their underlying type.)
@@ -139,16 +227,18 @@ class Encoder {
   template <class T>
   void put(const T& v) {
     using U = std::remove_cvref_t<T>;
-    static_assert(detail::has_codec<U>,
+    static_assert(detail::has_codec<U> || detail::missing_codec_reported<U>(),
                   "keel: no keel::Codec for this type: specialize keel::Codec<T>, or give T "
                   "`void encode(keel::Encoder&) const` and `static T decode(keel::Decoder&)` "
                   "(enums need a fixed underlying type, e.g. `enum E : int`)");
-    const std::size_t mark = bytes_.size();
-    try {
-      Codec<U>::encode(*this, v);
-    } catch (...) {
-      bytes_.resize(mark);
-      throw;
+    if constexpr (detail::has_codec<U>) {  // else the static_assert has said why, once
+      const std::size_t mark = bytes_.size();
+      try {
+        Codec<U>::encode(*this, v);
+      } catch (...) {
+        bytes_.resize(mark);
+        throw;
+      }
     }
   }
 
@@ -205,8 +295,13 @@ class Decoder {
   template <class T>
   T get() {
     using U = std::remove_cvref_t<T>;
-    static_assert(detail::has_codec<U>, "keel: no keel::Codec for this type (see Encoder::put)");
-    return Codec<U>::decode(*this);
+    static_assert(detail::has_codec<U> || detail::missing_codec_reported<U>(),
+                  "keel: no keel::Codec for this type (see Encoder::put)");
+    if constexpr (detail::has_codec<U>) {
+      return Codec<U>::decode(*this);
+    } else {
+      std::abort();  // unreachable: the static_assert above has failed
+    }
   }
 
   // A u32 count of elements that each encode to at least min_element_bytes
@@ -234,6 +329,8 @@ class Decoder {
   }
 
   std::size_t remaining() const noexcept { return rest_.size(); }
+  // The bytes not read yet, borrowed from the input.
+  std::string_view rest() const noexcept { return rest_; }
 
   void expect_end() const {
     if (!rest_.empty()) detail::codec_error(std::to_string(rest_.size()) + " trailing bytes after the value");
@@ -250,13 +347,67 @@ class Decoder {
   std::string_view rest_;
 };
 
-// ---- the primary template: T's own members ---------------------------------
+// ---- the primary template: T's own members, or a plain aggregate's fields ----
 
+namespace detail {
+
+// A field whose decoded value did not survive being stored (a bit-field too
+// narrow for it) would re-encode differently: only integers and enums can be
+// bit-fields.
+template <class F>
+bool field_kept(const F& decoded, const F& stored) {
+  if constexpr (std::is_integral_v<F> || std::is_enum_v<F>) {
+    return decoded == stored;
+  } else {
+    (void)decoded;
+    (void)stored;
+    return true;
+  }
+}
+
+template <class T>
+constexpr std::size_t primary_min_size() {
+  if constexpr (member_codec<T>) {
+    return member_min_size<T>();
+  } else if constexpr (aggregate_codec<T>) {
+    return fields_min_size(field_types<T>{});
+  } else {
+    return 0;
+  }
+}
+
+}  // namespace detail
+
+// An aggregate's fields travel in declaration order with nothing around them,
+// as a tuple of them would: a struct {int32 a; string b;} is the bytes of
+// encode(a, b). User codecs win: a specialization of Codec<T> is chosen over
+// this primary template, and member encode/decode over the fields.
 template <class T, class Enable>
 struct Codec {
-  static constexpr std::size_t min_size = detail::member_min_size<T>();
+  static constexpr std::size_t min_size = detail::primary_min_size<T>();
   static void encode(Encoder& e, const T& v) requires detail::member_codec<T> { v.encode(e); }
   static T decode(Decoder& d) requires detail::member_codec<T> { return T::decode(d); }
+
+  static void encode(Encoder& e, const T& v) requires detail::aggregate_codec<T> {
+    detail::for_each_field(v, [&e](auto, const auto&... f) { (e.put(f), ...); });
+  }
+  static T decode(Decoder& d) requires detail::aggregate_codec<T> { return decode_fields(d, detail::field_types<T>{}); }
+
+ private:
+  template <class... F>
+  static T decode_fields(Decoder& d, detail::type_list<F...>) {
+    // A braced list evaluates its elements left to right.
+    std::tuple<std::remove_cv_t<F>...> fields{d.get<std::remove_cv_t<F>>()...};
+    T v = std::apply([](auto&... f) { return T{std::move(f)...}; }, fields);
+    const bool kept = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return detail::for_each_field(v, [&](auto, const auto&... stored) {
+        return (detail::field_kept<std::remove_cv_t<F>>(std::get<I>(fields), stored) && ...);
+      });
+    }
+    (std::index_sequence_for<F...>{});
+    if (!kept) detail::codec_error("a field's value does not fit its bit-field");
+    return v;
+  }
 };
 
 // ---- built-ins ---------------------------------------------------------------
@@ -464,6 +615,251 @@ struct Codec<std::variant<T...>, std::enable_if_t<(detail::has_codec<T> && ...)>
     static constexpr Fn table[] = {&decode_one<I>...};
     return table[index](d);
   }
+};
+
+// ---- associative containers ----------------------------------------------------
+//
+// All carry a u32 count, then the elements (a map's as key then value), each
+// preceded by a 0 byte where an element's encoding can be empty, as in vectors.
+// The count is checked against the bytes left before anything is allocated.
+
+namespace detail {
+
+// What a container's elements are, for encoding and decoding them.
+template <class C>
+struct assoc_traits;
+
+template <class K, class V>
+struct map_elements {
+  static constexpr bool is_map = true;
+  static constexpr std::size_t element_min = codec_min_size<K>() + codec_min_size<V>();
+  static constexpr bool encodable = has_codec<K> && has_codec<V>;
+  static void put(Encoder& e, const std::pair<const K, V>& kv) {
+    e.put(kv.first);
+    e.put(kv.second);
+  }
+};
+
+template <class K>
+struct set_elements {
+  static constexpr bool is_map = false;
+  static constexpr std::size_t element_min = codec_min_size<K>();
+  static constexpr bool encodable = has_codec<K>;
+  static void put(Encoder& e, const K& k) { e.put(k); }
+};
+
+template <class K, class V, class C, class A>
+struct assoc_traits<std::map<K, V, C, A>> : map_elements<K, V> {
+  static constexpr bool multi = false;
+};
+template <class K, class V, class C, class A>
+struct assoc_traits<std::multimap<K, V, C, A>> : map_elements<K, V> {
+  static constexpr bool multi = true;
+};
+template <class K, class C, class A>
+struct assoc_traits<std::set<K, C, A>> : set_elements<K> {
+  static constexpr bool multi = false;
+};
+template <class K, class C, class A>
+struct assoc_traits<std::multiset<K, C, A>> : set_elements<K> {
+  static constexpr bool multi = true;
+};
+template <class K, class V, class H, class E, class A>
+struct assoc_traits<std::unordered_map<K, V, H, E, A>> : map_elements<K, V> {
+  static constexpr bool multi = false;
+};
+template <class K, class V, class H, class E, class A>
+struct assoc_traits<std::unordered_multimap<K, V, H, E, A>> : map_elements<K, V> {
+  static constexpr bool multi = true;
+};
+template <class K, class H, class E, class A>
+struct assoc_traits<std::unordered_set<K, H, E, A>> : set_elements<K> {
+  static constexpr bool multi = false;
+};
+template <class K, class H, class E, class A>
+struct assoc_traits<std::unordered_multiset<K, H, E, A>> : set_elements<K> {
+  static constexpr bool multi = true;
+};
+
+// The decoder builds the container with default-constructed comparator, hash
+// and equality: a function pointer there would be null, so such containers
+// have no codec.
+template <class C>
+concept encodable_assoc = assoc_traits<C>::encodable;
+
+template <class C>
+concept ordered_assoc = encodable_assoc<C> && requires {
+  typename C::key_compare;
+} && !std::is_pointer_v<typename C::key_compare>;
+
+template <class C>
+concept unordered_assoc = encodable_assoc<C> && requires {
+  typename C::hasher;
+  typename C::key_equal;
+} && !std::is_pointer_v<typename C::hasher> && !std::is_pointer_v<typename C::key_equal>;
+
+// An element's key (a set's element is its own key, whatever its type).
+template <bool IsMap, class X>
+const auto& key_of(const X& x) noexcept {
+  if constexpr (IsMap) {
+    return x.first;
+  } else {
+    return x;
+  }
+}
+
+// The 0 byte before an element whose encoding can be empty.
+template <class C>
+void get_marker(Decoder& d) {
+  if constexpr (assoc_traits<C>::element_min == 0) {
+    const std::uint8_t m = d.get_le<std::uint8_t>();
+    if (m != 0) codec_error("bad element marker " + std::to_string(m));
+  }
+}
+
+// One element of C: a map's as a pair of key and value.
+template <class C>
+auto get_element(Decoder& d) {
+  if constexpr (assoc_traits<C>::is_map) {
+    auto k = d.get<typename C::key_type>();
+    auto v = d.get<typename C::mapped_type>();
+    return std::pair<typename C::key_type, typename C::mapped_type>(std::move(k), std::move(v));
+  } else {
+    return d.get<typename C::key_type>();
+  }
+}
+
+}  // namespace detail
+
+// std::map, std::set, std::multimap, std::multiset: the elements in the
+// container's own order. Decoding requires each key to come strictly after the
+// one before by the container's comparator (multi: not before it), so an
+// out-of-order key or a duplicate is a ProtocolError, and each element is
+// appended at the end in constant time.
+template <class C>
+requires detail::ordered_assoc<C>
+struct Codec<C> {
+  using T = detail::assoc_traits<C>;
+  static constexpr bool marked = T::element_min == 0;
+  static constexpr std::size_t min_size = 4;
+
+  static void encode(Encoder& e, const C& c) {
+    e.put_size(c.size());
+    for (const auto& x : c) {
+      if constexpr (marked) e.put_le(std::uint8_t{0});
+      T::put(e, x);
+    }
+  }
+
+  static C decode(Decoder& d) {
+    const std::size_t n = d.get_size(marked ? 1 : T::element_min);
+    C c;
+    const auto comp = c.key_comp();
+    for (std::size_t i = 0; i < n; ++i) {
+      detail::get_marker<C>(d);
+      auto x = detail::get_element<C>(d);
+      if (i != 0) {
+        const auto& key = detail::key_of<T::is_map>(x);
+        const auto& last = detail::key_of<T::is_map>(*std::prev(c.end()));
+        const bool in_order = T::multi ? !comp(key, last) : comp(last, key);
+        if (!in_order) {
+          detail::codec_error(T::multi ? "a key is out of order" : "a key is out of order or repeated");
+        }
+      }
+      c.emplace_hint(c.end(), std::move(x));
+    }
+    return c;
+  }
+};
+
+// std::unordered_map, std::unordered_set and their multi forms. Their
+// iteration order depends on the hash, the bucket count and the history of
+// inserts, so two equal containers could iterate (and would encode)
+// differently, and the decoder could not tell a repeated element from a new
+// one without the container. The canonical order is therefore that of the
+// elements' encodings, compared as bytes: it needs nothing of the key type
+// beyond its codec, the same value always gives the same bytes, and the
+// decoder checks it by comparing each element's bytes with the previous
+// one's: strictly greater (multi: not smaller). Keys that are equal by the
+// container yet encode differently (0.0 and -0.0 as doubles) pass that check,
+// so the decoder also refuses any element the container does not take
+// (multi containers take all). Decoding costs what inserting does: with
+// adversarial keys and a weak hash (std::hash of an integer is the integer),
+// quadratic in the count.
+template <class C>
+requires detail::unordered_assoc<C>
+struct Codec<C> {
+  using T = detail::assoc_traits<C>;
+  static constexpr bool marked = T::element_min == 0;
+  static constexpr std::size_t min_size = 4;
+
+  static void encode(Encoder& e, const C& c) {
+    std::vector<std::string> elements;
+    elements.reserve(c.size());
+    for (const auto& x : c) {
+      Encoder one;
+      T::put(one, x);
+      elements.push_back(one.take());
+    }
+    std::sort(elements.begin(), elements.end());
+    if constexpr (!T::multi) {
+      // Only elements unequal to themselves (a NaN) can get here twice.
+      if (std::adjacent_find(elements.begin(), elements.end()) != elements.end()) {
+        detail::codec_error("two elements of an unordered container encode alike (a NaN key?)");
+      }
+    }
+    e.put_size(elements.size());
+    for (const std::string& x : elements) {
+      if constexpr (marked) e.put_le(std::uint8_t{0});
+      e.put_raw(x.data(), x.size());
+    }
+  }
+
+  static C decode(Decoder& d) {
+    const std::size_t n = d.get_size(marked ? 1 : T::element_min);
+    C c;
+    c.reserve(n);
+    std::string_view last;
+    for (std::size_t i = 0; i < n; ++i) {
+      detail::get_marker<C>(d);
+      const std::string_view before = d.rest();
+      auto x = detail::get_element<C>(d);
+      const std::string_view bytes = before.substr(0, before.size() - d.remaining());
+      if (i != 0 && (T::multi ? bytes < last : bytes <= last)) {
+        detail::codec_error(T::multi ? "an element is out of order" : "an element is out of order or repeated");
+      }
+      last = bytes;
+      if constexpr (T::multi) {
+        c.emplace(std::move(x));
+      } else if (!c.emplace(std::move(x)).second) {
+        detail::codec_error("an element equals one before it");
+      }
+    }
+    return c;
+  }
+};
+
+// std::chrono::duration<Rep, Period>: the count, as Rep. The period is part of
+// the type, which both sides compile, so it does not travel.
+template <class Rep, class Period>
+struct Codec<std::chrono::duration<Rep, Period>, std::enable_if_t<detail::has_codec<Rep>>> {
+  using D = std::chrono::duration<Rep, Period>;
+  static constexpr std::size_t min_size = detail::codec_min_size<Rep>();
+  static void encode(Encoder& e, const D& v) { e.put(v.count()); }
+  static D decode(Decoder& d) { return D(d.get<Rep>()); }
+};
+
+// std::chrono::time_point<Clock, Duration>: the duration since the clock's
+// epoch. Meaningful in another process only where both share the epoch:
+// system_clock everywhere (the Unix epoch); steady_clock between processes on
+// one Linux host, where it is CLOCK_MONOTONIC (time since boot), but not
+// across hosts or reboots.
+template <class Clock, class Dur>
+struct Codec<std::chrono::time_point<Clock, Dur>, std::enable_if_t<detail::has_codec<Dur>>> {
+  using P = std::chrono::time_point<Clock, Dur>;
+  static constexpr std::size_t min_size = detail::codec_min_size<Dur>();
+  static void encode(Encoder& e, const P& v) { e.put(v.time_since_epoch()); }
+  static P decode(Decoder& d) { return P(d.get<Dur>()); }
 };
 
 // ---- whole buffers -----------------------------------------------------------
