@@ -800,6 +800,7 @@ class Runner:
 
     def _check(self, s, mut, restore, apply):
         built_any = False
+        fallback = None  # a hang or crash: not a named check, so the others still run
         for m in self.rel.models_for(mut.path):
             if m not in self.cost:
                 restore()
@@ -821,11 +822,11 @@ class Runner:
                 mut.outcome, mut.by, mut.detail = "killed-by-model", ("explore:" if m.endswith("_explore.cpp") else "relacy:") + failed[0][1], failed[0][7]
                 return
             if to:
-                mut.outcome, mut.by = "killed-by-hang", f"{name} model (> {self.model_run_limit[m]:.0f} s)"
-                return
+                fallback = fallback or ("killed-by-hang", f"{name} model (> {self.model_run_limit[m]:.0f} s)")
+                continue
             if rc != 0:
-                mut.outcome, mut.by = "killed-by-crash", f"{name} model (exit {rc})"
-                return
+                fallback = fallback or ("killed-by-crash", f"{name} model (exit {rc})")
+                continue
         apply()
         if s.tests and self.test_filter(mut.layer):
             rc, log, secs, to = self.build_tests(s, self.args.build_timeout)
@@ -836,7 +837,12 @@ class Runner:
             else:
                 built_any = True
                 if self.judge_tests(s, mut):
+                    if fallback and mut.outcome not in NAMED:
+                        mut.outcome, mut.by = fallback  # the first hang or crash, not the tests' own
                     return
+        if fallback:
+            mut.outcome, mut.by = fallback
+            return
         if not built_any:
             if not self.rel.models_for(mut.path) and not s.tests:
                 mut.outcome, mut.by = "not-checked", "no model reaches the file and the test binary is absent"
@@ -1457,6 +1463,7 @@ def check_schema(runner, sb, mut, mid):
     t0 = time.time()
     try:
         ran = False
+        fallback = None  # a hang or crash: not a named check, so the others still run
         for m in runner.rel.models_for(mut.path):
             binary = sb.binaries.get(m)
             if binary is None:
@@ -1472,18 +1479,23 @@ def check_schema(runner, sb, mut, mid):
                                                                       "relacy:") + failed[0][1], failed[0][7]
                 return
             if to:
-                mut.outcome, mut.by = "killed-by-hang", f"{model_stem(m)} model (> {runner.model_run_limit[m]:.0f} s)"
-                return
+                fallback = fallback or ("killed-by-hang", f"{model_stem(m)} model (> {runner.model_run_limit[m]:.0f} s)")
+                continue
             if rc != 0:
-                mut.outcome, mut.by = "killed-by-crash", f"{model_stem(m)} model (exit {rc})"
-                return
+                fallback = fallback or ("killed-by-crash", f"{model_stem(m)} model (exit {rc})")
+                continue
         if sb.s.tests and runner.test_filter(mut.layer):
             ran = True
             if "tests" in sb.reach and mid not in sb.reach["tests"]:
-                mut.outcome = "survived"  # not compiled into the test binary: its tests are the baseline's
+                mut.outcome, mut.by = fallback or ("survived", "")  # its tests are the baseline's
                 return
             if runner.judge_tests(sb.s, mut, mid):
+                if fallback and mut.outcome not in NAMED:
+                    mut.outcome, mut.by = fallback  # the first hang or crash, not the tests' own
                 return
+        if fallback:
+            mut.outcome, mut.by = fallback
+            return
         if not ran:
             mut.outcome, mut.by = "not-checked", "no model reaches the file and the test binary is absent"
             return
@@ -1518,6 +1530,7 @@ def test_make_command(scratch_dir, jobs=1):
 # ---------------------------------------------------------------- report
 
 KILLED = ("killed-by-model", "killed-by-test", "killed-by-hang", "killed-by-crash")
+NAMED = ("killed-by-model", "killed-by-test")
 
 
 def read_equivalent(root):
