@@ -127,7 +127,7 @@ $(BUILD)/%.o: %.cpp $(FLAGS_STAMP) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/tests/%.o $(BUILD)/unity/%.o: CPPFLAGS += -I. -DKEEL_SOURCE_DIR='"$(CURDIR)"'
+$(BUILD)/tests/%.o $(BUILD)/unity/%.o: CPPFLAGS += -I. -DKEEL_SOURCE_DIR='"$(CURDIR)"' -DKEEL_TEST_CXX='"$(CXX)"'
 
 # A unity source changes only when its directory's list of tests does (and
 # is kept: were make to delete it as an intermediate, every build would

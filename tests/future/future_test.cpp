@@ -16,6 +16,7 @@
 #include "../support/test_support.hpp"
 #include "future_test_support.hpp"
 #include "keel/future/future.hpp"
+#include "keel/future/wait.hpp"
 
 namespace {
 
@@ -753,4 +754,130 @@ TEST(Future, CancelRacingSetResultLeavesExactlyOneFinalState) {
       EXPECT_TRUE(f.cancelled());
     }
   }
+}
+
+// ------------------------------------------------ unobserved exceptions
+
+namespace {
+
+// Turns the unobserved-exception report on for one test.
+class UnobservedReports {
+ public:
+  UnobservedReports() { keel::set_report_unobserved_exceptions(true); }
+  UnobservedReports(const UnobservedReports&) = delete;
+  UnobservedReports& operator=(const UnobservedReports&) = delete;
+  ~UnobservedReports() { keel::set_report_unobserved_exceptions(false); }
+};
+
+keel::Future<int> failed_future(const char* what) {
+  keel::Promise<int> p;
+  auto f = p.get_future();
+  p.set_exception(std::make_exception_ptr(std::runtime_error(what)));
+  return f;
+}
+
+}  // namespace
+
+TEST(UnobservedException, IsSilentByDefault) {
+  ReporterCapture reports;
+  EXPECT_FALSE(keel::report_unobserved_exceptions());
+  { auto f = failed_future("nobody looked"); }
+  EXPECT_EQ(reports.size(), 0u);
+}
+
+TEST(UnobservedException, OptInReportsItOnceWhenTheLastHandleIsDropped) {
+  ReporterCapture reports;
+  UnobservedReports on;
+  {
+    auto f = failed_future("nobody looked");
+    auto g = f;  // a copy: the report waits for the last handle
+    f = keel::Future<int>();
+    EXPECT_EQ(reports.size(), 0u);
+  }
+  const auto entries = reports.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].where, keel::unobserved_exception_where);
+  EXPECT_EQ(entries[0].what, "nobody looked");
+}
+
+TEST(UnobservedException, ResultOrExceptionRetrievesIt) {
+  ReporterCapture reports;
+  UnobservedReports on;
+  {
+    auto f = failed_future("seen by result");
+    EXPECT_THROW((void)f.result(), std::runtime_error);
+  }
+  {
+    auto f = failed_future("seen by exception");
+    EXPECT_NE(f.exception(), nullptr);
+  }
+  {
+    auto f = failed_future("seen in a callback");
+    f.add_done_callback([](const keel::Future<int>& g) { (void)g.exception(); });
+  }
+  EXPECT_EQ(reports.size(), 0u);
+}
+
+TEST(UnobservedException, ValuesCancellationsAndWaitsAreNotReported) {
+  ReporterCapture reports;
+  UnobservedReports on;
+  {
+    keel::Promise<int> p;
+    auto f = p.get_future();
+    p.set_result(1);
+  }
+  {
+    keel::Promise<int> p;
+    auto f = p.get_future();
+    EXPECT_TRUE(f.cancel());
+  }
+  {
+    // wait(first_exception) looks at the error to decide, but hands it to
+    // nobody: still unobserved.
+    std::vector<keel::Future<int>> fs{failed_future("waited on")};
+    (void)keel::wait(fs, keel::ReturnWhen::first_exception);
+  }
+  const auto entries = reports.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].what, "waited on");
+}
+
+TEST(UnobservedException, APoolTaskThatThrowsIsReportedFromWhicheverThreadDropsItLast) {
+  ReporterCapture reports;
+  UnobservedReports on;
+  {
+    keel::ThreadPoolExecutor pool({.max_threads = 2});
+    for (int i = 0; i < 20; ++i) (void)pool.submit([] { throw std::runtime_error("task failed"); });
+    pool.shutdown({.wait = true});
+  }
+  const auto entries = reports.entries();
+  ASSERT_EQ(entries.size(), 20u);
+  for (const auto& e : entries) EXPECT_EQ(e.what, "task failed");
+}
+
+TEST(UnobservedException, AnAfterTaskHookThatSawTheErrorRetrievedIt) {
+  ReporterCapture reports;
+  UnobservedReports on;
+  std::atomic<int> seen{0};
+  {
+    keel::ThreadPoolOptions o;
+    o.max_threads = 1;
+    o.after_task = [&](const keel::TaskInfo&, std::exception_ptr e) {
+      if (e) seen.fetch_add(1);
+    };
+    keel::ThreadPoolExecutor pool(o);
+    (void)pool.submit([] { throw std::runtime_error("hooked"); });
+    pool.shutdown({.wait = true});
+  }
+  EXPECT_EQ(seen.load(), 1);
+  EXPECT_EQ(reports.size(), 0u);
+}
+
+TEST(UnobservedException, TheDefaultReporterWritesOneLine) {
+  keel::set_error_reporter({});
+  UnobservedReports on;
+  testing::internal::CaptureStderr();
+  { auto f = failed_future("to-stderr"); }
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, "keel: exception in " + std::string(keel::unobserved_exception_where) + ": to-stderr\n");
 }

@@ -203,6 +203,15 @@ using ErrorReporter = std::function<void(std::string_view where, std::exception_
 void set_error_reporter(ErrorReporter reporter);
 /// Hands error to the reporter. Never throws, also when the reporter does.
 void report_error(std::string_view where, const std::exception_ptr& error) noexcept;
+/// Opt-in (off by default): a future that holds an exception nobody retrieved
+/// (no result(), no exception(), no after-task hook saw it) reports it through
+/// the error reporter, once, when its last handle is dropped.
+void set_report_unobserved_exceptions(bool on) noexcept;
+/// Whether unobserved exceptions are reported (see set_report_unobserved_exceptions).
+bool report_unobserved_exceptions() noexcept;
+/// The `where` an unobserved exception is reported with.
+inline constexpr std::string_view unobserved_exception_where =
+    "a future dropped with an exception nobody retrieved";
 
 namespace detail {
 

@@ -1,6 +1,7 @@
 // The error reporter (keel/error.hpp): where exceptions that nobody can be
 // given end up, and how keel names an exception in a message.
 #include "keel/error.hpp"
+#include "keel/platform/atomic.hpp"
 #include "keel/sync/mutex.hpp"
 
 #if !KEEL_MODEL
@@ -76,6 +77,26 @@ void report_error(std::string_view where, const std::exception_ptr& error) noexc
   }
   default_report(where, error);
 }
+
+#if KEEL_MODEL
+// The models never turn the report on: a plain flag keeps a static atomic
+// out of Relacy's per-iteration state.
+void set_report_unobserved_exceptions(bool) noexcept {}
+bool report_unobserved_exceptions() noexcept { return false; }
+#else
+namespace {
+platform::Atomic<std::int32_t>& unobserved_flag() {
+  static platform::Atomic<std::int32_t> on{0};
+  return on;
+}
+}  // namespace
+// relaxed: a switch set once at start-up; a future dropped on another thread
+// at the moment it changes may go either way.
+void set_report_unobserved_exceptions(bool on) noexcept {
+  unobserved_flag().store(on ? 1 : 0, std::memory_order_relaxed);
+}
+bool report_unobserved_exceptions() noexcept { return unobserved_flag().load(std::memory_order_relaxed) != 0; }
+#endif
 
 namespace detail {
 

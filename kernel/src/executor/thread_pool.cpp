@@ -577,7 +577,7 @@ bool ThreadPoolCore::run_task(detail::Task* task) {
   task->execute();
   if (after_task_) {
     try {
-      after_task_(info, f.phase() == detail::FutureCore::finished ? f.error() : nullptr);
+      after_task_(info, f.phase() == detail::FutureCore::finished ? f.observed_error() : nullptr);
     } catch (...) {
       report_error("after_task hook", std::current_exception());
     }

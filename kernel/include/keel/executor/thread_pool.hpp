@@ -225,6 +225,22 @@ class ThreadPoolExecutor {
   auto submit_impl(int priority, bool has_priority, F&& fn, A&&... args) {
     using Fn = std::decay_t<F>;
     constexpr bool takes_token = std::is_invocable_v<Fn&&, platform::StopToken, std::decay_t<A>&&...>;
+    if constexpr (!takes_token && !std::is_invocable_v<Fn&&, std::decay_t<A>&&...>) {
+      // One line that says what is wrong; the compiler's "required from"
+      // lines above it name F and A. The branch below is then not
+      // instantiated, so no cascade of std::invoke_result errors follows.
+      static_assert(takes_token,
+                    "keel::ThreadPoolExecutor::submit: fn cannot be called with these arguments "
+                    "(each is copied, then passed as an rvalue; fn may take a std::stop_token first)");
+      return;
+    } else {
+      return submit_valid<takes_token>(priority, has_priority, std::forward<F>(fn), std::forward<A>(args)...);
+    }
+  }
+
+  template <bool takes_token, class F, class... A>
+  auto submit_valid(int priority, bool has_priority, F&& fn, A&&... args) {
+    using Fn = std::decay_t<F>;
     using Raw = std::conditional_t<takes_token, std::invoke_result<Fn&&, platform::StopToken, std::decay_t<A>&&...>,
                                    std::invoke_result<Fn&&, std::decay_t<A>&&...>>;
     using R = std::remove_cvref_t<typename Raw::type>;

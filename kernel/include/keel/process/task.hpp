@@ -100,13 +100,21 @@ auto register_task(std::string name, F fn) {
   if constexpr (Traits::valid) {
     using Sig = typename Traits::signature;
     using Result = typename Traits::result;
-    static_assert(detail::task_value_ok<Result>, "keel::register_task: the task's result type has no keel::Codec");
-    static_assert(detail::task_args_ok(static_cast<typename Traits::args*>(nullptr)),
-                  "keel::register_task: a parameter type of the task has no keel::Codec");
-    if (name.empty()) throw ValueError("keel: a task name must not be empty");
-    detail::register_task_entry(
-        name, detail::make_invoker<F, Result>(std::move(fn), static_cast<typename Traits::params*>(nullptr)),
-        typeid(Sig));
+    using Args = typename Traits::args;
+    constexpr bool codecs = detail::task_value_ok<Result> && detail::task_args_ok(static_cast<Args*>(nullptr));
+    // Where the reason is known (a pointer, a union, ...), the codec's own
+    // static_assert says it, and the compiler's note above it names the type;
+    // then this one adds where. Registration is left out, so no cascade of
+    // decode errors follows.
+    static_assert(codecs || detail::task_codec_missing_reported<Result>(static_cast<Args*>(nullptr)),
+                  "keel::register_task: a parameter or the result of this task has no keel::Codec "
+                  "(the task's signature is in the note above)");
+    if constexpr (codecs) {
+      if (name.empty()) throw ValueError("keel: a task name must not be empty");
+      detail::register_task_entry(
+          name, detail::make_invoker<F, Result>(std::move(fn), static_cast<typename Traits::params*>(nullptr)),
+          typeid(Sig));
+    }
     return detail::TaskRefFactory::make<Sig>(std::move(name));
   }
 }

@@ -91,6 +91,10 @@ class FutureCore {
   static constexpr std::int32_t phase_mask = 7;
   static constexpr std::int32_t sleepers_bit = 8;
   static constexpr std::int32_t hooked_bit = 16;
+  // Set (once final) when the error was handed to user code: a finished
+  // word with an error and without this bit is reported when the state dies
+  // (set_report_unobserved_exceptions).
+  static constexpr std::int32_t observed_bit = 32;
   static constexpr bool is_final(std::int32_t word) {
     return (word & phase_mask) == cancelled || (word & phase_mask) == finished;
   }
@@ -101,7 +105,14 @@ class FutureCore {
   // Destroying the error is a write to it: the last release() must order
   // after every thread's use of the state (its acq_rel), which the model
   // checks through this mark.
-  virtual ~FutureCore() { error_mark_.written(); }
+  virtual ~FutureCore() {
+    error_mark_.written();
+    // relaxed: the last release() (acq_rel) ordered every handle's use,
+    // observed_bit's fetch_or included, before this.
+    if (error_ && (word_.load(std::memory_order_relaxed) & observed_bit) == 0 && report_unobserved_exceptions()) {
+      report_error(unobserved_exception_where, error_);
+    }
+  }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   // acq_rel: each release publishes this thread's use of the state, and the
@@ -178,6 +189,14 @@ class FutureCore {
   std::exception_ptr error() const {
     error_mark_.read();
     return error_;
+  }
+  // The stored exception, handed to user code: it counts as retrieved and
+  // is not reported as unobserved. relaxed: only this state's destructor
+  // reads the bit, after the last release() ordered this.
+  std::exception_ptr observed_error() const {
+    std::exception_ptr e = error();
+    if (e) word_.fetch_or(observed_bit, std::memory_order_relaxed);
+    return e;
   }
   // Throws CancelledError or InvalidStateError unless final and finished.
   void throw_unless_finished(const char* what) const;
@@ -288,7 +307,7 @@ inline void await_finished(const FutureCore& core, const platform::Deadline& d, 
   core.throw_unless_finished(what);
 }
 inline void rethrow_error(const FutureCore& core) {
-  if (auto e = core.error()) std::rethrow_exception(e);
+  if (auto e = core.observed_error()) std::rethrow_exception(e);
 }
 // Future::result: the value as a const reference (nothing for void), or the
 // task's exception rethrown.
@@ -304,7 +323,7 @@ decltype(auto) result_by(FutureState<T>& state, const platform::Deadline& d) {
 }
 inline std::exception_ptr exception_by(const FutureCore& core, const platform::Deadline& d) {
   await_finished(core, d, "exception");
-  return core.error();
+  return core.observed_error();
 }
 
 // The kernel's ways in and out of a Future's handle (defined after Future).

@@ -166,4 +166,14 @@ constexpr bool task_args_ok(std::tuple<A...>*) {
   return (has_codec<A> && ...);
 }
 
+// For a task whose result or parameters lack a codec: the codec's own
+// static_assert for each type whose reason is known (see
+// missing_codec_reported); returns whether one was made.
+template <class R, class... A>
+constexpr bool task_codec_missing_reported(std::tuple<A...>*) {
+  bool reported = false;
+  if constexpr (!std::is_void_v<R>) reported = missing_codec_reported<R>();
+  return (reported || ... || missing_codec_reported<A>());
+}
+
 }  // namespace keel::detail

@@ -1,0 +1,139 @@
+// What a user sees when a call is wrong: misuse that the compiler can catch
+// must fail to compile with one error that says, in one line, what is wrong
+// (the compiler's instantiation notes around it name the types). Each case
+// compiles a small program with the compiler that built this test.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+struct Compiled {
+  int status = -1;
+  std::string output;
+};
+
+Compiled compile(const std::string& name, const std::string& program) {
+  const auto dir = std::filesystem::temp_directory_path() / ("keel_diag_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto src = dir / (name + ".cpp");
+  std::ofstream(src) << program;
+  const std::string cmd = std::string(KEEL_TEST_CXX) +
+                          " -std=c++20 -fsyntax-only -I" KEEL_SOURCE_DIR "/kernel/include " + src.string() + " 2>&1";
+  Compiled c;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return c;
+  std::array<char, 4096> buf{};
+  std::size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) c.output.append(buf.data(), n);
+  c.status = ::pclose(p);
+  std::filesystem::remove_all(dir);
+  return c;
+}
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
+}  // namespace
+
+// The control: the same program with the right arguments compiles, so the
+// failure below is the misuse's, not the harness's.
+TEST(Diagnostics, ARightSubmitCompiles) {
+  const auto c = compile("right_submit", R"(#include <keel/executor/thread_pool.hpp>
+int main() {
+  keel::ThreadPoolExecutor pool;
+  (void)pool.submit([](int x) { return x; }, 1);
+  (void)pool.submit([](std::stop_token, int x) { return x; }, 1);
+}
+)");
+  EXPECT_EQ(c.status, 0) << c.output;
+}
+
+TEST(Diagnostics, WrongSubmitArgumentsGiveOneErrorThatSaysSo) {
+  const auto c = compile("wrong_submit", R"(#include <keel/executor/thread_pool.hpp>
+int main() {
+  keel::ThreadPoolExecutor pool;
+  (void)pool.submit([](int x) { return x; }, "text");
+}
+)");
+  EXPECT_NE(c.status, 0);
+  EXPECT_EQ(count(c.output, "error:"), 1u) << c.output;
+  EXPECT_NE(c.output.find("keel::ThreadPoolExecutor::submit: fn cannot be called with these arguments"),
+            std::string::npos)
+      << c.output;
+  EXPECT_NE(c.output.find("const char"), std::string::npos) << c.output;  // the note names the argument's type
+}
+
+TEST(Diagnostics, ARightProcessTaskCompiles) {
+  const auto c = compile("right_task", R"(#include <keel/keel.hpp>
+#include <map>
+#include <string>
+struct Point { int x; double y; };
+int twice(int x) { return 2 * x; }
+Point moved(Point p, std::map<std::string, int> by) { return {p.x + by["x"], p.y}; }
+inline const auto twice_task = keel::register_task("twice", twice);
+inline const auto moved_task = keel::register_task("moved", moved);
+int main() {
+  keel::ProcessPool pool({.workers = 1});
+  (void)pool.submit(twice_task, 1);
+  (void)pool.submit(moved_task, Point{1, 2.0}, std::map<std::string, int>{{"x", 1}});
+}
+)");
+  EXPECT_EQ(c.status, 0) << c.output;
+}
+
+TEST(Diagnostics, WrongProcessSubmitArgumentCountGivesOneError) {
+  const auto c = compile("wrong_argc", R"(#include <keel/keel.hpp>
+int twice(int x) { return 2 * x; }
+inline const auto twice_task = keel::register_task("twice", twice);
+int main() {
+  keel::ProcessPool pool({.workers = 1});
+  (void)pool.submit(twice_task, 1, 2);
+}
+)");
+  EXPECT_NE(c.status, 0);
+  EXPECT_EQ(count(c.output, "error:"), 1u) << c.output;
+  EXPECT_NE(c.output.find("submit: wrong number of arguments for this task"), std::string::npos) << c.output;
+}
+
+// The codec says why a type cannot travel, and the note above names the type.
+TEST(Diagnostics, ATaskTakingAPointerGivesOneErrorNamingTheType) {
+  const auto c = compile("pointer_task", R"(#include <keel/keel.hpp>
+int deref(const int* p) { return *p; }
+inline const auto deref_task = keel::register_task("deref", deref);
+int main() {}
+)");
+  EXPECT_NE(c.status, 0);
+  EXPECT_EQ(count(c.output, "error:"), 1u) << c.output;
+  EXPECT_NE(c.output.find("a pointer cannot be encoded"), std::string::npos) << c.output;
+  EXPECT_NE(c.output.find("const int*"), std::string::npos) << c.output;
+}
+
+TEST(Diagnostics, ATaskTakingATypeWithoutACodecGivesOneErrorNamingTheTask) {
+  const auto c = compile("opaque_task", R"(#include <keel/keel.hpp>
+class Opaque {
+ public:
+  explicit Opaque(int v) : v_(v) {}
+  int get() const { return v_; }
+ private:
+  int v_;
+};
+int use(Opaque o) { return o.get(); }
+inline const auto use_task = keel::register_task("use", use);
+int main() {}
+)");
+  EXPECT_NE(c.status, 0);
+  EXPECT_EQ(count(c.output, "error:"), 1u) << c.output;
+  EXPECT_NE(c.output.find("keel::register_task: a parameter or the result of this task has no keel::Codec"),
+            std::string::npos)
+      << c.output;
+  EXPECT_NE(c.output.find("Opaque"), std::string::npos) << c.output;
+}
