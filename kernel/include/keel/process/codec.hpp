@@ -212,18 +212,21 @@ inline constexpr bool block_copyable = std::endian::native == std::endian::littl
 
 }  // namespace detail
 
-// Appends encodings to a std::string. If an encoding throws part way, put()
-// removes what it had appended, so the bytes hold only whole values.
+/// Appends encodings to a std::string. If an encoding throws part way, put()
+/// removes what it had appended, so the bytes hold only whole values.
 class Encoder {
  public:
+  /// An encoder with no bytes yet.
   Encoder() = default;
-  // Appends after `initial` (e.g. a reserved header).
+  /// Appends after `initial` (e.g. a reserved header).
   explicit Encoder(std::string initial) noexcept : bytes_(std::move(initial)) {}
 
+  /// Appends the n bytes at p as they are: no count, no byte-order change.
   void put_raw(const void* p, std::size_t n) {
     if (n != 0) bytes_.append(static_cast<const char*>(p), n);
   }
 
+  /// Appends v by keel::Codec (a compile error saying why if T has none); if that throws, nothing of v stays.
   template <class T>
   void put(const T& v) {
     using U = std::remove_cvref_t<T>;
@@ -242,7 +245,7 @@ class Encoder {
     }
   }
 
-  // A u32 count. ProtocolError (nothing appended) if n does not fit.
+  /// A u32 count. ProtocolError (nothing appended) if n does not fit.
   void put_size(std::size_t n) {
     if (n > std::numeric_limits<std::uint32_t>::max()) {
       detail::codec_error("count " + std::to_string(n) + " does not fit in 32 bits");
@@ -250,7 +253,7 @@ class Encoder {
     put_le(static_cast<std::uint32_t>(n));
   }
 
-  // Fixed-width little-endian unsigned integer.
+  /// Fixed-width little-endian unsigned integer.
   template <class U>
   void put_le(U u) {
     static_assert(std::is_unsigned_v<U>);
@@ -258,10 +261,13 @@ class Encoder {
     put_raw(&u, sizeof u);
   }
 
+  /// The bytes encoded so far, to read or to extend in place.
   std::string& bytes() noexcept { return bytes_; }
+  /// The bytes encoded so far.
   const std::string& bytes() const noexcept { return bytes_; }
+  /// How many bytes have been encoded so far.
   std::size_t size() const noexcept { return bytes_.size(); }
-  // The bytes; the encoder is left empty.
+  /// The bytes; the encoder is left empty.
   std::string take() noexcept {
     std::string out = std::move(bytes_);
     bytes_.clear();
@@ -272,19 +278,21 @@ class Encoder {
   std::string bytes_;
 };
 
-// Reads what Encoder wrote from a borrowed buffer. Every failure is a
-// ProtocolError; after one, the decoder's position is unspecified.
+/// Reads what Encoder wrote from a borrowed buffer. Every failure is a
+/// ProtocolError; after one, the decoder's position is unspecified.
 class Decoder {
  public:
+  /// Reads `bytes`, which must outlive the decoder and every view it returns.
   explicit Decoder(std::string_view bytes) noexcept : rest_(bytes) {}
 
+  /// Copies the next n bytes to p; ProtocolError if fewer than n are left.
   void get_raw(void* p, std::size_t n) {
     need(n);
     if (n != 0) std::memcpy(p, rest_.data(), n);
     rest_.remove_prefix(n);
   }
 
-  // The next n bytes, borrowed from the input.
+  /// The next n bytes, borrowed from the input.
   std::string_view get_view(std::size_t n) {
     need(n);
     const std::string_view v = rest_.substr(0, n);
@@ -292,6 +300,7 @@ class Decoder {
     return v;
   }
 
+  /// The next value, by keel::Codec (a compile error if T has none); ProtocolError if it is malformed or truncated.
   template <class T>
   T get() {
     using U = std::remove_cvref_t<T>;
@@ -304,9 +313,9 @@ class Decoder {
     }
   }
 
-  // A u32 count of elements that each encode to at least min_element_bytes
-  // (taken as 1 when 0). ProtocolError unless the bytes left can hold them,
-  // so a caller may allocate `count` elements safely.
+  /// A u32 count of elements that each encode to at least min_element_bytes
+  /// (taken as 1 when 0). ProtocolError unless the bytes left can hold them,
+  /// so a caller may allocate `count` elements safely.
   std::size_t get_size(std::size_t min_element_bytes) {
     const std::uint32_t n = get_le<std::uint32_t>();
     const std::size_t per = min_element_bytes == 0 ? 1 : min_element_bytes;
@@ -317,6 +326,7 @@ class Decoder {
     return n;
   }
 
+  /// The next fixed-width little-endian unsigned integer; ProtocolError if truncated.
   template <class U>
   U get_le() {
     static_assert(std::is_unsigned_v<U>);
@@ -328,10 +338,12 @@ class Decoder {
     return u;
   }
 
+  /// How many bytes are left to read.
   std::size_t remaining() const noexcept { return rest_.size(); }
-  // The bytes not read yet, borrowed from the input.
+  /// The bytes not read yet, borrowed from the input.
   std::string_view rest() const noexcept { return rest_; }
 
+  /// ProtocolError unless every byte has been read (no trailing bytes).
   void expect_end() const {
     if (!rest_.empty()) detail::codec_error(std::to_string(rest_.size()) + " trailing bytes after the value");
   }
@@ -378,19 +390,24 @@ constexpr std::size_t primary_min_size() {
 
 }  // namespace detail
 
-// An aggregate's fields travel in declaration order with nothing around them,
-// as a tuple of them would: a struct {int32 a; string b;} is the bytes of
-// encode(a, b). User codecs win: a specialization of Codec<T> is chosen over
-// this primary template, and member encode/decode over the fields.
+/// An aggregate's fields travel in declaration order with nothing around them,
+/// as a tuple of them would: a struct {int32 a; string b;} is the bytes of
+/// encode(a, b). User codecs win: a specialization of Codec<T> is chosen over
+/// this primary template, and member encode/decode over the fields.
 template <class T, class Enable>
 struct Codec {
+  /// Fewest bytes a value takes: T's `codec_min_size` if declared, else its fields' sum; 0 when unknown.
   static constexpr std::size_t min_size = detail::primary_min_size<T>();
+  /// Encodes by T's own `void encode(keel::Encoder&) const`.
   static void encode(Encoder& e, const T& v) requires detail::member_codec<T> { v.encode(e); }
+  /// Decodes by T's own `static T decode(keel::Decoder&)`.
   static T decode(Decoder& d) requires detail::member_codec<T> { return T::decode(d); }
 
+  /// Encodes a plain aggregate's fields in declaration order, nothing around them.
   static void encode(Encoder& e, const T& v) requires detail::aggregate_codec<T> {
     detail::for_each_field(v, [&e](auto, const auto&... f) { (e.put(f), ...); });
   }
+  /// Decodes the fields in order and builds T of them; ProtocolError if a value does not fit its bit-field.
   static T decode(Decoder& d) requires detail::aggregate_codec<T> { return decode_fields(d, detail::field_types<T>{}); }
 
  private:
@@ -412,10 +429,14 @@ struct Codec {
 
 // ---- built-ins ---------------------------------------------------------------
 
+/// bool: one byte, 0 or 1.
 template <>
 struct Codec<bool> {
+  /// A bool always takes one byte.
   static constexpr std::size_t min_size = 1;
+  /// Writes 1 for true, 0 for false.
   static void encode(Encoder& e, bool v) { e.put_le(static_cast<std::uint8_t>(v ? 1 : 0)); }
+  /// true for 1, false for 0; ProtocolError for any other byte.
   static bool decode(Decoder& d) {
     const std::uint8_t b = d.get_le<std::uint8_t>();
     if (b > 1) detail::codec_error("bool byte " + std::to_string(b) + " is neither 0 nor 1");
@@ -423,48 +444,71 @@ struct Codec<bool> {
   }
 };
 
+/// Integers and character types (bool aside): fixed width, little-endian, two's complement.
 template <class T>
 struct Codec<T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>>> {
+  /// The unsigned type of T's width, whose bits travel.
   using U = std::make_unsigned_t<T>;
+  /// Every value takes exactly sizeof(T) bytes.
   static constexpr std::size_t min_size = sizeof(T);
+  /// Writes v's bits, little-endian.
   static void encode(Encoder& e, T v) { e.put_le(static_cast<U>(v)); }
+  /// Every bit pattern is a value, so only truncation is refused.
   static T decode(Decoder& d) { return static_cast<T>(d.get_le<U>()); }
 };
 
+/// float and double (IEEE 754 required): their bits as a little-endian u32 or u64.
 template <class T>
 struct Codec<T, std::enable_if_t<std::is_same_v<T, float> || std::is_same_v<T, double>>> {
   static_assert(std::numeric_limits<T>::is_iec559, "keel codec: floats must be IEEE 754");
+  /// The unsigned integer of T's width that carries its bits.
   using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
   static_assert(sizeof(T) == sizeof(U));
+  /// Every value takes exactly sizeof(T) bytes: 4 for float, 8 for double.
   static constexpr std::size_t min_size = sizeof(T);
-  // Bit-exact: NaN payloads and -0.0 survive.
+  /// Bit-exact: NaN payloads and -0.0 survive.
   static void encode(Encoder& e, T v) { e.put_le(std::bit_cast<U>(v)); }
+  /// The value of the bits read; any pattern is accepted, so only truncation is refused.
   static T decode(Decoder& d) { return std::bit_cast<T>(d.get_le<U>()); }
 };
 
+/// Enums with a fixed underlying type (`enum class E : int`): as that type.
 template <class T>
 struct Codec<T, std::enable_if_t<detail::fixed_enum<T>>> {
+  /// The underlying type the value travels as.
   using U = std::underlying_type_t<T>;
+  /// Every value takes the underlying type's size.
   static constexpr std::size_t min_size = sizeof(U);
+  /// Writes the underlying value.
   static void encode(Encoder& e, T v) { e.put(static_cast<U>(v)); }
+  /// Any underlying value, an enumerator's or not: a fixed enum holds them all.
   static T decode(Decoder& d) { return static_cast<T>(d.get<U>()); }
 };
 
+/// std::monostate: no bytes at all.
 template <>
 struct Codec<std::monostate> {
+  /// Zero: it encodes to nothing.
   static constexpr std::size_t min_size = 0;
+  /// Writes nothing.
   static void encode(Encoder&, std::monostate) {}
+  /// Reads nothing; never fails.
   static std::monostate decode(Decoder&) { return {}; }
 };
 
+/// std::string (any traits and allocator): a u32 byte count, then the bytes.
 template <class Traits, class A>
 struct Codec<std::basic_string<char, Traits, A>> {
+  /// Shorthand for the string type.
   using S = std::basic_string<char, Traits, A>;
+  /// The count alone: 4 bytes (an empty string).
   static constexpr std::size_t min_size = 4;
+  /// Writes the length, then the bytes; ProtocolError (nothing appended) if the length does not fit in 32 bits.
   static void encode(Encoder& e, const S& s) {
     e.put_size(s.size());
     e.put_raw(s.data(), s.size());
   }
+  /// ProtocolError if the count claims more bytes than are left.
   static S decode(Decoder& d) {
     const std::size_t n = d.get_size(1);
     const std::string_view v = d.get_view(n);
@@ -472,15 +516,20 @@ struct Codec<std::basic_string<char, Traits, A>> {
   }
 };
 
-// u32 count, then the elements. Where an element's encoding can be empty, each
-// is preceded by a 0 byte, so the count stays bounded by the input size.
+/// u32 count, then the elements. Where an element's encoding can be empty, each
+/// is preceded by a 0 byte, so the count stays bounded by the input size.
 template <class T, class A>
 struct Codec<std::vector<T, A>, std::enable_if_t<detail::has_codec<T>>> {
+  /// Shorthand for the vector type.
   using V = std::vector<T, A>;
+  /// Fewest bytes one element takes (0: unknown, or its encoding can be empty).
   static constexpr std::size_t element_min = detail::codec_min_size<T>();
+  /// Whether each element is preceded by a 0 marker byte (its encoding can be empty).
   static constexpr bool marked = element_min == 0;
+  /// The count alone: 4 bytes (an empty vector).
   static constexpr std::size_t min_size = 4;
 
+  /// Writes the count, then the elements (integers and floats as one block on a little-endian host).
   static void encode(Encoder& e, const V& v) {
     e.put_size(v.size());
     if constexpr (detail::block_copyable<T>) {
@@ -493,6 +542,7 @@ struct Codec<std::vector<T, A>, std::enable_if_t<detail::has_codec<T>>> {
     }
   }
 
+  /// ProtocolError for a count the bytes left cannot hold (checked before allocating) or a marker other than 0.
   static V decode(Decoder& d) {
     const std::size_t n = d.get_size(marked ? 1 : element_min);
     V v;
@@ -513,12 +563,16 @@ struct Codec<std::vector<T, A>, std::enable_if_t<detail::has_codec<T>>> {
   }
 };
 
+/// std::array: the N elements in order, no count.
 template <class T, std::size_t N>
 struct Codec<std::array<T, N>, std::enable_if_t<detail::has_codec<T>>> {
+  /// N times an element's minimum.
   static constexpr std::size_t min_size = N * detail::codec_min_size<T>();
+  /// Writes the elements in index order.
   static void encode(Encoder& e, const std::array<T, N>& a) {
     for (const T& x : a) e.put(x);
   }
+  /// Reads N elements in index order; ProtocolError if one is malformed or truncated.
   static std::array<T, N> decode(Decoder& d) {
     if constexpr (std::is_default_constructible_v<T>) {
       std::array<T, N> a{};
@@ -537,13 +591,17 @@ struct Codec<std::array<T, N>, std::enable_if_t<detail::has_codec<T>>> {
   }
 };
 
+/// std::pair: first, then second, nothing around them.
 template <class A, class B>
 struct Codec<std::pair<A, B>, std::enable_if_t<detail::has_codec<A> && detail::has_codec<B>>> {
+  /// The sum of both members' minimum sizes.
   static constexpr std::size_t min_size = detail::codec_min_size<A>() + detail::codec_min_size<B>();
+  /// Writes first, then second.
   static void encode(Encoder& e, const std::pair<A, B>& p) {
     e.put(p.first);
     e.put(p.second);
   }
+  /// Reads first, then second; ProtocolError if either is malformed or truncated.
   static std::pair<A, B> decode(Decoder& d) {
     A a = d.get<A>();
     B b = d.get<B>();
@@ -551,10 +609,14 @@ struct Codec<std::pair<A, B>, std::enable_if_t<detail::has_codec<A> && detail::h
   }
 };
 
+/// std::tuple: the elements in order, no count (what encode(a, b, ...) writes).
 template <class... T>
 struct Codec<std::tuple<T...>, std::enable_if_t<(detail::has_codec<T> && ...)>> {
+  /// The sum of the elements' minimum sizes.
   static constexpr std::size_t min_size = (std::size_t{0} + ... + detail::codec_min_size<T>());
+  /// Writes the elements in order.
   static void encode(Encoder& e, const std::tuple<T...>& t) { encode_each(e, t, std::index_sequence_for<T...>{}); }
+  /// Reads the elements in order; ProtocolError if one is malformed or truncated.
   static std::tuple<T...> decode(Decoder& d) {
     (void)d;
     // A braced list evaluates its elements left to right.
@@ -570,14 +632,17 @@ struct Codec<std::tuple<T...>, std::enable_if_t<(detail::has_codec<T> && ...)>> 
   }
 };
 
-// u8 tag (0 = empty, 1 = a value follows).
+/// u8 tag (0 = empty, 1 = a value follows).
 template <class T>
 struct Codec<std::optional<T>, std::enable_if_t<detail::has_codec<T>>> {
+  /// The tag alone: 1 byte (an empty optional).
   static constexpr std::size_t min_size = 1;
+  /// Writes tag 0 when empty, else tag 1 and the value.
   static void encode(Encoder& e, const std::optional<T>& o) {
     e.put_le(static_cast<std::uint8_t>(o.has_value() ? 1 : 0));
     if (o) e.put(*o);
   }
+  /// ProtocolError for a tag other than 0 or 1.
   static std::optional<T> decode(Decoder& d) {
     const std::uint8_t tag = d.get_le<std::uint8_t>();
     if (tag == 0) return std::nullopt;
@@ -586,16 +651,20 @@ struct Codec<std::optional<T>, std::enable_if_t<detail::has_codec<T>>> {
   }
 };
 
-// u32 alternative index, then the value.
+/// u32 alternative index, then the value.
 template <class... T>
 struct Codec<std::variant<T...>, std::enable_if_t<(detail::has_codec<T> && ...)>> {
+  /// Shorthand for the variant type.
   using V = std::variant<T...>;
+  /// The index alone: 4 bytes.
   static constexpr std::size_t min_size = 4;
+  /// Writes the index of the active alternative, then its value; ProtocolError for a valueless variant.
   static void encode(Encoder& e, const V& v) {
     if (v.valueless_by_exception()) detail::codec_error("cannot encode a valueless variant");
     e.put_le(static_cast<std::uint32_t>(v.index()));
     std::visit([&e](const auto& x) { e.put(x); }, v);
   }
+  /// ProtocolError for an index not below the number of alternatives.
   static V decode(Decoder& d) {
     const std::uint32_t i = d.get_le<std::uint32_t>();
     if (i >= sizeof...(T)) {
@@ -731,18 +800,22 @@ auto get_element(Decoder& d) {
 
 }  // namespace detail
 
-// std::map, std::set, std::multimap, std::multiset: the elements in the
-// container's own order. Decoding requires each key to come strictly after the
-// one before by the container's comparator (multi: not before it), so an
-// out-of-order key or a duplicate is a ProtocolError, and each element is
-// appended at the end in constant time.
+/// std::map, std::set, std::multimap, std::multiset: the elements in the
+/// container's own order. Decoding requires each key to come strictly after the
+/// one before by the container's comparator (multi: not before it), so an
+/// out-of-order key or a duplicate is a ProtocolError, and each element is
+/// appended at the end in constant time.
 template <class C>
 requires detail::ordered_assoc<C>
 struct Codec<C> {
+  /// What the elements are: a map's or a set's, multi or not.
   using T = detail::assoc_traits<C>;
+  /// Whether each element is preceded by a 0 marker byte (its encoding can be empty).
   static constexpr bool marked = T::element_min == 0;
+  /// The count alone: 4 bytes (an empty container).
   static constexpr std::size_t min_size = 4;
 
+  /// Writes the count, then the elements in the container's key order.
   static void encode(Encoder& e, const C& c) {
     e.put_size(c.size());
     for (const auto& x : c) {
@@ -751,6 +824,7 @@ struct Codec<C> {
     }
   }
 
+  /// ProtocolError for a key out of order or repeated (multi: out of order), a bad marker or too large a count.
   static C decode(Decoder& d) {
     const std::size_t n = d.get_size(marked ? 1 : T::element_min);
     C c;
@@ -772,27 +846,31 @@ struct Codec<C> {
   }
 };
 
-// std::unordered_map, std::unordered_set and their multi forms. Their
-// iteration order depends on the hash, the bucket count and the history of
-// inserts, so two equal containers could iterate (and would encode)
-// differently, and the decoder could not tell a repeated element from a new
-// one without the container. The canonical order is therefore that of the
-// elements' encodings, compared as bytes: it needs nothing of the key type
-// beyond its codec, the same value always gives the same bytes, and the
-// decoder checks it by comparing each element's bytes with the previous
-// one's: strictly greater (multi: not smaller). Keys that are equal by the
-// container yet encode differently (0.0 and -0.0 as doubles) pass that check,
-// so the decoder also refuses any element the container does not take
-// (multi containers take all). Decoding costs what inserting does: with
-// adversarial keys and a weak hash (std::hash of an integer is the integer),
-// quadratic in the count.
+/// std::unordered_map, std::unordered_set and their multi forms. Their
+/// iteration order depends on the hash, the bucket count and the history of
+/// inserts, so two equal containers could iterate (and would encode)
+/// differently, and the decoder could not tell a repeated element from a new
+/// one without the container. The canonical order is therefore that of the
+/// elements' encodings, compared as bytes: it needs nothing of the key type
+/// beyond its codec, the same value always gives the same bytes, and the
+/// decoder checks it by comparing each element's bytes with the previous
+/// one's: strictly greater (multi: not smaller). Keys that are equal by the
+/// container yet encode differently (0.0 and -0.0 as doubles) pass that check,
+/// so the decoder also refuses any element the container does not take
+/// (multi containers take all). Decoding costs what inserting does: with
+/// adversarial keys and a weak hash (std::hash of an integer is the integer),
+/// quadratic in the count.
 template <class C>
 requires detail::unordered_assoc<C>
 struct Codec<C> {
+  /// What the elements are: a map's or a set's, multi or not.
   using T = detail::assoc_traits<C>;
+  /// Whether each element is preceded by a 0 marker byte (its encoding can be empty).
   static constexpr bool marked = T::element_min == 0;
+  /// The count alone: 4 bytes (an empty container).
   static constexpr std::size_t min_size = 4;
 
+  /// Writes the count, then the elements sorted by their bytes; ProtocolError if two encode alike (a NaN key).
   static void encode(Encoder& e, const C& c) {
     std::vector<std::string> elements;
     elements.reserve(c.size());
@@ -815,6 +893,7 @@ struct Codec<C> {
     }
   }
 
+  /// ProtocolError for an element out of byte order or repeated, one the container refuses, or a bad count or marker.
   static C decode(Decoder& d) {
     const std::size_t n = d.get_size(marked ? 1 : T::element_min);
     C c;
@@ -839,32 +918,40 @@ struct Codec<C> {
   }
 };
 
-// std::chrono::duration<Rep, Period>: the count, as Rep. The period is part of
-// the type, which both sides compile, so it does not travel.
+/// std::chrono::duration<Rep, Period>: the count, as Rep. The period is part of
+/// the type, which both sides compile, so it does not travel.
 template <class Rep, class Period>
 struct Codec<std::chrono::duration<Rep, Period>, std::enable_if_t<detail::has_codec<Rep>>> {
+  /// Shorthand for the duration type.
   using D = std::chrono::duration<Rep, Period>;
+  /// That of Rep: only the count travels.
   static constexpr std::size_t min_size = detail::codec_min_size<Rep>();
+  /// Writes v.count() as Rep.
   static void encode(Encoder& e, const D& v) { e.put(v.count()); }
+  /// The duration of the count read, in this type's period.
   static D decode(Decoder& d) { return D(d.get<Rep>()); }
 };
 
-// std::chrono::time_point<Clock, Duration>: the duration since the clock's
-// epoch. Meaningful in another process only where both share the epoch:
-// system_clock everywhere (the Unix epoch); steady_clock between processes on
-// one Linux host, where it is CLOCK_MONOTONIC (time since boot), but not
-// across hosts or reboots.
+/// std::chrono::time_point<Clock, Duration>: the duration since the clock's
+/// epoch. Meaningful in another process only where both share the epoch:
+/// system_clock everywhere (the Unix epoch); steady_clock between processes on
+/// one Linux host, where it is CLOCK_MONOTONIC (time since boot), but not
+/// across hosts or reboots.
 template <class Clock, class Dur>
 struct Codec<std::chrono::time_point<Clock, Dur>, std::enable_if_t<detail::has_codec<Dur>>> {
+  /// Shorthand for the time point type.
   using P = std::chrono::time_point<Clock, Dur>;
+  /// That of the duration: only the time since the epoch travels.
   static constexpr std::size_t min_size = detail::codec_min_size<Dur>();
+  /// Writes the time since the clock's epoch, as Dur.
   static void encode(Encoder& e, const P& v) { e.put(v.time_since_epoch()); }
+  /// The time point that long after the clock's epoch.
   static P decode(Decoder& d) { return P(d.get<Dur>()); }
 };
 
 // ---- whole buffers -----------------------------------------------------------
 
-// All values, in order, in one buffer.
+/// All values, in order, in one buffer.
 template <class... T>
 std::string encode(const T&... v) {
   Encoder e;
@@ -872,7 +959,7 @@ std::string encode(const T&... v) {
   return e.take();
 }
 
-// Exactly one value: ProtocolError if the bytes do not hold exactly one.
+/// Exactly one value: ProtocolError if the bytes do not hold exactly one.
 template <class T>
 T decode(std::string_view bytes) {
   Decoder d(bytes);
@@ -881,7 +968,7 @@ T decode(std::string_view bytes) {
   return v;
 }
 
-// The values encode(a, b, ...) wrote, as a std::tuple<A, B, ...>.
+/// The values encode(a, b, ...) wrote, as a std::tuple<A, B, ...>.
 template <class Tuple>
 Tuple decode_tuple(std::string_view bytes) {
   Decoder d(bytes);
