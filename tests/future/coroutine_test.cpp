@@ -228,6 +228,22 @@ TEST(Coroutine, ResumeOnWhoseContinuationTheExecutorDropsResumesWithCancelledErr
   gate.open();
 }
 
+TEST(Coroutine, ResumeOnWhoseContinuationShutdownCancelsResumesWithCancelledError) {
+  Gate gate;
+  keel::ThreadPoolExecutor pool({.max_threads = 1});
+  auto guard = gate.open_at_exit();
+  auto blocker = pool.submit([&] { gate.wait(); });
+  keel::Promise<int> p;
+  CoroTestProbe probe;
+  coro_test_await_on(&pool, p.get_future(), &probe);
+  p.set_result(3);
+  EXPECT_EQ(probe.resumed.load(), 0);
+  pool.shutdown({.wait = false, .cancel_futures = true});
+  EXPECT_EQ(probe.resumed.load(), 1);
+  EXPECT_TRUE(probe.cancelled.load());
+  gate.open();
+}
+
 // ---------------------------------------------------------------- spawn
 
 namespace {
@@ -241,6 +257,22 @@ keel::Coro<int> coro_test_sum(keel::ThreadPoolExecutor* ex, const CoroTestPool* 
   co_return a + c;
 }
 }  // namespace
+
+namespace {
+// README.md's example, as printed there.
+keel::Coro<int> total(keel::ThreadPoolExecutor& pool) {
+  int a = co_await pool.submit([] { return 20; });                         // resumes on the thread that completes it
+  int b = co_await keel::resume_on(pool, pool.submit([] { return 22; }));  // resumes on a pool thread
+  auto stop = co_await keel::this_coro::stop_token;                        // set by f.request_stop()
+  co_return stop.stop_requested() ? -1 : a + b;
+}
+}  // namespace
+
+TEST(CoroSpawn, TheReadmeExampleRuns) {
+  keel::ThreadPoolExecutor pool({.max_threads = 2});
+  keel::Future<int> f = keel::spawn(pool, total(pool));
+  EXPECT_EQ(f.result(keel_test::hang_limit), 42);
+}
 
 TEST(CoroSpawn, RunsOnThePoolThroughNestedAwaitsAndCompletesItsFuture) {
   CoroTestPool pool(2);
