@@ -494,6 +494,42 @@ TEST(CoroutineStress, ManyCoroutinesAwaitingFuturesCompletedElsewhereAreEachResu
   EXPECT_EQ(destroyed.load(), n);
 }
 
+namespace {
+CoroTestEager coro_test_count_resume(keel::Future<int> f, std::atomic<int>* resumes) {
+  (void)co_await f;
+  resumes->fetch_add(1);
+}
+}  // namespace
+
+// CORO-1: one coroutine suspending and one completion, started together
+// round after round so that the completion lands inside the handshake (the
+// window a check-then-store suspend loses a resume in): every coroutine is
+// resumed exactly once.
+TEST(CoroutineStress, SuspensionRacingCompletionIsNeitherLostNorDoubled) {
+  const int rounds = keel_test::scaled(5000, 500);
+  std::vector<keel::Promise<int>> promises(rounds);
+  std::vector<std::atomic<int>> resumes(rounds);
+  std::atomic<int> arrived{0};
+  auto together = [&](int round) {
+    arrived.fetch_add(1);
+    while (arrived.load() < 2 * (round + 1)) std::this_thread::yield();
+  };
+  std::thread completer([&] {
+    for (int r = 0; r < rounds; ++r) {
+      together(r);
+      promises[r].set_result(r);
+    }
+  });
+  for (int r = 0; r < rounds; ++r) {
+    together(r);
+    coro_test_count_resume(promises[r].get_future(), &resumes[r]);
+  }
+  completer.join();
+  int wrong = 0;
+  for (int r = 0; r < rounds; ++r) wrong += resumes[r].load() == 1 ? 0 : 1;
+  EXPECT_EQ(wrong, 0) << "of " << rounds << " rounds";
+}
+
 // CORO-1, CORO-2: the three-way race of suspension, completion and stop:
 // each coroutine resumes exactly once, with the value or CancelledError.
 TEST(CoroutineStress, StopsRacingCompletionsResumeEachCoroutineOnce) {
