@@ -196,6 +196,29 @@ TEST(Coroutine, ResumeOnContinuesOnAThreadOfTheExecutor) {
   EXPECT_TRUE(pool.owns(probe.thread));
 }
 
+TEST(Coroutine, ResumeOnADoneFutureStillContinuesOnTheExecutor) {
+  CoroTestPool pool(1);
+  keel::Promise<int> p;
+  p.set_result(6);
+  CoroTestProbe probe;
+  coro_test_await_on(&pool.get(), p.get_future(), &probe);
+  ASSERT_TRUE(eventually([&] { return probe.resumed.load() == 1; }));
+  EXPECT_EQ(probe.value.load(), 6);
+  EXPECT_TRUE(pool.owns(probe.thread));
+}
+
+TEST(Coroutine, ResumeOnADoneFutureAndAShutDownExecutorContinuesAtOnceWithItsError) {
+  keel::ThreadPoolExecutor pool({.max_threads = 1});
+  pool.shutdown();
+  keel::Promise<int> p;
+  p.set_result(6);
+  CoroTestProbe probe;
+  coro_test_await_on(&pool, p.get_future(), &probe);
+  EXPECT_EQ(probe.resumed.load(), 1);
+  EXPECT_TRUE(probe.rejected.load());
+  EXPECT_EQ(probe.thread, std::this_thread::get_id());
+}
+
 TEST(Coroutine, ResumeOnAShutDownExecutorResumesWithItsErrorInTheCompletingThread) {
   keel::ThreadPoolExecutor pool({.max_threads = 1});
   keel::Promise<int> p;

@@ -8,7 +8,8 @@
 //   yields a copy of the value (moved out with take() for a move-only T),
 //   rethrows the task's exception, and throws CancelledError if fut was
 //   cancelled.
-// - `co_await resume_on(ex, fut)` resumes on one of ex's threads instead. If
+// - `co_await resume_on(ex, fut)` continues on one of ex's threads instead,
+//   also when fut is already done (it always suspends). If
 //   ex refuses the continuation (shut down, saturated) the coroutine resumes
 //   in the completing thread with ex's error (RejectedError, BrokenThreadPool);
 //   if ex accepts it and then drops it unrun (shutdown with cancel_futures, a
@@ -174,20 +175,15 @@ struct ResumeTask {
   }
 };
 
-// Resumes the coroutine the winning firer found suspended: inline, or as a
-// task of `ex`, falling back to inline with ex's error when it refuses.
-inline void resume_after_fire(const std::shared_ptr<AwaitShared>& s, ThreadPoolExecutor* ex) {
-  if (ex == nullptr) {
-    s->resume();
-    return;
-  }
+// Hands the suspended coroutine to `ex`, which resumes it on one of its
+// threads. False: ex refused it; the error is set and the caller resumes it.
+inline bool hand_to(std::shared_ptr<AwaitShared> s, ThreadPoolExecutor& ex) {
   Future<void> task;
   try {
-    task = ex->submit(ResumeTask{s});
+    task = ex.submit(ResumeTask{s});
   } catch (...) {
     s->set_error(std::current_exception());
-    s->resume();
-    return;
+    return false;
   }
   // A task the pool accepted but never ran (cancelled at shutdown, dropped
   // by shutdown_now's caller, failed by a broken pool) must not strand the
@@ -201,6 +197,13 @@ inline void resume_after_fire(const std::shared_ptr<AwaitShared>& s, ThreadPoolE
     }
     s->resume();
   });
+  return true;
+}
+
+// Resumes the coroutine the winning firer found suspended: inline, or on
+// `ex` (inline with ex's error when it refuses).
+inline void resume_after_fire(const std::shared_ptr<AwaitShared>& s, ThreadPoolExecutor* ex) {
+  if (ex == nullptr || !hand_to(s, *ex)) s->resume();
 }
 
 template <class P>
@@ -221,7 +224,9 @@ class FutureAwaiter {
   FutureAwaiter& operator=(const FutureAwaiter&) = delete;
   ~FutureAwaiter() = default;
 
-  bool await_ready() const { return f_.done(); }
+  // resume_on always suspends: it continues on the executor even when the
+  // future is already done.
+  bool await_ready() const { return ex_ == nullptr && f_.done(); }
 
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) {
@@ -242,7 +247,12 @@ class FutureAwaiter {
         stop_.emplace(std::move(tok), StopFire{s_, ex_});
       }
     }
-    return s_->once.suspend();
+    if (s_->once.suspend()) return true;
+    // A firer came first (the future completed, or a stop was requested,
+    // during the registration). resume_on still moves to the executor; the
+    // coroutine may run there at once, so only copies are touched here.
+    if (ex_ == nullptr) return false;
+    return hand_to(s_, *ex_);
   }
 
   T await_resume() {
