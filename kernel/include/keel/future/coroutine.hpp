@@ -9,9 +9,10 @@
 //   rethrows the task's exception, and throws CancelledError if fut was
 //   cancelled.
 // - `co_await resume_on(ex, fut)` continues on one of ex's threads instead,
-//   also when fut is already done (it always suspends). If
-//   ex refuses the continuation (shut down, saturated) the coroutine resumes
-//   in the completing thread with ex's error (RejectedError, BrokenThreadPool);
+//   also when fut is already done (it always suspends). If ex refuses the
+//   continuation (shut down, saturated) the coroutine resumes in the
+//   completing thread (or at once) with ex's error (RejectedError,
+//   BrokenThreadPool);
 //   if ex accepts it and then drops it unrun (shutdown with cancel_futures, a
 //   dropped shutdown_now task) it resumes there with CancelledError. Never
 //   lost, never twice.
@@ -29,7 +30,9 @@
 //   resumes at once, in the requesting thread (or on the resume_on executor),
 //   with CancelledError; fut is cancelled if still pending and asked to stop
 //   (request_stop) otherwise. A stop already requested when the coroutine
-//   awaits a future that is not done gives CancelledError without suspending.
+//   awaits a future that is not done gives CancelledError without waiting
+//   for it. Any coroutine type may co_await a Future; the stop reaches the
+//   awaits of those whose promise has keel_stop_token() (Coro's does).
 //
 // The handshake (ResumeOnce): await_suspend registers the future's done
 // callback (and a stop callback), then tries to move the word from idle to
