@@ -6,6 +6,7 @@
 #include "keel/cluster/cluster_pool.hpp"
 #include "keel/error.hpp"
 #include "keel/executor/thread_pool.hpp"
+#include "keel/future/coroutine.hpp"
 #include "keel/future/future.hpp"
 #include "keel/future/wait.hpp"
 #include "keel/process/bootstrap.hpp"
