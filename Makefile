@@ -353,7 +353,7 @@ install: deps check-shim
 
 # The API reference, build/docs/html (Doxygen, docs/Doxyfile): fails on a
 # malformed doc comment, prints the count of undocumented public members
-# (DOCS_MAX_UNDOCUMENTED=N makes more than N fail).
+# and fails above DOCS_MAX_UNDOCUMENTED (default 0).
 docs: deps
 	tools/docs.sh
 

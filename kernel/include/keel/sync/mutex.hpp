@@ -91,7 +91,7 @@ class KEEL_CAPABILITY("mutex") Mutex {
   platform::FutexWord state_{unlocked};
 };
 
-/// The scoped guard kernel code uses (std::scoped_lock lives in <mutex>, which
+/// The scoped guard kernel code uses (std::scoped_lock lives in `<mutex>`, which
 /// kernel code may not include). Works with any Lockable.
 template <class L>
 class KEEL_TSA(scoped_lockable) LockGuard {

@@ -81,7 +81,9 @@ class Semaphore {
   std::int32_t value() const { return value_.load(std::memory_order_relaxed); }
 
  protected:
+  /// For BoundedSemaphore: release() refuses to go above bound.
   Semaphore(std::int32_t initial, std::int32_t bound);
+  /// The largest value release() may reach.
   std::int32_t bound() const { return bound_; }
 
  private:
