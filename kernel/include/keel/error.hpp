@@ -210,8 +210,7 @@ void set_report_unobserved_exceptions(bool on) noexcept;
 /// Whether unobserved exceptions are reported (see set_report_unobserved_exceptions).
 bool report_unobserved_exceptions() noexcept;
 /// The `where` an unobserved exception is reported with.
-inline constexpr std::string_view unobserved_exception_where =
-    "a future dropped with an exception nobody retrieved";
+inline constexpr std::string_view unobserved_exception_where = "a future dropped with an exception nobody retrieved";
 
 namespace detail {
 
