@@ -120,10 +120,10 @@ struct CallbackVsComplete : rl::test_suite<CallbackVsComplete, 2> {
   void after() { RL_ASSERT(calls($).load(rl::mo_relaxed) == 1); }
 };
 
-// EXEC-7, SYNC-2: wait(first_completed) and as_completed register hooks on
-// two futures completed by two other threads; the waiter is never left asleep,
-// wait returns at least one done future, as_completed yields each exactly once.
-struct WaitAny : rl::test_suite<WaitAny, 3> {
+// The waiter rows over two futures: threads 0 and 1 complete one each (1
+// and 2), thread 2 runs the row's wait_for_both().
+template <class Row>
+struct TwoCompleters : rl::test_suite<Row, 3> {
   keel::Promise<int> a;
   keel::Promise<int> b;
   std::vector<keel::Future<int>> fs{a.get_future(), b.get_future()};
@@ -133,38 +133,38 @@ struct WaitAny : rl::test_suite<WaitAny, 3> {
     } else if (idx == 1) {
       b.set_result(2);
     } else {
-      auto r = keel::wait(fs, keel::ReturnWhen::first_completed);
-      RL_ASSERT(!r.done.empty());
-      RL_ASSERT(r.done.size() + r.not_done.size() == 2);
-      int sum = 0;
-      int n = 0;
-      for (const auto& f : keel::as_completed(fs)) {
-        sum += f.result();
-        ++n;
-      }
-      RL_ASSERT(n == 2 && sum == 3);
+      static_cast<Row*>(this)->wait_for_both();
     }
   }
 };
 
-// EXEC-7, SYNC-2: as_completed() over two futures completed by two threads.
-// Its waiter takes the first, then must not sleep through the second: a
-// completion that lands while the waiter clears a consumed signal is still
-// seen (a lost wake-up is a deadlock here).
-struct AsCompletedTwoPushes : rl::test_suite<AsCompletedTwoPushes, 3> {
-  keel::Promise<int> a;
-  keel::Promise<int> b;
-  std::vector<keel::Future<int>> fs{a.get_future(), b.get_future()};
-  void thread(unsigned idx) {
-    if (idx == 0) {
-      a.set_result(1);
-    } else if (idx == 1) {
-      b.set_result(2);
-    } else {
-      int sum = 0;
-      for (const auto& f : keel::as_completed(fs)) sum += f.result();
-      RL_ASSERT(sum == 3);
+// EXEC-7, SYNC-2: wait(first_completed) and as_completed register hooks on
+// two futures completed by two other threads; the waiter is never left asleep,
+// wait returns at least one done future, as_completed yields each exactly once.
+struct WaitAny : TwoCompleters<WaitAny> {
+  void wait_for_both() {
+    auto r = keel::wait(fs, keel::ReturnWhen::first_completed);
+    RL_ASSERT(!r.done.empty());
+    RL_ASSERT(r.done.size() + r.not_done.size() == 2);
+    int sum = 0;
+    int n = 0;
+    for (const auto& f : keel::as_completed(fs)) {
+      sum += f.result();
+      ++n;
     }
+    RL_ASSERT(n == 2 && sum == 3);
+  }
+};
+
+// EXEC-7, SYNC-2: as_completed() alone over the two futures. Its waiter
+// takes the first, then must not sleep through the second: a completion that
+// lands while the waiter clears a consumed signal is still seen (a lost
+// wake-up is a deadlock here).
+struct AsCompletedTwoPushes : TwoCompleters<AsCompletedTwoPushes> {
+  void wait_for_both() {
+    int sum = 0;
+    for (const auto& f : keel::as_completed(fs)) sum += f.result();
+    RL_ASSERT(sum == 3);
   }
 };
 

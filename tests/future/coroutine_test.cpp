@@ -405,10 +405,11 @@ TEST(CoroSpawn, SpawnOnAShutDownPoolThrowsRejectedError) {
 }
 
 namespace {
-keel::Coro<int> coro_test_awaits_forever(keel::Future<int> never, std::atomic<bool>* awaiting) {
+// Awaits `awaited`; -1 if the await ends with CancelledError (a stop).
+keel::Coro<int> coro_test_awaits_until_cancelled(keel::Future<int> awaited, std::atomic<bool>* awaiting) {
   awaiting->store(true);
   try {
-    co_return co_await never;
+    co_return co_await awaited;
   } catch (const keel::CancelledError&) {
     co_return -1;
   }
@@ -420,7 +421,7 @@ TEST(CoroSpawn, CancelOfARunningCoroutineFailsButAStopReachesItsSuspendedAwait) 
   keel::Promise<int> never;
   auto awaited = never.get_future();
   std::atomic<bool> awaiting{false};
-  auto f = keel::spawn(pool, coro_test_awaits_forever(awaited, &awaiting));
+  auto f = keel::spawn(pool, coro_test_awaits_until_cancelled(awaited, &awaiting));
   ASSERT_TRUE(eventually([&] { return awaiting.load(); }));
   ASSERT_TRUE(eventually([&] { return f.running(); }));
   EXPECT_FALSE(f.cancel());  // running: not cancelled, as for any task
@@ -428,17 +429,6 @@ TEST(CoroSpawn, CancelOfARunningCoroutineFailsButAStopReachesItsSuspendedAwait) 
   EXPECT_EQ(f.result(keel_test::hang_limit), -1);  // the await ended with CancelledError
   EXPECT_TRUE(awaited.cancelled());                // and the pending awaited future was cancelled
 }
-
-namespace {
-keel::Coro<int> coro_test_stops_a_running_awaited(keel::Future<int> awaited, std::atomic<bool>* awaiting) {
-  awaiting->store(true);
-  try {
-    co_return co_await awaited;
-  } catch (const keel::CancelledError&) {
-    co_return -1;
-  }
-}
-}  // namespace
 
 TEST(CoroSpawn, AStopWhileAwaitingARunningTaskAsksThatTaskToStop) {
   keel::ThreadPoolExecutor pool({.max_threads = 2});
@@ -449,7 +439,7 @@ TEST(CoroSpawn, AStopWhileAwaitingARunningTaskAsksThatTaskToStop) {
   });
   ASSERT_TRUE(eventually([&] { return task_started.load(); }));
   std::atomic<bool> awaiting{false};
-  auto f = keel::spawn(pool, coro_test_stops_a_running_awaited(task, &awaiting));
+  auto f = keel::spawn(pool, coro_test_awaits_until_cancelled(task, &awaiting));
   ASSERT_TRUE(eventually([&] { return awaiting.load(); }));
   EXPECT_TRUE(f.request_stop());
   EXPECT_EQ(f.result(keel_test::hang_limit), -1);    // not held up by the running task
