@@ -119,11 +119,15 @@ class ClusterPool {
   /// submit with per-task options (its timeout).
   template <class R, class... P, class... A>
   Future<R> submit(const SubmitOptions& opts, const TaskRef<R(P...)>& task, A&&... args) {
-    static_assert(sizeof...(P) == sizeof...(A), "ClusterPool::submit: wrong number of arguments for this task");
-    auto call = detail::make_call(task, std::forward<A>(args)...);
-    Future<R> f = call->future;
-    enqueue(std::move(call), opts.timeout);
-    return f;
+    static_assert(sizeof...(P) == sizeof...(A), "keel::ClusterPool::submit: wrong number of arguments for this task");
+    if constexpr (sizeof...(P) == sizeof...(A)) {  // else only the line above: no cascade
+      auto call = detail::make_call(task, std::forward<A>(args)...);
+      Future<R> f = call->future;
+      enqueue(std::move(call), opts.timeout);
+      return f;
+    } else {
+      return {};
+    }
   }
 
   /// Executor.map with chunksize: results in input order (as ProcessPool::map).

@@ -111,8 +111,12 @@ struct BoundCall {
 /// task with its arguments encoded now, to run later (an initializer).
 template <class R, class... P, class... A>
 BoundCall bind_task(const TaskRef<R(P...)>& task, A&&... args) {
-  static_assert(sizeof...(P) == sizeof...(A), "bind_task: wrong number of arguments for this task");
-  return BoundCall{task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...)};
+  static_assert(sizeof...(P) == sizeof...(A), "keel::bind_task: wrong number of arguments for this task");
+  if constexpr (sizeof...(P) == sizeof...(A)) {  // else only the line above: no cascade
+    return BoundCall{task.name(), detail::encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...)};
+  } else {
+    return {};
+  }
 }
 
 /// A ProcessPool's configuration, as designated initializers.
@@ -276,11 +280,15 @@ class ProcessPool {
   /// submit with per-task options (its timeout).
   template <class R, class... P, class... A>
   Future<R> submit(const SubmitOptions& opts, const TaskRef<R(P...)>& task, A&&... args) {
-    static_assert(sizeof...(P) == sizeof...(A), "submit: wrong number of arguments for this task");
-    auto call = detail::make_call(task, std::forward<A>(args)...);
-    Future<R> f = call->future;
-    enqueue(std::move(call), opts.timeout);
-    return f;
+    static_assert(sizeof...(P) == sizeof...(A), "keel::ProcessPool::submit: wrong number of arguments for this task");
+    if constexpr (sizeof...(P) == sizeof...(A)) {  // else only the line above: no cascade
+      auto call = detail::make_call(task, std::forward<A>(args)...);
+      Future<R> f = call->future;
+      enqueue(std::move(call), opts.timeout);
+      return f;
+    } else {
+      return {};
+    }
   }
 
   /// Python's Executor.map / Pool.map with chunksize: results in input order.
