@@ -114,7 +114,9 @@ int main() {}
   EXPECT_NE(c.status, 0);
   EXPECT_EQ(count(c.output, "error:"), 1u) << c.output;
   EXPECT_NE(c.output.find("a pointer cannot be encoded"), std::string::npos) << c.output;
-  EXPECT_NE(c.output.find("const int*"), std::string::npos) << c.output;
+  // g++ writes the type as "const int*", clang as "const int *".
+  EXPECT_TRUE(c.output.find("const int*") != std::string::npos || c.output.find("const int *") != std::string::npos)
+      << c.output;
 }
 
 TEST(Diagnostics, ATaskTakingATypeWithoutACodecGivesOneErrorNamingTheTask) {
