@@ -51,22 +51,25 @@ void MultiWait::push(Slot* s) {
     platform::futex_wake(signal_, 1);
 }
 
+std::vector<std::size_t> MultiWait::take_ready() {
+  std::vector<std::size_t> out;
+  // A plain load first: an empty stack costs no write, and the model
+  // checker can show a stale read of a load (an RMW always sees the latest
+  // value there, which hid the clear's missing acquire in take()). Relaxed:
+  // the exchange that takes the stack is the acquire.
+  if (ready_.load(std::memory_order_relaxed) == nullptr) return out;
+  Slot* s = ready_.exchange(nullptr, std::memory_order_acquire);
+  for (; s; s = s->next_ready.load()) out.push_back(s->index);
+  std::reverse(out.begin(), out.end());  // the stack holds the newest first
+  return out;
+}
+
 std::vector<std::size_t> MultiWait::take(const platform::Deadline& deadline) {
   // signal_: 0 idle, 1 a completion came since the last clear, 2 the waiter
   // sleeps (or is about to). Only what the stack holds is data; the orders
   // below make a completion that set signal_ visible on the stack.
   for (;;) {
-    // A plain load first: an empty stack costs no write, and the model
-    // checker can show a stale read of a load (an RMW always sees the latest
-    // value there, which hid the clear's missing acquire below). Relaxed:
-    // the exchange that takes the stack is the acquire.
-    if (ready_.load(std::memory_order_relaxed) != nullptr) {
-      Slot* s = ready_.exchange(nullptr, std::memory_order_acquire);
-      std::vector<std::size_t> out;
-      for (; s; s = s->next_ready.load()) out.push_back(s->index);
-      std::reverse(out.begin(), out.end());  // the stack holds the newest first
-      return out;
-    }
+    if (auto out = take_ready(); !out.empty()) return out;
     // Relaxed: the value only picks the branch; the exchange or the CAS
     // below is what orders.
     std::int32_t v = signal_.load(std::memory_order_relaxed);
@@ -136,10 +139,12 @@ std::vector<bool> wait_cores(const std::vector<FutureCore*>& cores, const platfo
     for (std::size_t i : fired) note(i);
   }
   w.unregister_all();
-  // The sets reflect the moment of return, as Python's do.
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!done[i] && cores[i]->done()) done[i] = true;
-  }
+  // The sets count every future that completed while it was watched, as
+  // Python's (its waiter's finished_futures): a hook that fired before
+  // unregister_all took its lock is on the stack now. A completion after
+  // that is concurrent with the return, and no caller can tell it apart
+  // from one just after it, so it is not looked for.
+  for (std::size_t i : w.take_ready()) done[i] = true;
   return done;
 }
 

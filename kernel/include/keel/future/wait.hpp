@@ -44,6 +44,9 @@ class MultiWait {
   // Indices of hooks fired since the last call, in completion order; empty
   // once the deadline passed with nothing fired.
   std::vector<std::size_t> take(const platform::Deadline& deadline);
+  // Indices of hooks fired since the last call, without waiting (empty if
+  // none).
+  std::vector<std::size_t> take_ready();
 
  private:
   struct Slot final : Hook {
