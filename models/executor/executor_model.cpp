@@ -20,6 +20,8 @@
 // KEEL-TWIN executor_stats_unlocked executor.keepalive-vs-submit.1t+w
 // KEEL-TWIN executor_break_fails_before_publish executor.broken-then-submit.1t+w
 // KEEL-TWIN executor_cancel_before_close executor.cancelled-then-submit.2t+w
+// KEEL-TWIN executor_room_wakes_one executor.two-blocked-then-shutdown.3t+w
+// KEEL-TWIN executor_orphan_never_freed executor.destroyed-on-own-thread.1t+2w
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"
@@ -223,6 +225,38 @@ struct BlockUntilRoom : rl::test_suite<BlockUntilRoom, 1> {
   }
 };
 
+// EXEC-3, SYNC-2: two submitters blocked on a saturated pool (the worker
+// held, the queue full) when shutdown() comes: both are answered with
+// RejectedError(shutdown); neither sleeps on. One event can answer every
+// blocked submitter, so the pool wakes them all.
+struct TwoBlockedThenShutdown : rl::test_suite<TwoBlockedThenShutdown, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 3;
+  void thread(unsigned) {
+    keel::Event gate;
+    rl::atomic<int> refused{0};
+    ThreadPoolExecutor pool(
+        ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1, .reject = keel::RejectPolicy::block});
+    Future<void> a = pool.submit([&] { gate.wait(); });
+    Future<int> b = pool.submit([] { return 2; });
+    auto blocked = [&] {
+      try {
+        (void)pool.submit([] { return 3; });
+      } catch (const keel::RejectedError& e) {
+        RL_ASSERT(e.reason() == keel::RejectedError::Reason::shutdown);
+        refused($).fetch_add(1, rl::mo_relaxed);
+      }
+    };
+    keel::platform::Thread s1(blocked);
+    keel::platform::Thread s2(blocked);
+    pool.shutdown({.wait = false});
+    s1.join();
+    s2.join();
+    RL_ASSERT(refused($).load(rl::mo_relaxed) == 2);
+    gate.set();
+    RL_ASSERT(b.result() == 2);
+  }
+};
+
 // EXEC-5, SYNC-2: with core_threads 0 a queued task must get a worker, and a
 // worker asleep on its idle word must be woken by the submission it is handed.
 struct IdleHandOff : rl::test_suite<IdleHandOff, 1> {
@@ -363,6 +397,26 @@ struct ShutdownNow : rl::test_suite<ShutdownNow, 1> {
   }
 };
 
+// LIFE-8: the pool object is destroyed by one of its own tasks while the
+// other worker still runs. Neither waits: the destroying task returns, both
+// threads end, and the last to give up its reference joins the other and
+// frees the core: nothing leaks and no thread is left unjoined.
+struct DestroyedOnOwnThread : rl::test_suite<DestroyedOnOwnThread, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event gate;
+    // The hook runs on the last worker, possibly after this thread is done.
+    auto* pool = new ThreadPoolExecutor(ThreadPoolOptions{.max_threads = 2, .on_terminated = [] {}});
+    Future<void> a = pool->submit([&gate] { gate.wait(); });
+    Future<void> b = pool->submit([pool, &gate] {
+      delete pool;  // shuts down without waiting: the caller is a worker
+      gate.set();
+    });
+    b.result();
+    a.result();
+  }
+};
+
 }  // namespace
 
 int main() {
@@ -381,6 +435,8 @@ int main() {
   check<ShutdownNow>("executor.shutdown-now.1t+w", "EXEC-1,EXEC-4", random(100000));
   check<BrokenThenSubmit>("executor.broken-then-submit.1t+w", "EXEC-10", random(100000));
   check<CancelledThenSubmit>("executor.cancelled-then-submit.2t+w", "EXEC-10", random(100000));
+  check<TwoBlockedThenShutdown>("executor.two-blocked-then-shutdown.3t+w", "EXEC-3,SYNC-2", random(100000));
+  check<DestroyedOnOwnThread>("executor.destroyed-on-own-thread.1t+2w", "LIFE-8", random(100000));
   // make verify-deep. Bound 1 is exhaustive up to one preemption but costs
   // about a minute per suite here, and every twin run repeats the rows before
   // the one that catches it: two suites run it, last, after every suite under

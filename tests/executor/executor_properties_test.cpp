@@ -297,6 +297,7 @@ struct ExecModel {
   bool set_core(std::size_t n) {
     if (n > max) return false;
     const std::size_t old = core;
+    if (n == old) return true;  // Java's setCorePoolSize: nothing to do
     core = n;
     if (n < old) {
       release_idle();  // they come back idle: no keep-alive runs out in this test

@@ -390,8 +390,10 @@ bool ThreadPoolCore::claim_idle(detail::Task* task) {
   if (KEEL_INJECTED(executor_claim_skips_wake)) {
     w->signal.store(Worker::claimed, std::memory_order_release);
   } else {
-    // Release publishes `handed`; the worker reads it after seeing claimed.
-    if (w->signal.exchange(Worker::claimed, std::memory_order_acq_rel) == Worker::asleep) {
+    // Relaxed: m_ (held here, and taken by the worker before it reads
+    // `handed`) publishes the task; `signal` only decides whether to wake,
+    // and RMWs on one word are ordered whatever their memory orders.
+    if (w->signal.exchange(Worker::claimed, std::memory_order_relaxed) == Worker::asleep) {
       platform::futex_wake(w->signal, 1);
     }
   }
@@ -403,7 +405,13 @@ void ThreadPoolCore::release_idle_workers() {
 }
 
 void ThreadPoolCore::notify_space() {
-  if (!KEEL_INJECTED(executor_room_not_notified)) room_.notify_all();
+  // Every blocked submitter: one change (shutdown, a larger max_threads) can
+  // answer them all, and each re-checks under m_.
+  if (KEEL_INJECTED(executor_room_wakes_one)) {
+    room_.notify(1);
+  } else if (!KEEL_INJECTED(executor_room_not_notified)) {
+    room_.notify_all();
+  }
 }
 
 // The caller checked that a thread may be added (live_ below core or max).
@@ -540,10 +548,13 @@ detail::Task* ThreadPoolCore::wait_idle(Worker* w, bool timed, bool& expired) {
   const platform::Deadline deadline = idle_deadline(timed, keep_alive_);
   m_.unlock();
   platform::WaitResult r = platform::WaitResult::woken;
-  if (!platform::spin_then_yield_until([&] { return w->signal.load(std::memory_order_acquire) == Worker::claimed; })) {
+  // Relaxed throughout: what a claim hands over is read under m_, retaken
+  // below, which orders it after the claimer's critical section; the word
+  // itself only says whether to sleep.
+  if (!platform::spin_then_yield_until([&] { return w->signal.load(std::memory_order_relaxed) == Worker::claimed; })) {
     std::int32_t expected = Worker::idle;
-    if (w->signal.compare_exchange_strong(expected, Worker::asleep, std::memory_order_acq_rel,
-                                          std::memory_order_acquire)) {
+    if (w->signal.compare_exchange_strong(expected, Worker::asleep, std::memory_order_relaxed,
+                                          std::memory_order_relaxed)) {
       r = platform::futex_wait(w->signal, Worker::asleep, deadline);
     }
   }
@@ -552,7 +563,7 @@ detail::Task* ThreadPoolCore::wait_idle(Worker* w, bool timed, bool& expired) {
   // A claim that raced the timeout wins: the claimer already took us off
   // idle_ and handed us a task (or asked us to re-check).
   const bool seen_claim = !(KEEL_INJECTED(executor_timeout_ignores_claim) && expired);
-  if (seen_claim && w->signal.load(std::memory_order_acquire) == Worker::claimed) {
+  if (seen_claim && w->signal.load(std::memory_order_relaxed) == Worker::claimed) {
     expired = false;
     return w->handed.load();
   }
@@ -677,8 +688,11 @@ void ThreadPoolCore::destroy() noexcept {
 
 void ThreadPoolCore::drop_ref() noexcept {
   // Release: this thread's writes to the core happen before its free;
-  // acquire (by the last): every other thread's do too.
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) free_orphaned();
+  // acquire (by the last): every other thread's do too. (The joins in
+  // free_orphaned() order them as well; this does not rely on them.)
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1 && !KEEL_INJECTED(executor_orphan_never_freed)) {
+    free_orphaned();
+  }
 }
 
 // The last reference went: the object was destroyed on a pool thread and
@@ -831,6 +845,7 @@ void ThreadPoolCore::set_core_threads(std::size_t n) {
                      ")");
   }
   const std::size_t old = core_.load();
+  if (n == old) return;  // as Java's setCorePoolSize: no change, nothing started or released
   core_.store(n);
   if (n < old) {
     release_idle_workers();  // they re-check and now wait with the keep-alive
