@@ -16,6 +16,9 @@
 //   calls are serialized by one lock, held while the callback runs;
 // - never after the map's results object was destroyed (its destructor
 //   waits for a running call): so it must not destroy those results itself;
+//   and by then every call that was final is counted: a count whose call
+//   was final but whose own report had not run yet is given by the
+//   destroying thread, so a map consumed to its end always reaches total;
 // - an exception it throws goes to the error reporter
 //   (keel::set_error_reporter, where "map progress callback") and the map
 //   goes on.
@@ -61,16 +64,23 @@ class ProgressTracker {
   static void watch(const std::shared_ptr<ProgressTracker>& self, Future<R> f) {
     f.add_done_callback([self](const Future<R>&) { self->one_done(); });
   }
-  // No call starts after this returns, and none is running then.
-  void stop() noexcept {
+  // `final_now` of the watched calls are final (the caller counted them):
+  // their counts not yet given are given here, on this thread; then no call
+  // starts after this returns, and none is running then. A final call's own
+  // report may still be on its way (futures wake their waiters before they
+  // run their callbacks): it finds the tracker stopped.
+  void stop(std::size_t final_now) noexcept {
     LockGuard g(m_);
+    while (live_ && done_ < final_now) report();
     live_ = false;
   }
 
  private:
   void one_done() noexcept {
     LockGuard g(m_);
-    if (!live_) return;
+    if (live_) report();
+  }
+  void report() noexcept KEEL_REQUIRES(m_) {
     ++done_;
     try {
       fn_(done_, total_);
@@ -82,9 +92,17 @@ class ProgressTracker {
   Mutex m_;
   const MapProgress fn_;
   const std::size_t total_;
-  std::size_t done_ = 0;  // guarded by m_
-  bool live_ = true;      // guarded by m_
+  std::size_t done_ KEEL_GUARDED_BY(m_) = 0;
+  bool live_ KEEL_GUARDED_BY(m_) = true;
 };
+
+// How many of fs are final now.
+template <class Futures>
+std::size_t count_final(const Futures& fs) {
+  std::size_t n = 0;
+  for (const auto& f : fs) n += f.done() ? 1 : 0;
+  return n;
+}
 
 // A tracker for `total` calls, or null without a callback.
 inline std::shared_ptr<ProgressTracker> make_progress(const MapProgress& fn, std::size_t total) {

@@ -23,10 +23,13 @@
 // LIFE-8, LIFE-9 (a map owns an rvalue range).
 #pragma once
 
+#include <algorithm>
 #include <deque>
+#include <iterator>
 #include <memory>
 #include <tuple>
 #include <variant>
+#include <vector>
 
 #include "keel/detail/next_iterator.hpp"
 #include "keel/executor/map_progress.hpp"
@@ -381,7 +384,8 @@ class MapResults {
   MapResults& operator=(const MapResults&) = delete;
   /// Cancels the calls submitted and not yet taken; the progress callback is not called from then on.
   ~MapResults() {
-    if (progress_) progress_->stop();
+    // The results taken were final; so may be some in flight or dropped.
+    if (progress_) progress_->stop(taken_ + detail::count_final(inflight_) + detail::count_final(dropped_));
     cancel_rest();
   }
 
@@ -397,12 +401,16 @@ class MapResults {
       refill();
       if constexpr (std::is_void_v<R>) {
         f.result();
+        ++taken_;
         return value_type{};
       } else {
-        return f.take();
+        std::optional<value_type> v(f.take());
+        ++taken_;
+        return v;
       }
     } catch (...) {
       f.cancel();
+      if (progress_) dropped_.push_back(std::move(f));
       cancel_rest();
       throw;
     }
@@ -434,6 +442,8 @@ class MapResults {
   }
   void cancel_rest() noexcept {
     for (auto& f : inflight_) f.cancel();
+    // Progress counts them when they are final (a running one may still finish).
+    if (progress_) std::move(inflight_.begin(), inflight_.end(), std::back_inserter(dropped_));
     inflight_.clear();
     done_ = true;
   }
@@ -448,6 +458,8 @@ class MapResults {
   std::size_t lookahead_;
   std::deque<Future<R>> inflight_;
   std::shared_ptr<detail::ProgressTracker> progress_;  // null without a progress callback
+  std::size_t taken_ = 0;                              // results returned by next(): their futures were final
+  std::vector<Future<R>> dropped_;                     // with progress_: cancelled (or failed) in next()
 };
 
 template <class R, class Fn, bool Star, class Range>
