@@ -9,10 +9,13 @@
 // start by Java's rule: an idle worker takes the task, else a new thread
 // while fewer than core_threads live, else the queue, else a thread up to
 // max_threads, else the rejection policy (detail::decide_admission is that
-// rule, tested exhaustively). shutdown() refuses new work and lets queued
-// work finish or cancels it; shutdown_now() also hands it back. The
-// destructor never throws: it is shutdown(wait), or shutdown(wait = false)
-// when it runs on one of the pool's own threads (LIFE-8).
+// rule, tested exhaustively), or a rejection_handler the user gave, which
+// decides on the submitting thread what becomes of the refused task
+// (RejectedTask). shutdown() refuses new work and lets queued work finish or
+// cancels it; shutdown_now() also hands it back. The destructor never
+// throws: it is shutdown(wait), or shutdown(wait = false) when it runs on one
+// of the pool's own threads (LIFE-8). map and starmap submit lazily, keep
+// input order, and report progress (keel/executor/map_progress.hpp).
 //
 // Invariants: EXEC-1..EXEC-10 (one final state per task; at most one run,
 // none after cancel; no silent drop at shutdown; shutdown(wait) waits for
@@ -20,7 +23,8 @@
 // statistics add up; a final state publishes the task's writes; once a
 // future said BrokenThreadPool or cancelled-by-shutdown, later submits are
 // refused the same way, since the state is published under the lock first),
-// LIFE-8, LIFE-9 (a map owns an rvalue range).
+// LIFE-8, LIFE-9 (a map owns an rvalue range), EXEC-11 (a rejection
+// handler never leaves a future pending), MAP-1 (progress).
 #pragma once
 
 #include <algorithm>

@@ -61,7 +61,11 @@
 //   would block in a done callback (on the supervisor thread) is a
 //   MisuseError.
 // - Done callbacks of these futures run on the supervisor thread; they must
-//   not wait for the pool (shutdown(wait) from there is a MisuseError).
+//   not wait for the pool (shutdown(wait) from there is a MisuseError). So
+//   does a map's progress callback (keel/executor/map_progress.hpp, MAP-1).
+// - starmap(task, tuples) encodes each tuple (or pair, array, keel::zip
+//   element) as the task's parameters; map_unordered's results object, when
+//   dropped, stops the progress callback and leaves its calls running.
 // - terminate_workers always returns: SIGTERM, then SIGKILL after
 //   terminate_grace. Each worker leads its own process group (unless
 //   own_process_group is false): a Ctrl-C to this process's group does not
@@ -70,8 +74,8 @@
 //   that cannot hold the pool are OsError naming the limit. A pool may be
 //   held by a global, or still be working when exit() runs.
 //
-// Invariants: POOL-1 .. POOL-12, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7
-// (see proofs/INVARIANTS.md).
+// Invariants: POOL-1 .. POOL-12, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7,
+// MAP-1 (see proofs/INVARIANTS.md).
 #pragma once
 
 #include <algorithm>
