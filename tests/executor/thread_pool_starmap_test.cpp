@@ -210,6 +210,19 @@ TEST(ThreadPoolMapProgress, CountsEachCallOnceInOrderWithTheTotal) {
   expect_counts(star.get(), 50, 50);
 }
 
+TEST(ThreadPoolMapProgress, VoidCallsCountToo) {
+  ProgressLog log;
+  std::atomic<int> sum{0};
+  keel::ThreadPoolExecutor pool(Opts().max(2).o);
+  {
+    auto results = pool.starmap([&](int a, int b) { sum.fetch_add(a * b); },
+                                std::vector<std::pair<int, int>>{{1, 2}, {3, 4}, {5, 6}}, {.progress = log.callback()});
+    for (auto unit : results) (void)unit;
+  }
+  EXPECT_EQ(sum.load(), 44);
+  expect_counts(log.get(), 3, 3);
+}
+
 TEST(ThreadPoolMapProgress, TotalIsZeroForAnUnsizedRangeAndFailuresCount) {
   ProgressLog log;
   keel::ThreadPoolExecutor pool(Opts().max(2).o);
