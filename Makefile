@@ -196,7 +196,9 @@ $(MPI_EXAMPLE): examples/cluster.cpp $(MPI_LIB) $(LIB) | $(DEPS_STAMP)
 # TEST_SHARDS test processes run at once, each every TEST_SHARDS-th test
 # (tools/run_tests.sh says why); 1 runs the binary as it is.
 TEST_SHARDS ?= 2
-test: deps check-shim $(TEST_BIN) $(MPI_PROG) $(MPI_EXAMPLE)
+# tests/process_pool/starmap_progress_test.cpp runs the progress bar example.
+PROGRESS_EXAMPLE := $(BUILD)/examples/progress_bar
+test: deps check-shim $(TEST_BIN) $(MPI_PROG) $(MPI_EXAMPLE) $(PROGRESS_EXAMPLE)
 	tools/run_tests.sh $(TEST_BIN) $(TEST_SHARDS) --gtest_brief=1 $(TEST_ARGS)
 
 examples: $(EXAMPLE_BIN)

@@ -251,7 +251,7 @@ struct Tracked {
 // The calls of one map_unordered, matched to its futures by value or message
 // once they are all final.
 struct UnorderedMap {
-  std::unique_ptr<keel::AsCompleted<int>> results;
+  std::unique_ptr<keel::ProcessUnorderedResults<int>> results;
   std::map<std::uint32_t, bool> calls;  // id -> whether it throws
   std::vector<keel::Future<int>> yielded;
 };
@@ -630,8 +630,8 @@ class Script {
     UnorderedMap m;
     try {
       // The timeout bounds the early yields; at the end every future is final.
-      m.results.reset(
-          new keel::AsCompleted<int>(pool_->map_unordered(map_t, args, {.chunksize = chunk, .timeout = 10s})));
+      m.results.reset(new keel::ProcessUnorderedResults<int>(
+          pool_->map_unordered(map_t, args, {.chunksize = chunk, .timeout = 10s})));
     } catch (...) {
       if (shut_) {
         refused(std::current_exception(), ids, "map_unordered");

@@ -139,3 +139,77 @@ int main() {}
       << c.output;
   EXPECT_NE(c.output.find("Opaque"), std::string::npos) << c.output;
 }
+
+// starmap: the control, then tuples that do not fit the callable or task.
+TEST(Diagnostics, ARightStarmapCompiles) {
+  const auto c = compile("right_starmap", R"(#include <keel/keel.hpp>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+int label(int n, std::string s) { return n + static_cast<int>(s.size()); }
+inline const auto label_task = keel::register_task("label", label);
+int main() {
+  keel::ThreadPoolExecutor pool;
+  std::vector<std::pair<int, std::string>> in{{1, "a"}};
+  std::vector<int> a{1};
+  std::vector<std::string> b{"x"};
+  (void)pool.starmap([](int n, std::string s) { return s.size() + n; }, in);
+  (void)pool.starmap([](int n, std::string s) { return s.size() + n; }, keel::zip(a, b));
+  keel::ProcessPool procs({.workers = 1});
+  (void)procs.starmap(label_task, in);
+  (void)procs.starmap(label_task, keel::zip(a, b));
+}
+)");
+  EXPECT_EQ(c.status, 0) << c.output;
+}
+
+TEST(Diagnostics, AStarmapTupleThatDoesNotFitTheCallableGivesOneError) {
+  const auto c = compile("wrong_starmap", R"(#include <keel/executor/thread_pool.hpp>
+#include <tuple>
+#include <vector>
+int main() {
+  keel::ThreadPoolExecutor pool;
+  std::vector<std::tuple<int, int, int>> in{{1, 2, 3}};
+  (void)pool.starmap([](int a, int b) { return a + b; }, in);
+}
+)");
+  EXPECT_NE(c.status, 0);
+  EXPECT_EQ(count(c.output, "error:"), 1u) << c.output;
+  EXPECT_NE(c.output.find("starmap: fn cannot be called with the elements of an input tuple"), std::string::npos)
+      << c.output;
+}
+
+TEST(Diagnostics, AStarmapOverInputsThatAreNotTuplesGivesOneError) {
+  const auto c = compile("flat_starmap", R"(#include <keel/executor/thread_pool.hpp>
+#include <vector>
+int main() {
+  keel::ThreadPoolExecutor pool;
+  std::vector<int> in{1, 2};
+  (void)pool.starmap([](int a) { return a; }, in);
+}
+)");
+  EXPECT_NE(c.status, 0);
+  EXPECT_EQ(count(c.output, "error:"), 1u) << c.output;
+  EXPECT_NE(c.output.find("starmap: each input must be a tuple, pair or array of arguments"), std::string::npos)
+      << c.output;
+}
+
+TEST(Diagnostics, AProcessStarmapTupleOfTheWrongShapeGivesOneError) {
+  const auto c = compile("wrong_process_starmap", R"(#include <keel/keel.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+int label(int n, std::string s) { return n + static_cast<int>(s.size()); }
+inline const auto label_task = keel::register_task("label", label);
+int main() {
+  keel::ProcessPool pool({.workers = 1});
+  (void)pool.starmap(label_task, std::vector<std::pair<std::string, int>>{{"a", 1}});
+}
+)");
+  EXPECT_NE(c.status, 0);
+  EXPECT_EQ(count(c.output, "error:"), 1u) << c.output;
+  EXPECT_NE(c.output.find("ProcessPool::starmap: each input must be a tuple of as many elements as the task has"),
+            std::string::npos)
+      << c.output;
+}

@@ -41,7 +41,7 @@ class ThreadPoolCore {
   ThreadPoolCore(const ThreadPoolCore&) = delete;
   ThreadPoolCore& operator=(const ThreadPoolCore&) = delete;
 
-  void enqueue(detail::Task* task, bool has_priority);
+  void enqueue(detail::Task* task, bool has_priority, ThreadPoolExecutor& self);
   void shutdown(ShutdownOptions options);
   std::vector<PendingTask> shutdown_now();
   bool await_by(const platform::Deadline& deadline);
@@ -73,7 +73,7 @@ class ThreadPoolCore {
 
   detail::Admit place(detail::Task* task, const platform::Deadline& block_deadline, detail::Task*& victim)
       KEEL_REQUIRES(m_);
-  static void refused(detail::Task* task, detail::Admit done, const std::string& broken_why);
+  void refused(detail::Task* task, detail::Admit done, const std::string& broken_why, ThreadPoolExecutor& self);
   void worker_main(Worker* w, detail::Task* first) KEEL_NO_TSA;
   bool run_initializer(Worker* w, detail::Task* first);
   void work_on(Worker* w, detail::Task* task) KEEL_NO_TSA;
@@ -101,6 +101,7 @@ class ThreadPoolCore {
   const std::function<void()> initializer_;
   const ThreadFactory factory_;
   const RejectPolicy reject_;
+  const RejectionHandler handler_;                               // empty: reject_ decides
   const std::optional<std::chrono::nanoseconds> block_timeout_;  // nullopt: wait for ever
   const std::function<void(const TaskInfo&)> before_task_;
   const std::function<void(const TaskInfo&, std::exception_ptr)> after_task_;
@@ -190,6 +191,9 @@ static ThreadPoolOptions validated(ThreadPoolOptions o) {
   if (o.queue == QueueKind::handoff && o.queue_capacity != 0) {
     throw ValueError("a handoff queue holds no tasks: queue_capacity must be 0");
   }
+  if (o.rejection_handler && o.reject != RejectPolicy::abort) {
+    throw ValueError("a rejection_handler decides instead of the reject policy: leave reject as abort");
+  }
   if (!o.thread_factory) {
     o.thread_factory = [](platform::Thread& t, std::function<void()> body) { t.start(std::move(body)); };
   }
@@ -201,6 +205,7 @@ ThreadPoolCore::ThreadPoolCore(ThreadPoolOptions o)
       initializer_(std::move(o.initializer)),
       factory_(std::move(o.thread_factory)),
       reject_(o.reject),
+      handler_(std::move(o.rejection_handler)),
       block_timeout_(o.block_timeout),
       before_task_(std::move(o.before_task)),
       after_task_(std::move(o.after_task)),
@@ -223,7 +228,7 @@ ThreadPoolExecutor::~ThreadPoolExecutor() {
   core_->destroy();
 }
 
-void ThreadPoolExecutor::enqueue(detail::Task* task, bool has_priority) { core_->enqueue(task, has_priority); }
+void ThreadPoolExecutor::enqueue(detail::Task* task, bool has_priority) { core_->enqueue(task, has_priority, *this); }
 void ThreadPoolExecutor::shutdown(ShutdownOptions options) { core_->shutdown(options); }
 std::vector<PendingTask> ThreadPoolExecutor::shutdown_now() { return core_->shutdown_now(); }
 bool ThreadPoolExecutor::await_by(const platform::Deadline& deadline) { return core_->await_by(deadline); }
@@ -255,7 +260,7 @@ bool accepted(detail::Admit a) {
 // The decision is decide_admission's; place() carries it out on the pool's
 // state under m_, and what is left runs here, outside the lock: user code
 // (callbacks of cancelled futures, a task run by the caller), joins, throws.
-void ThreadPoolCore::enqueue(detail::Task* task, bool has_priority) {
+void ThreadPoolCore::enqueue(detail::Task* task, bool has_priority, ThreadPoolExecutor& self) {
   if (has_priority && queue_.kind() != QueueKind::priority) {
     task->release();
     throw ValueError("a priority was given, but the pool's queue is not a priority queue");
@@ -287,13 +292,24 @@ void ThreadPoolCore::enqueue(detail::Task* task, bool has_priority) {
     w->thread.join();
     delete w;
   }
-  if (!accepted(done)) refused(task, done, broken_why);
+  if (!accepted(done)) refused(task, done, broken_why, self);
 }
 
 // What is left of a submission place() did not accept, outside the lock: a
-// discarded task is cancelled, caller_runs runs it here, the rest throw.
-void ThreadPoolCore::refused(detail::Task* task, detail::Admit done, const std::string& broken_why) {
+// discarded task is cancelled, caller_runs runs it here, a rejection handler
+// decides for want of room (never for shutdown or a break: EXEC-10), the
+// rest throw.
+void ThreadPoolCore::refused(detail::Task* task, detail::Admit done, const std::string& broken_why,
+                             ThreadPoolExecutor& self) {
   using detail::Admit;
+  if (handler_ && (done == Admit::refuse_saturated || done == Admit::refuse_no_thread)) {
+    // The handler settles the task, or the RejectedTask's destructor fails it
+    // (EXEC-3): also when the handler throws, which reaches the submitter.
+    RejectedTask rejected(
+        task, done == Admit::refuse_saturated ? RejectedError::Reason::saturated : RejectedError::Reason::no_thread);
+    handler_(rejected, self);
+    return;
+  }
   if (done == Admit::discard_new) {
     task->cancel();
     task->release();
@@ -910,6 +926,35 @@ ThreadPoolStats ThreadPoolCore::read_stats() const {
   s.rejected = rejected_.load();
   return s;
 }
+
+// ---------------------------------------------------------------- RejectedTask
+
+RejectedTask::~RejectedTask() {
+  if (!t_) return;
+  const char* why = reason_ == RejectedError::Reason::saturated
+                        ? "thread pool is saturated and its rejection handler left the task unsettled"
+                        : "no worker thread could be started and the rejection handler left the task unsettled";
+  t_->fail(std::make_exception_ptr(RejectedError(reason_, why)));
+  t_->release();
+}
+
+bool RejectedTask::run() {
+  if (!t_) return false;
+  detail::Task* t = std::exchange(t_, nullptr);
+  const bool ran = t->run();
+  t->release();
+  return ran;
+}
+
+bool RejectedTask::cancel() {
+  if (!t_) return false;
+  detail::Task* t = std::exchange(t_, nullptr);
+  const bool cancelled = t->cancel();
+  t->release();
+  return cancelled;
+}
+
+PendingTask RejectedTask::take() { return PendingTask(std::exchange(t_, nullptr)); }
 
 // ---------------------------------------------------------------- PendingTask
 

@@ -9,7 +9,7 @@
 //   keel::ProcessPool of workers_per_node workers, and exits 0 when rank 0's
 //   program ends. Without MPI, local_nodes > 0 runs that many nodes inside
 //   this process (each with its own ProcessPool), for tests and development.
-// - submit, map (chunksize, timeout) and map_unordered take the same
+// - submit, map (chunksize, timeout, progress), starmap and map_unordered take the same
 //   registered tasks and codec as ProcessPool, and their futures resolve as
 //   a ProcessPool's do (POOL-1, CLUSTER-1): with the value, a RemoteError,
 //   WorkerLost (the node's worker died running it: the node replaces the
@@ -135,12 +135,36 @@ class ClusterPool {
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
     // The map's deadline counts from the call, before the inputs are read.
     const platform::Deadline deadline = detail::map_deadline(opts.timeout);
-    return ProcessMapResults<R>(chunks(task, inputs, opts.chunksize), deadline);
+    auto fs = chunks(task, inputs, opts.chunksize);
+    auto progress = detail::watch_progress(opts.progress, fs);
+    return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+  }
+  /// Pool.starmap: each input a tuple of the task's arguments (as ProcessPool::starmap).
+  template <class R, class... P, class Range>
+  ProcessMapResults<R> starmap(const TaskRef<R(P...)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
+    using Tuple = std::remove_cvref_t<decltype(*std::begin(inputs))>;
+    constexpr bool fits = detail::tuple_fits<Tuple, P...>();
+    static_assert(fits,
+                  "keel::ClusterPool::starmap: each input must be a tuple of as many elements as the task has "
+                  "parameters, each convertible to its parameter");
+    if constexpr (fits) {  // else only the line above: no cascade
+      const platform::Deadline deadline = detail::map_deadline(opts.timeout);
+      auto fs = detail::submit_star_chunks(
+          task, inputs, opts.chunksize, "ClusterPool::starmap",
+          [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
+      auto progress = detail::watch_progress(opts.progress, fs);
+      return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+    } else {
+      return ProcessMapResults<R>({}, platform::Deadline::never());
+    }
   }
   /// Results as they complete (each call's future, done).
   template <class R, class P, class Range>
-  AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    return detail::unordered_results(chunks(task, inputs, opts.chunksize), opts.timeout);
+  ProcessUnorderedResults<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs,
+                                           const ProcessMapOptions& opts = {}) {
+    auto fs = chunks(task, inputs, opts.chunksize);
+    auto progress = detail::watch_progress(opts.progress, fs);
+    return ProcessUnorderedResults<R>(fs, detail::map_deadline(opts.timeout), std::move(progress));
   }
 
   /// Refuses new tasks; cancels the queued ones with cancel_futures; with wait, returns once every node's pool closed.

@@ -9,10 +9,13 @@
 // start by Java's rule: an idle worker takes the task, else a new thread
 // while fewer than core_threads live, else the queue, else a thread up to
 // max_threads, else the rejection policy (detail::decide_admission is that
-// rule, tested exhaustively). shutdown() refuses new work and lets queued
-// work finish or cancels it; shutdown_now() also hands it back. The
-// destructor never throws: it is shutdown(wait), or shutdown(wait = false)
-// when it runs on one of the pool's own threads (LIFE-8).
+// rule, tested exhaustively), or a rejection_handler the user gave, which
+// decides on the submitting thread what becomes of the refused task
+// (RejectedTask). shutdown() refuses new work and lets queued work finish or
+// cancels it; shutdown_now() also hands it back. The destructor never
+// throws: it is shutdown(wait), or shutdown(wait = false) when it runs on one
+// of the pool's own threads (LIFE-8). map and starmap submit lazily, keep
+// input order, and report progress (keel/executor/map_progress.hpp).
 //
 // Invariants: EXEC-1..EXEC-10 (one final state per task; at most one run,
 // none after cancel; no silent drop at shutdown; shutdown(wait) waits for
@@ -20,15 +23,20 @@
 // statistics add up; a final state publishes the task's writes; once a
 // future said BrokenThreadPool or cancelled-by-shutdown, later submits are
 // refused the same way, since the state is published under the lock first),
-// LIFE-8, LIFE-9 (a map owns an rvalue range).
+// LIFE-8, LIFE-9 (a map owns an rvalue range), EXEC-11 (a rejection
+// handler never leaves a future pending), MAP-1 (progress).
 #pragma once
 
+#include <algorithm>
 #include <deque>
+#include <iterator>
 #include <memory>
 #include <tuple>
 #include <variant>
+#include <vector>
 
 #include "keel/detail/next_iterator.hpp"
+#include "keel/executor/map_progress.hpp"
 #include "keel/executor/reject_policy.hpp"
 #include "keel/executor/task.hpp"
 #include "keel/executor/task_queue.hpp"
@@ -58,6 +66,16 @@ struct TaskInfo {
 /// it throws, or returns without starting the thread, no worker is added.
 using ThreadFactory = std::function<void(platform::Thread& thread, std::function<void()> body)>;
 
+class RejectedTask;
+class ThreadPoolExecutor;
+
+/// Decides what becomes of a submission the pool refused for want of room,
+/// on the submitting thread, instead of RejectPolicy (Java's
+/// RejectedExecutionHandler; RejectedTask says what it may do). Not called
+/// after shutdown: those submissions throw RejectedError(shutdown) whatever
+/// the handler (EXEC-10), nor for a broken pool (BrokenThreadPool).
+using RejectionHandler = std::function<void(RejectedTask& task, ThreadPoolExecutor& pool)>;
+
 /// A ThreadPoolExecutor's configuration, as designated initializers (Java's ThreadPoolExecutor arguments).
 struct ThreadPoolOptions {
   std::size_t max_threads = 0;                ///< 0: min(32, cpus + 4)
@@ -76,6 +94,8 @@ struct ThreadPoolOptions {
   std::size_t queue_capacity = 0;  ///< 0: unbounded
   /// What a submission that finds the pool saturated gets (keel/executor/reject_policy.hpp).
   RejectPolicy reject = RejectPolicy::abort;
+  /// Decides instead of `reject` (which must then stay abort; ValueError otherwise): see RejectedTask.
+  RejectionHandler rejection_handler{};
   std::optional<std::chrono::nanoseconds> block_timeout{};  ///< reject = block; nullopt: wait for ever
   /// Runs in the worker before each task (Java's beforeExecute).
   std::function<void(const TaskInfo&)> before_task{};
@@ -129,18 +149,49 @@ class PendingTask {
   detail::Task* t_;
 };
 
-/// Options of ThreadPoolExecutor::map.
+/// Options of ThreadPoolExecutor::map and starmap.
 struct MapOptions {
   std::optional<std::chrono::nanoseconds> timeout{};  ///< for the whole map, from the call
   std::size_t lookahead = 0;  ///< tasks submitted ahead of the consumer; 0: all at once (Python)
+  /// Called with (done, total or 0) as each call becomes final (keel/executor/map_progress.hpp).
+  MapProgress progress{};
 };
 
 namespace detail {
 class ThreadPoolCore;
 }  // namespace detail
 
-template <class R, class F, class It, class Sent = It>
+template <class R, class F, class It, class Sent = It, bool Star = false>
 class MapResults;
+
+/// A submission the pool refused for want of room (saturated, or no thread
+/// could start), as a RejectionHandler sees it. The handler settles it: run()
+/// it here, cancel() it, take() it to run or drop later, or throw (the
+/// submitter gets the exception). A task the handler leaves unsettled fails
+/// with RejectedError(reason()) before submit returns its future (EXEC-3).
+class RejectedTask {
+ public:
+  RejectedTask(const RejectedTask&) = delete;
+  RejectedTask& operator=(const RejectedTask&) = delete;
+  /// Fails the task with RejectedError(reason()) if the handler left it unsettled.
+  ~RejectedTask();
+  /// Why the pool refused it: saturated or no_thread.
+  RejectedError::Reason reason() const { return reason_; }
+  /// Runs it on this (the submitting) thread, as caller_runs; false if it was cancelled first or is settled.
+  bool run();
+  /// Cancels its future; false if it is already settled.
+  bool cancel();
+  /// Hands it over as a PendingTask (run it later, or drop it to cancel it); empty if it is already settled.
+  PendingTask take();
+  /// Whether the handler has not yet run, cancelled or taken it.
+  bool pending() const { return t_ != nullptr; }
+
+ private:
+  friend class detail::ThreadPoolCore;
+  RejectedTask(detail::Task* t, RejectedError::Reason why) noexcept : t_(t), reason_(why) {}
+  detail::Task* t_;  // the executor's reference, until settled
+  RejectedError::Reason reason_;
+};
 
 /// A pool of threads that runs submitted callables and returns their futures (the contract above).
 class ThreadPoolExecutor {
@@ -171,6 +222,13 @@ class ThreadPoolExecutor {
   /// temporary container or view) is moved into the sequence, which owns it.
   template <class F, class Range>
   auto map(F fn, Range&& inputs, MapOptions options = {});
+
+  /// map for callables of several arguments: std::apply(fn, t) for every
+  /// tuple, pair or array t of inputs, with map's order, laziness, timeout,
+  /// progress and ownership rules; starmap(fn, keel::zip(a, b)) calls
+  /// fn(a[i], b[i]) up to the shortest range (Python's starmap over zip).
+  template <class F, class Range>
+  auto starmap(F fn, Range&& inputs, MapOptions options = {});
 
   /// Refuses new work; queued work runs, or is cancelled with cancel_futures;
   /// with wait, returns once every worker exited (EXEC-4). MisuseError with
@@ -288,6 +346,8 @@ class ThreadPoolExecutor {
   }
 
   void enqueue(detail::Task* task, bool has_priority);
+  template <class R, class Fn, bool Star, class Range>
+  auto map_impl(Fn fn, Range&& inputs, MapOptions options);
   bool await_by(const platform::Deadline& deadline);
 
   // Owned by this object, until the destructor runs on one of the pool's own
@@ -295,24 +355,28 @@ class ThreadPoolExecutor {
   detail::ThreadPoolCore* core_;
 };
 
-/// The lazily submitted results of ThreadPoolExecutor::map. When the inputs
-/// were an rvalue range, `owned` keeps that range alive, at a fixed address
-/// (cur_ and end_ point into it, so this object never moves).
-template <class R, class F, class It, class Sent>
+/// The lazily submitted results of ThreadPoolExecutor::map (and starmap:
+/// Star, each input a tuple of fn's arguments). When the inputs were an
+/// rvalue range, `owned` keeps that range alive, at a fixed address (cur_
+/// and end_ point into it, so this object never moves).
+template <class R, class F, class It, class Sent, bool Star>
 class MapResults {
  public:
   /// The task's result type (std::monostate for void).
   using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
 
-  /// Submits the first `lookahead` calls at once; the rest as results are taken.
-  MapResults(ThreadPoolExecutor& ex, F fn, It first, Sent last, MapOptions o, std::shared_ptr<void> owned = {})
+  /// Submits the first `lookahead` calls at once; the rest as results are
+  /// taken. `total`: the number of inputs, or 0 if unknown (for progress).
+  MapResults(ThreadPoolExecutor& ex, F fn, It first, Sent last, const MapOptions& o, std::size_t total,
+             std::shared_ptr<void> owned = {})
       : ex_(ex),
         owned_(std::move(owned)),
         fn_(std::move(fn)),
         cur_(std::move(first)),
         end_(std::move(last)),
         deadline_(o.timeout ? platform::Deadline::after(*o.timeout) : platform::Deadline::never()),
-        lookahead_(o.lookahead) {
+        lookahead_(o.lookahead),
+        progress_(detail::make_progress(o.progress, total)) {
     try {
       refill();
     } catch (...) {
@@ -322,8 +386,12 @@ class MapResults {
   }
   MapResults(const MapResults&) = delete;
   MapResults& operator=(const MapResults&) = delete;
-  /// Cancels the calls submitted and not yet taken.
-  ~MapResults() { cancel_rest(); }
+  /// Cancels the calls submitted and not yet taken; the progress callback is not called from then on.
+  ~MapResults() {
+    // The results taken were final; so may be some in flight or dropped.
+    if (progress_) progress_->stop(taken_ + detail::count_final(inflight_) + detail::count_final(dropped_));
+    cancel_rest();
+  }
 
   /// The next result in input order; nullopt at the end. Rethrows a task's
   /// exception (and ends the sequence, as a Python generator does); throws
@@ -337,12 +405,16 @@ class MapResults {
       refill();
       if constexpr (std::is_void_v<R>) {
         f.result();
+        ++taken_;
         return value_type{};
       } else {
-        return f.take();
+        std::optional<value_type> v(f.take());
+        ++taken_;
+        return v;
       }
     } catch (...) {
       f.cancel();
+      if (progress_) dropped_.push_back(std::move(f));
       cancel_rest();
       throw;
     }
@@ -362,12 +434,20 @@ class MapResults {
         done_ = true;
         break;
       }
-      inflight_.push_back(ex_.submit(fn_, *cur_));
+      if constexpr (Star) {
+        // The task keeps copies of the tuple's elements, not references into the inputs.
+        inflight_.push_back(ex_.submit(fn_, detail::copy_tuple(*cur_)));
+      } else {
+        inflight_.push_back(ex_.submit(fn_, *cur_));
+      }
       ++cur_;
+      if (progress_) detail::ProgressTracker::watch(progress_, inflight_.back());
     }
   }
   void cancel_rest() noexcept {
     for (auto& f : inflight_) f.cancel();
+    // Progress counts them when they are final (a running one may still finish).
+    if (progress_) std::move(inflight_.begin(), inflight_.end(), std::back_inserter(dropped_));
     inflight_.clear();
     done_ = true;
   }
@@ -381,15 +461,19 @@ class MapResults {
   platform::Deadline deadline_;
   std::size_t lookahead_;
   std::deque<Future<R>> inflight_;
+  std::shared_ptr<detail::ProgressTracker> progress_;  // null without a progress callback
+  std::size_t taken_ = 0;                              // results returned by next(): their futures were final
+  std::vector<Future<R>> dropped_;                     // with progress_: cancelled (or failed) in next()
 };
 
-template <class F, class Range>
-auto ThreadPoolExecutor::map(F fn, Range&& inputs, MapOptions options) {
+template <class R, class Fn, bool Star, class Range>
+auto ThreadPoolExecutor::map_impl(Fn fn, Range&& inputs, MapOptions options) {
   if constexpr (std::is_lvalue_reference_v<Range>) {
     using It = decltype(std::begin(inputs));
     using Sent = decltype(std::end(inputs));
-    using R = std::remove_cvref_t<std::invoke_result_t<F&, decltype(*std::declval<It&>())>>;
-    return MapResults<R, F, It, Sent>(*this, std::move(fn), std::begin(inputs), std::end(inputs), options);
+    const std::size_t total = detail::size_or_zero(inputs);
+    return MapResults<R, Fn, It, Sent, Star>(*this, std::move(fn), std::begin(inputs), std::end(inputs), options,
+                                             total);
   } else {
     // An rvalue (a temporary): the results own it, on the heap, so iterators
     // into it stay valid for as long as the results need them.
@@ -398,11 +482,40 @@ auto ThreadPoolExecutor::map(F fn, Range&& inputs, MapOptions options) {
     auto owned = std::make_shared<Owned>(std::forward<Range>(inputs));
     using It = decltype(std::begin(*owned));
     using Sent = decltype(std::end(*owned));
-    using R = std::remove_cvref_t<std::invoke_result_t<F&, decltype(*std::declval<It&>())>>;
+    const std::size_t total = detail::size_or_zero(*owned);
     It first = std::begin(*owned);
     Sent last = std::end(*owned);
-    return MapResults<R, F, It, Sent>(*this, std::move(fn), std::move(first), std::move(last), options,
-                                      std::move(owned));
+    return MapResults<R, Fn, It, Sent, Star>(*this, std::move(fn), std::move(first), std::move(last), options, total,
+                                             std::move(owned));
+  }
+}
+
+template <class F, class Range>
+auto ThreadPoolExecutor::map(F fn, Range&& inputs, MapOptions options) {
+  using It = decltype(std::begin(inputs));
+  using R = std::remove_cvref_t<std::invoke_result_t<F&, decltype(*std::declval<It&>())>>;
+  return map_impl<R, F, false>(std::move(fn), std::forward<Range>(inputs), std::move(options));
+}
+
+template <class F, class Range>
+auto ThreadPoolExecutor::starmap(F fn, Range&& inputs, MapOptions options) {
+  using Tuple = std::remove_cvref_t<decltype(*std::begin(inputs))>;
+  constexpr bool tuples = detail::TupleLike<Tuple>;
+  constexpr bool fits = detail::applicable<F&&, Tuple>();
+  if constexpr (!tuples) {
+    static_assert(tuples, "keel::ThreadPoolExecutor::starmap: each input must be a tuple, pair or array of arguments");
+    return;
+  } else if constexpr (!fits) {
+    // One line, as submit's; the branch below is then not instantiated.
+    static_assert(fits,
+                  "keel::ThreadPoolExecutor::starmap: fn cannot be called with the elements of an input tuple "
+                  "(each is copied, then passed as an rvalue)");
+    return;
+  } else {
+    using Args = decltype(detail::copy_tuple(std::declval<Tuple>()));
+    using R = std::remove_cvref_t<decltype(std::apply(std::declval<F>(), std::declval<Args>()))>;
+    return map_impl<R, detail::Applied<F>, true>(detail::Applied<F>{std::move(fn)}, std::forward<Range>(inputs),
+                                                 std::move(options));
   }
 }
 

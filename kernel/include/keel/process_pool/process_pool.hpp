@@ -61,7 +61,11 @@
 //   would block in a done callback (on the supervisor thread) is a
 //   MisuseError.
 // - Done callbacks of these futures run on the supervisor thread; they must
-//   not wait for the pool (shutdown(wait) from there is a MisuseError).
+//   not wait for the pool (shutdown(wait) from there is a MisuseError). So
+//   does a map's progress callback (keel/executor/map_progress.hpp, MAP-1).
+// - starmap(task, tuples) encodes each tuple (or pair, array, keel::zip
+//   element) as the task's parameters; map_unordered's results object, when
+//   dropped, stops the progress callback and leaves its calls running.
 // - terminate_workers always returns: SIGTERM, then SIGKILL after
 //   terminate_grace. Each worker leads its own process group (unless
 //   own_process_group is false): a Ctrl-C to this process's group does not
@@ -70,8 +74,8 @@
 //   that cannot hold the pool are OsError naming the limit. A pool may be
 //   held by a global, or still be working when exit() runs.
 //
-// Invariants: POOL-1 .. POOL-12, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7
-// (see proofs/INVARIANTS.md).
+// Invariants: POOL-1 .. POOL-12, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7,
+// MAP-1 (see proofs/INVARIANTS.md).
 #pragma once
 
 #include <algorithm>
@@ -171,10 +175,13 @@ struct SubmitOptions {
   std::optional<std::chrono::nanoseconds> timeout{};
 };
 
-/// Options of ProcessPool::map and map_unordered (ClusterPool's too).
+/// Options of ProcessPool::map, map_unordered and starmap (ClusterPool's too).
 struct ProcessMapOptions {
   std::size_t chunksize = 1;                          ///< calls sent to a worker as one task
   std::optional<std::chrono::nanoseconds> timeout{};  ///< for the whole map, from the call
+  /// Called with (done, total) as each call becomes final, on the supervisor
+  /// thread (keel/executor/map_progress.hpp); total is always known here.
+  MapProgress progress{};
 };
 
 /// One snapshot, taken by the supervisor at one instant: every field agrees
@@ -220,16 +227,32 @@ struct PoolAccess;  // the cluster's node agent hands its pool calls it built it
 template <class R>
 class ProcessMapResults {
  public:
-  /// The map's futures, in input order, and the deadline of the whole map.
-  ProcessMapResults(std::vector<Future<R>> fs, platform::Deadline d) : fs_(std::move(fs)), deadline_(d) {}
+  /// The map's futures, in input order, the deadline of the whole map, and its progress (null: none).
+  ProcessMapResults(std::vector<Future<R>> fs, platform::Deadline d,
+                    std::shared_ptr<detail::ProgressTracker> progress = nullptr)
+      : fs_(std::move(fs)), deadline_(d), progress_(std::move(progress)) {}
   /// Takes o's futures; o is left empty.
-  ProcessMapResults(ProcessMapResults&&) noexcept = default;
-  /// Takes o's futures; o is left empty.
-  ProcessMapResults& operator=(ProcessMapResults&&) noexcept = default;
-  /// Cancels the calls not yet taken that have not started.
-  ~ProcessMapResults() {
-    for (std::size_t i = next_; i < fs_.size(); ++i) fs_[i].cancel();
+  ProcessMapResults(ProcessMapResults&& o) noexcept
+      : fs_(std::move(o.fs_)),
+        next_(std::exchange(o.next_, 0)),
+        deadline_(o.deadline_),
+        progress_(std::move(o.progress_)) {
+    o.fs_.clear();
   }
+  /// Drops this map's results (as the destructor does), then takes o's; o is left empty.
+  ProcessMapResults& operator=(ProcessMapResults&& o) noexcept {
+    if (this != &o) {
+      drop();
+      fs_ = std::move(o.fs_);
+      o.fs_.clear();
+      next_ = std::exchange(o.next_, 0);
+      deadline_ = o.deadline_;
+      progress_ = std::move(o.progress_);
+    }
+    return *this;
+  }
+  /// Cancels the calls not yet taken that have not started; the progress callback is not called from then on.
+  ~ProcessMapResults() { drop(); }
   /// The next result in input order (blocking for it), its error rethrown; nullopt after the last; TimeoutError past
   /// the map's timeout.
   std::optional<R> next() {
@@ -257,9 +280,51 @@ class ProcessMapResults {
   using value_type = R;
 
  private:
+  void drop() noexcept {
+    if (progress_) progress_->stop(detail::count_final(fs_));
+    for (std::size_t i = next_; i < fs_.size(); ++i) fs_[i].cancel();
+  }
+
   std::vector<Future<R>> fs_;
   std::size_t next_ = 0;
   platform::Deadline deadline_;
+  std::shared_ptr<detail::ProgressTracker> progress_;  // null without a progress callback
+};
+
+/// The results of ProcessPool::map_unordered (and ClusterPool's): each
+/// call's future as it becomes done (as keel::as_completed gives them).
+/// Dropping it stops the map's progress callback; the calls go on.
+template <class R>
+class ProcessUnorderedResults {
+ public:
+  /// Watches fs until deadline; progress (null: none) is stopped by the destructor.
+  ProcessUnorderedResults(const std::vector<Future<R>>& fs, const platform::Deadline& deadline,
+                          std::shared_ptr<detail::ProgressTracker> progress)
+      : done_(fs, deadline), progress_(std::move(progress)) {
+    if (progress_) fs_ = fs;
+  }
+  ProcessUnorderedResults(const ProcessUnorderedResults&) = delete;
+  ProcessUnorderedResults& operator=(const ProcessUnorderedResults&) = delete;
+  /// The progress callback is not called from then on.
+  ~ProcessUnorderedResults() {
+    if (progress_) progress_->stop(detail::count_final(fs_));
+  }
+
+  /// What next() yields: each call's future, done.
+  using value_type = Future<R>;
+  /// The next future to be done; nullopt after the last; TimeoutError past the map's timeout.
+  std::optional<Future<R>> next() { return done_.next(); }
+  /// An input iterator over the futures, as next() gives them.
+  using iterator = detail::NextIterator<ProcessUnorderedResults>;
+  /// The first future to be done (blocks for it).
+  iterator begin() { return iterator(this); }
+  /// The end of the sequence.
+  iterator end() { return iterator(); }
+
+ private:
+  AsCompleted<R> done_;
+  std::shared_ptr<detail::ProgressTracker> progress_;  // null without a progress callback
+  std::vector<Future<R>> fs_;                          // the calls, for progress_ (empty without it)
 };
 
 /// Runs registered tasks in worker processes and survives them dying (the contract above).
@@ -298,13 +363,40 @@ class ProcessPool {
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
     // The map's deadline counts from the call, before the inputs are read.
     const platform::Deadline deadline = detail::map_deadline(opts.timeout);
-    return ProcessMapResults<R>(submit_chunks(task, inputs, opts.chunksize), deadline);
+    auto fs = submit_chunks(task, inputs, opts.chunksize);
+    auto progress = detail::watch_progress(opts.progress, fs);
+    return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+  }
+
+  /// Pool.starmap: task(get<0>(t), get<1>(t), ...) for every tuple, pair or
+  /// array t of inputs (keel::zip(a, b) pairs ranges up, to the shortest);
+  /// each tuple is encoded as the task's parameters. As map otherwise.
+  template <class R, class... P, class Range>
+  ProcessMapResults<R> starmap(const TaskRef<R(P...)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
+    using Tuple = std::remove_cvref_t<decltype(*std::begin(inputs))>;
+    constexpr bool fits = detail::tuple_fits<Tuple, P...>();
+    static_assert(fits,
+                  "keel::ProcessPool::starmap: each input must be a tuple of as many elements as the task has "
+                  "parameters, each convertible to its parameter");
+    if constexpr (fits) {  // else only the line above: no cascade
+      const platform::Deadline deadline = detail::map_deadline(opts.timeout);
+      auto fs = detail::submit_star_chunks(
+          task, inputs, opts.chunksize, "ProcessPool::starmap",
+          [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
+      auto progress = detail::watch_progress(opts.progress, fs);
+      return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+    } else {
+      return ProcessMapResults<R>({}, platform::Deadline::never());
+    }
   }
 
   /// Pool.imap_unordered: results as they complete (each call's future, done).
   template <class R, class P, class Range>
-  AsCompleted<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    return detail::unordered_results(submit_chunks(task, inputs, opts.chunksize), opts.timeout);
+  ProcessUnorderedResults<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs,
+                                           const ProcessMapOptions& opts = {}) {
+    auto fs = submit_chunks(task, inputs, opts.chunksize);
+    auto progress = detail::watch_progress(opts.progress, fs);
+    return ProcessUnorderedResults<R>(fs, detail::map_deadline(opts.timeout), std::move(progress));
   }
 
   /// Refuses new tasks; cancels the queued ones with cancel_futures; with wait, returns once every worker was reaped.

@@ -3,8 +3,8 @@
 // holds what is sent to a worker and the future states its answer settles
 // (one state per call, and nothing more per call: a map's per-call cost is
 // what its calls' futures cost), and the helpers both pools' templates
-// share to build them (make_call, submit_chunks, map_deadline,
-// unordered_results; ClusterPool's too). Not part of the API: the driver
+// share to build them (make_call, submit_chunks, submit_star_chunks,
+// map_deadline, watch_progress; ClusterPool's too). Not part of the API: the driver
 // (kernel/src/process_pool/driver.cpp) alone uses the calls afterwards.
 //
 // Contract: dispatch()/undispatch() move a call's futures into and out of
@@ -31,10 +31,13 @@
 #include <ranges>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "keel/error.hpp"
+#include "keel/executor/map_progress.hpp"
 #include "keel/future/future.hpp"
 #include "keel/future/wait.hpp"
 #include "keel/platform/clock.hpp"
@@ -298,20 +301,14 @@ inline platform::Deadline map_deadline(const std::optional<std::chrono::nanoseco
   return timeout ? platform::Deadline::after(*timeout) : platform::Deadline::never();
 }
 
-// map_unordered's results: the calls' futures as they complete, within the map's timeout.
-template <class R>
-AsCompleted<R> unordered_results(const std::vector<Future<R>>& fs,
-                                 const std::optional<std::chrono::nanoseconds>& timeout) {
-  return timeout ? as_completed(fs, *timeout) : as_completed(fs);
-}
-
-// A map's calls in chunks of `chunksize` (both pools' map and map_unordered):
-// every input is read (encoded) before this returns, one ChunkCall per chunk
-// goes to `enqueue`, and the calls' futures come back in input order. If an
-// enqueue throws, the futures made so far are cancelled and it rethrows.
-template <class R, class P, class Range, class Enqueue>
-std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize, const char* who,
-                                     Enqueue&& enqueue) {
+// A map's calls in chunks of `chunksize` (both pools' map, map_unordered
+// and starmap): every input is read (encoded by encode_one) before this
+// returns, one ChunkCall per chunk goes to `enqueue`, and the calls' futures
+// come back in input order. If an enqueue throws, the futures made so far
+// are cancelled and it rethrows.
+template <class R, class... P, class Range, class EncodeOne, class Enqueue>
+std::vector<Future<R>> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std::size_t chunksize,
+                                          const char* who, EncodeOne&& encode_one, Enqueue&& enqueue) {
   if (chunksize == 0) throw ValueError(std::string(who) + ": chunksize must be at least 1");
   std::vector<Future<R>> all;
   // One allocation for the whole map where the count is known, rather than
@@ -323,7 +320,7 @@ std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, s
     std::vector<std::string> args;
     args.reserve(std::min<std::size_t>(chunksize, 4096));
     for (std::size_t i = 0; i < chunksize && it != end; ++i, ++it) {
-      args.push_back(encode_args<std::decay_t<P>>(static_cast<std::decay_t<P>>(*it)));
+      args.push_back(encode_one(*it));
     }
     auto call = std::make_unique<ChunkCall<R>>(args.size());
     call->chunk = true;
@@ -338,6 +335,60 @@ std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, s
     }
   }
   return all;
+}
+
+// map's calls: one argument each.
+template <class R, class P, class Range, class Enqueue>
+std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize, const char* who,
+                                     Enqueue&& enqueue) {
+  return submit_chunks_with(
+      task, inputs, chunksize, who,
+      [](auto&& x) { return encode_args<std::decay_t<P>>(static_cast<std::decay_t<P>>(std::forward<decltype(x)>(x))); },
+      std::forward<Enqueue>(enqueue));
+}
+
+// Whether each element of Tuple converts to the task's parameter at its place.
+template <class Tuple, class... P, std::size_t... I>
+constexpr bool tuple_fits_at(std::index_sequence<I...>) {
+  return (std::is_convertible_v<std::tuple_element_t<I, Tuple>, std::decay_t<P>> && ...);
+}
+template <class Tuple, class... P>
+constexpr bool tuple_fits() {
+  if constexpr (requires { std::tuple_size<Tuple>::value; }) {
+    if constexpr (std::tuple_size_v<Tuple> == sizeof...(P)) {
+      return tuple_fits_at<Tuple, P...>(std::index_sequence_for<P...>{});
+    } else {
+      return false;
+    }
+  } else {
+    return false;
+  }
+}
+
+// starmap's calls: each input a tuple of the task's arguments (tuple_fits).
+template <class R, class... P, class Range, class Enqueue>
+std::vector<Future<R>> submit_star_chunks(const TaskRef<R(P...)>& task, Range& inputs, std::size_t chunksize,
+                                          const char* who, Enqueue&& enqueue) {
+  return submit_chunks_with(
+      task, inputs, chunksize, who,
+      [](auto&& t) {
+        return std::apply(
+            [](auto&&... xs) {
+              return encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(std::forward<decltype(xs)>(xs))...);
+            },
+            std::forward<decltype(t)>(t));
+      },
+      std::forward<Enqueue>(enqueue));
+}
+
+// A map's results, with its progress callback (if any) watching every call.
+template <class R>
+std::shared_ptr<ProgressTracker> watch_progress(const MapProgress& fn, const std::vector<Future<R>>& fs) {
+  auto tracker = make_progress(fn, fs.size());
+  if (tracker) {
+    for (const Future<R>& f : fs) ProgressTracker::watch(tracker, f);
+  }
+  return tracker;
 }
 
 }  // namespace keel::detail
