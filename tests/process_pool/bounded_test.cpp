@@ -796,4 +796,127 @@ TEST(ProcessPoolBound, CallerRunsRunsAMapChunkInTheCaller) {
   EXPECT_EQ(pool.stats().rejected, 1u);
 }
 
+// ---------------------------------------------------------------- a rejection handler
+
+ProcessPoolOptions with_handler(std::size_t capacity, keel::ProcessRejectionHandler h) {
+  ProcessPoolOptions o = one_at_a_time(capacity, RejectPolicy::abort);
+  o.rejection_handler = std::move(h);
+  return o;
+}
+
+TEST(ProcessPoolRejectionHandler, NeedsAbortAndABoundedQueue) {
+  auto make = [](ProcessPoolOptions o) { ProcessPool p(o); };
+  auto nothing = [](keel::ProcessRejectedCall&, ProcessPool&) {};
+  ProcessPoolOptions other = with_handler(2, nothing);
+  other.reject = RejectPolicy::caller_runs;
+  EXPECT_THROW(make(other), keel::ValueError);
+  EXPECT_THROW(make(with_handler(0, nothing)), keel::ValueError);  // an unbounded queue never rejects
+  EXPECT_NO_THROW(make(with_handler(2, nothing)));
+}
+
+TEST(ProcessPoolRejectionHandler, AHandlerThatDoesNothingLeavesTheFutureFailedNeverPending) {
+  TempPath gate("gate");
+  int calls = 0;
+  ProcessPool pool(with_handler(1, [&](keel::ProcessRejectedCall& c, ProcessPool&) {
+    ++calls;
+    EXPECT_TRUE(c.pending());
+  }));
+  GateOpener opener{gate};
+  auto held = occupy(pool, gate);
+  auto a = pool.submit(pid_plus_t, 1);
+  auto refused = pool.submit(pid_plus_t, 2);
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(refused.done());  // failed before submit returned
+  try {
+    refused.result();
+    ADD_FAILURE() << "did not fail";
+  } catch (const RejectedError& e) {
+    EXPECT_EQ(e.reason(), Reason::saturated);
+  }
+  EXPECT_EQ(pool.stats().rejected, 1u);
+  gate.open();
+  EXPECT_EQ(a.result(), held.result() + 1);
+}
+
+TEST(ProcessPoolRejectionHandler, RunsOnTheSubmittingThreadAndCanRunTheCallHere) {
+  TempPath gate("gate");
+  const auto me = std::this_thread::get_id();
+  ProcessPool* seen = nullptr;
+  ProcessPool pool(with_handler(1, [&](keel::ProcessRejectedCall& c, ProcessPool& p) {
+    seen = &p;
+    EXPECT_EQ(std::this_thread::get_id(), me);
+    EXPECT_EQ(c.reason(), Reason::saturated);
+    EXPECT_EQ(c.task(), "ppb.pid_plus");
+    EXPECT_TRUE(c.run());
+    EXPECT_FALSE(c.pending());
+    EXPECT_FALSE(c.run());     // settled: once only
+    EXPECT_FALSE(c.cancel());  // and nothing else
+  }));
+  GateOpener opener{gate};
+  auto held = occupy(pool, gate);
+  auto a = pool.submit(pid_plus_t, 1);
+  auto here = pool.submit(pid_plus_t, 100);
+  EXPECT_EQ(seen, &pool);
+  ASSERT_TRUE(here.done());
+  EXPECT_EQ(here.result(), static_cast<int>(::getpid()) + 100);
+  gate.open();
+  EXPECT_EQ(a.result(), held.result() + 1);
+  EXPECT_EQ(pool.stats().submitted, 2u);  // the handler's run never reached the supervisor
+}
+
+TEST(ProcessPoolRejectionHandler, CancelGivesACancelledFutureAndTheCallNeverRuns) {
+  TempPath gate("gate");
+  TempPath runs("runs");
+  ProcessPool pool(with_handler(1, [](keel::ProcessRejectedCall& c, ProcessPool&) { EXPECT_TRUE(c.cancel()); }));
+  GateOpener opener{gate};
+  auto held = occupy(pool, gate);
+  auto a = pool.submit(noted_t, runs.path(), 1);
+  auto refused = pool.submit(noted_t, runs.path(), 2);
+  EXPECT_TRUE(refused.cancelled());
+  gate.open();
+  EXPECT_EQ(a.result(), 1);
+  pool.shutdown();
+  EXPECT_EQ(runs.bytes(), 1);  // only `a` ran
+}
+
+TEST(ProcessPoolRejectionHandler, AnExceptionFromTheHandlerReachesTheSubmitterAndNothingRuns) {
+  TempPath gate("gate");
+  TempPath runs("runs");
+  ProcessPool pool(
+      with_handler(1, [](keel::ProcessRejectedCall&, ProcessPool&) { throw std::runtime_error("overloaded"); }));
+  GateOpener opener{gate};
+  auto held = occupy(pool, gate);
+  auto a = pool.submit(noted_t, runs.path(), 1);
+  EXPECT_THROW(pool.submit(noted_t, runs.path(), 2), std::runtime_error);
+  gate.open();
+  EXPECT_EQ(a.result(), 1);
+  pool.shutdown();
+  EXPECT_EQ(runs.bytes(), 1);
+}
+
+TEST(ProcessPoolRejectionHandler, NotCalledAfterShutdownWhichRefusesAsEver) {
+  int calls = 0;
+  ProcessPool pool(with_handler(1, [&](keel::ProcessRejectedCall&, ProcessPool&) { ++calls; }));
+  pool.shutdown({.wait = false});
+  EXPECT_EQ(rejected_reason([&] { pool.submit(pid_plus_t, 1); }), Reason::shutdown);
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(ProcessPoolRejectionHandler, AMapChunkIsOneCallTheHandlerCanRun) {
+  TempPath gate("gate");
+  std::vector<std::string> names;
+  ProcessPool pool(with_handler(1, [&](keel::ProcessRejectedCall& c, ProcessPool&) {
+    names.push_back(c.task());
+    EXPECT_TRUE(c.run());
+  }));
+  GateOpener opener{gate};
+  auto held = occupy(pool, gate);
+  auto results = pool.map(pid_plus_t, std::vector<int>{0, 1, 2, 3}, {.chunksize = 2});
+  EXPECT_EQ(names, std::vector<std::string>{"ppb.pid_plus"});  // the second chunk found the queue full
+  gate.open();
+  const int worker = held.result();
+  const int me = static_cast<int>(::getpid());
+  EXPECT_EQ(results.get(), (std::vector<int>{worker, worker + 1, me + 2, me + 3}));
+}
+
 }  // namespace

@@ -70,6 +70,7 @@ Admission Edge::submit(Nanos timeout, void* payload, bool may_block) {
           evict = true;
           break;
         default:
+          if (bound_.handler) return Admission{Admission::handle, 0};
           throw RejectedError(
               RejectedError::Reason::saturated,
               "ProcessPool: the queue is full (queue_capacity " + std::to_string(bound_.capacity) + " tasks waiting)");

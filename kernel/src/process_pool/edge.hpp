@@ -78,6 +78,9 @@ struct Bound {
   std::size_t capacity = 0;  // 0: unbounded (the policy never applies)
   RejectPolicy policy = RejectPolicy::abort;
   Nanos block_timeout = Nanos::max();  // block: how long to wait for room; max: for ever
+  // A rejection handler decides instead of abort (policy is then abort):
+  // a saturated submission is counted and handed back (Admission::handle).
+  bool handler = false;
 };
 
 // What submit() did with a task it did not refuse.
@@ -86,6 +89,7 @@ struct Admission {
     queued,    // accepted: a submit command with this id is on its way
     run_here,  // caller_runs: nothing queued; the caller runs the task
     discard,   // discard: nothing queued; the caller cancels the task
+    handle,    // saturated with a rejection handler: nothing queued; the caller's handler decides
   };
   Kind kind = queued;
   TaskId task = 0;  // queued: its id (from 1)

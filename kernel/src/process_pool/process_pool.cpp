@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 #include "driver.hpp"
 #include "protocol.hpp"
@@ -46,8 +47,17 @@ pool::Bound checked_bound(const ProcessPoolOptions& o) {
   if (o.block_timeout && o.reject != RejectPolicy::block) {
     throw ValueError(std::string("ProcessPool: block_timeout applies only to reject = block, not ") + name);
   }
+  if (o.rejection_handler && o.reject != RejectPolicy::abort) {
+    throw ValueError("ProcessPool: a rejection_handler decides instead of the reject policy: leave reject as abort");
+  }
+  if (o.rejection_handler && o.queue_capacity == 0) {
+    throw ValueError(
+        "ProcessPool: a rejection_handler needs a bounded queue (queue_capacity > 0); an unbounded queue never "
+        "rejects");
+  }
   // The edge's Nanos::max() waits for ever; <= 0 refuses at once (keel/timeout.hpp).
-  return pool::Bound{o.queue_capacity, o.reject, o.block_timeout.value_or(pool::Nanos::max())};
+  return pool::Bound{o.queue_capacity, o.reject, o.block_timeout.value_or(pool::Nanos::max()),
+                     static_cast<bool>(o.rejection_handler)};
 }
 
 // RejectPolicy::caller_runs: the task runs here, in the submitting thread,
@@ -57,8 +67,9 @@ pool::Bound checked_bound(const ProcessPoolOptions& o) {
 // result above max_message is a ProtocolError there as here. The future goes
 // pending -> running (start_here) -> final; a future cancelled first stays
 // cancelled and the task does not run.
-void run_in_caller(detail::PoolCall& call, std::size_t max) {
-  if (!call.start_here()) return;
+// Returns whether anything ran (false: every future was cancelled first).
+bool run_in_caller(detail::PoolCall& call, std::size_t max) {
+  if (!call.start_here()) return false;
   auto error_now = [max] { return detail::encode_error(std::current_exception(), max); };
   auto oversized = [max](const std::string& what, std::size_t size) {
     return detail::encode_error(std::make_exception_ptr(ProtocolError(
@@ -109,6 +120,7 @@ void run_in_caller(detail::PoolCall& call, std::size_t max) {
     }
   }
   call.complete(ok, bytes);
+  return true;
 }
 
 // The number of workers, checked against the documented maximum and against
@@ -152,7 +164,10 @@ unsigned checked_workers(const ProcessPoolOptions& o) {
 }  // namespace
 
 ProcessPool::ProcessPool(const ProcessPoolOptions& options)
-    : workers_(checked_workers(options)), max_message_(options.max_message), task_timeout_(options.task_timeout) {
+    : workers_(checked_workers(options)),
+      max_message_(options.max_message),
+      task_timeout_(options.task_timeout),
+      handler_(options.rejection_handler) {
   if (options.max_message < min_max_message) {
     throw ValueError("ProcessPool: max_message must be at least " + std::to_string(min_max_message) +
                      " bytes (room for a worker's error report), not " + std::to_string(options.max_message));
@@ -235,12 +250,45 @@ void ProcessPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<
       (void)call.release();  // the supervisor owns it now
       return;
     case pool::Admission::run_here:
-      run_in_caller(*call, max_message_);
+      (void)run_in_caller(*call, max_message_);
       return;
     case pool::Admission::discard:
       call->cancel();
       return;
+    case pool::Admission::handle: {
+      // The handler settles the call, or the ProcessRejectedCall's destructor
+      // fails it (POOL-10): also when the handler throws, which reaches the
+      // submitter. The call outlives both: `call` owns it until we return.
+      ProcessRejectedCall rejected(call.get(), max_message_);
+      handler_(rejected, *this);
+      return;
+    }
   }
+}
+
+ProcessRejectedCall::~ProcessRejectedCall() {
+  if (call_ == nullptr) return;
+  call_->fail(std::make_exception_ptr(
+      RejectedError(RejectedError::Reason::saturated,
+                    "ProcessPool: the queue is full and the rejection handler left the call unsettled")));
+}
+
+const std::string& ProcessRejectedCall::task() const {
+  static const std::string settled;
+  return call_ ? call_->name : settled;
+}
+
+bool ProcessRejectedCall::run() {
+  detail::PoolCall* c = std::exchange(call_, nullptr);
+  if (c == nullptr) return false;
+  return run_in_caller(*c, max_);
+}
+
+bool ProcessRejectedCall::cancel() {
+  detail::PoolCall* c = std::exchange(call_, nullptr);
+  if (c == nullptr) return false;
+  c->cancel();
+  return true;
 }
 
 void ProcessPool::shutdown(const ShutdownOptions& opts) {

@@ -12,9 +12,10 @@
 //   block          the submitter waits for room, up to the pool's
 //                  block_timeout (then RejectedError(Reason::timed_out)).
 // After shutdown every submission is RejectedError(Reason::shutdown),
-// whatever the policy. A ThreadPoolExecutor may be given a callable instead
-// (ThreadPoolOptions::rejection_handler, thread_pool.hpp); a ProcessPool
-// takes the enum only.
+// whatever the policy. Either pool may be given a callable instead, Java's
+// RejectedExecutionHandler (ThreadPoolOptions::rejection_handler,
+// ProcessPoolOptions::rejection_handler), which is never called after
+// shutdown.
 //
 // Invariants: EXEC-3 (a refused submission is an error or a cancelled
 // future, never a silent drop), POOL-10. See proofs/INVARIANTS.md.

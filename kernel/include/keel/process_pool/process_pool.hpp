@@ -59,7 +59,10 @@
 //   break (BrokenProcessPool). After shutdown every submission is
 //   RejectedError(shutdown), whatever the policy (POOL-10). A submission that
 //   would block in a done callback (on the supervisor thread) is a
-//   MisuseError.
+//   MisuseError. A rejection_handler instead of the policy is called on the
+//   submitting thread with a ProcessRejectedCall, which it runs here,
+//   cancels, or leaves to fail with RejectedError(saturated); an exception
+//   it throws reaches the submitter (EXEC-11).
 // - Done callbacks of these futures run on the supervisor thread; they must
 //   not wait for the pool (shutdown(wait) from there is a MisuseError). So
 //   does a map's progress callback (keel/executor/map_progress.hpp, MAP-1).
@@ -123,6 +126,13 @@ BoundCall bind_task(const TaskRef<R(P...)>& task, A&&... args) {
   }
 }
 
+class ProcessPool;
+class ProcessRejectedCall;
+/// Decides what becomes of a submission refused because the parent's queue
+/// is full (ProcessPoolOptions::rejection_handler; ProcessRejectedCall says
+/// what it may do). Called on the submitting thread, not after shutdown.
+using ProcessRejectionHandler = std::function<void(ProcessRejectedCall& call, ProcessPool& pool)>;
+
 /// A ProcessPool's configuration, as designated initializers.
 struct ProcessPoolOptions {
   unsigned workers = 0;              ///< 0: the CPUs this process may run on
@@ -156,6 +166,9 @@ struct ProcessPoolOptions {
   RejectPolicy reject = RejectPolicy::abort;  ///< a submission that finds it full (needs queue_capacity)
   /// reject = block: how long to wait for room; nullopt: for ever (keel/timeout.hpp).
   std::optional<std::chrono::nanoseconds> block_timeout{};
+  /// Decides instead of `reject` (which must then stay abort; ValueError
+  /// otherwise, and without a queue_capacity): see ProcessRejectedCall.
+  ProcessRejectionHandler rejection_handler{};
 };
 
 /// The smallest max_message a pool accepts: room for a worker's error report
@@ -327,6 +340,37 @@ class ProcessUnorderedResults {
   std::vector<Future<R>> fs_;                          // the calls, for progress_ (empty without it)
 };
 
+/// A submission the pool refused because queue_capacity tasks were already
+/// waiting, as a ProcessRejectionHandler sees it (a map chunk is one call of
+/// several tasks). The handler settles it: run() it in this process, as
+/// caller_runs does, cancel() it, or throw (the submitter gets the
+/// exception). A call the handler leaves unsettled fails with
+/// RejectedError(saturated) before the submission returns (POOL-10).
+class ProcessRejectedCall {
+ public:
+  ProcessRejectedCall(const ProcessRejectedCall&) = delete;
+  ProcessRejectedCall& operator=(const ProcessRejectedCall&) = delete;
+  /// Fails the call with RejectedError(saturated) if the handler left it unsettled.
+  ~ProcessRejectedCall();
+  /// Why the pool refused it: always saturated (after shutdown the handler is not called).
+  RejectedError::Reason reason() const { return RejectedError::Reason::saturated; }
+  /// The registered name of its task.
+  const std::string& task() const;
+  /// Runs it here, on the submitting thread, as caller_runs; false if every future was cancelled first or it is
+  /// settled.
+  bool run();
+  /// Cancels its future(s); false if it is already settled.
+  bool cancel();
+  /// Whether the handler has not yet run or cancelled it.
+  bool pending() const { return call_ != nullptr; }
+
+ private:
+  friend class ProcessPool;
+  ProcessRejectedCall(detail::PoolCall* call, std::size_t max_message) noexcept : call_(call), max_(max_message) {}
+  detail::PoolCall* call_;  // owned by the submission that refused it
+  std::size_t max_;
+};
+
 /// Runs registered tasks in worker processes and survives them dying (the contract above).
 class ProcessPool {
  public:
@@ -442,6 +486,7 @@ class ProcessPool {
   unsigned workers_;
   std::size_t max_message_;
   std::optional<std::chrono::nanoseconds> task_timeout_;
+  ProcessRejectionHandler handler_;
   std::unique_ptr<detail::PoolDriver> d_;
 };
 
