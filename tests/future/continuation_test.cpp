@@ -414,6 +414,40 @@ TEST(WhenAny, VectorFormAndAFailureCountsAsFinal) {
   a.set_result(1);
 }
 
+TEST(WhenAny, CancellingItCancelsNoInput) {
+  keel::Promise<int> a;
+  auto fa = a.get_future();
+  auto w = keel::when_any(fa);
+  EXPECT_TRUE(w.cancel());
+  a.set_result(1);
+  EXPECT_TRUE(w.cancelled());
+  EXPECT_EQ(fa.result(), 1);
+}
+
+// The README's example of this section, as written there.
+TEST(ContinuationReadme, ExampleRuns) {
+  keel::ThreadPoolExecutor pool(Opts().max(2));
+  keel::Future<int> n = pool.submit([] { return 20; });
+  keel::Future<std::string> s = n.then([](int v) { return std::to_string(v + 1); });
+  keel::Future<int> len = s.then(pool, [](const std::string& t) { return int(t.size()); });
+  keel::Future<bool> failed = n.then_future([](keel::Future<int> f) { return f.exception() != nullptr; });
+  auto all = keel::when_all(n, s);
+  auto any = keel::when_any(n, s);
+  auto [done, not_done] = keel::wait({n, s}, keel::ReturnWhen::first_completed);
+  EXPECT_FALSE(done.empty());
+  int yielded = 0;
+  for (keel::AnyFuture f : keel::as_completed({n, s, len})) {
+    EXPECT_EQ(f.exception(), nullptr);
+    ++yielded;
+  }
+  EXPECT_EQ(yielded, 3);
+  EXPECT_EQ(s.result(), "21");
+  EXPECT_EQ(len.result(), 2);
+  EXPECT_FALSE(failed.result());
+  EXPECT_EQ(std::get<1>(all.result(keel_test::hang_limit)).result(), "21");
+  EXPECT_LT(any.result(keel_test::hang_limit).index, 2u);
+}
+
 // ---- wait and as_completed over mixed types -----------------------------
 
 TEST(AnyFutureWait, WaitOverMixedTypesSplitsDoneAndNotDone) {

@@ -60,7 +60,7 @@ struct ExecutorProbe {
 /// Something then() can hand a continuation to: ex.submit(fn) runs fn() later and returns its Future<void>.
 template <class E>
 concept Executor = requires(E& ex, detail::ExecutorProbe fn) {
-  { ex.submit(std::move(fn)) } -> std::same_as<Future<void>>;
+  { ex.submit(fn) } -> std::same_as<Future<void>>;
 };
 
 namespace detail {
@@ -264,13 +264,13 @@ auto then_impl(const Future<T>& src, E* ex, F&& fn) {
   Future<U> result = make_future<U>(out, true);
   auto hook = std::make_unique<ThenHook<AsFuture, T, U, Fn, E>>(out, ex, Fn(std::forward<F>(fn)));
   if (s->add_hook(hook.get())) {
-    hook.release();  // the completer fires and deletes it
+    (void)hook.release();  // the completer fires and deletes it
     return result;
   }
   if (KEEL_INJECTED(then_lost_when_done)) {
     // Seeded bug: takes a source that became final during the call for
     // linked; nobody will ever fire the hook.
-    hook.release();
+    (void)hook.release();
     return result;
   }
   hook->fire(*s);  // already final: here, now

@@ -106,9 +106,10 @@ class WhenBlock {
   Sequence inputs_;                                 // moved out only by the arrival that finishes out
 };
 
-// Finishes `out` with `v` unless it was cancelled (or finished) first.
-template <class Out, class V>
-void finish_when(FutureState<Out>& out, V&& v) {
+// Finishes `out` with make() unless it was cancelled (or finished) first;
+// make() runs only for the one caller that claimed out.
+template <class Out, class Make>
+void finish_when(FutureState<Out>& out, Make&& make) {
   if (KEEL_INJECTED(when_any_check_then_finish)) {
     // Seeded bug: a check, then the finish, without claiming the result
     // slot: two completers can both get past the check.
@@ -116,7 +117,7 @@ void finish_when(FutureState<Out>& out, V&& v) {
   } else if (!out.begin_completion()) {
     return;
   }
-  complete_with(out, [&]() -> Out { return std::forward<V>(v); });
+  complete_with(out, std::forward<Make>(make));
 }
 
 template <class Sequence>
@@ -130,7 +131,7 @@ Future<Sequence> when_all_of(Sequence fs) {
   Future<Sequence> result = b->future();
   auto last = [b] {
     if (!b->arrive()) return;
-    finish_when(b->out(), std::move(b->inputs()));
+    finish_when(b->out(), [b] { return std::move(b->inputs()); });
     delete b;
   };
   // Registered from the caller's copies: the block's are moved out by the
@@ -154,13 +155,13 @@ Future<WhenAnyResult<Sequence>> when_any_of(Sequence fs) {
   auto arrive = [b](std::size_t i) {
     // The first final input claims out (finish_when's begin_completion is
     // the decider); the others find it claimed.
-    if (i != Out::npos) finish_when(b->out(), Out{i, b->inputs()});
+    if (i != Out::npos) finish_when(b->out(), [b, i] { return Out{i, b->inputs()}; });
     if (b->arrive()) delete b;
   };
   for_each_input(fs, [&](std::size_t i, const auto& f) {
     add_done_callback(*state_of(f), [arrive, i](const auto&) { arrive(i); });
   });
-  if (n == 0) finish_when(b->out(), Out{Out::npos, Sequence()});
+  if (n == 0) finish_when(b->out(), [] { return Out{Out::npos, Sequence()}; });
   arrive(Out::npos);
   return result;
 }
