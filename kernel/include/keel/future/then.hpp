@@ -27,9 +27,11 @@
 //   future gives CancelledError, as the new future was already running).
 // - An exception thrown by fn is the new future's. Cancelling the new future
 //   before fn starts means fn never runs; cancelling it never cancels f
-//   (f may have other users; folly's default). fn and its captures are
-//   destroyed once it ran or will never run, in the thread that decided it.
-//   The new future is pending until fn starts, running while it runs.
+//   (f may have other users; folly's default). fn and its captures live
+//   until f is final (a cancel of the new future does not free them early)
+//   and are destroyed once fn ran or was skipped: by the thread that ran
+//   the hook, or with the executor's task. The new future is pending until
+//   fn starts, running while it runs.
 //
 // Invariants: CONT-1 (a continuation runs at most once, exactly once iff its
 // future was not cancelled before it started and its executor accepted and
