@@ -5,9 +5,11 @@
 // KEEL-TWIN then_lost_when_done cont.then-vs-complete.2t
 // KEEL-TWIN then_ignores_cancel cont.cancel-vs-complete.2t
 // KEEL-TWIN then_drops_refusal cont.then-refused.2t
+// KEEL-TWIN then_ignores_task_drop cont.then-run-vs-drop.2t
 // KEEL-TWIN when_any_check_then_finish cont.when-any-two-completers.3t
 // KEEL-TWIN when_all_count_split cont.when-all-publishes.3t
 // KEEL-TWIN when_all_count_relaxed cont.when-all-publishes.3t
+#include <functional>
 #include <tuple>
 
 #include "executor_unity.hpp"
@@ -118,6 +120,58 @@ struct ThenRefused : rl::test_suite<ThenRefused, 2> {
   }
 };
 
+// An executor that takes one task and either runs it (run(), as a worker
+// that won its start) or drops it unrun (drop(), as shutdown with
+// cancel_futures does): its task future's start decides, as a pool's does.
+struct OneTaskExecutor {
+  keel::Promise<void> task;
+  std::function<void()> fn;
+  rl::atomic<int> submitted{0};
+  template <class F>
+  keel::Future<void> submit(F&& f) {
+    fn = std::forward<F>(f);
+    submitted($).store(1, rl::mo_release);
+    return task.get_future();
+  }
+  // A worker: waits for the submission, then starts the task unless it was dropped.
+  void run() {
+    while (submitted($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+    if (!task.set_running_or_notify_cancel()) return;
+    fn();
+    task.set_result();
+  }
+  void drop() {
+    if (submitted($).load(rl::mo_acquire) == 1) task.get_future().cancel();
+  }
+};
+
+// CONT-1: an accepted continuation that its executor runs (thread 1) or
+// drops unrun (thread 0) at the same time: exactly one happens, and the
+// continuation's future ends finished (it ran once) or cancelled (it never
+// ran), never left pending.
+struct ThenRunVsDrop : rl::test_suite<ThenRunVsDrop, 2> {
+  OneTaskExecutor ex;
+  keel::Promise<int> p;
+  keel::Future<int> g;
+  keel::platform::Var<int> runs{0};
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      p.set_result(5);
+      g = p.get_future().then(ex, [this](int v) {
+        runs.store(runs.load() + 1);
+        return v;
+      });
+      ex.drop();
+    } else {
+      ex.run();
+    }
+  }
+  void after() {
+    RL_ASSERT(g.done());
+    RL_ASSERT(g.cancelled() ? runs.load() == 0 : runs.load() == 1 && g.result() == 5);
+  }
+};
+
 // Thread 0 combines two futures and waits for the combination; threads 1
 // and 2 complete one input each, racing each other and the registration.
 template <class Row>
@@ -169,6 +223,7 @@ int main() {
   check<ThenVsComplete>("cont.then-vs-complete.2t", "CONT-1,EXEC-9", full());
   check<CancelVsComplete>("cont.cancel-vs-complete.2t", "CONT-1", bounded(4));
   check<ThenRefused>("cont.then-refused.2t", "CONT-1", bounded(4));
+  check<ThenRunVsDrop>("cont.then-run-vs-drop.2t", "CONT-1", random(100000));
   check<WhenAnyTwoCompleters>("cont.when-any-two-completers.3t", "CONT-2", random(100000));
   check<WhenAllPublishes>("cont.when-all-publishes.3t", "CONT-2", random(100000));
   return exit_code();

@@ -213,6 +213,7 @@ void submit_continuation(E& ex, FutureState<T>& src, FutureState<U>& out, Fn&& f
   // future finished without an error: nothing to pass on then.
   task.add_done_callback([o = make_future<U>(&out, true)](const Future<void>& t) {
     FutureState<U>& os = *state_of(o);
+    if (KEEL_INJECTED(then_ignores_task_drop)) return;  // seeded bug: a dropped task strands out
     if (t.cancelled()) {
       os.cancel();
     } else if (auto e = t.exception()) {
