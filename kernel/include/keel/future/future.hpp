@@ -24,10 +24,13 @@
 // then; the start slot that decides it is described in detail/core.hpp,
 // beside the state word's encoding.
 //
+// then(fn) and then_future(fn) chain a continuation (its contract, and the
+// definitions, are in keel/future/then.hpp, which a caller includes).
+//
 // Invariants: EXEC-1 (exactly one final state), EXEC-2 (cancel racing start:
 // exactly one wins), EXEC-7 (callbacks run exactly once), SYNC-2 (no lost
 // wake-up of a result waiter), POOL-7 (cancel racing a remote start through
-// its slot: exactly one wins).
+// its slot: exactly one wins), CONT-1 (a continuation runs at most once).
 #pragma once
 
 #include <chrono>
@@ -54,6 +57,15 @@ enum class FutureStatus {
 
 template <class T>
 class Promise;
+
+namespace detail {
+// then() and then_future() are defined in keel/future/then.hpp (keel.hpp
+// brings it): a call without it fails to compile with "use of ... before
+// deduction of auto". InlineExecutor marks a continuation run inline.
+struct InlineExecutor;
+template <bool AsFuture, class T, class E, class F>
+auto then_impl(const Future<T>& src, E* ex, F&& fn);
+}  // namespace detail
 
 /// A shared handle to the result of work that finishes later (the contract above).
 template <class T>
@@ -141,6 +153,27 @@ class Future {
   void add_done_callback(F&& fn) {
     static_assert(std::is_invocable_v<std::decay_t<F>&, const Future<T>&>, "callback must accept const Future<T>&");
     detail::add_done_callback(state(), std::forward<F>(fn));
+  }
+
+  /// A future of fn(value) run in the thread that finishes this one (here, if done); keel/future/then.hpp.
+  template <class F>
+  auto then(F&& fn) const {
+    return detail::then_impl<false>(*this, static_cast<detail::InlineExecutor*>(nullptr), std::forward<F>(fn));
+  }
+  /// A future of fn(value) run as a task of ex (any keel::Executor); keel/future/then.hpp.
+  template <class E, class F>
+  auto then(E& ex, F&& fn) const {
+    return detail::then_impl<false>(*this, &ex, std::forward<F>(fn));
+  }
+  /// A future of fn(Future<T>) (this future, final) run in the thread that finishes it; keel/future/then.hpp.
+  template <class F>
+  auto then_future(F&& fn) const {
+    return detail::then_impl<true>(*this, static_cast<detail::InlineExecutor*>(nullptr), std::forward<F>(fn));
+  }
+  /// A future of fn(Future<T>) run as a task of ex (any keel::Executor); keel/future/then.hpp.
+  template <class E, class F>
+  auto then_future(E& ex, F&& fn) const {
+    return detail::then_impl<true>(*this, &ex, std::forward<F>(fn));
   }
 
   /// Asks a running task that takes a std::stop_token to stop; whether this call made the request.
