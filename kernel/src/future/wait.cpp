@@ -1,7 +1,9 @@
 // MultiWait: the waiter behind wait() and as_completed().
 #include "keel/future/wait.hpp"
 
+#include <algorithm>
 #include <span>
+#include <string>
 
 namespace keel::detail {
 
@@ -99,6 +101,31 @@ std::vector<std::size_t> MultiWait::take(const platform::Deadline& deadline) {
       return {};
     }
   }
+}
+
+CompletionOrder::CompletionOrder(const std::vector<FutureCore*>& cores, const platform::Deadline& deadline)
+    : n_(cores.size()), wait_(n_), deadline_(deadline) {
+  for (std::size_t i = 0; i < n_; ++i) {
+    if (!wait_.watch(i, cores[i])) ready_.push_back(i);
+  }
+  // Those done before the call come first, in input order.
+  std::reverse(ready_.begin(), ready_.end());
+}
+
+std::optional<std::size_t> CompletionOrder::next() {
+  if (yielded_ == n_) return std::nullopt;
+  if (ready_.empty()) {
+    // take() returns at least one index, or none once the deadline passed.
+    auto fired = wait_.take(deadline_);
+    if (fired.empty()) {
+      throw TimeoutError(std::to_string(n_ - yielded_) + " (of " + std::to_string(n_) + ") futures unfinished");
+    }
+    ready_.insert(ready_.begin(), fired.rbegin(), fired.rend());
+  }
+  const std::size_t i = ready_.back();
+  ready_.pop_back();
+  ++yielded_;
+  return i;
 }
 
 std::vector<bool> wait_cores(const std::vector<FutureCore*>& cores, const platform::Deadline& deadline,

@@ -120,10 +120,8 @@ inline std::vector<AnyFuture> distinct_any(const std::vector<AnyFuture>& fs) {
 inline AnyDoneAndNotDone wait_any_impl(const std::vector<AnyFuture>& futures, const platform::Deadline& deadline,
                                        ReturnWhen when) {
   auto fs = distinct_any(futures);
-  std::vector<FutureCore*> cores;
-  cores.reserve(fs.size());
-  for (const auto& f : fs) cores.push_back(any_core(f));
-  const std::vector<bool> done = wait_cores(cores, deadline, when);
+  const std::vector<bool> done =
+      wait_cores(cores_of(fs, [](const AnyFuture& f) { return any_core(f); }), deadline, when);
   AnyDoneAndNotDone r;
   for (std::size_t i = 0; i < fs.size(); ++i) (done[i] ? r.done : r.not_done).push_back(std::move(fs[i]));
   return r;
@@ -147,12 +145,8 @@ class AnyAsCompleted {
  public:
   /// Watches `futures` (duplicates once each) until `deadline`; as_completed makes one.
   AnyAsCompleted(const std::vector<AnyFuture>& futures, const platform::Deadline& deadline)
-      : fs_(detail::distinct_any(futures)), wait_(fs_.size()), deadline_(deadline) {
-    for (std::size_t i = 0; i < fs_.size(); ++i) {
-      if (!wait_.watch(i, any_core(fs_[i]))) ready_.push_back(i);
-    }
-    std::reverse(ready_.begin(), ready_.end());  // those done before the call first, in input order
-  }
+      : fs_(detail::distinct_any(futures)),
+        order_(detail::cores_of(fs_, [](const AnyFuture& f) { return any_core(f); }), deadline) {}
   AnyAsCompleted(const AnyAsCompleted&) = delete;
   AnyAsCompleted& operator=(const AnyAsCompleted&) = delete;
 
@@ -160,19 +154,9 @@ class AnyAsCompleted {
   using value_type = AnyFuture;
   /// The next future to be done; nullopt after the last; TimeoutError past the deadline.
   std::optional<AnyFuture> next() {
-    if (yielded_ == fs_.size()) return std::nullopt;
-    if (ready_.empty()) {
-      auto fired = wait_.take(deadline_);
-      if (fired.empty()) {
-        throw TimeoutError(std::to_string(fs_.size() - yielded_) + " (of " + std::to_string(fs_.size()) +
-                           ") futures unfinished");
-      }
-      ready_.insert(ready_.begin(), fired.rbegin(), fired.rend());
-    }
-    const std::size_t i = ready_.back();
-    ready_.pop_back();
-    ++yielded_;
-    return fs_[i];
+    const auto i = order_.next();
+    if (!i) return std::nullopt;
+    return fs_[*i];
   }
 
   /// An input iterator over the futures, as next() gives them.
@@ -184,10 +168,7 @@ class AnyAsCompleted {
 
  private:
   std::vector<AnyFuture> fs_;
-  detail::MultiWait wait_;
-  platform::Deadline deadline_;
-  std::vector<std::size_t> ready_;  // next to yield at the back
-  std::size_t yielded_ = 0;
+  detail::CompletionOrder order_;
 };
 
 /// The futures, of any types, in the order they become done (those done already first).

@@ -16,7 +16,11 @@
 // unregistered), SYNC-2 (no lost wake-up of the waiting thread).
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
+#include <optional>
 #include <unordered_set>
+#include <vector>
 
 #include "keel/detail/next_iterator.hpp"
 #include "keel/future/future.hpp"
@@ -71,6 +75,35 @@ class MultiWait {
 std::vector<bool> wait_cores(const std::vector<FutureCore*>& cores, const platform::Deadline& deadline,
                              ReturnWhen when);
 
+// The order as_completed yields n watched futures in, by index: those done
+// at the start first, in input order, then the others as they complete.
+// AsCompleted and AnyAsCompleted (any_future.hpp) keep the futures; this
+// keeps the waiting.
+class CompletionOrder {
+ public:
+  CompletionOrder(const std::vector<FutureCore*>& cores, const platform::Deadline& deadline);
+  CompletionOrder(const CompletionOrder&) = delete;
+  CompletionOrder& operator=(const CompletionOrder&) = delete;
+  // The next index; nullopt after the last; TimeoutError past the deadline.
+  std::optional<std::size_t> next();
+
+ private:
+  std::size_t n_;
+  MultiWait wait_;
+  platform::Deadline deadline_;
+  std::vector<std::size_t> ready_;  // next to yield at the back
+  std::size_t yielded_ = 0;
+};
+
+// The cores of distinct futures, in order.
+template <class F, class Core>
+std::vector<FutureCore*> cores_of(const std::vector<F>& fs, Core core) {
+  std::vector<FutureCore*> cores;
+  cores.reserve(fs.size());
+  for (const auto& f : fs) cores.push_back(core(f));
+  return cores;
+}
+
 // The futures in input order, each state once. Linear: a set of the states
 // seen (as_completed over a 100k-task map must not cost 100k^2 compares).
 template <class T>
@@ -100,10 +133,8 @@ template <class T>
 DoneAndNotDone<T> wait_impl(const std::vector<Future<T>>& futures, const platform::Deadline& deadline,
                             ReturnWhen when) {
   auto fs = distinct(futures);
-  std::vector<FutureCore*> cores;
-  cores.reserve(fs.size());
-  for (const auto& f : fs) cores.push_back(state_of(f));
-  const std::vector<bool> done = wait_cores(cores, deadline, when);
+  const std::vector<bool> done =
+      wait_cores(cores_of(fs, [](const Future<T>& f) { return state_of(f); }), deadline, when);
   DoneAndNotDone<T> r;
   for (std::size_t i = 0; i < fs.size(); ++i) (done[i] ? r.done : r.not_done).push_back(std::move(fs[i]));
   return r;
@@ -129,13 +160,8 @@ class AsCompleted {
  public:
   /// Watches `futures` (duplicates once each) until `deadline`; as_completed makes one.
   AsCompleted(const std::vector<Future<T>>& futures, const platform::Deadline& deadline)
-      : fs_(detail::distinct(futures)), wait_(fs_.size()), deadline_(deadline) {
-    for (std::size_t i = 0; i < fs_.size(); ++i) {
-      if (!wait_.watch(i, detail::state_of(fs_[i]))) ready_.push_back(i);
-    }
-    // Those done before the call come first, in input order.
-    std::reverse(ready_.begin(), ready_.end());
-  }
+      : fs_(detail::distinct(futures)),
+        order_(detail::cores_of(fs_, [](const Future<T>& f) { return detail::state_of(f); }), deadline) {}
   AsCompleted(const AsCompleted&) = delete;
   AsCompleted& operator=(const AsCompleted&) = delete;
 
@@ -144,20 +170,9 @@ class AsCompleted {
   /// The next future to be done (those done before the call first, in input order); nullopt after the last;
   /// TimeoutError past the deadline.
   std::optional<Future<T>> next() {
-    if (yielded_ == fs_.size()) return std::nullopt;
-    if (ready_.empty()) {
-      // take() returns at least one index, or none once the deadline passed.
-      auto fired = wait_.take(deadline_);
-      if (fired.empty()) {
-        throw TimeoutError(std::to_string(fs_.size() - yielded_) + " (of " + std::to_string(fs_.size()) +
-                           ") futures unfinished");
-      }
-      ready_.insert(ready_.begin(), fired.rbegin(), fired.rend());
-    }
-    const std::size_t i = ready_.back();
-    ready_.pop_back();
-    ++yielded_;
-    return fs_[i];
+    const auto i = order_.next();
+    if (!i) return std::nullopt;
+    return fs_[*i];
   }
 
   /// An input iterator over the futures, as next() gives them.
@@ -169,10 +184,7 @@ class AsCompleted {
 
  private:
   std::vector<Future<T>> fs_;
-  detail::MultiWait wait_;
-  platform::Deadline deadline_;
-  std::vector<std::size_t> ready_;  // next to yield at the back
-  std::size_t yielded_ = 0;
+  detail::CompletionOrder order_;
 };
 
 /// The futures in the order they become done (those done already first).
