@@ -227,6 +227,21 @@ TEST(ThenOnExecutor, RefusedByAShutDownPoolFailsTheFutureWithTheRejection) {
   EXPECT_FALSE(ran);
 }
 
+TEST(ThenOnExecutor, ATaskTheBrokenPoolFailsUnrunFailsTheContinuationWithThatError) {
+  // The submission is accepted (it starts the worker); the worker's
+  // initializer then fails, breaking the pool, and the task it was handed
+  // fails with BrokenThreadPool without running.
+  keel::ThreadPoolExecutor pool(Opts().max(1).init([] { throw std::runtime_error("no init"); }));
+  bool ran = false;
+  auto g = ready(1).then(pool, [&](int v) {
+    ran = true;
+    return v;
+  });
+  ASSERT_TRUE(g.wait_for(keel_test::hang_limit));
+  EXPECT_TRUE(holds<keel::BrokenThreadPool>(g.exception()));
+  EXPECT_FALSE(ran);
+}
+
 TEST(ThenOnExecutor, AFailedOrCancelledSourceIsPassedOnWithoutATask) {
   keel::ThreadPoolExecutor pool(Opts().max(1));
   pool.shutdown();  // a task would be refused: the outcomes below are the sources'
