@@ -133,11 +133,7 @@ class ClusterPool {
   /// Executor.map with chunksize: results in input order (as ProcessPool::map).
   template <class R, class P, class Range>
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    // The map's deadline counts from the call, before the inputs are read.
-    const platform::Deadline deadline = detail::map_deadline(opts.timeout);
-    auto fs = chunks(task, inputs, opts.chunksize);
-    auto progress = detail::watch_progress(opts.progress, fs);
-    return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+    return detail::ordered_map<R>(opts, [&] { return chunks(task, inputs, opts.chunksize); });
   }
   /// Pool.starmap: each input a tuple of the task's arguments (as ProcessPool::starmap).
   template <class R, class... P, class Range>
@@ -148,12 +144,11 @@ class ClusterPool {
                   "keel::ClusterPool::starmap: each input must be a tuple of as many elements as the task has "
                   "parameters, each convertible to its parameter");
     if constexpr (fits) {  // else only the line above: no cascade
-      const platform::Deadline deadline = detail::map_deadline(opts.timeout);
-      auto fs = detail::submit_star_chunks(
-          task, inputs, opts.chunksize, "ClusterPool::starmap",
-          [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
-      auto progress = detail::watch_progress(opts.progress, fs);
-      return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+      return detail::ordered_map<R>(opts, [&] {
+        return detail::submit_star_chunks(
+            task, inputs, opts.chunksize, "ClusterPool::starmap",
+            [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
+      });
     } else {
       return ProcessMapResults<R>({}, platform::Deadline::never());
     }

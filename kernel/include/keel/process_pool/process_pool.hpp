@@ -340,6 +340,19 @@ class ProcessUnorderedResults {
   std::vector<Future<R>> fs_;                          // the calls, for progress_ (empty without it)
 };
 
+namespace detail {
+// The ordered results of a map or starmap of ProcessPool or ClusterPool,
+// whose calls submit() returns. Its deadline counts from the call, taken
+// before submit() reads the inputs.
+template <class R, class Submit>
+ProcessMapResults<R> ordered_map(const ProcessMapOptions& opts, Submit submit) {
+  const platform::Deadline deadline = map_deadline(opts.timeout);
+  auto fs = submit();
+  auto progress = watch_progress(opts.progress, fs);
+  return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+}
+}  // namespace detail
+
 /// A submission the pool refused because queue_capacity tasks were already
 /// waiting, as a ProcessRejectionHandler sees it (a map chunk is one call of
 /// several tasks). The handler settles it: run() it in this process, as
@@ -405,11 +418,7 @@ class ProcessPool {
   /// any range will do, a temporary or a view included (LIFE-9).
   template <class R, class P, class Range>
   ProcessMapResults<R> map(const TaskRef<R(P)>& task, Range&& inputs, const ProcessMapOptions& opts = {}) {
-    // The map's deadline counts from the call, before the inputs are read.
-    const platform::Deadline deadline = detail::map_deadline(opts.timeout);
-    auto fs = submit_chunks(task, inputs, opts.chunksize);
-    auto progress = detail::watch_progress(opts.progress, fs);
-    return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+    return detail::ordered_map<R>(opts, [&] { return submit_chunks(task, inputs, opts.chunksize); });
   }
 
   /// Pool.starmap: task(get<0>(t), get<1>(t), ...) for every tuple, pair or
@@ -423,12 +432,11 @@ class ProcessPool {
                   "keel::ProcessPool::starmap: each input must be a tuple of as many elements as the task has "
                   "parameters, each convertible to its parameter");
     if constexpr (fits) {  // else only the line above: no cascade
-      const platform::Deadline deadline = detail::map_deadline(opts.timeout);
-      auto fs = detail::submit_star_chunks(
-          task, inputs, opts.chunksize, "ProcessPool::starmap",
-          [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
-      auto progress = detail::watch_progress(opts.progress, fs);
-      return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+      return detail::ordered_map<R>(opts, [&] {
+        return detail::submit_star_chunks(
+            task, inputs, opts.chunksize, "ProcessPool::starmap",
+            [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
+      });
     } else {
       return ProcessMapResults<R>({}, platform::Deadline::never());
     }
