@@ -61,6 +61,12 @@ int cl_rendezvous(std::string dir, int n) {
   return seen;
 }
 void cl_init_fails() { throw std::runtime_error("initializer refuses"); }
+// Waits (up to 60 s) until the file `path` exists: a task the test lets end
+// when it chooses, where a sleep would end on the machine's schedule.
+int cl_wait_for_file(std::string path) {
+  for (int i = 0; i < 6000 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
+  return 1;
+}
 
 inline const auto square_t = keel::register_task("cl.square", cluster_tasks::square);
 inline const auto sleep_t = keel::register_task("cl.sleep_ms", cluster_tasks::sleep_ms);
@@ -72,6 +78,7 @@ inline const auto mark_sleep_t = keel::register_task("cl.mark_and_sleep", cluste
 inline const auto die_once_t = keel::register_task("cl.die_once", cl_die_once);
 inline const auto exit_t = keel::register_task("cl.exit", cl_exit);
 inline const auto init_fails_t = keel::register_task("cl.init_fails", cl_init_fails);
+inline const auto wait_for_file_t = keel::register_task("cl.wait_for_file", cl_wait_for_file);
 
 ClusterOptions local(unsigned nodes, unsigned workers) {
   ClusterOptions o;
@@ -288,12 +295,24 @@ TEST(ClusterPool, AnOfferWaitingBehindABusyNodeMovesToAnIdleOne) {
     // The mark says A started; the node's count reaches the stats when the
     // supervisor next publishes them.
     ASSERT_TRUE(keel_test::eventually([&] { return pool.stats().nodes[0].running == 1u; }));
-    auto b = pool.submit(sleep_t, 300);
+    // B ends when the test makes its file, not on a timer: a slow machine
+    // (ASan, two cores) could otherwise end B before C is offered, and C
+    // would go to the idle node without being moved.
+    const std::string gate = dir + "-gate";
+    auto b = pool.submit(wait_for_file_t, gate);
     ASSERT_TRUE(keel_test::eventually([&] { return b.running(); }));
     auto c = pool.submit(square_t, 4);
+    ASSERT_TRUE(keel_test::eventually([&] { return pool.stats().nodes[0].offered == 1u; }))
+        << "C is offered to node 0, behind A";
+    EXPECT_EQ(pool.stats().moved, 0u);
+    if (FILE* f = std::fopen(gate.c_str(), "w")) std::fclose(f);
+    EXPECT_EQ(b.result(), 1);
     EXPECT_EQ(c.result(), 16);
     EXPECT_FALSE(a.done()) << "C did not wait for A";
-    EXPECT_GE(pool.stats().moved, 1u);
+    // The supervisor publishes its counters after it has handled what the
+    // nodes sent, so C's answer may reach the test first.
+    EXPECT_TRUE(keel_test::eventually([&] { return pool.stats().moved >= 1u; }));
+    ::unlink(gate.c_str());
     pool.terminate_workers();
     EXPECT_THROW(a.result(), keel::WorkerLost);
   }
