@@ -21,6 +21,8 @@
 // KEEL-TWIN pool_edge_close_not_notified pool.edge.blocked-vs-shutdown.3t
 // KEEL-TWIN pool_edge_blocked_skips_recheck pool.edge.blocked-vs-break.2t
 // KEEL-TWIN pool_edge_break_not_notified pool.edge.blocked-vs-break.2t
+// KEEL-TWIN pool_edge_close_wakes_one pool.edge.two-blocked-vs-shutdown.4t
+// KEEL-TWIN pool_edge_break_wakes_one pool.edge.two-blocked-vs-break.3t
 #include <deque>
 #include <vector>
 
@@ -250,6 +252,77 @@ struct BlockedVsBreak : rl::test_suite<BlockedVsBreak, 2> {
   }
 };
 
+// POOL-10, POOL-1, EXEC-3: as blocked-vs-shutdown, with two submitters
+// blocked at once (the first task, submitted before the threads start,
+// fills capacity 1 and no worker ever takes it). A shutdown must wake both:
+// each woken one leaves with its refusal and wakes nobody, so a wake of one
+// strands the other (Relacy: DEADLOCK).
+struct TwoBlockedVsShutdown : rl::test_suite<TwoBlockedVsShutdown, 4> {
+  Bell bell;
+  Edge edge{bell};
+  void before() {
+    edge.set_bound(block_forever(1));
+    RL_ASSERT(edge.submit(Nanos::zero(), nullptr).kind == Admission::queued);
+  }
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      Supervisor s(edge, bell, 1);
+      while (!s.closed()) {
+        if (!s.turn(false)) s.sleep();
+      }
+      s.turn(false);
+      RL_ASSERT(s.seen() == 1);  // neither blocked submission was accepted
+      edge.set_terminated();
+    } else if (idx == 3) {
+      Command c;
+      c.kind = rl::rand(2) == 0 ? Command::shutdown : Command::terminate;
+      c.signal = 9;
+      edge.request(c);
+      RL_ASSERT(edge.wait_terminated(keel::platform::Deadline::never()));
+    } else {
+      try {
+        edge.submit(Nanos::zero(), nullptr);
+        RL_ASSERT(false);  // no room ever appears: only the shutdown ends the wait
+      } catch (const RejectedError& e) {
+        RL_ASSERT(e.reason() == RejectedError::Reason::shutdown);
+      }
+    }
+  }
+  void after() {
+    RL_ASSERT(edge.rejected() == 2);
+    RL_ASSERT(edge.blocked() == 0);
+  }
+};
+
+// POOL-10, EXEC-3: as blocked-vs-break, with two submitters blocked at once
+// behind a first task that no worker takes; the supervisor breaks the pool
+// once it has seen that task. Both must be woken and fail with
+// BrokenProcessPool; a wake of one strands the other.
+struct TwoBlockedVsBreak : rl::test_suite<TwoBlockedVsBreak, 3> {
+  Bell bell;
+  Edge edge{bell};
+  void before() {
+    edge.set_bound(block_forever(1));
+    RL_ASSERT(edge.submit(Nanos::zero(), nullptr).kind == Admission::queued);
+  }
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      Supervisor s(edge, bell, 1);
+      while (s.seen() == 0) {
+        if (!s.turn(false)) s.sleep();
+      }
+      edge.set_broken("ProcessPool is broken");
+    } else {
+      try {
+        edge.submit(Nanos::zero(), nullptr);
+        RL_ASSERT(false);
+      } catch (const keel::BrokenProcessPool&) {
+      }
+    }
+  }
+  void after() { RL_ASSERT(edge.blocked() == 0); }
+};
+
 // POOL-10: block with a timeout (a timed futex wait may time out at any
 // point here), while the supervisor may let a worker take the first task on
 // any turn. The second submission is accepted (room came) or refused with
@@ -325,5 +398,7 @@ int main() {
   check<DiscardOldestOrder>("pool.edge.discard-oldest.2t", "POOL-10", random(200000));
   check<BlockedVsShutdown>("pool.edge.blocked-vs-shutdown.3t", "POOL-10,POOL-1,EXEC-3", random(200000));
   check<TwoBlockedVsRoom>("pool.edge.two-blocked-vs-room.3t", "POOL-10,SYNC-2", random(200000));
+  check<TwoBlockedVsShutdown>("pool.edge.two-blocked-vs-shutdown.4t", "POOL-10,POOL-1,EXEC-3", random(200000));
+  check<TwoBlockedVsBreak>("pool.edge.two-blocked-vs-break.3t", "POOL-10,EXEC-3", random(200000));
   return exit_code();
 }

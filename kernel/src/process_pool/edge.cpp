@@ -131,8 +131,14 @@ void Edge::request(const Command& c) {
       ring = inbox_.empty();
       push(c);
     }
-    // Blocked submitters look again and are refused.
-    if (!KEEL_INJECTED(pool_edge_close_not_notified)) room_.notify_all();
+    // Every blocked submitter looks again and is refused: each one woken
+    // leaves with its error and wakes nobody, so a wake of one would strand
+    // the others.
+    if (KEEL_INJECTED(pool_edge_close_wakes_one)) {
+      room_.notify(1);
+    } else if (!KEEL_INJECTED(pool_edge_close_not_notified)) {
+      room_.notify_all();
+    }
   }
   if (ring) bell_.ring();
 }
@@ -164,7 +170,12 @@ void Edge::set_broken(std::string message) {
   broken_ = true;
   closed_ = true;
   broken_message_ = std::move(message);
-  if (!KEEL_INJECTED(pool_edge_break_not_notified)) room_.notify_all();
+  // Every blocked submitter, as for a shutdown (see request()).
+  if (KEEL_INJECTED(pool_edge_break_wakes_one)) {
+    room_.notify(1);
+  } else if (!KEEL_INJECTED(pool_edge_break_not_notified)) {
+    room_.notify_all();
+  }
 }
 
 std::optional<std::string> Edge::broken_message() const {
