@@ -717,7 +717,10 @@ class Runner:
             rc, log, secs, to = self.run_tests(s, mut.layer, limit, mutant)
             mut.log = log
             timeouts = re.findall(r"^\[\s*TIMEOUT\s*\]\s+(\S+)", log, re.M)
-            failed = re.findall(r"^\[\s*FAILED\s*\]\s+(\w+\.\w+)", log, re.M)
+            # A TEST_P case is named <Instantiation>/<Suite>.<Test>/<Param>: before
+            # this matched only plain names, and a failing parameterised test read
+            # as a crash (exit 1 with no failure named).
+            failed = re.findall(r"^\[\s*FAILED\s*\]\s+([\w/]+\.[\w/]+)", log, re.M)
             if timeouts:
                 mut.outcome, mut.by = "killed-by-hang", f"gtest:{timeouts[0]} (watchdog)"
             elif failed:

@@ -8,6 +8,7 @@
 // KEEL-TWIN timer_join_skips_cancelled timer.restart-rounds.4t3r
 // KEEL-TWIN timer_publish_wakes_one timer.joins-while-starting.4t
 // KEEL-TWIN timer_wait_published_relaxed timer.joins-while-starting.4t
+// KEEL-TWIN timer_start_check_then_set timer.start-twice.3t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/event.hpp"
@@ -162,6 +163,30 @@ struct JoinsWhileStarting : rl::test_suite<JoinsWhileStarting, 3> {
   }
 };
 
+// SYNC-11: two threads start() one Timer at once (Python's "threads can
+// only be started once"): exactly one starts it, the other gets MisuseError,
+// and the callable runs once. Two winners would start two threads on one
+// handle.
+struct StartTwice : rl::test_suite<StartTwice, 2> {
+  static const rl::thread_id_t dynamic_thread_count = 1;
+  rl::atomic<int> runs{0};
+  rl::atomic<int> refused{0};
+  keel::Timer t{std::chrono::milliseconds(0), [this] { runs($).fetch_add(1, rl::mo_relaxed); }};
+  void thread(unsigned) {
+    try {
+      t.start();
+    } catch (const keel::MisuseError&) {
+      refused($).fetch_add(1, rl::mo_relaxed);
+    }
+    t.join();  // both join (LIFE-10: the loser's waits for the winner's start)
+  }
+  // (after() may run on the timer's own thread, where join() is misuse.)
+  void after() {
+    RL_ASSERT(refused($).load(rl::mo_relaxed) == 1);
+    RL_ASSERT(runs($).load(rl::mo_relaxed) == 1);
+  }
+};
+
 int main() {
   using namespace keel::model;
   // Context-bounded: since the Timer publishes its thread handle and its
@@ -183,6 +208,7 @@ int main() {
   // without that fault, and more of it in make verify-deep.
   check<RestartRounds>("timer.restart-rounds.4t3r", "SYNC-11,SYNC-14", random(100000));
   check<JoinsWhileStarting>("timer.joins-while-starting.4t", "LIFE-10", random(100000));
+  check<StartTwice>("timer.start-twice.3t", "SYNC-11", random(100000));
   // make verify-deep: since this model has a deep row, verify-deep runs
   // every twin of it too, so the publication row runs deep as well (it is
   // the one that catches timer_fired_relaxed).

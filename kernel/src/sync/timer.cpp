@@ -34,7 +34,14 @@ void Timer::start() {
   std::int32_t expected = not_started;
   // relaxed: only who wins matters (the loser throws and reads nothing);
   // the winner's writes are published by publish()'s release.
-  if (!start_state_.compare_exchange_strong(expected, starting, std::memory_order_relaxed, std::memory_order_relaxed)) {
+  if (KEEL_INJECTED(timer_start_check_then_set)) {
+    // Planted bug: look, then claim; two starts can both see not_started.
+    if (start_state_.load(std::memory_order_relaxed) != not_started) {
+      throw MisuseError("keel::Timer::start: already started");
+    }
+    start_state_.store(starting, std::memory_order_relaxed);
+  } else if (!start_state_.compare_exchange_strong(expected, starting, std::memory_order_relaxed,
+                                                   std::memory_order_relaxed)) {
     throw MisuseError("keel::Timer::start: already started");
   }
   try {
