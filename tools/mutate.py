@@ -87,7 +87,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPS = ["mo-weaken", "wake-drop", "wake-reduce", "cmp-off", "cas-blind", "store-blind", "loop-bound", "recheck-drop"]
-LAYERS = ["sync", "future", "executor", "process_pool", "process", "platform", "common"]
+LAYERS = ["sync", "future", "executor", "process_pool", "process", "cluster", "platform", "common"]
 EXCLUDED = [re.compile(p) for p in (r"^kernel/include/keel/platform/native/", r"^kernel/include/keel/platform/inject\.hpp$",
                                     r"^kernel/include/keel/keel\.hpp$")]
 UNITY = {"harness.hpp", "kernel_unity.hpp", "executor_unity.hpp", "pool_unity.hpp"}
@@ -575,6 +575,10 @@ def test_suites(root):
 
 TEST_LAYERS = {"sync": ["sync"], "future": ["future"], "executor": ["executor"], "process_pool": ["process_pool"],
                "process": ["process"], "platform": ["platform", "sync"],
+               # Each node of a ClusterPool runs a ProcessPool; its own suites are
+               # tests/cluster (before, cluster/ was not a layer, and its mutants ran
+               # the "common" suites, none of which builds a ClusterPool).
+               "cluster": ["cluster"],
                # keel/error.hpp: WorkerLost's status is the process pool's to judge.
                "common": ["sync", "future", "process_pool"]}
 
