@@ -725,17 +725,19 @@ class Runner:
             # this matched only plain names, and a failing parameterised test read
             # as a crash (exit 1 with no failure named).
             failed = re.findall(r"^\[\s*FAILED\s*\]\s+([\w/]+\.[\w/]+)", log, re.M)
-            if timeouts:
-                mut.outcome, mut.by = "killed-by-hang", f"gtest:{timeouts[0]} (watchdog)"
-            elif failed:
+            # A test that failed by name before another hung is the named
+            # check that caught the mutant: the hang is not the verdict.
+            if failed:
                 mut.outcome, mut.by = "killed-by-test", f"gtest:{failed[0]}"
+            elif timeouts:
+                mut.outcome, mut.by = "killed-by-hang", f"gtest:{timeouts[0]} (watchdog)"
             elif to:
                 mut.outcome, mut.by = "killed-by-hang", f"tests of {mut.layer} (> {limit:.0f} s)"
             elif rc != 0:
                 mut.outcome, mut.by = "killed-by-crash", f"tests of {mut.layer} (exit {rc})"
             else:
                 return False
-            names = timeouts or failed
+            names = failed or timeouts
             if not names or not mutant:
                 return True
             # The same tests with no mutant on: do they pass?

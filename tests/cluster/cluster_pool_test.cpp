@@ -13,6 +13,7 @@
 #include <cstdlib>
 
 #include <chrono>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -61,6 +62,7 @@ int cl_rendezvous(std::string dir, int n) {
   return seen;
 }
 void cl_init_fails() { throw std::runtime_error("initializer refuses"); }
+int cl_length(std::string s) { return static_cast<int>(s.size()); }
 // Waits (up to 60 s) until the file `path` exists: a task the test lets end
 // when it chooses, where a sleep would end on the machine's schedule.
 int cl_wait_for_file(std::string path) {
@@ -79,6 +81,7 @@ inline const auto die_once_t = keel::register_task("cl.die_once", cl_die_once);
 inline const auto exit_t = keel::register_task("cl.exit", cl_exit);
 inline const auto init_fails_t = keel::register_task("cl.init_fails", cl_init_fails);
 inline const auto wait_for_file_t = keel::register_task("cl.wait_for_file", cl_wait_for_file);
+inline const auto length_t = keel::register_task("cl.length", cl_length);
 
 ClusterOptions local(unsigned nodes, unsigned workers) {
   ClusterOptions o;
@@ -232,6 +235,43 @@ TEST(ClusterPool, MisuseAndBadOptionsAreTypedErrors) {
   EXPECT_THROW(one.map(square_t, std::vector<int>{1}, {.chunksize = 0}), keel::ValueError);
 }
 
+// Each option's limit, exactly. With a pool already open, options that pass
+// the checks are refused next with MisuseError (one pool at a time) before
+// anything starts, so a limit is shown accepted without starting 4096
+// workers or 256 nodes; one step past it is ValueError.
+TEST(ClusterPool, EachOptionLimitIsAcceptedExactlyAndRefusedOnePast) {
+  ClusterPool open(local(1, 1));
+  const auto verdict = [](const std::function<void(ClusterOptions&)>& set) -> std::string {
+    ClusterOptions o = local(1, 1);
+    set(o);
+    try {
+      ClusterPool p(o);
+      return "accepted";
+    } catch (const keel::MisuseError&) {
+      return "passes the checks";
+    } catch (const keel::ValueError& e) {
+      return std::string("ValueError: ") + e.what();
+    }
+  };
+  const std::string ok = "passes the checks";
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.workers_per_node = keel::max_pool_workers; }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.workers_per_node = keel::max_pool_workers + 1; }), ok);
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.ahead = 1024; }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.ahead = 1025; }), ok);
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.max_message = keel::min_max_message; }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.max_message = keel::min_max_message - 1; }), ok);
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.max_message = 0xFFFFFFF0u; }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.max_message = 0xFFFFFFF1u; }), ok);
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.restart_window = 1ns; }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.restart_window = 0ns; }), ok);
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.idle_poll = 1ns; }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.idle_poll = 0ns; }), ok);
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.idle_poll = std::chrono::seconds(1); }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.idle_poll = std::chrono::seconds(1) + 1ns; }), ok);
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.local_nodes = 256; }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.local_nodes = 257; }), ok);
+}
+
 TEST(ClusterPool, LargeArgumentsAndResultsTravel) {
   ClusterPool pool(local(2, 1));
   const std::string big(1 << 20, 'x');
@@ -275,6 +315,46 @@ TEST(ClusterPool, ATaskPastItsTimeoutFailsWithTimeoutErrorAndTheNodeGoesOn) {
   EXPECT_EQ(pool.submit(keel::SubmitOptions{.timeout = std::chrono::nanoseconds::max()}, sleep_t, 300).result(), 300)
       << "a task's own timeout overrides the pool's";
   EXPECT_THROW(pool.submit(keel::SubmitOptions{.timeout = 0ns}, square_t, 1).result(), keel::TimeoutError);
+}
+
+// A task whose timeout is exactly zero is failed at submit and never sent: it
+// is not counted as submitted. The count is read once a later task's answer
+// is in the stats, which the supervisor publishes after it took both.
+TEST(ClusterPool, ATimeoutOfZeroFailsTheTaskWithoutSendingIt) {
+  ClusterPool pool(local(1, 1));
+  EXPECT_EQ(pool.submit(square_t, 2).result(), 4);
+  ASSERT_TRUE(keel_test::eventually([&] { return pool.stats().answered == 1u; }));
+  EXPECT_THROW(pool.submit(keel::SubmitOptions{.timeout = 0ns}, square_t, 1).result(), keel::TimeoutError);
+  EXPECT_EQ(pool.submit(square_t, 3).result(), 9);
+  ASSERT_TRUE(keel_test::eventually([&] { return pool.stats().answered == 2u; }));
+  EXPECT_EQ(pool.stats().submitted, 2u) << "the zero-timeout task was sent";
+}
+
+// The arguments' limit, exactly: a call whose encoded arguments are
+// max_message bytes is sent and runs; one byte more is ProtocolError at
+// submit, and nothing is sent. The encoding's overhead is read off the error
+// for a larger string (same length-prefix size), not hard-coded here.
+TEST(ClusterPool, ArgumentsOfExactlyMaxMessageBytesAreSentAndOneMoreIsRefused) {
+  ClusterOptions o = local(1, 1);
+  o.max_message = 4096;
+  ClusterPool pool(o);
+  const std::size_t big = 8000;
+  std::size_t payload_of_big = 0;
+  try {
+    (void)pool.submit(length_t, std::string(big, 'x'));
+    FAIL() << "8000 bytes of arguments above a max_message of 4096 were accepted";
+  } catch (const keel::ProtocolError& e) {
+    const std::string what = e.what();
+    const auto at = what.find(" are ");
+    ASSERT_NE(at, std::string::npos) << what;
+    payload_of_big = std::stoul(what.substr(at + 5));
+  }
+  ASSERT_GT(payload_of_big, big);
+  const std::size_t fits = o.max_message - (payload_of_big - big);
+  EXPECT_EQ(pool.submit(length_t, std::string(fits, 'x')).result(), static_cast<int>(fits));
+  EXPECT_THROW((void)pool.submit(length_t, std::string(fits + 1, 'x')), keel::ProtocolError);
+  ASSERT_TRUE(keel_test::eventually([&] { return pool.stats().answered == 1u; }));
+  EXPECT_EQ(pool.stats().submitted, 1u);
 }
 
 TEST(ClusterPool, AnOfferWaitingBehindABusyNodeMovesToAnIdleOne) {
