@@ -368,6 +368,7 @@ int noted(std::string path, int x) {
   return x;
 }
 int noted_value(std::pair<std::string, int> p) { return noted(std::move(p.first), p.second); }
+std::string text_of(int n) { return std::string(static_cast<std::size_t>(n), 'r'); }
 
 inline const auto gate_t = keel::register_task("ppb.wait_for_gate", wait_for_gate);
 inline const auto die_at_gate_t = keel::register_task("ppb.die_at_gate", die_at_gate);
@@ -375,6 +376,7 @@ inline const auto pid_plus_t = keel::register_task("ppb.pid_plus", pid_plus);
 inline const auto throws_logic_t = keel::register_task("ppb.throws_logic", throws_logic);
 inline const auto noted_t = keel::register_task("ppb.noted", noted);
 inline const auto noted_value_t = keel::register_task("ppb.noted_value", noted_value);
+inline const auto text_t = keel::register_task("ppb.text", text_of);
 
 // A scratch path; open() creates the gate file. Removed (and opened, so no
 // worker waits on it any longer) at the end of the test.
@@ -794,6 +796,61 @@ TEST(ProcessPoolBound, CallerRunsRunsAMapChunkInTheCaller) {
   const int worker = held.result();
   EXPECT_EQ(results.get(), (std::vector<int>{worker, worker + 1, me + 2, me + 3}));
   EXPECT_EQ(pool.stats().rejected, 1u);
+}
+
+// caller_runs at max_message exactly (process_pool.cpp, run_in_caller): an
+// encoded result of exactly max_message bytes is the value, one byte more is
+// a RemoteError of type keel::ProtocolError, as a worker answers. For a
+// map chunk the bound applies to the chunk's whole answer (a u32 count, then
+// a bool and the encoded result per call: calls.hpp), computed here with
+// the codec, not written down.
+TEST(ProcessPoolBound, CallerRunsAcceptsAResultOfExactlyMaxMessageBytes) {
+  TempPath gate("gate");
+  ProcessPoolOptions o = one_at_a_time(1, RejectPolicy::caller_runs);
+  o.max_message = keel::min_max_message;
+  const std::size_t max = o.max_message;
+  const auto result_size = [](int n) { return keel::encode(text_of(n)).size(); };
+  const int single = static_cast<int>(max - result_size(0));
+  ASSERT_EQ(result_size(single), max);
+  const auto chunk_size = [](int n) {
+    using Answers = std::vector<std::pair<bool, std::string>>;
+    return keel::encode(Answers{{true, keel::encode(text_of(n))}, {true, keel::encode(text_of(0))}}).size();
+  };
+  const int in_chunk = static_cast<int>(max - chunk_size(0));
+  ASSERT_EQ(chunk_size(in_chunk), max);
+
+  ProcessPool pool(o);
+  GateOpener opener{gate};
+  auto held = occupy(pool, gate);
+  auto queued = pool.submit(pid_plus_t, 1);  // the queue is full from here on
+  auto fits = pool.submit(text_t, single);
+  ASSERT_TRUE(fits.done());
+  EXPECT_EQ(fits.result(), text_of(single));
+  auto over = pool.submit(text_t, single + 1);
+  ASSERT_TRUE(over.done());
+  try {
+    over.result();
+    ADD_FAILURE() << "a result above max_message was accepted";
+  } catch (const keel::RemoteError& e) {
+    EXPECT_EQ(e.type(), "keel::ProtocolError");
+  }
+  auto chunk = pool.map(text_t, std::vector<int>{in_chunk, 0}, {.chunksize = 2});
+  ASSERT_TRUE(chunk.futures().at(0).done());
+  EXPECT_EQ(chunk.get(), (std::vector<std::string>{text_of(in_chunk), ""}));
+  auto big = pool.map(text_t, std::vector<int>{in_chunk + 1, 0}, {.chunksize = 2});
+  for (const auto& f : big.futures()) {
+    ASSERT_TRUE(f.done());
+    try {
+      f.result();
+      ADD_FAILURE() << "a chunk answer above max_message was accepted";
+    } catch (const keel::RemoteError& e) {
+      EXPECT_EQ(e.type(), "keel::ProtocolError");
+    }
+  }
+  EXPECT_EQ(pool.stats().rejected, 4u);
+  gate.open();
+  const int worker = held.result();
+  EXPECT_EQ(queued.result(), worker + 1);
 }
 
 // ---------------------------------------------------------------- a rejection handler
