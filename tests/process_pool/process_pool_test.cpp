@@ -873,36 +873,6 @@ TEST(ProcessPoolMap, ResultsInInputOrderForEveryChunksize) {
   EXPECT_EQ(got, (std::vector<int>{9, 16}));
 }
 
-// Chunked maps in the process this runs in; throws on a wrong result.
-void chunked_maps() {
-  ProcessPool pool({.workers = 2});
-  std::vector<int> in(23);
-  std::iota(in.begin(), in.end(), 0);
-  for (std::size_t chunk : {1u, 2u, 5u, 23u}) {
-    const auto out = pool.map(square_t, in, {.chunksize = chunk}).get();
-    if (out.size() != in.size()) throw std::runtime_error("a map lost results");
-    for (std::size_t i = 0; i < in.size(); ++i) {
-      if (out[i] != in[i] * in[i]) throw std::runtime_error("a map result is wrong at " + std::to_string(i));
-    }
-  }
-}
-inline const auto chunked_maps_t = keel::register_task("pp.chunked_maps", chunked_maps);
-
-// A chunk's answer settles its futures by index (calls.hpp, the chunk
-// call's complete()): a read past its calls would take the test binary down
-// with SIGSEGV, not fail a check. Run in a process of its own, such a memory
-// error is this test's failure, by name.
-TEST(ProcessPoolMap, ChunkAnswersSettleTheirFuturesInAProcessOfTheirOwn) {
-  keel::Process p(chunked_maps_t);
-  p.start();
-  if (!p.join(keel_test::hang_limit * 3)) {
-    p.kill();
-    p.join();
-    FAIL() << "the child never ended";
-  }
-  EXPECT_EQ(p.exitcode().value_or(-2000), 0) << "the child's maps failed (1: a wrong result; < 0: a signal)";
-}
-
 TEST(ProcessPoolMap, UnorderedYieldsEveryResultOnce) {
   ProcessPool pool({.workers = 2});
   std::vector<int> in{50, 1, 30, 2, 10};
