@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -24,9 +25,11 @@
 
 #include "../support/test_support.hpp"
 #include "keel/executor/reject_policy.hpp"
+#include "keel/process/process.hpp"
 #include "keel/process/task.hpp"
 #include "keel/process_pool/process_pool.hpp"
 #include "kernel/src/process_pool/edge.hpp"
+#include "kernel/src/process_pool/machine.hpp"
 
 namespace {
 
@@ -341,6 +344,80 @@ TEST(EdgeBound, ABlockThatMayNotWaitIsAMisuseError) {
   EXPECT_EQ(take(e).count(Command::submit), 1u);
 }
 
+// ---------------------------------------------------------------- faults run in a child first
+//
+// Arithmetic and indexing mistakes in the supervisor's code do not fail a
+// check: they fault (SIGFPE, SIGSEGV) and take the test binary down, in
+// whichever test first reaches them, with no test named. These tests reach
+// such code in a child process, so the fault is their failure, by name; they
+// are placed before the first test that starts a pool in this process (this
+// file is the first of the layer's, in the order the tests run).
+
+struct AllowingGate final : keel::pool::StartGate {
+  keel::pool::TaskId won = 0;  // the task whose slot its worker won
+  bool dispatch(keel::pool::TaskId, keel::pool::WorkerId) override { return true; }
+  bool revoke(keel::pool::TaskId t, keel::pool::WorkerId) override { return t != won; }
+};
+
+// The machine's depth before any run time was measured (the mean is 0: one
+// task each, without dividing by it; machine.cpp depth_now) and
+// shutdown(cancel_futures)'s walk back over each worker's tasks (an unsigned
+// index counting down to 0; machine.cpp shutdown): POOL-6, POOL-7.
+TEST(ProcessPoolFaultsInAChild, TheMachineNeitherDividesByAnUnmeasuredMeanNorWalksPastATaskList) {
+  const int code = keel_test::exit_code_in_child([] {
+    AllowingGate gate;
+    keel::pool::Machine m({.workers = 2, .depth = 2, .pipeline = std::chrono::milliseconds(1)}, gate);
+    m.start(Nanos(0));
+    m.worker_ready(1, Nanos(0));
+    m.worker_ready(2, Nanos(0));
+    if (m.depth_now() != 1) return 1;
+    for (keel::pool::TaskId t = 1; t <= 3; ++t) m.submit(t, Nanos(0), Nanos(0));
+    if (m.in_flight(1) != 1 || m.in_flight(2) != 1 || m.queued() != 1) return 2;
+    gate.won = 1;
+    if (!m.started(1, 1, Nanos(0))) return 3;
+    m.actions().clear();
+    // t3 (queued) and t2 (sent, not started) are cancelled; t1 runs on.
+    m.shutdown(true, Nanos(1));
+    int cancelled = 0;
+    for (const auto& a : m.actions()) {
+      cancelled += a.kind == keel::pool::Action::resolve && a.outcome == keel::pool::Outcome::cancelled;
+    }
+    if (cancelled != 2 || m.in_flight() != 1 || m.queued() != 0) return 4;
+    return 0;
+  });
+  EXPECT_EQ(code, 0) << "1: depth before a measured run; 2: dispatch; 3: start; 4: cancel; 128 + n: signal n";
+}
+
+int twice(int x) { return 2 * x; }
+inline const auto twice_t = keel::register_task("ppb.twice", twice);
+// Chunked maps in the process this runs in; throws on a wrong result.
+void chunked_maps() {
+  ProcessPool pool({.workers = 2});
+  std::vector<int> in(23);
+  std::iota(in.begin(), in.end(), 0);
+  for (std::size_t chunk : {1u, 2u, 5u, 23u}) {
+    const auto out = pool.map(twice_t, in, {.chunksize = chunk}).get();
+    if (out.size() != in.size()) throw std::runtime_error("a map lost results");
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (out[i] != 2 * in[i]) throw std::runtime_error("a map result is wrong at " + std::to_string(i));
+    }
+  }
+}
+inline const auto chunked_maps_t = keel::register_task("ppb.chunked_maps", chunked_maps);
+
+// A chunk's answer settles its futures by index (calls.hpp, the chunk call's
+// complete()): a read past its calls faults. Run in a process of its own.
+TEST(ProcessPoolFaultsInAChild, ChunkAnswersSettleEachOfTheirFutures) {
+  keel::Process p(chunked_maps_t);
+  p.start();
+  if (!p.join(keel_test::hang_limit * 3)) {
+    p.kill();
+    p.join();
+    FAIL() << "the child never ended";
+  }
+  EXPECT_EQ(p.exitcode().value_or(-2000), 0) << "1: a wrong result (on its stderr); < 0: killed by a signal";
+}
+
 // ---------------------------------------------------------------- end to end
 
 // Waits until the file at `path` exists (the test's gate), then returns the
@@ -368,6 +445,7 @@ int noted(std::string path, int x) {
   return x;
 }
 int noted_value(std::pair<std::string, int> p) { return noted(std::move(p.first), p.second); }
+std::string text_of(int n) { return std::string(static_cast<std::size_t>(n), 'r'); }
 
 inline const auto gate_t = keel::register_task("ppb.wait_for_gate", wait_for_gate);
 inline const auto die_at_gate_t = keel::register_task("ppb.die_at_gate", die_at_gate);
@@ -375,6 +453,7 @@ inline const auto pid_plus_t = keel::register_task("ppb.pid_plus", pid_plus);
 inline const auto throws_logic_t = keel::register_task("ppb.throws_logic", throws_logic);
 inline const auto noted_t = keel::register_task("ppb.noted", noted);
 inline const auto noted_value_t = keel::register_task("ppb.noted_value", noted_value);
+inline const auto text_t = keel::register_task("ppb.text", text_of);
 
 // A scratch path; open() creates the gate file. Removed (and opened, so no
 // worker waits on it any longer) at the end of the test.
@@ -794,6 +873,61 @@ TEST(ProcessPoolBound, CallerRunsRunsAMapChunkInTheCaller) {
   const int worker = held.result();
   EXPECT_EQ(results.get(), (std::vector<int>{worker, worker + 1, me + 2, me + 3}));
   EXPECT_EQ(pool.stats().rejected, 1u);
+}
+
+// caller_runs at max_message exactly (process_pool.cpp, run_in_caller): an
+// encoded result of exactly max_message bytes is the value, one byte more is
+// a RemoteError of type keel::ProtocolError, as a worker answers. For a
+// map chunk the bound applies to the chunk's whole answer (a u32 count, then
+// a bool and the encoded result per call: calls.hpp), computed here with
+// the codec, not written down.
+TEST(ProcessPoolBound, CallerRunsAcceptsAResultOfExactlyMaxMessageBytes) {
+  TempPath gate("gate");
+  ProcessPoolOptions o = one_at_a_time(1, RejectPolicy::caller_runs);
+  o.max_message = keel::min_max_message;
+  const std::size_t max = o.max_message;
+  const auto result_size = [](int n) { return keel::encode(text_of(n)).size(); };
+  const int single = static_cast<int>(max - result_size(0));
+  ASSERT_EQ(result_size(single), max);
+  const auto chunk_size = [](int n) {
+    using Answers = std::vector<std::pair<bool, std::string>>;
+    return keel::encode(Answers{{true, keel::encode(text_of(n))}, {true, keel::encode(text_of(0))}}).size();
+  };
+  const int in_chunk = static_cast<int>(max - chunk_size(0));
+  ASSERT_EQ(chunk_size(in_chunk), max);
+
+  ProcessPool pool(o);
+  GateOpener opener{gate};
+  auto held = occupy(pool, gate);
+  auto queued = pool.submit(pid_plus_t, 1);  // the queue is full from here on
+  auto fits = pool.submit(text_t, single);
+  ASSERT_TRUE(fits.done());
+  EXPECT_EQ(fits.result(), text_of(single));
+  auto over = pool.submit(text_t, single + 1);
+  ASSERT_TRUE(over.done());
+  try {
+    over.result();
+    ADD_FAILURE() << "a result above max_message was accepted";
+  } catch (const keel::RemoteError& e) {
+    EXPECT_EQ(e.type(), "keel::ProtocolError");
+  }
+  auto chunk = pool.map(text_t, std::vector<int>{in_chunk, 0}, {.chunksize = 2});
+  ASSERT_TRUE(chunk.futures().at(0).done());
+  EXPECT_EQ(chunk.get(), (std::vector<std::string>{text_of(in_chunk), ""}));
+  auto big = pool.map(text_t, std::vector<int>{in_chunk + 1, 0}, {.chunksize = 2});
+  for (const auto& f : big.futures()) {
+    ASSERT_TRUE(f.done());
+    try {
+      f.result();
+      ADD_FAILURE() << "a chunk answer above max_message was accepted";
+    } catch (const keel::RemoteError& e) {
+      EXPECT_EQ(e.type(), "keel::ProtocolError");
+    }
+  }
+  EXPECT_EQ(pool.stats().rejected, 4u);
+  gate.open();
+  const int worker = held.result();
+  EXPECT_EQ(queued.result(), worker + 1);
 }
 
 // ---------------------------------------------------------------- a rejection handler

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <limits>
 #include <set>
 #include <string>
 #include <utility>
@@ -1124,6 +1125,74 @@ TEST(PoolMachine, TheLargestRestartWindowRemembersEveryReplacement) {
   EXPECT_EQ(r.exited(1, 1, 10), "spawn w2");
   EXPECT_EQ(r.exited(2, 1, 20), "broken; terminated");
   EXPECT_EQ(r.m.phase(), Phase::broken);
+}
+
+// depth_now() at its ceiling (machine.cpp, depth_now): once pipeline / mean
+// reaches depth exactly, the answer is depth itself. The early return there
+// is also what keeps 1 + ahead from wrapping when depth is the largest
+// unsigned: without it a 1 ns mean and a 2^32 - 1 ns pipeline gave 2.
+TEST(PoolMachine, AdaptiveDepthIsExactlyDepthWhenThePipelineHoldsDepthMeans) {
+  constexpr unsigned big = std::numeric_limits<unsigned>::max();
+  Rig r({.workers = 1, .depth = big, .pipeline = Nanos(big)});
+  r.start();
+  r.ready(1);
+  EXPECT_EQ(r.submit(1), "send w1 t1");
+  r.win(1, 1);
+  ASSERT_TRUE(r.m.started(1, 1, Nanos(0)));
+  ASSERT_TRUE(r.m.result(1, 1, Nanos(1)));
+  EXPECT_EQ(r.take(), "resolve t1 value");
+  ASSERT_EQ(r.m.mean_run(), Nanos(1));
+  EXPECT_EQ(r.m.depth_now(), big);
+  // The same boundary at a small depth: 4 ms of pipeline over a 1 ms mean.
+  Rig s({.workers = 1, .depth = 4, .pipeline = at(4)});
+  s.start();
+  s.ready(1);
+  s.submit(1);
+  s.started(1, 1, 0);
+  s.result(1, 1, 1);
+  ASSERT_EQ(s.m.mean_run(), at(1));
+  EXPECT_EQ(s.m.depth_now(), 4u);
+}
+
+// Work stealing's victim (machine.cpp, balance): among workers equally
+// loaded, the first in spawn order, as pick() chooses the first among
+// equally loaded workers, so a run's actions are the same every time.
+TEST(PoolMachine, AnIdleWorkerStealsFromTheFirstOfEquallyLoadedWorkers) {
+  Rig r({.workers = 3, .depth = 2});
+  r.start();
+  r.ready(2);
+  r.ready(3);
+  EXPECT_EQ(r.submit(1), "send w2 t1");
+  EXPECT_EQ(r.submit(2), "send w3 t2");
+  EXPECT_EQ(r.submit(3), "send w2 t3");
+  EXPECT_EQ(r.submit(4), "send w3 t4");
+  r.gate.take();
+  // w2 and w3 both hold two, each with an unstarted youngest: w2's goes.
+  EXPECT_EQ(r.ready(1), "send w1 t3");
+  EXPECT_EQ(r.gate.take(), "revoke t3 w2 yes; dispatch t3 w1");
+  EXPECT_EQ(r.m.in_flight(2), 1u);
+  EXPECT_EQ(r.m.in_flight(3), 2u);
+}
+
+// encode_state's contract (machine.hpp): the mean run time is left out when
+// no decision reads it (pipeline 0), so the explorer's visited set does not
+// tell apart states that differ only in a measured time; with a pipeline
+// target the mean decides the depth and is part of the state.
+TEST(PoolMachine, TheStateEncodingHoldsTheMeanOnlyWhenAPipelineTargetReadsIt) {
+  const auto encoded = [](Nanos pipeline, long run_ms) {
+    Rig r({.workers = 1, .depth = 2, .pipeline = pipeline});
+    r.start();
+    r.ready(1);
+    r.submit(1);
+    r.started(1, 1, 0);
+    r.result(1, 1, run_ms);
+    EXPECT_EQ(r.m.mean_run(), at(run_ms));
+    std::string s;
+    r.m.encode_state(s);
+    return s;
+  };
+  EXPECT_EQ(encoded(none, 2), encoded(none, 5));
+  EXPECT_NE(encoded(at(10), 2), encoded(at(10), 5));
 }
 
 }  // namespace

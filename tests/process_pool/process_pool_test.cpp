@@ -5,9 +5,11 @@
 // parent dying. Every test ends with every future resolved, and the suite's
 // listener (tests/main.cpp) fails any test that leaves a child process, a
 // zombie or a file descriptor behind (POOL-1..POOL-6, IPC-1).
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -275,6 +277,143 @@ TEST(ProcessPool, AnErrorLongerThanMaxMessageComesBackCutWithItsType) {
   EXPECT_EQ(e.message().substr(0, 100), std::string(100, 'e'));
   EXPECT_EQ(pool.stats().deaths, 0u);
   EXPECT_EQ(pool.submit(square_t, 5).result(), 25);
+}
+
+// ---- options and arguments exactly at their limits ----
+
+// The fds open in this process, counted as ProcessPool counts them
+// (process_pool.cpp, checked_workers): the directory stream's own fd too.
+std::size_t fds_open_now() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (const dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n;
+}
+
+// What a ProcessPool constructor threw for options that are invalid only in
+// max_message (0), which it checks after the worker count and the process's
+// limits: "passed" says those were accepted; no worker is started.
+std::string limits_verdict(unsigned workers) {
+  try {
+    ProcessPool pool({.workers = workers, .max_message = 0});
+    return "constructed";
+  } catch (const keel::ValueError& e) {
+    return std::string(e.what()).find("max_message") != std::string::npos ? "passed" : "ValueError";
+  } catch (const keel::OsError& e) {
+    return e.code() == EMFILE ? "EMFILE" : e.code() == EAGAIN ? "EAGAIN" : "OsError";
+  } catch (...) {
+    return "other";
+  }
+}
+
+// max_message's upper limit (process_pool.cpp: frame lengths are 32-bit):
+// exactly 0xFFFFFFF0 is accepted and the pool works; one more is a ValueError.
+// max_in_flight's: exactly max_slots (a slot page's size) likewise.
+TEST(ProcessPoolLimits, OptionsExactlyAtTheirMaximumAreAcceptedOneMoreIsAValueError) {
+  {
+    ProcessPool pool({.workers = 1, .max_message = 0xFFFFFFF0u});
+    EXPECT_EQ(pool.submit(square_t, 3).result(), 9);
+  }
+  EXPECT_THROW(ProcessPool({.workers = 1, .max_message = 0xFFFFFFF1u}), keel::ValueError);
+  {
+    ProcessPool pool({.workers = 1, .max_in_flight = keel::pool::proto::max_slots});
+    auto results = pool.map(square_t, std::vector<int>{1, 2, 3, 4});
+    EXPECT_EQ(results.get(), (std::vector<int>{1, 4, 9, 16}));
+  }
+  EXPECT_THROW(ProcessPool({.workers = 1, .max_in_flight = keel::pool::proto::max_slots + 1}), keel::ValueError);
+}
+
+// Arguments of exactly max_message bytes (the encoded call: name and
+// arguments, as make_call builds it) are sent and run; one byte more is
+// refused in the caller with a ProtocolError and nothing is submitted.
+TEST(ProcessPoolLimits, ArgumentsOfExactlyMaxMessageBytesRunOneByteMoreIsAProtocolError) {
+  const std::size_t max = keel::min_max_message;
+  const auto payload_of = [](std::size_t n) {
+    return keel::detail::make_call(length_t, std::string(n, 'a'))->payload.size();
+  };
+  const std::size_t n = max - payload_of(0);
+  ASSERT_EQ(payload_of(n), max);
+  ProcessPool pool({.workers = 1, .max_message = max});
+  EXPECT_EQ(pool.submit(length_t, std::string(n, 'a')).result(), n);
+  EXPECT_THROW(pool.submit(length_t, std::string(n + 1, 'a')), keel::ProtocolError);
+  EXPECT_EQ(pool.stats().submitted, 1u);
+}
+
+// A timeout of exactly 0 is no time at all (process_pool.hpp: <= 0 fails at
+// submit): the future fails with TimeoutError before submit returns and the
+// task never reaches a worker, where a timeout <= 0 would mean none.
+TEST(ProcessPoolLimits, ATimeoutOfExactlyZeroFailsAtSubmit) {
+  ProcessPool pool({.workers = 1});
+  auto f = pool.submit(keel::SubmitOptions{.timeout = 0ns}, square_t, 3);
+  EXPECT_TRUE(f.done());
+  failure_of<keel::TimeoutError>(f);
+  ProcessPool zero({.workers = 1, .task_timeout = 0ns});
+  auto g = zero.submit(square_t, 4);
+  EXPECT_TRUE(g.done());
+  failure_of<keel::TimeoutError>(g);
+  EXPECT_EQ(zero.submit(keel::SubmitOptions{.timeout = keel_test::hang_limit}, square_t, 5).result(), 25);
+}
+
+// Exactly max_pool_workers is a worker count the pool accepts (one more is a
+// ValueError): in a child whose RLIMIT_NOFILE cannot hold that many, it is
+// the fd check that refuses it, with OsError(EMFILE).
+TEST(ProcessPoolLimits, ExactlyMaxPoolWorkersPassesTheCountCheck) {
+  const int code = keel_test::exit_code_in_child([] {
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = 64;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) return 3;
+    if (limits_verdict(keel::max_pool_workers + 1) != "ValueError") return 1;
+    return limits_verdict(keel::max_pool_workers) == "EMFILE" ? 0 : 2;
+  });
+  EXPECT_EQ(code, 0) << "1: max + 1 was not a ValueError; 2: max was not refused for fds only; 3: setrlimit";
+}
+
+// RLIMIT_NOFILE exactly at what the pool counts it needs (the fds open now,
+// three per worker and 16 for a spawn) is enough; one fd less is
+// OsError(EMFILE). In a child, which lowers its own soft limit.
+TEST(ProcessPoolLimits, AFileLimitExactlyAtTheNeedIsEnoughOneLessIsEmfile) {
+  const int code = keel_test::exit_code_in_child([] {
+    constexpr unsigned workers = 2;
+    const auto verdict_at = [](rlim_t room) {
+      rlimit rl{};
+      ::getrlimit(RLIMIT_NOFILE, &rl);
+      rl.rlim_cur = fds_open_now() + room;  // the count is taken as the pool takes it
+      if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) return std::string("setrlimit");
+      return limits_verdict(workers);
+    };
+    if (verdict_at(3 * workers + 16) != "passed") return 1;
+    return verdict_at(3 * workers + 15) == "EMFILE" ? 0 : 2;
+  });
+  EXPECT_EQ(code, 0) << "1: refused exactly at the need; 2: one fd less was not EMFILE";
+}
+
+// RLIMIT_NPROC: n workers need n processes besides this one, so a limit of
+// exactly n refuses them with OsError(EAGAIN) and n + 1 allows them. Root is
+// not held to the limit: a child running as root first becomes nobody.
+TEST(ProcessPoolLimits, AProcessLimitOfExactlyTheWorkerCountIsEagain) {
+  const int code = keel_test::exit_code_in_child([] {
+    constexpr unsigned workers = 3;
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) return 3;
+    const auto verdict_at = [](rlim_t limit) {
+      rlimit rl{};
+      ::getrlimit(RLIMIT_NPROC, &rl);
+      rl.rlim_cur = limit;
+      if (::setrlimit(RLIMIT_NPROC, &rl) != 0) return std::string("setrlimit");
+      return limits_verdict(workers);
+    };
+    // Raising the soft limit again needs a hard limit above it.
+    rlimit rl{};
+    ::getrlimit(RLIMIT_NPROC, &rl);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max <= workers) return 4;
+    if (verdict_at(workers) != "EAGAIN") return 1;
+    return verdict_at(workers + 1) == "passed" ? 0 : 2;
+  });
+  if (code == 3) GTEST_SKIP() << "running as root without the right to become nobody";
+  if (code == 4) GTEST_SKIP() << "RLIMIT_NPROC's hard limit is below the test's worker count";
+  EXPECT_EQ(code, 0) << "1: a limit of exactly the worker count was not EAGAIN; 2: one more was refused";
 }
 
 TEST(ProcessPoolInit, AnInitializerErrorLongerThanMaxMessageIsStillReported) {
