@@ -115,7 +115,9 @@ bool PoolDriver::dispatch(pool::TaskId t, pool::WorkerId wid) {
   }
   const std::uint32_t s = w->free.back();
   pool::proto::Slot& word = w->slots[s];
-  word.store(pool::proto::slot_sent(t), std::memory_order_release);
+  // relaxed: the word publishes nothing (protocol.hpp, try_start); the frame
+  // that names the slot goes out on the channel after this.
+  word.store(pool::proto::slot_sent(t), std::memory_order_relaxed);
   if (!c->dispatch({&word, pool::proto::slot_sent(t), pool::proto::slot_dead(t)})) {
     word.store(0, std::memory_order_relaxed);
     return false;
@@ -133,9 +135,8 @@ bool PoolDriver::revoke(pool::TaskId t, pool::WorkerId wid) {
   WorkerIo* w = io(wid);
   PoolCall* c = call(t);
   if (!w || !c || c->slot_worker != wid || c->slot >= w->occupant.size() || w->occupant[c->slot] != t) return true;
-  std::uint64_t seen = pool::proto::slot_sent(t);
-  const bool won = w->slots[c->slot].compare_exchange_strong(seen, pool::proto::slot_dead(t), std::memory_order_acq_rel,
-                                                             std::memory_order_acquire);
+  std::uint64_t seen = 0;
+  const bool won = pool::proto::try_revoke(w->slots[c->slot], t, seen);
   // The futures follow the slot: pending again (or cancelled by their user),
   // or running if the worker won.
   const bool started = c->undispatch();
