@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "protocol.hpp"
 
@@ -228,12 +229,15 @@ void PoolDriver::turn() {
   }
   // Commands first: submits queued before a shutdown are seen before it.
   take_commands();
-  for (std::size_t i = 0; i < order.size(); ++i) {
-    WorkerIo* w = io(order[i]);
+  // The ids in the order their three pollfds follow the bell's.
+  const pollfd* entry = pfds_.data() + 1;
+  for (pool::WorkerId id : order) {
+    const pollfd& in = entry[0];
+    const pollfd& ch = entry[1];
+    const pollfd& pid = entry[2];
+    entry += 3;
+    WorkerIo* w = io(id);
     if (!w) continue;
-    const pollfd& in = pfds_[1 + 3 * i];
-    const pollfd& ch = pfds_[2 + 3 * i];
-    const pollfd& pid = pfds_[3 + 3 * i];
     if (in.revents & (POLLIN | POLLHUP | POLLERR)) read_worker(*w);
     if (w->child.pidfd < 0 && w->eof) w->exited = true;  // no pidfd (old kernel): EOF means gone
     if (pid.revents & POLLIN) {
@@ -339,7 +343,7 @@ void PoolDriver::handle_frame(WorkerIo& w, const FrameView& f) {
     case pool::proto::skipped: {
       // The worker lost the slot. If the task still sits in it (its user
       // cancelled it), its futures leave the slot before the slot is freed.
-      if (f.flags >= w.occupant.size() || w.occupant[f.flags] != f.id) {
+      if (w.occupant[f.flags] != f.id) {
         w.faulty = true;
         machine_->result(w.id, ~pool::TaskId{0}, now);  // kills it
         return;
@@ -358,7 +362,7 @@ void PoolDriver::handle_frame(WorkerIo& w, const FrameView& f) {
       // while the payload is still valid.
       answer_ = {f.kind == pool::proto::ok, f.payload};
       // Its slot is free before the machine sends the next task.
-      if (f.flags < w.occupant.size() && w.occupant[f.flags] == f.id) free_slot(w, f.flags);
+      if (w.occupant[f.flags] == f.id) free_slot(w, f.flags);
       if (!machine_->result(w.id, f.id, now)) w.faulty = true;
       return;
     }
@@ -500,7 +504,8 @@ void PoolDriver::spawn(pool::WorkerId id) {
   w.fd = std::move(channel);
   w.in = std::move(in);
   w.slots = std::move(slots);
-  w.occupant.assign(slots_per_worker_, 0);
+  static_assert(std::numeric_limits<decltype(FrameView::flags)>::max() < pool::proto::max_slots);
+  w.occupant.assign(pool::proto::max_slots, 0);
   w.free.clear();
   for (std::uint32_t s = slots_per_worker_; s-- > 0;) w.free.push_back(s);
 }
