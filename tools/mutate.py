@@ -582,6 +582,17 @@ TEST_LAYERS = {"sync": ["sync"], "future": ["future"], "executor": ["executor"],
                # keel/error.hpp: WorkerLost's status is the process pool's to judge.
                "common": ["sync", "future", "process_pool"]}
 
+# Tests of a layer that live in tests/ directories named after what they do,
+# not the layer: a layer's mutants run these too (gtest patterns). The fuzz
+# corpus replay (tests/fuzz, one instance per target) drives the pool's
+# worker loop, wire protocol and slot page (pool_worker), its state machine
+# (pool_machine) and the whole pool (process_pool_ops), and the hostile
+# suites (tests/hostile) its limits, signals and exits; none is named after
+# tests/process_pool, so without this they never ran for a process-pool
+# mutant. Both cost seconds.
+TEST_EXTRA = {"process_pool": ["*/FuzzCorpus.*/pool_machine", "*/FuzzCorpus.*/pool_worker",
+                               "*/FuzzCorpus.*/process_pool_ops", "HostileProcessPool*.*", "HostileTimeout.ProcessPool*"]}
+
 
 # The tree as it was when the run started (see snapshot_tree): every scratch
 # copy is made from it, so a run that lasts hours checks one tree, however the
@@ -692,7 +703,8 @@ class Runner:
             names |= self.suites.get(d, set())
         # A TEST_P suite runs as <Instantiation>/<Suite>.<Test>: match both forms
         # (before, a value-parameterised suite never ran for any mutant).
-        return ":".join(sorted(p for n in names for p in (n + ".*", "*/" + n + ".*")))
+        patterns = sorted(p for n in names for p in (n + ".*", "*/" + n + ".*"))
+        return ":".join(patterns + TEST_EXTRA.get(layer, []))
 
     def build_tests(self, s, timeout):
         return run(self.test_make, s.dir, timeout)

@@ -7,6 +7,7 @@
 // zombie or a file descriptor behind (POOL-1..POOL-6, IPC-1).
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -104,6 +105,25 @@ int write_inbound(int) {
   return 1;
 }
 
+// A string of n bytes: its encoded result is n plus the codec's length prefix.
+std::string filled(std::uint32_t n) { return std::string(n, 'r'); }
+// Runs until the file at `path` exists, then returns 1 with errno left at
+// EINTR, as a task whose last failed call was interrupted may leave it.
+int wait_file_then_eintr(std::string path) {
+  while (::access(path.c_str(), F_OK) != 0) ::usleep(1000);
+  errno = EINTR;
+  return 1;
+}
+// A worker that lies: a well-formed `skipped` notice for task 1 on slot
+// `slot`, written on its answer pipe (fd 5), while it runs this task.
+int forge_skipped(int slot) {
+  std::string frame;
+  keel::append_frame(frame, keel::pool::proto::skipped, 1, {}, keel::default_max_frame,
+                     static_cast<std::uint8_t>(slot));
+  [[maybe_unused]] auto n = ::write(5, frame.data(), frame.size());
+  for (;;) ::pause();  // the supervisor kills a worker that lies
+}
+
 int init_value = 0;
 void init_ok(int v) { init_value = v; }
 int read_init(int) { return init_value; }
@@ -146,6 +166,9 @@ inline const auto init_throws_long_t = keel::register_task("pp.init_throws_long"
 inline const auto throws_long_t = keel::register_task("pp.throws_long", throws_long);
 inline const auto init_aborts_t = keel::register_task("pp.init_aborts", init_aborts);
 inline const auto init_exits_t = keel::register_task("pp.init_exits", init_exits);
+inline const auto filled_t = keel::register_task("pp.filled", filled);
+inline const auto wait_file_eintr_t = keel::register_task("pp.wait_file_then_eintr", wait_file_then_eintr);
+inline const auto forge_skipped_t = keel::register_task("pp.forge_skipped", forge_skipped);
 
 // Every future must be final: resolved, never left pending (POOL-1).
 template <class T>
@@ -264,6 +287,50 @@ TEST(ProcessPool, ResultAboveMaxMessageIsARemoteProtocolError) {
   auto e = failure_of<keel::RemoteError>(pool.submit(greet_t, std::string("x"), 500));
   EXPECT_EQ(e.type(), "keel::ProtocolError");
   EXPECT_EQ(pool.submit(square_t, 2).result(), 4);
+}
+
+// IPC-1 at the boundary: a result whose encoding is exactly max_message
+// bytes is an answer; one byte more is the task's ProtocolError
+// (worker.cpp, answer: `>` not `>=`).
+TEST(ProcessPool, AResultOfExactlyMaxMessageBytesIsAnAnswer) {
+  constexpr std::size_t max = 1024;
+  const std::size_t prefix = keel::encode(std::string()).size();
+  const auto n = static_cast<std::uint32_t>(max - prefix);
+  ASSERT_EQ(keel::encode(std::string(n, 'r')).size(), max);
+  ProcessPool pool({.workers = 1, .max_message = max});
+  EXPECT_EQ(pool.submit(filled_t, n).result(), std::string(n, 'r'));
+  EXPECT_EQ(failure_of<keel::RemoteError>(pool.submit(filled_t, n + 1)).type(), "keel::ProtocolError");
+}
+
+// The same boundary for a chunk: its answers travel as one encoded list, which
+// may be exactly max_message bytes (worker.cpp, answer_chunk).
+TEST(ProcessPool, AChunkWhoseAnswersEncodeToExactlyMaxMessageBytesIsAnswered) {
+  constexpr std::uint32_t n = 400;
+  using Answers = std::vector<std::pair<bool, std::string>>;
+  const std::string one = keel::encode(std::string(n, 'r'));
+  const std::size_t max = keel::encode(Answers{{true, one}, {true, one}}).size();
+  ASSERT_GE(max, keel::min_max_message);
+  {
+    ProcessPool pool({.workers = 1, .max_message = max});
+    auto results = pool.map(filled_t, std::vector<std::uint32_t>{n, n}, {.chunksize = 2});
+    EXPECT_EQ(results.next(), std::string(n, 'r'));
+    EXPECT_EQ(results.next(), std::string(n, 'r'));
+  }
+  // One byte less and the chunk's answers are its error.
+  ProcessPool pool({.workers = 1, .max_message = max - 1});
+  auto results = pool.map(filled_t, std::vector<std::uint32_t>{n, n}, {.chunksize = 2});
+  EXPECT_THROW(results.next(), keel::RemoteError);
+}
+
+// POOL-6 at the boundary: max_in_flight may be exactly proto::max_slots (the
+// slot index is one byte); every worker gets that many start slots.
+TEST(ProcessPool, MaxInFlightOfExactlyTheSlotLimitRunsTasks) {
+  EXPECT_THROW(ProcessPool({.workers = 1, .max_in_flight = keel::pool::proto::max_slots + 1}), keel::ValueError);
+  ProcessPool pool({.workers = 1, .max_in_flight = keel::pool::proto::max_slots});
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 300; ++i) fs.push_back(pool.submit(square_t, i));
+  for (int i = 0; i < 300; ++i) EXPECT_EQ(fs[static_cast<std::size_t>(i)].result(), i * i);
+  EXPECT_EQ(pool.stats().deaths, 0u);
 }
 
 // Found by fuzz/pool_worker: an error report longer than max_message could not
@@ -457,6 +524,8 @@ TEST(ProcessPoolDeath, ExitAndAbortReportTheirStatus) {
   EXPECT_EQ(clean.exit_code(), 0);
   EXPECT_FALSE(clean.signaled());
   EXPECT_EQ(clean.signal(), 0);
+  // The supervisor's words too (driver.cpp describe_exit: code 0 is a status).
+  EXPECT_NE(std::string(clean.what()).find("exited with status 0"), std::string::npos) << clean.what();
   EXPECT_EQ(failure_of<keel::WorkerLost>(pool.submit(die_by_signal_t, SIGABRT)).exit_code(), -SIGABRT);
   EXPECT_EQ(pool.submit(square_t, 6).result(), 36);
 }
@@ -946,7 +1015,8 @@ class RawWorker {
     std::string payload;
   };
 
-  RawWorker() : slots_(proto::SlotPage::create(slot_count)) {
+  explicit RawWorker(std::uint64_t max_message = std::uint64_t{1} << 20, unsigned slots = slot_count)
+      : slots_(proto::SlotPage::create(slots)) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw std::runtime_error("socketpair");
     fd_ = sv[0];
@@ -954,8 +1024,8 @@ class RawWorker {
     req.role = "pool";
     req.fds = {sv[1], slots_.fd()};
     proto::SpawnConfig cfg;  // no initializer
-    cfg.max_message = std::uint64_t{1} << 20;
-    cfg.slots = slot_count;
+    cfg.max_message = max_message;
+    cfg.slots = slots;
     req.payload = proto::encode_spawn(cfg);
     child_ = keel::detail::spawn_child(req);
     ::close(sv[1]);
@@ -971,13 +1041,24 @@ class RawWorker {
   // What slot `i` holds; the supervisor's side of the start.
   void set_slot(unsigned i, std::uint64_t word) { slots_[i].store(word, std::memory_order_seq_cst); }
   std::uint64_t slot(unsigned i) { return slots_[i].load(std::memory_order_seq_cst); }
+  // A worker that already ended is a failed write (EPIPE), not a SIGPIPE
+  // that ends the test binary.
   void write_bytes(const std::string& b) {
-    ASSERT_EQ(::write(fd_, b.data(), b.size()), static_cast<ssize_t>(b.size()));
+    ASSERT_EQ(::send(fd_, b.data(), b.size(), MSG_NOSIGNAL), static_cast<ssize_t>(b.size()));
   }
-  // The next frame from the worker, or nullopt at EOF.
+  // The supervisor is done sending: the worker's channel ends here.
+  void end_channel() { ::shutdown(fd_, SHUT_WR); }
+  // The next frame from the worker, or nullopt at EOF. A worker that neither
+  // writes nor ends within hang_limit is a failure, not a hang.
   std::optional<Frame> next() {
     for (;;) {
       if (auto f = reader_.next()) return Frame{f->kind, f->id, f->flags, std::string(f->payload)};
+      pollfd p{fd_, POLLIN, 0};
+      const int ready = ::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(keel_test::hang_limit).count()));
+      if (ready == 0) {
+        ADD_FAILURE() << "the worker wrote nothing and did not end within hang_limit";
+        return std::nullopt;
+      }
       auto span = reader_.prepare(4096);
       const ssize_t n = ::read(fd_, span.data(), span.size());
       if (n <= 0) return std::nullopt;
@@ -996,7 +1077,13 @@ class RawWorker {
     EXPECT_EQ(int{f->flags}, int{slot}) << "task " << id;
     return f->payload;
   }
-  int exit_code() { return keel::detail::reap_child(child_, true); }
+  // Its exit status. The channel ends first, as when the pool closes it: a
+  // worker that still waits for frames (a test's expectation failed) then
+  // exits instead of hanging the test in the wait.
+  int exit_code() {
+    end_channel();
+    return keel::detail::reap_child(child_, true);
+  }
 
  private:
   proto::SlotPage slots_;
@@ -1111,6 +1198,102 @@ TEST(ProcessPoolWorker, AnOversizedFrameEndsTheWorkerWithoutAllocatingIt) {
   w.write_bytes(header);
   EXPECT_FALSE(w.next());
   EXPECT_EQ(w.exit_code(), 72);
+}
+
+// The spawn payload's limits at their boundaries (protocol.cpp decode_spawn,
+// worker.cpp): a message limit of exactly min_error_bytes (the room an error
+// report needs) and exactly proto::max_slots slots are a worker that runs.
+TEST(ProcessPoolWorker, ALimitOfExactlyTheErrorReportsRoomIsEnough) {
+  RawWorker w(keel::detail::min_error_bytes);
+  w.expect(proto::ready, 0, 0);
+  std::string out;
+  w.set_slot(0, proto::slot_sent(1));
+  append_call(out, 1, 0, "pp.square", keel::detail::encode_args<int>(6));
+  w.set_slot(1, proto::slot_sent(2));
+  append_call(out, 2, 1, "pp.throws_long", keel::detail::encode_args<int>(1000));
+  keel::append_frame(out, proto::close, 0, "");
+  w.write_bytes(out);
+  w.expect(proto::started, 1, 0);
+  EXPECT_EQ(keel::detail::decode_result<int>(w.expect(proto::ok, 1, 0)), 36);
+  w.expect(proto::started, 2, 1);
+  const std::string report = w.expect(proto::error, 2, 1);
+  EXPECT_LE(report.size(), keel::detail::min_error_bytes);
+  EXPECT_EQ(keel::detail::decode_error(report).type(), "std::runtime_error");
+  EXPECT_FALSE(w.next());
+  EXPECT_EQ(w.exit_code(), 0);
+}
+
+TEST(ProcessPoolWorker, ExactlyMaxSlotsSlotsAreAPageItUses) {
+  RawWorker w(std::uint64_t{1} << 20, proto::max_slots);
+  w.expect(proto::ready, 0, 0);
+  std::string out;
+  const auto last = static_cast<std::uint8_t>(proto::max_slots - 1);
+  w.set_slot(last, proto::slot_sent(9));
+  append_call(out, 9, last, "pp.square", keel::detail::encode_args<int>(3));
+  w.write_bytes(out);
+  w.expect(proto::started, 9, last);
+  EXPECT_EQ(keel::detail::decode_result<int>(w.expect(proto::ok, 9, last)), 9);
+  EXPECT_EQ(w.slot(last), proto::slot_started(9));
+}
+
+// IPC-1, POOL-2: a task's answer still goes out when the channel ends while
+// the task runs (the supervisor closed it: the pool shut down), and then the
+// worker exits 0. The worker looks for the next frame before it writes an
+// answer (worker.cpp: recv with MSG_DONTWAIT); that look finds the end here,
+// and must not be taken for more bytes or for an interrupted call, even with
+// errno left at EINTR by the task.
+TEST(ProcessPoolWorker, AnAnswerGoesOutWhenTheChannelEndedWhileItsTaskRan) {
+  RunFile gate;  // the task waits until this file exists
+  RawWorker w;
+  w.expect(proto::ready, 0, 0);
+  std::string out;
+  w.set_slot(0, proto::slot_sent(4));
+  append_call(out, 4, 0, "pp.wait_file_then_eintr", keel::detail::encode_args<std::string>(gate.path()));
+  w.write_bytes(out);
+  w.expect(proto::started, 4, 0);  // it runs now, and waits for the gate
+  w.end_channel();
+  note_run(gate.path());
+  EXPECT_EQ(keel::detail::decode_result<int>(w.expect(proto::ok, 4, 0)), 1);
+  EXPECT_FALSE(w.next());
+  EXPECT_EQ(w.exit_code(), 0);
+}
+
+// POOL-7, IPC-1: a worker that reports a slot no task of its was sent on
+// (any index the flags byte can carry, past its slots too) is killed; its
+// task is lost, the pool goes on.
+TEST(ProcessPoolWorker, ANoticeForASlotItWasNotSentIsAFaultyWorker) {
+  ProcessPool pool({.workers = 1, .max_in_flight = 4});
+  for (int slot : {2, 4, 255}) {
+    EXPECT_EQ(failure_of<keel::WorkerLost>(pool.submit(forge_skipped_t, slot)).signal(), SIGKILL) << slot;
+  }
+  EXPECT_EQ(pool.submit(square_t, 7).result(), 49);
+}
+
+// A slot page's memfd numbered 0 (a process started with stdin closed gets
+// fd 0 from its first open) is a page like any other, and is closed with it
+// (protocol.cpp SlotPage::create, close_fd: 0 is a valid fd).
+TEST(ProcessPoolSlotPage, AMemfdNumberedZeroIsAValidPageAndIsClosed) {
+  const int saved = ::fcntl(0, F_DUPFD_CLOEXEC, 3);
+  ASSERT_GE(saved, 0);
+  ::close(0);
+  int fd = -1;
+  bool created = false, zero_open_after = true;
+  try {
+    proto::SlotPage page = proto::SlotPage::create(4);
+    created = true;
+    fd = page.fd();
+    page[3].store(proto::slot_sent(1), std::memory_order_relaxed);
+    EXPECT_EQ(page[3].load(std::memory_order_relaxed), proto::slot_sent(1));
+    page.close_fd();
+    zero_open_after = ::fcntl(0, F_GETFD) != -1;
+  } catch (const keel::OsError& e) {
+    ADD_FAILURE() << e.what();
+  }
+  ::dup2(saved, 0);
+  ::close(saved);
+  if (created && fd != 0) GTEST_SKIP() << "another thread took fd 0 first";
+  EXPECT_TRUE(created);
+  EXPECT_FALSE(zero_open_after) << "close_fd left the page's fd 0 open";
 }
 
 // ---- start methods and the parent dying (POOL-4) ----

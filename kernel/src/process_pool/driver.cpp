@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "protocol.hpp"
 
@@ -115,7 +116,9 @@ bool PoolDriver::dispatch(pool::TaskId t, pool::WorkerId wid) {
   }
   const std::uint32_t s = w->free.back();
   pool::proto::Slot& word = w->slots[s];
-  word.store(pool::proto::slot_sent(t), std::memory_order_release);
+  // relaxed: the word publishes nothing (protocol.hpp, try_start); the frame
+  // that names the slot goes out on the channel after this.
+  word.store(pool::proto::slot_sent(t), std::memory_order_relaxed);
   if (!c->dispatch({&word, pool::proto::slot_sent(t), pool::proto::slot_dead(t)})) {
     word.store(0, std::memory_order_relaxed);
     return false;
@@ -133,9 +136,8 @@ bool PoolDriver::revoke(pool::TaskId t, pool::WorkerId wid) {
   WorkerIo* w = io(wid);
   PoolCall* c = call(t);
   if (!w || !c || c->slot_worker != wid || c->slot >= w->occupant.size() || w->occupant[c->slot] != t) return true;
-  std::uint64_t seen = pool::proto::slot_sent(t);
-  const bool won = w->slots[c->slot].compare_exchange_strong(seen, pool::proto::slot_dead(t), std::memory_order_acq_rel,
-                                                             std::memory_order_acquire);
+  std::uint64_t seen = 0;
+  const bool won = pool::proto::try_revoke(w->slots[c->slot], t, seen);
   // The futures follow the slot: pending again (or cancelled by their user),
   // or running if the worker won.
   const bool started = c->undispatch();
@@ -227,12 +229,15 @@ void PoolDriver::turn() {
   }
   // Commands first: submits queued before a shutdown are seen before it.
   take_commands();
-  for (std::size_t i = 0; i < order.size(); ++i) {
-    WorkerIo* w = io(order[i]);
+  // The ids in the order their three pollfds follow the bell's.
+  const pollfd* entry = pfds_.data() + 1;
+  for (pool::WorkerId id : order) {
+    const pollfd& in = entry[0];
+    const pollfd& ch = entry[1];
+    const pollfd& pid = entry[2];
+    entry += 3;
+    WorkerIo* w = io(id);
     if (!w) continue;
-    const pollfd& in = pfds_[1 + 3 * i];
-    const pollfd& ch = pfds_[2 + 3 * i];
-    const pollfd& pid = pfds_[3 + 3 * i];
     if (in.revents & (POLLIN | POLLHUP | POLLERR)) read_worker(*w);
     if (w->child.pidfd < 0 && w->eof) w->exited = true;  // no pidfd (old kernel): EOF means gone
     if (pid.revents & POLLIN) {
@@ -338,7 +343,7 @@ void PoolDriver::handle_frame(WorkerIo& w, const FrameView& f) {
     case pool::proto::skipped: {
       // The worker lost the slot. If the task still sits in it (its user
       // cancelled it), its futures leave the slot before the slot is freed.
-      if (f.flags >= w.occupant.size() || w.occupant[f.flags] != f.id) {
+      if (w.occupant[f.flags] != f.id) {
         w.faulty = true;
         machine_->result(w.id, ~pool::TaskId{0}, now);  // kills it
         return;
@@ -357,7 +362,7 @@ void PoolDriver::handle_frame(WorkerIo& w, const FrameView& f) {
       // while the payload is still valid.
       answer_ = {f.kind == pool::proto::ok, f.payload};
       // Its slot is free before the machine sends the next task.
-      if (f.flags < w.occupant.size() && w.occupant[f.flags] == f.id) free_slot(w, f.flags);
+      if (w.occupant[f.flags] == f.id) free_slot(w, f.flags);
       if (!machine_->result(w.id, f.id, now)) w.faulty = true;
       return;
     }
@@ -499,7 +504,8 @@ void PoolDriver::spawn(pool::WorkerId id) {
   w.fd = std::move(channel);
   w.in = std::move(in);
   w.slots = std::move(slots);
-  w.occupant.assign(slots_per_worker_, 0);
+  static_assert(std::numeric_limits<decltype(FrameView::flags)>::max() < pool::proto::max_slots);
+  w.occupant.assign(pool::proto::max_slots, 0);
   w.free.clear();
   for (std::uint32_t s = slots_per_worker_; s-- > 0;) w.free.push_back(s);
 }

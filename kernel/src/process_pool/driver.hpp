@@ -77,11 +77,15 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
     std::string out;
     std::size_t out_off = 0;
     pool::proto::SlotPage slots;
-    std::vector<pool::TaskId> occupant;  // per slot: the task armed there (or taken back, until skipped); 0 free
-    std::vector<std::uint32_t> free;     // free slot indices
-    bool eof = false;                    // the answer pipe was read to its end
-    bool exited = false;                 // the pidfd says the process is gone
-    bool faulty = false;                 // it broke the protocol and was killed
+    // Per slot: the task armed there (or taken back, until skipped); 0 free.
+    // One entry for every index a frame's flags byte can name
+    // (proto::max_slots), not only the worker's `depth` slots: a forged index
+    // past them finds 0, never a task, with no bound to check first.
+    std::vector<pool::TaskId> occupant;
+    std::vector<std::uint32_t> free;  // free slot indices
+    bool eof = false;                 // the answer pipe was read to its end
+    bool exited = false;              // the pidfd says the process is gone
+    bool faulty = false;              // it broke the protocol and was killed
     explicit WorkerIo(std::size_t max) : reader(max + 64) {}
   };
   // The answer being handled: resolve(value) completes its call with it.

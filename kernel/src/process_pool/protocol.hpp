@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "keel/platform/atomic.hpp"
+#include "keel/platform/inject.hpp"
 
 namespace keel::pool::proto {
 
@@ -61,6 +62,45 @@ using Slot = platform::Atomic<std::uint64_t>;
 inline constexpr std::uint64_t slot_sent(std::uint64_t task) { return (task << 2) | 1u; }
 inline constexpr std::uint64_t slot_started(std::uint64_t task) { return (task << 2) | 2u; }
 inline constexpr std::uint64_t slot_dead(std::uint64_t task) { return (task << 2) | 3u; }
+
+// The two moves out of sent(task), one per side; the first to move the word
+// decides (POOL-7), and neither may overwrite the other's move.
+//
+// Every order is relaxed: only who wins the word matters. Nothing is
+// published through it: the task travels to the worker on its channel and
+// the answer back on its pipe, and those syscalls (the kernel's socket and
+// pipe locks) order the parent's sent(task) store before the worker's read
+// of the frame, as they would a relaxed one; what the parent's threads share
+// about a call (its future) is ordered by the future's hook lock, which both
+// a user's cancel and the supervisor's undispatch take. The word's reuse
+// (dead or started, then 0, then another sent) is ordered by its own
+// modification order, which every RMW reads the end of. (The future's own
+// cancel CAS on the same word is relaxed for the same reasons.)
+
+// The worker starts the task: sent(task) -> started(task). False if the
+// slot holds anything else (dead: revoked or cancelled; or not this task's).
+inline bool try_start(Slot& slot, std::uint64_t task) {
+  std::uint64_t seen = slot_sent(task);
+  if (KEEL_INJECTED(pool_start_blind)) {
+    slot.store(slot_started(task), std::memory_order_relaxed);
+    return true;
+  } else {
+    return slot.compare_exchange_strong(seen, slot_started(task), std::memory_order_relaxed, std::memory_order_relaxed);
+  }
+}
+
+// The parent takes a sent task back: sent(task) -> dead(task). False if the
+// word had already moved; `seen` then says to what (started: the worker
+// runs it; dead: a user's cancel won it first).
+inline bool try_revoke(Slot& slot, std::uint64_t task, std::uint64_t& seen) {
+  seen = slot_sent(task);
+  if (KEEL_INJECTED(pool_revoke_blind)) {
+    slot.store(slot_dead(task), std::memory_order_relaxed);
+    return true;
+  } else {
+    return slot.compare_exchange_strong(seen, slot_dead(task), std::memory_order_relaxed, std::memory_order_relaxed);
+  }
+}
 
 std::string call_payload(std::string_view name, std::string_view args);
 std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);

@@ -87,13 +87,6 @@ void answer_chunk(std::string& out, std::uint64_t id, std::uint8_t slot, std::st
   }
 }
 
-// Wins the task's start slot: the one moment that decides whether it runs.
-bool start(proto::SlotPage& slots, std::uint8_t slot, std::uint64_t id) {
-  std::uint64_t seen = proto::slot_sent(id);
-  return slots[slot].compare_exchange_strong(seen, proto::slot_started(id), std::memory_order_acq_rel,
-                                             std::memory_order_acquire);
-}
-
 }  // namespace
 
 int pool_worker_main(const detail::ChildContext& ctx) {
@@ -178,7 +171,8 @@ int pool_worker_main(const detail::ChildContext& ctx) {
       write_all(back, out);
       return 72;
     }
-    if (!start(slots, f->flags, f->id)) {
+    // Winning the task's start slot is the one moment that decides whether it runs.
+    if (!proto::try_start(slots[f->flags], f->id)) {
       append_frame(out, proto::skipped, f->id, {}, max, f->flags);
       continue;
     }
