@@ -335,4 +335,34 @@ TEST(ClusterMachineProperties, StatefulAgainstModelWithFailures) {
                                   [] { check_against_model(true); }));
 }
 
+// A node number past the last (a message that names a node the cluster
+// does not have) is no node at all: the queries answer as for a closed node
+// with nothing on it, and a ready from it is ignored. A bound of <= instead
+// of < read the slot one past the node table (found by make mutate).
+struct NoopGate final : keel::cluster::Gate {
+  bool arm(keel::cluster::TaskId, keel::cluster::NodeId) override { return true; }
+  Start start(keel::cluster::TaskId, keel::cluster::NodeId) override { return Start::started; }
+  void revoke(keel::cluster::TaskId, keel::cluster::NodeId) override {}
+};
+
+TEST(ClusterMachine, ANodeNumberPastTheLastIsNoNode) {
+  using keel::cluster::Machine;
+  NoopGate gate;
+  Machine m(keel::cluster::MachineConfig{2, 1}, gate);
+  m.start();
+  m.actions().clear();
+  EXPECT_EQ(m.state_of(2), Machine::NodeState::closed);
+  EXPECT_EQ(m.capacity_of(2), 0u);
+  EXPECT_EQ(m.offered_to(2), 0u);
+  EXPECT_EQ(m.running_on(2), 0u);
+  m.node_ready(2, 4);
+  EXPECT_TRUE(m.actions().empty()) << "a ready from a node the cluster does not have did something";
+  EXPECT_EQ(m.state_of(2), Machine::NodeState::closed);
+  // The real nodes are untouched: still opening, and a ready opens them.
+  EXPECT_EQ(m.state_of(1), Machine::NodeState::opening);
+  m.node_ready(1, 3);
+  EXPECT_EQ(m.state_of(1), Machine::NodeState::ready);
+  EXPECT_EQ(m.capacity_of(1), 3u);
+}
+
 }  // namespace
