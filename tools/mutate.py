@@ -736,7 +736,10 @@ class Runner:
             # A TEST_P case is named <Instantiation>/<Suite>.<Test>/<Param>: before
             # this matched only plain names, and a failing parameterised test read
             # as a crash (exit 1 with no failure named).
-            failed = re.findall(r"^\[\s*FAILED\s*\]\s+([\w/]+\.[\w/]+)", log, re.M)
+            # The watchdog ends its [  TIMEOUT ] report with a FAILED line for
+            # the same test, marked "(timed out)": that one is the hang's, not
+            # a failed check.
+            failed = re.findall(r"^\[\s*FAILED\s*\]\s+([\w/]+\.[\w/]+)(?=[\s,]|$)(?! \(timed out\))", log, re.M)
             # A test that failed by name before another hung is the named
             # check that caught the mutant: the hang is not the verdict.
             if failed:
