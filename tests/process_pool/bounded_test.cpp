@@ -402,15 +402,23 @@ void chunked_maps() {
       if (out[i] != 2 * in[i]) throw std::runtime_error("a map result is wrong at " + std::to_string(i));
     }
   }
+  // An empty map, and its results dropped unread (the drop cancels from
+  // the first unread call to the last: process_pool.hpp).
+  if (!pool.map(twice_t, std::vector<int>{}).get().empty()) throw std::runtime_error("an empty map had results");
+  { auto unread = pool.map(twice_t, std::vector<int>{1, 2, 3}); }
 }
 inline const auto chunked_maps_t = keel::register_task("ppb.chunked_maps", chunked_maps);
 
 // A chunk's answer settles its futures by index (calls.hpp, the chunk call's
-// complete()): a read past its calls faults. Run in a process of its own.
+// complete()), and dropped results cancel the calls left unread
+// (process_pool.hpp): a read past either list faults. Run in a process of
+// its own.
 TEST(ProcessPoolFaultsInAChild, ChunkAnswersSettleEachOfTheirFutures) {
   keel::Process p(chunked_maps_t);
   p.start();
-  if (!p.join(keel_test::hang_limit * 3)) {
+  // Within the mutation tool's per-test limit (60 s), so a child that never
+  // ends fails this test by name rather than as a watchdog timeout.
+  if (!p.join(keel_test::hang_limit * 2)) {
     p.kill();
     p.join();
     FAIL() << "the child never ended";
@@ -865,7 +873,9 @@ TEST(ProcessPoolBound, CallerRunsRunsAMapChunkInTheCaller) {
   const auto& fs = results.futures();
   ASSERT_EQ(fs.size(), 4u);
   const int me = static_cast<int>(::getpid());
-  EXPECT_TRUE(fs[2].done() && fs[3].done());
+  // ASSERT: if the caller did not run exactly the second chunk, result()
+  // below would wait for the held worker for ever.
+  ASSERT_TRUE(fs[2].done() && fs[3].done()) << "the caller did not run the chunk [2, 3]";
   EXPECT_EQ(fs[2].result(), me + 2);
   EXPECT_EQ(fs[3].result(), me + 3);
   EXPECT_FALSE(fs[0].done());
