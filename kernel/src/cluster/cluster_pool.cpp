@@ -3,14 +3,10 @@
 #include "keel/cluster/cluster_pool.hpp"
 
 #include "driver.hpp"
-#include "keel/platform/atomic.hpp"
 
 namespace keel {
 
 namespace {
-
-// The nodes serve one pool at a time.
-platform::Atomic<bool> a_pool_is_open{false};
 
 void check(const ClusterOptions& o) {
   if (o.workers_per_node > max_pool_workers) {
@@ -47,14 +43,13 @@ ClusterPool::ClusterPool(const ClusterOptions& options)
         "ClusterPool: call keel::cluster::init(argc, argv) first thing in main (and launch with "
         "mpirun), or set local_nodes to run nodes in this process");
   }
-  bool closed = false;
-  if (!a_pool_is_open.compare_exchange_strong(closed, true, std::memory_order_acq_rel, std::memory_order_acquire)) {
+  if (!detail::claim_cluster()) {
     throw MisuseError("ClusterPool: another ClusterPool is open; the nodes serve one pool at a time");
   }
   try {
     d_ = std::make_unique<detail::ClusterDriver>(options, world);
   } catch (...) {
-    a_pool_is_open.store(false, std::memory_order_release);
+    detail::release_cluster();
     throw;
   }
   nodes_ = d_->nodes();
@@ -71,7 +66,7 @@ ClusterPool::~ClusterPool() {
   }
   shutdown({.wait = true});
   d_.reset();
-  a_pool_is_open.store(false, std::memory_order_release);
+  detail::release_cluster();
 }
 
 void ClusterPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<std::chrono::nanoseconds> timeout) {

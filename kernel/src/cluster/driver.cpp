@@ -12,10 +12,6 @@ namespace {
 
 thread_local bool on_supervisor = false;
 
-// Read by every ClusterPool constructor, written once by cluster::init
-// before main's other threads exist.
-platform::Atomic<FabricFactory> world{nullptr};
-
 using cluster::Action;
 using cluster::Outcome;
 using cluster::proto::Kind;
@@ -23,11 +19,15 @@ using cluster::proto::Message;
 
 constexpr std::uint64_t started_value = 0;  // gen starts at 2: sent and dead are never 0
 
-// The open pool's driver, for the exit handler. Never destroyed: exit
-// handlers may read it after static destructors began (LIFE-5).
+// The open pool's driver, for the exit handler; whether a pool is open; and
+// the MPI world's fabric factory (set by cluster::init, read by every
+// ClusterPool constructor). Never destroyed: exit handlers may read it after
+// static destructors began (LIFE-5).
 struct Live {
   Mutex m;
   ClusterDriver* driver KEEL_GUARDED_BY(m) = nullptr;
+  bool open KEEL_GUARDED_BY(m) = false;
+  FabricFactory world KEEL_GUARDED_BY(m) = nullptr;
 };
 Live& live() {
   static Live* l = new Live;
@@ -49,8 +49,24 @@ void terminate_live_cluster() {
 }
 
 bool on_cluster_supervisor() noexcept { return on_supervisor; }
-void set_cluster_world(FabricFactory f) noexcept { world.store(f, std::memory_order_release); }
-FabricFactory cluster_world() noexcept { return world.load(std::memory_order_acquire); }
+void set_cluster_world(FabricFactory f) noexcept {
+  LockGuard<Mutex> g(live().m);
+  live().world = f;
+}
+FabricFactory cluster_world() noexcept {
+  LockGuard<Mutex> g(live().m);
+  return live().world;
+}
+bool claim_cluster() noexcept {
+  LockGuard<Mutex> g(live().m);
+  if (live().open) return false;
+  live().open = true;
+  return true;
+}
+void release_cluster() noexcept {
+  LockGuard<Mutex> g(live().m);
+  live().open = false;
+}
 
 ClusterDriver::ClusterDriver(const ClusterOptions& o, FabricFactory factory) : opts_(o) {
   if (factory) {

@@ -39,6 +39,13 @@ using FabricFactory = std::unique_ptr<cluster::Fabric> (*)(cluster::Waker& drive
 // Set by keel::cluster::init (the MPI world); null without it.
 void set_cluster_world(FabricFactory f) noexcept;
 FabricFactory cluster_world() noexcept;
+// The nodes serve one pool at a time: a ClusterPool claims them before it
+// starts anything (false: another pool is open) and releases them once its
+// supervisor has ended. Both go through the lock that also guards the world
+// and the live driver, so a pool opened on another thread after one closed
+// sees everything the closed pool's supervisor did (its MPI calls included).
+bool claim_cluster() noexcept;
+void release_cluster() noexcept;
 // At rank 0's exit (cluster::init's handler): terminates the open pool, if
 // any, and waits until its supervisor has stopped calling MPI.
 void terminate_live_cluster();
