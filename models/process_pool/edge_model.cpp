@@ -120,6 +120,46 @@ class Supervisor {
 
 Bound block_forever(std::size_t capacity) { return Bound{capacity, RejectPolicy::block, Nanos::max()}; }
 
+// The pieces the blocked-submitter suites share.
+// A supervisor with no free worker: it takes commands until a shutdown
+// arrives, then takes once more (a submit accepted after it would show), and
+// ends the edge.
+void supervise_until_closed(Edge& edge, Bell& bell) {
+  Supervisor s(edge, bell, 1);
+  while (!s.closed()) {
+    if (!s.turn(false)) s.sleep();
+  }
+  s.turn(false);
+  RL_ASSERT(s.seen() <= 1);  // no room ever appeared: at most the first task was accepted
+  edge.set_terminated();
+}
+// A supervisor with no free worker that breaks the pool once it has seen the
+// first task.
+void supervise_then_break(Edge& edge, Bell& bell) {
+  Supervisor s(edge, bell, 1);
+  while (s.seen() == 0) {
+    if (!s.turn(false)) s.sleep();
+  }
+  edge.set_broken("ProcessPool is broken");
+}
+// A submission that finds no room, ever: only a shutdown ends its wait.
+void submit_refused_by_shutdown(Edge& edge) {
+  try {
+    edge.submit(Nanos::zero(), nullptr);
+    RL_ASSERT(false);
+  } catch (const RejectedError& e) {
+    RL_ASSERT(e.reason() == RejectedError::Reason::shutdown);
+  }
+}
+// A submission that finds no room, ever: only the break ends its wait.
+void submit_failed_by_break(Edge& edge) {
+  try {
+    edge.submit(Nanos::zero(), nullptr);
+    RL_ASSERT(false);
+  } catch (const keel::BrokenProcessPool&) {
+  }
+}
+
 // POOL-10, SYNC-2: capacity 1, block with no timeout. The submitter's second
 // task finds the first waiting and blocks; the supervisor, which may let a
 // worker take a task on any turn (and must when it has nothing else to do),
@@ -184,12 +224,7 @@ struct BlockedVsShutdown : rl::test_suite<BlockedVsShutdown, 3> {
   void before() { edge.set_bound(block_forever(1)); }
   void thread(unsigned idx) {
     if (idx == 0) {
-      Supervisor s(edge, bell, 1);
-      while (!s.closed()) {
-        if (!s.turn(false)) s.sleep();
-      }
-      s.turn(false);  // a submit accepted after the shutdown would show here
-      edge.set_terminated();
+      supervise_until_closed(edge, bell);
     } else if (idx == 1) {
       bool first = false;
       try {
@@ -197,12 +232,7 @@ struct BlockedVsShutdown : rl::test_suite<BlockedVsShutdown, 3> {
       } catch (const RejectedError& e) {
         RL_ASSERT(e.reason() == RejectedError::Reason::shutdown);
       }
-      try {
-        edge.submit(Nanos::zero(), nullptr);
-        RL_ASSERT(false);  // no room ever appears: only the shutdown ends the wait
-      } catch (const RejectedError& e) {
-        RL_ASSERT(e.reason() == RejectedError::Reason::shutdown);
-      }
+      submit_refused_by_shutdown(edge);
       RL_ASSERT(edge.rejected() == (first ? 1u : 2u));
       RL_ASSERT(edge.blocked() == 0);
     } else {
@@ -235,18 +265,10 @@ struct BlockedVsBreak : rl::test_suite<BlockedVsBreak, 2> {
   void before() { edge.set_bound(block_forever(1)); }
   void thread(unsigned idx) {
     if (idx == 0) {
-      Supervisor s(edge, bell, 1);
-      while (s.seen() == 0) {
-        if (!s.turn(false)) s.sleep();
-      }
-      edge.set_broken("ProcessPool is broken");
+      supervise_then_break(edge, bell);
     } else {
       RL_ASSERT(edge.submit(Nanos::zero(), nullptr).kind == Admission::queued);
-      try {
-        edge.submit(Nanos::zero(), nullptr);
-        RL_ASSERT(false);
-      } catch (const keel::BrokenProcessPool&) {
-      }
+      submit_failed_by_break(edge);
       RL_ASSERT(edge.blocked() == 0);
     }
   }
@@ -266,13 +288,7 @@ struct TwoBlockedVsShutdown : rl::test_suite<TwoBlockedVsShutdown, 4> {
   }
   void thread(unsigned idx) {
     if (idx == 0) {
-      Supervisor s(edge, bell, 1);
-      while (!s.closed()) {
-        if (!s.turn(false)) s.sleep();
-      }
-      s.turn(false);
-      RL_ASSERT(s.seen() == 1);  // neither blocked submission was accepted
-      edge.set_terminated();
+      supervise_until_closed(edge, bell);
     } else if (idx == 3) {
       Command c;
       c.kind = rl::rand(2) == 0 ? Command::shutdown : Command::terminate;
@@ -280,12 +296,7 @@ struct TwoBlockedVsShutdown : rl::test_suite<TwoBlockedVsShutdown, 4> {
       edge.request(c);
       RL_ASSERT(edge.wait_terminated(keel::platform::Deadline::never()));
     } else {
-      try {
-        edge.submit(Nanos::zero(), nullptr);
-        RL_ASSERT(false);  // no room ever appears: only the shutdown ends the wait
-      } catch (const RejectedError& e) {
-        RL_ASSERT(e.reason() == RejectedError::Reason::shutdown);
-      }
+      submit_refused_by_shutdown(edge);
     }
   }
   void after() {
@@ -307,17 +318,9 @@ struct TwoBlockedVsBreak : rl::test_suite<TwoBlockedVsBreak, 3> {
   }
   void thread(unsigned idx) {
     if (idx == 0) {
-      Supervisor s(edge, bell, 1);
-      while (s.seen() == 0) {
-        if (!s.turn(false)) s.sleep();
-      }
-      edge.set_broken("ProcessPool is broken");
+      supervise_then_break(edge, bell);
     } else {
-      try {
-        edge.submit(Nanos::zero(), nullptr);
-        RL_ASSERT(false);
-      } catch (const keel::BrokenProcessPool&) {
-      }
+      submit_failed_by_break(edge);
     }
   }
   void after() { RL_ASSERT(edge.blocked() == 0); }
