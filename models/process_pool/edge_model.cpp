@@ -121,6 +121,12 @@ class Supervisor {
 Bound block_forever(std::size_t capacity) { return Bound{capacity, RejectPolicy::block, Nanos::max()}; }
 
 // The pieces the blocked-submitter suites share.
+// Capacity 1, block with no timeout, filled by a first task before the
+// threads start: every submission of the suite blocks.
+void fill_capacity_one(Edge& edge) {
+  edge.set_bound(block_forever(1));
+  RL_ASSERT(edge.submit(Nanos::zero(), nullptr).kind == Admission::queued);
+}
 // A supervisor with no free worker: it takes commands until a shutdown
 // arrives, then takes once more (a submit accepted after it would show), and
 // ends the edge.
@@ -282,10 +288,7 @@ struct BlockedVsBreak : rl::test_suite<BlockedVsBreak, 2> {
 struct TwoBlockedVsShutdown : rl::test_suite<TwoBlockedVsShutdown, 4> {
   Bell bell;
   Edge edge{bell};
-  void before() {
-    edge.set_bound(block_forever(1));
-    RL_ASSERT(edge.submit(Nanos::zero(), nullptr).kind == Admission::queued);
-  }
+  void before() { fill_capacity_one(edge); }
   void thread(unsigned idx) {
     if (idx == 0) {
       supervise_until_closed(edge, bell);
@@ -312,10 +315,7 @@ struct TwoBlockedVsShutdown : rl::test_suite<TwoBlockedVsShutdown, 4> {
 struct TwoBlockedVsBreak : rl::test_suite<TwoBlockedVsBreak, 3> {
   Bell bell;
   Edge edge{bell};
-  void before() {
-    edge.set_bound(block_forever(1));
-    RL_ASSERT(edge.submit(Nanos::zero(), nullptr).kind == Admission::queued);
-  }
+  void before() { fill_capacity_one(edge); }
   void thread(unsigned idx) {
     if (idx == 0) {
       supervise_then_break(edge, bell);
