@@ -44,6 +44,9 @@ FUZZ_STANDALONE := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/standalone/%)
 FUZZ_SECONDS ?= 60
 FUZZ_SAN  ?= asan
 FUZZ_JOBS ?= 1
+# Extra flags for the test objects only (the kernel, fuzz targets and
+# examples keep OPT): the ASan build sets -O0, see ASAN_VARS.
+TEST_OPT  ?=
 # Coverage instrumentation for libFuzzer, set by the sanitizer builds below:
 # the kernel and the targets carry it, so the test binary and the fuzzers of
 # one sanitizer build share their objects.
@@ -60,11 +63,13 @@ TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/%.o)
 # compile time of every build tree (there are three in CI). Editing one test
 # recompiles its directory. UNITY=0 builds one object per file, e.g. to check
 # that a test file compiles on its own.
-# The biggest directories first, so that make -j starts them first.
+# The biggest directories first (longest compile first: g++ -O2 took 105,
+# 58, 52, 47, 45 and 32 s; the others 22 s or less), so that make -j starts
+# them first and no long one starts last.
 UNITY     ?= 1
 ifeq ($(UNITY),1)
 TEST_DIRS := $(sort $(patsubst tests/%/,%,$(dir $(wildcard tests/*/*.cpp))))
-UNITY_FIRST := process_pool sync process cluster executor
+UNITY_FIRST := process process_pool executor sync hostile future
 TEST_DIRS := $(foreach d,$(UNITY_FIRST),$(filter $(d),$(TEST_DIRS))) $(filter-out $(UNITY_FIRST),$(TEST_DIRS))
 UNITY_OBJ := $(TEST_DIRS:%=$(BUILD)/unity/tests_%.o)
 TEST_OBJ  := $(UNITY_OBJ) $(BUILD)/tests/main.o
@@ -114,7 +119,7 @@ $(LIB): $(LIB_OBJ)
 # Objects depend on the flags they were built with: switching OPT, FUZZ_COV or
 # the sanitizer in a build tree rebuilds instead of linking stale objects.
 FLAGS_STAMP := $(BUILD)/.flags
-FLAGS_NOW := $(CXX) $(CXXFLAGS) $(FUZZ_COV) $(LDFLAGS)
+FLAGS_NOW := $(CXX) $(CXXFLAGS) $(FUZZ_COV) $(TEST_OPT) $(LDFLAGS)
 $(FLAGS_STAMP): FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' "$(FLAGS_NOW)" | cmp -s - $@ || printf '%s\n' "$(FLAGS_NOW)" > $@
@@ -131,17 +136,19 @@ $(BUILD)/%.o: %.cpp $(FLAGS_STAMP) | $(DEPS_STAMP)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/tests/%.o $(BUILD)/unity/%.o: CPPFLAGS += -I. -DKEEL_SOURCE_DIR='"$(CURDIR)"' -DKEEL_TEST_CXX='"$(CXX)"'
+$(BUILD)/tests/%.o $(BUILD)/unity/%.o: CXXFLAGS += $(TEST_OPT)
 
-# A unity source changes only when its directory's list of tests does (and
-# is kept: were make to delete it as an intermediate, every build would
-# write it anew and recompile the directory). Static pattern rules, so that
-# nothing else under unity/ (the .d files make looks for) matches them.
+# A unity source changes only when its directory's list of tests does. It is
+# written while make reads this file, not by a recipe: as a recipe's target
+# (remade every run, to notice a new test file) each unity object waited on
+# that job, and make -j then started every kernel and fuzz object before the
+# first of them, so the longest compiles began last and ran alone at the end.
+# Static pattern rules, so that nothing else under unity/ (the .d files make
+# looks for) matches them.
 ifeq ($(UNITY),1)
-.PRECIOUS: $(UNITY_OBJ:.o=.cpp)
-$(UNITY_OBJ:.o=.cpp): $(BUILD)/unity/tests_%.cpp: FORCE
-	@mkdir -p $(@D)
-	@for f in $(sort $(wildcard tests/$*/*.cpp)); do echo "#include \"$$f\""; done | cmp -s - $@ || \
-	  for f in $(sort $(wildcard tests/$*/*.cpp)); do echo "#include \"$$f\""; done > $@
+unity_list = printf '\#include "%s"\n' $(sort $(wildcard tests/$(1)/*.cpp))
+$(foreach d,$(TEST_DIRS),$(shell mkdir -p $(BUILD)/unity && { $(call unity_list,$(d)) | \
+  cmp -s - $(BUILD)/unity/tests_$(d).cpp || $(call unity_list,$(d)) > $(BUILD)/unity/tests_$(d).cpp; }))
 
 $(UNITY_OBJ): $(BUILD)/unity/%.o: $(BUILD)/unity/%.cpp $(FLAGS_STAMP) | $(DEPS_STAMP)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
@@ -238,8 +245,17 @@ sanitize:
 # -gline-tables-only: reports and the watchdog's stacks need functions, files
 # and lines, not variables; full -g made these builds (CI's longest steps)
 # slower to compile and link.
-ASAN_VARS := CXX=$(CLANG) BUILD=build/asan FUZZ_COV=-fsanitize=fuzzer-no-link \
-  OPT="-O1 -gline-tables-only -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+# -fsanitize-address-use-after-return=never: clang 14 otherwise instruments
+# every frame for a fake stack that its runtime leaves off
+# (detect_stack_use_after_return=0 by default, and nothing here turns it on),
+# which made a test object's compile 1.5x as long for no check that ran.
+# TEST_OPT=-O0: the test objects (not the kernel, which keeps -O1) compile
+# without optimisation, 2.4x faster; ASan and UBSan check every access and
+# operation at -O0 as they do at -O1 (more, with nothing kept in registers),
+# and the suite mostly waits, so it runs about as long. This tree was CI's
+# longest compile.
+ASAN_VARS := CXX=$(CLANG) BUILD=build/asan FUZZ_COV=-fsanitize=fuzzer-no-link TEST_OPT=-O0 \
+  OPT="-O1 -gline-tables-only -fno-omit-frame-pointer -fsanitize=address,undefined -fsanitize-address-use-after-return=never -fno-sanitize-recover=all" \
   LDFLAGS="-fsanitize=address,undefined"
 # No libFuzzer under TSan: clang 14's TSan reports the edge counters that
 # fuzzer-no-link adds (plain global increments) as races between any two
