@@ -357,6 +357,34 @@ TEST(ClusterPool, ArgumentsOfExactlyMaxMessageBytesAreSentAndOneMoreIsRefused) {
   EXPECT_EQ(pool.stats().submitted, 1u);
 }
 
+TEST(ClusterPool, ACancelledOfferIsNeverRunWhenItsNodeClaimsIt) {
+  // One node of one worker, busy with A until the test opens A's gate. B is
+  // offered to the node behind A, and its user cancels it there: when A
+  // ends and the node claims B, rank 0 must say drop, and B never runs.
+  const std::string dir = temp_dir();
+  ASSERT_FALSE(dir.empty());
+  const std::string gate = dir + "-gate";
+  {
+    ClusterPool pool(local(1, 1));
+    auto a = pool.submit(wait_for_file_t, gate);
+    ASSERT_TRUE(keel_test::eventually([&] { return a.running(); }));
+    auto b = pool.submit(mark_sleep_t, dir, 0);
+    ASSERT_TRUE(keel_test::eventually([&] { return pool.stats().nodes[0].offered == 1u; })) << "B is offered behind A";
+    EXPECT_TRUE(b.cancel()) << "offered, not let run: cancel wins";
+    if (FILE* f = std::fopen(gate.c_str(), "w")) std::fclose(f);
+    EXPECT_EQ(a.result(keel_test::hang_limit), 1);
+    pool.shutdown();
+    EXPECT_TRUE(b.cancelled());
+    const auto s = pool.stats();
+    EXPECT_EQ(s.cancelled, 1u);
+    EXPECT_EQ(s.answered, 1u);
+    EXPECT_EQ(s.nodes[0].local.submitted, 1u) << "the cancelled task reached the node's pool";
+  }
+  EXPECT_EQ(marks_in(dir), 0) << "the cancelled task ran";
+  ::unlink(gate.c_str());
+  remove_dir(dir);
+}
+
 TEST(ClusterPool, AnOfferWaitingBehindABusyNodeMovesToAnIdleOne) {
   // Two nodes of one worker. A (long) takes node 0, B (short) node 1; C is
   // offered ahead to node 0, behind A. When B ends, node 1 is idle: C must

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -12,6 +13,8 @@
 #include "../../kernel/src/cluster/driver.hpp"
 #include "../../kernel/src/cluster/protocol.hpp"
 #include "../support/test_support.hpp"
+#include "keel/cluster/cluster_pool.hpp"
+#include "keel/process/process.hpp"
 #include "keel/process/task.hpp"
 
 namespace {
@@ -280,6 +283,110 @@ TEST(ClusterDriver, AMalformedMessageFromANodeBreaksTheClusterWithItsName) {
   }
   EXPECT_THROW(d.submit(call_of(fut, 1), std::nullopt), keel::BrokenProcessPool);
   close_both(f, d);
+}
+
+// The next message of `kind` to `node` (others skipped), for code that runs
+// outside a test (a child process): nothing within the hang limit throws.
+Message cd_next_of(ScriptedFabric& f, unsigned node, Kind kind) {
+  const auto end = std::chrono::steady_clock::now() + keel_test::hang_limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (auto m = f.next(100ms); m && m->first == node && m->second.kind == kind) return m->second;
+  }
+  throw std::runtime_error("no message of kind " + std::to_string(static_cast<int>(kind)) + " to node " +
+                           std::to_string(node));
+}
+
+// Claims of offers a node was never made, in the process this runs in
+// (a child: a supervisor that read one past a task's offer table would
+// crash it). Throws on a wrong answer.
+void cd_claims_of_offers_never_made() {
+  keel::detail::ClusterDriver d(keel::ClusterOptions{}, &make_scripted);
+  ScriptedFabric& f = *scripted;
+  keel::Future<int> fut;
+  d.submit(call_of(fut, 5), std::nullopt);
+  // Task 1 is taken in, and waits: no node is ready, so it was never offered.
+  if (!keel_test::eventually([&] { return d.stats().submitted == 1; })) throw std::runtime_error("not taken in");
+  // Offer numbers start at 2: a claim numbered 0 names no offer.
+  f.node_says(0, task_msg(Kind::claim, 1, 0));
+  if (const Message m = cd_next_of(f, 0, Kind::drop); m.task != 1 || m.gen != 0) throw std::runtime_error("drop 1");
+  // Offered to node 0; node 1 claims it by that offer's number.
+  f.node_says(0, ready(1));
+  const Message o = cd_next_of(f, 0, Kind::offer);
+  f.node_says(1, task_msg(Kind::claim, o.task, o.gen));
+  if (const Message m = cd_next_of(f, 1, Kind::drop); m.task != o.task) throw std::runtime_error("drop 2");
+  f.node_says(0, task_msg(Kind::claim, o.task, o.gen));
+  if (const Message m = cd_next_of(f, 0, Kind::go); m.gen != o.gen) throw std::runtime_error("go");
+  Message ans;
+  ans.kind = Kind::answer;
+  ans.task = o.task;
+  ans.ok = true;
+  ans.text = keel::encode(25);
+  f.node_says(0, ans);
+  if (fut.result(keel_test::hang_limit) != 25) throw std::runtime_error("the result");
+  d.shutdown(false);
+  (void)cd_next_of(f, 0, Kind::close);
+  (void)cd_next_of(f, 1, Kind::close);
+  f.node_says(0, Message{Kind::closed});
+  f.node_says(1, Message{Kind::closed});
+  if (!d.wait_terminated(keel::platform::Deadline::after(keel_test::hang_limit))) throw std::runtime_error("the end");
+}
+inline const auto cd_claims_of_offers_never_made_t =
+    keel::register_task("cd.claims_of_offers_never_made", cd_claims_of_offers_never_made);
+
+TEST(ClusterDriver, AClaimOfAnOfferTheNodeWasNeverMadeIsDropped) {
+  keel::Process p(cd_claims_of_offers_never_made_t);
+  p.start();
+  // Within the mutation tool's per-test limit (60 s), so a child that never
+  // ends fails this test by name rather than as a watchdog timeout.
+  if (!p.join(keel_test::hang_limit * 2)) {
+    p.kill();
+    p.join();
+    FAIL() << "the child never ended";
+  }
+  EXPECT_EQ(p.exitcode().value_or(-2000), 0) << "1: a wrong answer (on its stderr); < 0: killed by a signal";
+}
+
+TEST(ClusterDriver, UnderAnMpiWorldAPoolTakesItsNodesFromItAndRefusesLocalNodes) {
+  // cluster::init sets the world; a scripted fabric stands in for MPI here.
+  keel::detail::set_cluster_world(&make_scripted);
+  struct NoWorld {
+    ~NoWorld() { keel::detail::set_cluster_world(nullptr); }
+  } no_world;
+  keel::ClusterOptions o;
+  o.local_nodes = 1;
+  EXPECT_THROW({ keel::ClusterPool refused(o); }, keel::ValueError);
+  o.local_nodes = 0;
+  std::optional<keel::ClusterPool> pool;
+  ASSERT_NO_THROW(pool.emplace(o));
+  EXPECT_EQ(pool->nodes(), 2u);
+  ScriptedFabric& f = *scripted;
+  f.expect(0, Kind::open);
+  f.expect(1, Kind::open);
+  pool->shutdown({.wait = false});
+  f.expect(0, Kind::close);
+  f.expect(1, Kind::close);
+  f.node_says(0, Message{Kind::closed});
+  f.node_says(1, Message{Kind::closed});
+  EXPECT_TRUE(pool->await_termination(keel_test::hang_limit));
+}
+
+TEST(ClusterProtocol, EveryFailureKindRoundTripsAndNoOtherByteDecodes) {
+  using keel::cluster::proto::Error;
+  for (int e = static_cast<int>(Error::lost); e <= static_cast<int>(Error::other); ++e) {
+    Message m;
+    m.kind = Kind::failure;
+    m.task = 9;
+    m.error = static_cast<Error>(e);
+    m.text = "why";
+    const Message back = keel::cluster::proto::decode(keel::cluster::proto::encode(m));
+    EXPECT_EQ(back.error, m.error) << "kind " << e;
+  }
+  for (int e : {0, static_cast<int>(Error::other) + 1, 255}) {
+    Message m;
+    m.kind = Kind::failure;
+    m.error = static_cast<Error>(e);
+    EXPECT_THROW(keel::cluster::proto::decode(keel::cluster::proto::encode(m)), keel::ProtocolError) << "kind " << e;
+  }
 }
 
 TEST(ClusterProtocol, EveryMessageRoundTripsAndBadBytesAreProtocolErrors) {

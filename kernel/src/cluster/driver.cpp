@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "keel/error.hpp"
+#include "start_slot.hpp"
 
 namespace keel::detail {
 
@@ -16,8 +17,6 @@ using cluster::Action;
 using cluster::Outcome;
 using cluster::proto::Kind;
 using cluster::proto::Message;
-
-constexpr std::uint64_t started_value = 0;  // gen starts at 2: sent and dead are never 0
 
 // The open pool's driver, for the exit handler; whether a pool is open; and
 // the MPI world's fabric factory (set by cluster::init, read by every
@@ -167,17 +166,15 @@ bool ClusterDriver::arm(cluster::TaskId t, cluster::NodeId n) {
   r->gen += 2;
   if (r->offer_to.size() <= n) r->offer_to.resize(n + 1, 0);
   r->offer_to[n] = r->gen;
-  r->word->store(r->gen, std::memory_order_release);
+  cluster::slot::arm(*r->word, r->gen);
   return r->call->dispatch(FutureCore::StartSlot{r->word.get(), r->gen, r->gen + 1});
 }
 
 cluster::Gate::Start ClusterDriver::start(cluster::TaskId t, cluster::NodeId) {
   Record* r = record(t);
   if (!r) return Start::cancelled;
-  std::uint64_t expected = r->gen;
   // The claim races the user's cancel() for the slot: one CAS decides.
-  const bool won =
-      r->word->compare_exchange_strong(expected, started_value, std::memory_order_acq_rel, std::memory_order_acquire);
+  const bool won = cluster::slot::try_start(*r->word, r->gen);
   (void)r->call->undispatch();  // won: running; lost: cancelled (or, in a chunk, pending again)
   if (won) return Start::started;
   return r->call->chunk ? Start::again : Start::cancelled;

@@ -77,7 +77,7 @@ class ClusterDriver final : public cluster::Gate {
     std::unique_ptr<PoolCall> call;
     std::optional<std::int64_t> timeout_ns;
     std::unique_ptr<platform::Atomic<std::uint64_t>> word = std::make_unique<platform::Atomic<std::uint64_t>>(0);
-    std::uint64_t gen = 0;  // the slot's current `sent` value (and offer); gen + 1 is dead
+    std::uint64_t gen = 0;  // the slot's current `sent` value (and offer, from 2 up); gen + 1 is dead
     // Per node, the offer it was last made of this task (0: none): what a
     // withdraw names.
     std::vector<std::uint64_t> offer_to;
