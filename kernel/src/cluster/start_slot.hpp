@@ -21,7 +21,7 @@
 // CASes on the word are relaxed for the same reasons; so are the process
 // pool's, in kernel/src/process_pool/protocol.hpp.)
 //
-// Checked by models/cluster/slot_model.cpp.
+// Checked by models/cluster/start_slot_model.cpp.
 //
 // Invariants: CLUSTER-2.
 #pragma once
