@@ -129,7 +129,13 @@ TEST(ClusterPool, NTasksOnNNodesRunInParallel) {
     for (auto& f : fs) EXPECT_EQ(f.result(), 3);
     pool.shutdown();
     const auto s = pool.stats();
-    for (const auto& n : s.nodes) EXPECT_EQ(n.local.completed, 1u) << n.name;
+    EXPECT_EQ(s.answered, 3u);
+    // A node's last report can predate its local pool counting the call it
+    // just answered (that supervisor counts after it answers), so a node may
+    // report 0 here; it never reports a second call. That each node ran one
+    // is what the rendezvous showed: three tasks at once on three 1-worker
+    // nodes.
+    for (const auto& n : s.nodes) EXPECT_LE(n.local.completed, 1u) << n.name;
   }
   (void)std::system(("rm -rf '" + dir + "'").c_str());
 }
