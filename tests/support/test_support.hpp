@@ -81,6 +81,18 @@ inline double scale() {
   return s;
 }
 
+// Joins the child process `p` within `limit`, or kills and reaps it.
+// Returns whether it ended. The default is within the mutation tool's
+// per-test limit (60 s), so a child that never ends fails its test by name
+// rather than as a watchdog timeout.
+template <class Process>
+bool joined_within(Process& p, std::chrono::milliseconds limit = hang_limit * 2) {
+  if (p.join(limit)) return true;
+  p.kill();
+  p.join();
+  return false;
+}
+
 // n scaled, at least `floor`.
 inline int scaled(int n, int floor = 1) { return std::max(floor, static_cast<int>(n * scale())); }
 
