@@ -574,7 +574,11 @@ def test_suites(root):
 
 
 TEST_LAYERS = {"sync": ["sync"], "future": ["future"], "executor": ["executor"], "process_pool": ["process_pool"],
-               "process": ["process"], "platform": ["platform", "sync"],
+               # The process layer's child.cpp (spawn, fork, the daemon lifeline,
+               # reaping), frame.cpp and the codec are what every ProcessPool worker
+               # runs on; tests/process reaches little of child.cpp (its first full
+               # run: every child.cpp mutant survived it), the pool's suites all of it.
+               "process": ["process", "process_pool"], "platform": ["platform", "sync"],
                # Each node of a ClusterPool runs a ProcessPool; its own suites are
                # tests/cluster (before, cluster/ was not a layer, and its mutants ran
                # the "common" suites, none of which builds a ClusterPool).
@@ -591,7 +595,12 @@ TEST_LAYERS = {"sync": ["sync"], "future": ["future"], "executor": ["executor"],
 # tests/process_pool, so without this they never ran for a process-pool
 # mutant. Both cost seconds.
 TEST_EXTRA = {"process_pool": ["*/FuzzCorpus.*/pool_machine", "*/FuzzCorpus.*/pool_worker",
-                               "*/FuzzCorpus.*/process_pool_ops", "HostileProcessPool*.*", "HostileTimeout.ProcessPool*"]}
+                               "*/FuzzCorpus.*/process_pool_ops", "HostileProcessPool*.*", "HostileTimeout.ProcessPool*"],
+              # Child roles and hostile environments (tests/hostile/child_role_test.cpp),
+              # shared-memory cleanup by the resource tracker, and the decoders' corpora.
+              "process": ["*/FuzzCorpus.*/codec", "*/FuzzCorpus.*/frame_reader", "*/FuzzCorpus.*/pool_worker",
+                          "*/FuzzCorpus.*/process_pool_ops", "HostileChildRole*.*", "HostileShm*.*",
+                          "HostileProcessPool*.*", "HostileTimeout.ProcessPool*"]}
 
 
 # The tree as it was when the run started (see snapshot_tree): every scratch

@@ -178,6 +178,9 @@ constexpr std::array<char, hs::nonce_bytes> nonce_a{'n', 'o', 'n', 'c', 'e', '-'
                                                     '-', 't', 'h', 'e', '-', 'f', 'd', '!'};
 constexpr std::array<char, hs::nonce_bytes> nonce_b{'a', 'n', 'o', 't', 'h', 'e', 'r', '-',
                                                     'n', 'o', 'n', 'c', 'e', '.', '.', '.'};
+// nonce_a but for its last byte: a comparison that stops one byte short takes it.
+constexpr std::array<char, hs::nonce_bytes> nonce_a_last{'n', 'o', 'n', 'c', 'e', '-', 'o', 'f',
+                                                         '-', 't', 'h', 'e', '-', 'f', 'd', '?'};
 
 enum class PayloadKind { regular_file, pipe, memfd, sealed_memfd };
 enum class Channel {
@@ -186,7 +189,7 @@ enum class Channel {
   by_parent,  // a socketpair made by the target's parent
   by_test,    // a socketpair made by the test process (the target's grandparent when exec_in_b)
 };
-enum class Hello { right, wrong_pid, wrong_nonce, silent };
+enum class Hello { right, wrong_pid, wrong_nonce, wrong_last_nonce_byte, silent };
 
 struct Attack {
   std::string program;  // the image to exec
@@ -309,7 +312,9 @@ Outcome run_attack(const Attack& a, const std::string& dir) {
 
   std::array<char, hs::hello_bytes> hello{};
   std::memcpy(hello.data(), hs::hello_magic, hs::magic_bytes);
-  const auto& nonce = a.hello == Hello::wrong_nonce ? nonce_b : nonce_a;
+  const auto& nonce = a.hello == Hello::wrong_nonce             ? nonce_b
+                      : a.hello == Hello::wrong_last_nonce_byte ? nonce_a_last
+                                                                : nonce_a;
   std::memcpy(hello.data() + hs::magic_bytes + 4, nonce.data(), nonce.size());
 
   // Made here before the fork: a pipe at the hello slot, or the test process's socketpair.
@@ -458,6 +463,15 @@ TEST_F(HostileChildRole, AHelloWithAnotherNonceThanThePayloadIsRefused) {
   a.header = true;
   a.channel = Channel::by_parent;
   a.hello = Hello::wrong_nonce;
+  expect_refused(a, "the payload's nonce is not the hello's");
+}
+
+TEST_F(HostileChildRole, AHelloWhoseNonceDiffersOnlyInItsLastByteIsRefused) {
+  Attack a = attack();
+  a.payload = PayloadKind::sealed_memfd;
+  a.header = true;
+  a.channel = Channel::by_parent;
+  a.hello = Hello::wrong_last_nonce_byte;
   expect_refused(a, "the payload's nonce is not the hello's");
 }
 

@@ -109,6 +109,63 @@ TEST(Frame, FramesSplitAtEveryByteBoundaryReassemble) {
   }
 }
 
+TEST(Frame, WholeFramesStillBufferedAreNoPartialFrame) {
+  // has_partial() walks the frames not yet handed out: one of exactly the
+  // largest payload, then an empty one that is exactly a header.
+  const std::size_t max = 8;
+  keel::FrameReader r(max);
+  const std::vector<Frame> frames{{1, 0, 1, "x"}, {2, 0, 2, std::string(max, 'm')}, {3, 0, 3, ""}};
+  r.feed(wire(frames, max));
+  EXPECT_FALSE(r.has_partial());
+  r.feed(header(0).substr(0, keel::frame_header_size - 1));
+  EXPECT_TRUE(r.has_partial());
+  EXPECT_EQ(drain(r), frames);
+}
+
+TEST(Frame, BadMagicNamesBothBytesOnceTwoAreHere) {
+  keel::FrameReader r;
+  r.feed(std::string("L\x01", 2));
+  try {
+    (void)r.next();
+    ADD_FAILURE() << "no ProtocolError";
+  } catch (const keel::ProtocolError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad magic 0x4c 0x01 "), std::string::npos) << e.what();
+  }
+}
+
+TEST(Frame, RoomMadeByDroppingHandedOutBytesDoesNotGrowTheBuffer) {
+  // 4096 bytes: a whole frame of 4000, then 96 of the next. After next(),
+  // asking for exactly the 4000 bytes handed out moves the 96 to the front.
+  keel::FrameReader r;
+  const std::string bytes =
+      wire({{1, 0, 1, std::string(4000 - keel::frame_header_size, 'a')}, {2, 0, 2, std::string(200, 'b')}});
+  const std::span<char> room = r.prepare(4096);
+  ASSERT_EQ(room.size(), 4096u);
+  std::memcpy(room.data(), bytes.data(), 4096);
+  r.commit(4096);
+  ASSERT_EQ(r.next()->payload.size(), 4000 - keel::frame_header_size);
+  EXPECT_EQ(r.prepare(4000).size(), 4000u);
+  EXPECT_EQ(r.capacity(), 4096u);
+  r.commit(0);
+  r.feed(std::string_view(bytes).substr(4096));
+  EXPECT_EQ(r.next()->payload, std::string(200, 'b'));
+}
+
+TEST(Frame, ADrainedBufferIsKeptUpToOneMebibyteAndShrinksToWhatIsAskedAbove) {
+  constexpr std::size_t kept = std::size_t{1} << 20;
+  keel::FrameReader r;
+  r.prepare(kept);
+  r.commit(0);
+  ASSERT_EQ(r.capacity(), kept);
+  r.prepare(4096);  // drained and at the kept size: kept for reuse
+  EXPECT_EQ(r.capacity(), kept);
+  r.prepare(4 * kept);
+  r.commit(0);
+  ASSERT_EQ(r.capacity(), 4 * kept);
+  r.prepare(kept);  // drained, above the kept size, and asked for exactly it: given back
+  EXPECT_EQ(r.capacity(), kept);
+}
+
 TEST(Frame, ByteByByteFeedKeepsTheBufferWithinOneFrame) {
   const std::size_t max = 1000;
   const std::vector<Frame> frames{{1, 0, 1, std::string(1000, 'a')}, {2, 0, 2, "b"}, {3, 0, 3, std::string(999, 'c')}};

@@ -456,6 +456,129 @@ TEST(ProcessQueue, ASleepingGetterRecoversALockWhoseHolderDiedAndWaitsOn) {
   q.unlink();
 }
 
+// For the scope of a test: waiters sleep an hour between looks, so a wake-up
+// is the only thing that ends their sleep, and a lost one leaves them asleep
+// (in the real queue it costs at most recheck_interval, which no test sees).
+class NoRecheck {
+ public:
+  NoRecheck() { keel::detail::process_queue_test_recheck = std::chrono::hours(1); }
+  ~NoRecheck() { keel::detail::process_queue_test_recheck = std::chrono::milliseconds(0); }
+  NoRecheck(const NoRecheck&) = delete;
+  NoRecheck& operator=(const NoRecheck&) = delete;
+};
+
+// A waiter thread that records what it got and when it returned. Its own
+// deadline is twice the window the test gives its wake-up, so a waiter that
+// was never woken is seen as still asleep (at its deadline it would look
+// again and find the message).
+struct Waiter {
+  std::atomic<bool> done{false};
+  std::optional<std::string> got;
+  keel_test::TidThread thread;
+  template <class F>
+  explicit Waiter(F op)
+      : thread([this, op] {
+          try {
+            got = op(2 * keel_test::hang_limit);
+          } catch (const keel::TimeoutError&) {
+          }
+          done = true;
+        }) {}
+  bool woken() const {
+    return keel_test::eventually([this] { return done.load(); });
+  }
+};
+
+TEST(ProcessQueue, SleepersAreWokenByThePublishThatLetsThemOnWithoutLookingAgain) {
+  QueueName name;
+  NoRecheck no_recheck;
+  auto q = keel::ProcessQueue::create(name.str(), {.capacity = 1, .max_message = 16});
+  {
+    Waiter getter([&q](auto timeout) { return q.get_bytes(timeout); });
+    ASSERT_TRUE(getter.thread.wait_blocked());
+    q.put_bytes("wake", limit);
+    EXPECT_TRUE(getter.woken()) << "the put did not wake the sleeping getter";
+    getter.thread.join();
+    EXPECT_EQ(getter.got, "wake");
+  }
+  q.put_bytes("full", limit);
+  {
+    Waiter putter([&q](auto timeout) {
+      q.put_bytes("next", timeout);
+      return std::string("put");
+    });
+    ASSERT_TRUE(putter.thread.wait_blocked());
+    EXPECT_EQ(q.get_bytes(limit), "full");
+    EXPECT_TRUE(putter.woken()) << "the get did not wake the sleeping putter";
+    putter.thread.join();
+  }
+  EXPECT_EQ(q.get_bytes(0ms), "next");
+  q.unlink();
+}
+
+TEST(ProcessQueue, AGetterAsleepWhenAPutterDiesAfterPublishingIsWokenByTheNextLocker) {
+  // The putter dies holding the lock after its publishing store, before any
+  // wake-up. The next locker here is a put that finds the queue full and
+  // publishes nothing: only its takeover's wake-up reaches the getter.
+  QueueName name;
+  NoRecheck no_recheck;
+  auto q = keel::ProcessQueue::create(name.str(), {.capacity = 1, .max_message = 16});
+  SharedMapping<std::atomic<int>> parked;
+  ASSERT_NE(parked.get(), nullptr);
+  std::atomic<int>* flag = parked.get();
+  Children children;
+  Waiter getter([&q](auto timeout) { return q.get_bytes(timeout); });
+  ASSERT_TRUE(getter.thread.wait_blocked());
+  const pid_t pid = children.spawn([&name, flag] {
+    auto mine = keel::ProcessQueue::attach(name.str());
+    park_next_operation_at(keel::detail::QueueStep::put_after_publish, flag);
+    mine.put_bytes("orphaned");
+    return 2;
+  });
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(keel_test::eventually([&] { return flag->load() == 1; }));
+  ASSERT_TRUE(children.kill(pid));
+  EXPECT_FALSE(q.try_put_bytes("extra"));  // takes the lock over; the queue is full
+  EXPECT_EQ(q.recoveries(), 1u);
+  EXPECT_TRUE(getter.woken()) << "the takeover did not wake the sleeping getter";
+  getter.thread.join();
+  EXPECT_EQ(getter.got, "orphaned");
+  q.unlink();
+}
+
+TEST(ProcessQueue, APutterAsleepWhenAGetterDiesAfterConsumingIsWokenByTheNextLocker) {
+  // As above, mirrored: the getter dies after its consuming store, and the
+  // next locker is a get that finds the queue empty.
+  QueueName name;
+  NoRecheck no_recheck;
+  auto q = keel::ProcessQueue::create(name.str(), {.capacity = 1, .max_message = 16});
+  q.put_bytes("taken", limit);
+  SharedMapping<std::atomic<int>> parked;
+  ASSERT_NE(parked.get(), nullptr);
+  std::atomic<int>* flag = parked.get();
+  Children children;
+  Waiter putter([&q](auto timeout) {
+    q.put_bytes("waited", timeout);
+    return std::string("put");
+  });
+  ASSERT_TRUE(putter.thread.wait_blocked());
+  const pid_t pid = children.spawn([&name, flag] {
+    auto mine = keel::ProcessQueue::attach(name.str());
+    park_next_operation_at(keel::detail::QueueStep::get_after_publish, flag);
+    (void)mine.get_bytes();
+    return 2;
+  });
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(keel_test::eventually([&] { return flag->load() == 1; }));
+  ASSERT_TRUE(children.kill(pid));
+  EXPECT_EQ(q.try_get_bytes(), std::nullopt);  // takes the lock over; the queue is empty
+  EXPECT_EQ(q.recoveries(), 1u);
+  EXPECT_TRUE(putter.woken()) << "the takeover did not wake the sleeping putter";
+  putter.thread.join();
+  EXPECT_EQ(q.get_bytes(0ms), "waited");
+  q.unlink();
+}
+
 TEST(ProcessQueue, ProcessesKilledAtRandomMomentsLoseNoCompletedPutAndDuplicateNothing) {
   // Each round: putter and getter children work on a small queue and are all
   // SIGKILLed at a random moment; the parent then drains the queue. A put

@@ -5,12 +5,15 @@
 // parent, even when the parent is SIGKILLed (POOL-4); the destructor kills a
 // daemon child and joins a non-daemon one. tests/main.cpp fails any test that
 // leaves a child, a zombie or an fd behind.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +22,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -315,6 +319,23 @@ class Subreaper {
   int orphan_ = -1;
 };
 
+// Reaps `pid`, an orphan reparented to this subreaper, within `limit`: its
+// wait status, or -1 if it still runs then (or is no child of ours).
+int orphan_status_within(pid_t pid, std::chrono::milliseconds limit) {
+  const keel_test::Stopwatch sw;
+  while (sw.elapsed() < limit) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r != 0) return -1;
+    std::this_thread::sleep_for(2ms);
+  }
+  return -1;
+}
+
+// How a daemon child leaves when its lifeline watcher sees its parent gone.
+bool left_through_lifeline(int status) { return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1; }
+
 TEST(Process, ADaemonChildDiesWhenItsParentIsKilled) {
   Subreaper subreaper;  // orphans come to this process, which can then reap them
   ASSERT_TRUE(subreaper.ok());
@@ -330,20 +351,154 @@ TEST(Process, ADaemonChildDiesWhenItsParentIsKilled) {
   ASSERT_TRUE(mid.join(hang_limit));
   EXPECT_EQ(mid.exitcode(), -SIGKILL);
   // The middle process is reaped, so the grandchild is already ours.
-  const keel_test::Stopwatch sw;
-  int status = 0;
-  bool gone = false;
-  while (sw.elapsed() < 1s) {
-    const pid_t r = ::waitpid(grandchild, &status, WNOHANG);
-    if (r == grandchild) {
-      gone = true;
-      break;
-    }
-    ASSERT_EQ(r, 0) << "waitpid: " << std::strerror(errno);
-    std::this_thread::sleep_for(2ms);
+  const int status = orphan_status_within(grandchild, 1000ms);
+  ASSERT_NE(status, -1) << "the daemon grandchild outlived its parent by a second";
+  EXPECT_TRUE(left_through_lifeline(status)) << "it should leave through its lifeline watcher";
+}
+
+int open_fd_count() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {  // its own fd is counted every time alike
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
   }
-  ASSERT_TRUE(gone) << "the daemon grandchild outlived its parent by a second";
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << "it should leave through its lifeline watcher";
+  return n;
+}
+
+bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+
+// What the middle process of the stdin-closed test reports.
+using StdinClosedReport = std::tuple<bool, bool, std::int32_t, std::int32_t>;
+//                                   fd 0 is its lifeline, each start opened what a plain one does, two daemons
+
+// Started (spawned) with fd 0 closed, so the lifeline pipe that a child makes
+// before its task runs has its read end at 0. Starts a plain child and two
+// daemon children by fork, which must each open the same fds (the lifeline is
+// made once, fd 0 or not) and must carry the lifeline, reports, and waits to
+// be killed.
+void stdin_closed_middle_task() {
+  struct stat st {};
+  const bool lifeline_at_0 = ::fstat(0, &st) == 0 && S_ISFIFO(st.st_mode);
+  const int c0 = open_fd_count();
+  keel::Process plain(keel::ProcessOptions{.start = keel::StartMethod::fork}, nothing);
+  plain.start();
+  const int c1 = open_fd_count();
+  StdinClosedReport r{lifeline_at_0, true, 0, 0};
+  // Not under TSan: a forked daemon's watcher thread (see ForkCallRunsACallableAndExitsWithItsResult).
+  std::optional<keel::Process> d1, d2;
+  if (!KEEL_TEST_TSAN) {
+    const keel::ProcessOptions daemon{.daemon = true, .start = keel::StartMethod::fork};
+    d1.emplace(daemon, sleep_ms, 20000);
+    d1->start();
+    const int c2 = open_fd_count();
+    d2.emplace(daemon, sleep_ms, 20000);
+    d2->start();
+    const int c3 = open_fd_count();
+    r = {lifeline_at_0, c2 - c1 == c1 - c0 && c3 - c2 == c1 - c0, d1->pid(), d2->pid()};
+  }
+  keel::this_process::connection(0).send(r);
+  plain.join();
+  std::this_thread::sleep_for(20s);
+}
+const auto stdin_closed_middle = keel::register_task("process_test.stdin_closed_middle", stdin_closed_middle_task);
+
+TEST(Process, AParentWithStdinClosedStartsChildrenAndDaemonsThatWorkAndLeakNothing) {
+  // Daemons and programs started with no stdin are common. The first fd
+  // keel opens there is 0: a forked child's pidfd, a spawn's payload memfd,
+  // the lifeline pipe. Each must work at 0 and be closed again. The child T
+  // runs it all (its fd 0 closed) and exits with the first check that failed.
+  keel::Process t = keel::Process::fork_call([] {
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return 2;  // the daemons come to T when their parent dies
+    keel::Pipe pipe;
+    ::close(0);
+    {
+      keel::Process p(keel::ProcessOptions{.start = keel::StartMethod::fork}, nothing);
+      p.start();  // its pidfd is fd 0
+      if (!p.join(hang_limit) || p.exitcode() != 0) return 10;
+    }
+    if (fd_open(0)) return 11;  // the reaped child's pidfd leaked
+    keel::Process mid(keel::ProcessOptions{.connections = {pipe.second}}, stdin_closed_middle);
+    mid.start();  // spawn: its payload memfd is fd 0, and mid starts with no fd 0
+    pipe.second.close();
+    const auto [lifeline_at_0, same_fds, d1, d2] = pipe.first.recv<StdinClosedReport>(hang_limit);
+    mid.kill();
+    if (!mid.join(hang_limit)) return 12;
+    const bool d1_gone = d1 == 0 || left_through_lifeline(orphan_status_within(d1, 5000ms));
+    const bool d2_gone = d2 == 0 || left_through_lifeline(orphan_status_within(d2, 5000ms));
+    for (const pid_t d : {d1, d2}) {
+      if (d > 0 && ::kill(d, SIGKILL) == 0) ::waitpid(d, nullptr, 0);
+    }
+    if (!lifeline_at_0) return 20;        // the test's premise: the middle's lifeline is at 0
+    if (!same_fds) return 21;             // a daemon's start made another lifeline pipe
+    if (!d1_gone || !d2_gone) return 22;  // a forked daemon did not get the lifeline at 0
+    return fd_open(0) ? 13 : 0;
+  });
+  t.start();
+  ASSERT_TRUE(keel_test::joined_within(t));
+  // 1: an exception (a start refused); 10-13: fd 0 as a pidfd or payload; 20-22: the lifeline at 0.
+  EXPECT_EQ(t.exitcode(), 0);
+}
+
+// Reports on connection 0 whether the two connections it inherited are close-on-exec.
+void cloexec_task() {
+  const auto cloexec = [](int fd) { return (::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0; };
+  keel::this_process::connection(0).send(std::tuple<bool, bool>{cloexec(keel::this_process::connection(0).fileno()),
+                                                                cloexec(keel::this_process::connection(1).fileno())});
+}
+const auto cloexec_report = keel::register_task("process_test.cloexec", cloexec_task);
+
+TEST(Process, TheConnectionsAChildInheritsAreCloseOnExecThere) {
+  // They must not leak into whatever the child execs (a shell, a tool).
+  for (const auto how : {keel::StartMethod::spawn, keel::StartMethod::fork}) {
+    keel::Pipe a, b;
+    keel::Process p(keel::ProcessOptions{.start = how, .connections = {a.second, b.second}}, cloexec_report);
+    p.start();
+    a.second.close();
+    b.second.close();
+    const auto [first, second] = a.first.recv<std::tuple<bool, bool>>(hang_limit);
+    EXPECT_TRUE(first);
+    EXPECT_TRUE(second);
+    ASSERT_TRUE(keel_test::joined_within(p));
+    EXPECT_EQ(p.exitcode(), 0);
+  }
+}
+
+TEST(Process, AConnectionOnFdZeroWithoutCloseOnExecReachesTheChild) {
+  // Both are legal fds to pass: a socket made without SOCK_CLOEXEC in a
+  // process whose stdin is closed.
+  keel::Process t = keel::Process::fork_call([] {
+    ::close(0);
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 2;
+    if (sv[0] != 0 || ::fcntl(sv[0], F_GETFD) != 0) return 3;
+    keel::Connection at0(sv[0]), mine(sv[1]);
+    if ((::fcntl(0, F_GETFD) & FD_CLOEXEC) == 0) return 6;  // an adopted fd is made close-on-exec
+    keel::Process p(keel::ProcessOptions{.connections = {at0}}, echo);
+    p.start();
+    at0.close();
+    if (fd_open(0)) return 7;  // closing the connection closed fd 0
+    mine.send_bytes("through fd 0");
+    if (mine.recv_bytes(hang_limit) != "through fd 0") return 4;
+    mine.close();
+    return p.join(hang_limit) && p.exitcode() == 0 ? 0 : 5;
+  });
+  t.start();
+  ASSERT_TRUE(keel_test::joined_within(t));
+  EXPECT_EQ(t.exitcode(), 0);  // 1: the start refused the connection
+}
+
+TEST(ChildSpawn, AnFdWithoutCloseOnExecIsPassedAsAnyOther) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  ASSERT_EQ(::fcntl(sv[0], F_GETFD), 0);  // no flag set
+  for (const auto how : {keel::StartMethod::spawn, keel::StartMethod::fork}) {
+    keel::detail::ChildHandle h = keel::detail::spawn_child(
+        {.role = "keel-test-sleep", .fds = {sv[0]}, .daemon = false, .start = how, .payload = "7"});
+    ASSERT_GT(h.pid, 0);
+    EXPECT_EQ(keel::detail::reap_child(h, true), 7);
+  }
+  ::close(sv[0]);
+  ::close(sv[1]);
 }
 
 TEST(Process, DestructorJoinsANonDaemonChild) {

@@ -108,7 +108,9 @@ void signal(platform::FutexWord& seq, platform::Atomic<std::uint32_t>& waiting) 
 bool sleep_on(platform::FutexWord& seq, std::int32_t seen, platform::Atomic<std::uint32_t>& waiting,
               const platform::Deadline& deadline) {
   if (deadline.expired()) return false;
-  platform::Deadline slice = platform::Deadline::after(ProcessQueue::recheck_interval);
+  const auto recheck = detail::process_queue_test_recheck.count() > 0 ? detail::process_queue_test_recheck
+                                                                      : ProcessQueue::recheck_interval;
+  platform::Deadline slice = platform::Deadline::after(recheck);
   if (!deadline.is_never() && deadline.point() < slice.point()) slice = deadline;
   waiting.fetch_add(1, std::memory_order_seq_cst);
   platform::futex_wait(seq, seen, slice);
@@ -228,6 +230,7 @@ bool ProcessQueue::give(std::string_view message, const platform::Deadline& dead
         if (auto hook = detail::process_queue_test_hook) hook(detail::QueueStep::put_before_publish);
         // The publishing store: before it the put did not happen, after it it did.
         h.tail.store(tail + 1, std::memory_order_release);
+        if (auto hook = detail::process_queue_test_hook) hook(detail::QueueStep::put_after_publish);
         done = true;
       }
     }
@@ -264,6 +267,7 @@ bool ProcessQueue::take(const platform::Deadline& deadline, bool wait, Visitor v
         visit(ctx, std::string_view(slot + slot_header, static_cast<std::size_t>(length)));
         if (auto hook = detail::process_queue_test_hook) hook(detail::QueueStep::get_before_publish);
         h.head.store(head + 1, std::memory_order_release);
+        if (auto hook = detail::process_queue_test_hook) hook(detail::QueueStep::get_after_publish);
         done = true;
       }
     }

@@ -77,10 +77,16 @@ enum class QueueStep {
   put_before_publish,  // lock held, the slot written, `tail` not yet advanced
   get_before_publish,  // lock held, the message copied out, `head` not yet advanced
   put_before_wake,     // lock released, `tail` advanced, getters not yet woken
+  put_after_publish,   // lock held, `tail` advanced
+  get_after_publish,   // lock held, `head` advanced
 };
 // Tests only: when set, called at each QueueStep, so a test can kill a
 // process at the worst moments deterministically.
 inline void (*process_queue_test_hook)(QueueStep) = nullptr;
+// Tests only: when non-zero, the longest sleep before a waiter looks again,
+// in place of ProcessQueue::recheck_interval. A test that makes it long turns
+// a lost wake-up into a waiter that stays asleep, rather than one 50 ms late.
+inline std::chrono::milliseconds process_queue_test_recheck{0};
 
 }  // namespace detail
 
