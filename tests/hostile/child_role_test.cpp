@@ -189,7 +189,14 @@ enum class Channel {
   by_parent,  // a socketpair made by the target's parent
   by_test,    // a socketpair made by the test process (the target's grandparent when exec_in_b)
 };
-enum class Hello { right, wrong_pid, wrong_nonce, wrong_last_nonce_byte, silent };
+enum class Hello {
+  right,
+  wrong_pid,
+  wrong_nonce,
+  wrong_last_nonce_byte,
+  silent,
+  in_two_pieces,  // right, but its last byte sent 50 ms after the rest
+};
 
 struct Attack {
   std::string program;  // the image to exec
@@ -272,13 +279,16 @@ Fd make_payload_fd(PayloadKind kind, const std::string& bytes, const std::string
   return Fd();
 }
 
-// Sends a hello naming `pid` (async-signal-safe: the buffer is built before the fork).
-void send_hello(int fd, std::array<char, hs::hello_bytes>& m, pid_t pid) {
+// Sends a hello naming `pid` (async-signal-safe: the buffer is built before
+// the fork); split: all but its last byte, then that byte 50 ms later.
+void send_hello(int fd, std::array<char, hs::hello_bytes>& m, pid_t pid, bool split = false) {
   const auto p = static_cast<std::int32_t>(pid);
   std::memcpy(m.data() + hs::magic_bytes, &p, sizeof p);
   std::size_t sent = 0;
   while (sent < m.size()) {
-    const ssize_t r = ::send(fd, m.data() + sent, m.size() - sent, MSG_NOSIGNAL);
+    const std::size_t piece = split && sent < m.size() - 1 ? m.size() - 1 - sent : m.size() - sent;
+    if (split && sent == m.size() - 1) ::usleep(50000);
+    const ssize_t r = ::send(fd, m.data() + sent, piece, MSG_NOSIGNAL);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return;
     sent += static_cast<std::size_t>(r);
@@ -372,7 +382,8 @@ Outcome run_attack(const Attack& a, const std::string& dir) {
     ::close(out_w.get());
     if (theirs >= 0) ::close(theirs);
     if (mine >= 0) {
-      if (a.hello != Hello::silent) send_hello(mine, hello, a.hello == Hello::wrong_pid ? ::getpid() : b);
+      if (a.hello != Hello::silent)
+        send_hello(mine, hello, a.hello == Hello::wrong_pid ? ::getpid() : b, a.hello == Hello::in_two_pieces);
       if (a.hello != Hello::silent) ::close(mine);
     }
     int status = 0;
@@ -515,6 +526,17 @@ TEST_F(HostileChildRole, AForgerThatIsTheParentAndGetsEverythingRightIsAccepted)
   a.payload = PayloadKind::sealed_memfd;
   a.header = true;
   a.channel = Channel::by_parent;
+  const Outcome o = run_attack(a, dir_.path());
+  EXPECT_EQ(o.status, role_ran) << o.output;
+  EXPECT_EQ(read_file(target()), "owned");
+}
+
+TEST_F(HostileChildRole, AHelloThatArrivesInTwoPiecesIsReadWhole) {
+  Attack a = attack();
+  a.payload = PayloadKind::sealed_memfd;
+  a.header = true;
+  a.channel = Channel::by_parent;
+  a.hello = Hello::in_two_pieces;
   const Outcome o = run_attack(a, dir_.path());
   EXPECT_EQ(o.status, role_ran) << o.output;
   EXPECT_EQ(read_file(target()), "owned");

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -417,6 +418,16 @@ TEST(Process, AParentWithStdinClosedStartsChildrenAndDaemonsThatWorkAndLeakNothi
       if (!p.join(hang_limit) || p.exitcode() != 0) return 10;
     }
     if (fd_open(0)) return 11;  // the reaped child's pidfd leaked
+    {
+      // A forked child that leads a new group takes /dev/null as its stdin,
+      // which there is fd 0 as soon as it is opened.
+      keel::detail::ChildHandle h = keel::detail::spawn_child({.role = "keel-test-sleep",
+                                                               .daemon = false,
+                                                               .start = keel::StartMethod::fork,
+                                                               .payload = "0",
+                                                               .new_process_group = true});
+      if (keel::detail::reap_child(h, true) != 0) return 14;
+    }
     keel::Process mid(keel::ProcessOptions{.connections = {pipe.second}}, stdin_closed_middle);
     mid.start();  // spawn: its payload memfd is fd 0, and mid starts with no fd 0
     pipe.second.close();
@@ -485,6 +496,48 @@ TEST(Process, AConnectionOnFdZeroWithoutCloseOnExecReachesTheChild) {
   t.start();
   ASSERT_TRUE(keel_test::joined_within(t));
   EXPECT_EQ(t.exitcode(), 0);  // 1: the start refused the connection
+}
+
+TEST(ChildSpawn, AnEmptyPayloadReachesTheRole) {
+  // The payload file is then exactly the handshake header.
+  keel::detail::ChildHandle h = keel::detail::spawn_child({.role = "keel-test-sleep", .daemon = false, .payload = ""});
+  ASSERT_GT(h.pid, 0);
+  EXPECT_EQ(keel::detail::reap_child(h, true), 0);  // atoi("")
+}
+
+void ignore_signal(int) {}
+
+TEST(ChildSpawn, ABlockingReapWaitsThroughSignalsThatInterruptIt) {
+  // A handler installed without SA_RESTART makes waitpid fail with EINTR.
+  struct sigaction interrupting {};
+  interrupting.sa_handler = &ignore_signal;
+  sigemptyset(&interrupting.sa_mask);
+  struct sigaction old {};
+  ASSERT_EQ(::sigaction(SIGUSR2, &interrupting, &old), 0);
+  keel::detail::ChildHandle h = keel::detail::spawn_child({.role = "keel-test-sleep", .daemon = false, .payload = "5"});
+  ASSERT_GT(h.pid, 0);
+  const pthread_t reaper = ::pthread_self();
+  std::atomic<bool> stop{false};
+  std::atomic<int> sent{0};
+  std::thread pinger([&] {
+    while (!stop.load()) {
+      ::pthread_kill(reaper, SIGUSR2);
+      sent.fetch_add(1);
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  int code = -1000;
+  try {
+    code = keel::detail::reap_child(h, true);  // the child sleeps 30 ms: interrupted many times
+  } catch (const keel::OsError& e) {
+    ADD_FAILURE() << e.what();
+  }
+  stop = true;
+  pinger.join();
+  ::sigaction(SIGUSR2, &old, nullptr);
+  EXPECT_EQ(code, 5);
+  EXPECT_GT(sent.load(), 1);
+  if (h.pid > 0) keel::detail::reap_child(h, true);
 }
 
 TEST(ChildSpawn, AnFdWithoutCloseOnExecIsPassedAsAnyOther) {

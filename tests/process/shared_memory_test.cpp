@@ -158,6 +158,38 @@ TEST(SharedMemory, InvalidNamesSizesAndModesAreValueErrorsAndCreateNothing) {
   EXPECT_FALSE(name.exists());
 }
 
+TEST(SharedMemory, NamesTakeEveryCharacterOfTheirClassAndNoNeighbourOfOne) {
+  EXPECT_EQ(keel::SharedMemory::normalize_name("AZaz09._-"), "/AZaz09._-");
+  for (const char* bad : {"at@", "bracket[", "grave`", "brace{", "colon:"}) {
+    EXPECT_THROW((void)keel::SharedMemory::normalize_name(bad), keel::ValueError) << bad;
+  }
+}
+
+TEST(SharedMemory, WorksInAProcessWhoseStdinIsClosedAndCleansUpAfterIt) {
+  // There the first descriptor opened is fd 0: the tracker's pidfd of its
+  // creator, then each shm_open. All must take it as a descriptor; the
+  // tracked segment goes when that process ends, and fd 0 is free again.
+  ShmName tracked, untracked;
+  const int code = keel_test::exit_code_in_child([&tracked, &untracked] {
+    ::close(0);
+    auto a = keel::SharedMemory::create(tracked.str(), 64);
+    if (!a.is_tracked()) return 2;
+    static_cast<char*>(a.data())[0] = 'a';
+    const keel::SharedMemoryOptions reuse{.exclusive = false, .track = false};
+    auto b = keel::SharedMemory::create(untracked.str(), 64, reuse);
+    auto seen = keel::SharedMemory::attach(tracked.str());
+    if (static_cast<const char*>(seen.data())[0] != 'a') return 3;
+    auto grown = keel::SharedMemory::create(untracked.str(), 128, reuse);
+    if (grown.size() != 128) return 4;
+    b.unlink();
+    if (::fcntl(0, F_GETFD) != -1) return 5;  // every descriptor was closed after its mapping
+    return 0;
+  });
+  EXPECT_EQ(code, 0);  // 101: an operation threw
+  EXPECT_TRUE(keel_test::eventually([&] { return !tracked.exists(); })) << "the tracker did not remove the segment";
+  EXPECT_FALSE(untracked.exists());
+}
+
 TEST(SharedMemory, AFailedCreateLeavesNoSegmentBehind) {
   ShmName name;
   // Larger than any tmpfs can map: the mapping fails after the segment was made.
