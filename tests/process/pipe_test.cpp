@@ -205,6 +205,15 @@ TEST(Pipe, PeerClosedIsAClearErrorNotASignal) {
   } catch (const keel::OsError& e) {
     EXPECT_EQ(e.code(), EPIPE);
   }
+  // A send refused before its first byte left no message half-sent: the
+  // next one is refused for the same reason, not as a broken stream.
+  try {
+    p.second.send_bytes("again");
+    ADD_FAILURE() << "send after the peer closed must throw";
+  } catch (const keel::OsError& e) {
+    EXPECT_EQ(e.code(), EPIPE);
+    EXPECT_NE(std::string(e.what()).find("the peer closed the connection"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Pipe, PeerClosingInsideAMessageIsAProtocolError) {
