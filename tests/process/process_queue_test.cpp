@@ -467,10 +467,11 @@ class NoRecheck {
   NoRecheck& operator=(const NoRecheck&) = delete;
 };
 
-// A waiter thread that records what it got and when it returned. Its own
-// deadline is twice the window the test gives its wake-up, so a waiter that
-// was never woken is seen as still asleep (at its deadline it would look
-// again and find the message).
+// A waiter thread that records what it got and whether it returned. Its own
+// deadline (hang_limit) is twice the window the test gives its wake-up, so a
+// waiter that was never woken is seen as still asleep (at its deadline it
+// would look again and find the message), and a failing test still ends,
+// by name, well within the per-test time limit.
 struct Waiter {
   std::atomic<bool> done{false};
   std::optional<std::string> got;
@@ -479,13 +480,13 @@ struct Waiter {
   explicit Waiter(F op)
       : thread([this, op] {
           try {
-            got = op(2 * keel_test::hang_limit);
+            got = op(keel_test::hang_limit);
           } catch (const keel::TimeoutError&) {
           }
           done = true;
         }) {}
   bool woken() const {
-    return keel_test::eventually([this] { return done.load(); });
+    return keel_test::eventually([this] { return done.load(); }, keel_test::hang_limit / 2);
   }
 };
 
