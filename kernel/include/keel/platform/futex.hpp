@@ -53,7 +53,13 @@ inline WaitResult futex_wait(FutexWord& word, std::int32_t expected, const Deadl
   std::int32_t current;
   {
     rl::preemption_disabler pd(c);
-    current = word.model_object().load(rl::mo_acquire, info);
+    // Linux compares the word after a full barrier (futex_wait's
+    // smp_mb after counting the waiter), so a wait that follows a seq_cst
+    // store to another word sees every seq_cst store before it. C++ gives a
+    // seq_cst fence then any load that guarantee, but Relacy (2019) lets
+    // such a load read a value older than a seq_cst RMW ordered before the
+    // fence; a seq_cst load is the same guarantee in a form it keeps.
+    current = word.model_object().load(rl::mo_seq_cst, info);
   }
   if (current != expected) return WaitResult::mismatch;
   const rl::unpark_reason r = word.model_object().wait(c, !deadline.is_never(), model_spurious_wakeups(), info);

@@ -10,8 +10,12 @@
 // it and only needs to know that the guarded state may be half-updated.
 // The word lives inside the object: construct it once (in the process that
 // creates the shared memory); other processes use the same bytes.
-// Not available under KEEL_MODEL_RELACY: no model uses it (kernel code that
-// needs it lives in the process layer, which models do not build).
+// Under KEEL_MODEL_RELACY (models/process/queue_model.cpp) it is a futex
+// word the model checker watches, with the same results. A process's death
+// is the model's to simulate: it names the dying thread
+// (model_dying_thread()) and unwinds it; that thread's unlock then does what
+// Linux does for a robust mutex whose owner exits (marks the owner dead and
+// wakes one waiter), and the next locker gets EOWNERDEAD.
 //
 // Invariants: PLAT-1 (the only door to pthread mutexes for kernel code),
 // IPC-2 (a dead owner never wedges the others).
@@ -20,9 +24,75 @@
 #include "keel/platform/clock.hpp"
 #include "keel/platform/config.hpp"
 
+#include <cerrno>
+#include <ctime>
+
 #if KEEL_MODEL
-#error "keel/platform/robust_mutex.hpp has no Relacy backend: models do not use process-shared robust mutexes"
-#endif
+
+#include "keel/platform/atomic.hpp"
+#include "keel/platform/futex.hpp"
+#include "keel/platform/thread.hpp"
+
+namespace keel::platform {
+
+// The model thread (current_thread_id()) whose process is dying, 0 for none;
+// the model sets it before unwinding that thread and clears it per execution.
+inline std::uint64_t& model_dying_thread() {
+  static std::uint64_t t = 0;
+  return t;
+}
+
+class RobustMutexCore {
+ public:
+  RobustMutexCore() noexcept = default;
+  RobustMutexCore(const RobustMutexCore&) = delete;
+  RobustMutexCore& operator=(const RobustMutexCore&) = delete;
+
+  int init_error() const noexcept { return 0; }
+  int lock() noexcept { return lock_until(Deadline::never()); }
+  int try_lock() noexcept {
+    const std::uint64_t me = current_thread_id();
+    if (owner_.load(std::memory_order_relaxed) == me) return EDEADLK;
+    std::int32_t v = free_word;
+    if (word_.compare_exchange_strong(v, held_word, std::memory_order_acquire, std::memory_order_relaxed)) {
+      owner_.store(me, std::memory_order_relaxed);
+      return 0;
+    }
+    if (v == dead_word &&
+        word_.compare_exchange_strong(v, held_word, std::memory_order_acquire, std::memory_order_relaxed)) {
+      owner_.store(me, std::memory_order_relaxed);
+      return EOWNERDEAD;
+    }
+    return EBUSY;
+  }
+  int lock_until(const Deadline& deadline) noexcept {
+    for (;;) {
+      const int r = try_lock();
+      if (r != EBUSY) return r;
+      if (deadline.expired()) return ETIMEDOUT;
+      if (futex_wait(word_, held_word, deadline) == WaitResult::timed_out) return ETIMEDOUT;
+    }
+  }
+  int unlock() noexcept {
+    const std::uint64_t me = current_thread_id();
+    if (owner_.load(std::memory_order_relaxed) != me) return EPERM;
+    owner_.store(0, std::memory_order_relaxed);
+    word_.store(model_dying_thread() == me ? dead_word : free_word, std::memory_order_release);
+    futex_wake(word_, 1);
+    return 0;
+  }
+
+ private:
+  static constexpr std::int32_t free_word = 0;
+  static constexpr std::int32_t held_word = 1;
+  static constexpr std::int32_t dead_word = 2;  // free, its last owner died holding it
+  FutexWord word_{free_word};
+  Atomic<std::uint64_t> owner_{0};  // current_thread_id() of the holder, 0 for none
+};
+
+}  // namespace keel::platform
+
+#else
 
 #include <pthread.h>
 
@@ -36,9 +106,6 @@
 #ifndef KEEL_ROBUST_MUTEX_TSAN
 #define KEEL_ROBUST_MUTEX_TSAN 0
 #endif
-
-#include <cerrno>
-#include <ctime>
 
 namespace keel::platform {
 
@@ -128,3 +195,5 @@ class RobustMutexCore {
 };
 
 }  // namespace keel::platform
+
+#endif  // KEEL_MODEL
