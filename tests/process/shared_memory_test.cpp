@@ -277,18 +277,30 @@ TEST(SharedList, AttachRejectsSegmentsThatAreNotAListOfThatShape) {
   EXPECT_THROW(keel::SharedList<std::int32_t>::attach(plain.str()), keel::ValueError);
   // A forged header claiming more elements than the segment holds.
   auto* h = new (raw.data()) keel::detail::SharedListHeader;
-  h->element_size = sizeof(std::int32_t);
-  h->length = 1'000'000;
+  h->element_size.store(sizeof(std::int32_t));
+  h->length.store(1'000'000);
   h->magic.store(keel::detail::shared_list_magic, std::memory_order_release);
   EXPECT_THROW(keel::SharedList<std::int32_t>::attach(plain.str()), keel::ValueError);
-  h->length = (4096 - keel::detail::shared_list_data_offset) / sizeof(std::int32_t);
-  EXPECT_EQ(keel::SharedList<std::int32_t>::attach(plain.str()).size(), h->length);
+  h->length.store((4096 - keel::detail::shared_list_data_offset) / sizeof(std::int32_t));
+  EXPECT_EQ(keel::SharedList<std::int32_t>::attach(plain.str()).size(), h->length.load());
   raw.unlink();
 
   ShmName tiny;
   auto small = keel::SharedMemory::create(tiny.str(), 16);
   EXPECT_THROW(keel::SharedList<std::int32_t>::attach(tiny.str()), keel::ValueError);
   small.unlink();
+
+  // Exactly a header's 64 bytes is a header to read (an empty list's
+  // segment): refused for what it holds (zeros), not for its size.
+  ShmName exact;
+  auto header_only = keel::SharedMemory::create(exact.str(), keel::detail::shared_list_data_offset);
+  try {
+    keel::SharedList<std::int32_t>::attach(exact.str());
+    ADD_FAILURE() << "a zeroed segment attached as a list";
+  } catch (const keel::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad magic"), std::string::npos) << e.what();
+  }
+  header_only.unlink();
 }
 
 TEST(SharedList, CreateIsAlwaysExclusive) {

@@ -264,10 +264,7 @@ SharedMemory shared_list_create(std::string_view name, std::size_t element_size,
   const std::size_t bytes = shared_list_data_offset + length * element_size;
   SharedMemory m =
       unique ? SharedMemory::create_unique(name, bytes, options) : SharedMemory::create(name, bytes, options);
-  auto* h = new (m.data()) SharedListHeader;
-  h->element_size = element_size;
-  h->length = length;
-  h->magic.store(shared_list_magic, std::memory_order_release);
+  shared_list_publish(*new (m.data()) SharedListHeader, element_size, length);
   return m;
 }
 
@@ -275,19 +272,9 @@ std::pair<SharedMemory, std::size_t> shared_list_attach(std::string_view name, s
   SharedMemory m = SharedMemory::attach(name);
   const std::string& n = m.name();
   if (m.size() < shared_list_data_offset) throw ValueError("keel::SharedList::attach: " + n + " is not a SharedList");
-  auto* h = std::launder(static_cast<SharedListHeader*>(m.data()));
-  if (h->magic.load(std::memory_order_acquire) != shared_list_magic) {
-    throw ValueError("keel::SharedList::attach: " + n + " is not a SharedList (bad magic)");
-  }
-  if (h->element_size != element_size) {
-    throw ValueError("keel::SharedList::attach: " + n + " holds elements of " + std::to_string(h->element_size) +
-                     " bytes, not " + std::to_string(element_size));
-  }
-  const std::uint64_t length = h->length;
-  if (element_size != 0 && length > (m.size() - shared_list_data_offset) / element_size) {
-    throw ValueError("keel::SharedList::attach: " + n + " is too short for its length " + std::to_string(length));
-  }
-  return {std::move(m), static_cast<std::size_t>(length)};
+  const std::size_t length =
+      shared_list_check(*std::launder(static_cast<SharedListHeader*>(m.data())), m.size(), element_size, n);
+  return {std::move(m), length};
 }
 
 int shared_memory_tracker_pid() noexcept { return shm_tracker::tracker_pid(); }

@@ -43,6 +43,9 @@
 // Invariants: IPC-1 (oversize or malformed messages are errors, never a crash
 // or an unbounded allocation), IPC-2 (a process killed while holding the
 // queue's lock does not wedge the others: the next locker takes over, counted),
+// IPC-3 (a waiter is woken by the publish that lets it on, or by the next
+// locker after a death; an attacher sees the whole header or none; size() is a
+// count the queue had: models/process/queue_model.cpp runs the ring's code),
 // LIFE-1 (the queue's segment goes when its creator ends, unless handed on).
 #pragma once
 

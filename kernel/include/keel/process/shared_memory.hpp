@@ -50,7 +50,8 @@
 // (a created segment is unlinked when its creator dies unless handed on),
 // LIFE-2 (only the segment the creator made is removed), LIFE-3 (tracking
 // holds no descriptor and no child), LIFE-4 (a non-exclusive create never
-// silently reuses a segment with other permission bits).
+// silently reuses a segment with other permission bits), IPC-3 (an attacher
+// sees a list's whole header or none).
 #pragma once
 
 #include <array>
@@ -66,6 +67,7 @@
 
 #include "keel/error.hpp"
 #include "keel/platform/atomic.hpp"
+#include "keel/platform/var.hpp"
 
 namespace keel {
 
@@ -135,15 +137,30 @@ class SharedMemory {
 namespace detail {
 
 // A SharedList's header, at offset 0 of its segment. The magic is stored last
-// (release), so an attacher never trusts a half-written header.
+// (release), so an attacher never trusts a half-written header. The shape
+// fields are Vars: written once by the creator before the magic, read by
+// attachers after it, so a weakened publication is a data race in the model
+// (models/process/queue_model.cpp).
 struct SharedListHeader {
   platform::Atomic<std::uint64_t> magic{0};
-  std::uint64_t element_size = 0;
-  std::uint64_t length = 0;
+  platform::Var<std::uint64_t> element_size;
+  platform::Var<std::uint64_t> length;
 };
 inline constexpr std::size_t shared_list_data_offset = 64;
-static_assert(sizeof(SharedListHeader) <= shared_list_data_offset);
+// (A model's atomics and Vars are the checker's larger objects; the model
+// puts the header in plain memory of its own size.)
+static_assert(KEEL_MODEL || sizeof(SharedListHeader) <= shared_list_data_offset);
 inline constexpr std::uint64_t shared_list_magic = 0x5453494C4C45454BULL;  // "KEELLIST" as LE bytes
+
+// Writes the shape into a freshly constructed header, then publishes it (the
+// magic last, with release).
+void shared_list_publish(SharedListHeader& h, std::size_t element_size, std::size_t length);
+// The length of the list whose header h heads a segment of segment_size
+// bytes (at least shared_list_data_offset), holding elements of
+// element_size bytes; ValueError naming `name` when h is unpublished (bad
+// magic), of another element size, or longer than the segment holds.
+std::size_t shared_list_check(const SharedListHeader& h, std::size_t segment_size, std::size_t element_size,
+                              const std::string& name);
 
 // unique: `name` is a prefix for SharedMemory::create_unique.
 SharedMemory shared_list_create(std::string_view name, std::size_t element_size, std::size_t length,
