@@ -32,6 +32,7 @@
 #include "../support/process_support.hpp"
 #include "../support/test_support.hpp"
 #include "keel/process/shared_memory.hpp"
+#include "kernel/src/process/queue_ring.hpp"
 
 using namespace std::chrono_literals;
 
@@ -196,7 +197,47 @@ TEST(ProcessQueue, CreateAndAttachValidateTheirInput) {
   auto small = keel::SharedMemory::create(tiny.str(), 8);
   EXPECT_THROW(keel::ProcessQueue::attach(tiny.str()), keel::ValueError);
   small.unlink();
+  // Exactly a header's bytes is enough to read the header: refused for what
+  // it holds (zeros), not for its size.
+  QueueName exact;
+  auto header_only = keel::SharedMemory::create(exact.str(), sizeof(keel::detail::QueueHeader));
+  try {
+    keel::ProcessQueue::attach(exact.str());
+    ADD_FAILURE() << "a zeroed segment attached as a queue";
+  } catch (const keel::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad magic"), std::string::npos) << e.what();
+  }
+  header_only.unlink();
   q.unlink();
+}
+
+// The limits are inclusive: 2^31 slots and 2^30-byte messages are a queue
+// (its segment is sized, and a header with them attaches), one more of either
+// is a ValueError. A segment of those sizes (2^61 bytes) cannot be mapped, so
+// the ring's sizing and validation are checked on a header in plain memory.
+TEST(ProcessQueue, TheLimitsAreInclusiveAndOneBeyondEitherIsAValueError) {
+  constexpr std::size_t max_capacity = std::size_t{1} << 31;
+  constexpr std::size_t max_message = std::size_t{1} << 30;
+  const std::size_t largest = keel::detail::queue_bytes(max_capacity, max_message);
+  EXPECT_GT(largest, max_capacity * max_message);
+  EXPECT_GT(keel::detail::queue_bytes(max_capacity, 1), max_capacity * 8);
+  EXPECT_THROW(keel::detail::queue_bytes(max_capacity + 1, 1), keel::ValueError);
+  EXPECT_THROW(keel::detail::queue_bytes(1, max_message + 1), keel::ValueError);
+
+  alignas(keel::detail::QueueHeader) unsigned char storage[sizeof(keel::detail::QueueHeader)];
+  auto* h = new (storage) keel::detail::QueueHeader;
+  keel::detail::init_queue(*h, max_capacity, max_message);
+  EXPECT_NO_THROW(keel::detail::validate_queue(*h, largest, "largest"));
+  EXPECT_THROW(keel::detail::validate_queue(*h, largest - 1, "short"), keel::ValueError);
+  h->~QueueHeader();
+  h = new (storage) keel::detail::QueueHeader;
+  keel::detail::init_queue(*h, max_capacity + 1, 1);
+  EXPECT_THROW(keel::detail::validate_queue(*h, SIZE_MAX, "too many slots"), keel::ValueError);
+  h->~QueueHeader();
+  h = new (storage) keel::detail::QueueHeader;
+  keel::detail::init_queue(*h, 1, max_message + 1);
+  EXPECT_THROW(keel::detail::validate_queue(*h, SIZE_MAX, "too long"), keel::ValueError);
+  h->~QueueHeader();
 }
 
 TEST(ProcessQueue, UnlinkRemovesTheNameWhileHandlesKeepWorking) {
