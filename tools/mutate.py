@@ -606,7 +606,7 @@ TEST_EXTRA = {"process_pool": ["*/FuzzCorpus.*/pool_machine", "*/FuzzCorpus.*/po
 # that part (a subset of the layer's filter, so the layer's baseline covers
 # it). No process pool uses a ProcessQueue or a named SharedMemory: the pool
 # suites took 20 of each such mutant's 30 s and could not kill it.
-TEST_NARROW = [(re.compile(r"kernel/src/process/(queue|queue_ring|shared_memory|resource_tracker|robust_mutex)\.cpp$"),
+TEST_NARROW = [(re.compile(r"kernel/src/process/(queue|queue_ring|shared_memory|shared_list_header|resource_tracker|robust_mutex)\.cpp$"),
                 ["process"], ["HostileShm*.*"])]
 
 

@@ -427,8 +427,14 @@ TEST(Process, AParentWithStdinClosedStartsChildrenAndDaemonsThatWorkAndLeakNothi
       keel::Process p(keel::ProcessOptions{.start = keel::StartMethod::fork}, nothing);
       p.start();  // its pidfd is fd 0
       if (!p.join(hang_limit) || p.exitcode() != 0) return 10;
+      if (fd_open(0)) return 15;  // a joined Process still holds its pidfd
     }
     if (fd_open(0)) return 11;  // the reaped child's pidfd leaked
+    {
+      keel::Process p(keel::ProcessOptions{.start = keel::StartMethod::fork}, nothing);
+      p.start();  // its pidfd is fd 0; never joined: the destructor reaps it
+    }
+    if (fd_open(0)) return 16;  // a Process destroyed unjoined leaked its pidfd
     {
       // A forked child that leads a new group takes /dev/null as its stdin,
       // which there is fd 0 as soon as it is opened.
@@ -457,7 +463,7 @@ TEST(Process, AParentWithStdinClosedStartsChildrenAndDaemonsThatWorkAndLeakNothi
   });
   t.start();
   ASSERT_TRUE(keel_test::joined_within(t));
-  // 1: an exception (a start refused); 10-13: fd 0 as a pidfd or payload; 20-22: the lifeline at 0.
+  // 1: an exception (a start refused); 10-16: fd 0 as a pidfd or payload; 20-22: the lifeline at 0.
   EXPECT_EQ(t.exitcode(), 0);
 }
 
