@@ -196,6 +196,7 @@ enum class Hello {
   wrong_last_nonce_byte,
   silent,
   in_two_pieces,  // right, but its last byte sent 50 ms after the rest
+  cut_short,      // all but its last byte, then the channel closes
 };
 
 struct Attack {
@@ -208,6 +209,10 @@ struct Attack {
   Hello hello = Hello::right;
   bool as_nobody = false;
   bool exec_in_b = true;  // the target is the attacker's child B (else the attacker A itself)
+  // A daemon's lifeline pipe at the slot after the hello channel, which its
+  // parent (A, exec_in_b only) closes 200 ms after the hello: a parent that
+  // dies while the hello is under way.
+  bool late_lifeline = false;
   std::vector<std::string> args{"--gtest_filter=-*"};  // if main() ever ran: no tests
 };
 
@@ -281,12 +286,12 @@ Fd make_payload_fd(PayloadKind kind, const std::string& bytes, const std::string
 
 // Sends a hello naming `pid` (async-signal-safe: the buffer is built before
 // the fork); split: all but its last byte, then that byte 50 ms later.
-void send_hello(int fd, std::array<char, hs::hello_bytes>& m, pid_t pid, bool split = false) {
+void send_hello(int fd, std::array<char, hs::hello_bytes>& m, pid_t pid, bool split = false, bool cut = false) {
   const auto p = static_cast<std::int32_t>(pid);
   std::memcpy(m.data() + hs::magic_bytes, &p, sizeof p);
   std::size_t sent = 0;
-  while (sent < m.size()) {
-    const std::size_t piece = split && sent < m.size() - 1 ? m.size() - 1 - sent : m.size() - sent;
+  while (sent < m.size() - (cut ? 1 : 0)) {
+    const std::size_t piece = (split || cut) && sent < m.size() - 1 ? m.size() - 1 - sent : m.size() - sent;
     if (split && sent == m.size() - 1) ::usleep(50000);
     const ssize_t r = ::send(fd, m.data() + sent, piece, MSG_NOSIGNAL);
     if (r < 0 && errno == EINTR) continue;
@@ -296,14 +301,18 @@ void send_hello(int fd, std::array<char, hs::hello_bytes>& m, pid_t pid, bool sp
 }
 
 // In the target, before exec: the payload at 3, the hello end (if any) at 4,
-// output at 1 and 2, nothing else above 2.
-[[noreturn]] void exec_target(const char* program, char** argv, char** envp, int payload, int hello, int out) {
+// a lifeline (if any, after a hello end) at 5, output at 1 and 2, nothing
+// else above 2.
+[[noreturn]] void exec_target(const char* program, char** argv, char** envp, int payload, int hello, int out,
+                              int lifeline = -1) {
   const int p = ::fcntl(payload, F_DUPFD, 100);
   const int h = hello >= 0 ? ::fcntl(hello, F_DUPFD, 100) : -1;
-  if (p < 0 || (hello >= 0 && h < 0)) ::_exit(121);
+  const int l = hello >= 0 && lifeline >= 0 ? ::fcntl(lifeline, F_DUPFD, 100) : -1;
+  if (p < 0 || (hello >= 0 && h < 0) || (lifeline >= 0 && l < 0)) ::_exit(121);
   if (::dup2(out, 1) < 0 || ::dup2(out, 2) < 0 || ::dup2(p, 3) < 0) ::_exit(122);
   if (h >= 0 && ::dup2(h, 4) < 0) ::_exit(122);
-  ::syscall(SYS_close_range, h >= 0 ? 5u : 4u, ~0u, 0u);
+  if (l >= 0 && ::dup2(l, 5) < 0) ::_exit(122);
+  ::syscall(SYS_close_range, l >= 0 ? 6u : h >= 0 ? 5u : 4u, ~0u, 0u);
   ::execve(program, argv, envp);
   ::_exit(126);
 }
@@ -376,15 +385,23 @@ Outcome run_attack(const Attack& a, const std::string& dir) {
       mine = sv[0];
       theirs = sv[1];
     }
+    int lifeline[2] = {-1, -1};
+    if (a.late_lifeline && ::pipe2(lifeline, O_CLOEXEC) != 0) ::_exit(123);
     const pid_t b = ::fork();
     if (b < 0) ::_exit(124);
-    if (b == 0) exec_target(program, argv.data(), envp.data(), payload.get(), theirs, out_w.get());
+    if (b == 0) exec_target(program, argv.data(), envp.data(), payload.get(), theirs, out_w.get(), lifeline[0]);
     ::close(out_w.get());
     if (theirs >= 0) ::close(theirs);
+    if (lifeline[0] >= 0) ::close(lifeline[0]);
     if (mine >= 0) {
       if (a.hello != Hello::silent)
-        send_hello(mine, hello, a.hello == Hello::wrong_pid ? ::getpid() : b, a.hello == Hello::in_two_pieces);
+        send_hello(mine, hello, a.hello == Hello::wrong_pid ? ::getpid() : b, a.hello == Hello::in_two_pieces,
+                   a.hello == Hello::cut_short);
       if (a.hello != Hello::silent) ::close(mine);
+    }
+    if (lifeline[1] >= 0) {
+      ::usleep(200000);
+      ::close(lifeline[1]);
     }
     int status = 0;
     while (::waitpid(b, &status, 0) < 0 && errno == EINTR) {
@@ -515,6 +532,57 @@ TEST_F(HostileChildRole, ASilentHelloPeerIsRefusedAfterABoundedWait) {
   a.channel = Channel::by_parent;
   a.hello = Hello::silent;
   expect_refused(a, "no hello from the parent in time");
+}
+
+TEST_F(HostileChildRole, AMalformedChildTagIsRefusedAndTheLargestFdCountIsNot) {
+  // "<fds>,<daemon>,<role>" with 0 to 4096 fds: anything else leaves with
+  // status 127 before a descriptor is touched. 4096 itself parses, and fails
+  // the handshake (nothing at its hello slot, fd 4100).
+  for (const std::string& tag :
+       {std::string("4097,0,") + write_role, std::string("-1,0,") + write_role, std::string("x,0,") + write_role,
+        std::string("0,2,") + write_role, std::string("0"), std::string("0,1")}) {
+    SCOPED_TRACE(tag);
+    ::unlink(target().c_str());
+    Attack a = attack();
+    a.tag = tag;
+    const Outcome o = run_attack(a, dir_.path());
+    EXPECT_EQ(o.status, 127) << o.output;
+    EXPECT_NE(o.output.find("keel child: malformed KEEL_CHILD=" + tag), std::string::npos) << o.output;
+    EXPECT_FALSE(exists(target())) << "the role ran";
+  }
+  Attack a = attack();
+  a.tag = std::string("4096,0,") + write_role;
+  expect_refused(a, "no hello channel at its fd");
+}
+
+TEST_F(HostileChildRole, AHelloCutShortIsRefusedAsSuch) {
+  Attack a = attack();
+  a.payload = PayloadKind::sealed_memfd;
+  a.header = true;
+  a.channel = Channel::by_parent;
+  a.hello = Hello::cut_short;
+  expect_refused(a, "the hello channel closed before a whole hello");
+}
+
+TEST_F(HostileChildRole, ADaemonWhoseParentDiesDuringTheHelloLeavesWithStatusOneOnceItsLifelineHangsUp) {
+  // What a real parent's death looks like: the hello cut short, then (a
+  // moment later, as a multi-threaded parent's exit may come) its lifeline
+  // hangs up. The daemon leaves as its lifeline watcher would have: status
+  // 1, no refusal, no role.
+  Attack a = attack();
+  a.tag = std::string("0,1,") + write_role;
+  a.payload = PayloadKind::sealed_memfd;
+  a.header = true;
+  a.channel = Channel::by_parent;
+  a.hello = Hello::cut_short;
+  a.late_lifeline = true;
+  const Outcome o = run_attack(a, dir_.path());
+  EXPECT_EQ(o.status, 1) << o.output;
+  EXPECT_EQ(o.output.find("refusing"), std::string::npos) << o.output;
+  EXPECT_FALSE(exists(target())) << "the role ran";
+  // Without a lifeline that hangs up, the same cut is a refusal.
+  a.late_lifeline = false;
+  expect_refused(a, "the hello channel closed before a whole hello");
 }
 
 TEST_F(HostileChildRole, AForgerThatIsTheParentAndGetsEverythingRightIsAccepted) {

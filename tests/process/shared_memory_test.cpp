@@ -8,9 +8,11 @@
 #include "keel/process/shared_memory.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -169,13 +172,20 @@ TEST(SharedMemory, WorksInAProcessWhoseStdinIsClosedAndCleansUpAfterIt) {
   // There the first descriptor opened is fd 0: the tracker's pidfd of its
   // creator, then each shm_open. All must take it as a descriptor; the
   // tracked segment goes when that process ends, and fd 0 is free again.
-  ShmName tracked, untracked;
-  const int code = keel_test::exit_code_in_child([&tracked, &untracked] {
+  ShmName tracked, tracked_later, untracked;
+  const int code = keel_test::exit_code_in_child([&tracked, &tracked_later, &untracked] {
     ::close(0);
     auto a = keel::SharedMemory::create(tracked.str(), 64);
     if (!a.is_tracked()) return 2;
     static_cast<char*>(a.data())[0] = 'a';
+    // The tracker is running: this create first asks whether it is alive,
+    // which reads its /proc entry through fd 0.
+    auto later = keel::SharedMemory::create(tracked_later.str(), 64);
+    if (!later.is_tracked()) return 6;
     const keel::SharedMemoryOptions reuse{.exclusive = false, .track = false};
+    // A new segment at fd 0 is created, whatever errno a caller left behind
+    // (EEXIST here is what the reuse path looks for).
+    errno = EEXIST;
     auto b = keel::SharedMemory::create(untracked.str(), 64, reuse);
     auto seen = keel::SharedMemory::attach(tracked.str());
     if (static_cast<const char*>(seen.data())[0] != 'a') return 3;
@@ -187,7 +197,144 @@ TEST(SharedMemory, WorksInAProcessWhoseStdinIsClosedAndCleansUpAfterIt) {
   });
   EXPECT_EQ(code, 0);  // 101: an operation threw
   EXPECT_TRUE(keel_test::eventually([&] { return !tracked.exists(); })) << "the tracker did not remove the segment";
+  EXPECT_TRUE(keel_test::eventually([&] { return !tracked_later.exists(); })) << "nor the later one";
   EXPECT_FALSE(untracked.exists());
+}
+
+TEST(SharedMemory, SizesUpToTheLargestOffTAreTheSystemsToRefuse) {
+  // Up to off_t's largest, keel asks the system (a sparse tmpfs file of that
+  // size is made, and its mapping is what fails); one more is a ValueError.
+  // Either way nothing is left.
+  ShmName name;
+  const auto largest = static_cast<std::size_t>(std::numeric_limits<off_t>::max());
+  EXPECT_THROW(keel::SharedMemory::create(name.str(), largest + 1), keel::ValueError);
+  EXPECT_THROW(keel::SharedMemory::create(name.str(), largest), keel::OsError);
+  EXPECT_FALSE(name.exists());
+  // A list's length limit keeps its segment's bytes within that size.
+  const std::size_t chars = largest - keel::detail::shared_list_data_offset;
+  EXPECT_THROW(keel::SharedList<char>::create(name.str(), chars + 1), keel::ValueError);
+  EXPECT_THROW(keel::SharedList<char>::create(name.str(), chars), keel::OsError);
+  const std::size_t words = (largest - keel::detail::shared_list_data_offset) / sizeof(std::uint64_t);
+  EXPECT_THROW(keel::SharedList<std::uint64_t>::create(name.str(), words + 1), keel::ValueError);
+  EXPECT_THROW(keel::SharedList<std::uint64_t>::create(name.str(), words), keel::OsError);
+  EXPECT_FALSE(name.exists());
+}
+
+TEST(SharedMemory, CreateUniqueGivesUpAfterSixtyFourCollisionsInARow) {
+  static int calls = 0;
+  calls = 0;
+  std::string (*const fixed)() = [] {
+    ++calls;
+    return std::string("00000000deadbeef");
+  };
+  ShmName taken("unique");
+  auto occupant = keel::SharedMemory::create(taken.str() + "00000000deadbeef", 64, {.track = false});
+  keel::detail::shared_memory_test_unique_suffix = fixed;
+  const int code = os_error_code([&] { (void)keel::SharedMemory::create_unique(taken.str(), 64); });
+  keel::detail::shared_memory_test_unique_suffix = nullptr;
+  EXPECT_EQ(code, EEXIST);
+  EXPECT_EQ(calls, 64);  // every name drawn was tried, and no more
+  occupant.unlink();
+}
+
+TEST(SharedMemory, TheTrackerStartsWhileSignalsKeepInterruptingItsCreator) {
+  // A handler without SA_RESTART, run over and over (a process of its own
+  // sends the signals, so the creator stays single-threaded): every blocking
+  // call of the tracker's start sees EINTR. The start still succeeds, and the
+  // middle process it forks is reaped, not left a zombie. Ten starts, each in
+  // a fresh child: a wait that happens not to block sees no signal.
+  for (int round = 0; round < 10; ++round) {
+    ShmName name;
+    const int code = keel_test::exit_code_in_child([&name] {
+      struct sigaction sa {};
+      sa.sa_handler = [](int) {};
+      ::sigemptyset(&sa.sa_mask);
+      if (::sigaction(SIGUSR1, &sa, nullptr) != 0) return 2;
+      const pid_t creator = ::getpid();
+      const pid_t spammer = ::fork();
+      if (spammer < 0) return 3;
+      if (spammer == 0) {
+        for (;;) ::kill(creator, SIGUSR1);
+      }
+      int result = 0;
+      try {
+        auto shm = keel::SharedMemory::create(name.str(), 64);
+        if (!shm.is_tracked()) result = 4;
+      } catch (const keel::Error&) {
+        result = 5;
+      }
+      ::kill(spammer, SIGKILL);
+      int status = 0;
+      while (::waitpid(spammer, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (result != 0) return result;
+      if (::waitpid(-1, &status, WNOHANG) != -1 || errno != ECHILD) return 6;  // a child left unreaped
+      return 0;
+    });
+    ASSERT_EQ(code, 0) << "round " << round;
+    EXPECT_TRUE(keel_test::eventually([&] { return !name.exists(); })) << "the tracker did not remove the segment";
+  }
+}
+
+TEST(SharedMemory, ATrackerThatCannotBeForkedFailsTheCreateAndLeavesNothing) {
+  // In a child under a uid of its own that may have two processes: the
+  // tracker's middle process starts, and its fork of the tracker fails
+  // (EAGAIN). The create is an OsError that names the step and leaves no
+  // segment; with SIGCHLD ignored (so the middle's status is lost) it still
+  // fails, as "the tracker did not start", rather than wait for a tracker
+  // that does not exist.
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root, to take a uid with a process limit of its own";
+  ShmName forked, ignored;
+  const int code = keel_test::exit_code_in_child([&forked, &ignored] {
+    ::alarm(30);  // a wait for a tracker that never started ends the child
+    const auto uid = static_cast<uid_t>(2000000000 + ::getpid());
+    if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0) return 2;
+    const rlimit two{2, 2};
+    if (::setrlimit(RLIMIT_NPROC, &two) != 0) return 3;
+    const auto refused = [](const ShmName& name, int code, const char* step) {
+      try {
+        (void)keel::SharedMemory::create(name.str(), 64);
+      } catch (const keel::OsError& e) {
+        return e.code() == code && std::string(e.what()).find(step) != std::string::npos && !name.exists();
+      }
+      return false;
+    };
+    if (!refused(forked, EAGAIN, "(fork of the tracker: ")) return 4;
+    if (::signal(SIGCHLD, SIG_IGN) == SIG_ERR) return 5;
+    if (!refused(ignored, ECHILD, "(the tracker did not start: ")) return 6;
+    return 0;
+  });
+  EXPECT_EQ(code, 0);  // 142: the second create waited for a tracker that never started
+  EXPECT_FALSE(forked.exists());
+  EXPECT_FALSE(ignored.exists());
+}
+
+TEST(SharedMemory, AFullTrackerRegistryRefusesTrackedCreatesAndReadsNoSlotPastItsEnd) {
+  // A registry of three names (a test seam), first mapped in a child: the
+  // fourth tracked create is OsError ENOSPC and leaves nothing; a kept name's
+  // slot is reused. Every pass over the slots stops at the last one built:
+  // the registry ends against a guard page, so one more read is a SIGSEGV.
+  ShmName a, b, c, d;
+  const int code = keel_test::exit_code_in_child([&] {
+    keel::detail::shared_memory_test_tracker_capacity = 3;
+    auto sa = keel::SharedMemory::create(a.str(), 64);
+    auto sb = keel::SharedMemory::create(b.str(), 64);
+    auto sc = keel::SharedMemory::create(c.str(), 64);
+    if (os_error_code([&] { (void)keel::SharedMemory::create(d.str(), 64); }) != ENOSPC) return 2;
+    if (d.exists()) return 3;
+    auto untracked = keel::SharedMemory::create(d.str(), 64, {.track = false});
+    if (untracked.is_tracked()) return 4;  // a miss reads every slot
+    untracked.unlink();
+    if (!sa.keep() || sa.is_tracked()) return 5;
+    auto sd = keel::SharedMemory::create(d.str(), 64);  // in the slot `a` gave back
+    if (!sd.is_tracked() || !sb.is_tracked() || !sc.is_tracked()) return 6;
+    return 0;
+  });
+  EXPECT_EQ(code, 0);  // 139: a read past the registry's last slot
+  for (const ShmName* gone : {&b, &c, &d}) {
+    EXPECT_TRUE(keel_test::eventually([&] { return !gone->exists(); })) << gone->str() << " outlived its creator";
+  }
+  EXPECT_TRUE(a.exists()) << "a kept segment was removed";
 }
 
 TEST(SharedMemory, AFailedCreateLeavesNoSegmentBehind) {

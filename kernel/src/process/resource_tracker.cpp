@@ -30,6 +30,7 @@
 #include "keel/platform/atomic.hpp"
 #include "keel/platform/clock.hpp"
 #include "keel/platform/futex.hpp"
+#include "keel/process/shared_memory.hpp"
 #include "keel/sync/mutex.hpp"
 
 // Code that runs in the helper processes: sanitizer runtimes there still
@@ -71,10 +72,12 @@ struct Header {
   platform::Atomic<std::uint32_t> used{0};    // slots [0, used) have been built
   platform::Atomic<std::int32_t> tracker{0};  // the tracker's pid, stored by the middle process
   platform::FutexWord ready{0};               // 1 once the tracker is in its own session, waiting
+  std::uint32_t capacity = 0;                 // slots there is room for; set before any helper exists
 };
 constexpr std::size_t slots_offset = 64;
 static_assert(sizeof(Header) <= slots_offset);
-constexpr std::size_t registry_bytes = slots_offset + max_tracked * sizeof(Slot);
+
+constexpr std::size_t registry_bytes(std::uint32_t capacity) { return slots_offset + capacity * sizeof(Slot); }
 
 KEEL_HELPER_CODE Slot* slot_at(Header* h, std::size_t i) {
   return reinterpret_cast<Slot*>(reinterpret_cast<char*>(h) + slots_offset + i * sizeof(Slot));
@@ -82,9 +85,13 @@ KEEL_HELPER_CODE Slot* slot_at(Header* h, std::size_t i) {
 
 // This process's tracker. `registry` is null until the first start and in a
 // fork()ed child (whose copy of the parent's state the atfork handler drops).
+// The registry ends against a PROT_NONE guard page: a pass that ran past its
+// last slot faults at once instead of reading whatever is mapped next.
 struct State {
   Mutex mu;
   Header* registry KEEL_GUARDED_BY(mu) = nullptr;
+  void* mapping KEEL_GUARDED_BY(mu) = nullptr;  // the registry's pages, guard page included
+  std::size_t mapping_bytes KEEL_GUARDED_BY(mu) = 0;
   int tracker KEEL_GUARDED_BY(mu) = 0;
 };
 State& state();
@@ -97,6 +104,8 @@ void unlock_in_parent() KEEL_NO_TSA { state().mu.unlock(); }
 void unlock_in_child() KEEL_NO_TSA {
   State& s = state();
   s.registry = nullptr;
+  s.mapping = nullptr;  // never mapped here: MADV_DONTFORK
+  s.mapping_bytes = 0;
   s.tracker = 0;
   s.mu.unlock();
 }
@@ -134,7 +143,7 @@ KEEL_HELPER_CODE void close_all_but(int keep) {
 // Removes every registered name whose segment is still the one the creator
 // made: a name that was unlinked and re-created by anyone has another inode.
 KEEL_HELPER_CODE void remove_registered(Header* h) {
-  const std::uint32_t used = std::min<std::uint32_t>(h->used.load(std::memory_order_relaxed), max_tracked);
+  const std::uint32_t used = std::min<std::uint32_t>(h->used.load(std::memory_order_relaxed), h->capacity);
   char path[sizeof shm_dir + name_capacity];
   for (std::uint32_t i = 0; i < used; ++i) {
     Slot* s = slot_at(h, i);
@@ -206,17 +215,27 @@ bool alive(int pid, bool session_leader = true) {
 
 void start_locked(State& s) KEEL_REQUIRES(s.mu) {
   if (s.registry == nullptr) {
-    void* p =
-        ::mmap(nullptr, registry_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    const std::uint32_t capacity =
+        shared_memory_test_tracker_capacity != 0 && shared_memory_test_tracker_capacity < max_tracked
+            ? shared_memory_test_tracker_capacity
+            : static_cast<std::uint32_t>(max_tracked);
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t data_bytes = (registry_bytes(capacity) + page - 1) / page * page;
+    const std::size_t bytes = data_bytes + page;
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) fail(errno, "cannot map its registry");
     // A fork() of this process must not share the registry. No fork() runs
     // while the lock is held (the atfork handler takes it).
-    if (::madvise(p, registry_bytes, MADV_DONTFORK) != 0) {
+    if (::mprotect(static_cast<char*>(p) + data_bytes, page, PROT_NONE) != 0 ||
+        ::madvise(p, bytes, MADV_DONTFORK) != 0) {
       const int e = errno;
-      ::munmap(p, registry_bytes);
-      fail(e, "madvise");
+      ::munmap(p, bytes);
+      fail(e, "cannot guard its registry");
     }
-    s.registry = new (p) Header;
+    s.mapping = p;
+    s.mapping_bytes = bytes;
+    s.registry = new (static_cast<char*>(p) + data_bytes - registry_bytes(capacity)) Header;
+    s.registry->capacity = capacity;
   }
   Header* h = s.registry;
   h->tracker.store(0, std::memory_order_relaxed);
@@ -231,11 +250,11 @@ void start_locked(State& s) KEEL_REQUIRES(s.mu) {
   sigset_t old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  ::madvise(h, registry_bytes, MADV_DOFORK);
+  ::madvise(s.mapping, s.mapping_bytes, MADV_DOFORK);
   const long middle = ::syscall(SYS_clone, static_cast<unsigned long>(SIGCHLD), 0ul, 0ul, 0ul, 0ul);
   if (middle == 0) run_middle(h, static_cast<int>(pidfd));
   const int fork_errno = errno;
-  ::madvise(h, registry_bytes, MADV_DONTFORK);
+  ::madvise(s.mapping, s.mapping_bytes, MADV_DONTFORK);
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ::close(static_cast<int>(pidfd));
   if (middle < 0) fail(fork_errno, "fork");
@@ -303,8 +322,8 @@ void track(const std::string& name, int fd) {
     slot = free_slot;
   }
   if (slot == nullptr) {
-    if (used >= max_tracked) {
-      throw OsError(ENOSPC, "keel::SharedMemory: the cleanup tracker already holds " + std::to_string(max_tracked) +
+    if (used >= h->capacity) {
+      throw OsError(ENOSPC, "keel::SharedMemory: the cleanup tracker already holds " + std::to_string(h->capacity) +
                                 " names; create with track = false for a segment without cleanup");
     }
     slot = new (slot_at(h, used)) Slot;

@@ -182,7 +182,8 @@ SharedMemory SharedMemory::create_unique(std::string_view prefix, std::size_t si
   if (!options.exclusive) throw ValueError("keel::SharedMemory::create_unique: a unique name is always exclusive");
   for (int attempt = 0;; ++attempt) {
     try {
-      return create(bare + random_suffix(), size, options);
+      auto* const suffix = detail::shared_memory_test_unique_suffix;
+      return create(bare + (suffix != nullptr ? suffix() : random_suffix()), size, options);
     } catch (const OsError& e) {
       if (e.code() != EEXIST || attempt + 1 >= unique_attempts) throw;
     }

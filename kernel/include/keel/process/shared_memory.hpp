@@ -172,6 +172,14 @@ std::pair<SharedMemory, std::size_t> shared_list_attach(std::string_view name, s
 // create (diagnostics and tests).
 int shared_memory_tracker_pid() noexcept;
 
+// Test seams, never set outside tests. A tracker registry first mapped while
+// the capacity is between 1 and 65535 holds that many names (so that a full
+// registry takes a handful of segments, not 65536); a set suffix source
+// replaces the 16 random hex digits of create_unique (so that a test can make
+// every attempt collide).
+inline std::uint32_t shared_memory_test_tracker_capacity = 0;
+inline std::string (*shared_memory_test_unique_suffix)() = nullptr;
+
 }  // namespace detail
 
 /// A fixed-length array of trivially copyable T in shared memory (Python's ShareableList).
