@@ -1,7 +1,7 @@
 // See watchdog.hpp. The dump runs on the watchdog thread: each other thread is
 // asked for its own backtrace with a signal (a thread cannot walk another's
-// stack), and the watchdog symbolizes the addresses with addr2line afterwards,
-// outside any signal handler.
+// stack), and the watchdog symbolizes the addresses afterwards (llvm-symbolizer,
+// or addr2line), outside any signal handler.
 #include "tests/support/watchdog.hpp"
 
 #include <dirent.h>
@@ -69,10 +69,26 @@ struct Dumped {
   std::vector<Frame> frames;
 };
 
-// Fills each frame's `where` with one addr2line per object file, all of that
-// object's addresses in one call: addr2line reads the object's line tables
-// once per call, and on a sanitizer build (90 MB of them) one call per frame
-// made the dump of a hung test take a minute instead of a second or two.
+// The symbolizer: llvm-symbolizer where it is installed (it reads only the
+// line tables of the units the addresses fall in: half a second on the
+// 200 MB ASan test binary, where GNU addr2line parses them all and took 55 s,
+// most of the watchdog test's time under the sanitizers), else addr2line.
+// Both print "function at file:line", one line per address (no inlined frames).
+std::string symbolizer_command(const std::string& object) {
+  static const char* const found = [] {
+    for (const char* candidate : {"/usr/bin/llvm-symbolizer-14", "/usr/bin/llvm-symbolizer"}) {
+      if (::access(candidate, X_OK) == 0) return candidate;
+    }
+    return static_cast<const char*>(nullptr);
+  }();
+  if (found != nullptr) return std::string(found) + " --output-style=GNU --no-inlines -C -f -p --obj='" + object + "'";
+  return "addr2line -C -f -p -e '" + object + "'";
+}
+
+// Fills each frame's `where` with one symbolizer call per object file, all of
+// that object's addresses in one call: the symbolizer reads the object's line
+// tables once per call, and on a sanitizer build one call per frame made the
+// dump of a hung test take minutes.
 void symbolize(std::vector<Dumped>& threads) {
   std::vector<std::string> objects;
   for (const Dumped& t : threads) {
@@ -85,7 +101,7 @@ void symbolize(std::vector<Dumped>& threads) {
   for (const std::string& object : objects) {
     if (object.find('\'') != std::string::npos) continue;
     std::vector<Frame*> asked_for;
-    std::string cmd = "addr2line -C -f -p -e '" + object + "'";
+    std::string cmd = symbolizer_command(object);
     for (Dumped& t : threads) {
       for (Frame& f : t.frames) {
         if (f.object != object) continue;
@@ -96,7 +112,7 @@ void symbolize(std::vector<Dumped>& threads) {
       }
     }
     cmd += " 2>/dev/null";
-    // Without -i, addr2line answers one line per address, in order.
+    // One line per address, in order.
     if (FILE* p = ::popen(cmd.c_str(), "r")) {
       std::size_t next = 0;
       std::string line;
@@ -115,7 +131,7 @@ void symbolize(std::vector<Dumped>& threads) {
 }
 
 // "function at file:line" for each address (return addresses step back one
-// byte so the line is the call's), through addr2line on the object that holds it.
+// byte so the line is the call's), through the symbolizer on the object that holds it.
 std::vector<Frame> frames_of(void* const* addrs, int n) {
   std::vector<Frame> out;
   for (int i = 0; i < n; ++i) {
