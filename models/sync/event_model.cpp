@@ -3,6 +3,8 @@
 // KEEL-TWIN event_set_skip_wake event.set-wait.2t
 // KEEL-TWIN event_wait_skips_mark event.set-wait.2t
 // KEEL-TWIN event_generation_one_bit event.rounds.2t
+// KEEL-TWIN event_is_set_relaxed event.is-set-publishes.2t
+// KEEL-TWIN event_clear_blind_store event.clears-race-a-set.3t
 #include "harness.hpp"
 #include "keel/platform/var.hpp"
 #include "keel/sync/event.hpp"
@@ -55,6 +57,46 @@ struct ClearRace : rl::test_suite<ClearRace, 3> {
     }
   }
   void after() { RL_ASSERT(e.is_set()); }
+};
+
+// SYNC-6 for a poller: a true is_set() sees what the setter wrote before
+// set(), as a true wait() does.
+struct IsSetPublishes : rl::test_suite<IsSetPublishes, 2> {
+  keel::Event e;
+  keel::platform::Var<int> payload;
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      payload.store(1);
+      e.set();
+    } else if (e.is_set()) {
+      RL_ASSERT(payload.load() == 1);
+    }
+  }
+};
+
+// SYNC-2 with clears racing a set: the event starts set. One thread clears
+// it; another clears it, lets the waiter commit to sleeping (it starts
+// after that clear), and sets it again. The waiter is owed that set. Each
+// clear changes only the flag of the word it read: one that stored its stale
+// view over the set would take back the set's generation and sleeper mark,
+// and the waiter it woke would sleep again for ever.
+struct ClearsRaceASet : rl::test_suite<ClearsRaceASet, 3> {
+  keel::Event e;
+  rl::atomic<int> cleared{0};
+  void before() { e.set(); }
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      e.clear();
+    } else if (idx == 1) {
+      e.clear();
+      cleared($).store(1, rl::mo_release);
+      while (!e.has_waiters()) rl::yield(1, $);
+      e.set();
+    } else {
+      while (cleared($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      e.wait();
+    }
+  }
 };
 
 // SYNC-6, SYNC-2: set() immediately followed by clear() still releases a
@@ -119,6 +161,8 @@ int main() {
   check<TimedWait>("event.timed-wait.2t", "SYNC-6", full());
   check<SetThenClear>("event.set-then-clear.2t", "SYNC-2,SYNC-6", full());
   check<ClearRace>("event.clear-race.3t", "SYNC-2,SYNC-6", random(100000));
+  check<IsSetPublishes>("event.is-set-publishes.2t", "SYNC-6", full());
+  check<ClearsRaceASet>("event.clears-race-a-set.3t", "SYNC-2", random(100000));
   // The rounds' spin-waits multiply the schedules: bound 1 takes about 10 s
   // (verify-deep), full search does not end.
   check<Rounds>("event.rounds.2t", "SYNC-2,SYNC-6,SYNC-14", random(50000));

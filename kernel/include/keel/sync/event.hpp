@@ -42,13 +42,22 @@ class Event {
   /// Clears the flag: later waits block until the next set().
   void clear() {
     std::int32_t v = state_.load(std::memory_order_relaxed);
+    if (KEEL_INJECTED(event_clear_blind_store)) {
+      // Planted bug: check, then store what was seen without the flag: a
+      // clear and a set() (with its sleeper mark) between the two are undone.
+      if ((v & flag_bit) != 0) state_.store(v & ~flag_bit, std::memory_order_relaxed);
+      return;
+    }
     // Keep the generation; set() already cleared the sleeper bit.
     while ((v & flag_bit) != 0 &&
            !state_.compare_exchange_weak(v, v & ~flag_bit, std::memory_order_relaxed, std::memory_order_relaxed)) {
     }
   }
   /// Whether the flag is set; a true answer sees what the setter wrote before set().
-  bool is_set() const { return (state_.load(std::memory_order_acquire) & flag_bit) != 0; }
+  bool is_set() const {
+    const auto order = KEEL_INJECTED(event_is_set_relaxed) ? std::memory_order_relaxed : std::memory_order_acquire;
+    return (state_.load(order) & flag_bit) != 0;
+  }
   /// A snapshot: true when some thread may be asleep in wait (for tests and
   /// diagnostics; it may stay true briefly after the last waiter timed out).
   bool has_waiters() const { return (state_.load(std::memory_order_relaxed) & sleepers_bit) != 0; }
