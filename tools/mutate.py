@@ -683,6 +683,11 @@ def run(cmd, cwd, timeout, env=None):
         return None, out, time.time() - t0, True
 
 
+# A test that failed by its own check (the watchdog's FAILED line for a hung
+# test ends in "(timed out)" and is not one).
+FAILED_RX = r"^\[\s*FAILED\s*\]\s+([\w/]+\.[\w/]+)(?=[\s,]|$)(?! \(timed out\))"
+
+
 class Runner:
     def __init__(self, args, relevance, cxx, flags):
         self.args, self.rel, self.cxx, self.flags = args, relevance, cxx, flags
@@ -743,9 +748,43 @@ class Runner:
         env.pop("KEEL_MUTANT", None)
         if mutant:
             env["KEEL_MUTANT"] = str(mutant)
-        cmd = [os.path.join(s.dir, "build", "g++", "keel_tests"), "--gtest_brief=1",
+        # Not --gtest_brief: the [ RUN ] lines say which test a crash or the
+        # layer's limit cut short (see culprits).
+        cmd = [os.path.join(s.dir, "build", "g++", "keel_tests"),
                "--gtest_filter=" + (only or self.test_filter(layer, path))]
         return run(cmd, s.dir, timeout, env)
+
+    @staticmethod
+    def culprits(log):
+        """The tests a run could not finish: those the watchdog timed out, and
+        the one still running when the run ended (a crash, or the layer's limit)."""
+        names = re.findall(r"^\[\s*TIMEOUT\s*\]\s+(\S+)", log, re.M)
+        started = re.findall(r"^\[ RUN      \] (\S+)", log, re.M)
+        ended = set(re.findall(r"^\[\s*(?:OK|FAILED|SKIPPED)\s*\] (\S+)", log, re.M))
+        if started and started[-1] not in ended and started[-1] not in names:
+            names.append(started[-1])
+        return names
+
+    def named_beyond(self, s, mut, mutant, log, limit):
+        """A hang or a crash ends a test run before the tests after it: run
+        the rest (without the tests that hung or crashed, up to three rounds)
+        and return (the first test that fails by name, the tests left out), or
+        None. A named check that catches the mutant is its verdict, as a model
+        row is after an earlier model hung."""
+        excluded = []
+        for _ in range(3):
+            more = [n for n in self.culprits(log) if n not in excluded]
+            if not more:
+                return None
+            excluded += more
+            only = self.test_filter(mut.layer, mut.path) + "-" + ":".join(excluded)
+            rc, log, _, to = self.run_tests(s, mut.layer, limit, mutant, only)
+            failed = re.findall(FAILED_RX, log, re.M)
+            if failed:
+                return failed[0], excluded
+            if rc == 0 and not to:
+                return None
+        return None
 
     def judge_tests(self, s, mut, mutant=0):
         """Run the mutated layer's tests and set mut's outcome if they fail.
@@ -764,7 +803,7 @@ class Runner:
             # The watchdog ends its [  TIMEOUT ] report with a FAILED line for
             # the same test, marked "(timed out)": that one is the hang's, not
             # a failed check.
-            failed = re.findall(r"^\[\s*FAILED\s*\]\s+([\w/]+\.[\w/]+)(?=[\s,]|$)(?! \(timed out\))", log, re.M)
+            failed = re.findall(FAILED_RX, log, re.M)
             # A test that failed by name before another hung is the named
             # check that caught the mutant: the hang is not the verdict.
             if failed:
@@ -777,6 +816,12 @@ class Runner:
                 mut.outcome, mut.by = "killed-by-crash", f"tests of {mut.layer} (exit {rc})"
             else:
                 return False
+            if mut.outcome in ("killed-by-hang", "killed-by-crash") and mutant:
+                beyond = self.named_beyond(s, mut, mutant, log, limit)
+                if beyond:
+                    failed = [beyond[0]]
+                    mut.outcome = "killed-by-test"
+                    mut.by = f"gtest:{beyond[0]} (with {', '.join(beyond[1])} left out: {mut.by})"
             names = failed or timeouts
             if not names or not mutant:
                 return True
