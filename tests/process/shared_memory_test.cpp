@@ -229,9 +229,19 @@ TEST(SharedMemory, CreateUniqueGivesUpAfterSixtyFourCollisionsInARow) {
   };
   ShmName taken("unique");
   auto occupant = keel::SharedMemory::create(taken.str() + "00000000deadbeef", 64, {.track = false});
-  keel::detail::shared_memory_test_unique_suffix = fixed;
-  const int code = os_error_code([&] { (void)keel::SharedMemory::create_unique(taken.str(), 64); });
-  keel::detail::shared_memory_test_unique_suffix = nullptr;
+  // Put back however the call ends (another error type escapes
+  // os_error_code): later tests' unique names must be random again.
+  struct Seam {
+    explicit Seam(std::string (*f)()) { keel::detail::shared_memory_test_unique_suffix = f; }
+    Seam(const Seam&) = delete;
+    Seam& operator=(const Seam&) = delete;
+    ~Seam() { keel::detail::shared_memory_test_unique_suffix = nullptr; }
+  };
+  int code = 0;
+  {
+    const Seam seam(fixed);
+    code = os_error_code([&] { (void)keel::SharedMemory::create_unique(taken.str(), 64); });
+  }
   EXPECT_EQ(code, EEXIST);
   EXPECT_EQ(calls, 64);  // every name drawn was tried, and no more
   occupant.unlink();
