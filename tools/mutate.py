@@ -620,7 +620,7 @@ TEST_NARROW = [(re.compile(r"kernel/src/process/(queue|queue_ring|shared_memory|
 # working tree changes meanwhile (a per-mutant scratch made an hour in used to
 # copy whatever the developer had half-edited by then).
 SNAP = None
-TREE_PARTS = ("kernel", "models", "tools", "proofs", "tests", "fuzz", "Makefile")
+TREE_PARTS = ("kernel", "models", "tools", "proofs", "tests", "fuzz", "examples", "Makefile")
 
 
 def copy_tree_parts(src_root, dst, with_tests):
@@ -1538,8 +1538,15 @@ def schema_baseline(runner, sb, models, layers):
         srcs = sorted(glob.glob(os.path.join(sb.s.dir, "kernel", "src", "*", "*.cpp")) +
                       glob.glob(os.path.join(sb.s.dir, "tests", "*", "*.cpp")) + glob.glob(os.path.join(sb.s.dir, "fuzz", "*.cpp")) +
                       [os.path.join(sb.s.dir, "tests", "main.cpp")])
+        # The MPI half and the programs the ClusterMpi tests run under mpirun.
+        mpi_srcs = sorted(glob.glob(os.path.join(sb.s.dir, "kernel", "src", "cluster", "mpi", "*.cpp")) +
+                          glob.glob(os.path.join(sb.s.dir, "tests", "cluster", "mpi", "*.cpp")) +
+                          [os.path.join(sb.s.dir, "examples", "cluster.cpp")])
+        mpi_flags = subprocess.run(["mpicxx", "--showme:compile"], capture_output=True, text=True).stdout.split()
         sb.scan_reach("tests", [["g++", "-std=c++20", "-E", "-I" + os.path.join(sb.s.dir, "kernel", "include"),
-                                 "-I" + sb.s.dir, "-DKEEL_SOURCE_DIR=\"x\"", f] for f in srcs])
+                                 "-I" + sb.s.dir, "-DKEEL_SOURCE_DIR=\"x\"", f] for f in srcs] +
+                      [["g++", "-std=c++20", "-E", "-I" + os.path.join(sb.s.dir, "kernel", "include"), "-I" + sb.s.dir]
+                       + mpi_flags + [f] for f in mpi_srcs if os.path.exists(f)])
         print(f"  {len(sb.reach.get('tests', ()))} mutant switches compiled into the test binary", flush=True)
         for layer in layers:
             if not runner.test_filter(layer):
@@ -1601,8 +1608,13 @@ def check_schema(runner, sb, mut, mid):
 def test_make_command(scratch_dir, jobs=1):
     """make for the scratch copy's test binary, with -Wno-error: a mutant may
     leave a variable unused. The flags stamp is rewritten to match and dated
-    back, so the flag alone rebuilds nothing."""
-    cmd = ["make", f"-j{max(1, jobs)}", "--no-print-directory", "build/g++/keel_tests"]
+    back, so the flag alone rebuilds nothing. The ClusterMpi tests start
+    keel_mpi_scenarios and the cluster example under mpirun: they are built
+    from the schema too, so a mutant of the cluster layer (mpi/mpi.cpp is
+    reached only there) runs in every rank, which inherit KEEL_MUTANT from
+    mpirun as local processes do."""
+    cmd = ["make", f"-j{max(1, jobs)}", "--no-print-directory", "build/g++/keel_tests",
+           "build/g++/keel_mpi_scenarios", "build/g++/examples/cluster"]
     stamp = os.path.join(scratch_dir, "build", "g++", ".flags")
     if os.path.exists(stamp):
         with open(stamp) as f:

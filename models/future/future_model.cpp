@@ -17,6 +17,7 @@
 // KEEL-TWIN future_add_hook_relaxed future.callback-publishes.2t
 // KEEL-TWIN multiwait_clear_by_store future.as-completed-two-pushes.3t
 // KEEL-TWIN multiwait_signal_relaxed future.as-completed-two-pushes.3t
+// KEEL-TWIN future_observed_blind future.error-retrieved-by-two.2t
 #include <optional>
 
 #include "executor_unity.hpp"
@@ -388,6 +389,29 @@ struct CallbackPublishes : PublishRow<CallbackPublishes> {
   }
 };
 
+// EXEC-1: retrieving a stored error marks it observed (so it is not reported
+// as unobserved) with a read-modify-write of the state word that the phase
+// and the waiter bits share. Two threads retrieve it at once, one of them
+// while the error is being stored: both get it, and the future stays
+// finished with its error, whoever retrieved first.
+struct ErrorRetrievedByTwo : rl::test_suite<ErrorRetrievedByTwo, 2> {
+  keel::Promise<int> p;
+  keel::Future<int> f = p.get_future();
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      p.set_exception(std::make_exception_ptr(keel::ValueError("boom")));
+      RL_ASSERT(f.exception() != nullptr);
+    } else {
+      RL_ASSERT(f.exception() != nullptr);  // waits for the error
+    }
+  }
+  void after() {
+    RL_ASSERT(f.done());
+    RL_ASSERT(!f.cancelled());
+    RL_ASSERT(f.exception() != nullptr);
+  }
+};
+
 int main() {
   using namespace keel::model;
   check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
@@ -401,6 +425,7 @@ int main() {
   check<RemoteCancelledPublishes>("future.remote-cancelled-publishes.2t", "EXEC-9,POOL-7", full());
   check<WaitPublishes>("future.wait-publishes.2t", "EXEC-9", full());
   check<CallbackPublishes>("future.callback-publishes.2t", "EXEC-7,EXEC-9", full());
+  check<ErrorRetrievedByTwo>("future.error-retrieved-by-two.2t", "EXEC-1", bounded(3));
   check<ResultTwoWaiters>("future.result-two-waiters.3t", "EXEC-1,SYNC-2", random(20000));
   check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(20000));
   check<WaitAll>("future.wait-all.2t", "EXEC-7,SYNC-2", random(20000));
@@ -413,6 +438,7 @@ int main() {
   // CancelVsStart runs the same full search as make verify: its twin needs a
   // deep row to be caught in the deep table too.
   deep_check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
+  deep_check<ErrorRetrievedByTwo>("future.error-retrieved-by-two.2t", "EXEC-1", full());
   deep_check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(1000000));
   deep_check<RemoteCancelVsRedispatch>("future.remote-cancel-vs-redispatch.2t", "POOL-7", random(1000000));
   deep_check<RemoteCancelVsStart>("future.remote-cancel-vs-start.2t", "POOL-7", bounded(5));

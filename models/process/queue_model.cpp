@@ -16,6 +16,7 @@
 // KEEL-TWIN queue_size_reads_tail_first queue.size-snapshot.3t
 // KEEL-TWIN queue_magic_relaxed queue.attach-sees-whole.2t
 // KEEL-TWIN shared_list_magic_relaxed list.attach-sees-whole.2t
+// KEEL-TWIN robust_lock_blind queue.handoff.2t
 #include <chrono>
 #include <new>
 #include <string_view>

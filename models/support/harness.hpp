@@ -7,7 +7,10 @@
 // each. Each call prints
 //   KEEL-CHECK|<name>|<invariant ids>|<search>|<iterations>|<seconds>|<pass|FAIL>|<relacy verdict>
 // and main returns non-zero if any check failed. Relacy's own report (with the
-// failing interleaving's history) goes to stdout before the row.
+// failing interleaving's history) goes to stdout before the row. A
+// std::terminate during a row (the kernel let an exception out of a noexcept
+// destructor in some interleaving) prints that row as FAIL, with the
+// exception's text as the verdict, and exits 1.
 //
 // Two depths, one binary: check() rows are `make verify`'s (seconds each);
 // deep_check() rows are `make verify-deep`'s (exhaustive context-bounded or
@@ -29,6 +32,12 @@
 // source is what Relacy runs.
 #include "keel/platform/futex.hpp"
 #include "kernel_unity.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <string>
 
 namespace keel::model {
 
@@ -73,10 +82,47 @@ inline bool stop_at_first_failure() {
   return twin || mutant;
 }
 
+// The row being run, for the terminate handler below.
+struct CurrentRow {
+  const char* name = nullptr;
+  const char* invariants = nullptr;
+  std::string search;
+  std::chrono::steady_clock::time_point start;
+};
+inline CurrentRow& current_row() {
+  static CurrentRow r;
+  return r;
+}
+
+// The kernel may end the process in some interleaving: an exception out of a
+// noexcept destructor (a lock guard whose unlock finds the lock not held, as
+// when two threads were let hold it) is std::terminate, which no Relacy
+// assertion sees. That is the row's failure, so it is reported as one, with
+// the exception, instead of leaving only an abort for the reader to trace.
+[[noreturn]] inline void terminate_in_row() {
+  std::string what = "no exception";
+  if (std::exception_ptr e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    } catch (...) {
+      what = "an exception of unknown type";
+    }
+  }
+  const CurrentRow& r = current_row();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.start).count();
+  std::cout << "KEEL-CHECK|" << (r.name ? r.name : "?") << '|' << (r.invariants ? r.invariants : "") << '|' << r.search
+            << "|-|" << secs << "|FAIL|std::terminate in the kernel: " << what << std::endl;
+  std::_Exit(1);
+}
+
 template <class Suite>
 bool run_check(const char* name, const char* invariants, Search search) {
   const char* rows = std::getenv("KEEL_MODEL_ROWS");  // NOLINT(concurrency-mt-unsafe): single-threaded main
   if (rows != nullptr && std::string_view(name).find(rows) == std::string_view::npos) return true;
+  current_row() = {name, invariants, search.describe(), std::chrono::steady_clock::now()};
+  std::set_terminate(terminate_in_row);
   rl::test_params p;
   p.search_type = search.type;
   if (search.type == rl::sched_random) p.iteration_count = search.iterations;

@@ -31,6 +31,7 @@
 
 #include "keel/platform/atomic.hpp"
 #include "keel/platform/futex.hpp"
+#include "keel/platform/inject.hpp"
 #include "keel/platform/thread.hpp"
 
 namespace keel::platform {
@@ -54,6 +55,15 @@ class RobustMutexCore {
     const std::uint64_t me = current_thread_id();
     if (owner_.load(std::memory_order_relaxed) == me) return EDEADLK;
     std::int32_t v = free_word;
+    if (KEEL_INJECTED(robust_lock_blind)) {
+      // Twin: takes the word without looking, so two threads can hold the
+      // lock; the second unlock then finds another owner and the kernel's
+      // guard ends the process (the harness reports that as the row's
+      // failure).
+      word_.store(held_word, std::memory_order_seq_cst);
+      owner_.store(me, std::memory_order_relaxed);
+      return 0;
+    }
     if (word_.compare_exchange_strong(v, held_word, std::memory_order_acquire, std::memory_order_relaxed)) {
       owner_.store(me, std::memory_order_relaxed);
       return 0;

@@ -195,7 +195,13 @@ class FutureCore {
   // reads the bit, after the last release() ordered this.
   std::exception_ptr observed_error() const {
     std::exception_ptr e = error();
-    if (e) word_.fetch_or(observed_bit, std::memory_order_relaxed);
+    if (e) {
+      if (KEEL_INJECTED(future_observed_blind)) {
+        word_.exchange(observed_bit, std::memory_order_relaxed);
+      } else {
+        word_.fetch_or(observed_bit, std::memory_order_relaxed);
+      }
+    }
     return e;
   }
   // Throws CancelledError or InvalidStateError unless final and finished.
