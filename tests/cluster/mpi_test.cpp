@@ -5,11 +5,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
 
 #include "../support/test_support.hpp"
+#include "../support/watchdog.hpp"
 
 namespace {
 
@@ -28,9 +30,18 @@ std::string built(const std::string& name) {
 }
 std::string scenarios_binary() { return built("keel_mpi_scenarios"); }
 
+// Each scenario takes seconds (about 3 under TSan); the job's limit is
+// generous for a loaded machine, but below the test's own watchdog limit
+// when that is shorter (make mutate runs with 60 s), so a rank that never
+// ends fails the test that started it, with what the ranks printed.
+int mpirun_limit_seconds() {
+  const int watchdog = keel::test::watchdog_limit_seconds();
+  return watchdog > 0 ? std::clamp(watchdog - 15, 10, 180) : 180;
+}
+
 // mpirun -n `ranks` on this host only: loopback TCP and shared memory, as
 // many ranks as asked whatever the cores (oversubscribed ranks yield).
-MpiRun mpirun(const std::string& scenario, int ranks = 3, int limit_s = 180,
+MpiRun mpirun(const std::string& scenario, int ranks = 3, int limit_s = mpirun_limit_seconds(),
               const std::string& prog = scenarios_binary()) {
   std::string cmd = "timeout -k 5 " + std::to_string(limit_s) + " mpirun --oversubscribe -n " + std::to_string(ranks) +
                     " --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo"
@@ -79,7 +90,7 @@ TEST(ClusterMpi, APoolLeftOpenAtExitIsTerminatedAndEveryRankExits) { expect_ok("
 TEST(ClusterMpi, TheClusterExampleRunsAndItsCrashStaysOnItsNode) {
   const std::string example = built("examples/cluster");
   ASSERT_EQ(::access(example.c_str(), X_OK), 0) << example << " is missing: `make test` builds it";
-  const MpiRun r = mpirun("", 3, 180, example);
+  const MpiRun r = mpirun("", 3, mpirun_limit_seconds(), example);
   EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << "status " << r.status << "\n" << r.out;
   EXPECT_NE(r.out.find("2 nodes"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("longest Collatz run below 2001: 181 steps"), std::string::npos) << r.out;
@@ -91,7 +102,7 @@ TEST(ClusterMpi, TheClusterExampleRunsAndItsCrashStaysOnItsNode) {
 }
 
 TEST(ClusterMpi, ADeadRankEndsTheJobPromptlyWithAMessageNeverAHang) {
-  const MpiRun r = mpirun("rank-dies", 3, 120);
+  const MpiRun r = mpirun("rank-dies", 3, std::min(120, mpirun_limit_seconds()));
   EXPECT_FALSE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.out;
   EXPECT_LT(r.seconds, 60.0) << "the job must end promptly\n" << r.out;
   EXPECT_EQ(r.out.find("scenario rank-dies: ok"), std::string::npos) << r.out;

@@ -269,6 +269,12 @@ class Listener : public ::testing::EmptyTestEventListener {
 
 }  // namespace
 
+namespace {
+int installed_limit = 0;  // written once, by install_watchdog before any test
+}  // namespace
+
+int watchdog_limit_seconds() { return installed_limit; }
+
 ::testing::TestEventListener* install_watchdog() {
   int limit = default_limit_seconds;
   if (const char* text = std::getenv("KEEL_TEST_TIMEOUT")) {  // NOLINT(concurrency-mt-unsafe): before threads
@@ -282,6 +288,7 @@ class Listener : public ::testing::EmptyTestEventListener {
     }
     limit = static_cast<int>(v);
   }
+  installed_limit = limit;
   if (limit == 0) return nullptr;
   // The handler, and backtrace's first use (it may load libgcc), before any
   // test runs: nothing in the dump path should allocate or load lazily.

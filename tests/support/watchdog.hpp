@@ -32,4 +32,10 @@ inline constexpr int timeout_status = 124;  // the status timeout(1) uses
 // belongs to GoogleTest once appended. Exits with status 2 on a bad value.
 ::testing::TestEventListener* install_watchdog();
 
+// The per-test limit in force, in seconds; 0 when the watchdog is off or not
+// installed. A test that gives a child process a time limit of its own keeps
+// it below this one, so that a child that hangs fails the test by name (with
+// what the child printed) rather than ending the run as a timeout.
+int watchdog_limit_seconds();
+
 }  // namespace keel::test

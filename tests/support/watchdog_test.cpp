@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "tests/support/watchdog.hpp"
 
@@ -50,6 +51,9 @@ ChildRun run_self(const std::string& timeout, const std::string& filter, const s
 // Run only by the tests below, in a child test process.
 TEST(TestWatchdogTarget, DISABLED_Hangs) { hang_for_the_watchdog(); }
 TEST(TestWatchdogTarget, DISABLED_Passes) { SUCCEED(); }
+TEST(TestWatchdogTarget, DISABLED_PrintsItsLimit) {
+  std::printf("watchdog limit: %d s\n", keel::test::watchdog_limit_seconds());
+}
 
 TEST(TestWatchdog, HangIsANamedFailureWithStacks) {
   const ChildRun r = run_self("1", "TestWatchdogTarget.DISABLED_Hangs");
@@ -80,4 +84,15 @@ TEST(TestWatchdog, ZeroTurnsTheLimitOff) {
   const ChildRun r = run_self("0", "TestWatchdogTarget.DISABLED_Hangs", "timeout -s KILL 3");
   EXPECT_EQ(r.status, 137) << r.output;
   EXPECT_EQ(r.output.find("TIMEOUT"), std::string::npos) << r.output;
+}
+
+TEST(TestWatchdog, TestsKnowTheLimitInForce) {
+  // Tests that give a child process a limit keep it below this one
+  // (tests/cluster/mpi_test.cpp), so a hung child fails its test by name.
+  for (const auto& [env, want] : {std::pair<std::string, std::string>{"45", "watchdog limit: 45 s"},
+                                  {"0", "watchdog limit: 0 s"}}) {
+    const ChildRun r = run_self(env, "TestWatchdogTarget.DISABLED_PrintsItsLimit");
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find(want), std::string::npos) << env << ": " << r.output;
+  }
 }
