@@ -89,8 +89,8 @@ TEST(TestWatchdog, ZeroTurnsTheLimitOff) {
 TEST(TestWatchdog, TestsKnowTheLimitInForce) {
   // Tests that give a child process a limit keep it below this one
   // (tests/cluster/mpi_test.cpp), so a hung child fails its test by name.
-  for (const auto& [env, want] : {std::pair<std::string, std::string>{"45", "watchdog limit: 45 s"},
-                                  {"0", "watchdog limit: 0 s"}}) {
+  for (const auto& [env, want] :
+       {std::pair<std::string, std::string>{"45", "watchdog limit: 45 s"}, {"0", "watchdog limit: 0 s"}}) {
     const ChildRun r = run_self(env, "TestWatchdogTarget.DISABLED_PrintsItsLimit");
     EXPECT_EQ(r.status, 0) << r.output;
     EXPECT_NE(r.output.find(want), std::string::npos) << env << ": " << r.output;
