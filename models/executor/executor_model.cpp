@@ -455,5 +455,11 @@ int main() {
   deep_check<ShutdownNow>("executor.shutdown-now.1t+w", "EXEC-1,EXEC-4", random(1000000));
   deep_check<SubmitVsShutdown>("executor.submit-vs-shutdown.2t+w", "EXEC-1,EXEC-3,EXEC-5", bounded(1));
   deep_check<CancelVsStart>("executor.cancel-vs-start.2t+w", "EXEC-2", bounded(1));
+  // Rows that catch a twin, repeated deeper, so every twin is judged by the
+  // deep run too (a twin added with a quick row only was not).
+  deep_check<BrokenThenSubmit>("executor.broken-then-submit.1t+w", "EXEC-10", random(1000000));
+  deep_check<CancelledThenSubmit>("executor.cancelled-then-submit.2t+w", "EXEC-10", random(1000000));
+  deep_check<TwoBlockedThenShutdown>("executor.two-blocked-then-shutdown.3t+w", "EXEC-3,SYNC-2", random(1000000));
+  deep_check<DestroyedOnOwnThread>("executor.destroyed-on-own-thread.1t+2w", "LIFE-8", random(1000000));
   return exit_code();
 }

@@ -439,6 +439,15 @@ int main() {
   // deep row to be caught in the deep table too.
   deep_check<CancelVsStart>("future.cancel-vs-start.2t", "EXEC-1,EXEC-2", full());
   deep_check<ErrorRetrievedByTwo>("future.error-retrieved-by-two.2t", "EXEC-1", full());
+  // The publication rows are full searches already; the deep run repeats
+  // them so that every twin is judged under the deep search as well.
+  deep_check<HandlesDroppedOnTwoThreads>("future.handles-dropped-on-two-threads.2t", "EXEC-9", full());
+  deep_check<DonePublishes>("future.done-publishes.2t", "EXEC-9", full());
+  deep_check<CancelledPublishes>("future.cancelled-publishes.2t", "EXEC-9", full());
+  deep_check<RemoteCancelledPublishes>("future.remote-cancelled-publishes.2t", "EXEC-9,POOL-7", full());
+  deep_check<WaitPublishes>("future.wait-publishes.2t", "EXEC-9", full());
+  deep_check<CallbackPublishes>("future.callback-publishes.2t", "EXEC-7,EXEC-9", full());
+  deep_check<ResultTwoWaiters>("future.result-two-waiters.3t", "EXEC-1,SYNC-2", random(1000000));
   deep_check<WaitAny>("future.wait-any.3t", "EXEC-7,SYNC-2", random(1000000));
   deep_check<RemoteCancelVsRedispatch>("future.remote-cancel-vs-redispatch.2t", "POOL-7", random(1000000));
   deep_check<RemoteCancelVsStart>("future.remote-cancel-vs-start.2t", "POOL-7", bounded(5));

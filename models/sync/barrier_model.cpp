@@ -214,5 +214,9 @@ int main() {
   deep_check<Generations_<3, 3>>("barrier.generations.3t3g", "SYNC-7,SYNC-14", random(1000000));
   deep_check<AbortResetReuse>("barrier.abort-reset-reuse.2t", "SYNC-8,SYNC-14", bounded(2));
   deep_check<Generations_<2, 3>>("barrier.generations.2t3g", "SYNC-7,SYNC-14", bounded(2));
+  // Rows that catch a twin, repeated deeper, so every twin is judged by the
+  // deep run too (a twin added with a quick row only was not).
+  deep_check<AbortWakesAll>("barrier.abort-wakes-all.3t", "SYNC-8", random(1000000));
+  deep_check<ResetWakesAll>("barrier.reset-wakes-all.3t", "SYNC-8", random(1000000));
   return exit_code();
 }

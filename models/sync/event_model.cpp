@@ -169,5 +169,9 @@ int main() {
   deep_check<ClearRace>("event.clear-race.3t", "SYNC-2,SYNC-6", random(1000000));
   deep_check<ClearRace>("event.clear-race.3t", "SYNC-2,SYNC-6", bounded(1));
   deep_check<Rounds>("event.rounds.2t", "SYNC-2,SYNC-6,SYNC-14", bounded(1));
+  // Rows that catch a twin, repeated deeper, so every twin is judged by the
+  // deep run too (a twin added with a quick row only was not).
+  deep_check<IsSetPublishes>("event.is-set-publishes.2t", "SYNC-6", full());
+  deep_check<ClearsRaceASet>("event.clears-race-a-set.3t", "SYNC-2", random(1000000));
   return exit_code();
 }

@@ -214,5 +214,10 @@ int main() {
   // the one that catches timer_fired_relaxed).
   deep_check<RestartRounds>("timer.restart-rounds.4t3r", "SYNC-11,SYNC-14", random(2000000));
   deep_check<FiredPublishes>("timer.fired-publishes.3t", "SYNC-15", random(2000000));
+  // Rows that catch a twin, repeated deeper, so every twin is judged by the
+  // deep run too (a twin added with a quick row only was not).
+  deep_check<CancelNeverExpires>("timer.cancel-never-expires.2t", "SYNC-11", bounded(6));
+  deep_check<JoinsWhileStarting>("timer.joins-while-starting.4t", "LIFE-10", random(1000000));
+  deep_check<StartTwice>("timer.start-twice.3t", "SYNC-11", random(1000000));
   return exit_code();
 }
