@@ -85,6 +85,50 @@ std::optional<std::uint64_t> id_of(const std::string& m) {
 
 }  // namespace
 
+// A queue is tracked by default: one that a process leaves behind is
+// unlinked by that process's cleanup tracker once it ends. The process is a
+// fresh fork (no tracker yet, so this is its registry's first name) with a
+// bounded life: a crash or a hang in the first registration fails this test
+// by name. First in the file: every other test here registers names too.
+TEST(ProcessQueue, AQueueThatAFreshProcessLeavesBehindIsUnlinkedByItsTracker) {
+  QueueName name;
+  const int code = keel_test::exit_code_in_child_within(limit, [&name] {
+    auto q = keel::ProcessQueue::create(name.str(), {.capacity = 2, .max_message = 16});
+    q.put_bytes("left behind", limit);
+    return q.is_tracked() ? 0 : 2;
+  });
+  ASSERT_EQ(code, 0) << "the child that creates a queue " << keel_test::child_outcome(code) << " (2: not tracked)";
+  EXPECT_TRUE(keel_test::eventually([&name] { return !name.exists(); })) << name.str() << " was never unlinked";
+}
+
+// A getter with nothing to take sleeps in a futex wait, woken by the put or
+// by its recheck interval, and never spins (a recheck interval of zero made
+// every waiter of the suite spin: the layer's tests ran past their limit).
+// First in the file, so that such a spin fails here, by name.
+TEST(ProcessQueue, AGetterOnAnEmptyQueueSleepsInTheKernelUntilAPut) {
+  QueueName name;
+  auto q = keel::ProcessQueue::create(name.str(), {.capacity = 2, .max_message = 16});
+  std::string got;
+  // Its own limit is longer than the wait for it to sleep, and an error is
+  // kept, not thrown: a getter that never sleeps fails the check below.
+  keel_test::TidThread getter([&] {
+    try {
+      got = q.get_bytes(2 * limit);
+    } catch (const std::exception& e) {
+      got = e.what();
+    }
+  });
+  if (!keel_test::syscall_state(getter.tid()).known) {
+    q.put_bytes("wake", limit);
+    getter.join();
+    GTEST_SKIP() << "/proc/<tid>/syscall cannot say where a thread sleeps here";
+  }
+  EXPECT_TRUE(getter.wait_blocked()) << "the getter never slept in the kernel";
+  q.put_bytes("wake", limit);
+  getter.join();
+  EXPECT_EQ(got, "wake");
+}
+
 TEST(ProcessQueue, DeliversMessagesWholeAndInFifoOrder) {
   QueueName name;
   auto q = keel::ProcessQueue::create(name.str(), {.capacity = 4, .max_message = 16});

@@ -51,6 +51,28 @@ struct ShmPoint {
 
 }  // namespace
 
+// create_unique's suffix is 64 bits drawn from getrandom. The draw runs in a
+// bounded child, first in the file: a draw loop that never ends (or a crash in
+// it) fails this test by name, where it would hang the suite's first caller.
+TEST(SharedMemory, CreateUniqueDrawsSixteenFreshHexDigitsInABoundedChild) {
+  const std::string prefix = "keel-cu-" + std::to_string(::getpid()) + "-";
+  const int code = keel_test::exit_code_in_child_within(keel_test::hang_limit, [&prefix] {
+    auto a = keel::SharedMemory::create_unique(prefix, 64, {.track = false});
+    auto b = keel::SharedMemory::create_unique(prefix, 64, {.track = false});
+    const std::string na = a.name();
+    const std::string nb = b.name();
+    a.unlink();
+    b.unlink();
+    for (const std::string& n : {na, nb}) {
+      if (n.size() != 1 + prefix.size() + 16 || n.compare(1, prefix.size(), prefix) != 0) return 2;
+      if (n.find_first_not_of("0123456789abcdef", 1 + prefix.size()) != std::string::npos) return 3;
+    }
+    return na != nb ? 0 : 4;
+  });
+  EXPECT_EQ(code, 0) << "the child making two unique segments " << keel_test::child_outcome(code)
+                     << " (2: wrong shape, 3: not hex, 4: the same name twice)";
+}
+
 TEST(SharedMemory, ChildAttachesByNameAndSeesAndChangesTheParentsBytes) {
   ShmName name;
   auto shm = keel::SharedMemory::create(name.str(), 4096);

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -249,6 +250,46 @@ int exit_code_in_child(F fn) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return -1;
+}
+
+// What a bounded child run ended with (see exit_code_in_child_within).
+inline constexpr int child_did_not_end = -2;
+
+// exit_code_in_child with a bound: a child still running after `limit` is
+// SIGKILLed and reaped, and the result is child_did_not_end. For kernel calls
+// that a bug could make crash or never return (a draw from getrandom that
+// loops, a read past a vector): either one then fails the calling test by
+// name, where the test binary would crash or hang the suite until the
+// watchdog ends it. fn must not start threads.
+template <class F>
+int exit_code_in_child_within(std::chrono::milliseconds limit, F fn) {
+  const pid_t pid = fork_child(std::move(fn));
+  if (pid < 0) return -1;
+  const auto end = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return -1;
+    }
+    if (r < 0 && errno != EINTR) return -1;
+    if (std::chrono::steady_clock::now() >= end) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      return child_did_not_end;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// A bounded child run's result in words, for a failure message.
+inline std::string child_outcome(int code) {
+  if (code == child_did_not_end) return "did not end in time (killed)";
+  if (code > 128) return "was killed by signal " + std::to_string(code - 128);
+  return "exited with " + std::to_string(code);
 }
 
 // Elapsed time since construction.
