@@ -176,8 +176,14 @@ endif
 $(BUILD)/fuzz/%.o: CPPFLAGS += -I.
 $(BUILD)/kernel/%.o $(BUILD)/fuzz/%.o: CXXFLAGS += $(FUZZ_COV)
 
+# The shim's own tests link first, so they run first (GoogleTest runs suites
+# in the order their objects register them): every layer rests on the shim's
+# atomics, futexes and clocks, and a shim that breaks fails its own named
+# tests before the layers above it hang or crash on it.
+TEST_LINK_OBJ := $(filter $(BUILD)/unity/tests_platform.o $(BUILD)/tests/platform/%,$(TEST_OBJ))
+TEST_LINK_OBJ += $(filter-out $(TEST_LINK_OBJ),$(TEST_OBJ))
 $(TEST_BIN): $(TEST_OBJ) $(FUZZ_OBJ) $(LIB)
-	$(CXX) $(CXXFLAGS) $(LDFLAGS) $(TEST_OBJ) $(FUZZ_OBJ) $(LIB) $(TEST_LIBS) $(LDLIBS) -o $@
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $(TEST_LINK_OBJ) $(FUZZ_OBJ) $(LIB) $(TEST_LIBS) $(LDLIBS) -o $@
 
 # The cluster layer's MPI half (kernel/src/cluster/mpi/): the only objects
 # that include <mpi.h>, in a library of their own, so a program without MPI
