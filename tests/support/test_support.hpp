@@ -235,6 +235,14 @@ pid_t fork_child(F fn) {
   return pid;
 }
 
+// A wait status as exit_code_in_child reports it: the exit code, 128 + the
+// signal that ended the child, or -1.
+inline int child_exit_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
 // Runs fn in a forked child and returns its exit code (fn's return value), or
 // 128 + the signal that ended it. For checks that may hit undefined behaviour
 // in kernel code: under UBSan the child aborts and the calling test fails,
@@ -247,9 +255,7 @@ int exit_code_in_child(F fn) {
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return -1;
   }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
+  return child_exit_code(status);
 }
 
 // What a bounded child run ended with (see exit_code_in_child_within).
@@ -269,11 +275,7 @@ int exit_code_in_child_within(std::chrono::milliseconds limit, F fn) {
   for (;;) {
     int status = 0;
     const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
-      if (WIFEXITED(status)) return WEXITSTATUS(status);
-      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-      return -1;
-    }
+    if (r == pid) return child_exit_code(status);
     if (r < 0 && errno != EINTR) return -1;
     if (std::chrono::steady_clock::now() >= end) {
       ::kill(pid, SIGKILL);
