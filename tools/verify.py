@@ -345,6 +345,11 @@ def main():
           f"({os.cpu_count()} CPUs, {CXX})", flush=True)
     print(f"keel {mode}: building {len(models)} model binaries (each runs clean and once per twin: "
           f"{len(jobs)} runs) with {args.jobs} jobs", flush=True)
+    # Spin needs none of the model binaries: it starts now, beside their
+    # builds, rather than after them, so that neither phase ends with a core
+    # idle behind its last long job.
+    spin_pool = cf.ThreadPoolExecutor(1)
+    spin_future = spin_pool.submit(spin_rows, logdir) if not args.deep and (not only or only.search("spin")) else None
     binaries = {}
     with cf.ThreadPoolExecutor(args.jobs) as ex:
         for src, fut in zip(models, [ex.submit(build, s) for s in models]):
@@ -359,7 +364,6 @@ def main():
 
     spin_result = {}
     with cf.ThreadPoolExecutor(args.jobs) as ex:
-        spin_future = ex.submit(spin_rows, logdir) if not args.deep and (not only or only.search("spin")) else None
         # Longest first (by the last run's times), so no long run starts last
         # and leaves the other jobs idle.
         timing_path = os.path.join(BUILD, "durations" + (".deep" if args.deep else "") + ".json")
@@ -399,6 +403,7 @@ def main():
         with open(timing_path, "w") as f:
             json.dump(durations, f, indent=0, sort_keys=True)
         srows, stwins, present = spin_future.result() if spin_future else ([], [], True)
+        spin_pool.shutdown()
         if not present:
             failures.append("proofs/run_spin.sh is missing")
         rows += srows
