@@ -331,7 +331,7 @@ def gen_mutants(path, text):
             continue
         # A declaration (`inline int futex_wake(...) {`), not a call: there is
         # nothing to drop (its "mutant" did not compile).
-        if re.search(r"\b(?:int|void|bool|auto|long|unsigned)\s*$", code[:start]):
+        if re.search(r"\b(?:int|void|bool|auto|long|unsigned)\s*$", code[max(0, start - 64):start]):
             continue
         add(start, end, "(void)0", "wake-drop")
         args_text = code[m.end():end - 1]
