@@ -29,6 +29,7 @@ and the invariant catalogue is checked only for the rows that ran.
 import argparse
 import concurrent.futures as cf
 import glob
+import hashlib
 import json
 import os
 import re
@@ -152,6 +153,10 @@ def group_source(srcs):
 def build_group(group, srcs):
     """Builds the group's binary and links each model's name to it. Returns
     [(src, binary or None, error or None)]."""
+    # Named by its members too: a run of part of a group (--only, --deep)
+    # builds a binary of its own, and neither replaces the other's.
+    members = hashlib.sha1("\n".join(sorted(os.path.relpath(s, ROOT) for s in srcs)).encode()).hexdigest()[:8]
+    group = f"{group}.{members}"
     unity = os.path.join(BUILD, group + ".cpp")
     out = os.path.join(BUILD, group)
     write_if_changed(unity, group_source(srcs))
