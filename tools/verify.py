@@ -97,7 +97,9 @@ def group_of(src):
         text = f.read()
     if re.search(r"^\s*#\s*define\b", text, re.M) or re.search(r'^\s*#include\s+"[^"]*/src/[^"]*\.cpp"', text, re.M):
         return None
-    if "pool_unity.hpp" in text:
+    # pool_unity.hpp's models each bring their own kernel sources; a model
+    # without a plain `int main()` could not have it renamed.
+    if "pool_unity.hpp" in text or not re.search(r"^int main\(\)", text, re.M):
         return None
     return GROUP_HEADERS["executor_unity.hpp" if "executor_unity.hpp" in text else None]
 
@@ -140,8 +142,8 @@ def group_source(srcs):
                 lines.append(re.sub(r"^int main\(\)", "int model_main()", line))
         body.append(f'namespace keel_model_{name} {{\n#line 1 "{src}"\n' + "\n".join(lines) +
                     f"\n}}  // namespace keel_model_{name}\n")
-    dispatch = ["int main(int, char** argv) {",
-                '  const char* self = std::strrchr(argv[0], \'/\') ? std::strrchr(argv[0], \'/\') + 1 : argv[0];']
+    dispatch = ["int main(int, char** argv) {", "  const char* slash = std::strrchr(argv[0], '/');",
+                "  const char* self = slash ? slash + 1 : argv[0];"]
     for src in srcs:
         name = os.path.splitext(os.path.basename(src))[0]
         dispatch.append(f'  if (std::strcmp(self, "{name}") == 0) return keel_model_{name}::model_main();')
