@@ -220,6 +220,8 @@ def declare(members, text):
     text = re.sub(r"\s*\bKEEL_[A-Z_]+\([^()]*\)", "", text)
     # Attributes ([[no_unique_address]]) say nothing about sharing.
     text = re.sub(r"\[\[[^\[\]]*\]\]\s*", "", text)
+    # Nor does a layout macro (KEEL_CACHE_ALIGNED: alignas natively, empty in a model).
+    text = re.sub(r"\bKEEL_CACHE_ALIGNED\s+", "", text)
     text = re.sub(r"^((public|private|protected)\s*:\s*)+", "", text)
     if not text or re.match(r"^(using|typedef|friend|static|template|static_assert|enum|class|struct|union)\b", text):
         return

@@ -22,6 +22,7 @@
 // KEEL-TWIN executor_cancel_before_close executor.cancelled-then-submit.2t+w
 // KEEL-TWIN executor_room_wakes_one executor.two-blocked-then-shutdown.3t+w
 // KEEL-TWIN executor_orphan_never_freed executor.destroyed-on-own-thread.1t+2w
+// KEEL-TWIN executor_idle_remove_skipped executor.submit-vs-shutdown.2t+w
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"

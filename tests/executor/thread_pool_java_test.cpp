@@ -411,6 +411,41 @@ TEST(ThreadPoolJava, ShorterKeepAliveAppliesToWorkersAlreadyIdle) {
   ASSERT_TRUE(eventually([&] { return pool.stats().threads == 1; }));
 }
 
+TEST(ThreadPoolJava, AWorkerThatRetiresFromUnderOtherIdleOnesLeavesThemClaimable) {
+  // Three workers go idle one after another, so the first is the deepest of
+  // the idle ones; it times out first and retires from under the other two
+  // (core 2 keeps them). Those two must still be handed work, at once and
+  // without a new thread: the idle list must come out of that removal whole.
+  Gate first, second, third, both;
+  std::atomic<int> started{0};
+  keel::ThreadPoolExecutor pool(Opts().max(3).core(2).keep_alive(200ms).queue(QueueKind::handoff));
+  auto open1 = first.open_at_exit();
+  auto open2 = second.open_at_exit();
+  auto open3 = third.open_at_exit();
+  auto open_both = both.open_at_exit();
+  occupy_worker(pool, first, started);
+  occupy_worker(pool, second, started);
+  occupy_worker(pool, third, started);
+  first.open();
+  ASSERT_TRUE(eventually([&] { return pool.stats().idle == 1; }));
+  std::this_thread::sleep_for(20ms);
+  second.open();
+  ASSERT_TRUE(eventually([&] { return pool.stats().idle == 2; }));
+  std::this_thread::sleep_for(20ms);
+  third.open();
+  ASSERT_TRUE(eventually([&] { return pool.stats().threads == 2; }));
+  EXPECT_EQ(pool.stats().idle, 2u);
+  auto a = occupy_worker(pool, both, started);
+  auto b = occupy_worker(pool, both, started);  // a handoff queue: an idle worker, or a new thread
+  const auto s = pool.stats();
+  EXPECT_EQ(s.active, 2u);
+  EXPECT_EQ(s.threads, 2u) << "a new thread started: an idle worker was lost";
+  EXPECT_EQ(s.largest, 3u);
+  both.open();
+  a.result(hang_limit);
+  b.result(hang_limit);
+}
+
 // ---------------------------------------------------------------- statistics
 
 TEST(ThreadPoolStats, CountsWhileATaskRuns) {

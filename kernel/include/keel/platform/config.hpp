@@ -93,3 +93,15 @@
 #define KEEL_NOINLINE
 #define KEEL_COLD
 #endif
+
+// Starts a member (or a type) on a cache line of its own, so that data two
+// threads write in turn does not share a line with data one of them only
+// reads. Empty under the model: an over-aligned type is allocated by the
+// aligned operator new, which Relacy does not replace, and the model's
+// checks of use after free cover only what its own operator new allocated.
+// Layout is all it changes; the code is the same.
+#if KEEL_MODEL
+#define KEEL_CACHE_ALIGNED
+#else
+#define KEEL_CACHE_ALIGNED alignas(64)
+#endif
