@@ -13,8 +13,13 @@
 
 #include <benchmark/benchmark.h>
 #include <gnu/libc-version.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <fstream>
@@ -28,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -195,6 +201,63 @@ inline std::string load_average() {
   return s;
 }
 
+// The round trip of one cache line between CPUs 0 and 1 (two threads pinned
+// there, handing a counter back and forth), in ns; 0 with fewer than two
+// CPUs or if pinning fails. Every hand-off between a submitter and a worker
+// pays this: on the 2-vCPU VMs keel is measured on, it was 104-109 ns in some
+// windows and 382-447 ns in others (the host placing the vCPUs on near or far
+// cores), which moved the thread-pool rows more than 2x. A reader of a run
+// needs it beside the load average. It runs in a forked child: a thread
+// started here would end glibc's single-threaded mode for good, and
+// sync_bench's one-thread rows measure that mode.
+inline double round_trip_in_this_process() {
+  auto pin = [](int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
+  };
+  constexpr int kRounds = 200000;
+  alignas(64) std::atomic<int> ball{0};
+  std::atomic<bool> pinned{true};
+  std::thread partner([&] {
+    if (!pin(1)) pinned.store(false);
+    for (int i = 0; i < kRounds; ++i) {
+      while (ball.load(std::memory_order_acquire) != 2 * i + 1) {
+      }
+      ball.store(2 * i + 2, std::memory_order_release);
+    }
+  });
+  if (!pin(0)) pinned.store(false);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kRounds; ++i) {
+    ball.store(2 * i + 1, std::memory_order_release);
+    while (ball.load(std::memory_order_acquire) != 2 * i + 2) {
+    }
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  partner.join();
+  return pinned.load() ? std::chrono::duration<double, std::nano>(t1 - t0).count() / kRounds : 0;
+}
+inline double cross_cpu_round_trip_ns() {
+  if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) return 0;
+  int fds[2];
+  if (::pipe(fds) != 0) return 0;
+  std::fflush(nullptr);  // the child must not write out the parent's buffers again
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const double ns = round_trip_in_this_process();
+    [[maybe_unused]] const ssize_t n = ::write(fds[1], &ns, sizeof ns);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  double ns = 0;
+  if (pid < 0 || ::read(fds[0], &ns, sizeof ns) != static_cast<ssize_t>(sizeof ns)) ns = 0;
+  ::close(fds[0]);
+  if (pid > 0) ::waitpid(pid, nullptr, 0);
+  return ns;
+}
+
 struct Target {
   std::string line;
   double value;
@@ -205,6 +268,7 @@ struct Target {
 
 struct Report {
   std::string load_before = load_average();
+  double round_trip_before = cross_cpu_round_trip_ns();
   std::vector<std::pair<std::string, std::string>> versions;  // peer, version
   std::vector<std::pair<std::string, double>> derived;        // key, value
   std::vector<Target> targets;
@@ -280,10 +344,11 @@ inline std::string json_number(double v) {
   return buf;
 }
 
-// The run as one JSON object: program, time, cpus, load averages, versions,
+// The run as one JSON object: program, time, cpus, load averages, the cache
+// line round trips (0: not measured), versions,
 // every benchmark's real ns and counters, derived numbers and target lines.
 inline bool write_json(const std::string& path, const std::string& program, const std::string& load_after,
-                       const RecordingReporter& rec) {
+                       double round_trip_after, const RecordingReporter& rec) {
   const Report& r = report();
   std::string o = "{\n";
   char when[40];
@@ -294,6 +359,8 @@ inline bool write_json(const std::string& path, const std::string& program, cons
   o += "  \"cpus\": " + std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + ",\n";
   o += "  \"load_before\": " + json_string(r.load_before) + ",\n";
   o += "  \"load_after\": " + json_string(load_after) + ",\n";
+  o += "  \"cache_round_trip_ns_before\": " + std::to_string(r.round_trip_before) + ",\n";
+  o += "  \"cache_round_trip_ns_after\": " + std::to_string(round_trip_after) + ",\n";
   o += "  \"versions\": {";
   const char* sep = "";
   for (const auto& [k, v] : r.versions) {
@@ -394,10 +461,15 @@ int run_benchmarks(std::vector<char*> args, Setup setup, Summary summary) {
   }
   std::fprintf(out, "\nLoad average (1, 5, 15 min): %s before, %s after (%ld cpus)\n", report().load_before.c_str(),
                load_after.c_str(), ::sysconf(_SC_NPROCESSORS_ONLN));
+  const double round_trip_after = cross_cpu_round_trip_ns();
+  if (round_trip_after > 0 && report().round_trip_before > 0) {
+    std::fprintf(out, "Cache line round trip, CPU 0 <-> CPU 1: %.0f ns before, %.0f ns after\n",
+                 report().round_trip_before, round_trip_after);
+  }
   benchmark::Shutdown();
   int rc = rec.errors() == 0 ? 0 : 1;
   if (!json_out.empty()) {
-    if (write_json(json_out, program, load_after, rec)) {
+    if (write_json(json_out, program, load_after, round_trip_after, rec)) {
       std::fprintf(out, "Results written to %s\n", json_out.c_str());
     } else {
       std::fprintf(stderr, "cannot write %s\n", json_out.c_str());

@@ -8,7 +8,9 @@ It fails (exit 1, saying why) unless:
   - the one-thread rows (uncontended/{keel,std,absl}) ran in a process with
     one thread and the uncontended_2t rows with two (their single_threaded
     counter: glibc's __libc_single_threaded);
-  - the load average before and after is there (three numbers each);
+  - the load average before and after is there (three numbers each), and
+    so is the cache line round trip between CPUs 0 and 1, before and after
+    (measured, so above zero, wherever there are two CPUs);
   - every version is known: Abseil's package version reached the program
     from the Makefile (dpkg-query), not the "unknown" fallback;
   - each target line's verdict agrees with its value, operator and goal, and
@@ -33,6 +35,10 @@ def problems(run):
         fields = str(run.get(key, "")).split()
         if len(fields) != 3 or not all(f.replace(".", "", 1).isdigit() for f in fields):
             out.append("%s is %r, not three load averages" % (key, run.get(key)))
+    for key in ("cache_round_trip_ns_before", "cache_round_trip_ns_after"):
+        v = run.get(key)
+        if not isinstance(v, (int, float)) or v < 0 or (run.get("cpus", 1) >= 2 and v == 0):
+            out.append("%s is %r, not a measured round trip (cpus: %r)" % (key, v, run.get("cpus")))
     versions = run.get("versions", {})
     if not versions.get("absl (libabsl-dev)") or versions["absl (libabsl-dev)"].startswith("unknown"):
         out.append("Abseil's version did not reach the program: %r" % versions)
