@@ -5,16 +5,16 @@
 // functions of decisions.hpp over a view read under m_; the code here only
 // reads that view and carries the answer out.
 //
-// Idle protocol (the worker's `signal` word): idle (0, spinning, on the idle stack),
-// asleep (1, in futex_wait), claimed (2). A claimer, holding m_, pops the
-// worker from the idle stack, stores the task in `handed`, exchanges the word to
-// claimed and wakes it if the old value was asleep. The wake is issued under
-// m_: a claimed worker needs m_ before it can exit, so the word it sleeps on
-// outlives the wake. A worker that wakes unclaimed (timeout, spurious) takes
-// m_, sees the word is not claimed, and removes itself from the idle stack. Because a
-// worker goes idle only after finding the queue empty under m_, and a
-// submission prefers an idle worker, an idle worker and a queued task never
-// coexist.
+// Idle protocol (the worker's `signal` word): idle (0, spinning, on the idle
+// stack), asleep (1, in futex_wait), claimed (2). A claimer, holding m_, pops
+// the worker from the idle stack, stores the task in `handed`, exchanges the
+// word to claimed and wakes it if the old value was asleep. The wake is issued
+// under m_: a claimed worker needs m_ before it can exit, so the word it
+// sleeps on outlives the wake. A worker that wakes unclaimed (timeout,
+// spurious) takes m_, sees the word is not claimed, and removes itself from
+// the idle stack. Because a worker goes idle only after finding the queue
+// empty under m_, and a submission prefers an idle worker, an idle worker and
+// a queued task never coexist.
 //
 // Lifetimes (LIFE-8): everything above lives in a heap ThreadPoolCore, counted
 // by refs_: one reference for the ThreadPoolExecutor object, one for each
@@ -153,6 +153,8 @@ class ThreadPoolCore {
 
 using detail::ThreadPoolCore;
 
+// A line of its own: the worker and its claimer write `signal` and `handed` in
+// turn, and another worker's words next to them would move with every claim.
 struct KEEL_CACHE_ALIGNED ThreadPoolCore::Worker {
   static constexpr std::int32_t idle = 0;
   static constexpr std::int32_t asleep = 1;
@@ -583,10 +585,10 @@ void ThreadPoolCore::work_on(Worker* w, detail::Task* task) {
   task->release();
 }
 
-// Called with m_ held: waits on the idle stack until claimed or, if `timed`, until the
-// keep-alive passes. Returns the task a claimer handed over (null: none, or a
-// claim that only asks for a re-check); `expired` says the keep-alive passed
-// with no claim.
+// Called with m_ held: waits on the idle stack until claimed or, if `timed`,
+// until the keep-alive passes. Returns the task a claimer handed over (null:
+// none, or a claim that only asks for a re-check); `expired` says the
+// keep-alive passed with no claim.
 detail::Task* ThreadPoolCore::wait_idle(Worker* w, bool timed, bool& expired) {
   w->handed.store(nullptr);
   w->signal.store(Worker::idle, std::memory_order_relaxed);
