@@ -201,16 +201,32 @@ inline std::string load_average() {
   return s;
 }
 
-// The round trip of one cache line between CPUs 0 and 1 (two threads pinned
-// there, handing a counter back and forth), in ns; 0 with fewer than two
-// CPUs or if pinning fails. Every hand-off between a submitter and a worker
-// pays this: on the 2-vCPU VMs keel is measured on, it was 104-109 ns in some
-// windows and 382-447 ns in others (the host placing the vCPUs on near or far
-// cores), which moved the thread-pool rows more than 2x. A reader of a run
-// needs it beside the load average. It runs in a forked child: a thread
-// started here would end glibc's single-threaded mode for good, and
-// sync_bench's one-thread rows measure that mode.
-inline double round_trip_in_this_process() {
+// The two CPUs the round trip below is measured between: the first two this
+// process may run on (a container's cpuset need not hold CPUs 0 and 1);
+// nullopt with fewer than two.
+inline std::optional<std::pair<int, int>> round_trip_cpus() {
+  cpu_set_t allowed;
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return std::nullopt;
+  int found[2] = {-1, -1};
+  int n = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE && n < 2; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) found[n++] = cpu;
+  }
+  if (n < 2) return std::nullopt;
+  return std::make_pair(found[0], found[1]);
+}
+
+// The round trip of one cache line between those two CPUs (two threads
+// pinned there, handing a counter back and forth), in ns; 0 without two CPUs
+// or if either pin fails, and then no spinning at all: two spinners sharing
+// one CPU would take a time slice per hand-off. Every hand-off between a
+// submitter and a worker pays this: on the 2-vCPU VMs keel is measured on,
+// it was 104-109 ns in some windows and 382-504 ns in others (the host
+// placing the vCPUs on near or far cores), which moved the thread-pool rows
+// more than 2x. A reader of a run needs it beside the load average. It runs
+// in a forked child: a thread started here would end glibc's single-threaded
+// mode for good, and sync_bench's one-thread rows measure that mode.
+inline double round_trip_in_this_process(int cpu_a, int cpu_b) {
   auto pin = [](int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -218,17 +234,27 @@ inline double round_trip_in_this_process() {
     return ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
   };
   constexpr int kRounds = 200000;
+  constexpr int kAbort = -1;
   alignas(64) std::atomic<int> ball{0};
-  std::atomic<bool> pinned{true};
+  std::atomic<int> partner_pinned{0};  // 1: pinned, 2: could not pin
   std::thread partner([&] {
-    if (!pin(1)) pinned.store(false);
+    partner_pinned.store(pin(cpu_b) ? 1 : 2);
     for (int i = 0; i < kRounds; ++i) {
-      while (ball.load(std::memory_order_acquire) != 2 * i + 1) {
+      int b;
+      while ((b = ball.load(std::memory_order_acquire)) != 2 * i + 1) {
+        if (b == kAbort) return;
       }
       ball.store(2 * i + 2, std::memory_order_release);
     }
   });
-  if (!pin(0)) pinned.store(false);
+  const bool pinned = pin(cpu_a);
+  int theirs;
+  while ((theirs = partner_pinned.load()) == 0) std::this_thread::yield();
+  if (!pinned || theirs != 1) {
+    ball.store(kAbort, std::memory_order_release);
+    partner.join();
+    return 0;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < kRounds; ++i) {
     ball.store(2 * i + 1, std::memory_order_release);
@@ -237,16 +263,17 @@ inline double round_trip_in_this_process() {
   }
   const auto t1 = std::chrono::steady_clock::now();
   partner.join();
-  return pinned.load() ? std::chrono::duration<double, std::nano>(t1 - t0).count() / kRounds : 0;
+  return std::chrono::duration<double, std::nano>(t1 - t0).count() / kRounds;
 }
 inline double cross_cpu_round_trip_ns() {
-  if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) return 0;
+  const auto cpus = round_trip_cpus();
+  if (!cpus) return 0;
   int fds[2];
   if (::pipe(fds) != 0) return 0;
   std::fflush(nullptr);  // the child must not write out the parent's buffers again
   const pid_t pid = ::fork();
   if (pid == 0) {
-    const double ns = round_trip_in_this_process();
+    const double ns = round_trip_in_this_process(cpus->first, cpus->second);
     [[maybe_unused]] const ssize_t n = ::write(fds[1], &ns, sizeof ns);
     ::_exit(0);
   }
@@ -345,7 +372,7 @@ inline std::string json_number(double v) {
 }
 
 // The run as one JSON object: program, time, cpus, load averages, the cache
-// line round trips (0: not measured), versions,
+// line round trips and their two CPUs (0 and []: not measured), versions,
 // every benchmark's real ns and counters, derived numbers and target lines.
 inline bool write_json(const std::string& path, const std::string& program, const std::string& load_after,
                        double round_trip_after, const RecordingReporter& rec) {
@@ -359,6 +386,9 @@ inline bool write_json(const std::string& path, const std::string& program, cons
   o += "  \"cpus\": " + std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + ",\n";
   o += "  \"load_before\": " + json_string(r.load_before) + ",\n";
   o += "  \"load_after\": " + json_string(load_after) + ",\n";
+  const auto cpus = round_trip_cpus();
+  o += "  \"cache_round_trip_cpus\": [" +
+       (cpus ? std::to_string(cpus->first) + ", " + std::to_string(cpus->second) : std::string()) + "],\n";
   o += "  \"cache_round_trip_ns_before\": " + std::to_string(r.round_trip_before) + ",\n";
   o += "  \"cache_round_trip_ns_after\": " + std::to_string(round_trip_after) + ",\n";
   o += "  \"versions\": {";
@@ -463,8 +493,9 @@ int run_benchmarks(std::vector<char*> args, Setup setup, Summary summary) {
                load_after.c_str(), ::sysconf(_SC_NPROCESSORS_ONLN));
   const double round_trip_after = cross_cpu_round_trip_ns();
   if (round_trip_after > 0 && report().round_trip_before > 0) {
-    std::fprintf(out, "Cache line round trip, CPU 0 <-> CPU 1: %.0f ns before, %.0f ns after\n",
-                 report().round_trip_before, round_trip_after);
+    const auto cpus = round_trip_cpus();
+    std::fprintf(out, "Cache line round trip, CPU %d <-> CPU %d: %.0f ns before, %.0f ns after\n",
+                 cpus ? cpus->first : -1, cpus ? cpus->second : -1, report().round_trip_before, round_trip_after);
   }
   benchmark::Shutdown();
   int rc = rec.errors() == 0 ? 0 : 1;

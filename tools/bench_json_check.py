@@ -9,8 +9,8 @@ It fails (exit 1, saying why) unless:
     one thread and the uncontended_2t rows with two (their single_threaded
     counter: glibc's __libc_single_threaded);
   - the load average before and after is there (three numbers each), and
-    so is the cache line round trip between CPUs 0 and 1, before and after
-    (measured, so above zero, wherever there are two CPUs);
+    so is the cache line round trip, before and after: measured (above zero)
+    between the two CPUs it names, or 0 where the run had fewer than two;
   - every version is known: Abseil's package version reached the program
     from the Makefile (dpkg-query), not the "unknown" fallback;
   - each target line's verdict agrees with its value, operator and goal, and
@@ -35,10 +35,16 @@ def problems(run):
         fields = str(run.get(key, "")).split()
         if len(fields) != 3 or not all(f.replace(".", "", 1).isdigit() for f in fields):
             out.append("%s is %r, not three load averages" % (key, run.get(key)))
+    # Measured (above zero) between the two CPUs named, or 0 where the run
+    # could not use two CPUs and names none.
+    pair = run.get("cache_round_trip_cpus")
+    if not isinstance(pair, list) or len(pair) not in (0, 2) or not all(isinstance(c, int) for c in pair):
+        out.append("cache_round_trip_cpus is %r, not two CPUs or none" % (pair,))
+        pair = []
     for key in ("cache_round_trip_ns_before", "cache_round_trip_ns_after"):
         v = run.get(key)
-        if not isinstance(v, (int, float)) or v < 0 or (run.get("cpus", 1) >= 2 and v == 0):
-            out.append("%s is %r, not a measured round trip (cpus: %r)" % (key, v, run.get("cpus")))
+        if not isinstance(v, (int, float)) or (v > 0) != (len(pair) == 2) or v < 0:
+            out.append("%s is %r with round-trip CPUs %r: measured between two CPUs, else 0" % (key, v, pair))
     versions = run.get("versions", {})
     if not versions.get("absl (libabsl-dev)") or versions["absl (libabsl-dev)"].startswith("unknown"):
         out.append("Abseil's version did not reach the program: %r" % versions)
