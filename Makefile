@@ -377,6 +377,9 @@ bench-plots-check: deps $(BUILD)/bench/sync_bench
 	  --benchmark_repetitions=1 --json_out=$(BENCH_CHECK)/live/sync_bench.json > $(BENCH_CHECK)/live/sync_bench.txt
 	python3 tools/bench_plots.py --require sync_cost $(BENCH_CHECK)/live $(BENCH_CHECK)/live
 	python3 tools/bench_json_check.py $(BENCH_CHECK)/live/sync_bench.json
+	python3 tools/bench_plots.py --markdown $(BENCH_CHECK)/live $(BENCH_CHECK)/markdown > $(BENCH_CHECK)/summary.md
+	grep -Eq '^\| sync_bench \| .* \| [0-9]+ ns \| [0-9]+ ns \|$$' $(BENCH_CHECK)/summary.md || \
+	  { echo "bench-plots-check: the Markdown summary lacks sync_bench's round trips" >&2; exit 1; }
 
 # make install: CMake builds and installs keel (CMakeLists.txt), so the CMake
 # package is CMake's own (install(EXPORT), a version file): headers,

@@ -286,13 +286,20 @@ def plot_process_pool(p, run):
 
 def markdown(runs):
     out = []
-    out.append("| program | time (UTC) | cpus | load before | load after |")
-    out.append("|---|---|---|---|---|")
+    # The round trips say which kind of window the run had (bench/README.md:
+    # compare runs only when they agree); files written before they were
+    # measured have none.
+    def trip(r, when):
+        v = r.get("cache_round_trip_ns_" + when)
+        return "-" if v is None else "%.0f ns" % v
+
+    out.append("| program | time (UTC) | cpus | load before | load after | round trip before | round trip after |")
+    out.append("|---|---|---|---|---|---|---|")
     for p in PROGRAMS:
         r = runs.get(p)
         if r:
-            out.append("| %s | %s | %s | %s | %s |" % (p, r.get("time_utc"), r.get("cpus"), r.get("load_before"),
-                                                     r.get("load_after")))
+            out.append("| %s | %s | %s | %s | %s | %s | %s |" % (p, r.get("time_utc"), r.get("cpus"), r.get("load_before"),
+                                                               r.get("load_after"), trip(r, "before"), trip(r, "after")))
     out.append("")
     versions = {}
     for p in PROGRAMS:
