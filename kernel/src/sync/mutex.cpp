@@ -5,11 +5,12 @@ namespace keel {
 
 namespace {
 // Pauses a locker spends on a held lock before it sleeps: 20, a fifth of
-// the platform's bound (and no more than it: 1 step in the model). keel's
-// critical sections are a few dozen instructions, so a holder that has not
-// let go within 20 pauses is usually preempted or doing more than that, and
-// until then each poll of the word takes its cache line away from the
-// holder, whose unlock must take it back. Two threads hammering one lock
+// the platform's bound (and no more than it: 1 step in the model). The
+// sections keel's own code guards (queues, counters) are a few dozen
+// instructions, so a holder that has not let go within 20 pauses is likely
+// preempted or in a long section, where sleeping costs less; and until
+// then each poll of the word takes its cache line away from the holder,
+// whose unlock must take it back. Two threads hammering one lock
 // (sync_bench contended/0, 2026-12-05, seven runs each): 30.0 to 31.5 ns
 // per critical section with 20, against std::mutex's 32.4 to 34.0; 35.4 to
 // 37.9 with 100, against 32.1 to 33.7. The thread pool's and the process
