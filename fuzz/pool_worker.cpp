@@ -7,7 +7,8 @@
 //
 // The worker runs in this process on one end of a socketpair, as it would in
 // a fresh image, with a page of start slots (proto::SlotPage) the harness
-// shares with it; a thread arms the slots and writes the script's frames to
+// shares with it, and in half the runs an answer ring in that page (tiny, so
+// frames wrap and overflow to the socket); a thread arms the slots and writes the script's frames to
 // the other end, and another collects what the worker writes. The frames go
 // in bursts: every slot a burst uses is written before the burst is sent,
 // and the next burst waits until the worker has answered everything before
@@ -19,6 +20,8 @@
 // words left behind and the exit status. Input: a limit, a spawn choice, a
 // slot count, then up to 32 operations, each an opcode byte and its operands.
 // Checks, after every run:
+// - POOL-13 (with a ring; POOL-2 without): every frame the model predicts
+//   arrives once, in order, whichever of the ring and the socket carried it;
 // - POOL-2 (what the machine relies on): the worker writes ready, then for
 //   each task it reads either `skipped` or `started` followed at once by
 //   that task's one answer, in the order sent, each with its task's id and
@@ -41,6 +44,7 @@
 //   its message: a worker that cannot report it would die, and the pool would
 //   count a lost task instead of the task's own error.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -170,30 +174,49 @@ struct GotFrame {
 };
 
 // The supervisor's end: collects the worker's frames as they come, so the
-// writer can wait for the worker to be idle.
+// writer can wait for the worker to be idle. With an answer ring it follows
+// PoolDriver's rules (answer_ring.hpp): the ring is taken before each frame
+// read from the pipe, bells are not frames, and it sleeps in poll() only
+// after arm() said the ring holds nothing; after the pipe's end, the ring is
+// taken once more.
 class Collector {
  public:
-  explicit Collector(std::size_t max) : reader_(max + 64) {}
+  explicit Collector(std::size_t max) : reader_(max + 64), ring_frames_(max + 64) {}
 
-  void run(int fd) {
+  void run(int fd, keel::pool::ring::Reader ring = {}) {
+    ring_ = ring;
     char buf[65536];
     for (;;) {
+      take_ring();
+      pollfd p{fd, POLLIN, 0};
+      const bool sleep = ring_.arm();
+      const int ready = ::poll(&p, 1, sleep ? -1 : 0);
+      ring_.disarm();
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready == 0) continue;
       const ssize_t n = ::read(fd, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       if (!malformed_.empty()) continue;  // keep draining: the worker must never block on a write
       reader_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
-      std::lock_guard<std::mutex> lock(m_);
       try {
-        while (auto f = reader_.next()) frames_.push_back({f->kind, f->flags, f->id, std::string(f->payload)});
+        while (auto f = reader_.next()) {
+          keel::pool::ring::on_pipe_frame(
+              ring_, f->kind == proto::bell, keel::frame_header_size + f->payload.size(), [&] { take_ring(); },
+              [&] {
+                add({f->kind, f->flags, f->id, std::string(f->payload)});
+              });
+        }
       } catch (const keel::ProtocolError& e) {
+        std::lock_guard<std::mutex> lock(m_);
         malformed_ = e.what();
       }
       cv_.notify_all();
     }
+    take_ring();
     std::lock_guard<std::mutex> lock(m_);
     eof_ = true;
-    partial_ = malformed_.empty() && reader_.has_partial();
+    partial_ = malformed_.empty() && (reader_.has_partial() || ring_frames_.has_partial());
     cv_.notify_all();
   }
 
@@ -209,7 +232,27 @@ class Collector {
   bool partial() const { return partial_; }
 
  private:
+  void add(GotFrame f) {
+    std::lock_guard<std::mutex> lock(m_);
+    frames_.push_back(std::move(f));
+  }
+  // Everything the ring holds, as frames (a malformed one ends the collecting).
+  void take_ring() {
+    try {
+      const std::size_t n = ring_.take([&](std::size_t k) { return ring_frames_.prepare(k).data(); });
+      if (n == 0) return;
+      ring_frames_.commit(n);
+      while (auto f = ring_frames_.next()) add({f->kind, f->flags, f->id, std::string(f->payload)});
+    } catch (const keel::ProtocolError& e) {
+      std::lock_guard<std::mutex> lock(m_);
+      if (malformed_.empty()) malformed_ = std::string("in the answer ring: ") + e.what();
+    }
+    cv_.notify_all();
+  }
+
   keel::FrameReader reader_;
+  keel::pool::ring::Reader ring_;
+  keel::FrameReader ring_frames_;
   std::mutex m_;
   std::condition_variable cv_;
   std::vector<GotFrame> frames_;
@@ -338,6 +381,12 @@ KEEL_FUZZ_TARGET(pool_worker) {
   }
   const unsigned slots = static_cast<unsigned>(in.byte()) + 1;  // 1..256
   cfg.slots = bad_count ? bad_slot_count : slots;
+  // With an even slot count, an answer ring in the page, small enough that
+  // batches wrap around its end and overflow to the pipe (whose frames the
+  // ring then waits for); else every frame goes by pipe.
+  static constexpr std::uint32_t ring_sizes[] = {64, 256, 4096};
+  const std::uint32_t ring_size = fds_choice == two_fds && slots % 2 == 0 ? ring_sizes[(slots / 2) % 3] : 0;
+  cfg.ring = ring_size;
   if (!ended) want.push_back({proto::ready, 0, 0, {}, {}});
 
   // ---- the script, cut into bursts ----
@@ -569,7 +618,7 @@ KEEL_FUZZ_TARGET(pool_worker) {
 
   // ---- the run ----
   g_runs.clear();
-  proto::SlotPage page = proto::SlotPage::create(slots);
+  proto::SlotPage page = proto::SlotPage::create(slots, ring_size);
   int sv[2];
   KEEL_FUZZ_CHECK("harness", ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair failed");
   int page_fd = -1, pipe_end = -1;
@@ -612,7 +661,7 @@ KEEL_FUZZ_TARGET(pool_worker) {
     }
     ::shutdown(sv[0], SHUT_WR);
   });
-  std::thread reader([&] { collector.run(sv[0]); });
+  std::thread reader([&] { collector.run(sv[0], page.ring_reader()); });
   const int status = keel::pool::pool_worker_main(ctx);
   ::close(sv[1]);  // the worker's process would exit here; the reader sees EOF
   writer.join();
@@ -656,7 +705,10 @@ KEEL_FUZZ_TARGET(pool_worker) {
     }
   }
 
-  // The model, frame by frame.
+  // The model, frame by frame. Through an answer ring, a frame missing,
+  // repeated or out of order is the ring's failure (POOL-13) before the
+  // worker's (POOL-2).
+  const char* const order = ring_size ? "POOL-13" : "POOL-2";
   for (std::size_t i = 0; i < got.size() && i < want.size(); ++i) {
     const GotFrame& f = got[i];
     const Expected& e = want[i];
@@ -669,8 +721,9 @@ KEEL_FUZZ_TARGET(pool_worker) {
       KEEL_FUZZ_CHECK("POOL-7", false,
                       where + ": the worker skipped a task whose slot held sent(" + std::to_string(e.id) + ")");
     }
-    KEEL_FUZZ_CHECK("POOL-2", f.kind == e.kind && f.id == e.id && f.flags == e.flags,
-                    where + ": expected " + describe(e));
+    KEEL_FUZZ_CHECK(order, f.kind == e.kind && f.id == e.id && f.flags == e.flags,
+                    where + ": expected " + describe(e) +
+                        (ring_size ? " (answer ring of " + std::to_string(ring_size) + " bytes)" : ""));
     if (e.kind == proto::ok) {
       KEEL_FUZZ_CHECK("POOL-2", f.payload == e.ok_payload, where + ": wrong result");
     } else if (e.kind == proto::error || e.kind == proto::init_failed) {
@@ -683,10 +736,10 @@ KEEL_FUZZ_TARGET(pool_worker) {
       }
     }
   }
-  KEEL_FUZZ_CHECK("POOL-2", got.size() <= want.size(),
+  KEEL_FUZZ_CHECK(order, got.size() <= want.size(),
                   "frame " + std::to_string(want.size() + 1) + " (" + describe(got[want.size()]) +
                       "): a frame nobody asked for (" + why_exit + ")");
-  KEEL_FUZZ_CHECK("POOL-2", got.size() == want.size(),
+  KEEL_FUZZ_CHECK(order, got.size() == want.size(),
                   "the worker wrote " + std::to_string(got.size()) + " frames, expected " +
                       std::to_string(want.size()) + "; the first missing is " + describe(want[got.size()]) +
                       (gave_up_waiting ? " (the harness gave up waiting for it)" : ""));

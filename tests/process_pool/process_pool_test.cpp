@@ -124,6 +124,42 @@ int forge_skipped(int slot) {
   for (;;) ::pause();  // the supervisor kills a worker that lies
 }
 
+// This worker's answer ring: its page is the "keel-slots" memfd in its
+// maps, the ring's header 64 bytes in (a pool of 4 slots). Null if none.
+keel::pool::ring::Header* my_ring_header() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("keel-slots") == std::string::npos) continue;
+    auto* base = reinterpret_cast<char*>(std::stoull(line.substr(0, line.find('-')), nullptr, 16));
+    return reinterpret_cast<keel::pool::ring::Header*>(base + 64);
+  }
+  return nullptr;
+}
+// A worker whose task scribbles on its own answer ring. how 0: a tail far past the ring; 1: a tail behind what the
+// parent took (0: it took at least the `ready` frame before it sent a
+// task); 2: 16 bytes that are no frame, published as if they were.
+// Then a bell on the answer pipe (fd 5), so the parent looks now, and
+// nothing more: the task's own answer would overwrite the lie.
+int corrupt_ring(int how) {
+  auto* header = my_ring_header();
+  if (!header) return -1;  // no ring: the test's check of WorkerLost fails
+  const std::uint64_t tail = header->tail.load(std::memory_order_seq_cst);
+  if (how == 0) {
+    header->tail.store(tail + (std::uint64_t{1} << 40), std::memory_order_seq_cst);
+  } else if (how == 1) {
+    header->tail.store(0, std::memory_order_seq_cst);
+  } else {
+    char* data = reinterpret_cast<char*>(header) + sizeof(keel::pool::ring::Header);
+    for (std::uint64_t i = 0; i < 16; ++i) data[(tail + i) % keel::pool::proto::ring_bytes] = 'X';
+    header->tail.store(tail + 16, std::memory_order_seq_cst);
+  }
+  std::string bell;
+  keel::append_frame(bell, keel::pool::proto::bell, 0, {});
+  [[maybe_unused]] auto n = ::write(5, bell.data(), bell.size());
+  for (;;) ::pause();  // the supervisor kills a worker that lies
+}
+
 int init_value = 0;
 void init_ok(int v) { init_value = v; }
 int read_init(int) { return init_value; }
@@ -169,6 +205,7 @@ inline const auto init_exits_t = keel::register_task("pp.init_exits", init_exits
 inline const auto filled_t = keel::register_task("pp.filled", filled);
 inline const auto wait_file_eintr_t = keel::register_task("pp.wait_file_then_eintr", wait_file_then_eintr);
 inline const auto forge_skipped_t = keel::register_task("pp.forge_skipped", forge_skipped);
+inline const auto corrupt_ring_t = keel::register_task("pp.corrupt_ring", corrupt_ring);
 
 // Every future must be final: resolved, never left pending (POOL-1).
 template <class T>
@@ -660,6 +697,56 @@ TEST(ProcessPoolDeath, WorkerWritingGarbageOnItsChannelIsKilledAndReplaced) {
   auto e = expect_throw<keel::WorkerLost>([&] { f.result(); });
   EXPECT_EQ(e.exit_code(), -SIGKILL);
   EXPECT_EQ(pool.submit(square_t, 4).result(), 16);
+}
+
+// A worker's answer ring is in a page its tasks can write: a tail out of
+// range, or bytes that are no frame, make it a faulty worker like garbage on
+// its pipe (IPC-1): killed, its task lost, a replacement started.
+TEST(ProcessPoolDeath, AWorkerThatCorruptsItsAnswerRingIsKilledAndReplaced) {
+  ProcessPool pool({.workers = 1, .max_in_flight = 4});
+  for (int how = 0; how < 3; ++how) {
+    auto f = pool.submit(corrupt_ring_t, how);
+    auto e = expect_throw<keel::WorkerLost>([&] { f.result(); });
+    EXPECT_EQ(e.exit_code(), -SIGKILL) << "how " << how;
+    EXPECT_EQ(pool.submit(square_t, 4).result(), 16) << "how " << how;
+  }
+  EXPECT_EQ(pool.stats().lost, 3u);
+}
+
+// An answer in the ring is the parent's once published, as one in the pipe
+// is: the task sent behind it kills the worker at once, and the answer still
+// arrives, whether the parent took it before the death or after (POOL-13;
+// POOL-8: only the started task is lost). A worker that kept its answer
+// until it next had nothing to do would lose it here.
+TEST(ProcessPoolDeath, AnAnswerInTheRingOutlivesTheWorkerThatWroteIt) {
+  ProcessPool pool({.workers = 1, .max_in_flight = 4});
+  for (int i = 0; i < 10; ++i) {
+    // Runs measured: the two below are sent together.
+    for (int k = 0; k < 3; ++k) ASSERT_EQ(pool.submit(square_t, k).result(), k * k);
+    auto a = pool.submit(square_t, i);
+    auto b = pool.submit(die_by_signal_t, SIGKILL);
+    EXPECT_EQ(a.result(), i * i) << "round " << i;
+    expect_throw<keel::WorkerLost>([&] { b.result(); });
+  }
+  EXPECT_EQ(pool.stats().lost, 10u);
+}
+
+// Answers larger than the ring go by pipe between small ones in the ring: every
+// one arrives whole, in the order the worker sent them (an answer out of
+// order would be a faulty worker, killed), and none is lost.
+TEST(ProcessPoolWorker, AnswersLargerThanTheRingInterleaveWithSmallOnesInOrder) {
+  ProcessPool pool({.workers = 1});
+  std::vector<keel::Future<std::string>> fs;
+  std::vector<std::uint32_t> sizes;
+  for (std::uint32_t i = 0; i < 40; ++i) {
+    sizes.push_back(i % 3 == 1 ? keel::pool::proto::ring_bytes + 1000 * i : 10 + i);
+    fs.push_back(pool.submit(filled_t, sizes.back()));
+  }
+  for (std::size_t i = 0; i < fs.size(); ++i) EXPECT_EQ(fs[i].result(), filled(sizes[i])) << "task " << i;
+  const auto st = pool.stats();
+  EXPECT_EQ(st.deaths, 0u);
+  EXPECT_EQ(st.lost, 0u);
+  EXPECT_EQ(st.completed, 40u);
 }
 
 // The inbound channel carries tasks one way: a task that writes on it is not

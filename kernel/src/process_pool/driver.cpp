@@ -83,6 +83,7 @@ PoolDriver::PoolDriver(const ProcessPoolOptions& o, unsigned workers) : opts_(o)
   sc.init_args = o.initializer ? o.initializer->args : std::string();
   sc.max_message = o.max_message;
   sc.slots = slots_per_worker_;
+  sc.ring = pool::proto::ring_bytes;
   spawn_payload_ = pool::proto::encode_spawn(sc);
   machine_ = std::make_unique<pool::Machine>(mc, *this);
   bell_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -215,8 +216,20 @@ void PoolDriver::turn() {
     timeout =
         left <= pool::Nanos::zero() ? 0 : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
   }
+  // A frame may wait in a ring: then no sleep. Else the rings are armed, and
+  // a frame published from now on rings its worker's bell on its pipe.
+  for (auto& [id, w] : io_) {
+    if (timeout == 0) break;
+    if (w.faulty) continue;
+    w.armed = true;
+    if (!w.ring.arm()) timeout = 0;
+  }
   const int n = ::poll(pfds_.data(), pfds_.size(), timeout);
   if (n < 0 && errno != EINTR) detail::throw_os("ProcessPool", "poll", errno);
+  for (auto& [id, w] : io_) {
+    if (w.armed) w.ring.disarm();
+    w.armed = false;
+  }
 
   for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, never_started, now_ns());
   failed_spawns_.clear();
@@ -242,9 +255,11 @@ void PoolDriver::turn() {
     if (w->child.pidfd < 0 && w->eof) w->exited = true;  // no pidfd (old kernel): EOF means gone
     if (pid.revents & POLLIN) {
       w->exited = true;
-      // Whatever it wrote before dying is in the socket: read it all now.
+      // Whatever it wrote before dying is in the pipe: read it all now.
       if (!w->eof) read_worker(*w);
     }
+    // And in its ring: once it is seen gone, this take is its last.
+    drain_ring(*w);
     if (ch.revents & (POLLOUT | POLLHUP | POLLERR)) flush(*w);
   }
   apply();
@@ -302,8 +317,14 @@ void PoolDriver::read_worker(WorkerIo& w) {
     w.reader.commit(static_cast<std::size_t>(n));
     try {
       while (auto f = w.reader.next()) {
-        handle_frame(w, *f);
-        apply();
+        // What its ring holds was sent before this frame: it goes first.
+        pool::ring::on_pipe_frame(
+            w.ring, f->kind == pool::proto::bell, frame_header_size + f->payload.size(), [&] { drain_ring(w); },
+            [&] {
+              if (w.faulty) return;
+              handle_frame(w, *f);
+              apply();
+            });
         if (w.faulty) break;
       }
     } catch (const ProtocolError&) {
@@ -311,6 +332,24 @@ void PoolDriver::read_worker(WorkerIo& w) {
       w.faulty = true;
       signal_worker(w, SIGKILL);
     }
+  }
+}
+
+void PoolDriver::drain_ring(WorkerIo& w) {
+  if (w.faulty || !w.ring.attached()) return;
+  try {
+    const std::size_t n = w.ring.take([&](std::size_t k) { return w.ring_frames.prepare(k).data(); });
+    if (n == 0) return;
+    w.ring_frames.commit(n);
+    while (auto f = w.ring_frames.next()) {
+      handle_frame(w, *f);
+      apply();
+      if (w.faulty) return;
+    }
+  } catch (const ProtocolError&) {
+    // A ring out of range or a malformed frame in it: as garbage on the pipe.
+    w.faulty = true;
+    signal_worker(w, SIGKILL);
   }
 }
 
@@ -472,7 +511,7 @@ void PoolDriver::spawn(pool::WorkerId id) {
   ::fcntl(in.get(), F_SETFL, ::fcntl(in.get(), F_GETFL) | O_NONBLOCK);
   pool::proto::SlotPage slots;
   try {
-    slots = pool::proto::SlotPage::create(slots_per_worker_);
+    slots = pool::proto::SlotPage::create(slots_per_worker_, pool::proto::ring_bytes);
   } catch (const Error& e) {
     return failed(e.what());
   }
@@ -504,6 +543,7 @@ void PoolDriver::spawn(pool::WorkerId id) {
   w.fd = std::move(channel);
   w.in = std::move(in);
   w.slots = std::move(slots);
+  w.ring = w.slots.ring_reader();
   static_assert(std::numeric_limits<decltype(FrameView::flags)>::max() < pool::proto::max_slots);
   w.occupant.assign(pool::proto::max_slots, 0);
   w.free.clear();

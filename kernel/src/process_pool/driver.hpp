@@ -3,16 +3,18 @@
 //
 // One supervisor thread owns everything that touches the workers: their
 // channels (nonblocking stream sockets, which carry tasks to the worker),
-// their answer pipes (which carry its frames back: a worker writes once per
-// task, and a pipe write costs the kernel less than a socket's, which
-// allocates a buffer per message), their start slots, their pidfds and the
-// Machine. Each turn it polls the doorbell (an eventfd the Edge rings),
-// every channel and every pidfd, with the machine's next deadline as the
-// timeout; feeds what it saw to the machine as events; carries out the
-// actions; and writes what is pending. It reports a worker's exit only once
-// the worker's answer pipe was read to its end and its pidfd said it exited, so
-// every notice and answer the worker wrote reaches the machine before its
-// death does (the machine relies on it).
+// their answer rings and pipes (which carry its frames back: the ring in the
+// worker's shared page without a system call, the pipe what does not fit
+// and the bell that wakes this thread; answer_ring.hpp), their start slots,
+// their pidfds and the Machine. Each turn it polls the doorbell (an eventfd
+// the Edge rings), every answer pipe, channel and pidfd, with the machine's
+// next deadline as the timeout, unless a ring holds a frame (then it only
+// looks); feeds what it saw to the machine as events, taking each worker's
+// ring before each frame from its pipe; carries out the actions; and writes
+// what is pending. It reports a worker's exit only once the worker's answer
+// pipe was read to its end, its pidfd said it exited and its ring was taken
+// after that, so every notice and answer the worker sent reaches the machine
+// before its death does (the machine relies on it; POOL-13).
 #pragma once
 
 #include <poll.h>
@@ -74,6 +76,10 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
     detail::UniqueFd fd;  // the channel: tasks go out here (a stream socket)
     detail::UniqueFd in;  // the answer pipe: the worker's frames come in here
     FrameReader reader;
+    // Its answer ring (answer_ring.hpp) and the frames taken from it.
+    pool::ring::Reader ring;
+    FrameReader ring_frames;
+    bool armed = false;  // its ring was armed for this turn's poll
     std::string out;
     std::size_t out_off = 0;
     pool::proto::SlotPage slots;
@@ -86,7 +92,7 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
     bool eof = false;                 // the answer pipe was read to its end
     bool exited = false;              // the pidfd says the process is gone
     bool faulty = false;              // it broke the protocol and was killed
-    explicit WorkerIo(std::size_t max) : reader(max + 64) {}
+    explicit WorkerIo(std::size_t max) : reader(max + 64), ring_frames(max + 64) {}
   };
   // The answer being handled: resolve(value) completes its call with it.
   struct Answer {
@@ -99,6 +105,7 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   void wind_down(const std::string& why);
   void take_commands();
   void read_worker(WorkerIo& w);
+  void drain_ring(WorkerIo& w);
   void handle_frame(WorkerIo& w, const FrameView& f);
   void signal_worker(const WorkerIo& w, int signal) const;
   std::string exit_text(int code) const;

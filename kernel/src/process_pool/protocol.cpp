@@ -2,6 +2,7 @@
 #include "protocol.hpp"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,6 +40,7 @@ std::string encode_spawn(const SpawnConfig& c) {
   e.put(c.init_args);
   e.put(c.max_message);
   e.put(c.slots);
+  e.put(c.ring);
   return e.take();
 }
 
@@ -49,48 +51,90 @@ SpawnConfig decode_spawn(std::string_view payload) {
   c.init_args = d.get<std::string>();
   c.max_message = d.get<std::uint64_t>();
   c.slots = d.get<std::uint32_t>();
+  c.ring = d.get<std::uint32_t>();
   d.expect_end();
   if (c.slots == 0 || c.slots > max_slots) throw ProtocolError("keel: bad slot count in a worker's spawn payload");
+  if (c.ring != 0 && (c.ring < 64 || c.ring > max_ring_bytes)) {
+    throw ProtocolError("keel: bad answer ring size in a worker's spawn payload");
+  }
   return c;
 }
 
 namespace {
 [[noreturn]] void fail(const char* what) { detail::throw_os("ProcessPool", what, errno); }
-std::size_t bytes_for(unsigned count) { return count * sizeof(Slot); }
+// The slots, then (from a cache line of its own) the ring's header, then its bytes.
+std::size_t ring_offset(unsigned count) { return (count * sizeof(Slot) + 63) / 64 * 64; }
+std::size_t bytes_for(unsigned count, std::uint32_t ring_size) {
+  return ring_size ? ring_offset(count) + sizeof(ring::Header) + ring_size : count * sizeof(Slot);
+}
 }  // namespace
 
-SlotPage SlotPage::create(unsigned count) {
+SlotPage SlotPage::create(unsigned count, std::uint32_t ring_size) {
   SlotPage p;
+  const std::size_t bytes = bytes_for(count, ring_size);
   p.fd_ = ::memfd_create("keel-slots", MFD_CLOEXEC);
   if (p.fd_ < 0) fail("memfd_create");
-  if (::ftruncate(p.fd_, static_cast<off_t>(bytes_for(count))) < 0) fail("ftruncate");
-  void* m = ::mmap(nullptr, bytes_for(count), PROT_READ | PROT_WRITE, MAP_SHARED, p.fd_, 0);
+  if (::ftruncate(p.fd_, static_cast<off_t>(bytes)) < 0) fail("ftruncate");
+  void* m = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, p.fd_, 0);
   if (m == MAP_FAILED) fail("mmap");
   p.slots_ = static_cast<Slot*>(m);
   p.count_ = count;
+  p.ring_ = ring_size;
+  p.bytes_ = bytes;
   for (unsigned i = 0; i < count; ++i) ::new (static_cast<void*>(&p.slots_[i])) Slot(0);
+  if (ring_size) {
+    char* base = static_cast<char*>(m) + ring_offset(count);
+    ::new (static_cast<void*>(base)) ring::Header();
+    ::new (static_cast<void*>(base + sizeof(ring::Header))) platform::Byte[ring_size];
+  }
   return p;
 }
 
-SlotPage SlotPage::attach(int fd, unsigned count) {
+SlotPage SlotPage::attach(int fd, unsigned count, std::uint32_t ring_size) {
   SlotPage p;
   p.fd_ = fd;
-  void* m = ::mmap(nullptr, bytes_for(count), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const std::size_t bytes = bytes_for(count, ring_size);
+  struct stat st {};
+  if (::fstat(fd, &st) < 0) fail("fstat");
+  if (static_cast<std::uint64_t>(st.st_size) < bytes) {
+    detail::throw_os("ProcessPool", "the slot page is smaller than its slots and ring", EINVAL);
+  }
+  void* m = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (m == MAP_FAILED) fail("mmap");
   p.slots_ = static_cast<Slot*>(m);
   p.count_ = count;
+  p.ring_ = ring_size;
+  p.bytes_ = bytes;
   p.close_fd();
   return p;
 }
 
+ring::Writer SlotPage::ring_writer() {
+  if (!ring_) return {};
+  char* base = reinterpret_cast<char*>(slots_) + ring_offset(count_);
+  return {reinterpret_cast<ring::Header*>(base), reinterpret_cast<platform::Byte*>(base + sizeof(ring::Header)), ring_};
+}
+
+ring::Reader SlotPage::ring_reader() {
+  if (!ring_) return {};
+  char* base = reinterpret_cast<char*>(slots_) + ring_offset(count_);
+  return {reinterpret_cast<ring::Header*>(base), reinterpret_cast<platform::Byte*>(base + sizeof(ring::Header)), ring_};
+}
+
 SlotPage::SlotPage(SlotPage&& o) noexcept
-    : slots_(std::exchange(o.slots_, nullptr)), count_(std::exchange(o.count_, 0)), fd_(std::exchange(o.fd_, -1)) {}
+    : slots_(std::exchange(o.slots_, nullptr)),
+      count_(std::exchange(o.count_, 0)),
+      ring_(std::exchange(o.ring_, 0)),
+      bytes_(std::exchange(o.bytes_, 0)),
+      fd_(std::exchange(o.fd_, -1)) {}
 
 SlotPage& SlotPage::operator=(SlotPage&& o) noexcept {
   if (this != &o) {
     reset();
     slots_ = std::exchange(o.slots_, nullptr);
     count_ = std::exchange(o.count_, 0);
+    ring_ = std::exchange(o.ring_, 0);
+    bytes_ = std::exchange(o.bytes_, 0);
     fd_ = std::exchange(o.fd_, -1);
   }
   return *this;
@@ -104,9 +148,11 @@ void SlotPage::close_fd() {
 }
 
 void SlotPage::reset() noexcept {
-  if (slots_) ::munmap(slots_, bytes_for(count_));
+  if (slots_) ::munmap(slots_, bytes_);
   slots_ = nullptr;
   count_ = 0;
+  ring_ = 0;
+  bytes_ = 0;
   close_fd();
 }
 

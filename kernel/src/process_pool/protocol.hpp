@@ -4,18 +4,23 @@
 //
 //   submitters --Edge--> supervisor (Machine + driver) ==channel==> worker
 //                                  ^   \                          /  |
-//                                  |    `---- start slots (shm) -'   |
-//                                  `========== answer pipe ==========='
+//                                  |    `-- start slots, answer -'   |
+//                                  |        ring (shm)              |
+//                                  `===== answer pipe (+ bell) ======'
 //
 // Each worker has its own channel for what the parent sends (a stream
-// socket, its reading side shut in the parent), its own answer pipe for what
-// the worker sends back (every message on either is one frame,
-// keel/process/frame.hpp) and its own page of start slots (a memfd both
-// map). The worker writes about once per task, and a pipe write costs less
-// than a socket's (no buffer allocated per message): about a fifth of the
-// worker's CPU per tiny task, measured on the bench's 2-CPU VM. A task
-// sent to a worker carries its slot's index in the frame flags, and the slot
-// holds (task id << 2) | state: sent, started or dead.
+// socket, its reading side shut in the parent), its own answer ring and
+// answer pipe for what the worker sends back (every message on any of them
+// is one frame, keel/process/frame.hpp), and its own page (a memfd both
+// map) that holds its start slots and then its ring. A worker's frames go
+// into the ring when they fit; what does not fit goes by pipe, and after a
+// ring frame the worker writes a `bell` frame on the pipe only if the
+// supervisor said it may sleep (answer_ring.hpp has the rules that keep the
+// two paths one ordered stream). A pipe write per tiny task was most of the
+// worker's CPU on the bench's 2-CPU VM (1.7-2.0 us of it per task; with
+// the ring, 0.3 us). A task sent to a worker carries its slot's index in
+// the frame flags, and the slot holds (task id << 2) | state: sent, started
+// or dead.
 //
 // parent -> worker: call (payload: u32 name length, name, encoded arguments),
 //                   chunk (the task name, then a list of encoded argument
@@ -23,16 +28,20 @@
 // worker -> parent: ready (initializer done), init_failed (an encoded error),
 //                   started (it won the task's slot and runs it now),
 //                   skipped (it lost the slot: the task never runs there),
-//                   ok / error (the task's result or encoded error).
+//                   ok / error (the task's result or encoded error),
+//                   bell (pipe only: a frame waits in the ring).
 //
 // The worker takes frames in order. Before running a task it moves the
-// slot from sent to started (the start), then writes `started`, batched in
-// one write with the previous task's answer when the next task is already
-// buffered (so a notice costs no system call on the hot path), or alone
-// after being idle. It answers a task before it starts the next. The parent
+// slot from sent to started (the start), then sends `started`, batched
+// with the previous task's answer when the next task is already buffered,
+// or alone after being idle; either way it is sent before the task runs,
+// so the parent can say the future is running while it runs. It sends a
+// task's answer before it starts the next, so a task that kills the worker
+// costs no earlier answer. The parent
 // revokes a sent task, or the user cancels it, by moving the slot from sent
 // to dead; whoever moves it first decides. The spawn payload carries the
-// initializer, the message size limit and the number of slots.
+// initializer, the message size limit, the number of slots and the ring's
+// size.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +49,7 @@
 #include <string_view>
 #include <vector>
 
+#include "answer_ring.hpp"
 #include "keel/platform/atomic.hpp"
 #include "keel/platform/inject.hpp"
 
@@ -54,6 +64,15 @@ inline constexpr std::uint8_t ok = 12;
 inline constexpr std::uint8_t error = 13;
 inline constexpr std::uint8_t started = 14;
 inline constexpr std::uint8_t skipped = 15;
+// worker -> parent, on the pipe only: a frame waits in the answer ring and
+// the parent may be asleep (answer_ring.hpp). No payload.
+inline constexpr std::uint8_t bell = 16;
+
+// The answer ring's size in each worker's page (answer_ring.hpp): a few
+// hundred small answers, and one answer of up to 64 KiB, go without a
+// system call. A larger frame goes by pipe.
+inline constexpr std::uint32_t ring_bytes = 64u << 10;
+inline constexpr std::uint32_t max_ring_bytes = 16u << 20;
 
 // Slots per worker: the index travels in the frame's flags byte.
 inline constexpr unsigned max_slots = 256;
@@ -116,17 +135,21 @@ struct SpawnConfig {
   std::string init_args;
   std::uint64_t max_message = 0;
   std::uint32_t slots = 0;
+  std::uint32_t ring = 0;  // the answer ring's bytes in the slot page; 0: none (frames go by pipe)
 };
 std::string encode_spawn(const SpawnConfig& c);
 SpawnConfig decode_spawn(std::string_view payload);
 
-// A worker's page of start slots, mapped from a memfd: created by the parent
-// (zeroed, close-on-exec), attached by the worker. Unmapped on destruction.
+// A worker's page of start slots, then its answer ring (`ring_size` bytes, none
+// when 0), mapped from a memfd: created by the parent (zeroed, close-on-exec),
+// attached by the worker. Unmapped on destruction.
 class SlotPage {
  public:
   SlotPage() = default;
-  static SlotPage create(unsigned count);          // OsError on failure
-  static SlotPage attach(int fd, unsigned count);  // takes the fd; OsError on failure
+  static SlotPage create(unsigned count, std::uint32_t ring_size = 0);  // OsError on failure
+  // Takes the fd; OsError on failure, also when the fd holds fewer bytes
+  // than the page and its ring (touching them would be a SIGBUS).
+  static SlotPage attach(int fd, unsigned count, std::uint32_t ring_size = 0);
   SlotPage(SlotPage&& o) noexcept;
   SlotPage& operator=(SlotPage&& o) noexcept;
   SlotPage(const SlotPage&) = delete;
@@ -136,11 +159,16 @@ class SlotPage {
   unsigned size() const { return count_; }
   int fd() const { return fd_; }  // the parent's memfd, for the spawn; -1 once closed
   void close_fd();
+  // The answer ring's ends over this page (unattached when it has none).
+  ring::Writer ring_writer();
+  ring::Reader ring_reader();
 
  private:
   void reset() noexcept;
   Slot* slots_ = nullptr;
   unsigned count_ = 0;
+  std::uint32_t ring_ = 0;
+  std::size_t bytes_ = 0;
   int fd_ = -1;
 };
 

@@ -1,7 +1,9 @@
 // The ProcessPool worker: the "pool" child role. It runs in a fresh image of
 // the program (or a forked child), with its channel from the supervisor at
-// ctx.fds[0], its page of start slots at ctx.fds[1] and the pipe its frames
-// go back on at ctx.fds[2] (without one, they go back on the channel). It runs the
+// ctx.fds[0], its page of start slots (and answer ring, when the spawn
+// payload gives it a size) at ctx.fds[1] and the pipe its frames go back on
+// at ctx.fds[2] (without one, they go back on the channel). Its frames go
+// into the ring when they fit, else on the pipe (Outbox). It runs the
 // initializer, says ready, then takes the frames it is sent in order: it
 // starts a task only by winning its slot (sent -> started), says started,
 // runs it and answers it before it takes the next; a task whose slot it lost
@@ -27,7 +29,27 @@ namespace keel::pool {
 namespace {
 
 // Blocking write of the whole buffer; false if the parent is gone.
-bool write_all(int fd, const std::string& bytes) { return detail::write_all(fd, bytes) == 0; }
+bool write_all(int fd, std::string_view bytes) { return detail::write_all(fd, bytes) == 0; }
+
+// Where the worker's frames go: the answer ring when the parent gave one and
+// they fit (answer_ring.hpp), with a bell on the pipe if the parent may be
+// asleep; else the pipe. Either way they are the parent's once sent: a
+// frame in the ring outlives this process as one in the pipe does.
+class Outbox {
+ public:
+  Outbox(int pipe, ring::Writer ring) : pipe_(pipe), ring_(ring) { append_frame(bell_, proto::bell, 0, {}); }
+  // Sends `out` and clears it; false if the parent is gone.
+  bool flush(std::string& out) {
+    const bool ok = ring::send(ring_, out, bell_, [this](std::string_view b) { return write_all(pipe_, b); });
+    out.clear();
+    return ok;
+  }
+
+ private:
+  int pipe_;
+  ring::Writer ring_;
+  std::string bell_;
+};
 
 // The error report for the exception being handled, cut to fit the limit:
 // a task's failure must reach the parent as its own error, not as a worker
@@ -98,30 +120,31 @@ int pool_worker_main(const detail::ChildContext& ctx) {
   std::string out;
   std::size_t max = default_max_frame;
   proto::SlotPage slots;
+  proto::SpawnConfig cfg;
   try {
-    const proto::SpawnConfig cfg = proto::decode_spawn(ctx.payload);
+    cfg = proto::decode_spawn(ctx.payload);
     max = static_cast<std::size_t>(cfg.max_message);
     // The pool never asks for less (ProcessPoolOptions::max_message); the
     // error reports below need the room.
     if (max < detail::min_error_bytes) return 71;
-    slots = proto::SlotPage::attach(ctx.fds[1], cfg.slots);
-    if (!cfg.init_task.empty()) {
-      try {
-        detail::invoke_task(cfg.init_task, cfg.init_args);
-      } catch (...) {
-        append_frame(out, proto::init_failed, 0, current_error(max), max);
-        write_all(back, out);
-        return 3;
-      }
-    }
+    slots = proto::SlotPage::attach(ctx.fds[1], cfg.slots, cfg.ring);
   } catch (const ProtocolError&) {
     return 71;
   } catch (const OsError&) {
     return 74;
   }
+  Outbox box(back, slots.ring_writer());
+  if (!cfg.init_task.empty()) {
+    try {
+      detail::invoke_task(cfg.init_task, cfg.init_args);
+    } catch (...) {
+      append_frame(out, proto::init_failed, 0, current_error(max), max);
+      box.flush(out);
+      return 3;
+    }
+  }
   append_frame(out, proto::ready, 0, {}, max);
-  if (!write_all(back, out)) return 0;
-  out.clear();
+  if (!box.flush(out)) return 0;
 
   FrameReader reader(max + 64);
   for (;;) {
@@ -131,7 +154,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
     } catch (const ProtocolError&) {
       // The parent sent garbage: nothing sensible is left to do, but what was
       // answered is still said.
-      write_all(back, out);
+      box.flush(out);
       return 72;
     }
     if (!f) {
@@ -145,8 +168,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
           continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        if (!write_all(back, out)) return 0;
-        out.clear();
+        if (!box.flush(out)) return 0;
         if (n == 0) return 0;
         span = reader.prepare(std::size_t{64} * 1024);
       }
@@ -160,15 +182,15 @@ int pool_worker_main(const detail::ChildContext& ctx) {
       continue;
     }
     if (f->kind == proto::close) {
-      write_all(back, out);
+      box.flush(out);
       return 0;
     }
     if (f->kind != proto::call && f->kind != proto::chunk) {
-      write_all(back, out);
+      box.flush(out);
       return 73;
     }
     if (f->flags >= slots.size()) {
-      write_all(back, out);
+      box.flush(out);
       return 72;
     }
     // Winning the task's start slot is the one moment that decides whether it runs.
@@ -177,8 +199,7 @@ int pool_worker_main(const detail::ChildContext& ctx) {
       continue;
     }
     append_frame(out, proto::started, f->id, {}, max, f->flags);
-    if (!write_all(back, out)) return 0;
-    out.clear();
+    if (!box.flush(out)) return 0;
     if (f->kind == proto::call) {
       proto::CallView call;
       try {

@@ -13,6 +13,9 @@
 
 #include "keel/platform/config.hpp"
 
+#include <cstddef>
+#include <cstring>
+
 namespace keel::platform {
 
 #if KEEL_MODEL
@@ -26,6 +29,11 @@ struct VarStorage {
 template <class T>
 struct VarStorage<T, true> {
   using type = std::underlying_type_t<T>;
+};
+// So do bytes: printed as characters they would put raw bytes in the log.
+template <>
+struct VarStorage<unsigned char, false> {
+  using type = unsigned;
 };
 }  // namespace detail
 
@@ -65,6 +73,30 @@ class Var {
   T v_;
 };
 
+#endif
+
+// Byte runs in an array of Var<unsigned char> (a ring in memory another
+// process maps): natively one memcpy, since such a Var is a plain byte;
+// under the model one watched access per byte, so a run read before its
+// writer published it is reported as a race at the caller's line.
+using Byte = Var<unsigned char>;
+#if KEEL_MODEL
+inline void store_bytes(Byte* dst, const char* src, std::size_t n,
+                        std::source_location l = std::source_location::current()) {
+  for (std::size_t i = 0; i < n; ++i) dst[i].store(static_cast<unsigned char>(src[i]), l);
+}
+inline void load_bytes(char* dst, const Byte* src, std::size_t n,
+                       std::source_location l = std::source_location::current()) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = static_cast<char>(src[i].load(l));
+}
+#else
+static_assert(sizeof(Byte) == 1 && alignof(Byte) == 1);
+inline void store_bytes(Byte* dst, const char* src, std::size_t n) noexcept {
+  if (n) std::memcpy(static_cast<void*>(dst), src, n);
+}
+inline void load_bytes(char* dst, const Byte* src, std::size_t n) noexcept {
+  if (n) std::memcpy(dst, static_cast<const void*>(src), n);
+}
 #endif
 
 // RaceMark: stands beside plain data that Var cannot hold (a future's result
