@@ -42,6 +42,20 @@ struct FakePipe {
 
 std::string bytes_of(char c, std::size_t n) { return std::string(n, c); }
 
+// A slot page with a ring of `bytes`, both of the ring's ends, and the pipe
+// the writer's overflow and bells go to.
+struct Ends {
+  explicit Ends(std::uint32_t bytes)
+      : page(rp::SlotPage::create(4, bytes)), w(page.ring_writer()), r(page.ring_reader()) {}
+  bool send(std::string_view frames) {
+    return ring::send(w, frames, "BELL", [this](std::string_view b) { return pipe.write(b); });
+  }
+  rp::SlotPage page;
+  ring::Writer w;
+  ring::Reader r;
+  FakePipe pipe;
+};
+
 TEST(AnswerRing, FramesWrapAroundAndComeOutWholeInOrder) {
   rp::SlotPage page = rp::SlotPage::create(4, 64);
   ring::Writer w = page.ring_writer();
@@ -73,58 +87,54 @@ TEST(AnswerRing, FramesWrapAroundAndComeOutWholeInOrder) {
 }
 
 TEST(AnswerRing, AFrameThatDoesNotFitGoesByPipeAndTheRingWaitsUntilItIsHandled) {
-  rp::SlotPage page = rp::SlotPage::create(4, 64);
-  ring::Writer w = page.ring_writer();
-  ring::Reader r = page.ring_reader();
-  FakePipe pipe;
-  auto write = [&](std::string_view b) { return pipe.write(b); };
+  Ends e(64);
+  ring::Reader& r = e.r;
+  const FakePipe& pipe = e.pipe;
   r.disarm();  // the supervisor is awake: no bells in this test
-  ASSERT_TRUE(ring::send(w, bytes_of('a', 10), "BELL", write));
-  ASSERT_TRUE(ring::send(w, bytes_of('b', 100), "BELL", write));  // larger than the ring
+  ASSERT_TRUE(e.send(bytes_of('a', 10)));
+  ASSERT_TRUE(e.send(bytes_of('b', 100)));  // larger than the ring
   ASSERT_EQ(pipe.writes.size(), 1u);
   EXPECT_EQ(pipe.writes[0], bytes_of('b', 100));
   // A small batch now would be newer than an unhandled pipe frame: it goes
   // by pipe too, whatever room the ring has.
-  ASSERT_TRUE(ring::send(w, bytes_of('c', 5), "BELL", write));
+  ASSERT_TRUE(e.send(bytes_of('c', 5)));
   ASSERT_EQ(pipe.writes.size(), 2u);
   EXPECT_EQ(pipe.writes[1], bytes_of('c', 5));
   // The supervisor: each pipe frame after the ring's bytes.
   std::string order;
   auto drain = [&] { order += take_all(r); };
   ring::on_pipe_frame(r, false, 100, drain, [&] { order += pipe.writes[0]; });
-  ASSERT_TRUE(ring::send(w, bytes_of('x', 3), "BELL", write)) << "one pipe frame is still unhandled";
+  ASSERT_TRUE(e.send(bytes_of('x', 3))) << "one pipe frame is still unhandled";
   EXPECT_EQ(pipe.writes.size(), 3u);
   ring::on_pipe_frame(r, false, 5, drain, [&] { order += pipe.writes[1]; });
   ring::on_pipe_frame(r, false, 3, drain, [&] { order += pipe.writes[2]; });
   // Every pipe frame handled: the ring again.
-  ASSERT_TRUE(ring::send(w, bytes_of('d', 7), "BELL", write));
+  ASSERT_TRUE(e.send(bytes_of('d', 7)));
   EXPECT_EQ(pipe.writes.size(), 3u);
   drain();
   EXPECT_EQ(order, bytes_of('a', 10) + bytes_of('b', 100) + bytes_of('c', 5) + bytes_of('x', 3) + bytes_of('d', 7));
   // A bell read from the pipe counts for nothing.
   ring::on_pipe_frame(r, true, 16, drain, [&] { ADD_FAILURE() << "a bell is not handled"; });
-  ASSERT_TRUE(ring::send(w, bytes_of('e', 2), "BELL", write));
+  ASSERT_TRUE(e.send(bytes_of('e', 2)));
   EXPECT_EQ(pipe.writes.size(), 3u);
 }
 
 TEST(AnswerRing, ABellIsClaimedOncePerArmAndOnlyWhenArmed) {
-  rp::SlotPage page = rp::SlotPage::create(4, 256);
-  ring::Writer w = page.ring_writer();
-  ring::Reader r = page.ring_reader();
-  FakePipe pipe;
-  auto write = [&](std::string_view b) { return pipe.write(b); };
+  Ends e(256);
+  ring::Reader& r = e.r;
+  const FakePipe& pipe = e.pipe;
   // A fresh ring says the supervisor may be asleep: the first frame rings.
-  ASSERT_TRUE(ring::send(w, "one", "BELL", write));
-  ASSERT_TRUE(ring::send(w, "two", "BELL", write));
+  ASSERT_TRUE(e.send("one"));
+  ASSERT_TRUE(e.send("two"));
   ASSERT_EQ(pipe.writes, std::vector<std::string>{"BELL"});
   EXPECT_FALSE(r.arm()) << "six bytes wait: the supervisor must not sleep";
   EXPECT_EQ(take_all(r), "onetwo");
   EXPECT_TRUE(r.arm());
-  ASSERT_TRUE(ring::send(w, "three", "BELL", write));
-  ASSERT_TRUE(ring::send(w, "four", "BELL", write));
+  ASSERT_TRUE(e.send("three"));
+  ASSERT_TRUE(e.send("four"));
   EXPECT_EQ(pipe.writes, (std::vector<std::string>{"BELL", "BELL"})) << "one bell per sleep";
   r.disarm();
-  ASSERT_TRUE(ring::send(w, "five", "BELL", write));
+  ASSERT_TRUE(e.send("five"));
   EXPECT_EQ(pipe.writes.size(), 2u) << "no bell while the supervisor is awake";
   EXPECT_EQ(take_all(r), "threefourfive");
 }
@@ -173,16 +183,13 @@ TEST(AnswerRing, AWorkerRefusesAPageSmallerThanItsSlotsAndRing) {
 }
 
 TEST(AnswerRing, APageWithoutARingSendsEverythingByPipe) {
-  rp::SlotPage page = rp::SlotPage::create(4);
-  ring::Writer w = page.ring_writer();
-  ring::Reader r = page.ring_reader();
-  EXPECT_FALSE(w.attached());
-  EXPECT_FALSE(r.attached());
-  FakePipe pipe;
-  ASSERT_TRUE(ring::send(w, "frame", "BELL", [&](std::string_view b) { return pipe.write(b); }));
-  EXPECT_EQ(pipe.writes, std::vector<std::string>{"frame"});
-  EXPECT_TRUE(r.arm());
-  EXPECT_EQ(take_all(r), "");
+  Ends e(0);
+  EXPECT_FALSE(e.w.attached());
+  EXPECT_FALSE(e.r.attached());
+  ASSERT_TRUE(e.send("frame"));
+  EXPECT_EQ(e.pipe.writes, std::vector<std::string>{"frame"});
+  EXPECT_TRUE(e.r.arm());
+  EXPECT_EQ(take_all(e.r), "");
 }
 
 TEST(AnswerRing, ASpawnPayloadWithABadRingSizeIsRefused) {
