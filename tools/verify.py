@@ -178,16 +178,31 @@ def build_group(group, srcs):
     return result
 
 
-def run_model(binary, twin, log, tool, deep=False, only_rows=None):
-    t0 = time.time()
-    env = dict(os.environ)
-    env.pop("KEEL_INJECT", None)
-    env.pop("KEEL_MODEL_ROWS", None)
-    if only_rows:
-        env["KEEL_MODEL_ROWS"] = only_rows
+def model_env(twin=None, deep=False, **extra):
+    """The environment of a model run: the caller's, less anything a model
+    reads, plus what this run sets."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KEEL_INJECT", "KEEL_MODEL_ROWS", "KEEL_MODEL_ROW", "KEEL_MODEL_LIST", "KEEL_EXPLORE_ONLY")}
     env["KEEL_MODEL_DEEP"] = "1" if deep else "0"
     if twin:
         env["KEEL_INJECT"] = twin
+    env.update({k: v for k, v in extra.items() if v is not None})
+    return env
+
+
+def list_rows(binary, deep):
+    """The rows a model binary runs in this mode, by name, in its order; []
+    when it cannot say (then it runs whole)."""
+    p = subprocess.run([binary], capture_output=True, text=True, env=model_env(deep=deep, KEEL_MODEL_LIST="1"))
+    names = [line.split("|", 1)[1] for line in p.stdout.splitlines() if line.startswith("KEEL-ROW|")]
+    # A name may have two rows (an exhaustive and a random search of the same
+    # case): KEEL_MODEL_ROW=<name> runs both, in one job.
+    return list(dict.fromkeys(names)) if p.returncode == 0 else []
+
+
+def run_model(binary, twin, log, tool, deep=False, only_rows=None, row=None):
+    t0 = time.time()
+    env = model_env(twin, deep, KEEL_MODEL_ROWS=only_rows, KEEL_MODEL_ROW=row)
     with open(log, "w") as f:
         p = subprocess.run([binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         f.write(p.stdout)
@@ -473,10 +488,19 @@ def main():
                     failures.append(f"build of {os.path.relpath(src, ROOT)} failed:\n{err}")
                 binaries[src] = binary
     print(f"keel {mode}: models built at {time.time() - t_start:.0f} s", flush=True)
-    built = {}
+    # A model's clean run is one job per row (the binary lists them), so that
+    # the cores share a model's rows and the longest row, not the longest
+    # model, is the longest job; a twin is one job, as run_twin says.
+    runs = []  # (src, twin, row): in the order the report lists them
     for src, twin in jobs:
-        base = os.path.splitext(os.path.basename(src))[0]
-        built[(src, twin)] = (base + ("+" + twin if twin else ""), binaries[src])
+        if not binaries[src]:
+            continue
+        names = list_rows(binaries[src], args.deep) if twin is None else []
+        runs += [(src, twin, row) for row in names] if names else [(src, twin, None)]
+
+    def run_name(key):
+        src, twin, row = key
+        return os.path.splitext(os.path.basename(src))[0] + ("+" + twin if twin else "") + ("/" + row if row else "")
 
     spin_result = {}
     with cf.ThreadPoolExecutor(args.jobs) as ex:
@@ -488,16 +512,21 @@ def main():
                 last = json.load(f)
         except (OSError, ValueError):
             last = {}
-        order = sorted((k for k, (_, b) in built.items() if b), key=lambda k: -float(last.get(built[k][0], 1e9)))
         futs = {}
-        for key in order:
-            name, binary = built[key]
-            log = os.path.join(logdir, name + (".deep" if args.deep else "") + ".log")
-            futs[key] = ex.submit(run_twin, binary, key[1], log, tool_of(key[0]), args.deep, catching_row.get(key))
+        for key in sorted(runs, key=lambda k: -float(last.get(run_name(k), 1e9))):
+            src, twin, row = key
+            log = os.path.join(logdir, run_name(key).replace("/", ".") + (".deep" if args.deep else "") + ".log")
+            if twin is None:
+                futs[key] = ex.submit(lambda *a: run_model(*a) + (None,), binaries[src], None, log, tool_of(src),
+                                      args.deep, None, row)
+            else:
+                futs[key] = ex.submit(run_twin, binaries[src], twin, log, tool_of(src), args.deep,
+                                      catching_row.get((src, twin)))
         durations = {}
-        for (src, twin), fut in futs.items():
-            rc, model_rows, secs, missed_row = fut.result()
-            name = built[(src, twin)][0]
+        for key in runs:
+            src, twin, row = key
+            rc, model_rows, secs, missed_row = futs[key].result()
+            name = run_name(key)
             durations[name] = secs
             if twin is None:
                 if not model_rows:
@@ -516,8 +545,10 @@ def main():
                               first.name + " [" + first.search + "]" if first else "-",
                               first.verdict if first else f"not caught (rc={rc})",
                               first.invariants if first else ""))
+        # Merged into the last times, not written over them: a partial run
+        # (--only) would otherwise leave the next full run without the order.
         with open(timing_path, "w") as f:
-            json.dump(durations, f, indent=0, sort_keys=True)
+            json.dump({**last, **durations}, f, indent=0, sort_keys=True)
         print(f"keel {mode}: model runs done at {time.time() - t_start:.0f} s", flush=True)
         srows, stwins, present = spin_future.result() if spin_future else ([], [], True)
         if spin_future:
@@ -530,6 +561,14 @@ def main():
 
     if not args.deep and (not only or only.search("spin")):
         rows += spin_code_rows(twins, failures, partial=bool(only))
+
+    # Each check runs once: a row job that ran more than its row would only
+    # cost time, and a report listing a check twice says less than it seems.
+    seen = set()
+    for r in rows:
+        if (r.tool, r.name, r.search) in seen:
+            failures.append(f"check {r.tool}:{r.name} [{r.search}] ran more than once")
+        seen.add((r.tool, r.name, r.search))
 
     # Invariant catalogue cross-check.
     invariants = parse_invariants()

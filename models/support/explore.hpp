@@ -245,7 +245,9 @@ struct Row {
 // way for every explorer: KEEL_EXPLORE_ONLY=<name> runs that row alone (work
 // in progress); KEEL_MODEL_ROWS=<text> only the rows whose name contains it
 // (verify runs a twin on the row declared to catch it first, as the Relacy
-// harness does); a twin (KEEL_INJECT) or mutant (KEEL_MUTANT, make mutate)
+// harness does); KEEL_MODEL_ROW=<name> that row alone, and KEEL_MODEL_LIST=1
+// prints the rows' names (KEEL-ROW|<name>) and runs none (verify runs each
+// row as a job of its own, as with the Relacy models); a twin (KEEL_INJECT) or mutant (KEEL_MUTANT, make mutate)
 // run stops at its first failing row, since the others would only repeat it.
 // make_world(bounds) builds the initial state.
 template <class Bounds, class MakeWorld>
@@ -254,10 +256,17 @@ int run_rows(const std::vector<Row<Bounds>>& rows, MakeWorld make_world) {
   const bool stop_at_first = std::getenv("KEEL_INJECT") != nullptr || std::getenv("KEEL_MUTANT") != nullptr;
   const char* only = std::getenv("KEEL_EXPLORE_ONLY");
   const char* some = std::getenv("KEEL_MODEL_ROWS");
+  const char* exact = std::getenv("KEEL_MODEL_ROW");
+  const char* list = std::getenv("KEEL_MODEL_LIST");
   // NOLINTEND(concurrency-mt-unsafe)
   for (const Row<Bounds>& r : rows) {
     if (only != nullptr && std::string(only) != r.name) continue;
+    if (exact != nullptr && std::string(exact) != r.name) continue;
     if (some != nullptr && std::string(r.name).find(some) == std::string::npos) continue;
+    if (list != nullptr && std::string(list) == "1") {
+      std::cout << "KEEL-ROW|" << r.name << std::endl;
+      continue;
+    }
     const bool ok = run(r.name, r.invariants, r.bounds.describe(), [&] { return make_world(r.bounds); });
     if (!ok && stop_at_first) break;
   }
