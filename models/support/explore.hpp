@@ -247,8 +247,9 @@ struct Row {
 // (verify runs a twin on the row declared to catch it first, as the Relacy
 // harness does); KEEL_MODEL_ROW=<name> that row alone, and KEEL_MODEL_LIST=1
 // prints the rows' names (KEEL-ROW|<name>) and runs none (verify runs each
-// row as a job of its own, as with the Relacy models); a twin (KEEL_INJECT) or mutant (KEEL_MUTANT, make mutate)
-// run stops at its first failing row, since the others would only repeat it.
+// row as a job of its own, as with the Relacy models); a twin (KEEL_INJECT)
+// or mutant (KEEL_MUTANT, make mutate) run stops at its first failing row,
+// since the others would only repeat it.
 // make_world(bounds) builds the initial state.
 template <class Bounds, class MakeWorld>
 int run_rows(const std::vector<Row<Bounds>>& rows, MakeWorld make_world) {
