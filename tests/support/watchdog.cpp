@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <execinfo.h>
+#include <link.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -139,9 +140,14 @@ std::vector<Frame> frames_of(void* const* addrs, int n) {
     f.pc = reinterpret_cast<std::uintptr_t>(addrs[i]);
     if (i > 0) --f.pc;
     Dl_info info{};
-    if (::dladdr(reinterpret_cast<void*>(f.pc), &info) != 0 && info.dli_fname != nullptr) {
+    link_map* map = nullptr;
+    if (::dladdr1(reinterpret_cast<void*>(f.pc), &info, reinterpret_cast<void**>(&map), RTLD_DL_LINKMAP) != 0 &&
+        info.dli_fname != nullptr) {
       f.object = info.dli_fname;
-      f.offset = f.pc - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+      // The symbolizer reads addresses as the object's file has them: less
+      // its load bias (l_addr), which is 0 for a binary linked at a fixed
+      // address (the test binary, -no-pie) and its load address otherwise.
+      f.offset = f.pc - (map != nullptr ? map->l_addr : reinterpret_cast<std::uintptr_t>(info.dli_fbase));
       f.where = std::string(info.dli_sname != nullptr ? info.dli_sname : "?") + " in " + info.dli_fname;
     }
     out.push_back(std::move(f));
