@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -149,7 +150,9 @@ Report explore(const S& initial) {
   };
   std::vector<Parent> parents;
   VisitedSet seen;
-  std::vector<std::pair<S, std::uint32_t>> frontier, next;
+  // Deques: a vector's growth would copy every state in it (a system whose
+  // move may throw, as std::deque's does, is copied, not moved).
+  std::deque<std::pair<S, std::uint32_t>> frontier, next;
   std::string enc;
   static const bool progress = std::getenv("KEEL_EXPLORE_PROGRESS") != nullptr;  // NOLINT(concurrency-mt-unsafe)
 
