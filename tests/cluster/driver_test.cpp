@@ -204,8 +204,8 @@ TEST(ClusterDriver, AStaleClaimOfAnOfferMadeAgainToTheSameNodeIsNotTakenForTheNe
   f.expect(0, Kind::go);
   std::vector<int> in{5, 6};
   auto chunk = keel::detail::submit_chunks(cd_square_t, in, 2, "test", [&](std::unique_ptr<keel::detail::PoolCall> c) {
-    d.submit(std::move(c), std::nullopt);
-  });
+                 d.submit(std::move(c), std::nullopt);
+               }).split();  // each call's own future, split once the chunk was offered to node 0
   const Message g1 = f.expect(0, Kind::offer);
   f.node_says(1, ready(1));
   f.expect(0, Kind::withdraw);

@@ -1,7 +1,9 @@
 // The thread pool's two pure decisions (keel/executor/decisions.hpp), checked
 // exhaustively over small bounds against Java ThreadPoolExecutor's documented
 // rules and keel's own additions, and the one-allocation task of
-// keel/executor/task.hpp (count and size of what submit allocates).
+// keel/executor/task.hpp (count and size of what submit allocates); and,
+// with the same count of operator new, that a chunked ProcessPool map
+// allocates per chunk, not per call (its calls have no future each).
 //
 // Java's execute() (ThreadPoolExecutor class documentation, "Queuing"):
 //   J1 "If fewer than corePoolSize threads are running, the Executor always
@@ -46,6 +48,8 @@
 #include "../support/test_support.hpp"
 #include "keel/executor/decisions.hpp"
 #include "keel/executor/thread_pool.hpp"
+#include "keel/process/task.hpp"
+#include "keel/process_pool/process_pool.hpp"
 
 namespace {
 
@@ -273,6 +277,32 @@ TEST(ThreadPoolTask, OneSubmitIsOneAllocationOfTheTaskAndItsFutureState) {
   for (std::size_t i = 0; i < kTasks; ++i) EXPECT_EQ(futures[i].result(), static_cast<std::int64_t>(i));
   EXPECT_EQ(counted.calls, kTasks);
   EXPECT_EQ(counted.bytes, kTasks * sizeof(Probe));
+}
+
+// The README's promise for map with chunksize > 1: each call's result stays
+// encoded in its chunk's answer until read, so the submitting and reading
+// thread allocates per chunk, not per call (a future per call would be at
+// least one allocation each).
+std::int64_t tpd_square(std::int64_t x) { return x * x; }
+inline const auto tpd_square_t = keel::register_task("tpd.square", tpd_square);
+
+TEST(ProcessPoolMapCost, AChunkedMapAllocatesPerChunkNotPerCall) {
+  if (!KEEL_TEST_COUNTS_NEW) GTEST_SKIP() << "operator new is the sanitizer's in this build";
+  keel::ProcessPool pool({.workers = 2});
+  constexpr std::size_t kCalls = 4096, kChunk = 256;
+  std::vector<std::int64_t> in(kCalls);
+  for (std::size_t i = 0; i < kCalls; ++i) in[i] = static_cast<std::int64_t>(i);
+  ASSERT_EQ(pool.map(tpd_square_t, in, {.chunksize = kChunk}).get().size(), kCalls);  // warm
+  std::int64_t sum = 0, want = 0;
+  for (std::int64_t x : in) want += x * x;
+  t_new = NewCount{.on = true};
+  for (std::int64_t r : pool.map(tpd_square_t, in, {.chunksize = kChunk})) sum += r;
+  const NewCount counted = t_new;
+  t_new = NewCount{};
+  EXPECT_EQ(sum, want);
+  // 16 chunks: each its call record, state, arguments and frame, a few
+  // allocations apiece; a future per call would be 4096 more.
+  EXPECT_LT(counted.calls, kCalls / 16) << counted.calls << " allocations for " << kCalls << " calls";
 }
 
 }  // namespace

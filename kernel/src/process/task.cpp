@@ -81,11 +81,13 @@ bool task_signature_matches(std::string_view name, const std::type_info& signatu
   return e != nullptr && *e->signature == signature;
 }
 
-std::string invoke_task(std::string_view name, std::string_view args) {
+TaskInvoker& find_task(std::string_view name) {
   const TaskEntry* e = registry().find(name);
   if (e == nullptr) throw ValueError("keel: no task named '" + std::string(name) + "' is registered");
-  return e->invoker->invoke(name, args);
+  return *e->invoker;
 }
+
+std::string invoke_task(std::string_view name, std::string_view args) { return find_task(name).invoke(name, args); }
 
 std::string demangle(const char* mangled) {
   int status = 0;

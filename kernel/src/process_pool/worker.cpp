@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <exception>
 #include <string>
 
 #include "../process/fd.hpp"
@@ -90,9 +91,19 @@ void answer_chunk(std::string& out, std::uint64_t id, std::uint8_t slot, std::st
     const auto calls = d.get<std::vector<std::string>>();
     d.expect_end();
     answers.reserve(calls.size());
+    // One look-up for the chunk; an unknown name is each call's error, as
+    // invoke_task would make it.
+    detail::TaskInvoker* task = nullptr;
+    std::exception_ptr unknown;
+    try {
+      task = &detail::find_task(name);
+    } catch (...) {
+      unknown = std::current_exception();
+    }
     for (const auto& args : calls) {
       try {
-        answers.emplace_back(true, detail::invoke_task(name, args));
+        if (task == nullptr) std::rethrow_exception(unknown);
+        answers.emplace_back(true, task->invoke(name, args));
       } catch (...) {
         answers.emplace_back(false, current_error(max));
       }

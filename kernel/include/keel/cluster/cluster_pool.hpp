@@ -157,9 +157,10 @@ class ClusterPool {
   template <class R, class P, class Range>
   ProcessUnorderedResults<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs,
                                            const ProcessMapOptions& opts = {}) {
-    auto fs = chunks(task, inputs, opts.chunksize);
+    const platform::Deadline deadline = detail::map_deadline(opts.timeout);
+    auto fs = chunks(task, inputs, opts.chunksize).split();
     auto progress = detail::watch_progress(opts.progress, fs);
-    return ProcessUnorderedResults<R>(fs, detail::map_deadline(opts.timeout), std::move(progress));
+    return ProcessUnorderedResults<R>(fs, deadline, std::move(progress));
   }
 
   /// Refuses new tasks; cancels the queued ones with cancel_futures; with wait, returns once every node's pool closed.
@@ -184,7 +185,7 @@ class ClusterPool {
   bool await(const platform::Deadline& d);
 
   template <class R, class P, class Range>
-  std::vector<Future<R>> chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize) {
+  detail::MapChunks<R> chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize) {
     return detail::submit_chunks(task, inputs, chunksize, "ClusterPool::map",
                                  [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
   }

@@ -59,10 +59,11 @@ class ProgressTracker {
  public:
   ProgressTracker(MapProgress fn, std::size_t total) : fn_(std::move(fn)), total_(total) {}
 
-  // Watches f: one count when it is final (at once, here, if it already is).
+  // Watches f: `weight` counts (the calls it stands for) when it is final
+  // (at once, here, if it already is).
   template <class R>
-  static void watch(const std::shared_ptr<ProgressTracker>& self, Future<R> f) {
-    f.add_done_callback([self](const Future<R>&) { self->one_done(); });
+  static void watch(const std::shared_ptr<ProgressTracker>& self, Future<R> f, std::size_t weight = 1) {
+    f.add_done_callback([self, weight](const Future<R>&) { self->some_done(weight); });
   }
   // `final_now` of the watched calls are final (the caller counted them):
   // their counts not yet given are given here, on this thread; then no call
@@ -76,9 +77,9 @@ class ProgressTracker {
   }
 
  private:
-  void one_done() noexcept {
+  void some_done(std::size_t n) noexcept {
     LockGuard g(m_);
-    if (live_) report();
+    for (std::size_t i = 0; i < n && live_; ++i) report();
   }
   void report() noexcept KEEL_REQUIRES(m_) {
     ++done_;

@@ -237,6 +237,12 @@ struct PoolAccess;  // the cluster's node agent hands its pool calls it built it
 /// The results of ProcessPool::map, in input order: a range-for (or next())
 /// blocks for each in turn and rethrows a failed call's error at its place.
 /// Dropping it early cancels the calls that have not started.
+///
+/// A map with chunksize > 1 keeps one future per chunk, and each call's
+/// result stays encoded in its chunk until next() reaches it: the calls cost
+/// no future each. futures() gives every call its own future, in the phase
+/// its chunk has reached (cancel() then reaches one call until its chunk
+/// starts); it is not for concurrent use with the other members.
 template <class R>
 class ProcessMapResults {
  public:
@@ -244,23 +250,21 @@ class ProcessMapResults {
   ProcessMapResults(std::vector<Future<R>> fs, platform::Deadline d,
                     std::shared_ptr<detail::ProgressTracker> progress = nullptr)
       : fs_(std::move(fs)), deadline_(d), progress_(std::move(progress)) {}
-  /// Takes o's futures; o is left empty.
-  ProcessMapResults(ProcessMapResults&& o) noexcept
-      : fs_(std::move(o.fs_)),
-        next_(std::exchange(o.next_, 0)),
-        deadline_(o.deadline_),
-        progress_(std::move(o.progress_)) {
-    o.fs_.clear();
-  }
+  /// A map's chunks (detail::submit_chunks), its deadline and its progress (null: none).
+  ProcessMapResults(detail::MapChunks<R> m, platform::Deadline d, std::shared_ptr<detail::ProgressTracker> progress)
+      : fs_(std::move(m.calls)),
+        chunks_(std::move(m.chunks)),
+        chunksize_(m.chunksize),
+        total_(m.total),
+        deadline_(d),
+        progress_(std::move(progress)) {}
+  /// Takes o's results; o is left empty.
+  ProcessMapResults(ProcessMapResults&& o) noexcept : deadline_(o.deadline_) { take(o); }
   /// Drops this map's results (as the destructor does), then takes o's; o is left empty.
   ProcessMapResults& operator=(ProcessMapResults&& o) noexcept {
     if (this != &o) {
       drop();
-      fs_ = std::move(o.fs_);
-      o.fs_.clear();
-      next_ = std::exchange(o.next_, 0);
-      deadline_ = o.deadline_;
-      progress_ = std::move(o.progress_);
+      take(o);
     }
     return *this;
   }
@@ -269,22 +273,37 @@ class ProcessMapResults {
   /// The next result in input order (blocking for it), its error rethrown; nullopt after the last; TimeoutError past
   /// the map's timeout.
   std::optional<R> next() {
+    if (chunked()) {
+      if (next_ == total_) return std::nullopt;
+      const std::size_t i = next_++;
+      const Future<detail::ChunkDone>& c = chunks_[i / chunksize_];
+      if (!c.wait_until(until())) throw_timeout();
+      return detail::chunk_state<R>(c).take_call(i % chunksize_);
+    }
     if (next_ == fs_.size()) return std::nullopt;
     Future<R>& f = fs_[next_++];
-    if (!f.wait_until(deadline_.is_never() ? std::chrono::steady_clock::time_point::max() : deadline_.point())) {
-      throw TimeoutError("ProcessPool::map: a result was not ready before the timeout");
-    }
+    if (!f.wait_until(until())) throw_timeout();
     return f.take();
   }
   /// Every result, in order; the first failure in input order is thrown.
   std::vector<R> get() {
     std::vector<R> out;
-    out.reserve(fs_.size() - next_);
+    out.reserve(size() - next_);
     while (auto r = next()) out.push_back(std::move(*r));
     return out;
   }
-  /// Every call's future, in input order.
-  const std::vector<Future<R>>& futures() const { return fs_; }
+  /// Every call's future, in input order (the first call gives each call of
+  /// a chunk its own future, see above).
+  const std::vector<Future<R>>& futures() const {
+    if (chunked()) {
+      std::vector<Future<R>> fs;
+      fs.reserve(total_);
+      for (const auto& c : chunks_) detail::chunk_state<R>(c).split_into(fs);
+      fs_ = std::move(fs);
+      split_ = true;
+    }
+    return fs_;
+  }
   /// An input iterator over the results, as next() gives them.
   auto begin() { return detail::NextIterator<ProcessMapResults>(this); }
   /// The end of the results.
@@ -293,14 +312,46 @@ class ProcessMapResults {
   using value_type = R;
 
  private:
+  // Whether the results are read from the chunks (not yet split).
+  bool chunked() const { return !chunks_.empty() && !split_; }
+  std::size_t size() const { return chunks_.empty() ? fs_.size() : total_; }
+  std::chrono::steady_clock::time_point until() const {
+    return deadline_.is_never() ? std::chrono::steady_clock::time_point::max() : deadline_.point();
+  }
+  [[noreturn]] static void throw_timeout() {
+    throw TimeoutError("ProcessPool::map: a result was not ready before the timeout");
+  }
+  void take(ProcessMapResults& o) noexcept {
+    fs_ = std::exchange(o.fs_, {});
+    chunks_ = std::exchange(o.chunks_, {});
+    chunksize_ = o.chunksize_;
+    total_ = std::exchange(o.total_, 0);
+    split_ = std::exchange(o.split_, false);
+    next_ = std::exchange(o.next_, 0);
+    deadline_ = o.deadline_;
+    progress_ = std::move(o.progress_);
+  }
   void drop() noexcept {
+    if (chunked()) {
+      if (progress_) {
+        std::size_t final_now = 0;
+        for (const auto& c : chunks_) final_now += c.done() ? detail::chunk_state<R>(c).size() : 0;
+        progress_->stop(final_now);
+      }
+      for (std::size_t c = next_ / chunksize_; c < chunks_.size(); ++c) chunks_[c].cancel();
+      return;
+    }
     if (progress_) progress_->stop(detail::count_final(fs_));
     for (std::size_t i = next_; i < fs_.size(); ++i) fs_[i].cancel();
   }
 
-  std::vector<Future<R>> fs_;
+  mutable std::vector<Future<R>> fs_;              // each call's future: chunksize 1, or once split
+  std::vector<Future<detail::ChunkDone>> chunks_;  // chunksize > 1: each chunk's
+  std::size_t chunksize_ = 1;
+  std::size_t total_ = 0;       // calls in all, with chunks_
+  mutable bool split_ = false;  // futures() gave each call of chunks_ its own future
   std::size_t next_ = 0;
-  platform::Deadline deadline_;
+  platform::Deadline deadline_ = platform::Deadline::never();
   std::shared_ptr<detail::ProgressTracker> progress_;  // null without a progress callback
 };
 
@@ -347,9 +398,9 @@ namespace detail {
 template <class R, class Submit>
 ProcessMapResults<R> ordered_map(const ProcessMapOptions& opts, Submit submit) {
   const platform::Deadline deadline = map_deadline(opts.timeout);
-  auto fs = submit();
-  auto progress = watch_progress(opts.progress, fs);
-  return ProcessMapResults<R>(std::move(fs), deadline, std::move(progress));
+  MapChunks<R> m = submit();
+  auto progress = watch_progress(opts.progress, m);
+  return ProcessMapResults<R>(std::move(m), deadline, std::move(progress));
 }
 }  // namespace detail
 
@@ -446,9 +497,10 @@ class ProcessPool {
   template <class R, class P, class Range>
   ProcessUnorderedResults<R> map_unordered(const TaskRef<R(P)>& task, Range&& inputs,
                                            const ProcessMapOptions& opts = {}) {
-    auto fs = submit_chunks(task, inputs, opts.chunksize);
+    const platform::Deadline deadline = detail::map_deadline(opts.timeout);
+    auto fs = submit_chunks(task, inputs, opts.chunksize).split();
     auto progress = detail::watch_progress(opts.progress, fs);
-    return ProcessUnorderedResults<R>(fs, detail::map_deadline(opts.timeout), std::move(progress));
+    return ProcessUnorderedResults<R>(fs, deadline, std::move(progress));
   }
 
   /// Refuses new tasks; cancels the queued ones with cancel_futures; with wait, returns once every worker was reaped.
@@ -484,7 +536,7 @@ class ProcessPool {
   bool await(const platform::Deadline& d);
 
   template <class R, class P, class Range>
-  std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize) {
+  detail::MapChunks<R> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize) {
     return detail::submit_chunks(task, inputs, chunksize, "ProcessPool::map",
                                  [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
   }

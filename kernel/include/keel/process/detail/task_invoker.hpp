@@ -44,6 +44,10 @@ bool task_registered(std::string_view name);
 // calls it, encodes the result (void -> empty). ValueError for an unknown
 // name. Exceptions from the task propagate.
 std::string invoke_task(std::string_view name, std::string_view args);
+// The registered task `name` (ValueError if none), for a caller that runs it
+// many times (a map chunk's calls): tasks are never unregistered, so the
+// reference stays valid for the life of the process.
+TaskInvoker& find_task(std::string_view name);
 
 // The encoding invoke_task expects. Each argument's type must be the task's
 // parameter type exactly (an int is not a long here); TaskRef::encode_args

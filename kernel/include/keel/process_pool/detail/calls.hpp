@@ -1,11 +1,13 @@
 // keel::detail::PoolCall and its two kinds: the ProcessPool supervisor's
 // record of one submitted task (one call, or a map chunk of calls), which
 // holds what is sent to a worker and the future states its answer settles
-// (one state per call, and nothing more per call: a map's per-call cost is
-// what its calls' futures cost), and the helpers both pools' templates
-// share to build them (make_call, submit_chunks, submit_star_chunks,
-// map_deadline, watch_progress; ClusterPool's too). Not part of the API: the driver
-// (kernel/src/process_pool/driver.cpp) alone uses the calls afterwards.
+// (a call's own; a chunk's one state, which keeps its calls' answers encoded
+// until they are read or it is split into a future per call: a chunked map
+// costs no future per call), and the helpers both pools' templates share to
+// build them (make_call, submit_chunks, submit_star_chunks, map_deadline,
+// watch_progress; ClusterPool's too). Not part of the API: the driver
+// (kernel/src/process_pool/driver.cpp) alone uses the calls afterwards, and
+// ProcessMapResults reads and splits the chunks.
 //
 // Contract: dispatch()/undispatch() move a call's futures into and out of
 // FutureCore's `dispatched` phase, tied to a start slot, so cancel() reaches
@@ -16,8 +18,10 @@
 // in another process never receives a std::stop_token, so request_stop() on
 // its future answers false, as Future documents for a task that takes none.
 //
-// Invariants: POOL-1 (one outcome per future), POOL-2 (a cancelled call of a
-// chunk is cut from its payload and never runs), POOL-7 (cancel until start).
+// Invariants: POOL-1 (one outcome per future, and per call of a chunk),
+// POOL-2 (a cancelled call of a chunk is cut from its payload and never
+// runs), POOL-7 (cancel until start, for a chunk and, once split, for each
+// of its calls).
 #pragma once
 
 #include <algorithm>
@@ -163,124 +167,374 @@ class SingleCall final : public PoolCall {
   FutureState<R>& state() { return *state_of(future); }
 };
 
-// A chunk of calls of one task: one frame to the worker, one answer back
-// (a list of per-call answers), each call with its own future. The calls
-// share one start slot: a user's cancel of one call kills the slot, so the
-// worker skips the whole frame, and the calls nobody cancelled are sent
-// again without it. The chunk holds one reference to each call's state.
+// What a chunk's own future holds: nothing. Its calls' results stay encoded
+// in the ChunkState until a reader decodes each in turn.
+struct ChunkDone {};
+
+// A chunk of calls of one task: one frame to the worker, one answer back (a
+// list of per-call answers). Until split(), the whole chunk is one future
+// (this state) and its answer stays here, encoded: a map's reader decodes
+// each call's result when it reaches it (take_call), so a call costs no
+// future state, no atomic step and no cache line moved between threads of
+// its own. split() gives every call its own future, in the phase the chunk
+// has reached (pending, dispatched to its slot, running, or its outcome),
+// and from then on each call is dispatched, started and settled as its own:
+// a user's cancel of one call kills the shared slot, so the worker skips the
+// whole frame, and the calls nobody cancelled are sent again without it.
+//
+// lock_ orders split() (any thread holding the map's results) against the
+// supervisor's steps and caller_runs; futures are settled only after it is
+// released, so no user code (a done callback, a map's progress) runs under
+// it. Once `over_`, the outcome and the calls are written for good: readers
+// read them without the lock after the chunk's future is final, or after
+// `split_` (acquire).
 template <class R>
-class ChunkCall final : public PoolCall {
+class ChunkState final : public FutureState<ChunkDone> {
  public:
+  using StartSlot = FutureCore::StartSlot;
   // n >= 1 calls (submit_chunks never makes an empty chunk).
-  explicit ChunkCall(std::size_t n) {
-    states_.reserve(n);
-    sent.reserve(n);
-    try {
-      for (std::size_t i = 0; i < n; ++i) {
-        states_.push_back(new FutureState<R>());
-        sent.push_back(i);
-      }
-    } catch (...) {
-      for (FutureState<R>* s : states_) s->release();
-      throw;
-    }
-  }
-  ~ChunkCall() override {
-    for (FutureState<R>* s : states_) {
+  explicit ChunkState(std::size_t n) : n_(n) {}
+  ~ChunkState() override {
+    for (FutureState<R>* s : calls_) {
       abandon_state(*s);
       s->release();
     }
   }
-  ChunkCall(const ChunkCall&) = delete;
-  ChunkCall& operator=(const ChunkCall&) = delete;
+  ChunkState(const ChunkState&) = delete;
+  ChunkState& operator=(const ChunkState&) = delete;
 
-  // The future of call i (0 <= i < size()).
-  Future<R> future(std::size_t i) const { return make_future<R>(states_[i], true); }
-  std::size_t size() const { return states_.size(); }
+  std::size_t size() const { return n_; }
 
-  // Arms the calls nobody cancelled. A cancelled call never runs (POOL-2):
-  // when some were cancelled, the payload is cut down to the ones still
-  // wanted, and their answers come back in that order.
-  bool dispatch(const StartSlot& slot) override {
-    std::vector<std::size_t> keep;
-    keep.reserve(sent.size());
-    for (std::size_t i : sent) {
-      if (state(i)->dispatch(slot)) keep.push_back(i);
-    }
-    cut_to(keep);
-    return !sent.empty();
+  // Call i's result (0 <= i < size()), for a reader of an unsplit chunk
+  // whose future it saw final: the chunk's error, CancelledError, the call's
+  // RemoteError, or its value decoded here.
+  R take_call(std::size_t i) {
+    throw_unless_finished("result");
+    if (auto e = observed_error()) std::rethrow_exception(e);
+    const Piece& p = pieces_[i];
+    const std::string_view bytes = std::string_view(answer_).substr(p.off, p.len);
+    if (p.ok) return decode_result<R>(bytes);
+    throw decode_error(bytes);
   }
-  bool start_here() override {
-    std::vector<std::size_t> keep;
-    for (std::size_t i : sent) {
-      if (start_state(*state(i))) keep.push_back(i);
-    }
-    cut_to(keep);
-    return !sent.empty();
-  }
-  bool undispatch() override {
-    bool started = false;
-    for (std::size_t i : sent) started = state(i)->undispatch() || started;
-    return started;
-  }
-  void complete(bool ok, std::string_view bytes) override {
-    (void)undispatch();
-    // The worker encodes a std::vector<std::pair<bool, std::string>>: a u32
-    // count, then per call a bool and a string. All of it is checked before
-    // any call is settled (a malformed answer fails every call), and each
-    // answer stays a view into `bytes` until its own result is decoded.
-    std::vector<std::pair<bool, std::string_view>> answers;
-    try {
-      if (!ok) return fail(std::make_exception_ptr(decode_error(bytes)));
-      Decoder d(bytes);
-      const std::size_t n = d.get_size(codec_min_size<std::pair<bool, std::string>>());
-      if (n != sent.size()) throw ProtocolError("chunk answer has the wrong number of results");
-      answers.reserve(n);
-      for (std::size_t j = 0; j < n; ++j) {
-        const bool good = d.get<bool>();
-        const std::size_t len = d.get_size(1);
-        answers.emplace_back(good, d.get_view(len));
+
+  // Appends one future per call to `out`, in call order, splitting the chunk
+  // first if it is not yet split.
+  void split_into(std::vector<Future<R>>& out) {
+    bool settle = false;
+    if (!split_.load(std::memory_order_acquire)) {
+      std::vector<FutureState<R>*> made;
+      made.reserve(n_);
+      try {
+        for (std::size_t i = 0; i < n_; ++i) made.push_back(new FutureState<R>());
+      } catch (...) {
+        for (FutureState<R>* s : made) s->release();
+        throw;
       }
-      d.expect_end();
-    } catch (...) {
-      return fail(std::current_exception());
+      LockGuard g(lock_);
+      if (!split_now_) {
+        calls_ = std::move(made);
+        made.clear();
+        sent_.resize(n_);
+        for (std::size_t i = 0; i < n_; ++i) sent_[i] = i;
+        mirror_stage();
+        settle = over_;  // the supervisor settled only this future: the calls are settled below
+        split_now_ = true;
+        split_.store(true, std::memory_order_release);
+      }
+      for (FutureState<R>* s : made) s->release();  // another thread split it meanwhile
     }
-    for (std::size_t j = 0; j < sent.size(); ++j) answer_state(*state(sent[j]), answers[j].first, answers[j].second);
+    if (settle) settle_calls();
+    for (FutureState<R>* s : calls_) out.push_back(make_future<R>(s, true));
   }
-  void fail(std::exception_ptr e) override {
-    (void)undispatch();
-    for (FutureState<R>* s : states_) settle_state(*s, e);
-  }
-  void cancel() override {
-    (void)undispatch();
-    for (FutureState<R>* s : states_) {
-      if (!s->cancel()) settle_state(*s, std::make_exception_ptr(CancelledError("task cancelled before it started")));
+
+  // PoolCall's steps (the supervisor's, and start_here the submitter's);
+  // `payload` is the chunk's frame, cut when calls of a split chunk were
+  // cancelled (POOL-2: a cancelled call never runs).
+  bool dispatch(const StartSlot& slot, std::string& payload) {
+    {
+      LockGuard g(lock_);
+      if (over_) return false;
+      if (!split_now_) {
+        if (!FutureCore::dispatch(slot)) return false;
+        stage_ = phase() == running ? Stage::running : Stage::sent;
+        sent_slot_ = slot;
+        return true;
+      }
+      std::vector<std::size_t> keep;
+      keep.reserve(sent_.size());
+      for (std::size_t i : sent_) {
+        if (calls_[i]->dispatch(slot)) keep.push_back(i);
+      }
+      cut_to(keep, payload);
+      if (!sent_.empty()) return true;
+      over_ = true;  // every call was cancelled: so is the chunk
+      outcome_ = Outcome::cancelled;
     }
+    settle_all();
+    return false;
   }
-  std::vector<std::size_t> sent;  // indices of the calls in the payload, in its order (all, until a cut)
+  bool undispatch() {
+    LockGuard g(lock_);
+    return undispatch_locked();
+  }
+  bool start_here(std::string& payload) {
+    {
+      LockGuard g(lock_);
+      if (over_) return false;
+      if (!split_now_) {
+        if (!start_state(*this)) return false;
+        stage_ = Stage::running;
+        return true;
+      }
+      std::vector<std::size_t> keep;
+      for (std::size_t i : sent_) {
+        if (start_state(*calls_[i])) keep.push_back(i);
+      }
+      cut_to(keep, payload);
+      if (!sent_.empty()) return true;
+      over_ = true;
+      outcome_ = Outcome::cancelled;
+    }
+    settle_all();
+    return false;
+  }
+  // The worker's answer: a std::vector<std::pair<bool, std::string>>
+  // encoded, a u32 count, then per call a bool and a string. All of it is
+  // checked before any call is settled (a malformed answer fails every call);
+  // the answers stay in one copy of `bytes`, each call's a slice of it.
+  void complete(bool ok, std::string_view bytes) {
+    {
+      LockGuard g(lock_);
+      (void)undispatch_locked();  // an answer means it started (no-op after its notice)
+      if (over_) return;
+      over_ = true;
+      try {
+        if (!ok) throw decode_error(bytes);
+        Decoder d(bytes);
+        const std::size_t n = d.get_size(codec_min_size<std::pair<bool, std::string>>());
+        if (n != (split_now_ ? sent_.size() : n_)) throw ProtocolError("chunk answer has the wrong number of results");
+        pieces_.reserve(n);
+        for (std::size_t j = 0; j < n; ++j) {
+          const bool good = d.get<bool>();
+          const std::size_t len = d.get_size(1);
+          const std::string_view v = d.get_view(len);
+          pieces_.push_back(Piece{static_cast<std::size_t>(v.data() - bytes.data()), len, good});
+        }
+        d.expect_end();
+        answer_.assign(bytes);
+        outcome_ = Outcome::answered;
+      } catch (...) {
+        pieces_.clear();
+        failure_ = std::current_exception();
+        outcome_ = Outcome::failed;
+      }
+    }
+    settle_all();
+  }
+  void fail(std::exception_ptr e) {
+    {
+      LockGuard g(lock_);
+      (void)undispatch_locked();
+      if (over_) return;
+      over_ = true;
+      failure_ = std::move(e);
+      outcome_ = Outcome::failed;
+    }
+    settle_all();
+  }
+  void cancel_all() {
+    {
+      LockGuard g(lock_);
+      (void)undispatch_locked();
+      if (over_) return;
+      over_ = true;
+      outcome_ = Outcome::cancelled;
+    }
+    settle_all();
+  }
+  // The call is destroyed: whatever is still open fails, as a Promise
+  // destroyed unset.
+  void abandon() noexcept {
+    {
+      LockGuard g(lock_);
+      if (over_) return;
+      over_ = true;
+      failure_ = std::make_exception_ptr(BrokenPromiseError("promise destroyed without setting a result"));
+      outcome_ = Outcome::failed;
+    }
+    settle_all();
+  }
 
  private:
-  FutureState<R>* state(std::size_t i) const { return states_[i]; }
-  // Keeps only the calls `keep` (a subsequence of `sent`) in the payload.
-  void cut_to(std::vector<std::size_t>& keep) {
-    if (!keep.empty() && keep.size() != sent.size()) {
+  enum class Stage : std::uint8_t { queued, sent, running };
+  enum class Outcome : std::uint8_t { answered, failed, cancelled };
+  struct Piece {
+    std::size_t off;
+    std::size_t len;
+    bool ok;
+  };
+
+  // Takes the chunk (and each call of a split one) out of its slot: running
+  // if the worker started it, else pending (a slot still sent is killed
+  // first). Returns whether it started.
+  bool undispatch_locked() KEEL_REQUIRES(lock_) {
+    bool started = FutureCore::undispatch();
+    if (split_now_) {
+      started = false;
+      for (std::size_t i : sent_) started = calls_[i]->undispatch() || started;
+    } else {
+      stage_ = started ? Stage::running : Stage::queued;
+    }
+    return started;
+  }
+  // New calls take the phase the chunk has reached (its outcome, if over,
+  // is given by settle_calls once the lock is released).
+  void mirror_stage() KEEL_REQUIRES(lock_) {
+    if (!over_ && phase() == cancelled) {  // its reader cancelled it
+      for (FutureState<R>* s : calls_) (void)s->cancel();
+      return;
+    }
+    switch (stage_) {
+      case Stage::queued:
+        break;
+      case Stage::sent:
+        for (FutureState<R>* s : calls_) (void)s->dispatch(sent_slot_);
+        break;
+      case Stage::running:
+        for (FutureState<R>* s : calls_) (void)s->start();
+        break;
+    }
+  }
+  // Gives the outcome (over_, so written for good) to the chunk's future,
+  // and to its calls if it is split.
+  void settle_all() noexcept {
+    if (split_.load(std::memory_order_acquire)) settle_calls();
+    switch (outcome_) {
+      case Outcome::answered:
+        if (begin_completion()) {
+          emplace();
+          finish(nullptr);
+        }
+        break;
+      case Outcome::failed:
+        settle_state(*this, failure_);
+        break;
+      case Outcome::cancelled:
+        if (!cancel()) settle_state(*this, std::make_exception_ptr(CancelledError("task cancelled before it started")));
+        break;
+    }
+  }
+  void settle_calls() noexcept {
+    switch (outcome_) {
+      case Outcome::answered:
+        for (std::size_t j = 0; j < sent_.size(); ++j) {
+          const Piece& p = pieces_[j];
+          try {
+            answer_state(*calls_[sent_[j]], p.ok, std::string_view(answer_).substr(p.off, p.len));
+          } catch (...) {  // answer_state settles its state whatever the bytes: nothing reaches here
+          }
+        }
+        break;
+      case Outcome::failed:
+        for (FutureState<R>* s : calls_) settle_state(*s, failure_);
+        break;
+      case Outcome::cancelled:
+        for (FutureState<R>* s : calls_) {
+          if (!s->cancel())
+            settle_state(*s, std::make_exception_ptr(CancelledError("task cancelled before it started")));
+        }
+        break;
+    }
+  }
+  // Keeps only the calls `keep` (a subsequence of `sent_`) in the payload.
+  void cut_to(std::vector<std::size_t>& keep, std::string& payload) KEEL_REQUIRES(lock_) {
+    if (!keep.empty() && keep.size() != sent_.size()) {
       Decoder d(payload);
       auto task = d.get<std::string>();
       auto args = d.get<std::vector<std::string>>();
       std::vector<std::string> cut;
       cut.reserve(keep.size());
-      // keep is a subsequence of sent: walk sent once, to each kept call.
+      // keep is a subsequence of sent_: walk sent_ once, to each kept call.
       std::size_t j = 0;
       for (std::size_t call : keep) {
-        while (sent[j] != call) ++j;
+        while (sent_[j] != call) ++j;
         cut.push_back(std::move(args[j++]));
       }
       payload = encode(task, cut);
     }
-    sent = std::move(keep);
+    sent_ = std::move(keep);
   }
 
-  std::vector<FutureState<R>*> states_;  // one reference each, released on destruction
+  const std::size_t n_;
+  Mutex lock_;
+  platform::Atomic<bool> split_{false};  // split_now_, for readers outside the lock
+  bool split_now_ KEEL_GUARDED_BY(lock_) = false;
+  Stage stage_ KEEL_GUARDED_BY(lock_) = Stage::queued;  // unsplit: where the chunk is
+  StartSlot sent_slot_ KEEL_GUARDED_BY(lock_);          // unsplit, Stage::sent: its slot
+  // Written under lock_ until over_, read-only from then on (see the top).
+  bool over_ = false;
+  Outcome outcome_ = Outcome::failed;
+  std::exception_ptr failure_;          // Outcome::failed
+  std::string answer_;                  // Outcome::answered: the worker's answer
+  std::vector<Piece> pieces_;           // its calls' slices (in sent_ order)
+  std::vector<FutureState<R>*> calls_;  // split: one reference to each call's state
+  std::vector<std::size_t> sent_;       // split: the calls in the payload, in its order
+};
+
+// The supervisor's record of one chunk: it holds one reference to the
+// chunk's state, whose future the map's reader holds.
+template <class R>
+class ChunkCall final : public PoolCall {
+ public:
+  explicit ChunkCall(std::size_t n) : state_(new ChunkState<R>(n)) { chunk = true; }
+  ~ChunkCall() override {
+    state_->abandon();
+    state_->release();
+  }
+  ChunkCall(const ChunkCall&) = delete;
+  ChunkCall& operator=(const ChunkCall&) = delete;
+
+  // The chunk's future (ChunkState's, for its reader).
+  Future<ChunkDone> future() const { return make_future<ChunkDone>(state_, true); }
+  std::size_t size() const { return state_->size(); }
+
+  bool dispatch(const StartSlot& slot) override { return state_->dispatch(slot, payload); }
+  bool undispatch() override { return state_->undispatch(); }
+  bool start_here() override { return state_->start_here(payload); }
+  void complete(bool ok, std::string_view bytes) override { state_->complete(ok, bytes); }
+  void fail(std::exception_ptr e) override { state_->fail(std::move(e)); }
+  void cancel() override { state_->cancel_all(); }
+
+ private:
+  ChunkState<R>* state_;  // one reference, released on destruction
+};
+
+// A chunk's state, from its future.
+template <class R>
+ChunkState<R>& chunk_state(const Future<ChunkDone>& f) {
+  return static_cast<ChunkState<R>&>(*state_of(f));
+}
+
+// A map's chunks, as both pools' maps hand them to their results: each
+// chunk's future in input order, every chunk `chunksize` calls but the last.
+// With chunksize 1 every call is a call of its own, and `calls` holds their
+// futures instead.
+template <class R>
+struct MapChunks {
+  std::vector<Future<ChunkDone>> chunks;  // chunksize > 1
+  std::vector<Future<R>> calls;           // chunksize 1
+  std::size_t chunksize = 1;
+  std::size_t total = 0;  // calls in all
+  // The calls of chunk c.
+  std::size_t size_of(std::size_t c) const { return chunk_state<R>(chunks[c]).size(); }
+  // Every call's own future, in input order (splits every chunk).
+  std::vector<Future<R>> split() const {
+    if (chunks.empty()) return calls;
+    std::vector<Future<R>> out;
+    out.reserve(total);
+    for (const auto& c : chunks) chunk_state<R>(c).split_into(out);
+    return out;
+  }
 };
 
 // What a worker receives for one call of `name`, and for a chunk of calls.
@@ -303,44 +557,66 @@ inline platform::Deadline map_deadline(const std::optional<std::chrono::nanoseco
 
 // A map's calls in chunks of `chunksize` (both pools' map, map_unordered
 // and starmap): every input is read (encoded by encode_one) before this
-// returns, one ChunkCall per chunk goes to `enqueue`, and the calls' futures
-// come back in input order. If an enqueue throws, the futures made so far
-// are cancelled and it rethrows.
+// returns, and each chunk goes to `enqueue` as one call (a SingleCall with
+// chunksize 1: a call of its own, as submit() makes; else a ChunkCall). If
+// an enqueue throws, the futures made so far are cancelled and it rethrows.
 template <class R, class... P, class Range, class EncodeOne, class Enqueue>
-std::vector<Future<R>> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std::size_t chunksize,
-                                          const char* who, EncodeOne&& encode_one, Enqueue&& enqueue) {
+MapChunks<R> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std::size_t chunksize, const char* who,
+                                EncodeOne&& encode_one, Enqueue&& enqueue) {
   if (chunksize == 0) throw ValueError(std::string(who) + ": chunksize must be at least 1");
-  std::vector<Future<R>> all;
+  MapChunks<R> out;
+  out.chunksize = chunksize;
   // One allocation for the whole map where the count is known, rather than
   // a dozen regrowths that each move every future made so far.
-  if constexpr (std::ranges::sized_range<Range>) all.reserve(static_cast<std::size_t>(std::ranges::size(inputs)));
+  if constexpr (std::ranges::sized_range<Range>) {
+    const auto n = static_cast<std::size_t>(std::ranges::size(inputs));
+    if (chunksize == 1) {
+      out.calls.reserve(n);
+    } else {
+      out.chunks.reserve(n / chunksize + 1);
+    }
+  }
+  const auto enqueue_or_cancel = [&](std::unique_ptr<PoolCall> call) {
+    try {
+      enqueue(std::move(call));
+    } catch (...) {
+      for (auto& f : out.calls) f.cancel();
+      for (auto& f : out.chunks) f.cancel();
+      throw;
+    }
+  };
   auto it = std::begin(inputs);
   const auto end = std::end(inputs);
   while (it != end) {
+    if (chunksize == 1) {
+      auto call = std::make_unique<SingleCall<R>>();
+      call->name = task.name();
+      call->payload = call_payload(task.name(), encode_one(*it));
+      ++it;
+      out.calls.push_back(call->future);
+      ++out.total;
+      enqueue_or_cancel(std::move(call));
+      continue;
+    }
     std::vector<std::string> args;
     args.reserve(std::min<std::size_t>(chunksize, 4096));
     for (std::size_t i = 0; i < chunksize && it != end; ++i, ++it) {
       args.push_back(encode_one(*it));
     }
     auto call = std::make_unique<ChunkCall<R>>(args.size());
-    call->chunk = true;
     call->name = task.name();
     call->payload = chunk_payload(task.name(), args);
-    for (std::size_t i = 0; i < call->size(); ++i) all.push_back(call->future(i));
-    try {
-      enqueue(std::unique_ptr<PoolCall>(std::move(call)));
-    } catch (...) {
-      for (auto& f : all) f.cancel();
-      throw;
-    }
+    out.chunks.push_back(call->future());
+    out.total += args.size();
+    enqueue_or_cancel(std::move(call));
   }
-  return all;
+  return out;
 }
 
 // map's calls: one argument each.
 template <class R, class P, class Range, class Enqueue>
-std::vector<Future<R>> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize, const char* who,
-                                     Enqueue&& enqueue) {
+MapChunks<R> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize, const char* who,
+                           Enqueue&& enqueue) {
   return submit_chunks_with(
       task, inputs, chunksize, who,
       [](auto&& x) { return encode_args<std::decay_t<P>>(static_cast<std::decay_t<P>>(std::forward<decltype(x)>(x))); },
@@ -367,8 +643,8 @@ constexpr bool tuple_fits() {
 
 // starmap's calls: each input a tuple of the task's arguments (tuple_fits).
 template <class R, class... P, class Range, class Enqueue>
-std::vector<Future<R>> submit_star_chunks(const TaskRef<R(P...)>& task, Range& inputs, std::size_t chunksize,
-                                          const char* who, Enqueue&& enqueue) {
+MapChunks<R> submit_star_chunks(const TaskRef<R(P...)>& task, Range& inputs, std::size_t chunksize, const char* who,
+                                Enqueue&& enqueue) {
   return submit_chunks_with(
       task, inputs, chunksize, who,
       [](auto&& t) {
@@ -381,7 +657,18 @@ std::vector<Future<R>> submit_star_chunks(const TaskRef<R(P...)>& task, Range& i
       std::forward<Enqueue>(enqueue));
 }
 
-// A map's results, with its progress callback (if any) watching every call.
+// A map's progress callback (if any) watching every call: a chunk counts
+// for its calls when it is final.
+template <class R>
+std::shared_ptr<ProgressTracker> watch_progress(const MapProgress& fn, const MapChunks<R>& m) {
+  auto tracker = make_progress(fn, m.total);
+  if (tracker) {
+    for (const Future<R>& f : m.calls) ProgressTracker::watch(tracker, f);
+    for (std::size_t c = 0; c < m.chunks.size(); ++c) ProgressTracker::watch(tracker, m.chunks[c], m.size_of(c));
+  }
+  return tracker;
+}
+// As above, for calls each with its own future (map_unordered's, split).
 template <class R>
 std::shared_ptr<ProgressTracker> watch_progress(const MapProgress& fn, const std::vector<Future<R>>& fs) {
   auto tracker = make_progress(fn, fs.size());

@@ -1,0 +1,251 @@
+// A map with chunksize > 1 keeps one future per chunk and reads each call's
+// result out of its chunk's answer (calls.hpp, ChunkState); futures() gives
+// every call its own future in the phase its chunk has reached. These tests
+// hold a chunk at each phase (queued is in process_pool_test.cpp's
+// CancelledCallsOfAQueuedMapChunkNeverRun) and check what a reader gets
+// without futures(), what futures() gives there, and that cancel() reaches
+// one call of a chunk exactly until the chunk starts (POOL-2, POOL-7).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../support/process_support.hpp"
+#include "../support/test_support.hpp"
+#include "keel/process/task.hpp"
+#include "keel/process_pool/process_pool.hpp"
+
+namespace {
+
+using keel::Future;
+using keel::ProcessPool;
+using keel_test::eventually;
+using keel_test::RunFile;
+using namespace std::chrono_literals;
+
+// 2x, or a RemoteError naming x when x is negative.
+int cr_double(int x) {
+  if (x < 0) throw std::runtime_error("negative input " + std::to_string(x));
+  return 2 * x;
+}
+// Notes its run in `path` (one byte), waits until `gate` exists (at most a
+// minute), then returns x.
+int cr_gated(std::pair<std::string, std::string> files, int x) {
+  keel_test::note_run(files.first);
+  struct stat st {};
+  for (int i = 0; i < 60000 && ::stat(files.second.c_str(), &st) != 0; ++i) ::usleep(1000);
+  return x;
+}
+
+// Sleeps ms milliseconds, returns ms.
+int cr_sleep(int ms) {
+  ::usleep(static_cast<useconds_t>(ms) * 1000);
+  return ms;
+}
+
+inline const auto cr_double_t = keel::register_task("cr.double", cr_double);
+inline const auto cr_sleep_t = keel::register_task("cr.sleep", cr_sleep);
+inline const auto cr_gated_t = keel::register_task("cr.gated", cr_gated);
+
+// A gate file: open() creates it. Declared before the pool, so the file is
+// removed only once the pool is gone (a worker that polls for it cannot miss
+// it); a CrOpener declared after the pool opens it before the pool waits for
+// its tasks.
+class CrGate {
+ public:
+  void open() const {
+    const int fd = ::open(file_.path().c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) ::close(fd);
+  }
+  const std::string& path() const { return file_.path(); }
+
+ private:
+  RunFile file_;
+};
+struct CrOpener {
+  explicit CrOpener(const CrGate& g) : gate(g) {}
+  const CrGate& gate;
+  CrOpener(const CrOpener&) = delete;
+  CrOpener& operator=(const CrOpener&) = delete;
+  ~CrOpener() { gate.open(); }
+};
+
+// A call of cr_gated (starmap's tuple): runs noted in `runs`, held by `gate`.
+std::pair<std::pair<std::string, std::string>, int> cr_call(const RunFile& runs, const CrGate& gate, int x) {
+  return {{runs.path(), gate.path()}, x};
+}
+
+// The worker holds no more than the task it runs and the one after it.
+keel::ProcessPoolOptions cr_one_worker() {
+  keel::ProcessPoolOptions o;
+  o.workers = 1;
+  o.max_in_flight = 2;
+  return o;
+}
+
+// Runs a task on the only worker that waits for `gate`, and waits until it
+// runs. A 300 ms task ran first: the pool sends nothing ahead of a running
+// task until it measured a run time, nor behind one running far past the
+// mean run time (POOL-9), and these tests need a chunk sent and not started
+// while the holding task runs, however slow the build.
+Future<int> cr_hold(ProcessPool& pool, const RunFile& runs, const CrGate& gate) {
+  EXPECT_EQ(pool.submit(cr_sleep_t, 300).result(), 300);
+  Future<int> f = pool.submit(cr_gated_t, std::pair{runs.path(), gate.path()}, -1);
+  EXPECT_TRUE(eventually([&] { return runs.runs() == 1 && pool.stats().in_flight == 1; }))
+      << "the holding task never started";
+  return f;
+}
+
+// The message of the RemoteError that `f` throws; "" if it throws none.
+template <class F>
+std::string remote_message(F f) {
+  try {
+    f();
+  } catch (const keel::RemoteError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ProcessPoolChunkResults, EachCallGetsItsOwnResultOrErrorAtItsPlace) {
+  ProcessPool pool({.workers = 2});
+  auto results = pool.map(cr_double_t, std::vector<int>{1, -2, 3, 4, -5, 6, 7}, {.chunksize = 3});
+  EXPECT_EQ(results.next(), 2);
+  EXPECT_NE(remote_message([&] { (void)results.next(); }).find("negative input -2"), std::string::npos);
+  EXPECT_EQ(results.next(), 6);
+  EXPECT_EQ(results.next(), 8);
+  EXPECT_NE(remote_message([&] { (void)results.next(); }).find("negative input -5"), std::string::npos);
+  EXPECT_EQ(results.next(), 12);
+  EXPECT_EQ(results.next(), 14);
+  EXPECT_EQ(results.next(), std::nullopt);
+  EXPECT_EQ(results.next(), std::nullopt);
+}
+
+// futures() after the chunks are final: every call's future done with its
+// outcome; next() goes on where it was, now from those futures.
+TEST(ProcessPoolChunkResults, FuturesOfFinishedChunksHoldEachCallsOutcome) {
+  ProcessPool pool({.workers = 2});
+  auto results = pool.map(cr_double_t, std::vector<int>{1, -2, 3, 4, 5}, {.chunksize = 2});
+  EXPECT_EQ(results.next(), 2);
+  const auto& fs = results.futures();
+  ASSERT_EQ(fs.size(), 5u);
+  for (const auto& f : fs) ASSERT_TRUE(f.wait_for(keel_test::hang_limit));
+  EXPECT_EQ(fs[0].result(), 2);
+  EXPECT_NE(remote_message([&] { (void)fs[1].result(); }).find("negative input -2"), std::string::npos);
+  EXPECT_EQ(fs[2].result(), 6);
+  EXPECT_EQ(fs[4].result(), 10);
+  EXPECT_THROW((void)results.next(), keel::RemoteError);
+  EXPECT_EQ(results.get(), (std::vector<int>{6, 8, 10}));
+  EXPECT_EQ(&results.futures(), &fs) << "a second futures() gives the same futures";
+}
+
+// futures() while the chunk was sent to the worker and not started: one
+// call's cancel() wins, that call never runs, the others do.
+TEST(ProcessPoolChunkResults, ACallOfASentChunkCanBeCancelledUntilItStarts) {
+  RunFile held_runs, runs;
+  CrGate hold, open;
+  ProcessPool pool(cr_one_worker());
+  CrOpener opener{hold};
+  open.open();
+  auto held = cr_hold(pool, held_runs, hold);
+  auto results =
+      pool.starmap(cr_gated_t, std::vector{cr_call(runs, open, 1), cr_call(runs, open, 2), cr_call(runs, open, 3)},
+                   {.chunksize = 3});
+  ASSERT_TRUE(eventually([&] { return pool.stats().in_flight == 2; }))
+      << "the chunk was never sent: in flight " << pool.stats().in_flight << ", queued " << pool.stats().queued;
+  auto fs = results.futures();
+  EXPECT_FALSE(fs[0].running());
+  EXPECT_TRUE(fs[1].cancel());
+  hold.open();
+  EXPECT_EQ(held.result(), -1);
+  EXPECT_EQ(results.next(), 1);
+  EXPECT_THROW((void)results.next(), keel::CancelledError);
+  EXPECT_EQ(results.next(), 3);
+  EXPECT_TRUE(fs[1].cancelled());
+  EXPECT_EQ(runs.runs(), 2) << "the cancelled call ran";
+}
+
+// futures() once the chunk runs: every call reads running, and none can be
+// cancelled any longer.
+TEST(ProcessPoolChunkResults, CallsOfARunningChunkAreRunningAndCannotBeCancelled) {
+  RunFile runs;
+  CrGate gate;
+  ProcessPool pool({.workers = 1});
+  CrOpener opener{gate};
+  auto results =
+      pool.starmap(cr_gated_t, std::vector{cr_call(runs, gate, 1), cr_call(runs, gate, 2)}, {.chunksize = 2});
+  ASSERT_TRUE(eventually([&] { return runs.runs() == 1; })) << "the chunk never started";
+  auto fs = results.futures();
+  ASSERT_TRUE(eventually([&] { return fs[0].running() && fs[1].running(); }));
+  EXPECT_FALSE(fs[0].cancel());
+  EXPECT_FALSE(fs[1].cancel());
+  gate.open();
+  EXPECT_EQ(results.get(), (std::vector<int>{1, 2}));
+  EXPECT_EQ(runs.runs(), 2);
+}
+
+// Without futures(), dropping the map cancels its chunks that have not
+// started, the one sent to the worker included: none of their calls runs.
+TEST(ProcessPoolChunkResults, DroppingAChunkedMapCancelsItsChunksNotStarted) {
+  RunFile held_runs, runs;
+  CrGate hold, open;
+  ProcessPool pool(cr_one_worker());
+  CrOpener opener{hold};
+  open.open();
+  auto held = cr_hold(pool, held_runs, hold);
+  {
+    std::vector<std::pair<std::pair<std::string, std::string>, int>> in;
+    for (int i = 0; i < 6; ++i) in.push_back(cr_call(runs, open, i));
+    auto results = pool.starmap(cr_gated_t, in, {.chunksize = 2});
+    ASSERT_TRUE(eventually([&] { return pool.stats().in_flight == 2; })) << "the first chunk was never sent";
+  }
+  hold.open();
+  EXPECT_EQ(held.result(), -1);
+  EXPECT_TRUE(eventually([&] {
+    const auto s = pool.stats();
+    return s.in_flight == 0 && s.queued == 0;
+  }));
+  EXPECT_EQ(runs.runs(), 0) << "a call of a dropped map ran";
+  EXPECT_EQ(pool.map(cr_double_t, std::vector<int>{1, 2, 3}, {.chunksize = 2}).get(), (std::vector<int>{2, 4, 6}));
+}
+
+// A chunked map's timeout bounds the wait for each call's chunk, from the
+// map's call: past it, a call whose chunk is not final times out at once.
+TEST(ProcessPoolChunkResults, TimeoutCoversAChunkedMap) {
+  RunFile runs;
+  CrGate gate;
+  ProcessPool pool({.workers = 1});
+  CrOpener opener{gate};
+  auto results = pool.starmap(cr_gated_t, std::vector{cr_call(runs, gate, 1), cr_call(runs, gate, 2)},
+                              {.chunksize = 2, .timeout = 100ms});
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW((void)results.next(), keel::TimeoutError);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 90ms);
+  EXPECT_THROW((void)results.next(), keel::TimeoutError);
+  EXPECT_EQ(results.next(), std::nullopt);
+}
+
+// A moved map goes on where the old one was; the old one is empty.
+TEST(ProcessPoolChunkResults, AMovedChunkedMapGoesOnWhereItWas) {
+  ProcessPool pool({.workers = 2});
+  auto a = pool.map(cr_double_t, std::vector<int>{1, 2, 3, 4, 5}, {.chunksize = 2});
+  EXPECT_EQ(a.next(), 2);
+  EXPECT_EQ(a.next(), 4);
+  EXPECT_EQ(a.next(), 6);
+  auto b = std::move(a);
+  EXPECT_EQ(b.get(), (std::vector<int>{8, 10}));
+  EXPECT_EQ(a.next(), std::nullopt);  // NOLINT(bugprone-use-after-move): a moved-from map is empty
+  EXPECT_TRUE(a.futures().empty());   // NOLINT(bugprone-use-after-move)
+  a = pool.map(cr_double_t, std::vector<int>{7, 8, 9}, {.chunksize = 2});
+  EXPECT_EQ(a.get(), (std::vector<int>{14, 16, 18}));
+}
+
+}  // namespace
