@@ -45,6 +45,7 @@
 #include "keel/future/future.hpp"
 #include "keel/future/wait.hpp"
 #include "keel/platform/clock.hpp"
+#include "keel/platform/inject.hpp"
 #include "keel/process/codec.hpp"
 #include "keel/process/task.hpp"
 
@@ -195,6 +196,8 @@ class ChunkState final : public FutureState<ChunkDone> {
   // n >= 1 calls (submit_chunks never makes an empty chunk).
   explicit ChunkState(std::size_t n) : n_(n) {}
   ~ChunkState() override {
+    calls_mark_.read();
+    answer_mark_.written();  // destroying them writes them (as ~FutureCore's error)
     for (FutureState<R>* s : calls_) {
       abandon_state(*s);
       s->release();
@@ -211,6 +214,7 @@ class ChunkState final : public FutureState<ChunkDone> {
   R take_call(std::size_t i) {
     throw_unless_finished("result");
     if (auto e = observed_error()) std::rethrow_exception(e);
+    answer_mark_.read();
     const Piece& p = pieces_[i];
     const std::string_view bytes = std::string_view(answer_).substr(p.off, p.len);
     if (p.ok) return decode_result<R>(bytes);
@@ -231,19 +235,22 @@ class ChunkState final : public FutureState<ChunkDone> {
         throw;
       }
       LockGuard g(lock_);
-      if (!split_now_) {
+      if (!split_now_.load()) {
+        calls_mark_.written();
+        sent_mark_.written();
         calls_ = std::move(made);
         made.clear();
         sent_.resize(n_);
         for (std::size_t i = 0; i < n_; ++i) sent_[i] = i;
         mirror_stage();
-        settle = over_;  // the supervisor settled only this future: the calls are settled below
-        split_now_ = true;
+        settle = over_.load();  // the supervisor settled only this future: the calls are settled below
+        split_now_.store(true);
         split_.store(true, std::memory_order_release);
       }
       for (FutureState<R>* s : made) s->release();  // another thread split it meanwhile
     }
     if (settle) settle_calls();
+    calls_mark_.read();
     for (FutureState<R>* s : calls_) out.push_back(make_future<R>(s, true));
   }
 
@@ -251,15 +258,18 @@ class ChunkState final : public FutureState<ChunkDone> {
   // `payload` is the chunk's frame, cut when calls of a split chunk were
   // cancelled (POOL-2: a cancelled call never runs).
   bool dispatch(const StartSlot& slot, std::string& payload) {
+    bool split = false;
     {
       LockGuard g(lock_);
-      if (over_) return false;
-      if (!split_now_) {
+      if (over_.load()) return false;
+      if (!split_now_.load()) {
         if (!FutureCore::dispatch(slot)) return false;
-        stage_ = phase() == running ? Stage::running : Stage::sent;
-        sent_slot_ = slot;
+        stage_.store(phase() == running ? Stage::running : Stage::sent);
+        sent_slot_.store(slot);
         return true;
       }
+      calls_mark_.read();
+      sent_mark_.read();
       std::vector<std::size_t> keep;
       keep.reserve(sent_.size());
       for (std::size_t i : sent_) {
@@ -267,10 +277,9 @@ class ChunkState final : public FutureState<ChunkDone> {
       }
       cut_to(keep, payload);
       if (!sent_.empty()) return true;
-      over_ = true;  // every call was cancelled: so is the chunk
-      outcome_ = Outcome::cancelled;
+      split = end_locked(Outcome::cancelled);  // every call was cancelled: so is the chunk
     }
-    settle_all();
+    settle_all(split);
     return false;
   }
   bool undispatch() {
@@ -278,24 +287,26 @@ class ChunkState final : public FutureState<ChunkDone> {
     return undispatch_locked();
   }
   bool start_here(std::string& payload) {
+    bool split = false;
     {
       LockGuard g(lock_);
-      if (over_) return false;
-      if (!split_now_) {
+      if (over_.load()) return false;
+      if (!split_now_.load()) {
         if (!start_state(*this)) return false;
-        stage_ = Stage::running;
+        stage_.store(Stage::running);
         return true;
       }
+      calls_mark_.read();
+      sent_mark_.read();
       std::vector<std::size_t> keep;
       for (std::size_t i : sent_) {
         if (start_state(*calls_[i])) keep.push_back(i);
       }
       cut_to(keep, payload);
       if (!sent_.empty()) return true;
-      over_ = true;
-      outcome_ = Outcome::cancelled;
+      split = end_locked(Outcome::cancelled);  // every call was cancelled: so is the chunk
     }
-    settle_all();
+    settle_all(split);
     return false;
   }
   // The worker's answer: a std::vector<std::pair<bool, std::string>>
@@ -303,16 +314,20 @@ class ChunkState final : public FutureState<ChunkDone> {
   // checked before any call is settled (a malformed answer fails every call);
   // the answers stay in one copy of `bytes`, each call's a slice of it.
   void complete(bool ok, std::string_view bytes) {
+    bool split = false;
     {
       LockGuard g(lock_);
       (void)undispatch_locked();  // an answer means it started (no-op after its notice)
-      if (over_) return;
-      over_ = true;
+      if (over_.load()) return;
+      Outcome outcome = Outcome::answered;
+      sent_mark_.read();
+      answer_mark_.written();
       try {
         if (!ok) throw decode_error(bytes);
         Decoder d(bytes);
         const std::size_t n = d.get_size(codec_min_size<std::pair<bool, std::string>>());
-        if (n != (split_now_ ? sent_.size() : n_)) throw ProtocolError("chunk answer has the wrong number of results");
+        if (n != (split_now_.load() ? sent_.size() : n_))
+          throw ProtocolError("chunk answer has the wrong number of results");
         pieces_.reserve(n);
         for (std::size_t j = 0; j < n; ++j) {
           const bool good = d.get<bool>();
@@ -322,47 +337,49 @@ class ChunkState final : public FutureState<ChunkDone> {
         }
         d.expect_end();
         answer_.assign(bytes);
-        outcome_ = Outcome::answered;
       } catch (...) {
         pieces_.clear();
         failure_ = std::current_exception();
-        outcome_ = Outcome::failed;
+        outcome = Outcome::failed;
       }
+      split = end_locked(outcome);
     }
-    settle_all();
+    settle_all(split);
   }
   void fail(std::exception_ptr e) {
+    bool split = false;
     {
       LockGuard g(lock_);
       (void)undispatch_locked();
-      if (over_) return;
-      over_ = true;
+      if (over_.load()) return;
+      answer_mark_.written();
       failure_ = std::move(e);
-      outcome_ = Outcome::failed;
+      split = end_locked(Outcome::failed);
     }
-    settle_all();
+    settle_all(split);
   }
   void cancel_all() {
+    bool split = false;
     {
       LockGuard g(lock_);
       (void)undispatch_locked();
-      if (over_) return;
-      over_ = true;
-      outcome_ = Outcome::cancelled;
+      if (over_.load()) return;
+      split = end_locked(Outcome::cancelled);
     }
-    settle_all();
+    settle_all(split);
   }
   // The call is destroyed: whatever is still open fails, as a Promise
   // destroyed unset.
   void abandon() noexcept {
+    bool split = false;
     {
       LockGuard g(lock_);
-      if (over_) return;
-      over_ = true;
+      if (over_.load()) return;
+      answer_mark_.written();
       failure_ = std::make_exception_ptr(BrokenPromiseError("promise destroyed without setting a result"));
-      outcome_ = Outcome::failed;
+      split = end_locked(Outcome::failed);
     }
-    settle_all();
+    settle_all(split);
   }
 
  private:
@@ -379,37 +396,48 @@ class ChunkState final : public FutureState<ChunkDone> {
   // first). Returns whether it started.
   bool undispatch_locked() KEEL_REQUIRES(lock_) {
     bool started = FutureCore::undispatch();
-    if (split_now_) {
+    if (split_now_.load()) {
+      calls_mark_.read();
+      sent_mark_.read();
       started = false;
       for (std::size_t i : sent_) started = calls_[i]->undispatch() || started;
     } else {
-      stage_ = started ? Stage::running : Stage::queued;
+      stage_.store(started ? Stage::running : Stage::queued);
     }
     return started;
   }
   // New calls take the phase the chunk has reached (its outcome, if over,
   // is given by settle_calls once the lock is released).
   void mirror_stage() KEEL_REQUIRES(lock_) {
-    if (!over_ && phase() == cancelled) {  // its reader cancelled it
+    if (!over_.load() && phase() == cancelled) {  // its reader cancelled it
       for (FutureState<R>* s : calls_) (void)s->cancel();
       return;
     }
-    switch (stage_) {
+    switch (stage_.load()) {
       case Stage::queued:
         break;
       case Stage::sent:
-        for (FutureState<R>* s : calls_) (void)s->dispatch(sent_slot_);
+        if (KEEL_INJECTED(chunk_split_ignores_sent)) break;  // the calls would read pending: cancel() wins unseen
+        for (FutureState<R>* s : calls_) (void)s->dispatch(sent_slot_.load());
         break;
       case Stage::running:
         for (FutureState<R>* s : calls_) (void)s->start();
         break;
     }
   }
+  // The chunk is over with `outcome`; returns whether its calls are the
+  // caller's to settle (split before this; a later split settles them itself).
+  bool end_locked(Outcome outcome) KEEL_REQUIRES(lock_) {
+    over_.store(true);
+    outcome_.store(outcome);
+    return !KEEL_INJECTED(chunk_settle_skips_split) && split_now_.load();
+  }
   // Gives the outcome (over_, so written for good) to the chunk's future,
-  // and to its calls if it is split.
-  void settle_all() noexcept {
-    if (split_.load(std::memory_order_acquire)) settle_calls();
-    switch (outcome_) {
+  // and to its calls if `split` (end_locked's answer).
+  void settle_all(bool split) noexcept {
+    if (split) settle_calls();
+    answer_mark_.read();
+    switch (outcome_.load()) {
       case Outcome::answered:
         if (begin_completion()) {
           emplace();
@@ -425,7 +453,10 @@ class ChunkState final : public FutureState<ChunkDone> {
     }
   }
   void settle_calls() noexcept {
-    switch (outcome_) {
+    calls_mark_.read();
+    sent_mark_.read();
+    answer_mark_.read();
+    switch (outcome_.load()) {
       case Outcome::answered:
         for (std::size_t j = 0; j < sent_.size(); ++j) {
           const Piece& p = pieces_[j];
@@ -448,7 +479,7 @@ class ChunkState final : public FutureState<ChunkDone> {
   }
   // Keeps only the calls `keep` (a subsequence of `sent_`) in the payload.
   void cut_to(std::vector<std::size_t>& keep, std::string& payload) KEEL_REQUIRES(lock_) {
-    if (!keep.empty() && keep.size() != sent_.size()) {
+    if (!KEEL_INJECTED(chunk_cut_keeps_cancelled) && !keep.empty() && keep.size() != sent_.size()) {
       Decoder d(payload);
       auto task = d.get<std::string>();
       auto args = d.get<std::vector<std::string>>();
@@ -462,23 +493,29 @@ class ChunkState final : public FutureState<ChunkDone> {
       }
       payload = encode(task, cut);
     }
+    sent_mark_.written();
     sent_ = std::move(keep);
   }
 
   const std::size_t n_;
   Mutex lock_;
   platform::Atomic<bool> split_{false};  // split_now_, for readers outside the lock
-  bool split_now_ KEEL_GUARDED_BY(lock_) = false;
-  Stage stage_ KEEL_GUARDED_BY(lock_) = Stage::queued;  // unsplit: where the chunk is
-  StartSlot sent_slot_ KEEL_GUARDED_BY(lock_);          // unsplit, Stage::sent: its slot
+  platform::Var<bool> split_now_;        // guarded by lock_
+  platform::Var<Stage> stage_;           // guarded by lock_; unsplit: where the chunk is
+  platform::Var<StartSlot> sent_slot_;   // guarded by lock_; unsplit, Stage::sent: its slot
   // Written under lock_ until over_, read-only from then on (see the top).
-  bool over_ = false;
-  Outcome outcome_ = Outcome::failed;
-  std::exception_ptr failure_;          // Outcome::failed
-  std::string answer_;                  // Outcome::answered: the worker's answer
-  std::vector<Piece> pieces_;           // its calls' slices (in sent_ order)
+  platform::Var<bool> over_;
+  platform::Var<Outcome> outcome_;
+  std::exception_ptr failure_;                            // Outcome::failed
+  std::string answer_;                                    // Outcome::answered: the worker's answer
+  std::vector<Piece> pieces_;                             // its calls' slices (in sent_ order)
+  [[no_unique_address]] platform::RaceMark answer_mark_;  // failure_, answer_ and pieces_
+  // Written by split_into under lock_, then read-only.
   std::vector<FutureState<R>*> calls_;  // split: one reference to each call's state
-  std::vector<std::size_t> sent_;       // split: the calls in the payload, in its order
+  [[no_unique_address]] platform::RaceMark calls_mark_;
+  // Written by split_into and cut by the supervisor, under lock_ until over_.
+  std::vector<std::size_t> sent_;  // split: the calls in the payload, in its order
+  [[no_unique_address]] platform::RaceMark sent_mark_;
 };
 
 // The supervisor's record of one chunk: it holds one reference to the
