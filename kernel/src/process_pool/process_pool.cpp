@@ -95,21 +95,8 @@ bool run_in_caller(detail::PoolCall& call, std::size_t max) {
       bytes = error_now();
     }
   } else {
-    std::vector<std::pair<bool, std::string>> answers;
     try {
-      Decoder d(call.payload);
-      const auto name = d.get<std::string>();
-      const auto calls = d.get<std::vector<std::string>>();
-      d.expect_end();
-      answers.reserve(calls.size());
-      for (const auto& args : calls) {
-        try {
-          answers.emplace_back(true, detail::invoke_task(name, args));
-        } catch (...) {
-          answers.emplace_back(false, error_now());
-        }
-      }
-      bytes = encode(answers);
+      bytes = pool::proto::run_chunk(call.payload, max);
       if (bytes.size() > max) {
         ok = false;
         bytes = oversized("the results of a chunk", bytes.size());

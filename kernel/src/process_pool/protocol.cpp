@@ -7,11 +7,15 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <new>
+#include <utility>
+#include <vector>
 
 #include "../process/fd.hpp"
 #include "keel/error.hpp"
 #include "keel/process/codec.hpp"
+#include "keel/process/task.hpp"
 
 namespace keel::pool::proto {
 
@@ -24,6 +28,31 @@ std::string call_payload(std::string_view name, std::string_view args) {
 }
 
 std::string chunk_payload(const std::string& name, const std::vector<std::string>& args) { return encode(name, args); }
+
+std::string run_chunk(std::string_view payload, std::size_t max_error) {
+  Decoder d(payload);
+  const auto name = d.get<std::string>();
+  const auto calls = d.get<std::vector<std::string>>();
+  d.expect_end();
+  detail::TaskInvoker* task = nullptr;
+  std::exception_ptr unknown;
+  try {
+    task = &detail::find_task(name);
+  } catch (...) {
+    unknown = std::current_exception();
+  }
+  std::vector<std::pair<bool, std::string>> answers;
+  answers.reserve(calls.size());
+  for (const auto& args : calls) {
+    try {
+      if (task == nullptr) std::rethrow_exception(unknown);
+      answers.emplace_back(true, task->invoke(name, args));
+    } catch (...) {
+      answers.emplace_back(false, detail::encode_error(std::current_exception(), max_error));
+    }
+  }
+  return encode(answers);
+}
 
 CallView decode_call(std::string_view payload) {
   Decoder d(payload);

@@ -123,6 +123,12 @@ inline bool try_revoke(Slot& slot, std::uint64_t task, std::uint64_t& seen) {
 
 std::string call_payload(std::string_view name, std::string_view args);
 std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);
+// Runs every call of a chunk payload in this process (a worker's answer, and
+// the parent's caller_runs): the encoded list of (ok, result or error) pairs,
+// each error report cut to max_error bytes. The task is looked up once; an
+// unknown name is every call's error. ProtocolError if the payload does not
+// decode.
+std::string run_chunk(std::string_view payload, std::size_t max_error);
 // ProtocolError on a malformed payload. The views point into `payload`.
 struct CallView {
   std::string_view name;

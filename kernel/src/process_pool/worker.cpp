@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <exception>
 #include <string>
 
 #include "../process/fd.hpp"
@@ -84,35 +83,13 @@ void answer(std::string& out, std::uint64_t id, std::uint8_t slot, std::string_v
 }
 
 void answer_chunk(std::string& out, std::uint64_t id, std::uint8_t slot, std::string_view payload, std::size_t max) {
-  std::vector<std::pair<bool, std::string>> answers;
+  std::string all;
   try {
-    Decoder d(payload);
-    const auto name = d.get<std::string>();
-    const auto calls = d.get<std::vector<std::string>>();
-    d.expect_end();
-    answers.reserve(calls.size());
-    // One look-up for the chunk; an unknown name is each call's error, as
-    // invoke_task would make it.
-    detail::TaskInvoker* task = nullptr;
-    std::exception_ptr unknown;
-    try {
-      task = &detail::find_task(name);
-    } catch (...) {
-      unknown = std::current_exception();
-    }
-    for (const auto& args : calls) {
-      try {
-        if (task == nullptr) std::rethrow_exception(unknown);
-        answers.emplace_back(true, task->invoke(name, args));
-      } catch (...) {
-        answers.emplace_back(false, current_error(max));
-      }
-    }
+    all = proto::run_chunk(payload, max);
   } catch (...) {
     append_frame(out, proto::error, id, current_error(max), max, slot);
     return;
   }
-  const std::string all = encode(answers);
   if (all.size() > max) {
     append_frame(out, proto::error, id, oversized("the results of a chunk", all.size(), max), max, slot);
   } else {
