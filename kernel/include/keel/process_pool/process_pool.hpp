@@ -276,9 +276,13 @@ class ProcessMapResults {
     if (chunked()) {
       if (next_ == total_) return std::nullopt;
       const std::size_t i = next_++;
-      const Future<detail::ChunkDone>& c = chunks_[i / chunksize_];
-      if (!c.wait_until(until())) throw_timeout();
-      return detail::chunk_state<R>(c).take_call(i % chunksize_);
+      const std::size_t c = i / chunksize_;
+      if (c != cursor_chunk_) {
+        cursor_ = {};
+        cursor_chunk_ = c;
+      }
+      if (!chunks_[c].wait_until(until())) throw_timeout();
+      return detail::chunk_state<R>(chunks_[c]).take_call(i % chunksize_, cursor_);
     }
     if (next_ == fs_.size()) return std::nullopt;
     Future<R>& f = fs_[next_++];
@@ -328,6 +332,8 @@ class ProcessMapResults {
     total_ = std::exchange(o.total_, 0);
     split_ = std::exchange(o.split_, false);
     next_ = std::exchange(o.next_, 0);
+    cursor_ = std::exchange(o.cursor_, {});
+    cursor_chunk_ = std::exchange(o.cursor_chunk_, 0);
     deadline_ = o.deadline_;
     progress_ = std::move(o.progress_);
   }
@@ -351,6 +357,8 @@ class ProcessMapResults {
   std::size_t total_ = 0;       // calls in all, with chunks_
   mutable bool split_ = false;  // futures() gave each call of chunks_ its own future
   std::size_t next_ = 0;
+  detail::ChunkCursor cursor_;  // where next() is in chunk cursor_chunk_'s answer
+  std::size_t cursor_chunk_ = 0;
   platform::Deadline deadline_ = platform::Deadline::never();
   std::shared_ptr<detail::ProgressTracker> progress_;  // null without a progress callback
 };

@@ -172,6 +172,13 @@ class SingleCall final : public PoolCall {
 // in the ChunkState until a reader decodes each in turn.
 struct ChunkDone {};
 
+// Where a reader is in a chunk's answer: the next call's index and where its
+// entry starts (0: at the first, after the count). Calls are read in order.
+struct ChunkCursor {
+  std::size_t call = 0;
+  std::size_t offset = 0;
+};
+
 // A chunk of calls of one task: one frame to the worker, one answer back (a
 // list of per-call answers). Until split(), the whole chunk is one future
 // (this state) and its answer stays here, encoded: a map's reader decodes
@@ -208,16 +215,16 @@ class ChunkState final : public FutureState<ChunkDone> {
 
   std::size_t size() const { return n_; }
 
-  // Call i's result (0 <= i < size()), for a reader of an unsplit chunk
-  // whose future it saw final: the chunk's error, CancelledError, the call's
-  // RemoteError, or its value decoded here.
-  R take_call(std::size_t i) {
+  // Call i's result (at.call <= i < size()), for a reader of an unsplit
+  // chunk whose future it saw final, `at` its place in the answer: the
+  // chunk's error, CancelledError, the call's RemoteError, or its value
+  // decoded here.
+  R take_call(std::size_t i, ChunkCursor& at) {
     throw_unless_finished("result");
     if (auto e = observed_error()) std::rethrow_exception(e);
     answer_mark_.read();
-    const Piece& p = pieces_[i];
-    const std::string_view bytes = std::string_view(answer_).substr(p.off, p.len);
-    if (p.ok) return decode_result<R>(bytes);
+    const auto [ok, bytes] = entry(i, at);
+    if (ok) return decode_result<R>(bytes);
     throw decode_error(bytes);
   }
 
@@ -328,17 +335,13 @@ class ChunkState final : public FutureState<ChunkDone> {
         const std::size_t n = d.get_size(codec_min_size<std::pair<bool, std::string>>());
         if (n != (split_now_.load() ? sent_.size() : n_))
           throw ProtocolError("chunk answer has the wrong number of results");
-        pieces_.reserve(n);
         for (std::size_t j = 0; j < n; ++j) {
-          const bool good = d.get<bool>();
-          const std::size_t len = d.get_size(1);
-          const std::string_view v = d.get_view(len);
-          pieces_.push_back(Piece{static_cast<std::size_t>(v.data() - bytes.data()), len, good});
+          (void)d.get<bool>();
+          (void)d.get_view(d.get_size(1));
         }
         d.expect_end();
         answer_.assign(bytes);
       } catch (...) {
-        pieces_.clear();
         failure_ = std::current_exception();
         outcome = Outcome::failed;
       }
@@ -385,12 +388,20 @@ class ChunkState final : public FutureState<ChunkDone> {
  private:
   enum class Stage : std::uint8_t { queued, sent, running };
   enum class Outcome : std::uint8_t { answered, failed, cancelled };
-  struct Piece {
-    std::size_t off;
-    std::size_t len;
-    bool ok;
-  };
 
+  // The answer's entry for call i (in sent_ order), at or after `at`, which
+  // moves past it: whether the call succeeded, and its encoded result or
+  // error (a view into answer_, which complete() checked whole).
+  std::pair<bool, std::string_view> entry(std::size_t i, ChunkCursor& at) const {
+    if (at.offset == 0) at.offset = 4;  // the count
+    Decoder d(std::string_view(answer_).substr(at.offset));
+    for (;;) {
+      const bool ok = d.get<bool>();
+      const std::string_view bytes = d.get_view(d.get_size(1));
+      at.offset = static_cast<std::size_t>(bytes.data() + bytes.size() - answer_.data());
+      if (at.call++ == i) return {ok, bytes};
+    }
+  }
   // Takes the chunk (and each call of a split one) out of its slot: running
   // if the worker started it, else pending (a slot still sent is killed
   // first). Returns whether it started.
@@ -457,15 +468,17 @@ class ChunkState final : public FutureState<ChunkDone> {
     sent_mark_.read();
     answer_mark_.read();
     switch (outcome_.load()) {
-      case Outcome::answered:
+      case Outcome::answered: {
+        ChunkCursor at;
         for (std::size_t j = 0; j < sent_.size(); ++j) {
-          const Piece& p = pieces_[j];
           try {
-            answer_state(*calls_[sent_[j]], p.ok, std::string_view(answer_).substr(p.off, p.len));
-          } catch (...) {  // answer_state settles its state whatever the bytes: nothing reaches here
+            const auto [ok, bytes] = entry(j, at);
+            answer_state(*calls_[sent_[j]], ok, bytes);
+          } catch (...) {  // complete() checked every entry, and answer_state settles its state whatever the bytes
           }
         }
         break;
+      }
       case Outcome::failed:
         for (FutureState<R>* s : calls_) settle_state(*s, failure_);
         break;
@@ -508,8 +521,7 @@ class ChunkState final : public FutureState<ChunkDone> {
   platform::Var<Outcome> outcome_;
   std::exception_ptr failure_;                            // Outcome::failed
   std::string answer_;                                    // Outcome::answered: the worker's answer
-  std::vector<Piece> pieces_;                             // its calls' slices (in sent_ order)
-  [[no_unique_address]] platform::RaceMark answer_mark_;  // failure_, answer_ and pieces_
+  [[no_unique_address]] platform::RaceMark answer_mark_;  // failure_ and answer_
   // Written by split_into under lock_, then read-only.
   std::vector<FutureState<R>*> calls_;  // split: one reference to each call's state
   [[no_unique_address]] platform::RaceMark calls_mark_;
@@ -624,6 +636,8 @@ MapChunks<R> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std
   };
   auto it = std::begin(inputs);
   const auto end = std::end(inputs);
+  std::vector<std::string> args;  // one chunk's, its buffer reused by the next
+  if (chunksize > 1) args.reserve(std::min<std::size_t>(chunksize, 4096));
   while (it != end) {
     if (chunksize == 1) {
       auto call = std::make_unique<SingleCall<R>>();
@@ -635,8 +649,7 @@ MapChunks<R> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std
       enqueue_or_cancel(std::move(call));
       continue;
     }
-    std::vector<std::string> args;
-    args.reserve(std::min<std::size_t>(chunksize, 4096));
+    args.clear();
     for (std::size_t i = 0; i < chunksize && it != end; ++i, ++it) {
       args.push_back(encode_one(*it));
     }
