@@ -180,17 +180,17 @@ struct ChunkCursor {
 };
 
 // A chunk of calls of one task: one frame to the worker, one answer back (a
-// list of per-call answers). Until split(), the whole chunk is one future
+// list of per-call answers). Until it is split, the whole chunk is one future
 // (this state) and its answer stays here, encoded: a map's reader decodes
 // each call's result when it reaches it (take_call), so a call costs no
 // future state, no atomic step and no cache line moved between threads of
-// its own. split() gives every call its own future, in the phase the chunk
+// its own. split_into() gives every call its own future, in the phase the chunk
 // has reached (pending, dispatched to its slot, running, or its outcome),
 // and from then on each call is dispatched, started and settled as its own:
 // a user's cancel of one call kills the shared slot, so the worker skips the
 // whole frame, and the calls nobody cancelled are sent again without it.
 //
-// lock_ orders split() (any thread holding the map's results) against the
+// lock_ orders split_into() (any thread holding the map's results) against the
 // supervisor's steps and caller_runs; futures are settled only after it is
 // released, so no user code (a done callback, a map's progress) runs under
 // it. Once `over_`, the outcome and the calls are written for good: readers
@@ -242,7 +242,7 @@ class ChunkState final : public FutureState<ChunkDone> {
         throw;
       }
       LockGuard g(lock_);
-      if (!split_now_.load()) {
+      if (!is_split()) {
         calls_mark_.written();
         sent_mark_.written();
         calls_ = std::move(made);
@@ -251,7 +251,6 @@ class ChunkState final : public FutureState<ChunkDone> {
         for (std::size_t i = 0; i < n_; ++i) sent_[i] = i;
         mirror_stage();
         settle = over_.load();  // the supervisor settled only this future: the calls are settled below
-        split_now_.store(true);
         split_.store(true, std::memory_order_release);
       }
       for (FutureState<R>* s : made) s->release();  // another thread split it meanwhile
@@ -269,7 +268,7 @@ class ChunkState final : public FutureState<ChunkDone> {
     {
       LockGuard g(lock_);
       if (over_.load()) return false;
-      if (!split_now_.load()) {
+      if (!is_split()) {
         if (!FutureCore::dispatch(slot)) return false;
         stage_.store(phase() == running ? Stage::running : Stage::sent);
         sent_slot_.store(slot);
@@ -298,7 +297,7 @@ class ChunkState final : public FutureState<ChunkDone> {
     {
       LockGuard g(lock_);
       if (over_.load()) return false;
-      if (!split_now_.load()) {
+      if (!is_split()) {
         if (!start_state(*this)) return false;
         stage_.store(Stage::running);
         return true;
@@ -333,8 +332,7 @@ class ChunkState final : public FutureState<ChunkDone> {
         if (!ok) throw decode_error(bytes);
         Decoder d(bytes);
         const std::size_t n = d.get_size(codec_min_size<std::pair<bool, std::string>>());
-        if (n != (split_now_.load() ? sent_.size() : n_))
-          throw ProtocolError("chunk answer has the wrong number of results");
+        if (n != (is_split() ? sent_.size() : n_)) throw ProtocolError("chunk answer has the wrong number of results");
         for (std::size_t j = 0; j < n; ++j) {
           (void)d.get<bool>();
           (void)d.get_view(d.get_size(1));
@@ -389,6 +387,8 @@ class ChunkState final : public FutureState<ChunkDone> {
   enum class Stage : std::uint8_t { queued, sent, running };
   enum class Outcome : std::uint8_t { answered, failed, cancelled };
 
+  // Whether the chunk was split, for a holder of lock_ (which orders it).
+  bool is_split() const KEEL_REQUIRES(lock_) { return split_.load(std::memory_order_relaxed); }
   // The answer's entry for call i (in sent_ order), at or after `at`, which
   // moves past it: whether the call succeeded, and its encoded result or
   // error (a view into answer_, which complete() checked whole).
@@ -407,7 +407,7 @@ class ChunkState final : public FutureState<ChunkDone> {
   // first). Returns whether it started.
   bool undispatch_locked() KEEL_REQUIRES(lock_) {
     bool started = FutureCore::undispatch();
-    if (split_now_.load()) {
+    if (is_split()) {
       calls_mark_.read();
       sent_mark_.read();
       started = false;
@@ -441,7 +441,7 @@ class ChunkState final : public FutureState<ChunkDone> {
   bool end_locked(Outcome outcome) KEEL_REQUIRES(lock_) {
     over_.store(true);
     outcome_.store(outcome);
-    return !KEEL_INJECTED(chunk_settle_skips_split) && split_now_.load();
+    return !KEEL_INJECTED(chunk_settle_skips_split) && is_split();
   }
   // Gives the outcome (over_, so written for good) to the chunk's future,
   // and to its calls if `split` (end_locked's answer).
@@ -512,10 +512,11 @@ class ChunkState final : public FutureState<ChunkDone> {
 
   const std::size_t n_;
   Mutex lock_;
-  platform::Atomic<bool> split_{false};  // split_now_, for readers outside the lock
-  platform::Var<bool> split_now_;        // guarded by lock_
-  platform::Var<Stage> stage_;           // guarded by lock_; unsplit: where the chunk is
-  platform::Var<StartSlot> sent_slot_;   // guarded by lock_; unsplit, Stage::sent: its slot
+  // Written once, under lock_; read under it (relaxed) or, outside it, with
+  // acquire (split_into's fast path).
+  platform::Atomic<bool> split_{false};
+  platform::Var<Stage> stage_;          // guarded by lock_; unsplit: where the chunk is
+  platform::Var<StartSlot> sent_slot_;  // guarded by lock_; unsplit, Stage::sent: its slot
   // Written under lock_ until over_, read-only from then on (see the top).
   platform::Var<bool> over_;
   platform::Var<Outcome> outcome_;
