@@ -104,6 +104,31 @@ Future<int> cr_hold(ProcessPool& pool, const RunFile& runs, const CrGate& gate) 
   return f;
 }
 
+// One worker held by a task waiting for `hold`, with a chunk's calls able to
+// be sent behind it (cr_hold); the calls of the test note their runs in
+// `runs` and pass `open`, which is open. Members in this order: the pool
+// goes before the files, after `opener` has let the held task end.
+struct CrHeldWorker {
+  RunFile held_runs, runs;
+  CrGate hold, open;
+  ProcessPool pool{cr_one_worker()};
+  CrOpener opener{hold};
+  Future<int> held;
+  CrHeldWorker() {
+    open.open();
+    held = cr_hold(pool, held_runs, hold);
+  }
+};
+
+// One worker whose calls of cr_gated note their runs in `runs` and wait for
+// `gate`, which `opener` opens before the pool waits for them.
+struct CrGatedWorker {
+  RunFile runs;
+  CrGate gate;
+  ProcessPool pool{{.workers = 1}};
+  CrOpener opener{gate};
+};
+
 // The message of the RemoteError that `f` throws; "" if it throws none.
 template <class F>
 std::string remote_message(F f) {
@@ -150,71 +175,58 @@ TEST(ProcessPoolChunkResults, FuturesOfFinishedChunksHoldEachCallsOutcome) {
 // futures() while the chunk was sent to the worker and not started: one
 // call's cancel() wins, that call never runs, the others do.
 TEST(ProcessPoolChunkResults, ACallOfASentChunkCanBeCancelledUntilItStarts) {
-  RunFile held_runs, runs;
-  CrGate hold, open;
-  ProcessPool pool(cr_one_worker());
-  CrOpener opener{hold};
-  open.open();
-  auto held = cr_hold(pool, held_runs, hold);
-  auto results =
-      pool.starmap(cr_gated_t, std::vector{cr_call(runs, open, 1), cr_call(runs, open, 2), cr_call(runs, open, 3)},
-                   {.chunksize = 3});
-  ASSERT_TRUE(eventually([&] { return pool.stats().in_flight == 2; }))
-      << "the chunk was never sent: in flight " << pool.stats().in_flight << ", queued " << pool.stats().queued;
+  CrHeldWorker w;
+  auto results = w.pool.starmap(
+      cr_gated_t, std::vector{cr_call(w.runs, w.open, 1), cr_call(w.runs, w.open, 2), cr_call(w.runs, w.open, 3)},
+      {.chunksize = 3});
+  ASSERT_TRUE(eventually([&] { return w.pool.stats().in_flight == 2; }))
+      << "the chunk was never sent: in flight " << w.pool.stats().in_flight << ", queued " << w.pool.stats().queued;
   auto fs = results.futures();
   EXPECT_FALSE(fs[0].running());
   EXPECT_TRUE(fs[1].cancel());
-  hold.open();
-  EXPECT_EQ(held.result(), -1);
+  w.hold.open();
+  EXPECT_EQ(w.held.result(), -1);
   EXPECT_EQ(results.next(), 1);
   EXPECT_THROW((void)results.next(), keel::CancelledError);
   EXPECT_EQ(results.next(), 3);
   EXPECT_TRUE(fs[1].cancelled());
-  EXPECT_EQ(runs.runs(), 2) << "the cancelled call ran";
+  EXPECT_EQ(w.runs.runs(), 2) << "the cancelled call ran";
 }
 
 // futures() once the chunk runs: every call reads running, and none can be
 // cancelled any longer.
 TEST(ProcessPoolChunkResults, CallsOfARunningChunkAreRunningAndCannotBeCancelled) {
-  RunFile runs;
-  CrGate gate;
-  ProcessPool pool({.workers = 1});
-  CrOpener opener{gate};
+  CrGatedWorker w;
   auto results =
-      pool.starmap(cr_gated_t, std::vector{cr_call(runs, gate, 1), cr_call(runs, gate, 2)}, {.chunksize = 2});
-  ASSERT_TRUE(eventually([&] { return runs.runs() == 1; })) << "the chunk never started";
+      w.pool.starmap(cr_gated_t, std::vector{cr_call(w.runs, w.gate, 1), cr_call(w.runs, w.gate, 2)}, {.chunksize = 2});
+  ASSERT_TRUE(eventually([&] { return w.runs.runs() == 1; })) << "the chunk never started";
   auto fs = results.futures();
   ASSERT_TRUE(eventually([&] { return fs[0].running() && fs[1].running(); }));
   EXPECT_FALSE(fs[0].cancel());
   EXPECT_FALSE(fs[1].cancel());
-  gate.open();
+  w.gate.open();
   EXPECT_EQ(results.get(), (std::vector<int>{1, 2}));
-  EXPECT_EQ(runs.runs(), 2);
+  EXPECT_EQ(w.runs.runs(), 2);
 }
 
 // Without futures(), dropping the map cancels its chunks that have not
 // started, the one sent to the worker included: none of their calls runs.
 TEST(ProcessPoolChunkResults, DroppingAChunkedMapCancelsItsChunksNotStarted) {
-  RunFile held_runs, runs;
-  CrGate hold, open;
-  ProcessPool pool(cr_one_worker());
-  CrOpener opener{hold};
-  open.open();
-  auto held = cr_hold(pool, held_runs, hold);
+  CrHeldWorker w;
   {
     std::vector<std::pair<std::pair<std::string, std::string>, int>> in;
-    for (int i = 0; i < 6; ++i) in.push_back(cr_call(runs, open, i));
-    auto results = pool.starmap(cr_gated_t, in, {.chunksize = 2});
-    ASSERT_TRUE(eventually([&] { return pool.stats().in_flight == 2; })) << "the first chunk was never sent";
+    for (int i = 0; i < 6; ++i) in.push_back(cr_call(w.runs, w.open, i));
+    auto results = w.pool.starmap(cr_gated_t, in, {.chunksize = 2});
+    ASSERT_TRUE(eventually([&] { return w.pool.stats().in_flight == 2; })) << "the first chunk was never sent";
   }
-  hold.open();
-  EXPECT_EQ(held.result(), -1);
+  w.hold.open();
+  EXPECT_EQ(w.held.result(), -1);
   EXPECT_TRUE(eventually([&] {
-    const auto s = pool.stats();
+    const auto s = w.pool.stats();
     return s.in_flight == 0 && s.queued == 0;
   }));
-  EXPECT_EQ(runs.runs(), 0) << "a call of a dropped map ran";
-  EXPECT_EQ(pool.map(cr_double_t, std::vector<int>{1, 2, 3}, {.chunksize = 2}).get(), (std::vector<int>{2, 4, 6}));
+  EXPECT_EQ(w.runs.runs(), 0) << "a call of a dropped map ran";
+  EXPECT_EQ(w.pool.map(cr_double_t, std::vector<int>{1, 2, 3}, {.chunksize = 2}).get(), (std::vector<int>{2, 4, 6}));
 }
 
 // A chunked map's timeout bounds the wait for each call's chunk, from the
@@ -222,18 +234,15 @@ TEST(ProcessPoolChunkResults, DroppingAChunkedMapCancelsItsChunksNotStarted) {
 // call that timed out is skipped: the next one reads its own result from
 // the chunk once it is final.
 TEST(ProcessPoolChunkResults, TimeoutCoversAChunkedMap) {
-  RunFile runs;
-  CrGate gate;
-  ProcessPool pool({.workers = 1});
-  CrOpener opener{gate};
-  auto results =
-      pool.starmap(cr_gated_t, std::vector{cr_call(runs, gate, 1), cr_call(runs, gate, 2), cr_call(runs, gate, 3)},
-                   {.chunksize = 3, .timeout = 100ms});
+  CrGatedWorker w;
+  auto results = w.pool.starmap(
+      cr_gated_t, std::vector{cr_call(w.runs, w.gate, 1), cr_call(w.runs, w.gate, 2), cr_call(w.runs, w.gate, 3)},
+      {.chunksize = 3, .timeout = 100ms});
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_THROW((void)results.next(), keel::TimeoutError);
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 90ms);
-  gate.open();
-  ASSERT_TRUE(eventually([&] { return pool.stats().completed == 1; })) << "the chunk was never answered";
+  w.gate.open();
+  ASSERT_TRUE(eventually([&] { return w.pool.stats().completed == 1; })) << "the chunk was never answered";
   EXPECT_EQ(results.next(), 2);
   EXPECT_EQ(results.next(), 3);
   EXPECT_EQ(results.next(), std::nullopt);
