@@ -591,13 +591,19 @@ struct MapChunks {
 std::string call_payload(const std::string& name, const std::string& args);
 std::string chunk_payload(const std::string& name, const std::vector<std::string>& args);
 
+// One call of the task `name` with its arguments already encoded.
+template <class R>
+std::unique_ptr<SingleCall<R>> call_with(const std::string& name, const std::string& encoded_args) {
+  auto call = std::make_unique<SingleCall<R>>();
+  call->name = name;
+  call->payload = call_payload(name, encoded_args);
+  return call;
+}
+
 // One call of `task` with `args`, encoded (both pools' submit, ClusterPool's too).
 template <class R, class... P, class... A>
 std::unique_ptr<SingleCall<R>> make_call(const TaskRef<R(P...)>& task, A&&... args) {
-  auto call = std::make_unique<SingleCall<R>>();
-  call->name = task.name();
-  call->payload = call_payload(task.name(), encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
-  return call;
+  return call_with<R>(task.name(), encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
 }
 
 // A map's deadline, counted from the call (before its inputs are read).
@@ -641,9 +647,7 @@ MapChunks<R> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std
   if (chunksize > 1) args.reserve(std::min<std::size_t>(chunksize, 4096));
   while (it != end) {
     if (chunksize == 1) {
-      auto call = std::make_unique<SingleCall<R>>();
-      call->name = task.name();
-      call->payload = call_payload(task.name(), encode_one(*it));
+      auto call = call_with<R>(task.name(), encode_one(*it));
       ++it;
       out.calls.push_back(call->future);
       ++out.total;
