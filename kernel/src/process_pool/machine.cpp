@@ -161,7 +161,7 @@ bool Machine::skipped(WorkerId id, TaskId task, Nanos now) {
     // cancelled): back to the front of the queue, where dispatch asks the
     // gate whether anything of it is still wanted.
     Task t = w->in_flight.front();
-    w->in_flight.pop_front();
+    w->in_flight.erase(w->in_flight.begin());
     ++c_.skipped;
     t.started = false;
     t.noticed = false;
@@ -180,7 +180,7 @@ bool Machine::result(WorkerId id, TaskId task, Nanos now) {
   if (!w) return false;
   if (!w->in_flight.empty() && (KEEL_INJECTED(pool_result_accepts_non_head) || w->in_flight.front().id == task)) {
     const Task t = w->in_flight.front();
-    w->in_flight.pop_front();
+    w->in_flight.erase(w->in_flight.begin());
     if (t.noticed && now > t.started_at) {
       const Nanos ran = now - t.started_at;
       mean_ = mean_ == Nanos::zero() ? ran : mean_ + (ran - mean_) / 8;
@@ -228,7 +228,7 @@ bool Machine::revoke(Worker& w, Task& t, Nanos now) {
   return false;
 }
 
-void Machine::requeue_front(std::deque<Task>& tasks) {
+void Machine::requeue_front(std::vector<Task>& tasks) {
   // Back to the front in their order: they were first in line before.
   queue_.insert(queue_.begin(), tasks.begin(), tasks.end());
   tasks.clear();
@@ -258,7 +258,7 @@ void Machine::worker_exited(WorkerId id, int exit_code, Nanos now) {
   // Each task it held either started (it is lost, or retried) or did not:
   // then its slot is taken back, so it can never start there, and it goes
   // back to the queue uncounted. The slot decides, not the position.
-  std::deque<Task> back;
+  std::vector<Task> back;
   for (Task& t : w.in_flight) {
     if (KEEL_INJECTED(pool_requeue_only_head) && &t != &w.in_flight.front()) continue;
     bool started = t.started;
@@ -296,7 +296,8 @@ void Machine::worker_exited(WorkerId id, int exit_code, Nanos now) {
   const bool unplanned_active =
       !planned && !killed_by_us && (w.state == WorkerState::starting || w.state == WorkerState::ready);
   if (unplanned_active && spawn_useful() && active_workers() < cfg_.workers) {
-    while (!restarts_.empty() && later(restarts_.front(), cfg_.restart_window) <= now) restarts_.pop_front();
+    while (!restarts_.empty() && later(restarts_.front(), cfg_.restart_window) <= now)
+      restarts_.erase(restarts_.begin());
     if (!KEEL_INJECTED(pool_respawn_unlimited) && restarts_.size() >= cfg_.restart_limit) {
       break_pool(BrokenReason::restart_limit, id, exit_code);
       return;

@@ -224,8 +224,8 @@ class Machine {
   struct Worker {
     WorkerId id;
     WorkerState state = WorkerState::starting;
-    std::deque<Task> in_flight;  // in the order sent
-    std::vector<TaskId> stale;   // taken back; the worker has not skipped their frames yet
+    std::vector<Task> in_flight;  // in the order sent; at most depth long
+    std::vector<TaskId> stale;    // taken back; the worker has not skipped their frames yet
     unsigned sent = 0;
     TaskId timed_out = 0;         // resolved as timed out: its late answer is ignored
     int signal = 0;               // the last signal the machine sent it (0: none)
@@ -248,7 +248,7 @@ class Machine {
   void resolve(TaskId t, Outcome o, WorkerId w = 0, int code = 0);
   void kill(Worker& w, int signal);
   void break_pool(BrokenReason why, WorkerId w, int code);
-  void requeue_front(std::deque<Task>& tasks);
+  void requeue_front(std::vector<Task>& tasks);
   void check_terminated();
   void emit(Action a) { out_.push_back(a); }
 
@@ -263,7 +263,7 @@ class Machine {
   int broken_code_ = 0;
   std::deque<Task> queue_;
   std::vector<Worker> workers_;  // exited ones are erased
-  std::deque<Nanos> restarts_;   // times of recent unplanned replacements
+  std::vector<Nanos> restarts_;  // times of recent unplanned replacements; at most restart_limit
   WorkerId next_worker_ = 1;
   Nanos mean_{0};  // moving mean of measured run times (notice to answer); 0: none yet
   std::vector<Action> out_;
