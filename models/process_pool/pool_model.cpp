@@ -132,6 +132,7 @@ class ModelWorld final : public World {
   };
   std::vector<Choice> choices(unsigned allowed) const {
     std::vector<Choice> c;
+    c.reserve(4 * live_.size() + 2);  // one allocation per step, not one per growth
     auto on = [&](Ev e) { return (allowed & bit(e)) != 0; };
     for (const auto& [id, w] : live_) {
       if (on(Ev::ready) && can_ready(w) && !w.killed) c.push_back({Ev::ready, id});

@@ -74,13 +74,16 @@ struct SimWorker {
   bool mute = false;  // it broke the protocol: the driver stopped reading it
   unsigned sent = 0;
   std::map<TaskId, Slot> slots;  // of the frames it holds (at most one per task)
-  std::deque<TaskId> frames;     // frames it has not taken yet, in order
-  TaskId running = 0;            // the task whose slot it won and that it has not answered
-  bool noticed = false;          // and whose notice it wrote
-  std::deque<Msg> channel;       // written, not read by the driver yet
-  std::deque<Held> held;         // the machine's in-flight list for it
-  std::vector<TaskId> stale;     // taken back by the machine; the worker has not said it skipped them
-  TaskId timed_out = 0;          // resolved timed out; its late messages are no fault
+  // Vectors, not deques: a few entries each, and a deque allocates even
+  // empty, which under Relacy (whose allocator is instrumented) was much of
+  // the pool models' time.
+  std::vector<TaskId> frames;  // frames it has not taken yet, in order
+  TaskId running = 0;          // the task whose slot it won and that it has not answered
+  bool noticed = false;        // and whose notice it wrote
+  std::vector<Msg> channel;    // written, not read by the driver yet
+  std::vector<Held> held;      // the machine's in-flight list for it
+  std::vector<TaskId> stale;   // taken back by the machine; the worker has not said it skipped them
+  TaskId timed_out = 0;        // resolved timed out; its late messages are no fault
   bool active() const { return !closed && !killed; }
   bool holds(TaskId t) const {
     return std::any_of(held.begin(), held.end(), [&](const Held& h) { return h.task == t; });
@@ -553,7 +556,7 @@ class World {
     POOL_CHECK("POOL-2", t.lost_starts <= static_cast<int>(cfg_.retries),
                where() + ": task " + str(id) + " sent for a run beyond 1 + retries");
     queue_.pop_front();
-    touched_.insert(wid);
+    touch(wid);
     if (t.cancelled) {
       t.final = true;
       t.dropped = true;
@@ -581,7 +584,7 @@ class World {
                where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", which it does not hold");
     POOL_CHECK("POOL-7", !h->known,
                where() + ": revoke of t" + str(id) + " at w" + str(wid) + ", known to have started");
-    touched_.insert(wid);
+    touch(wid);
     if (s->second == Slot::started) {
       // It started (what came before it was answered or skipped: unknown).
       h->known = true;
@@ -676,7 +679,7 @@ class World {
   void take(WorkerId id, SimWorker& w) {
     if (w.running != 0 || w.frames.empty()) return;
     const TaskId t = w.frames.front();
-    w.frames.pop_front();
+    w.frames.erase(w.frames.begin());
     Slot& s = w.slots.at(t);
     if (s != Slot::sent) {
       write(w, {Msg::skipped, t});
@@ -709,7 +712,7 @@ class World {
     SimWorker& w = live_.at(id);
     if (w.channel.empty()) return false;
     const Msg msg = w.channel.front();
-    w.channel.pop_front();
+    w.channel.erase(w.channel.begin());
     const TaskId t = msg.task;
     begin(Event::deliver, id, t);
     const bool broken = m_.phase() == Phase::broken;
@@ -738,7 +741,7 @@ class World {
         } else if (!broken) {
           POOL_CHECK("POOL-7", first && !w.held.front().known,
                      where() + ": w" + str(id) + " skipped t" + str(t) + ", which the machine should hold first");
-          w.held.pop_front();
+          w.held.erase(w.held.begin());
           queue_.push_front(t);  // its user won the slot: back to the front, the gate decides
           ++skipped_;
         }
@@ -749,7 +752,7 @@ class World {
       case Msg::result:
         if (first) {
           const Held h = w.held.front();
-          w.held.pop_front();
+          w.held.erase(w.held.begin());
           if (h.noticed && now_ > h.known_at) {
             const Nanos ran = now_ - h.known_at;
             mean_ = mean_ == Nanos::zero() ? ran : mean_ + (ran - mean_) / 8;
@@ -794,7 +797,10 @@ class World {
     ev_.code = code;
     ev_.phase_before = m_.phase();
     touched_.clear();
-    if (w != 0) touched_.insert(w);
+    if (w != 0) touch(w);
+  }
+  void touch(WorkerId w) {
+    if (std::find(touched_.begin(), touched_.end(), w) == touched_.end()) touched_.push_back(w);
   }
 
   // shutdown(cancel_futures) and terminate cancel everything queued ...
@@ -929,7 +935,7 @@ class World {
     bool any_broken = false;
     const bool broke_now = m_.phase() == Phase::broken && ev_.phase_before != Phase::broken;
     for (const Action& a : acts) {
-      if (a.worker != 0) touched_.insert(a.worker);
+      if (a.worker != 0) touch(a.worker);
       switch (a.kind) {
         case Action::spawn: {
           POOL_CHECK("POOL-3", ever_.insert(a.worker).second, where() + ": spawn reused worker id " + str(a.worker));
@@ -1024,7 +1030,7 @@ class World {
             if (h == w.held.end()) continue;
             w.held.erase(h);
             if (a.outcome == Outcome::timed_out) w.timed_out = a.task;
-            touched_.insert(id);
+            touch(id);
           }
           break;
         }
@@ -1063,7 +1069,7 @@ class World {
       // workers that have not exited pile up: look at the workers this event
       // named, and at all of them while few or every 64 events (the totals
       // below cover the rest every time).
-      if (!all && touched_.count(id) == 0) continue;
+      if (!all && std::find(touched_.begin(), touched_.end(), id) == touched_.end()) continue;
       POOL_CHECK("POOL-6", m_.in_flight(id) == w.held.size() && m_.sent_to(id) == w.sent,
                  where() + ": w" + str(id) + " in flight/sent " + str(m_.in_flight(id)) + "/" + str(m_.sent_to(id)) +
                      ", the world says " + str(w.held.size()) + "/" + str(w.sent));
@@ -1164,8 +1170,10 @@ class World {
   SimWorker* dying_ = nullptr;
   WorkerId dying_id_ = 0;
   std::set<WorkerId> ever_;
-  std::deque<Nanos> restarts_;                              // the world's own record of replacement times
-  std::set<WorkerId> touched_;                              // workers the current event or its actions named
+  std::deque<Nanos> restarts_;  // the world's own record of replacement times
+  // Workers the current event or its actions named: one or two, so a vector
+  // (a set allocated a node per insert, on every event).
+  std::vector<WorkerId> touched_;
   std::deque<std::pair<WorkerId, TaskId>> expected_sends_;  // the gate said yes
   Nanos mean_{0};                                           // the world's own mean run time (notice to result)
   bool closed_ = false;
