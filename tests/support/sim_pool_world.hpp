@@ -799,8 +799,9 @@ class World {
     touched_.clear();
     if (w != 0) touch(w);
   }
+  bool touched(WorkerId w) const { return std::find(touched_.begin(), touched_.end(), w) != touched_.end(); }
   void touch(WorkerId w) {
-    if (std::find(touched_.begin(), touched_.end(), w) == touched_.end()) touched_.push_back(w);
+    if (!touched(w)) touched_.push_back(w);
   }
 
   // shutdown(cancel_futures) and terminate cancel everything queued ...
@@ -1069,7 +1070,7 @@ class World {
       // workers that have not exited pile up: look at the workers this event
       // named, and at all of them while few or every 64 events (the totals
       // below cover the rest every time).
-      if (!all && std::find(touched_.begin(), touched_.end(), id) == touched_.end()) continue;
+      if (!all && !touched(id)) continue;
       POOL_CHECK("POOL-6", m_.in_flight(id) == w.held.size() && m_.sent_to(id) == w.sent,
                  where() + ": w" + str(id) + " in flight/sent " + str(m_.in_flight(id)) + "/" + str(m_.sent_to(id)) +
                      ", the world says " + str(w.held.size()) + "/" + str(w.sent));
