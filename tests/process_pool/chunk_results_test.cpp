@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstddef>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -191,6 +193,74 @@ TEST(ProcessPoolChunkResults, ACallOfASentChunkCanBeCancelledUntilItStarts) {
   EXPECT_EQ(results.next(), 3);
   EXPECT_TRUE(fs[1].cancelled());
   EXPECT_EQ(w.runs.runs(), 2) << "the cancelled call ran";
+}
+
+// Every count a map's progress callback was given, in order.
+struct CrProgress {
+  std::mutex m;
+  std::vector<std::size_t> done;
+  std::size_t bad_total = 0;  // calls whose total was not `total`
+  keel::MapProgress callback(std::size_t total) {
+    return [this, total](std::size_t d, std::size_t t) {
+      std::lock_guard<std::mutex> l(m);
+      done.push_back(d);
+      if (t != total) ++bad_total;
+    };
+  }
+  std::vector<std::size_t> get() {
+    std::lock_guard<std::mutex> l(m);
+    return done;
+  }
+};
+
+// After futures() split a chunk, each call counts for the map's progress at
+// its own final state: a call cancelled on its own counts at its cancel, on
+// the cancelling thread, not when the last call of its chunk ends; the
+// chunk's end adds only the calls not counted yet (MAP-1).
+TEST(ProcessPoolChunkResults, ACallCancelledAfterTheSplitCountsForProgressAtItsCancel) {
+  CrProgress progress;
+  CrHeldWorker w;
+  auto results = w.pool.starmap(
+      cr_gated_t, std::vector{cr_call(w.runs, w.open, 1), cr_call(w.runs, w.open, 2), cr_call(w.runs, w.open, 3)},
+      {.chunksize = 3, .progress = progress.callback(3)});
+  ASSERT_TRUE(eventually([&] { return w.pool.stats().in_flight == 2; })) << "the chunk was never sent";
+  auto fs = results.futures();
+  EXPECT_TRUE(progress.get().empty());
+  ASSERT_TRUE(fs[1].cancel());
+  EXPECT_EQ(progress.get(), std::vector<std::size_t>{1}) << "the cancelled call was not counted at its cancel";
+  w.hold.open();
+  EXPECT_EQ(w.held.result(), -1);
+  EXPECT_EQ(results.next(), 1);
+  EXPECT_THROW((void)results.next(), keel::CancelledError);
+  EXPECT_EQ(results.next(), 3);
+  EXPECT_TRUE(eventually([&] { return progress.get().size() >= 3; }));
+  EXPECT_EQ(progress.get(), (std::vector<std::size_t>{1, 2, 3}));
+  EXPECT_EQ(progress.bad_total, 0u);
+}
+
+// Splitting a chunk that is final, or whose calls end afterwards, counts
+// each call once: the chunk's count and its calls' own never add up twice.
+TEST(ProcessPoolChunkResults, SplittingChunksBeforeOrAfterTheyEndCountsEachCallOnce) {
+  CrProgress before, after;
+  ProcessPool pool({.workers = 2});
+  {
+    auto results =
+        pool.map(cr_sleep_t, std::vector<int>{20, 20, 20, 20, 20}, {.chunksize = 2, .progress = before.callback(5)});
+    const auto& fs = results.futures();  // at once: no chunk has ended
+    for (const auto& f : fs) ASSERT_TRUE(f.wait_for(keel_test::hang_limit));
+    EXPECT_EQ(results.get().size(), 5u);
+    EXPECT_TRUE(eventually([&] { return before.get().size() >= 5; }));
+  }
+  {
+    auto results =
+        pool.map(cr_double_t, std::vector<int>{1, 2, 3, 4, 5}, {.chunksize = 2, .progress = after.callback(5)});
+    EXPECT_EQ(results.get().size(), 5u);
+    EXPECT_TRUE(eventually([&] { return after.get().size() >= 5; }));
+    (void)results.futures();  // every chunk ended and counted
+  }
+  EXPECT_EQ(before.get(), (std::vector<std::size_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(after.get(), (std::vector<std::size_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(before.bad_total + after.bad_total, 0u);
 }
 
 // futures() once the chunk runs: every call reads running, and none can be

@@ -8,7 +8,10 @@
 //   final state (a value, an error, or cancelled through its future):
 //   done = 1, 2, ..., each value once, in that order; total is the number of
 //   calls when the map knows it (a sized range; a process or cluster pool's
-//   map always does), else 0;
+//   map always does), else 0; a process pool's chunk of calls reaches its
+//   final state as one, until futures() gives each call a future of its
+//   own: from then each call counts at its own (a cancel of one call counts
+//   at the cancel);
 // - it runs on the thread that made the call final (a thread pool worker,
 //   a process or cluster pool's supervisor thread), or on the thread that
 //   asked for the future when the call was already final then (run by the
@@ -41,6 +44,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "keel/error.hpp"
 #include "keel/future/future.hpp"
@@ -57,13 +61,32 @@ namespace detail {
 // its lock, until stop() (the results' destructor) returns.
 class ProgressTracker {
  public:
-  ProgressTracker(MapProgress fn, std::size_t total) : fn_(std::move(fn)), total_(total) {}
+  // `chunks`: how many chunks watch_chunk() will be given (a process pool's
+  // map with chunksize > 1), each counted apart.
+  ProgressTracker(MapProgress fn, std::size_t total, std::size_t chunks = 0)
+      : fn_(std::move(fn)), total_(total), chunk_counted_(chunks, 0) {}
 
   // Watches f: `weight` counts (the calls it stands for) when it is final
   // (at once, here, if it already is).
   template <class R>
   static void watch(const std::shared_ptr<ProgressTracker>& self, Future<R> f, std::size_t weight = 1) {
     f.add_done_callback([self, weight](const Future<R>&) { self->some_done(weight); });
+  }
+  // Watches chunk c (c < chunks), whose future f stands for n calls: when f
+  // is final, the chunk's calls not counted one by one yet (watch_chunk_call,
+  // once its calls have futures of their own) count. Each call of the chunk
+  // counts once whichever of the two comes first: a call cancelled on its
+  // own counts at its cancel, not when the last of its chunk ends.
+  template <class F>
+  static void watch_chunk(const std::shared_ptr<ProgressTracker>& self, F f, std::size_t c, std::size_t n) {
+    f.add_done_callback([self, c, n](const F&) { self->chunk_done(c, n); });
+  }
+  // Watches f, one call of chunk c (of n calls) split off it: it counts
+  // when it is final, unless its chunk's count came first.
+  template <class R>
+  static void watch_chunk_call(const std::shared_ptr<ProgressTracker>& self, Future<R> f, std::size_t c,
+                               std::size_t n) {
+    f.add_done_callback([self, c, n](const Future<R>&) { self->chunk_call_done(c, n); });
   }
   // `final_now` of the watched calls are final (the caller counted them):
   // their counts not yet given are given here, on this thread; then no call
@@ -81,6 +104,18 @@ class ProgressTracker {
     LockGuard g(m_);
     for (std::size_t i = 0; i < n && live_; ++i) report();
   }
+  void chunk_done(std::size_t c, std::size_t n) noexcept {
+    LockGuard g(m_);
+    const std::size_t rest = n - chunk_counted_[c];
+    chunk_counted_[c] = n;
+    for (std::size_t i = 0; i < rest && live_; ++i) report();
+  }
+  void chunk_call_done(std::size_t c, std::size_t n) noexcept {
+    LockGuard g(m_);
+    if (chunk_counted_[c] == n) return;  // the chunk's own count had this call
+    ++chunk_counted_[c];
+    if (live_) report();
+  }
   void report() noexcept KEEL_REQUIRES(m_) {
     ++done_;
     try {
@@ -95,6 +130,7 @@ class ProgressTracker {
   const std::size_t total_;
   std::size_t done_ KEEL_GUARDED_BY(m_) = 0;
   bool live_ KEEL_GUARDED_BY(m_) = true;
+  std::vector<std::size_t> chunk_counted_ KEEL_GUARDED_BY(m_);  // per chunk: its calls counted so far
 };
 
 // How many of fs are final now.
@@ -106,8 +142,9 @@ std::size_t count_final(const Futures& fs) {
 }
 
 // A tracker for `total` calls, or null without a callback.
-inline std::shared_ptr<ProgressTracker> make_progress(const MapProgress& fn, std::size_t total) {
-  return fn ? std::make_shared<ProgressTracker>(fn, total) : nullptr;
+inline std::shared_ptr<ProgressTracker> make_progress(const MapProgress& fn, std::size_t total,
+                                                      std::size_t chunks = 0) {
+  return fn ? std::make_shared<ProgressTracker>(fn, total, chunks) : nullptr;
 }
 
 // The number of elements of r when it is a sized range, else 0 (unknown).

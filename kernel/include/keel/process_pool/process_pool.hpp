@@ -302,7 +302,15 @@ class ProcessMapResults {
     if (chunked()) {
       std::vector<Future<R>> fs;
       fs.reserve(total_);
-      for (const auto& c : chunks_) detail::chunk_state<R>(c).split_into(fs);
+      for (std::size_t c = 0; c < chunks_.size(); ++c) {
+        const std::size_t first = fs.size();
+        detail::chunk_state<R>(chunks_[c]).split_into(fs);
+        // From here each call counts for progress at its own final state (a
+        // cancel of it included), not when the last call of its chunk ends.
+        for (std::size_t i = first; progress_ && i < fs.size(); ++i) {
+          detail::ProgressTracker::watch_chunk_call(progress_, fs[i], c, fs.size() - first);
+        }
+      }
       fs_ = std::move(fs);
       split_ = true;
     }

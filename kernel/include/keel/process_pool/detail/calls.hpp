@@ -713,13 +713,15 @@ MapChunks<R> submit_star_chunks(const TaskRef<R(P...)>& task, Range& inputs, std
 }
 
 // A map's progress callback (if any) watching every call: a chunk counts
-// for its calls when it is final.
+// for its calls when it is final, less those its split calls counted on
+// their own (ProcessMapResults::futures()).
 template <class R>
 std::shared_ptr<ProgressTracker> watch_progress(const MapProgress& fn, const MapChunks<R>& m) {
-  auto tracker = make_progress(fn, m.total);
+  auto tracker = make_progress(fn, m.total, m.chunks.size());
   if (tracker) {
     for (const Future<R>& f : m.calls) ProgressTracker::watch(tracker, f);
-    for (std::size_t c = 0; c < m.chunks.size(); ++c) ProgressTracker::watch(tracker, m.chunks[c], m.size_of(c));
+    for (std::size_t c = 0; c < m.chunks.size(); ++c)
+      ProgressTracker::watch_chunk(tracker, m.chunks[c], c, m.size_of(c));
   }
   return tracker;
 }
