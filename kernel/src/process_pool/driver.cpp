@@ -8,9 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "protocol.hpp"
 
@@ -65,6 +67,9 @@ unsigned usable_cpus() {
 // hide the round trip behind tiny tasks, little enough that nothing waits
 // long behind a slow one (and what waits can be taken back).
 constexpr pool::Nanos pipeline_budget = std::chrono::milliseconds(1);
+// After a spare died unused or could not start, the next waits this long: a
+// spare that cannot stay alive costs at most one start a second.
+constexpr pool::Nanos spare_retry = std::chrono::seconds(1);
 
 PoolDriver::PoolDriver(const ProcessPoolOptions& o, unsigned workers) : opts_(o) {
   pool::MachineConfig mc;
@@ -163,6 +168,7 @@ void PoolDriver::run() {
   } catch (const std::exception& e) {
     wind_down(what_of(e));
   }
+  end_spares();
   // The edge is closed (shutdown, terminate or broken): anything it accepted
   // before closing and not yet taken is handed to the machine now, which
   // resolves it (only a broken pool can have such stragglers).
@@ -177,6 +183,7 @@ void PoolDriver::run() {
 // blocking waitpid, which needs no fd.
 void PoolDriver::wind_down(const std::string& why) {
   supervisor_error_ = why;
+  end_spares();
   machine_->supervisor_failed(now_ns());
   apply();
   for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, never_started, now_ns());
@@ -207,8 +214,15 @@ void PoolDriver::turn() {
     pfds_.push_back({pending ? w.fd.get() : -1, POLLOUT, 0});
     pfds_.push_back({w.exited ? -1 : w.child.pidfd, POLLIN, 0});
   }
+  // Then each spare's pidfd: one that dies unused is reaped at once.
+  const std::size_t spares_at = pfds_.size();
+  for (const auto& sp : spares_) pfds_.push_back({sp->child.pidfd, POLLIN, 0});
   int timeout = -1;
-  const pool::Nanos deadline = machine_->next_deadline();
+  pool::Nanos deadline = machine_->next_deadline();
+  if (spares_.size() < opts_.spare_workers && machine_->phase() == pool::Machine::Phase::running) {
+    // A spare is due: at the next turn, or once its retry time comes.
+    deadline = std::min(deadline, std::max(spare_retry_at_, now_ns() + std::chrono::milliseconds(1)));
+  }
   if (!failed_spawns_.empty()) {
     timeout = 0;
   } else if (deadline != pool::Nanos::max()) {
@@ -229,6 +243,12 @@ void PoolDriver::turn() {
   for (auto& [id, w] : io_) {
     if (w.armed) w.ring.disarm();
     w.armed = false;
+  }
+  for (std::size_t i = spares_.size(); n > 0 && i-- > 0;) {
+    if (!(pfds_[spares_at + i].revents & POLLIN)) continue;
+    end_spare(*spares_[i]);
+    spares_.erase(spares_.begin() + static_cast<std::ptrdiff_t>(i));
+    spare_retry_at_ = now_ns() + spare_retry;
   }
 
   for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, never_started, now_ns());
@@ -267,6 +287,7 @@ void PoolDriver::turn() {
   machine_->tick(now_ns());
   apply();
   for (auto& [id, w] : io_) flush(w);
+  keep_spares();
   publish();
   // Blocked submitters (RejectPolicy::block) learn of room from this: once
   // per turn, when every command taken was fed to the machine, so the count
@@ -489,12 +510,27 @@ void PoolDriver::apply() {
 }
 
 void PoolDriver::spawn(pool::WorkerId id) {
-  // Each failure below leaves a reason for the machine and closes what was
-  // opened so far (the UniqueFds), so a worker that could not start costs
-  // no descriptor.
-  auto failed = [&](std::string why) {
+  if (take_spare(id)) return;
+  auto [it, inserted] = io_.try_emplace(id, opts_.max_message);
+  (void)inserted;
+  std::string why;
+  if (!start_process(it->second, why)) {
+    io_.erase(it);
     spawn_error_ = std::move(why);
     failed_spawns_.push_back(id);
+    return;
+  }
+  it->second.id = id;
+}
+
+// Starts a worker process into w (its channel, answer pipe, slot page and
+// child). Each failure leaves the reason in `why` and closes what was opened
+// so far (the UniqueFds), so a worker that could not start costs no
+// descriptor.
+bool PoolDriver::start_process(WorkerIo& w, std::string& why) {
+  auto failed = [&](std::string reason) {
+    why = std::move(reason);
+    return false;
   };
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
@@ -534,10 +570,6 @@ void PoolDriver::spawn(pool::WorkerId id) {
   // read, so its writes fail (EPIPE) rather than fill a buffer nobody reads.
   ::shutdown(channel.get(), SHUT_RD);
   slots.close_fd();  // the worker has its own; the mapping stays
-  auto [it, inserted] = io_.try_emplace(id, opts_.max_message);
-  (void)inserted;
-  WorkerIo& w = it->second;
-  w.id = id;
   w.child = h;
   w.pid = h.pid;
   w.fd = std::move(channel);
@@ -548,6 +580,63 @@ void PoolDriver::spawn(pool::WorkerId id) {
   w.occupant.assign(pool::proto::max_slots, 0);
   w.free.clear();
   for (std::uint32_t s = slots_per_worker_; s-- > 0;) w.free.push_back(s);
+  return true;
+}
+
+// A spare alive becomes worker `id`: the machine sees it as the worker it
+// asked for, which says ready as soon as its frame (most likely waiting in
+// its pipe already) is read. A spare that died unused is reaped on the way.
+bool PoolDriver::take_spare(pool::WorkerId id) {
+  while (!spares_.empty()) {
+    std::unique_ptr<WorkerIo> s = std::move(spares_.back());
+    spares_.pop_back();
+    pollfd p{s->child.pidfd, POLLIN, 0};
+    const bool dead = s->child.pidfd >= 0 ? ::poll(&p, 1, 0) > 0 : reap_child(s->child, false) != still_running;
+    if (dead) {
+      end_spare(*s);
+      continue;
+    }
+    s->id = id;
+    io_.try_emplace(id, std::move(*s));
+    spare_taken_ = true;
+    return true;
+  }
+  return false;
+}
+
+// Keeps spare_workers spares while the pool runs, starting at most one a
+// turn; none once it shuts down or breaks (they are ended then).
+void PoolDriver::keep_spares() {
+  if (machine_->phase() != pool::Machine::Phase::running) {
+    end_spares();
+    return;
+  }
+  if (spares_.size() >= opts_.spare_workers) return;
+  // The turn after a promotion reads the new worker's ready first.
+  if (std::exchange(spare_taken_, false)) return;
+  const pool::Nanos now = now_ns();
+  if (now < spare_retry_at_) return;
+  auto s = std::make_unique<WorkerIo>(opts_.max_message);
+  std::string why;
+  if (!start_process(*s, why)) {
+    // A spare is an optimisation: the pool goes on without it, and a worker
+    // that cannot start reports why itself when the machine asks for one.
+    spare_retry_at_ = now + spare_retry;
+    return;
+  }
+  spares_.push_back(std::move(s));
+}
+
+void PoolDriver::end_spare(WorkerIo& s) {
+  if (s.child.pid > 0) {
+    signal_worker(s, SIGKILL);
+    (void)reap_child(s.child, true);
+  }
+}
+
+void PoolDriver::end_spares() {
+  for (auto& s : spares_) end_spare(*s);
+  spares_.clear();
 }
 
 void PoolDriver::resolve(const pool::Action& a) {
@@ -639,6 +728,7 @@ void PoolDriver::publish() {
     stats_.pids.push_back(w.pid);
     if (machine_->state_of(id) == pool::Machine::WorkerState::ready) ++stats_.ready;
   }
+  stats_.spares = static_cast<unsigned>(spares_.size());
   stats_.queued = machine_->queued();
   stats_.in_flight = machine_->in_flight();
   stats_.submitted = c.submitted;

@@ -14,7 +14,11 @@
 // what is pending. It reports a worker's exit only once the worker's answer
 // pipe was read to its end, its pidfd said it exited and its ring was taken
 // after that, so every notice and answer the worker sent reaches the machine
-// before its death does (the machine relies on it; POOL-13).
+// before its death does (the machine relies on it; POOL-13). Spare workers
+// (ProcessPoolOptions::spare_workers) live here alone, below the machine:
+// started ahead, their pidfds polled, each handed out by spawn() as the
+// worker the machine asked for, so the machine sees a worker that came up
+// fast, and a spare's own death never reaches it (POOL-14).
 #pragma once
 
 #include <poll.h>
@@ -114,6 +118,11 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   void flush(WorkerIo& w);
   void apply();
   void spawn(pool::WorkerId id);
+  bool start_process(WorkerIo& w, std::string& why);
+  bool take_spare(pool::WorkerId id);
+  void keep_spares();
+  void end_spares();
+  void end_spare(WorkerIo& s);
   void resolve(const pool::Action& a);
   void reap_exited();
   void publish();
@@ -148,6 +157,11 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   std::vector<pollfd> pfds_;
   std::vector<pool::WorkerId> order_;        // turn(): the workers polled, in pfds_ order
   std::vector<pool::Action> spare_actions_;  // apply(): storage handed back to the machine
+  // Spare workers (ProcessPoolOptions::spare_workers): started, not yet
+  // known to the machine; spawn() hands one out as the worker it asked for.
+  std::vector<std::unique_ptr<WorkerIo>> spares_;
+  bool spare_taken_ = false;       // this turn promoted a spare: its restock waits a turn
+  pool::Nanos spare_retry_at_{0};  // no spare starts before this (one died unused, or failed to start)
 };
 
 }  // namespace keel::detail

@@ -114,11 +114,19 @@ bool run_in_caller(detail::PoolCall& call, std::size_t max) {
 // what this process may open and start: a pool the limits cannot hold would
 // otherwise fail worker by worker (EMFILE showed as "exited with status 127").
 unsigned checked_workers(const ProcessPoolOptions& o) {
-  const unsigned n = o.workers ? o.workers : detail::usable_cpus();
-  if (n > max_pool_workers) {
+  const unsigned workers = o.workers ? o.workers : detail::usable_cpus();
+  if (workers > max_pool_workers) {
     throw ValueError("ProcessPool: workers must be at most " + std::to_string(max_pool_workers) + ", not " +
-                     std::to_string(n));
+                     std::to_string(workers));
   }
+  if (o.spare_workers > max_pool_workers) {
+    throw ValueError("ProcessPool: spare_workers must be at most " + std::to_string(max_pool_workers) + ", not " +
+                     std::to_string(o.spare_workers));
+  }
+  // A spare holds what a worker holds: the limits below count both.
+  const unsigned n = workers + o.spare_workers;
+  const std::string them = std::to_string(workers) + " workers" +
+                           (o.spare_workers ? " and " + std::to_string(o.spare_workers) + " spares" : std::string());
   // Each worker holds three fds here (its channel, its answer pipe and its
   // pidfd); a spawn briefly needs a few more. Room is counted above the fds
   // already open.
@@ -131,8 +139,8 @@ unsigned checked_workers(const ProcessPoolOptions& o) {
     }
     const std::size_t need = open_now + 3 * static_cast<std::size_t>(n) + 16;
     if (need > fds.rlim_cur) {
-      throw OsError(EMFILE, "ProcessPool: " + std::to_string(n) + " workers need about " + std::to_string(need) +
-                                " file descriptors (" + std::to_string(open_now) +
+      throw OsError(EMFILE, "ProcessPool: " + them + " need about " + std::to_string(need) + " file descriptors (" +
+                                std::to_string(open_now) +
                                 " open now), above RLIMIT_NOFILE = " + std::to_string(fds.rlim_cur) +
                                 "; raise it (ulimit -n, setrlimit) or use fewer workers");
     }
@@ -142,10 +150,10 @@ unsigned checked_workers(const ProcessPoolOptions& o) {
   rlimit procs{};
   if (::geteuid() != 0 && ::getrlimit(RLIMIT_NPROC, &procs) == 0 && procs.rlim_cur != RLIM_INFINITY &&
       n >= procs.rlim_cur) {
-    throw OsError(EAGAIN, "ProcessPool: " + std::to_string(n) + " workers are more processes than RLIMIT_NPROC = " +
+    throw OsError(EAGAIN, "ProcessPool: " + them + " are more processes than RLIMIT_NPROC = " +
                               std::to_string(procs.rlim_cur) + " allows this user; raise it (ulimit -u) or use fewer");
   }
-  return n;
+  return workers;
 }
 
 }  // namespace

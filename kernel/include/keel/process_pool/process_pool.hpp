@@ -73,11 +73,15 @@
 //   terminate_grace. Each worker leads its own process group (unless
 //   own_process_group is false): a Ctrl-C to this process's group does not
 //   reach it, and its descendants die with it.
-// - More than max_pool_workers workers is ValueError; fd or process limits
-//   that cannot hold the pool are OsError naming the limit. A pool may be
-//   held by a global, or still be working when exit() runs.
+// - spare_workers processes start ahead and wait, each to become the
+//   replacement of a worker that exits; until then a spare runs no task and
+//   is no worker, its own death is none either, and it is killed when the
+//   pool shuts down or breaks (POOL-14).
+// - More than max_pool_workers workers (or spares) is ValueError; fd or
+//   process limits that cannot hold the pool are OsError naming the limit. A
+//   pool may be held by a global, or still be working when exit() runs.
 //
-// Invariants: POOL-1 .. POOL-12, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7,
+// Invariants: POOL-1 .. POOL-12, POOL-14, IPC-1, SEC-2, SEC-3, LIFE-5, LIFE-6, LIFE-7,
 // MAP-1 (see proofs/INVARIANTS.md).
 #pragma once
 
@@ -145,6 +149,15 @@ struct ProcessPoolOptions {
   unsigned retries = 0;         ///< 0: a task whose worker died fails with WorkerLost
   unsigned restart_limit = 32;  ///< more unplanned replacements than this ...
   std::chrono::nanoseconds restart_window = std::chrono::seconds(10);  ///< ... within this breaks the pool
+  /// Worker processes started ahead, beyond `workers`, each ready (its
+  /// initializer run) to replace a worker that exits: died, killed, timed
+  /// out or retired by max_tasks_per_child. The replacement then costs no
+  /// process start, and a new spare starts behind it. A spare runs no task
+  /// until it replaces a worker, is not in worker_pids(), and is killed when
+  /// the pool shuts down or breaks; one that dies unused is not a worker's
+  /// death (no restart_limit count) and is started again a second later.
+  /// 0: none (a replacement starts a fresh process when it is needed).
+  unsigned spare_workers = 0;
   /// How workers start: spawn (a fresh image of this program) or fork (single-threaded parents only).
   StartMethod start = StartMethod::spawn;
   std::size_t max_message = default_max_frame;  ///< bytes of one task's arguments or result (>= min_max_message)
@@ -205,6 +218,7 @@ struct ProcessPoolStats {
   /// counts until then; one that exited, reaped or not, does not.
   unsigned workers = 0;
   unsigned ready = 0;              ///< of those, started and ready for tasks
+  unsigned spares = 0;             ///< spare workers started and waiting (ProcessPoolOptions::spare_workers)
   std::size_t queued = 0;          ///< waiting in the parent
   std::size_t in_flight = 0;       ///< sent to workers, not yet resolved
   std::uint64_t submitted = 0;     ///< tasks accepted (a map chunk is one task)
