@@ -8,7 +8,7 @@
 // across processes.
 //
 // Input: 8 header bytes (workers 1-3, max_tasks_per_child, retries 0-2, pool
-// timeout, restart limit and window, max_in_flight, initializer none/ok/throws/
+// timeout, restart limit and window and a spare worker, max_in_flight, initializer none/ok/throws/
 // exits, final action: shutdown(wait), destructor, terminate_workers,
 // kill_workers or shutdown(wait, cancel_futures)), then up to 20 operations,
 // an opcode byte (mod 20) and its argument bytes each: submit echo/sleep/throw/
@@ -32,6 +32,8 @@
 //   runs (bounded polling), unless it broke.
 // - POOL-4: no child process (zombies included) and no fd of this process is
 //   left once the pool is finished and destroyed.
+// - POOL-14: a spare (spare_workers = 1) leaves no process behind either
+//   (POOL-4's check), and no spare's death is a worker's (POOL-5's bound).
 // - POOL-5: with a long restart window, replacements never exceed the restart
 //   limit; a failing initializer breaks the pool with no respawn and no task run.
 // - POOL-6: a task past its timeout fails with TimeoutError, never before its
@@ -379,6 +381,9 @@ class Script {
     opts_.restart_limit = limits[r & 3];
     long_window_ = (r & 4) == 0;
     opts_.restart_window = long_window_ ? Nanos(60s) : Nanos(20ms);
+    // A spare worker (POOL-14): the replacements below are then spares
+    // handed out, and none may outlive the pool (POOL-4's check).
+    opts_.spare_workers = (r & 8) ? 1 : 0;
     opts_.max_in_flight = depths[in_.byte() & 3];
     const std::uint8_t i = in_.byte() % 8;
     init_ = i < 5 ? Init::none : static_cast<Init>(i - 4);
