@@ -3,7 +3,8 @@
 // is not a worker (not in worker_pids(), no task) until it replaces one,
 // becomes the worker the pool asked for when one dies or retires (the
 // replacement is the spare's process), is started again behind it, is not a
-// worker's death when it dies unused, and is killed when the pool shuts down
+// worker's death when it dies unused (three in a row stop the spares, said
+// once through the error reporter), and is killed when the pool shuts down
 // or breaks (the suite's listener fails a test that leaves a child behind).
 #include <fcntl.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "../future/future_test_support.hpp"
 #include "../support/process_support.hpp"
 #include "../support/test_support.hpp"
 #include "keel/process/task.hpp"
@@ -27,6 +29,7 @@
 namespace {
 
 using keel::ProcessPool;
+using keel_future_test::ReporterCapture;
 using keel_test::eventually;
 using keel_test::RunFile;
 
@@ -40,11 +43,17 @@ void sw_note_pid(std::string path) {
   }
 }
 void sw_refuse(int) { throw std::logic_error("spare initializer refused"); }
+// As sw_note_pid, then raises if the file `flag` exists.
+void sw_note_pid_unless(std::string path, std::string flag) {
+  sw_note_pid(path);
+  if (::access(flag.c_str(), F_OK) == 0) throw std::logic_error("no process may start any more");
+}
 int sw_pid(int) { return static_cast<int>(::getpid()); }
 
 inline const auto sw_note_pid_t = keel::register_task("sw.note_pid", sw_note_pid);
 inline const auto sw_refuse_t = keel::register_task("sw.refuse", sw_refuse);
 inline const auto sw_pid_t = keel::register_task("sw.pid", sw_pid);
+inline const auto sw_note_pid_unless_t = keel::register_task("sw.note_pid_unless", sw_note_pid_unless);
 
 // The pids whose initializer ran, in order.
 std::vector<int> sw_initialized(const RunFile& f) {
@@ -155,6 +164,37 @@ TEST(ProcessPoolSpare, ShutdownKillsEverySpareAndABrokenPoolStartsNone) {
   EXPECT_TRUE(broken.await_termination(keel_test::hang_limit));
   EXPECT_EQ(broken.stats().spares, 0u);
   EXPECT_LE(broken.stats().spawned, 1u);
+}
+
+// Spares that keep dying unused stop being started after three in a row,
+// and the error reporter says so once, with the last one's initializer
+// error; the pool goes on. (The first spare is killed; the next two raise
+// in their initializer, which the worker's did not.)
+TEST(ProcessPoolSpare, SparesThatKeepDyingUnusedStopAndAreReportedOnce) {
+  ReporterCapture reports;
+  RunFile inits, flag;
+  ProcessPool pool({.workers = 1,
+                    .initializer = keel::bind_task(sw_note_pid_unless_t, inits.path(), flag.path()),
+                    .spare_workers = 1});
+  std::vector<int> spare;
+  ASSERT_TRUE(eventually([&] {
+    return pool.stats().ready == 1 && pool.stats().spares == 1 && (spare = sw_spares(pool, inits)).size() == 1;
+  }));
+  keel_test::note_run(flag.path());  // from now on a new process's initializer raises
+  ASSERT_EQ(::kill(spare[0], SIGKILL), 0);
+  ASSERT_TRUE(eventually([&] { return reports.size() >= 1; })) << "no report after spares kept dying";
+  const auto e = reports.entries().front();
+  EXPECT_EQ(e.where, "process pool spare worker");
+  EXPECT_NE(e.what.find("no more spare workers start: 3 in a row"), std::string::npos) << e.what;
+  EXPECT_NE(e.what.find("no process may start any more"), std::string::npos) << e.what;
+  const auto started = sw_initialized(inits).size();
+  EXPECT_EQ(started, 4u) << "the worker, the killed spare and two that raised";
+  ::usleep(1'500'000);  // past the next retry, had there been one
+  EXPECT_EQ(sw_initialized(inits).size(), started) << "a spare started after they were stopped";
+  EXPECT_EQ(reports.size(), 1u);
+  EXPECT_EQ(pool.stats().spares, 0u);
+  EXPECT_FALSE(pool.broken().has_value());
+  EXPECT_EQ(pool.submit(sw_pid_t, 1).result(), pool.worker_pids().front());
 }
 
 TEST(ProcessPoolSpare, TooManySparesAreAValueError) {

@@ -70,6 +70,7 @@ constexpr pool::Nanos pipeline_budget = std::chrono::milliseconds(1);
 // After a spare died unused or could not start, the next waits this long: a
 // spare that cannot stay alive costs at most one start a second.
 constexpr pool::Nanos spare_retry = std::chrono::seconds(1);
+constexpr unsigned spare_death_limit = 3;
 
 PoolDriver::PoolDriver(const ProcessPoolOptions& o, unsigned workers) : opts_(o) {
   pool::MachineConfig mc;
@@ -219,7 +220,7 @@ void PoolDriver::turn() {
   for (const auto& sp : spares_) pfds_.push_back({sp->child.pidfd, POLLIN, 0});
   int timeout = -1;
   pool::Nanos deadline = machine_->next_deadline();
-  if (spares_.size() < opts_.spare_workers && machine_->phase() == pool::Machine::Phase::running) {
+  if (!spares_stopped_ && spares_.size() < opts_.spare_workers && machine_->phase() == pool::Machine::Phase::running) {
     // A spare is due: at the next turn, or once its retry time comes.
     deadline = std::min(deadline, std::max(spare_retry_at_, now_ns() + std::chrono::milliseconds(1)));
   }
@@ -246,9 +247,8 @@ void PoolDriver::turn() {
   }
   for (std::size_t i = spares_.size(); n > 0 && i-- > 0;) {
     if (!(pfds_[spares_at + i].revents & POLLIN)) continue;
-    end_spare(*spares_[i]);
+    spare_died(*spares_[i]);
     spares_.erase(spares_.begin() + static_cast<std::ptrdiff_t>(i));
-    spare_retry_at_ = now_ns() + spare_retry;
   }
 
   for (pool::WorkerId id : failed_spawns_) machine_->worker_exited(id, never_started, now_ns());
@@ -596,9 +596,14 @@ bool PoolDriver::take_spare(pool::WorkerId id) {
       end_spare(*s);
       continue;
     }
-    s->id = id;
-    io_.try_emplace(id, std::move(*s));
+    auto [it, inserted] = io_.try_emplace(id, std::move(*s));
+    if (!inserted) {  // never: the machine asks once for each id
+      end_spare(*s);
+      return false;
+    }
+    it->second.id = id;
     spare_taken_ = true;
+    spare_deaths_ = 0;
     return true;
   }
   return false;
@@ -611,7 +616,7 @@ void PoolDriver::keep_spares() {
     end_spares();
     return;
   }
-  if (spares_.size() >= opts_.spare_workers) return;
+  if (spares_stopped_ || spares_.size() >= opts_.spare_workers) return;
   // The turn after a promotion reads the new worker's ready first.
   if (std::exchange(spare_taken_, false)) return;
   const pool::Nanos now = now_ns();
@@ -627,11 +632,58 @@ void PoolDriver::keep_spares() {
   spares_.push_back(std::move(s));
 }
 
-void PoolDriver::end_spare(WorkerIo& s) {
-  if (s.child.pid > 0) {
-    signal_worker(s, SIGKILL);
-    (void)reap_child(s.child, true);
+int PoolDriver::end_spare(WorkerIo& s) {
+  if (s.child.pid <= 0) return never_started;
+  signal_worker(s, SIGKILL);
+  return reap_child(s.child, true);
+}
+
+// A spare exited unused: reaped, and another started a second later. After
+// spare_death_limit such deaths in a row (none of them taken alive in
+// between) no more start, and the error reporter says why once: a spare
+// whose initializer keeps raising (a worker's would have broken the pool;
+// this one never became a worker) costs no start a second for ever.
+void PoolDriver::spare_died(WorkerIo& s) {
+  const int pid = s.pid;
+  const std::string said = spare_error(s);
+  const int code = end_spare(s);
+  spare_retry_at_ = now_ns() + spare_retry;
+  if (++spare_deaths_ < spare_death_limit || spares_stopped_) return;
+  spares_stopped_ = true;
+  std::string why = "ProcessPool: no more spare workers start: " + std::to_string(spare_death_limit) +
+                    " in a row exited before they were needed (the last, pid " + std::to_string(pid) + ", " +
+                    describe_exit(code) + ")";
+  if (!said.empty()) why += "; its initializer raised " + said;
+  report_error("process pool spare worker", std::make_exception_ptr(WorkerLost(pid, code, why)));
+}
+
+// What a spare that exited said before it did: its initializer's error (an
+// init_failed frame, in its pipe or its ring), or "".
+std::string PoolDriver::spare_error(WorkerIo& s) {
+  std::string out;
+  auto look = [&](FrameReader& r) {
+    while (auto f = r.next()) {
+      if (f->kind == pool::proto::init_failed && out.empty()) out = decode_error(f->payload).what();
+    }
+  };
+  try {
+    for (;;) {
+      auto span = s.reader.prepare(std::size_t{4096});
+      const ssize_t n = ::read(s.in.get(), span.data(), span.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      s.reader.commit(static_cast<std::size_t>(n));
+    }
+    look(s.reader);
+    if (s.ring.attached()) {
+      const std::size_t n = s.ring.take([&](std::size_t k) { return s.ring_frames.prepare(k).data(); });
+      if (n) s.ring_frames.commit(n);
+      look(s.ring_frames);
+    }
+  } catch (const Error&) {
+    // Garbage where frames should be: it said nothing worth quoting.
   }
+  return out;
 }
 
 void PoolDriver::end_spares() {

@@ -122,7 +122,9 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   bool take_spare(pool::WorkerId id);
   void keep_spares();
   void end_spares();
-  void end_spare(WorkerIo& s);
+  int end_spare(WorkerIo& s);
+  void spare_died(WorkerIo& s);
+  static std::string spare_error(WorkerIo& s);
   void resolve(const pool::Action& a);
   void reap_exited();
   void publish();
@@ -162,6 +164,8 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   std::vector<std::unique_ptr<WorkerIo>> spares_;
   bool spare_taken_ = false;       // this turn promoted a spare: its restock waits a turn
   pool::Nanos spare_retry_at_{0};  // no spare starts before this (one died unused, or failed to start)
+  unsigned spare_deaths_ = 0;      // spares that died unused since one was taken alive
+  bool spares_stopped_ = false;    // too many died unused: none starts any more (reported once)
 };
 
 }  // namespace keel::detail

@@ -155,7 +155,9 @@ struct ProcessPoolOptions {
   /// process start, and a new spare starts behind it. A spare runs no task
   /// until it replaces a worker, is not in worker_pids(), and is killed when
   /// the pool shuts down or breaks; one that dies unused is not a worker's
-  /// death (no restart_limit count) and is started again a second later.
+  /// death (no restart_limit count) and is started again a second later;
+  /// after three in a row died unused (an initializer that raises in a
+  /// spare, say), none starts any more and the error reporter says why.
   /// 0: none (a replacement starts a fresh process when it is needed).
   unsigned spare_workers = 0;
   /// How workers start: spawn (a fresh image of this program) or fork (single-threaded parents only).
