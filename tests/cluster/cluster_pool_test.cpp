@@ -276,6 +276,34 @@ TEST(ClusterPool, EachOptionLimitIsAcceptedExactlyAndRefusedOnePast) {
   EXPECT_NE(verdict([](ClusterOptions& o) { o.idle_poll = std::chrono::seconds(1) + 1ns; }), ok);
   EXPECT_EQ(verdict([](ClusterOptions& o) { o.local_nodes = 256; }), ok);
   EXPECT_NE(verdict([](ClusterOptions& o) { o.local_nodes = 257; }), ok);
+  EXPECT_EQ(verdict([](ClusterOptions& o) { o.spare_workers = keel::max_pool_workers; }), ok);
+  EXPECT_NE(verdict([](ClusterOptions& o) { o.spare_workers = keel::max_pool_workers + 1; }), ok);
+}
+
+// spare_workers reaches each node's ProcessPool: every node keeps a spare,
+// and a worker that dies on a node is replaced by it (that node's count of
+// spares comes back once a new one started behind it).
+TEST(ClusterPool, EachNodesPoolKeepsItsSpareWorkers) {
+  auto o = local(2, 1);
+  o.spare_workers = 1;
+  ClusterPool pool(o);
+  auto spares_everywhere = [&] {
+    const auto s = pool.stats();
+    if (s.nodes.size() != 2) return false;
+    for (const auto& n : s.nodes) {
+      if (n.local.spares != 1) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(keel_test::eventually(spares_everywhere)) << "a node's pool has no spare";
+  EXPECT_THROW(pool.submit(die_t, SIGKILL).result(), keel::WorkerLost);
+  EXPECT_TRUE(keel_test::eventually([&] {
+    const auto s = pool.stats();
+    std::uint64_t deaths = 0;
+    for (const auto& n : s.nodes) deaths += n.local.deaths;
+    return deaths == 1 && spares_everywhere();
+  }));
+  EXPECT_EQ(pool.submit(square_t, 7).result(), 49);
 }
 
 TEST(ClusterPool, LargeArgumentsAndResultsTravel) {

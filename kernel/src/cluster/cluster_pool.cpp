@@ -25,6 +25,10 @@ void check(const ClusterOptions& o) {
   if (o.initializer && !detail::task_registered(o.initializer->task))
     throw ValueError("ClusterPool: the initializer '" + o.initializer->task + "' is not a registered task");
   if (o.local_nodes > 256) throw ValueError("ClusterPool: local_nodes must be at most 256");
+  if (o.spare_workers > max_pool_workers) {
+    throw ValueError("ClusterPool: spare_workers must be at most " + std::to_string(max_pool_workers) + ", not " +
+                     std::to_string(o.spare_workers));
+  }
 }
 
 }  // namespace

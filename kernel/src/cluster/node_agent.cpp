@@ -232,6 +232,7 @@ class Agent {
     o.initializer = c.initializer;
     o.max_message = c.max_message;
     o.terminate_grace = c.terminate_grace;
+    o.spare_workers = c.spare_workers;
     max_poll_ = c.idle_poll > Nanos::zero() ? c.idle_poll : std::chrono::milliseconds(2);
     said_broken_ = false;
     try {

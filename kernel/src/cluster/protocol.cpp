@@ -15,6 +15,7 @@ std::int64_t ns(std::chrono::nanoseconds d) { return static_cast<std::int64_t>(d
 void put_stats(Encoder& e, const ProcessPoolStats& s) {
   e.put(std::uint64_t{s.workers});
   e.put(std::uint64_t{s.ready});
+  e.put(std::uint64_t{s.spares});
   e.put(std::uint64_t{s.queued});
   e.put(std::uint64_t{s.in_flight});
   for (std::uint64_t v :
@@ -29,6 +30,7 @@ ProcessPoolStats get_stats(Decoder& d) {
   ProcessPoolStats s;
   s.workers = static_cast<unsigned>(d.get<std::uint64_t>());
   s.ready = static_cast<unsigned>(d.get<std::uint64_t>());
+  s.spares = static_cast<unsigned>(d.get<std::uint64_t>());
   s.queued = d.get<std::uint64_t>();
   s.in_flight = d.get<std::uint64_t>();
   for (std::uint64_t* v :
@@ -52,6 +54,7 @@ void put_options(Encoder& e, const ClusterOptions& o) {
   e.put(static_cast<std::uint64_t>(o.max_message));
   e.put(ns(o.terminate_grace));
   e.put(ns(o.idle_poll));
+  e.put(o.spare_workers);
 }
 
 ClusterOptions get_options(Decoder& d) {
@@ -68,6 +71,7 @@ ClusterOptions get_options(Decoder& d) {
   o.max_message = static_cast<std::size_t>(d.get<std::uint64_t>());
   o.terminate_grace = std::chrono::nanoseconds(d.get<std::int64_t>());
   o.idle_poll = std::chrono::nanoseconds(d.get<std::int64_t>());
+  o.spare_workers = d.get<unsigned>();
   return o;
 }
 

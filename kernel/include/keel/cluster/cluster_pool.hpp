@@ -69,6 +69,7 @@ struct ClusterOptions {
   std::optional<BoundCall> initializer{};                              ///< as ProcessPoolOptions::initializer
   std::size_t max_message = default_max_frame;                         ///< as ProcessPoolOptions::max_message
   std::chrono::nanoseconds terminate_grace = std::chrono::seconds(3);  ///< as ProcessPoolOptions::terminate_grace
+  unsigned spare_workers = 0;                                          ///< as ProcessPoolOptions::spare_workers
   /// The longest an idle supervisor or agent sleeps between polls of MPI
   /// (it polls sooner while messages flow). Bounds the latency an idle
   /// cluster adds; must be in (0, 1 s].
