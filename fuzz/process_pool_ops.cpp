@@ -32,8 +32,10 @@
 //   runs (bounded polling), unless it broke.
 // - POOL-4: no child process (zombies included) and no fd of this process is
 //   left once the pool is finished and destroyed.
-// - POOL-14: a spare (spare_workers = 1) leaves no process behind either
-//   (POOL-4's check), and no spare's death is a worker's (POOL-5's bound).
+// - POOL-14: a pool keeps at most spare_workers spares, none is left once
+//   shutdown(wait)/terminate/kill returned, a spare leaves no process
+//   behind either (POOL-4's check), and no spare's death is a worker's
+//   (POOL-5's bound).
 // - POOL-5: with a long restart window, replacements never exceed the restart
 //   limit; a failing initializer breaks the pool with no respawn and no task run.
 // - POOL-6: a task past its timeout fails with TimeoutError, never before its
@@ -716,6 +718,9 @@ class Script {
                     "stats() counts " + std::to_string(s.replacements) + " replacements, " +
                         std::to_string(s.retirements) + " retirements and " + std::to_string(s.deaths) + " deaths of " +
                         std::to_string(s.spawned) + " workers spawned");
+    KEEL_FUZZ_CHECK(
+        "POOL-14", s.spares <= opts_.spare_workers,
+        std::to_string(s.spares) + " spare workers in a pool that keeps " + std::to_string(opts_.spare_workers));
     check_restart_bound(s);
     last_ = s;
   }
@@ -807,6 +812,8 @@ class Script {
       check_all_final(what);
       final_stats_ = pool_->stats();
       final_stats_valid_ = true;
+      KEEL_FUZZ_CHECK("POOL-14", final_stats_.spares == 0,
+                      std::to_string(final_stats_.spares) + " spare workers alive after " + what + " returned");
     }
     pool_.reset();
     shut_ = true;
