@@ -109,6 +109,8 @@ TEST(ProcessPoolSpare, ASpareIsReadyOutsideTheWorkersAndBecomesTheReplacementOfA
   // A new spare starts behind it.
   EXPECT_TRUE(eventually([&] { return pool.stats().spares == 1 && sw_initialized(inits).size() == 4; }));
   EXPECT_EQ(pool.stats().deaths, 1u);
+  // Four processes started; three were workers (a spare counts once it is one).
+  EXPECT_EQ(pool.stats().spawned, 3u);
   for (int i = 0; i < 10; ++i) EXPECT_NE(pool.submit(sw_pid_t, i).result(), victim);
 }
 

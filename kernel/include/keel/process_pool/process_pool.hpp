@@ -231,7 +231,7 @@ struct ProcessPoolStats {
   std::uint64_t broken = 0;        ///< failed with BrokenProcessPool
   std::uint64_t retried = 0;       ///< runs repeated after a worker died
   std::uint64_t requeued = 0;      ///< sent but never started when their worker died: queued again
-  std::uint64_t spawned = 0;       ///< worker processes started
+  std::uint64_t spawned = 0;       ///< worker processes started (a spare counts once it becomes a worker)
   std::uint64_t deaths = 0;        ///< workers that died unplanned
   std::uint64_t replacements = 0;  ///< workers started to replace those
   std::uint64_t retirements = 0;   ///< planned exits (max_tasks_per_child, shutdown)
