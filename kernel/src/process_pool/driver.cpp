@@ -70,7 +70,6 @@ constexpr pool::Nanos pipeline_budget = std::chrono::milliseconds(1);
 // After a spare died unused or could not start, the next waits this long: a
 // spare that cannot stay alive costs at most one start a second.
 constexpr pool::Nanos spare_retry = std::chrono::seconds(1);
-constexpr unsigned spare_death_limit = 3;
 
 PoolDriver::PoolDriver(const ProcessPoolOptions& o, unsigned workers) : opts_(o) {
   pool::MachineConfig mc;
@@ -220,7 +219,7 @@ void PoolDriver::turn() {
   for (const auto& sp : spares_) pfds_.push_back({sp->child.pidfd, POLLIN, 0});
   int timeout = -1;
   pool::Nanos deadline = machine_->next_deadline();
-  if (!spares_stopped_ && spares_.size() < opts_.spare_workers && machine_->phase() == pool::Machine::Phase::running) {
+  if (!spares_stopped() && spares_.size() < opts_.spare_workers && machine_->phase() == pool::Machine::Phase::running) {
     // A spare is due: at the next turn, or once its retry time comes.
     deadline = std::min(deadline, std::max(spare_retry_at_, now_ns() + std::chrono::milliseconds(1)));
   }
@@ -603,7 +602,7 @@ bool PoolDriver::take_spare(pool::WorkerId id) {
     }
     it->second.id = id;
     spare_taken_ = true;
-    spare_deaths_ = 0;
+    if (!spares_stopped()) spare_deaths_ = 0;  // stopped is for good (a spare left then may still be taken)
     return true;
   }
   return false;
@@ -616,7 +615,7 @@ void PoolDriver::keep_spares() {
     end_spares();
     return;
   }
-  if (spares_stopped_ || spares_.size() >= opts_.spare_workers) return;
+  if (spares_stopped() || spares_.size() >= opts_.spare_workers) return;
   // The turn after a promotion reads the new worker's ready first.
   if (std::exchange(spare_taken_, false)) return;
   const pool::Nanos now = now_ns();
@@ -648,8 +647,8 @@ void PoolDriver::spare_died(WorkerIo& s) {
   const std::string said = spare_error(s);
   const int code = end_spare(s);
   spare_retry_at_ = now_ns() + spare_retry;
-  if (++spare_deaths_ < spare_death_limit || spares_stopped_) return;
-  spares_stopped_ = true;
+  // The report comes at the limit, not again at any later death of the run.
+  if (++spare_deaths_ != spare_death_limit) return;
   std::string why = "ProcessPool: no more spare workers start: " + std::to_string(spare_death_limit) +
                     " in a row exited before they were needed (the last, pid " + std::to_string(pid) + ", " +
                     describe_exit(code) + ")";

@@ -165,7 +165,9 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   bool spare_taken_ = false;       // this turn promoted a spare: its restock waits a turn
   pool::Nanos spare_retry_at_{0};  // no spare starts before this (one died unused, or failed to start)
   unsigned spare_deaths_ = 0;      // spares that died unused since one was taken alive
-  bool spares_stopped_ = false;    // too many died unused: none starts any more (reported once)
+  // After this many died unused in a row, no spare starts any more.
+  static constexpr unsigned spare_death_limit = 3;
+  bool spares_stopped() const { return spare_deaths_ >= spare_death_limit; }
 };
 
 }  // namespace keel::detail
