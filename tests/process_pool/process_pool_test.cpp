@@ -399,9 +399,9 @@ std::size_t fds_open_now() {
 // What a ProcessPool constructor threw for options that are invalid only in
 // max_message (0), which it checks after the worker count and the process's
 // limits: "passed" says those were accepted; no worker is started.
-std::string limits_verdict(unsigned workers) {
+std::string limits_verdict(unsigned workers, unsigned spares = 0) {
   try {
-    ProcessPool pool({.workers = workers, .max_message = 0});
+    ProcessPool pool({.workers = workers, .spare_workers = spares, .max_message = 0});
     return "constructed";
   } catch (const keel::ValueError& e) {
     return std::string(e.what()).find("max_message") != std::string::npos ? "passed" : "ValueError";
@@ -476,22 +476,26 @@ TEST(ProcessPoolLimits, ExactlyMaxPoolWorkersPassesTheCountCheck) {
 }
 
 // RLIMIT_NOFILE exactly at what the pool counts it needs (the fds open now,
-// three per worker and 16 for a spawn) is enough; one fd less is
-// OsError(EMFILE). In a child, which lowers its own soft limit.
+// three per worker and per spare, and 16 for a spawn) is enough; one fd less
+// is OsError(EMFILE). In a child, which lowers its own soft limit.
 TEST(ProcessPoolLimits, AFileLimitExactlyAtTheNeedIsEnoughOneLessIsEmfile) {
   const int code = keel_test::exit_code_in_child([] {
     constexpr unsigned workers = 2;
-    const auto verdict_at = [](rlim_t room) {
+    unsigned spares = 0;
+    const auto verdict_at = [&spares](rlim_t room) {
       rlimit rl{};
       ::getrlimit(RLIMIT_NOFILE, &rl);
       rl.rlim_cur = fds_open_now() + room;  // the count is taken as the pool takes it
       if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) return std::string("setrlimit");
-      return limits_verdict(workers);
+      return limits_verdict(workers, spares);
     };
     if (verdict_at(3 * workers + 16) != "passed") return 1;
-    return verdict_at(3 * workers + 15) == "EMFILE" ? 0 : 2;
+    if (verdict_at(3 * workers + 15) != "EMFILE") return 2;
+    spares = 1;  // a spare holds what a worker holds
+    if (verdict_at(3 * (workers + 1) + 16) != "passed") return 3;
+    return verdict_at(3 * (workers + 1) + 15) == "EMFILE" ? 0 : 4;
   });
-  EXPECT_EQ(code, 0) << "1: refused exactly at the need; 2: one fd less was not EMFILE";
+  EXPECT_EQ(code, 0) << "1: refused exactly at the need; 2: one fd less was not EMFILE; 3, 4: the same with a spare";
 }
 
 // RLIMIT_NPROC: n workers need n processes besides this one, so a limit of
