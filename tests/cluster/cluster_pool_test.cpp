@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <set>
@@ -102,6 +103,22 @@ TEST(ClusterPool, SubmitRunsOnTheNodesWorkersAndReturnsTheValue) {
   EXPECT_EQ(s.answered, 20u);
   ASSERT_EQ(s.nodes.size(), 2u);
   EXPECT_EQ(s.nodes[0].capacity, 1u);
+}
+
+// An answer is in stats() by the time its future is done: seen by the woken
+// caller and by a done-callback, which runs on rank 0's supervisor.
+TEST(ClusterPool, AnAnswerIsCountedByTheTimeItsFutureIsDone) {
+  ClusterPool pool(local(1, 1));
+  // The count a done-callback saw, plus one: 0 until it ran.
+  std::atomic<std::uint64_t> seen_in_callback{0};
+  for (std::uint64_t i = 0; i < 40; ++i) {
+    auto f = i % 2 == 0 ? pool.submit(square_t, 3) : pool.submit(throw_t, 0);
+    f.add_done_callback([&](const auto&) { seen_in_callback = pool.stats().answered + 1; });
+    f.wait();
+    EXPECT_EQ(pool.stats().answered, i + 1) << "round " << i;
+    EXPECT_TRUE(keel_test::eventually([&] { return seen_in_callback.load() != 0; }));
+    EXPECT_EQ(seen_in_callback.exchange(0), i + 2) << "round " << i;
+  }
 }
 
 TEST(ClusterPool, MapKeepsInputOrderAcrossNodesAndChunks) {

@@ -1089,6 +1089,25 @@ TEST(ProcessPoolStats, CountersAddUp) {
   EXPECT_EQ(s.workers, 2u);
 }
 
+// An outcome the pool decides is in stats() by the time its future is done:
+// an answer or a remote error here (deaths, timeouts and breaks were so
+// already), seen by the woken caller and by a done-callback, which runs on
+// the supervisor before its turn ends. (A user's own cancel() is final at
+// once and counted when the supervisor next takes it.)
+TEST(ProcessPoolStats, AFuturesOutcomeIsCountedByTheTimeItIsDone) {
+  ProcessPool pool({.workers = 1});
+  // The count a done-callback saw, plus one: 0 until it ran.
+  std::atomic<std::uint64_t> seen_in_callback{0};
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    auto f = i % 2 == 0 ? pool.submit(square_t, 3) : pool.submit(throws_runtime_t, 0);
+    f.add_done_callback([&](const auto&) { seen_in_callback = pool.stats().completed + 1; });
+    f.wait();
+    EXPECT_EQ(pool.stats().completed, i + 1) << "round " << i;
+    EXPECT_TRUE(eventually([&] { return seen_in_callback.load() != 0; }));
+    EXPECT_EQ(seen_in_callback.exchange(0), i + 2) << "round " << i;
+  }
+}
+
 // ---- a worker fed bad frames (IPC-1) and start slots (POOL-2) ----
 
 namespace proto = keel::pool::proto;

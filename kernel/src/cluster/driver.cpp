@@ -341,6 +341,14 @@ void ClusterDriver::apply() {
   batch.swap(machine_->actions());
   // A break reaches submitters before any future reports it (CLUSTER-6).
   if (machine_->phase() == cluster::Machine::Phase::broken) tell_broken();
+  // Statistics are published before any future is resolved, so a thread
+  // woken by one finds its outcome counted in stats().
+  for (const Action& a : batch) {
+    if (a.kind == Action::resolve) {
+      publish();
+      break;
+    }
+  }
   for (const Action& a : batch) {
     switch (a.kind) {
       case Action::open: {

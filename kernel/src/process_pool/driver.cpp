@@ -461,13 +461,13 @@ void PoolDriver::apply() {
   batch.swap(spare_actions_);
   batch.clear();
   batch.swap(acts);
-  // Statistics are published before a death, a timeout, a cancel or a break
-  // is resolved, so a thread woken by that future finds it counted. (The
+  // Statistics are published before any future is resolved, an answer's
+  // included, so a thread woken by that future finds it counted (a test
+  // that reads `completed` after its last result must not race us). (The
   // break itself reaches submitters through the machine's `broken` action,
-  // which comes before the first resolve(broken): POOL-11.) An answer's own
-  // resolution needs none of this.
+  // which comes before the first resolve(broken): POOL-11.)
   for (const auto& a : batch) {
-    if (a.kind == pool::Action::resolve && a.outcome != pool::Outcome::value) {
+    if (a.kind == pool::Action::resolve) {
       publish();
       break;
     }

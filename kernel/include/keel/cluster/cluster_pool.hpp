@@ -86,7 +86,9 @@ struct ClusterNodeStats {
   ProcessPoolStats local{};  ///< its ProcessPool's, as last reported
 };
 
-/// One snapshot of a cluster, taken by its supervisor at one instant.
+/// One snapshot of a cluster, taken by its supervisor at one instant. An
+/// answer is counted in it by the time its future is done (a node's `local`
+/// stats come with that node's reports, and may lag).
 struct ClusterStats {
   /// One entry per node, by node number.
   std::vector<ClusterNodeStats> nodes{};

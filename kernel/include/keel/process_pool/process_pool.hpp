@@ -213,7 +213,9 @@ struct ProcessMapOptions {
 };
 
 /// One snapshot, taken by the supervisor at one instant: every field agrees
-/// with every other (POOL-12).
+/// with every other (POOL-12). An outcome the pool decides (an answer, a
+/// remote error, a loss, a timeout, a break) is counted in it by the time its
+/// future is done; a user's own cancel() once the supervisor takes it.
 struct ProcessPoolStats {
   /// Worker processes alive: from their spawn until the supervisor sees them
   /// exit. A retiring worker (max_tasks_per_child, shutdown) or one dying
