@@ -33,6 +33,21 @@ LDLIBS    += -pthread
 
 LIB_SRC   := $(sort $(wildcard kernel/src/*/*.cpp))
 LIB_OBJ   := $(LIB_SRC:%.cpp=$(BUILD)/%.o)
+# The kernel's sources of each directory compile as one translation unit,
+# $(BUILD)/kunity/kernel_<dir>.cpp (as the tests' do, below): the standard
+# headers they share are parsed once per directory, not once per file,
+# which takes half or more off the kernel's compile in every Makefile build
+# tree (g++ -O2: 69 s to 27; clang 14 with ASan+UBSan: 91 s to 45; CI builds
+# three such trees). Each
+# file still compiles on its own where it is checked that it does: in the
+# CMake build (make install, CI's install step) and under clang-tidy.
+# KERNEL_UNITY=0 builds one object per file (tools/mutate.py does: a mutant
+# then rebuilds its file, not its directory).
+KERNEL_UNITY ?= 1
+ifeq ($(KERNEL_UNITY),1)
+LIB_DIRS  := $(sort $(patsubst kernel/src/%/,%,$(dir $(LIB_SRC))))
+LIB_OBJ   := $(LIB_DIRS:%=$(BUILD)/kunity/kernel_%.o)
+endif
 LIB       := $(BUILD)/libkeel.a
 
 # Fuzz targets: fuzz/<name>.cpp, one KEEL_FUZZ_TARGET each, plus the harness.
@@ -175,6 +190,17 @@ endif
 endif
 $(BUILD)/fuzz/%.o: CPPFLAGS += -I.
 $(BUILD)/kernel/%.o $(BUILD)/fuzz/%.o: CXXFLAGS += $(FUZZ_COV)
+
+# The kernel's units (KERNEL_UNITY above), written while make reads this
+# file, as the tests' are; they carry FUZZ_COV as the kernel's objects do.
+ifeq ($(KERNEL_UNITY),1)
+kernel_unity_list = printf '\#include "%s"\n' $(filter kernel/src/$(1)/%,$(LIB_SRC))
+$(foreach d,$(LIB_DIRS),$(shell mkdir -p $(BUILD)/kunity && { $(call kernel_unity_list,$(d)) | \
+  cmp -s - $(BUILD)/kunity/kernel_$(d).cpp || $(call kernel_unity_list,$(d)) > $(BUILD)/kunity/kernel_$(d).cpp; }))
+
+$(LIB_OBJ): $(BUILD)/kunity/%.o: $(BUILD)/kunity/%.cpp $(FLAGS_STAMP) | $(DEPS_STAMP)
+	$(CXX) $(CPPFLAGS) -I. $(CXXFLAGS) $(FUZZ_COV) -c $< -o $@
+endif
 
 # The shim's own tests link first, so they run first (GoogleTest runs suites
 # in the order their objects register them): every layer rests on the shim's

@@ -1648,7 +1648,9 @@ def test_make_command(scratch_dir, jobs=1):
     from the schema too, so a mutant of the cluster layer (mpi/mpi.cpp is
     reached only there) runs in every rank, which inherit KEEL_MUTANT from
     mpirun as local processes do."""
-    cmd = ["make", f"-j{max(1, jobs)}", "--no-print-directory", "build/g++/keel_tests",
+    # KERNEL_UNITY=0: one object per kernel file, so a mutant built on its
+    # own (one outside the schema) rebuilds its file, not its directory.
+    cmd = ["make", f"-j{max(1, jobs)}", "--no-print-directory", "KERNEL_UNITY=0", "build/g++/keel_tests",
            "build/g++/keel_mpi_scenarios", "build/g++/examples/cluster"]
     stamp = os.path.join(scratch_dir, "build", "g++", ".flags")
     if os.path.exists(stamp):

@@ -73,13 +73,13 @@ ProcessState& state();
 
 // As for the task registry: the lifeline lock is held across every fork(), so
 // a forked child never inherits it locked by a thread that does not exist there.
-void lock_for_fork() KEEL_NO_TSA { state().lifeline_mutex.lock(); }
-void unlock_after_fork() KEEL_NO_TSA { state().lifeline_mutex.unlock(); }
+void lock_lifeline_for_fork() KEEL_NO_TSA { state().lifeline_mutex.lock(); }
+void unlock_lifeline_after_fork() KEEL_NO_TSA { state().lifeline_mutex.unlock(); }
 
 ProcessState& state() {
   static ProcessState& s = *new ProcessState;  // never destroyed, as roles()
   static const bool fork_safe = [] {
-    ::pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork);
+    ::pthread_atfork(&lock_lifeline_for_fork, &unlock_lifeline_after_fork, &unlock_lifeline_after_fork);
     return true;
   }();
   (void)fork_safe;

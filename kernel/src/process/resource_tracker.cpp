@@ -99,7 +99,7 @@ State& state();
 // The lock is held across every fork() (as keel's other process-wide
 // registries do), so a child never inherits it held by a thread it lacks; the
 // child forgets the parent's registry, which MADV_DONTFORK kept from it.
-void lock_for_fork() KEEL_NO_TSA { state().mu.lock(); }
+void lock_tracker_for_fork() KEEL_NO_TSA { state().mu.lock(); }
 void unlock_in_parent() KEEL_NO_TSA { state().mu.unlock(); }
 void unlock_in_child() KEEL_NO_TSA {
   State& s = state();
@@ -113,7 +113,7 @@ void unlock_in_child() KEEL_NO_TSA {
 State& state() {
   static State* const s = [] {
     auto* st = new State;  // never destroyed: a create may run during static destruction
-    ::pthread_atfork(&lock_for_fork, &unlock_in_parent, &unlock_in_child);
+    ::pthread_atfork(&lock_tracker_for_fork, &unlock_in_parent, &unlock_in_child);
     return st;
   }();
   return *s;

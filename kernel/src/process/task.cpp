@@ -50,13 +50,13 @@ Registry& registry();
 // lock held by another thread at that moment would stay locked in the child
 // for ever, and the child's first task lookup would hang. The lock is held
 // across every fork, so it is free on both sides afterwards.
-void lock_for_fork() KEEL_NO_TSA { registry().mu.lock(); }
-void unlock_after_fork() KEEL_NO_TSA { registry().mu.unlock(); }
+void lock_registry_for_fork() KEEL_NO_TSA { registry().mu.lock(); }
+void unlock_registry_after_fork() KEEL_NO_TSA { registry().mu.unlock(); }
 
 Registry& registry() {
   static Registry* const r = [] {
     auto* reg = new Registry;
-    ::pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork);
+    ::pthread_atfork(&lock_registry_for_fork, &unlock_registry_after_fork, &unlock_registry_after_fork);
     return reg;
   }();
   return *r;
