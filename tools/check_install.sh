@@ -8,7 +8,9 @@
 #      keel::mpi under mpirun; a request for the next minor version must fail;
 #   4. FetchContent from this repository's HEAD (file://), and 5.
 #      add_subdirectory(keel): keel's warnings, build type and install rules
-#      stay out of the parent project.
+#      stay out of the parent project. The parent sets CMAKE_UNITY_BUILD, so
+#      keel builds here as one unit per source directory (its CMakeLists
+#      groups them), as the Makefile builds it; 1 built every file alone.
 # JOBS (default: all cores) is the parallelism of every build. Prints the
 # seconds each part took.
 set -euo pipefail
@@ -155,7 +157,8 @@ add_executable(consumer main.cpp sloppy.cpp)
 target_link_libraries(consumer PRIVATE keel::keel)
 CM
 for via in FetchContent add_subdirectory; do
-  configure "$tmp/src" "$tmp/src/build" -DKEEL_VIA=$via -DKEEL_ROOT="$root" -DKEEL_COMMIT="$(git rev-parse HEAD)"
+  configure "$tmp/src" "$tmp/src/build" -DKEEL_VIA=$via -DKEEL_ROOT="$root" -DKEEL_COMMIT="$(git rev-parse HEAD)" \
+    -DCMAKE_UNITY_BUILD=ON
   rm -f "$tmp/src/build/consumer"
   build "$tmp/src/build" --target consumer
   "$tmp/src/build/consumer"
