@@ -462,8 +462,8 @@ void PoolDriver::apply() {
   batch.clear();
   batch.swap(acts);
   // Statistics are published before any future is resolved, an answer's
-  // included, so a thread woken by that future finds it counted (a test
-  // that reads `completed` after its last result must not race us). (The
+  // included, so a thread woken by that future finds it counted (a caller
+  // reading `completed` after its last result sees that result). (The
   // break itself reaches submitters through the machine's `broken` action,
   // which comes before the first resolve(broken): POOL-11.)
   for (const auto& a : batch) {
