@@ -1106,6 +1106,15 @@ TEST(ProcessPoolStats, AFuturesOutcomeIsCountedByTheTimeItIsDone) {
     EXPECT_TRUE(eventually([&] { return seen_in_callback.load() != 0; }));
     EXPECT_EQ(seen_in_callback.exchange(0), i + 2) << "round " << i;
   }
+  // A loss and a timeout, decided by the supervisor, likewise.
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    auto lost = pool.submit(die_by_signal_t, SIGKILL);
+    lost.wait();
+    EXPECT_EQ(pool.stats().lost, i + 1) << "round " << i;
+    auto late = pool.submit(keel::SubmitOptions{.timeout = 20ms}, sleep_t, 5000);
+    late.wait();
+    EXPECT_EQ(pool.stats().timed_out, i + 1) << "round " << i;
+  }
 }
 
 // ---- a worker fed bad frames (IPC-1) and start slots (POOL-2) ----
