@@ -51,6 +51,12 @@
 //                                    tasks (default 200000) on a pool of T
 //                                    threads, T = 1, 2, 4, 8 (doubling up to
 //                                    KEEL_BENCH_SCALE_MAX, default 8).
+//   floor/{claim,ring,ring_fenced}  one tiny task handed from the submitting
+//                                    thread to a spinning consumer with no
+//                                    allocation, future or lock: by a claim
+//                                    (an exchange on an idle consumer's word,
+//                                    keel's way), by a ring (plain stores), and
+//                                    by a ring with a seq_cst fence per task.
 //
 // Flags besides --benchmark_*: --tasks=N (default 1000000), --cpython_tasks=N
 // (default 200000), --scale_tasks=N (default 200000), --python=CMD (default
@@ -68,6 +74,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
@@ -581,6 +588,115 @@ void bm_memory_tbb(benchmark::State& state) {
 }
 
 // ---------------------------------------------------------------------------
+// Hand-off floors: what moving one tiny task from the submitting thread to a
+// worker costs on this host at the least, with no allocation, no future and
+// no lock, by the two ways a pool can hand work over. They bound what a
+// redesign of keel's hand-off could reach in the same run.
+
+inline void relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// A claim, as keel's pool hands a task to an idle worker: the submitter finds
+// a consumer whose word says idle, writes the task beside it and exchanges
+// the word (one read-modify-write on a line the spinning consumer reads); the
+// consumer takes the task and stores idle. One consumer fewer than the CPUs
+// this process may run on (at least one), so no spinner waits for a slice.
+void bm_floor_claim(benchmark::State& state) {
+  struct alignas(64) Slot {
+    std::atomic<int> word{0};  // 0 idle, 1 claimed, 2 quit
+    std::int64_t task = 0;
+    std::int64_t sum = 0;
+  };
+  cpu_set_t allowed;
+  const int cpus = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 2;
+  const std::size_t n = static_cast<std::size_t>(std::max(1, cpus - 1));
+  std::vector<Slot> slots(n);
+  std::vector<std::thread> consumers;
+  for (std::size_t c = 0; c < n; ++c) {
+    consumers.emplace_back([&s = slots[c]] {
+      for (;;) {
+        int w;
+        while ((w = s.word.load(std::memory_order_acquire)) == 0) relax();
+        if (w == 2) return;
+        s.sum += s.task;
+        s.word.store(0, std::memory_order_release);
+      }
+    });
+  }
+  std::int64_t next = 0;
+  std::size_t at = 0;
+  while (state.KeepRunningBatch(g_tasks)) {
+    for (std::int64_t i = 0; i < g_tasks; ++i) {
+      while (slots[at].word.load(std::memory_order_acquire) != 0) at = (at + 1) % n;
+      slots[at].task = next++;
+      slots[at].word.exchange(1, std::memory_order_acq_rel);
+      at = (at + 1) % n;
+    }
+    for (auto& s : slots) {
+      while (s.word.load(std::memory_order_acquire) != 0) relax();
+    }
+  }
+  std::int64_t sum = 0;
+  for (auto& s : slots) {
+    s.word.store(2, std::memory_order_release);
+  }
+  for (auto& t : consumers) t.join();
+  for (auto& s : slots) sum += s.sum;
+  if (sum != expected_sum(next)) state.SkipWithError("wrong sum of task results");
+  set_rate(state);
+}
+
+// A ring, as a lock-free queue would hand tasks over: the submitter stores the
+// task in the next slot and publishes it with a release store of the tail, no
+// read-modify-write; one consumer reads every slot up to the tail. `fenced`:
+// after each publish a seq_cst fence and a load of a sleepers word, what an
+// event count's producer does so that a consumer about to sleep is never
+// missed (the fence waits for the tail's line, which the consumer polls).
+void bm_floor_ring(benchmark::State& state, bool fenced) {
+  constexpr std::int64_t kSlots = 4096;
+  std::vector<std::int64_t> ring(kSlots);
+  struct alignas(64) Index {
+    std::atomic<std::int64_t> v{0};
+  };
+  Index tail, head, sleepers;
+  std::atomic<std::int64_t> end{-1};  // the last tail, once the submitter is done
+  std::int64_t sum = 0;
+  std::thread consumer([&] {
+    std::int64_t h = 0;
+    for (;;) {
+      const std::int64_t t = tail.v.load(std::memory_order_acquire);
+      if (t == h) {
+        if (end.load(std::memory_order_acquire) == h) return;
+        relax();
+        continue;
+      }
+      for (; h < t; ++h) sum += ring[h % kSlots];
+      head.v.store(h, std::memory_order_release);
+    }
+  });
+  std::int64_t next = 0, room_until = kSlots, woken = 0;
+  while (state.KeepRunningBatch(g_tasks)) {
+    for (std::int64_t i = 0; i < g_tasks; ++i, ++next) {
+      while (next >= room_until) room_until = head.v.load(std::memory_order_acquire) + kSlots;
+      ring[next % kSlots] = next;
+      tail.v.store(next + 1, std::memory_order_release);
+      if (fenced) {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        woken += sleepers.v.load(std::memory_order_relaxed);
+      }
+    }
+    while (head.v.load(std::memory_order_acquire) != next) relax();
+  }
+  end.store(next, std::memory_order_release);
+  consumer.join();
+  if (sum != expected_sum(next) || woken != 0) state.SkipWithError("wrong sum of task results");
+  set_rate(state);
+}
+
+// ---------------------------------------------------------------------------
 // Registration
 
 bool g_cpython_ok = false;
@@ -647,6 +763,15 @@ void register_all() {
   scale("boost_promise", bm_boost_promise);
   scale("thread_pool", bm_thread_pool);
   scale("tbb", bm_tbb);
+  // Spinners sharing one CPU would hand over once per time slice: not a
+  // floor. round_trip_cpus() counts the CPUs this process may run on.
+  if (!keel_bench::round_trip_cpus()) return;
+  const auto floor = [](const char* name, auto fn) {
+    benchmark::RegisterBenchmark(name, fn)->Iterations(g_tasks)->UseRealTime()->MeasureProcessCPUTime();
+  };
+  floor("floor/claim", bm_floor_claim);
+  floor("floor/ring", [](benchmark::State& s) { bm_floor_ring(s, false); });
+  floor("floor/ring_fenced", [](benchmark::State& s) { bm_floor_ring(s, true); });
 }
 
 // ---------------------------------------------------------------------------
@@ -748,6 +873,23 @@ void print_summary(std::FILE* out, const keel_bench::RecordingReporter& rec) {
   ratio_row(out, "keel default / CPython default", speedup(k_def.cold, py_def), speedup(k_def.warm, py_def));
   ratio_row(out, "keel default / keel max_threads = cpus", speedup(k_def.cold, k_hw.cold),
             speedup(k_def.warm, k_hw.warm));
+
+  // What the hand-off alone costs at the least on this host, in this run.
+  std::fprintf(out, "Hand-off floors: one tiny task to a spinning consumer, no allocation, future or lock\n");
+  const auto floor_row = [&](const char* label, const char* name) {
+    const Ns v = t(name);
+    std::fprintf(out, "  %-60s", label);
+    if (v && k_hw.cold) {
+      std::fprintf(out, " %9.1f ns   keel (cold) / floor %6.2fx\n", *v, *k_hw.cold / *v);
+    } else if (v) {
+      std::fprintf(out, " %9.1f ns\n", *v);
+    } else {
+      std::fprintf(out, " %12s\n", "not run");
+    }
+  };
+  floor_row("claim: exchange on an idle consumer's word (keel's way)", "floor/claim");
+  floor_row("ring: slot and tail stored, no read-modify-write", "floor/ring");
+  floor_row("ring + seq_cst fence and a sleepers check per task", "floor/ring_fenced");
 
   std::fprintf(out, "Submit-to-start latency (max_threads = cpus)  %12s %12s %12s\n", "p50", "p99", "max");
   const auto lat_row = [&](const char* label, const char* name) {
