@@ -95,6 +95,7 @@
 
 #include "bench_support.hpp"
 #include "keel/executor/thread_pool.hpp"
+#include "keel/platform/thread.hpp"
 
 // Debian's libthread-pool-dev (rvaser/thread_pool 4.0.0) names std::result_of,
 // which C++20 deprecates.
@@ -593,12 +594,6 @@ void bm_memory_tbb(benchmark::State& state) {
 // no lock, by the two ways a pool can hand work over. They bound what a
 // redesign of keel's hand-off could reach in the same run.
 
-inline void relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 // A claim, as keel's pool hands a task to an idle worker: the submitter finds
 // a consumer whose word says idle, writes the task beside it and exchanges
 // the word (one read-modify-write on a line the spinning consumer reads); the
@@ -619,7 +614,7 @@ void bm_floor_claim(benchmark::State& state) {
     consumers.emplace_back([&s = slots[c]] {
       for (;;) {
         int w;
-        while ((w = s.word.load(std::memory_order_acquire)) == 0) relax();
+        while ((w = s.word.load(std::memory_order_acquire)) == 0) keel::platform::spin_pause();
         if (w == 2) return;
         s.sum += s.task;
         s.word.store(0, std::memory_order_release);
@@ -636,7 +631,7 @@ void bm_floor_claim(benchmark::State& state) {
       at = (at + 1) % n;
     }
     for (auto& s : slots) {
-      while (s.word.load(std::memory_order_acquire) != 0) relax();
+      while (s.word.load(std::memory_order_acquire) != 0) keel::platform::spin_pause();
     }
   }
   std::int64_t sum = 0;
@@ -670,7 +665,7 @@ void bm_floor_ring(benchmark::State& state, bool fenced) {
       const std::int64_t t = tail.v.load(std::memory_order_acquire);
       if (t == h) {
         if (end.load(std::memory_order_acquire) == h) return;
-        relax();
+        keel::platform::spin_pause();
         continue;
       }
       for (; h < t; ++h) sum += ring[h % kSlots];
@@ -688,7 +683,7 @@ void bm_floor_ring(benchmark::State& state, bool fenced) {
         woken += sleepers.v.load(std::memory_order_relaxed);
       }
     }
-    while (head.v.load(std::memory_order_acquire) != next) relax();
+    while (head.v.load(std::memory_order_acquire) != next) keel::platform::spin_pause();
   }
   end.store(next, std::memory_order_release);
   consumer.join();
