@@ -102,6 +102,10 @@
  *           under weak fairness: every accepted task eventually finishes or
  *           is cancelled.
  *   EXEC-6  live threads never exceed MAXT (assertion at every spawn).
+ *   EXEC-12 no task waits behind a running one while a worker idles: a
+ *           submit enqueues only when no worker is idle (assertion), and a
+ *           worker goes idle only with an empty queue (the EXEC-5
+ *           assertion), so the two never coexist.
  *
  * Configuration (-D): CORE, MAXT, QCAP, NTASK (1..4), NSUB (submitters),
  * ALLOW_CORE_TIMEOUT (0/1), SPURIOUS (spurious-wake budget), and two
@@ -157,6 +161,12 @@
  *                             CORE == 0.
  *   BUG_RETIRE_IGNORES_QUEUE  the retire check comes before the queue check.
  *                             Caught only with STALE_TIMED_OUT (see above).
+ *   BUG_QUEUE_WHILE_IDLE      submit queues the task while a worker is idle
+ *                             and another busy (executor_queue_while_idle):
+ *                             it waits behind the busy one's task.  Caught
+ *                             by the EXEC-12 assertion; it strands nothing
+ *                             (the busy worker takes it next), so no hang
+ *                             shows it.
  *   BUG_CANCEL_AFTER_UNLOCK   shutdown cancels the drained futures after
  *                             unlocking, with no guard: CANCEL_OUTSIDE_LOCK
  *                             without `cancelling`.  This is what
@@ -251,6 +261,15 @@ inline make_final(t, s)
     assert(ts[t] == PENDING);
     ts[t] = s;
     npending--
+}
+
+/* a task enters the queue only while no worker is idle (EXEC-12); with
+ * the check where a worker goes idle (only with an empty queue), an idle
+ * worker and a queued task never coexist */
+inline enqueue(t)
+{
+    assert(nidle == 0);
+    q!t
 }
 
 /* claim(w): prev = exchange(sig[w], CLAIMED); wake it if it was asleep */
@@ -504,7 +523,14 @@ active [NSUB] proctype submitter()
             :: else ->
 #endif
                 if
+#ifdef BUG_QUEUE_WHILE_IDLE
+                :: nidle > 0 && threads > nidle && len(q) < QCAP ->
+                    accept(t);
+                    enqueue(t)
+                :: nidle > 0 && !(threads > nidle && len(q) < QCAP) ->
+#else
                 :: nidle > 0 ->
+#endif
                     accept(t);
                     nidle--;
                     w = idle[nidle];
@@ -522,7 +548,7 @@ active [NSUB] proctype submitter()
                         spawn(t, w)
                     :: threads >= CORE && len(q) < QCAP ->
                         accept(t);
-                        q!t;
+                        enqueue(t);
                         if
                         :: threads == 0 ->
 #ifndef BUG_NO_WORKER_FOR_QUEUE

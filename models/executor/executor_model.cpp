@@ -23,6 +23,7 @@
 // KEEL-TWIN executor_room_wakes_one executor.two-blocked-then-shutdown.3t+w
 // KEEL-TWIN executor_orphan_never_freed executor.destroyed-on-own-thread.1t+2w
 // KEEL-TWIN executor_idle_remove_skipped executor.submit-vs-shutdown.2t+w
+// KEEL-TWIN executor_queue_while_idle executor.rendezvous.1t+w
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"
@@ -269,6 +270,24 @@ struct IdleHandOff : rl::test_suite<IdleHandOff, 1> {
   }
 };
 
+// EXEC-12: n tasks on n workers run at once. Both workers are started first
+// and may be idle, busy starting, or anywhere between when the tasks come;
+// task a runs until task b has started, so b must reach the second worker,
+// never wait behind a (a queued b with the other worker asleep is a
+// deadlock here, as CPython's and the TCK's barrier tests would hang).
+struct Rendezvous : rl::test_suite<Rendezvous, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event b_started;
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 2});
+    RL_ASSERT(pool.prestart_core_threads() == 2);
+    Future<void> a = pool.submit([&b_started] { b_started.wait(); });
+    Future<void> b = pool.submit([&b_started] { b_started.set(); });
+    a.result();
+    b.result();
+  }
+};
+
 // EXEC-7: add_done_callback races the worker completing the task: the
 // callback runs exactly once and sees the result.
 struct CallbackVsCompletion : rl::test_suite<CallbackVsCompletion, 1> {
@@ -429,6 +448,7 @@ int main() {
   check<ShutdownCancelFutures>("executor.shutdown-cancel-futures.2t+w", "EXEC-1,EXEC-2,EXEC-4", random(200000));
   check<MaxThreads>("executor.max-threads.1t+w", "EXEC-5,EXEC-6", random(200000));
   check<IdleHandOff>("executor.idle-handoff.1t+w", "EXEC-5,SYNC-2", random(200000));
+  check<Rendezvous>("executor.rendezvous.1t+w", "EXEC-12", random(100000));
   check<CallbackVsCompletion>("executor.callback-vs-completion.1t+w", "EXEC-7", random(200000));
   check<TerminatedMeansFinal>("executor.terminated-means-final.2t+w", "EXEC-1,EXEC-4", random(200000));
   check<BlockUntilRoom>("executor.block-until-room.1t+w", "EXEC-3,SYNC-2", random(100000));
@@ -462,5 +482,6 @@ int main() {
   deep_check<CancelledThenSubmit>("executor.cancelled-then-submit.2t+w", "EXEC-10", random(1000000));
   deep_check<TwoBlockedThenShutdown>("executor.two-blocked-then-shutdown.3t+w", "EXEC-3,SYNC-2", random(1000000));
   deep_check<DestroyedOnOwnThread>("executor.destroyed-on-own-thread.1t+2w", "LIFE-8", random(1000000));
+  deep_check<Rendezvous>("executor.rendezvous.1t+w", "EXEC-12", random(1000000));
   return exit_code();
 }

@@ -14,7 +14,8 @@
 // spurious) takes m_, sees the word is not claimed, and removes itself from
 // the idle stack. Because a worker goes idle only after finding the queue
 // empty under m_, and a submission prefers an idle worker, an idle worker and
-// a queued task never coexist.
+// a queued task never coexist (EXEC-12: no task waits behind a running one
+// while a worker idles).
 //
 // Lifetimes (LIFE-8): everything above lives in a heap ThreadPoolCore, counted
 // by refs_: one reference for the ThreadPoolExecutor object, one for each
@@ -374,6 +375,9 @@ detail::Admit ThreadPoolCore::place(detail::Task* task, const platform::Deadline
     }
     switch (a) {
       case Admit::hand_to_idle:
+        // Planted bug: with another worker busy, the task queues behind it
+        // while this one sleeps on (EXEC-12).
+        if (KEEL_INJECTED(executor_queue_while_idle) && v.live > v.idle && queue_.offer(task)) return Admit::queue;
         claim_idle(task);
         return a;
       case Admit::start_core:

@@ -24,7 +24,9 @@
 // future said BrokenThreadPool or cancelled-by-shutdown, later submits are
 // refused the same way, since the state is published under the lock first),
 // LIFE-8, LIFE-9 (a map owns an rvalue range), EXEC-11 (a rejection
-// handler never leaves a future pending), MAP-1 (progress).
+// handler never leaves a future pending), EXEC-12 (no task waits behind a
+// running one while a worker idles: n tasks on n workers run at once),
+// MAP-1 (progress).
 #pragma once
 
 #include <algorithm>
