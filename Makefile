@@ -112,7 +112,7 @@ EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.cpp=$(BUILD)/examples/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all deps lib test verify verify-deep mutate sanitize asan tsan bench bench-plots bench-plots-check install docs format lint check-shim check-shared-state check-docs examples clean \
+.PHONY: all deps lib test verify verify-deep verify-design mutate sanitize asan tsan bench bench-plots bench-plots-check install docs format lint check-shim check-shared-state check-docs examples clean \
         fuzz fuzz-build fuzz-run fuzz-smoke fuzz-standalone fuzz-afl
 
 all: lib examples
@@ -273,6 +273,13 @@ verify: deps check-shim
 # run's table is committed as proofs/verify-deep.txt.
 verify-deep: deps check-shim
 	python3 tools/verify.py --deep --jobs $(JOBS)
+
+# The design models (proofs/design/README.md): Spin checks, with their twins,
+# of protocols the kernel does not have yet, checked before they are
+# written. Seconds; not part of make verify, whose report covers shipped code.
+# The latest run is committed as proofs/design/verify-design.txt.
+verify-design: deps
+	KEEL_SPIN_SET=design proofs/run_spin.sh
 
 # Mutation testing (README: Mutation score): generic mutants of the kernel
 # against the models (and the g++ test binary, when build/g++/keel_tests

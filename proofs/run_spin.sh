@@ -21,6 +21,9 @@
 #                   default: a fresh directory under $TMPDIR, named on stderr.
 #   KEEL_SPIN_JOBS  checks run in parallel (default: number of CPUs).
 #   KEEL_SPIN_DEPTH pan's -m search depth bound (default 20000).
+#   KEEL_SPIN_SET   shipped (default): the models of the kernel's protocols;
+#                   design: the design models of proofs/design/, protocols
+#                   not yet in the kernel (make verify-design).
 #
 # Nothing is written inside the repository.
 set -u -o pipefail
@@ -152,6 +155,47 @@ declare -A optimised_cc=(
   [cluster.liveness.n2c1k2f1]="gcc -Og"
 )
 
+# The design models (proofs/design/README.md): each row as above, the model
+# named by its path under proofs/.
+case ${KEEL_SPIN_SET:-shipped} in
+  shipped) ;;
+  design)
+    d="design/executor_ring"
+    checks=(
+      "executor_ring.w2t2|$d||safety|EXEC-1,EXEC-2,EXEC-5,EXEC-12|model"
+      "executor_ring.w2t2+twin:BUG_TRUST_SPINNER|$d|-DBUG_TRUST_SPINNER|safety|EXEC-12|twin"
+      "executor_ring.w2t2+twin:BUG_NO_RECHECK|$d|-DBUG_NO_RECHECK|safety|EXEC-5|twin"
+      "executor_ring.w2t2+twin:BUG_EPOCH_LATE|$d|-DBUG_EPOCH_LATE|safety|EXEC-5|twin"
+      "executor_ring.w2t2s|$d|-DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
+      "executor_ring.w2t2s+twin:BUG_TRUST_SPINNER|$d|-DSHUT=1 -DBUG_TRUST_SPINNER|safety|EXEC-12|twin"
+      "executor_ring.w2t2s+twin:BUG_NO_INFLIGHT_WAIT|$d|-DSHUT=1 -DBUG_NO_INFLIGHT_WAIT|safety|EXEC-3|twin"
+      "executor_ring.w2t2s+twin:BUG_RETIRE_ON_SHUTDOWN|$d|-DSHUT=1 -DBUG_RETIRE_ON_SHUTDOWN|safety|EXEC-3|twin"
+      "executor_ring.w2t3s|$d|-DNTASK=3 -DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
+      "executor_ring.w3t3|$d|-DW=3 -DNTASK=3|safety|EXEC-1,EXEC-2,EXEC-5,EXEC-12|model"
+      "executor_ring.w2t3s.go|$d|-DNTASK=3 -DSHUT=1 -DTRUST_SPINNER -DGO_RULE|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
+      "executor_ring.w2t2.stats|$d|-DSTATS=1|safety|EXEC-8|model"
+      "executor_ring.w2t2.stats+twin:BUG_STATS_NO_GATE|$d|-DSTATS=1 -DBUG_STATS_NO_GATE|safety|EXEC-8|twin"
+      "executor_ring.w2t2.stats+twin:BUG_STATS_NO_PARK|$d|-DSTATS=1 -DBUG_STATS_NO_PARK|safety|EXEC-8|twin"
+      "executor_ring.w2t2.stats+twin:BUG_STATS_NO_WAIT|$d|-DSTATS=1 -DBUG_STATS_NO_WAIT|safety|EXEC-8|twin"
+      "executor_ring.w2t2.stats+twin:BUG_STATS_FINISHING_IDLE|$d|-DSTATS=1 -DBUG_STATS_FINISHING_IDLE|safety|EXEC-8|twin"
+      "executor_ring.w2t2s.stats|$d|-DSTATS=1 -DSHUT=1|safety|EXEC-1,EXEC-3,EXEC-8|model"
+    )
+    # The four largest searches (1.7M to 5.2M states); COLLAPSE keeps the
+    # three-worker one near 250 MB.
+    unset optimised_cc
+    declare -A optimised_cc=(
+      [executor_ring.w2t3s]="gcc -O2"
+      [executor_ring.w2t3s.go]="gcc -O2"
+      [executor_ring.w3t3]="gcc -O2 -DCOLLAPSE"
+      [executor_ring.w2t2s.stats]="gcc -O2"
+    )
+    ;;
+  *)
+    echo "run_spin.sh: KEEL_SPIN_SET must be shipped or design, not '$KEEL_SPIN_SET'" >&2
+    exit 2
+    ;;
+esac
+
 now() { printf '%s' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
 
 # run_check INDEX SPEC: does one check, writes its row to $work/INDEX.row
@@ -165,6 +209,7 @@ run_check() {
   log=$logdir/$(printf '%02d' "$idx")-${name//[^A-Za-z0-9._-]/_}.log
   mkdir -p "$dir"
   cp "$here/$model.pml" "$dir/"
+  model=${model##*/}  # a design model's path: the copy is in $dir
 
   local cflags kind panflags
   if [[ $search == liveness ]]; then
