@@ -179,15 +179,22 @@ case ${KEEL_SPIN_SET:-shipped} in
       "executor_ring.w2t2.stats+twin:BUG_STATS_NO_WAIT|$d|-DSTATS=1 -DBUG_STATS_NO_WAIT|safety|EXEC-8|twin"
       "executor_ring.w2t2.stats+twin:BUG_STATS_FINISHING_IDLE|$d|-DSTATS=1 -DBUG_STATS_FINISHING_IDLE|safety|EXEC-8|twin"
       "executor_ring.w2t2s.stats|$d|-DSTATS=1 -DSHUT=1|safety|EXEC-1,EXEC-3,EXEC-8|model"
+      "executor_ring.w2t2.mon|$d|-DMONITOR=1|safety|EXEC-1,EXEC-2,EXEC-5,EXEC-12|model"
+      "executor_ring.w2t2.mon+twin:BUG_MONITOR_NO_RECHECK|$d|-DMONITOR=1 -DBUG_MONITOR_NO_RECHECK|safety|EXEC-12|twin"
+      "executor_ring.w2t2.mon+twin:BUG_MONITOR_TRUST_SPINNER|$d|-DMONITOR=1 -DBUG_MONITOR_TRUST_SPINNER|safety|EXEC-12|twin"
+      "executor_ring.w2t2s.mon|$d|-DMONITOR=1 -DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
+      "executor_ring.w2t3s.mon|$d|-DMONITOR=1 -DNTASK=3 -DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
     )
-    # The four largest searches (1.7M to 5.2M states); COLLAPSE keeps the
-    # three-worker one near 250 MB.
+    # The largest searches (1.7M to 24M states); COLLAPSE keeps the
+    # three-worker one near 250 MB and the monitor's three-task one near 1 GB.
     unset optimised_cc
     declare -A optimised_cc=(
       [executor_ring.w2t3s]="gcc -O2"
       [executor_ring.w2t3s.go]="gcc -O2"
       [executor_ring.w3t3]="gcc -O2 -DCOLLAPSE"
       [executor_ring.w2t2s.stats]="gcc -O2"
+      [executor_ring.w2t2s.mon]="gcc -O2"
+      [executor_ring.w2t3s.mon]="gcc -O2 -DCOLLAPSE"
     )
     ;;
   *)

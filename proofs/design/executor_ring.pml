@@ -27,6 +27,13 @@
  * and run it for as long as that task likes while the newer one waits
  * behind it and a worker sleeps.
  *
+ * MONITOR selects the other sound policy, the one the prototype found
+ * fastest: a submitter that sees a sleeper wakes no worker; it makes sure
+ * a monitor thread is awake, and the monitor wakes a sleeper when the ring
+ * has a backlog whose head did not move for a tick (the awake workers are
+ * stuck in their tasks), as Go's sysmon retakes a stuck processor.  A task
+ * behind a long one then starts within a tick or two, not at once.
+ *
  * The promise is checked with a rendezvous (RDV): task 1 runs until task 2
  * has started, as CPython's and the TCK's tests do with a barrier of two.
  * If task 2 can wait in the ring while the other worker sleeps, task 1
@@ -55,7 +62,7 @@
  * Configuration (-D): W workers (1..3), NTASK tasks (2..4), NSUB submitters
  * (1..2; submitter s submits s+1, s+1+NSUB, ...), RDV (0/1), SHUT (0/1: a
  * shutdown(wait) racing the submissions, with cancel_futures chosen freely,
- * or no shutdown at all).
+ * or no shutdown at all), STATS (0/1: a racing stats()), MONITOR (0/1).
  *
  * Seeded-bug twins (each must be caught):
  *   BUG_TRUST_SPINNER     a submitter skips the wake while a worker spins.
@@ -63,6 +70,11 @@
  *                         -DGO_RULE: a worker that takes a task while more
  *                         wait wakes a sleeper, unless one spins, as Go's
  *                         scheduler does) is sound again: a model row.
+ *   BUG_MONITOR_NO_RECHECK the monitor sleeps without looking at the ring
+ *                         after saying so: a push that saw it awake is
+ *                         never watched.
+ *   BUG_MONITOR_TRUST_SPINNER a submitter leaves the monitor asleep while a
+ *                         worker spins: the trap of BUG_TRUST_SPINNER again.
  *   BUG_NO_RECHECK        a worker sleeps without re-checking the ring after
  *                         it registered as a sleeper: a push that saw no
  *                         sleeper is never taken.
@@ -92,6 +104,9 @@
 #endif
 #ifndef STATS
 #define STATS 0
+#endif
+#ifndef MONITOR
+#define MONITOR 0
 #endif
 
 #if W < 1 || W > 3 || NTASK < 2 || NTASK > 4 || NSUB < 1 || NSUB > 2
@@ -139,6 +154,10 @@ byte completed[W];
 byte submitted = 0;
 bool freeze = false;        /* stats() is taking a snapshot */
 bool lock = false;          /* the pool lock m_: stats() and shutdown() take it */
+#endif
+
+#if MONITOR
+bool mon_awake = false;     /* the monitor thread's futex word */
 #endif
 
 byte live = W;
@@ -352,6 +371,19 @@ again:
             if
             :: sleepers == 0 -> skip
             :: else ->
+#if MONITOR
+                /* no wake here: make sure the monitor is awake; it wakes a
+                 * sleeper if the awake workers stop taking tasks */
+                atomic {
+                    if
+#ifdef BUG_MONITOR_TRUST_SPINNER
+                    :: spinner -> skip
+#endif
+                    :: !mon_awake -> mon_awake = true     /* futex_wake(mon) */
+                    :: else -> skip
+                    fi
+                }
+#else
                 if
                 :: head > p -> skip          /* its task was taken within the spin */
 #if defined(BUG_TRUST_SPINNER) || defined(TRUST_SPINNER)
@@ -359,6 +391,7 @@ again:
 #endif
                 :: true -> wake_one()        /* the spin ran out */
                 fi
+#endif
             fi
         :: else ->
 #if STATS
@@ -386,6 +419,37 @@ again:
     :: else -> break
     od
 }
+
+#if MONITOR
+/* The monitor thread: while it is awake, each tick (an interval of time
+ * passing: any step here may be taken at any moment) it compares the
+ * ring's head with the last tick's. A backlog whose head did not move, with
+ * a worker asleep and none spinning, means the awake workers are stuck in
+ * their tasks: it wakes a sleeper. With nothing queued it may go to sleep:
+ * it says so, then looks at the ring again (the Dekker pair with a
+ * submitter's push and its look at mon_awake). Asleep, it has no step. */
+proctype monitor()
+{
+    byte last = 0;
+    bool woke = false;      /* woke a sleeper since the head last moved */
+end_mon:
+    do
+    :: atomic { mon_awake && head != last -> last = head; woke = false }
+    /* one wake per stall here (the code may wake at every tick: more wakes
+     * only make more workers take tasks), which keeps the search finite */
+    :: atomic { mon_awake && head < tail && head == last && sleepers > 0 && !spinner && !woke -> woke = true }
+        -> wake_one()
+    :: mon_awake && head == tail ->
+        mon_awake = false;
+#ifndef BUG_MONITOR_NO_RECHECK
+        if
+        :: head < tail && sleepers > 0 -> mon_awake = true
+        :: else -> skip
+        fi
+#endif
+    od
+}
+#endif
 
 #if SHUT
 proctype shutdown()
@@ -511,7 +575,10 @@ init
         run shutdown();
 #endif
 #if STATS
-        run stats()
+        run stats();
+#endif
+#if MONITOR
+        run monitor()
 #endif
     }
 }
