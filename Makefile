@@ -276,7 +276,7 @@ verify-deep: deps check-shim
 
 # The design models (proofs/design/README.md): Spin checks, with their twins,
 # of protocols the kernel does not have yet, checked before they are
-# written. Seconds; not part of make verify, whose report covers shipped code.
+# written. About a minute; not part of make verify, whose report covers shipped code.
 # The latest run is committed as proofs/design/verify-design.txt.
 verify-design: deps
 	KEEL_SPIN_SET=design proofs/run_spin.sh
