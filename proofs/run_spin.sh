@@ -164,6 +164,8 @@ case ${KEEL_SPIN_SET:-shipped} in
     checks=(
       "executor_ring.w2t2|$d||safety|EXEC-1,EXEC-2,EXEC-5,EXEC-12|model"
       "executor_ring.w2t2+twin:BUG_TRUST_SPINNER|$d|-DBUG_TRUST_SPINNER|safety|EXEC-12|twin"
+      "executor_ring.w2t2+twin:BUG_TRUST_HEAD_ONLY|$d|-DBUG_TRUST_HEAD_ONLY|safety|EXEC-12|twin"
+      "executor_ring.w2t2+twin:BUG_TRUST_HEAD_LATE|$d|-DBUG_TRUST_HEAD_LATE|safety|EXEC-12|twin"
       "executor_ring.w2t2+twin:BUG_NO_RECHECK|$d|-DBUG_NO_RECHECK|safety|EXEC-5|twin"
       "executor_ring.w2t2+twin:BUG_EPOCH_LATE|$d|-DBUG_EPOCH_LATE|safety|EXEC-5|twin"
       "executor_ring.w2t2s|$d|-DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"

@@ -24,6 +24,12 @@
 // KEEL-TWIN executor_orphan_never_freed executor.destroyed-on-own-thread.1t+2w
 // KEEL-TWIN executor_idle_remove_skipped executor.submit-vs-shutdown.2t+w
 // KEEL-TWIN executor_queue_while_idle executor.rendezvous.1t+w
+// KEEL-TWIN executor_ring_monitor_left_asleep executor.ring.rendezvous.1t+2w+m
+// KEEL-TWIN executor_ring_monitor_sleeps_blind executor.ring.rendezvous.1t+2w+m
+// KEEL-TWIN executor_ring_sleep_without_look executor.ring.rendezvous.1t+2w+m
+// KEEL-TWIN executor_ring_leave_skips_wake executor.ring.rendezvous.1t+2w+m
+// KEEL-TWIN executor_ring_ignores_freeze executor.ring.stats.2t+2w+m
+// KEEL-TWIN executor_ring_snapshot_skips_wait executor.ring.stats.2t+2w+m
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"
@@ -35,6 +41,15 @@ namespace {
 using keel::Future;
 using keel::ThreadPoolExecutor;
 using keel::ThreadPoolOptions;
+
+// The suites below check the pool's lock protocol: a bounded FIFO queue (never
+// full here unless a suite bounds it itself) keeps a pool on its lock, where
+// an unbounded one would enter ring mode once its core threads started. The
+// ring suites after them use the unbounded queue.
+ThreadPoolOptions locked(ThreadPoolOptions o) {
+  if (o.queue_capacity == 0) o.queue_capacity = 8;
+  return o;
+}
 
 // Every model ends with the destructor: shutdown(wait) joins every worker, so
 // a worker left running or asleep is a deadlock or a leaked dynamic thread.
@@ -48,7 +63,7 @@ struct SubmitVsShutdown : rl::test_suite<SubmitVsShutdown, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     rl::atomic<int> shut{0};
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1}));
     keel::platform::Thread closer([&] {
       pool.shutdown({.wait = false});
       shut($).store(1, rl::mo_release);
@@ -72,7 +87,7 @@ struct CancelVsStart : rl::test_suite<CancelVsStart, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     rl::atomic<int> runs{0};
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1}));
     Future<void> f = pool.submit([&] { runs($).fetch_add(1, rl::mo_relaxed); });
     bool cancelled = false;
     keel::platform::Thread canceller([&] { cancelled = f.cancel(); });
@@ -91,7 +106,7 @@ struct KeepAliveVsSubmit : rl::test_suite<KeepAliveVsSubmit, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     ThreadPoolExecutor pool(
-        ThreadPoolOptions{.max_threads = 1, .core_threads = 0, .keep_alive = std::chrono::milliseconds(1)});
+        locked(ThreadPoolOptions{.max_threads = 1, .core_threads = 0, .keep_alive = std::chrono::milliseconds(1)}));
     RL_ASSERT(pool.submit([] { return 1; }).result() == 1);
     RL_ASSERT(pool.submit([] { return 2; }).result() == 2);
     RL_ASSERT(pool.stats().largest <= 1);
@@ -105,7 +120,7 @@ struct FactoryFails : rl::test_suite<FactoryFails, 1> {
   static const rl::thread_id_t dynamic_thread_count = 1;
   void thread(unsigned) {
     int made = 0;
-    ThreadPoolExecutor pool(ThreadPoolOptions{
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{
         .max_threads = 1,
         .core_threads = 0,
         .keep_alive = std::chrono::milliseconds(1),
@@ -114,7 +129,7 @@ struct FactoryFails : rl::test_suite<FactoryFails, 1> {
               if (made++ > 0) throw std::runtime_error("no more threads");
               t.start(std::move(body));
             },
-    });
+    }));
     RL_ASSERT(pool.submit([] { return 1; }).result() == 1);
     try {
       RL_ASSERT(pool.submit([] { return 2; }).result() == 2);
@@ -133,7 +148,7 @@ struct ShutdownCancelFutures : rl::test_suite<ShutdownCancelFutures, 1> {
   void thread(unsigned) {
     keel::Event gate;
     rl::atomic<int> second_ran{0};
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1}));
     Future<void> first = pool.submit([&] { gate.wait(); });
     keel::platform::Thread closer([&] {
       pool.shutdown({.wait = false, .cancel_futures = true});
@@ -167,7 +182,7 @@ struct TerminatedMeansFinal : rl::test_suite<TerminatedMeansFinal, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     keel::Event gate;
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1}));
     Future<void> first = pool.submit([&] { gate.wait(); });
     std::optional<Future<void>> second;
     try {
@@ -191,7 +206,7 @@ struct MaxThreads : rl::test_suite<MaxThreads, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     keel::Event gate;
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1}));
     Future<void> a = pool.submit([&] { gate.wait(); });
     Future<int> b = pool.submit([] { return 2; });
     std::optional<Future<int>> c;
@@ -216,7 +231,7 @@ struct BlockUntilRoom : rl::test_suite<BlockUntilRoom, 1> {
   void thread(unsigned) {
     keel::Event gate;
     ThreadPoolExecutor pool(
-        ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1, .reject = keel::RejectPolicy::block});
+        locked(ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1, .reject = keel::RejectPolicy::block}));
     Future<void> a = pool.submit([&] { gate.wait(); });
     Future<int> b = pool.submit([] { return 2; });
     keel::platform::Thread opener([&] { gate.set(); });
@@ -237,7 +252,7 @@ struct TwoBlockedThenShutdown : rl::test_suite<TwoBlockedThenShutdown, 1> {
     keel::Event gate;
     rl::atomic<int> refused{0};
     ThreadPoolExecutor pool(
-        ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1, .reject = keel::RejectPolicy::block});
+        locked(ThreadPoolOptions{.max_threads = 1, .queue_capacity = 1, .reject = keel::RejectPolicy::block}));
     Future<void> a = pool.submit([&] { gate.wait(); });
     Future<int> b = pool.submit([] { return 2; });
     auto blocked = [&] {
@@ -264,7 +279,7 @@ struct TwoBlockedThenShutdown : rl::test_suite<TwoBlockedThenShutdown, 1> {
 struct IdleHandOff : rl::test_suite<IdleHandOff, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1, .core_threads = 0});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1, .core_threads = 0}));
     RL_ASSERT(pool.submit([] { return 1; }).result() == 1);
     RL_ASSERT(pool.submit([] { return 2; }).result() == 2);
   }
@@ -279,7 +294,7 @@ struct Rendezvous : rl::test_suite<Rendezvous, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     keel::Event b_started;
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 2});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 2}));
     RL_ASSERT(pool.prestart_core_threads() == 2);
     Future<void> a = pool.submit([&b_started] { b_started.wait(); });
     Future<void> b = pool.submit([&b_started] { b_started.set(); });
@@ -295,7 +310,7 @@ struct CallbackVsCompletion : rl::test_suite<CallbackVsCompletion, 1> {
   void thread(unsigned) {
     rl::atomic<int> calls{0};
     {
-      ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+      ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1}));
       Future<int> f = pool.submit([] { return 4; });
       f.add_done_callback([&](const Future<int>& g) {
         RL_ASSERT(g.result() == 4);
@@ -313,7 +328,7 @@ struct BrokenPool : rl::test_suite<BrokenPool, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     ThreadPoolExecutor pool(
-        ThreadPoolOptions{.max_threads = 1, .initializer = [] { throw std::runtime_error("init failed"); }});
+        locked(ThreadPoolOptions{.max_threads = 1, .initializer = [] { throw std::runtime_error("init failed"); }}));
     for (int i = 0; i < 2; ++i) {
       try {
         auto f = pool.submit([] { return 1; });
@@ -337,7 +352,7 @@ struct BrokenThenSubmit : rl::test_suite<BrokenThenSubmit, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     ThreadPoolExecutor pool(
-        ThreadPoolOptions{.max_threads = 1, .initializer = [] { throw std::runtime_error("init failed"); }});
+        locked(ThreadPoolOptions{.max_threads = 1, .initializer = [] { throw std::runtime_error("init failed"); }}));
     std::optional<Future<int>> f;
     try {
       f = pool.submit([] { return 1; });
@@ -371,7 +386,7 @@ struct CancelledThenSubmit : rl::test_suite<CancelledThenSubmit, 1> {
   static const rl::thread_id_t dynamic_thread_count = 2;
   void thread(unsigned) {
     keel::Event gate;
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1}));
     Future<void> first = pool.submit([&] { gate.wait(); });
     Future<void> second = pool.submit([] {});
     keel::platform::Thread closer([&] {
@@ -400,7 +415,7 @@ struct ShutdownNow : rl::test_suite<ShutdownNow, 1> {
   void thread(unsigned) {
     keel::Event started;
     rl::atomic<int> second_ran{0};
-    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    ThreadPoolExecutor pool(locked(ThreadPoolOptions{.max_threads = 1}));
     Future<int> first = pool.submit([&](std::stop_token st) {
       started.set();
       while (!st.stop_requested()) rl::yield(1, $);
@@ -426,7 +441,7 @@ struct DestroyedOnOwnThread : rl::test_suite<DestroyedOnOwnThread, 1> {
   void thread(unsigned) {
     keel::Event gate;
     // The hook runs on the last worker, possibly after this thread is done.
-    auto* pool = new ThreadPoolExecutor(ThreadPoolOptions{.max_threads = 2, .on_terminated = [] {}});
+    auto* pool = new ThreadPoolExecutor(locked(ThreadPoolOptions{.max_threads = 2, .on_terminated = [] {}}));
     Future<void> a = pool->submit([&gate] { gate.wait(); });
     Future<void> b = pool->submit([pool, &gate] {
       delete pool;  // shuts down without waiting: the caller is a worker
@@ -434,6 +449,111 @@ struct DestroyedOnOwnThread : rl::test_suite<DestroyedOnOwnThread, 1> {
     });
     b.result();
     a.result();
+  }
+};
+
+// ---------------------------------------------------------------- ring mode
+// An unbounded FIFO pool enters ring mode once its core threads started:
+// submitters push to a ring of two cells here (so it fills, and the locked
+// queue takes what overflows), workers pop without the lock and sleep on an
+// event count, and a monitor thread (one more dynamic thread) wakes a
+// sleeper when the ring's head stands still for a tick. A tick is a timed
+// futex wait, which Relacy may end at any point.
+
+// EXEC-12 in ring mode: both workers started (and perhaps asleep), task a
+// runs until task b has started; b must not wait in the ring while the other
+// worker sleeps. The monitor is what wakes it, if nobody else does.
+struct RingRendezvous : rl::test_suite<RingRendezvous, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 3;
+  void thread(unsigned) {
+    keel::Event b_started;
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 2});
+    RL_ASSERT(pool.prestart_core_threads() == 2);
+    Future<void> a = pool.submit([&b_started] { b_started.wait(); });
+    Future<void> b = pool.submit([&b_started] { b_started.set(); });
+    a.result();
+    b.result();
+  }
+};
+
+// EXEC-8 in ring mode: a snapshot taken while ring workers pop and count
+// without the lock adds up exactly, and names each running task once.
+struct RingStats : rl::test_suite<RingStats, 2> {
+  static const rl::thread_id_t dynamic_thread_count = 3;
+  rl::atomic<ThreadPoolExecutor*> pool;
+  rl::atomic<int> looked;
+  void before() {
+    pool($).store(nullptr, rl::mo_relaxed);
+    looked($).store(0, rl::mo_relaxed);
+  }
+  void thread(unsigned idx) {
+    if (idx == 0) {
+      ThreadPoolExecutor p(ThreadPoolOptions{.max_threads = 2});
+      p.prestart_core_threads();
+      pool($).store(&p, rl::mo_release);
+      Future<int> a = p.submit([] { return 1; });
+      Future<int> b = p.submit([] { return 2; });
+      RL_ASSERT(a.result() + b.result() == 3);
+      while (looked($).load(rl::mo_acquire) == 0) rl::yield(1, $);
+      return;
+    }
+    ThreadPoolExecutor* p = nullptr;
+    while ((p = pool($).load(rl::mo_acquire)) == nullptr) rl::yield(1, $);
+    const keel::ThreadPoolStats s = p->stats();
+    RL_ASSERT(s.submitted == s.completed + s.active + s.queued);
+    RL_ASSERT(s.idle + s.active <= s.threads && s.threads == 2);
+    RL_ASSERT(s.submitted <= 2);
+    looked($).store(1, rl::mo_release);
+  }
+};
+
+// EXEC-1, EXEC-4 in ring mode: shutdown_now() while a ring worker runs a task
+// and another task waits in the ring: the running one is asked to stop (the
+// snapshot holds the ring worker still while it reads its task), the waiting
+// one comes back unrun.
+struct RingShutdownNow : rl::test_suite<RingShutdownNow, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event started;
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    RL_ASSERT(pool.prestart_core_threads() == 1);
+    Future<int> first = pool.submit([&](std::stop_token st) {
+      started.set();
+      while (!st.stop_requested()) rl::yield(1, $);
+      return 1;
+    });
+    Future<int> second = pool.submit([] { return 2; });
+    started.wait();
+    std::vector<keel::PendingTask> left = pool.shutdown_now();
+    RL_ASSERT(left.size() == 1);
+    RL_ASSERT(left[0].run());
+    RL_ASSERT(first.result() == 1);
+    RL_ASSERT(second.result() == 2);
+  }
+};
+
+// FIFO across the ring and the locked queue (EXEC-13 through the pool): one
+// worker held by a first task, three more tasks into a ring of two cells, so
+// the last goes to the locked queue and the pool leaves ring mode; they run
+// in submission order, and a shutdown(wait) racing them strands none.
+struct RingOverflowOrder : rl::test_suite<RingOverflowOrder, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    keel::Event gate;
+    keel::platform::Var<int> last;
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    RL_ASSERT(pool.prestart_core_threads() == 1);
+    Future<void> first = pool.submit([&gate] { gate.wait(); });
+    std::vector<Future<void>> rest;
+    for (int i = 1; i <= 3; ++i) {
+      rest.push_back(pool.submit([&last, i] {
+        RL_ASSERT(last.load() == i - 1);
+        last.store(i);
+      }));
+    }
+    gate.set();
+    for (auto& f : rest) f.result();
+    RL_ASSERT(last.load() == 3);
   }
 };
 
@@ -458,6 +578,10 @@ int main() {
   check<CancelledThenSubmit>("executor.cancelled-then-submit.2t+w", "EXEC-10", random(100000));
   check<TwoBlockedThenShutdown>("executor.two-blocked-then-shutdown.3t+w", "EXEC-3,SYNC-2", random(100000));
   check<DestroyedOnOwnThread>("executor.destroyed-on-own-thread.1t+2w", "LIFE-8", random(100000));
+  check<RingRendezvous>("executor.ring.rendezvous.1t+2w+m", "EXEC-12,SYNC-16", random(100000));
+  check<RingStats>("executor.ring.stats.2t+2w+m", "EXEC-8", random(100000));
+  check<RingShutdownNow>("executor.ring.shutdown-now.1t+w+m", "EXEC-1,EXEC-4", random(100000));
+  check<RingOverflowOrder>("executor.ring.overflow-order.1t+w+m", "EXEC-1,EXEC-13", random(100000));
   // make verify-deep. Bound 1 is exhaustive up to one preemption but costs
   // about a minute per suite here, and every twin run repeats the rows before
   // the one that catches it: two suites run it, last, after every suite under
@@ -483,5 +607,7 @@ int main() {
   deep_check<TwoBlockedThenShutdown>("executor.two-blocked-then-shutdown.3t+w", "EXEC-3,SYNC-2", random(1000000));
   deep_check<DestroyedOnOwnThread>("executor.destroyed-on-own-thread.1t+2w", "LIFE-8", random(1000000));
   deep_check<Rendezvous>("executor.rendezvous.1t+w", "EXEC-12", random(1000000));
+  deep_check<RingRendezvous>("executor.ring.rendezvous.1t+2w+m", "EXEC-12,SYNC-16", random(500000));
+  deep_check<RingStats>("executor.ring.stats.2t+2w+m", "EXEC-8", random(500000));
   return exit_code();
 }

@@ -389,6 +389,28 @@ again:
 #if defined(BUG_TRUST_SPINNER) || defined(TRUST_SPINNER)
                 :: spinner -> skip
 #endif
+#ifndef NO_TRUST_HEAD
+                /* every older task was taken, then a spinner is seen: it
+                 * takes the head, which is this task or a later one (read in
+                 * two steps, in this order, as the code does; the other
+                 * order is BUG_TRUST_HEAD_LATE) */
+#ifdef BUG_TRUST_HEAD_LATE
+                :: spinner ->
+                    if
+                    :: head >= p -> skip
+                    :: else -> wake_one()
+                    fi
+#else
+                :: head >= p ->
+                    if
+                    :: spinner -> skip
+                    :: else -> wake_one()
+                    fi
+#endif
+#endif
+#ifdef BUG_TRUST_HEAD_ONLY
+                :: head >= p -> skip         /* trusts the awake workers, with no spinner */
+#endif
                 :: true -> wake_one()        /* the spin ran out */
                 fi
 #endif

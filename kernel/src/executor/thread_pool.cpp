@@ -17,6 +17,30 @@
 // a queued task never coexist (EXEC-12: no task waits behind a running one
 // while a worker idles).
 //
+// Ring mode (FIFO pools with an unbounded queue, the default): once every
+// core thread has started, submissions stop taking m_. A submitter passes the
+// gate (SubmitGate), pushes its task into a ring (TaskRing), leaves the gate,
+// and wakes a worker only if one sleeps and none took the task within a short
+// spin. Workers pop the ring without m_; one of them at a time spins on it
+// when it is empty, the others sleep on an event count (EventCount). This is
+// proofs/design/executor_ring.pml's protocol with its "spin, then wake"
+// policy, which keeps EXEC-12: a task is never left in the ring while a
+// worker sleeps. The pool leaves ring mode, under m_, when anything would
+// start or stop a thread or needs the whole queue: shutdown, shutdown_now, a
+// break, a resize, core timeouts, and a full ring (the locked queue then takes
+// new tasks behind the ring's). Leaving closes the gate, which waits for the
+// submitters inside, and wakes every sleeper; workers come back to m_ and
+// drain the ring before the locked queue. A worker that finds the locked
+// queue empty enters ring mode again when the pool allows it.
+//
+// The counts of a snapshot (stats(), shutdown_now()'s running tasks) are
+// exact in ring mode too (EXEC-8): the snapshot, under m_, closes the gate
+// and sets `frozen_`. A ring worker announces (a seq_cst store of its phase)
+// before it pops from idle and before it counts a finished task, looks at
+// `frozen_`, and parks while it is set; the snapshot waits until no worker is
+// between such an announcement and its next phase. A Dekker pair, as the
+// ring's push against the event count.
+//
 // Lifetimes (LIFE-8): everything above lives in a heap ThreadPoolCore, counted
 // by refs_: one reference for the ThreadPoolExecutor object, one for each
 // worker thread from its start until its very last touch of the core. The
@@ -28,7 +52,12 @@
 // is to return, detaches itself and frees the core.
 #include "keel/executor/thread_pool.hpp"
 
+#include <memory>
+
 #include "keel/executor/decisions.hpp"
+#include "keel/executor/submit_gate.hpp"
+#include "keel/executor/task_ring.hpp"
+#include "keel/sync/event_count.hpp"
 
 namespace keel {
 
@@ -69,11 +98,27 @@ class ThreadPoolCore {
  private:
   struct Worker;
   enum class Run { running, shutdown, stop };
+  enum class Fast { taken, closed, full };
 
   ~ThreadPoolCore() = default;  // through destroy() or drop_ref()
 
   detail::Admit place(detail::Task* task, const platform::Deadline& block_deadline, detail::Task*& victim)
       KEEL_REQUIRES(m_);
+  Fast submit_fast(detail::Task* task);
+  void wake_for(std::uint64_t position);
+  void maybe_enter_ring() KEEL_REQUIRES(m_);
+  void leave_ring() KEEL_REQUIRES(m_);
+  void ring_loop(Worker* w);
+  void monitor_main();
+  void stop_monitor();
+  detail::Task* ring_wait(Worker* w);
+  void announce(Worker* w, std::int32_t phase);
+  void freeze() const KEEL_REQUIRES(m_);
+  void thaw() const KEEL_REQUIRES(m_);
+  bool queue_empty() const KEEL_REQUIRES(m_);
+  std::size_t queued() const KEEL_REQUIRES(m_);
+  detail::Task* take_locked() KEEL_REQUIRES(m_);
+  std::vector<detail::Task*> drain_all() KEEL_REQUIRES(m_);
   void refused(detail::Task* task, detail::Admit done, const std::string& broken_why, ThreadPoolExecutor& self);
   void worker_main(Worker* w, detail::Task* first) KEEL_NO_TSA;
   bool run_initializer(Worker* w, detail::Task* first);
@@ -121,7 +166,6 @@ class ThreadPoolCore {
   // (configuration, flags, live_) lies apart and stays shared.
   KEEL_CACHE_ALIGNED mutable Mutex m_;
   platform::Var<std::size_t> active_{0};       // guarded by m_
-  platform::Var<std::uint64_t> seq_{0};        // guarded by m_
   platform::Var<std::uint64_t> submitted_{0};  // guarded by m_
   platform::Var<std::uint64_t> completed_{0};  // guarded by m_
   // The idle workers, a stack through Worker::next_idle (the most recently
@@ -146,6 +190,24 @@ class ThreadPoolCore {
   platform::Var<std::uint64_t> threads_made_{0};  // guarded by m_
   platform::Var<std::uint64_t> rejected_{0};      // guarded by m_
   Condition room_{m_};                            // blocked submitters wait here for room (RejectPolicy::block)
+
+  // Ring mode (see the top of this file). What submitters write on the fast
+  // path (the gate, the numbers, the count) shares a line; what workers read
+  // on every task (the mode, the freeze flag) lies on another, read-mostly.
+  const std::unique_ptr<detail::TaskRing<detail::Task>> ring_;  // null: not a ring pool
+  KEEL_CACHE_ALIGNED mutable detail::SubmitGate gate_;          // open only in ring mode, outside snapshots
+  platform::Atomic<std::uint64_t> seq_{0};                      // submission numbers, both paths
+  platform::Atomic<std::uint64_t> fast_submitted_{0};           // accepted on the fast path
+  KEEL_CACHE_ALIGNED platform::Atomic<bool> ring_mode_{false};  // written under m_
+  mutable platform::FutexWord frozen_{0};                       // a snapshot is being taken
+  detail::EventCount sleep_;                                    // ring workers that found it empty
+  KEEL_CACHE_ALIGNED platform::Atomic<bool> spinner_{false};    // a ring worker spins: written often
+  // The monitor: started with the first entry into ring mode, stopped at
+  // termination, joined before the core is freed. It holds no reference.
+  KEEL_CACHE_ALIGNED platform::FutexWord mon_awake_{0};  // 1: it watches the ring; submitters read it
+  platform::FutexWord mon_tick_{0};                      // its timed sleep; never changes
+  platform::Atomic<bool> mon_stop_{false};
+  platform::Thread monitor_;  // started under m_; joined by destroy(), free_orphaned(), join_exited()
   Event terminated_;
   Mutex join_lock_;  // one thread joins the workers at a time
 };
@@ -161,11 +223,21 @@ struct KEEL_CACHE_ALIGNED ThreadPoolCore::Worker {
   static constexpr std::int32_t asleep = 1;
   static constexpr std::int32_t claimed = 2;
 
+  // Ring mode: what the worker does, announced for a snapshot.
+  static constexpr std::int32_t outside = 0;  // not in ring_loop: m_ guards what it does
+  static constexpr std::int32_t waiting = 1;  // in ring_loop with no task (spinning, asleep)
+  static constexpr std::int32_t taking = 2;   // about to pop, from waiting
+  static constexpr std::int32_t running = 3;
+  static constexpr std::int32_t finishing = 4;  // about to count its task and pop the next
+  static constexpr std::int32_t parked = 8;     // added to taking or finishing: stopped for a snapshot
+
   platform::FutexWord signal{idle};
-  platform::Var<detail::Task*> handed;            // written by the claimer before the claim
-  platform::Var<detail::Task*> current{nullptr};  // guarded by m_: the running task
-  platform::Var<std::uint64_t> tid{0};            // guarded by m_
-  platform::Var<Worker*> next_idle{nullptr};      // guarded by m_: the next one down the idle stack
+  platform::FutexWord phase{outside};
+  platform::Atomic<std::uint64_t> ring_completed{0};  // written by the worker in ring_loop
+  platform::Var<detail::Task*> handed;                // written by the claimer before the claim
+  platform::Var<detail::Task*> current{nullptr};      // guarded by m_: the running task
+  platform::Var<std::uint64_t> tid{0};                // guarded by m_
+  platform::Var<Worker*> next_idle{nullptr};          // guarded by m_: the next one down the idle stack
   std::uint64_t number = 0;
   platform::Thread thread;
 };
@@ -183,6 +255,21 @@ T bump(platform::Var<T>& v) {
 platform::Deadline idle_deadline(bool timed, std::chrono::nanoseconds keep_alive) {
   return timed ? platform::Deadline::after(keep_alive) : platform::Deadline::never();
 }
+
+// The ring's cells, how long a ring worker spins on the empty ring, and how
+// often the monitor looks and how soon it sleeps. Under the model: a ring of
+// two, so that it fills and the overflow path is explored too, one pause
+// (platform::spin_pause is a yield there) and one quiet tick.
+#if KEEL_MODEL
+constexpr std::size_t ring_cells = 2;
+constexpr int spinner_pauses = 1;
+constexpr int monitor_quiet_ticks = 1;
+#else
+constexpr std::size_t ring_cells = 4096;
+constexpr int spinner_pauses = 2000;
+constexpr int monitor_quiet_ticks = 20;  // asleep after about a millisecond with nothing queued
+#endif
+constexpr std::chrono::microseconds monitor_tick{50};
 
 RejectedError rejected_shutdown() {
   return RejectedError(RejectedError::Reason::shutdown, "cannot schedule new tasks after shutdown");
@@ -229,7 +316,12 @@ ThreadPoolCore::ThreadPoolCore(ThreadPoolOptions o)
       core_(*o.core_threads),
       max_(o.max_threads),
       keep_alive_(o.keep_alive),
-      core_timeout_(o.allow_core_timeout) {}
+      core_timeout_(o.allow_core_timeout),
+      ring_(o.queue == QueueKind::fifo && o.queue_capacity == 0
+                ? std::make_unique<detail::TaskRing<detail::Task>>(ring_cells)
+                : nullptr) {
+  gate_.close();  // until every core thread has started
+}
 
 // ---------------------------------------------------------------- the object
 
@@ -288,8 +380,17 @@ void ThreadPoolCore::enqueue(detail::Task* task, bool has_priority, ThreadPoolEx
   const platform::Deadline block_deadline = reject_ == RejectPolicy::block && block_timeout_
                                                 ? platform::Deadline::after(*block_timeout_)
                                                 : platform::Deadline::never();
-  {
+  for (bool full = false;;) {
+    if (ring_) {
+      const Fast f = submit_fast(task);
+      if (f == Fast::taken) return;
+      full = f == Fast::full;
+    }
     LockGuard g(m_);
+    if (ring_mode_.load(std::memory_order_relaxed)) {
+      if (!full) continue;  // a snapshot closed the gate for a moment: it is open again
+      leave_ring();         // the ring is full: the locked queue takes the rest, behind it
+    }
     done = place(task, block_deadline, victim);
     if (accepted(done)) {
       bump(submitted_);
@@ -297,6 +398,7 @@ void ThreadPoolCore::enqueue(detail::Task* task, bool has_priority, ThreadPoolEx
     } else if (done == detail::Admit::refuse_broken) {
       broken_why = broken_why_;
     }
+    break;
   }
   if (victim) {
     victim->cancel();
@@ -370,7 +472,7 @@ detail::Admit ThreadPoolCore::place(detail::Task* task, const platform::Deadline
     const Admit a = detail::decide_admission(v);
     if (a == Admit::refuse_broken) return a;
     if (a != Admit::refuse_shutdown && !numbered) {
-      task->seq = bump(seq_);
+      task->seq = seq_.fetch_add(1, std::memory_order_relaxed) + 1;
       numbered = true;
     }
     switch (a) {
@@ -414,6 +516,232 @@ detail::Admit ThreadPoolCore::place(detail::Task* task, const platform::Deadline
         return a;
     }
   }
+}
+
+// ---------------------------------------------------------------- ring mode
+
+ThreadPoolCore::Fast ThreadPoolCore::submit_fast(detail::Task* task) {
+  if (!gate_.enter()) return Fast::closed;
+  task->seq = seq_.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::uint64_t position = 0;
+  const bool pushed = ring_->try_push(task, &position);  // a worker may run and release it at once
+  if (pushed) fast_submitted_.fetch_add(1, std::memory_order_relaxed);
+  gate_.leave();
+  if (!pushed) return Fast::full;
+  wake_for(position);
+  return Fast::taken;
+}
+
+// The wake policy (executor_ring.pml's MONITOR). A worker that is not
+// registered to sleep is running a task, spinning, or about to look at the
+// ring again after registering, so nothing is done while nobody sleeps. With
+// a sleeper, the submitter wakes nobody: it makes sure the monitor watches.
+// The monitor wakes a sleeper when the ring's head did not move for a tick,
+// that is when the awake workers are stuck in their tasks. So n tasks on n
+// workers still all start (EXEC-12), the later ones within a tick or two,
+// and a stream of short tasks costs no wake-up at all.
+void ThreadPoolCore::wake_for(std::uint64_t) {
+  if (!sleep_.waiting()) return;
+  // Seq_cst: the other half of the monitor's Dekker pair (monitor_main).
+  if (mon_awake_.load(std::memory_order_seq_cst) != 0) return;
+  if (KEEL_INJECTED(executor_ring_monitor_left_asleep)) return;
+  if (mon_awake_.exchange(1, std::memory_order_seq_cst) == 0) platform::futex_wake(mon_awake_, 1);
+}
+
+// The monitor's loop, without m_. While it watches, it wakes every tick; a
+// backlog whose head stood still since the last tick means the awake
+// workers are all in their tasks, and it wakes a sleeper (unless a worker
+// spins, which takes the head). After a quiet stretch it says it sleeps,
+// looks at the ring again, and sleeps until a submitter finds a sleeper
+// beside a push.
+void ThreadPoolCore::monitor_main() {
+  platform::set_current_thread_name(name_prefix_ + "_monitor");
+  std::uint64_t last = ring_->popped();
+  int quiet = 0;
+  while (!mon_stop_.load(std::memory_order_acquire)) {
+    platform::futex_wait(mon_tick_, 0, platform::Deadline::after(monitor_tick));
+    const std::uint64_t head = ring_->popped();
+    const bool backlog = ring_->pushed() != head;
+    if (backlog && head == last && !spinner_.load(std::memory_order_relaxed)) sleep_.notify(1);
+    last = head;
+    if (backlog) {
+      quiet = 0;
+      continue;
+    }
+    if (++quiet < monitor_quiet_ticks) continue;
+    quiet = 0;
+    mon_awake_.store(0, std::memory_order_seq_cst);
+    const bool look = !KEEL_INJECTED(executor_ring_monitor_sleeps_blind);
+    if (mon_stop_.load(std::memory_order_seq_cst) || (look && !ring_->looks_empty() && sleep_.waiting())) {
+      mon_awake_.store(1, std::memory_order_relaxed);
+      continue;
+    }
+    platform::futex_wait(mon_awake_, 0);
+    last = ring_->popped();
+  }
+}
+
+// Called when the pool stops taking work: the monitor returns within a tick.
+void ThreadPoolCore::stop_monitor() {
+  mon_stop_.store(true, std::memory_order_seq_cst);
+  mon_awake_.store(1, std::memory_order_seq_cst);
+  platform::futex_wake(mon_awake_, platform::wake_all);
+  platform::futex_wake(mon_tick_, platform::wake_all);
+}
+
+// Enters ring mode when the pool allows it: running, every core thread
+// started (at least one), no core timeouts, nothing in the locked queue.
+void ThreadPoolCore::maybe_enter_ring() {
+  if (!ring_ || ring_mode_.load(std::memory_order_relaxed)) return;
+  if (run_.load() != Run::running || broken_.load() || core_timeout_.load() || core_.load() == 0 ||
+      live_.size() != core_.load() || !queue_.empty()) {
+    return;
+  }
+  if (!monitor_.joinable()) {
+    try {
+      monitor_.start([this] { monitor_main(); });
+    } catch (...) {
+    }
+    if (!monitor_.joinable()) return;  // no thread for it: the pool stays on its lock
+  }
+  ring_mode_.store(true, std::memory_order_seq_cst);
+  release_idle_workers();  // they look again and move to ring_loop
+  gate_.open();
+}
+
+void ThreadPoolCore::leave_ring() {
+  // A pool that refuses work never enters ring mode again: its monitor goes
+  // now, not at termination, which may be far off behind a long task.
+  if (ring_ && (run_.load() != Run::running || broken_.load())) stop_monitor();
+  if (!ring_mode_.load(std::memory_order_relaxed)) return;
+  // Seq_cst: a sleeper registers, then reads the mode (ring_wait).
+  ring_mode_.store(false, std::memory_order_seq_cst);
+  gate_.close();  // the submitters inside push nothing later
+  if (!KEEL_INJECTED(executor_ring_leave_skips_wake)) sleep_.notify(platform::wake_all);
+}
+
+// A worker's ring mode, without m_, until the pool leaves ring mode. A
+// finished task is released (its destructor is user code, which may ask for
+// a snapshot) only once the worker is in a phase a snapshot does not wait for.
+void ThreadPoolCore::ring_loop(Worker* w) {
+  announce(w, Worker::taking);
+  detail::Task* task = ring_->try_pop();
+  for (;;) {
+    if (task == nullptr) {
+      task = ring_wait(w);
+      if (task == nullptr) return;
+    }
+    w->current.store(task);
+    w->phase.store(Worker::running, std::memory_order_release);
+    const bool ran = run_task(task);
+    // Parks here, still counted as running, while a snapshot is taken.
+    announce(w, Worker::finishing);
+    if (ran) w->ring_completed.store(w->ring_completed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    const bool stay = ring_mode_.load(std::memory_order_relaxed);
+    detail::Task* next = stay ? ring_->try_pop() : nullptr;
+    w->current.store(next);
+    w->phase.store(next != nullptr ? Worker::running
+                   : stay          ? Worker::waiting
+                                   : Worker::outside,
+                   std::memory_order_release);
+    task->release();
+    if (!stay) return;
+    task = next;
+  }
+}
+
+// The ring is empty (as far as this worker saw): spin as the one spinner, or
+// sleep on the event count. Returns a task it popped (announced as taking),
+// or null, in phase outside, once the pool left ring mode.
+detail::Task* ThreadPoolCore::ring_wait(Worker* w) {
+  for (;;) {
+    w->phase.store(Worker::waiting, std::memory_order_release);
+    if (!spinner_.load(std::memory_order_relaxed) && !spinner_.exchange(true, std::memory_order_acquire)) {
+      bool work = false;
+      for (int i = 0; i < spinner_pauses && ring_mode_.load(std::memory_order_relaxed); ++i) {
+        if ((work = ring_->pushed() != ring_->popped())) break;
+        platform::spin_pause();
+      }
+      spinner_.store(false, std::memory_order_release);
+      if (work) {
+        announce(w, Worker::taking);
+        if (detail::Task* t = ring_->try_pop()) return t;
+        continue;
+      }
+    }
+    const detail::EventCount::Key key = sleep_.prepare_wait();
+    announce(w, Worker::taking);
+    if (detail::Task* t = KEEL_INJECTED(executor_ring_sleep_without_look) ? nullptr : ring_->try_pop()) {
+      sleep_.cancel_wait();
+      return t;
+    }
+    w->phase.store(Worker::waiting, std::memory_order_release);
+    if (!ring_mode_.load(std::memory_order_seq_cst)) {
+      sleep_.cancel_wait();
+      w->phase.store(Worker::outside, std::memory_order_release);
+      return nullptr;
+    }
+    sleep_.wait(key);
+  }
+}
+
+// Says what the worker is about to do (take or count a task), then looks at
+// the freeze flag: a Dekker pair with freeze(). Parks while a snapshot is
+// taken, in a phase the snapshot counts as it was.
+void ThreadPoolCore::announce(Worker* w, std::int32_t phase) {
+  for (;;) {
+    w->phase.store(phase, std::memory_order_seq_cst);
+    if (frozen_.load(std::memory_order_seq_cst) == 0 || KEEL_INJECTED(executor_ring_ignores_freeze)) return;
+    w->phase.store(phase + Worker::parked, std::memory_order_release);
+    while (frozen_.load(std::memory_order_acquire) != 0) platform::futex_wait(frozen_, 1);
+  }
+}
+
+// Called with m_ held (and the gate closed in ring mode): returns once no
+// ring worker is between an announcement and its next phase, so that every
+// count, every phase and every running task stands still until thaw().
+void ThreadPoolCore::freeze() const {
+  frozen_.store(1, std::memory_order_seq_cst);
+  for (const Worker* w : live_) {
+    for (;;) {
+      const std::int32_t p = w->phase.load(std::memory_order_seq_cst);
+      if ((p != Worker::taking && p != Worker::finishing) || KEEL_INJECTED(executor_ring_snapshot_skips_wait)) break;
+      platform::yield_now();
+    }
+  }
+}
+
+void ThreadPoolCore::thaw() const {
+  frozen_.store(0, std::memory_order_release);
+  platform::futex_wake(frozen_, platform::wake_all);
+}
+
+// Nothing in the locked queue or the ring. Only ring workers pop the ring
+// without m_, and a pop they claimed counts as taken.
+bool ThreadPoolCore::queue_empty() const { return queue_.empty() && (!ring_ || ring_->pushed() == ring_->popped()); }
+
+// In the locked queue and the ring; with the gate closed (no push in flight).
+std::size_t ThreadPoolCore::queued() const {
+  return queue_.size() + (ring_ ? static_cast<std::size_t>(ring_->pushed() - ring_->popped()) : 0);
+}
+
+// The ring's tasks are older than the locked queue's: the queue takes tasks
+// only while the gate is closed, and the gate closes only after the
+// submitters inside it pushed.
+detail::Task* ThreadPoolCore::take_locked() {
+  if (ring_) {
+    if (detail::Task* t = ring_->try_pop()) return t;
+  }
+  return queue_.empty() ? nullptr : queue_.pop();
+}
+
+std::vector<detail::Task*> ThreadPoolCore::drain_all() {
+  std::vector<detail::Task*> out;
+  if (ring_) {
+    while (detail::Task* t = ring_->try_pop()) out.push_back(t);
+  }
+  for (auto* t : queue_.drain()) out.push_back(t);
+  return out;
 }
 
 bool ThreadPoolCore::claim_idle(detail::Task* task) {
@@ -490,6 +818,7 @@ bool ThreadPoolCore::try_add_worker(detail::Task* first) {
     return false;
   }
   largest_.store(std::max(largest_.load(), live_.size()));
+  maybe_enter_ring();
   return true;
 }
 
@@ -507,6 +836,12 @@ void ThreadPoolCore::worker_main(Worker* w, detail::Task* task) {
       task = nullptr;
       idle_expired = false;
     }
+    if (ring_mode_.load(std::memory_order_relaxed)) {
+      m_.unlock();
+      ring_loop(w);
+      m_.lock();
+      continue;
+    }
     const detail::WorkerStep step = detail::decide_worker_step({.stopping = run_.load() == Run::stop,
                                                                 .broken = broken_.load(),
                                                                 .shut_down = run_.load() != Run::running,
@@ -514,13 +849,15 @@ void ThreadPoolCore::worker_main(Worker* w, detail::Task* task) {
                                                                 .core = core_.load(),
                                                                 .max = max_.load(),
                                                                 .core_timeout = core_timeout_.load(),
-                                                                .queue_empty = queue_.empty(),
+                                                                .queue_empty = queue_empty(),
                                                                 .idle_expired = idle_expired});
     if (step == detail::WorkerStep::retire) break;
     if (step == detail::WorkerStep::take_task) {
-      task = queue_.pop();
+      task = take_locked();  // null: a ring worker took the ring's last one meanwhile
       notify_space();
     } else {
+      maybe_enter_ring();
+      if (ring_mode_.load(std::memory_order_relaxed)) continue;
       task = wait_idle(w, step == detail::WorkerStep::wait_timed, idle_expired);
     }
   }
@@ -655,6 +992,8 @@ bool ThreadPoolCore::run_task(detail::Task* task) {
 // last one of a shut-down pool (the caller then finishes termination).
 bool ThreadPoolCore::worker_exit(Worker* w) {
   live_.erase(std::find(live_.begin(), live_.end(), w));
+  // Its ring counts, which a snapshot reads only for live workers.
+  completed_.store(completed_.load() + w->ring_completed.load(std::memory_order_relaxed));
   exited_.push_back(w);
   notify_space();  // a thread slot is free
   return claim_termination();
@@ -666,7 +1005,7 @@ bool ThreadPoolCore::worker_exit(Worker* w) {
 // that every accepted future is final (EXEC-4). Returns true exactly once.
 bool ThreadPoolCore::claim_termination() {
   const bool closed = run_.load() != Run::running || broken_.load();
-  if (terminating_.load() || !closed || !live_.empty() || !queue_.empty() || finalizing_.load() != 0) return false;
+  if (terminating_.load() || !closed || !live_.empty() || !queue_empty() || finalizing_.load() != 0) return false;
   terminating_.store(true);
   return true;
 }
@@ -687,7 +1026,8 @@ void ThreadPoolCore::break_pool(const std::exception_ptr& why, std::vector<detai
     broken_.store(true);
     broken_why_ = detail::describe_exception(why);
   }
-  for (auto* t : queue_.drain()) failed.push_back(t);
+  leave_ring();
+  for (auto* t : drain_all()) failed.push_back(t);
   release_idle_workers();
   notify_space();
 }
@@ -737,7 +1077,8 @@ bool ThreadPoolCore::abandon_from_own_thread() noexcept {
 
 void ThreadPoolCore::destroy() noexcept {
   // shutdown(wait) joined every worker, each after its drop_ref(): only the
-  // object's reference is left.
+  // object's reference is left. The monitor was stopped at termination.
+  if (monitor_.joinable()) monitor_.join();
   delete this;
 }
 
@@ -771,6 +1112,7 @@ void ThreadPoolCore::free_orphaned() noexcept {
     }
     delete w;
   }
+  if (monitor_.joinable()) monitor_.join();  // stopped at termination, before the last worker left
   delete this;
 }
 
@@ -781,7 +1123,7 @@ void ThreadPoolCore::shutdown(ShutdownOptions options) {
     // The old order: the queued futures say cancelled while submit still accepts.
     {
       LockGuard g(m_);
-      drained = queue_.drain();
+      drained = drain_all();
     }
     for (auto* t : drained) {
       t->cancel();
@@ -795,7 +1137,8 @@ void ThreadPoolCore::shutdown(ShutdownOptions options) {
     LockGuard g(m_);
     if (options.wait) check_not_worker("shutdown(wait)");
     if (run_.load() == Run::running) run_.store(Run::shutdown);
-    if (options.cancel_futures && !KEEL_INJECTED(executor_cancel_futures_skips_drain)) drained = queue_.drain();
+    leave_ring();
+    if (options.cancel_futures && !KEEL_INJECTED(executor_cancel_futures_skips_drain)) drained = drain_all();
     if (!drained.empty()) begin_finalizing();
     release_idle_workers();
     notify_space();
@@ -822,13 +1165,17 @@ std::vector<PendingTask> ThreadPoolCore::shutdown_now() {
   {
     LockGuard g(m_);
     run_.store(Run::stop);
-    drained = queue_.drain();
+    leave_ring();
+    drained = drain_all();
+    // Ring workers run without m_: the freeze holds their tasks still.
+    if (ring_) freeze();
     for (Worker* w : live_) {
       if (w->current.load()) {
         w->current.load()->add_ref();
         running.push_back(w->current.load());
       }
     }
+    if (ring_) thaw();
     release_idle_workers();
     notify_space();
     terminate = claim_termination();
@@ -868,6 +1215,7 @@ void ThreadPoolCore::join_exited() {
     w->thread.join();
     delete w;
   }
+  if (terminated_.is_set() && monitor_.joinable()) monitor_.join();
 }
 
 // ---------------------------------------------------------------- control
@@ -901,12 +1249,13 @@ void ThreadPoolCore::set_core_threads(std::size_t n) {
   }
   const std::size_t old = core_.load();
   if (n == old) return;  // as Java's setCorePoolSize: no change, nothing started or released
+  leave_ring();          // threads start or retire; a worker enters it again when it may
   core_.store(n);
   if (n < old) {
     release_idle_workers();  // they re-check and now wait with the keep-alive
   } else if (run_.load() == Run::running && !broken_.load()) {
     // Java's rule: start threads for queued work, up to the new core size.
-    std::size_t k = std::min(n - std::min(n, live_.size()), queue_.size());
+    std::size_t k = std::min(n - std::min(n, live_.size()), queued());
     while (k-- > 0 && try_add_worker(nullptr)) {
     }
   }
@@ -920,7 +1269,10 @@ void ThreadPoolCore::set_max_threads(std::size_t n) {
                      ")");
   }
   max_.store(n);
-  if (live_.size() > n) release_idle_workers();  // they retire; busy ones after their task
+  if (live_.size() > n) {
+    leave_ring();
+    release_idle_workers();  // they retire; busy ones after their task
+  }
   notify_space();
 }
 
@@ -934,7 +1286,10 @@ void ThreadPoolCore::set_keep_alive(std::chrono::nanoseconds d) {
 void ThreadPoolCore::allow_core_timeout(bool allow) {
   LockGuard g(m_);
   core_timeout_.store(allow);
-  if (allow) release_idle_workers();
+  if (allow) {
+    leave_ring();  // ring workers never time out
+    release_idle_workers();
+  }
 }
 
 std::size_t ThreadPoolCore::core_threads() const {
@@ -950,7 +1305,15 @@ std::size_t ThreadPoolCore::max_threads() const {
 ThreadPoolStats ThreadPoolCore::stats() const {
   if (KEEL_INJECTED(executor_stats_unlocked)) return read_stats();  // seeded bug: counters read without m_
   LockGuard g(m_);
-  return read_stats();
+  if (!ring_) return read_stats();
+  // Ring workers and submitters count without m_: stop both (EXEC-8).
+  const bool open = ring_mode_.load(std::memory_order_relaxed);
+  if (open) gate_.close();
+  freeze();
+  const ThreadPoolStats s = read_stats();
+  thaw();
+  if (open) gate_.open();
+  return s;
 }
 
 ThreadPoolStats ThreadPoolCore::read_stats() const {
@@ -959,10 +1322,19 @@ ThreadPoolStats ThreadPoolCore::read_stats() const {
   s.idle = idle_count_.load();
   s.active = active_.load();
   s.largest = largest_.load();
-  s.queued = queue_.size();
+  s.queued = queued();
   s.submitted = submitted_.load();
   s.completed = completed_.load();
   s.rejected = rejected_.load();
+  if (ring_) {
+    s.submitted += fast_submitted_.load(std::memory_order_relaxed);
+    for (const Worker* w : live_) {
+      const std::int32_t p = w->phase.load(std::memory_order_acquire) & ~Worker::parked;
+      if (p == Worker::running || p == Worker::finishing) ++s.active;
+      if (p == Worker::waiting || p == Worker::taking) ++s.idle;
+      s.completed += w->ring_completed.load(std::memory_order_relaxed);
+    }
+  }
   return s;
 }
 

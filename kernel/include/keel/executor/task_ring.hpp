@@ -57,7 +57,9 @@ class TaskRing {
 
   std::size_t capacity() const { return mask_ + 1; }
 
-  bool try_push(T* p) {
+  // On success, *position (when given) is the position the push took:
+  // the pointer is taken once popped() has passed it.
+  bool try_push(T* p, std::uint64_t* position = nullptr) {
     std::uint64_t pos = tail_.load(std::memory_order_relaxed);
     for (;;) {
       Cell& c = cells_[pos & mask_];
@@ -66,6 +68,7 @@ class TaskRing {
       if (lag == 0) {
         if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
           c.value.store(p);
+          if (position != nullptr) *position = pos;
           if (KEEL_INJECTED(task_ring_publish_relaxed)) {
             c.seq.store(pos + 1, std::memory_order_relaxed);
           } else if (KEEL_INJECTED(task_ring_publish_release)) {
@@ -107,6 +110,14 @@ class TaskRing {
     }
   }
 
+  // Whether no pointer is published at the head: the seq_cst look of a
+  // try_pop() without the pop, for a watcher that must pair with pushes
+  // (SYNC-16's Dekker pair) and leave the tasks to the workers.
+  bool looks_empty() const {
+    const std::uint64_t pos = head_.load(std::memory_order_relaxed);
+    return cells_[pos & mask_].seq.load(std::memory_order_seq_cst) != pos + 1;
+  }
+
   // Positions claimed so far: pushes and pops. Their difference is the number
   // of pointers in the ring or being moved; a monitor that sees `popped()` stand
   // still while pushes wait knows no worker took a task since it last looked.
@@ -114,7 +125,9 @@ class TaskRing {
   std::uint64_t popped() const { return head_.load(std::memory_order_relaxed); }
 
  private:
-  struct Cell {
+  // A line each: a pusher and a popper working on neighbouring positions
+  // would otherwise move one line back and forth for every task.
+  struct KEEL_CACHE_ALIGNED Cell {
     platform::Atomic<std::uint64_t> seq;
     platform::Var<T*> value;
   };

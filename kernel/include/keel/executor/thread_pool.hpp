@@ -15,7 +15,11 @@
 // cancels it; shutdown_now() also hands it back. The destructor never
 // throws: it is shutdown(wait), or shutdown(wait = false) when it runs on one
 // of the pool's own threads (LIFE-8). map and starmap submit lazily, keep
-// input order, and report progress (keel/executor/map_progress.hpp).
+// input order, and report progress (keel/executor/map_progress.hpp). A pool
+// with an unbounded fifo queue (the default) stops taking its lock on
+// submission once its core threads have started (ring mode, EXEC-13,
+// EXEC-14, SYNC-16): it then has one more thread, a monitor that wakes a
+// sleeping worker when queued tasks stop moving, ended at shutdown.
 //
 // Invariants: EXEC-1..EXEC-10 (one final state per task; at most one run,
 // none after cancel; no silent drop at shutdown; shutdown(wait) waits for
@@ -24,8 +28,9 @@
 // future said BrokenThreadPool or cancelled-by-shutdown, later submits are
 // refused the same way, since the state is published under the lock first),
 // LIFE-8, LIFE-9 (a map owns an rvalue range), EXEC-11 (a rejection
-// handler never leaves a future pending), EXEC-12 (no task waits behind a
-// running one while a worker idles: n tasks on n workers run at once),
+// handler never leaves a future pending), EXEC-12 (n tasks on n workers run
+// at once: no task waits behind a running one while a worker idles, in ring
+// mode for longer than the monitor's tick),
 // MAP-1 (progress).
 #pragma once
 
@@ -107,7 +112,8 @@ struct ThreadPoolOptions {
   std::function<void()> on_terminated{};
 };
 
-/// One snapshot of a pool, taken under its lock: the fields agree with one another.
+/// One snapshot of a pool, taken under its lock (and, in ring mode, with its workers' counts held
+/// still): the fields agree with one another.
 struct ThreadPoolStats {
   std::size_t threads = 0;      ///< live workers
   std::size_t idle = 0;         ///< waiting for work
