@@ -185,10 +185,11 @@ case ${KEEL_SPIN_SET:-shipped} in
       "executor_ring.w2t2.mon+twin:BUG_MONITOR_NO_RECHECK|$d|-DMONITOR=1 -DBUG_MONITOR_NO_RECHECK|safety|EXEC-12|twin"
       "executor_ring.w2t2.mon+twin:BUG_MONITOR_TRUST_SPINNER|$d|-DMONITOR=1 -DBUG_MONITOR_TRUST_SPINNER|safety|EXEC-12|twin"
       "executor_ring.w2t2s.mon|$d|-DMONITOR=1 -DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
-      "executor_ring.w2t3s.mon|$d|-DMONITOR=1 -DNTASK=3 -DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
     )
-    # The largest searches (1.7M to 24M states); COLLAPSE keeps the
-    # three-worker one near 250 MB and the monitor's three-task one near 1 GB.
+    # The largest searches (1.2M to 15M states); COLLAPSE keeps the
+    # three-worker one near 250 MB. The monitor's three-task row
+    # (-DMONITOR=1 -DNTASK=3 -DSHUT=1) passes too, outside the set: 106M
+    # states, 210 s and 4.7 GB with COLLAPSE (proofs/design/README.md).
     unset optimised_cc
     declare -A optimised_cc=(
       [executor_ring.w2t3s]="gcc -O2"
@@ -196,7 +197,6 @@ case ${KEEL_SPIN_SET:-shipped} in
       [executor_ring.w3t3]="gcc -O2 -DCOLLAPSE"
       [executor_ring.w2t2s.stats]="gcc -O2"
       [executor_ring.w2t2s.mon]="gcc -O2"
-      [executor_ring.w2t3s.mon]="gcc -O2 -DCOLLAPSE"
     )
     ;;
   *)

@@ -579,9 +579,9 @@ int main() {
   check<TwoBlockedThenShutdown>("executor.two-blocked-then-shutdown.3t+w", "EXEC-3,SYNC-2", random(100000));
   check<DestroyedOnOwnThread>("executor.destroyed-on-own-thread.1t+2w", "LIFE-8", random(100000));
   check<RingRendezvous>("executor.ring.rendezvous.1t+2w+m", "EXEC-12,SYNC-16", random(100000));
-  check<RingStats>("executor.ring.stats.2t+2w+m", "EXEC-8", random(100000));
-  check<RingShutdownNow>("executor.ring.shutdown-now.1t+w+m", "EXEC-1,EXEC-4", random(100000));
-  check<RingOverflowOrder>("executor.ring.overflow-order.1t+w+m", "EXEC-1,EXEC-13", random(100000));
+  check<RingStats>("executor.ring.stats.2t+2w+m", "EXEC-8", random(50000));
+  check<RingShutdownNow>("executor.ring.shutdown-now.1t+w+m", "EXEC-1,EXEC-4", random(50000));
+  check<RingOverflowOrder>("executor.ring.overflow-order.1t+w+m", "EXEC-1,EXEC-13", random(50000));
   // make verify-deep. Bound 1 is exhaustive up to one preemption but costs
   // about a minute per suite here, and every twin run repeats the rows before
   // the one that catches it: two suites run it, last, after every suite under

@@ -1,10 +1,11 @@
 /*
- * executor_ring.pml -- a DESIGN model, not a model of shipped code: the
- * hand-off protocol a ring-based ThreadPoolExecutor core would use
- * (docs/executor-ring.md), checked before any of it is written.  The
- * shipped pool (kernel/src/executor/thread_pool.cpp, proofs/executor.pml)
- * claims one idle worker per task under the pool lock; this protocol takes
- * the lock off the hot path:
+ * executor_ring.pml -- a DESIGN model, written before its code: the
+ * hand-off protocol of the ThreadPoolExecutor's ring mode, which now ships
+ * with the MONITOR policy (kernel/src/executor/thread_pool.cpp; its Relacy
+ * models are the executor.ring.* suites and hot_path_model.cpp, paired
+ * with this model's twins in proofs/design/README.md).  On its lock, the
+ * pool (proofs/executor.pml) claims one idle worker per task; this
+ * protocol takes the lock off the hot path:
  *
  *   - submitters pass a gate word (closed bit + in-flight count) instead of
  *     the lock, push the task into a FIFO ring, leave the gate, and then
@@ -372,8 +373,16 @@ again:
             :: sleepers == 0 -> skip
             :: else ->
 #if MONITOR
-                /* no wake here: make sure the monitor is awake; it wakes a
-                 * sleeper if the awake workers stop taking tasks */
+                /* every worker asleep: nobody could take the task before
+                 * a tick, so the submitter wakes one itself (the code reads
+                 * the sleeper count without ordering: a wake more or less
+                 * here, and the monitor is made sure of either way) */
+                if
+                :: sleepers == live -> wake_one()
+                :: else -> skip
+                fi;
+                /* make sure the monitor is awake; it wakes a sleeper if the
+                 * awake workers stop taking tasks */
                 atomic {
                     if
 #ifdef BUG_MONITOR_TRUST_SPINNER
@@ -461,7 +470,10 @@ end_mon:
      * only make more workers take tasks), which keeps the search finite */
     :: atomic { mon_awake && head < tail && head == last && sleepers > 0 && !spinner && !woke -> woke = true }
         -> wake_one()
-    :: mon_awake && head == tail ->
+    /* it sleeps with nothing queued, or with nobody asleep: a worker that
+     * registers later looks at the ring again, and a push beside a sleeper
+     * wakes the monitor (the code counts such ticks before it sleeps) */
+    :: mon_awake && (head == tail || sleepers == 0) ->
         mon_awake = false;
 #ifndef BUG_MONITOR_NO_RECHECK
         if

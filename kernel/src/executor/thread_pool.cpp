@@ -200,6 +200,7 @@ class ThreadPoolCore {
   platform::Atomic<std::uint64_t> fast_submitted_{0};           // accepted on the fast path
   KEEL_CACHE_ALIGNED platform::Atomic<bool> ring_mode_{false};  // written under m_
   mutable platform::FutexWord frozen_{0};                       // a snapshot is being taken
+  platform::Atomic<std::int32_t> ring_workers_{0};              // live workers when it entered ring mode
   detail::EventCount sleep_;                                    // ring workers that found it empty
   KEEL_CACHE_ALIGNED platform::Atomic<bool> spinner_{false};    // a ring worker spins: written often
   // The monitor: started with the first entry into ring mode, stopped at
@@ -542,6 +543,11 @@ ThreadPoolCore::Fast ThreadPoolCore::submit_fast(detail::Task* task) {
 // and a stream of short tasks costs no wake-up at all.
 void ThreadPoolCore::wake_for(std::uint64_t) {
   if (!sleep_.waiting()) return;
+  // Every worker asleep: nobody could take the task before the monitor's
+  // tick, so wake one now (a submission to an idle pool starts at once). A
+  // wake more than the policy needs is always safe: it only lets one more
+  // worker look at the ring.
+  if (sleep_.waiters() >= ring_workers_.load(std::memory_order_relaxed)) sleep_.notify(1);
   // Seq_cst: the other half of the monitor's Dekker pair (monitor_main).
   if (mon_awake_.load(std::memory_order_seq_cst) != 0) return;
   if (KEEL_INJECTED(executor_ring_monitor_left_asleep)) return;
@@ -551,9 +557,10 @@ void ThreadPoolCore::wake_for(std::uint64_t) {
 // The monitor's loop, without m_. While it watches, it wakes every tick; a
 // backlog whose head stood still since the last tick means the awake
 // workers are all in their tasks, and it wakes a sleeper (unless a worker
-// spins, which takes the head). After a quiet stretch it says it sleeps,
-// looks at the ring again, and sleeps until a submitter finds a sleeper
-// beside a push.
+// spins, which takes the head). After a stretch of ticks with no backlog or
+// no sleeper (all workers busy: a pool of long tasks costs no ticks) it says
+// it sleeps, looks at the ring again, and sleeps until a submitter finds a
+// sleeper beside a push.
 void ThreadPoolCore::monitor_main() {
   platform::set_current_thread_name(name_prefix_ + "_monitor");
   std::uint64_t last = ring_->popped();
@@ -564,7 +571,9 @@ void ThreadPoolCore::monitor_main() {
     const bool backlog = ring_->pushed() != head;
     if (backlog && head == last && !spinner_.load(std::memory_order_relaxed)) sleep_.notify(1);
     last = head;
-    if (backlog) {
+    // Only a backlog beside a sleeper needs watching: a worker that is not
+    // asleep takes the backlog, or looks at the ring again before it sleeps.
+    if (backlog && sleep_.waiting()) {
       quiet = 0;
       continue;
     }
@@ -604,6 +613,7 @@ void ThreadPoolCore::maybe_enter_ring() {
     }
     if (!monitor_.joinable()) return;  // no thread for it: the pool stays on its lock
   }
+  ring_workers_.store(static_cast<std::int32_t>(live_.size()), std::memory_order_relaxed);
   ring_mode_.store(true, std::memory_order_seq_cst);
   release_idle_workers();  // they look again and move to ring_loop
   gate_.open();
