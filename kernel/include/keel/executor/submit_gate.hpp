@@ -14,8 +14,10 @@
 // One word holds the closed bit and the count of submitters inside, so that
 // enter() and close() are read-modify-writes of the same word: an enter()
 // either comes before the close in that word's order (close() waits for it)
-// or sees the bit. A refused enter() counts itself in and out again. The last
-// submitter to leave a closed gate wakes the closer.
+// or sees the bit. A refused enter() counts itself in and out again. The
+// closer sets a second bit before it sleeps, and the last submitter to leave
+// wakes it only then: a refused enter() on a closed gate (every submission
+// while a pool runs on its lock) makes no system call.
 //
 // Invariants: EXEC-14.
 #pragma once
@@ -44,20 +46,27 @@ class SubmitGate {
   void leave() {
     const std::int32_t was =
         word_.fetch_sub(1, KEEL_INJECTED(gate_leave_relaxed) ? std::memory_order_relaxed : std::memory_order_release);
-    if (was == (closed_bit | 1) && !KEEL_INJECTED(gate_leave_skips_wake))
+    if ((was & sleeper_bit) != 0 && (was & count_mask) == 1 && !KEEL_INJECTED(gate_leave_skips_wake)) {
       platform::futex_wake(word_, platform::wake_all);
+    }
   }
 
   void close() {
     word_.fetch_or(closed_bit, std::memory_order_relaxed);
     if (KEEL_INJECTED(gate_close_skips_wait)) return;
-    for (;;) {
-      // Acquire: pairs with each leave(), so what a submitter did inside
-      // happens before the closer goes on.
-      const std::int32_t now = word_.load(std::memory_order_acquire);
-      if (now == closed_bit) return;
+    // Acquire, here and below: pairs with each leave(), so what a submitter
+    // did inside happens before the closer goes on.
+    std::int32_t now = word_.load(std::memory_order_acquire);
+    while ((now & count_mask) != 0) {
+      if ((now & sleeper_bit) == 0) {
+        // Says it sleeps before it does: the last to leave then sees the bit.
+        now = word_.fetch_or(sleeper_bit, std::memory_order_acq_rel) | sleeper_bit;
+        continue;
+      }
       platform::futex_wait(word_, now);
+      now = word_.load(std::memory_order_acquire);
     }
+    if ((now & sleeper_bit) != 0) word_.fetch_sub(sleeper_bit, std::memory_order_relaxed);
   }
 
   void open() { word_.fetch_sub(closed_bit, std::memory_order_release); }
@@ -66,6 +75,8 @@ class SubmitGate {
 
  private:
   static constexpr std::int32_t closed_bit = std::int32_t{1} << 30;
+  static constexpr std::int32_t sleeper_bit = std::int32_t{1} << 29;  // the closer sleeps in close()
+  static constexpr std::int32_t count_mask = sleeper_bit - 1;
   platform::FutexWord word_{0};
 };
 
