@@ -246,7 +246,7 @@ int main() {
   check<Reopen>("submit-gate.reopen.2t", "EXEC-14", full());
   deep_check<TwoPushers>("task-ring.two-pushers.3t", "EXEC-13", random(1000000));
   deep_check<TwoPoppersWrap>("task-ring.two-poppers-wrap.3t", "EXEC-13", random(1000000));
-  deep_check<CloseDrains<3>>("submit-gate.close-drains.3t", "EXEC-14", bounded(2));
-  deep_check<TwoSleepers>("event-count.two-sleepers.3t", "SYNC-16", bounded(2));
+  deep_check<CloseDrains<3>>("submit-gate.close-drains.3t", "EXEC-14", random(1000000));
+  deep_check<TwoSleepers>("event-count.two-sleepers.3t", "SYNC-16", random(1000000));
   return exit_code();
 }
