@@ -192,12 +192,11 @@ class ThreadPoolCore {
   Condition room_{m_};                            // blocked submitters wait here for room (RejectPolicy::block)
 
   // Ring mode (see the top of this file). What submitters write on the fast
-  // path (the gate, the numbers, the count) shares a line; what workers read
+  // path (the gate, the numbers) shares a line; what workers read
   // on every task (the mode, the freeze flag) lies on another, read-mostly.
   const std::unique_ptr<detail::TaskRing<detail::Task>> ring_;  // null: not a ring pool
   KEEL_CACHE_ALIGNED mutable detail::SubmitGate gate_;          // open only in ring mode, outside snapshots
   platform::Atomic<std::uint64_t> seq_{0};                      // submission numbers, both paths
-  platform::Atomic<std::uint64_t> fast_submitted_{0};           // accepted on the fast path
   KEEL_CACHE_ALIGNED platform::Atomic<bool> ring_mode_{false};  // written under m_
   mutable platform::FutexWord frozen_{0};                       // a snapshot is being taken
   platform::Atomic<std::int32_t> ring_workers_{0};              // live workers when it entered ring mode
@@ -526,7 +525,6 @@ ThreadPoolCore::Fast ThreadPoolCore::submit_fast(detail::Task* task) {
   task->seq = seq_.fetch_add(1, std::memory_order_relaxed) + 1;
   std::uint64_t position = 0;
   const bool pushed = ring_->try_push(task, &position);  // a worker may run and release it at once
-  if (pushed) fast_submitted_.fetch_add(1, std::memory_order_relaxed);
   gate_.leave();
   if (!pushed) return Fast::full;
   wake_for(position);
@@ -542,12 +540,13 @@ ThreadPoolCore::Fast ThreadPoolCore::submit_fast(detail::Task* task) {
 // workers still all start (EXEC-12), the later ones within a tick or two,
 // and a stream of short tasks costs no wake-up at all.
 void ThreadPoolCore::wake_for(std::uint64_t) {
-  if (!sleep_.waiting()) return;
+  const std::int32_t sleepers = sleep_.waiting();
+  if (sleepers == 0) return;
   // Every worker asleep: nobody could take the task before the monitor's
   // tick, so wake one now (a submission to an idle pool starts at once). A
   // wake more than the policy needs is always safe: it only lets one more
   // worker look at the ring.
-  if (sleep_.waiters() >= ring_workers_.load(std::memory_order_relaxed)) sleep_.notify(1);
+  if (sleepers >= ring_workers_.load(std::memory_order_relaxed)) sleep_.notify(1);
   // Seq_cst: the other half of the monitor's Dekker pair (monitor_main).
   if (mon_awake_.load(std::memory_order_seq_cst) != 0) return;
   if (KEEL_INJECTED(executor_ring_monitor_left_asleep)) return;
@@ -573,7 +572,7 @@ void ThreadPoolCore::monitor_main() {
     last = head;
     // Only a backlog beside a sleeper needs watching: a worker that is not
     // asleep takes the backlog, or looks at the ring again before it sleeps.
-    if (backlog && sleep_.waiting()) {
+    if (backlog && sleep_.waiting() != 0) {
       quiet = 0;
       continue;
     }
@@ -581,7 +580,7 @@ void ThreadPoolCore::monitor_main() {
     quiet = 0;
     mon_awake_.store(0, std::memory_order_seq_cst);
     const bool look = !KEEL_INJECTED(executor_ring_monitor_sleeps_blind);
-    if (mon_stop_.load(std::memory_order_seq_cst) || (look && !ring_->looks_empty() && sleep_.waiting())) {
+    if (mon_stop_.load(std::memory_order_seq_cst) || (look && !ring_->looks_empty() && sleep_.waiting() != 0)) {
       mon_awake_.store(1, std::memory_order_relaxed);
       continue;
     }
@@ -1337,7 +1336,7 @@ ThreadPoolStats ThreadPoolCore::read_stats() const {
   s.completed = completed_.load();
   s.rejected = rejected_.load();
   if (ring_) {
-    s.submitted += fast_submitted_.load(std::memory_order_relaxed);
+    s.submitted += ring_->pushed();  // only the fast path pushes: one per accepted task
     for (const Worker* w : live_) {
       const std::int32_t p = w->phase.load(std::memory_order_acquire) & ~Worker::parked;
       if (p == Worker::running || p == Worker::finishing) ++s.active;

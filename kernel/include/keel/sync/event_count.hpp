@@ -61,17 +61,17 @@ class EventCount {
     return r;
   }
 
-  // Whether a thread is registered: the notifier's half of the Dekker pair,
-  // for a notifier that decides something (how long to wait before it
-  // notifies) before it calls notify().
-  bool waiting() const {
+  // How many threads are registered, read seq_cst: the notifier's half of the
+  // Dekker pair, for a notifier that decides something (whom else to wake)
+  // before it calls notify().
+  std::int32_t waiting() const {
     return waiters_.load(KEEL_INJECTED(event_count_notify_relaxed) ? std::memory_order_relaxed
-                                                                   : std::memory_order_seq_cst) != 0;
+                                                                   : std::memory_order_seq_cst);
   }
 
   // Returns how many threads it woke.
   int notify(int n) {
-    if (!waiting()) return 0;
+    if (waiting() == 0) return 0;
     // Planted bug: a waiter between its second look and futex_wait keeps
     // sleeping, since the word it waits on did not change.
     if (!KEEL_INJECTED(event_count_wake_without_advance)) epoch_.fetch_add(1, std::memory_order_release);
