@@ -534,7 +534,8 @@ ThreadPoolCore::Fast ThreadPoolCore::submit_fast(detail::Task* task) {
 // The wake policy (executor_ring.pml's MONITOR). A worker that is not
 // registered to sleep is running a task, spinning, or about to look at the
 // ring again after registering, so nothing is done while nobody sleeps. With
-// a sleeper, the submitter wakes nobody: it makes sure the monitor watches.
+// a sleeper beside an awake worker, the submitter wakes nobody: it makes sure
+// the monitor watches (with every worker asleep, it wakes one itself, below).
 // The monitor wakes a sleeper when the ring's head did not move for a tick,
 // that is when the awake workers are stuck in their tasks. So n tasks on n
 // workers still all start (EXEC-12), the later ones within a tick or two,
