@@ -116,7 +116,7 @@ class ThreadPoolCore {
   void freeze() const KEEL_REQUIRES(m_);
   void thaw() const KEEL_REQUIRES(m_);
   bool queue_empty() const KEEL_REQUIRES(m_);
-  std::size_t queued() const KEEL_REQUIRES(m_);
+  std::size_t queued() const;  // the caller holds m_ (read_stats(), below, as for it)
   detail::Task* take_locked() KEEL_REQUIRES(m_);
   std::vector<detail::Task*> drain_all() KEEL_REQUIRES(m_);
   void refused(detail::Task* task, detail::Admit done, const std::string& broken_why, ThreadPoolExecutor& self);
