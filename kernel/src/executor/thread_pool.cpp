@@ -105,7 +105,7 @@ class ThreadPoolCore {
   detail::Admit place(detail::Task* task, const platform::Deadline& block_deadline, detail::Task*& victim)
       KEEL_REQUIRES(m_);
   Fast submit_fast(detail::Task* task);
-  void wake_for(std::uint64_t position);
+  void wake_after_push();
   void maybe_enter_ring() KEEL_REQUIRES(m_);
   void leave_ring() KEEL_REQUIRES(m_);
   void ring_loop(Worker* w);
@@ -523,11 +523,10 @@ detail::Admit ThreadPoolCore::place(detail::Task* task, const platform::Deadline
 ThreadPoolCore::Fast ThreadPoolCore::submit_fast(detail::Task* task) {
   if (!gate_.enter()) return Fast::closed;
   task->seq = seq_.fetch_add(1, std::memory_order_relaxed) + 1;
-  std::uint64_t position = 0;
-  const bool pushed = ring_->try_push(task, &position);  // a worker may run and release it at once
+  const bool pushed = ring_->try_push(task);  // a worker may run and release it at once
   gate_.leave();
   if (!pushed) return Fast::full;
-  wake_for(position);
+  wake_after_push();
   return Fast::taken;
 }
 
@@ -540,7 +539,7 @@ ThreadPoolCore::Fast ThreadPoolCore::submit_fast(detail::Task* task) {
 // that is when the awake workers are stuck in their tasks. So n tasks on n
 // workers still all start (EXEC-12), the later ones within a tick or two,
 // and a stream of short tasks costs no wake-up at all.
-void ThreadPoolCore::wake_for(std::uint64_t) {
+void ThreadPoolCore::wake_after_push() {
   const std::int32_t sleepers = sleep_.waiting();
   if (sleepers == 0) return;
   // Every worker asleep: nobody could take the task before the monitor's

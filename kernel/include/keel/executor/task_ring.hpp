@@ -57,9 +57,7 @@ class TaskRing {
 
   std::size_t capacity() const { return mask_ + 1; }
 
-  // On success, *position (when given) is the position the push took:
-  // the pointer is taken once popped() has passed it.
-  bool try_push(T* p, std::uint64_t* position = nullptr) {
+  bool try_push(T* p) {
     std::uint64_t pos = tail_.load(std::memory_order_relaxed);
     for (;;) {
       Cell& c = cells_[pos & mask_];
@@ -68,7 +66,6 @@ class TaskRing {
       if (lag == 0) {
         if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
           c.value.store(p);
-          if (position != nullptr) *position = pos;
           if (KEEL_INJECTED(task_ring_publish_relaxed)) {
             c.seq.store(pos + 1, std::memory_order_relaxed);
           } else if (KEEL_INJECTED(task_ring_publish_release)) {
