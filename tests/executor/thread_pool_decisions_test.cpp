@@ -275,8 +275,35 @@ TEST(ThreadPoolTask, OneSubmitIsOneAllocationOfTheTaskAndItsFutureState) {
   t_new = NewCount{};
   gate.open();
   for (std::size_t i = 0; i < kTasks; ++i) EXPECT_EQ(futures[i].result(), static_cast<std::int64_t>(i));
-  EXPECT_EQ(counted.calls, kTasks);
-  EXPECT_EQ(counted.bytes, kTasks * sizeof(Probe));
+  // Each submission takes one block, from the task-block cache or, when the
+  // cache is empty, from operator new: nothing else is allocated.
+  const std::size_t block = keel::detail::task_block_size(keel::detail::task_block_class(sizeof(Probe)));
+  EXPECT_EQ(block, sizeof(Probe));
+  EXPECT_LE(counted.calls, kTasks);
+  EXPECT_EQ(counted.bytes, counted.calls * block);
+  // With the process's cache emptied and this thread's cache drained, every
+  // submission is one call of operator new.
+  keel::trim_task_cache();
+  keel_future_test::Gate gate2;
+  auto opener2 = gate2.open_at_exit();
+  auto blocker2 = pool.submit([&gate2] { gate2.wait(); });
+  ASSERT_TRUE(keel_test::eventually([&] { return pool.stats().active == 1; }));
+  std::vector<keel::Future<std::int64_t>> more;
+  more.reserve(3 * kTasks);
+  for (std::size_t i = 0; i < 2 * kTasks; ++i) {
+    const std::int64_t v = static_cast<std::int64_t>(i);
+    more.push_back(pool.submit([v] { return v; }));
+  }
+  t_new = NewCount{.on = true};
+  for (std::size_t i = 0; i < kTasks; ++i) {
+    const std::int64_t v = static_cast<std::int64_t>(i);
+    more.push_back(pool.submit([v] { return v; }));
+  }
+  const NewCount fresh = t_new;
+  t_new = NewCount{};
+  gate2.open();
+  EXPECT_EQ(fresh.calls, kTasks);
+  EXPECT_EQ(fresh.bytes, kTasks * sizeof(Probe));
 }
 
 // The README's promise for map with chunksize > 1: each call's result stays

@@ -19,10 +19,15 @@
 // sits in Task's tail, so a task with an 8-byte result and an 8-byte callable
 // is 120 bytes (thread_pool_decisions_test checks it), a 128-byte heap block.
 //
+// Memory: TaskOf's blocks come from the task-block cache (task_heap.hpp),
+// which keeps freed blocks for the next submissions.
+//
 // Invariants: EXEC-1 (a task runs at most once and its future has exactly one
-// final state), EXEC-2 (cancel racing start: start(true) decides).
+// final state), EXEC-2 (cancel racing start: start(true) decides), EXEC-15
+// (its block has one owner at a time).
 #pragma once
 
+#include "keel/executor/task_heap.hpp"
 #include "keel/future/future.hpp"
 
 namespace keel::detail {
@@ -78,6 +83,15 @@ class TaskOf final : public FutureState<R>, public Task {
   ~TaskOf() override {
     if (live_) callable().~Fn();
   }
+  // From the task-block cache (task_heap.hpp): the last release of the
+  // future's state deletes the whole object through these.
+  static void* operator new(std::size_t n) { return task_block_allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { task_block_deallocate(p, n); }
+  // An over-aligned callable would find the two above first: its own go to
+  // the global aligned forms.
+  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+  static void operator delete(void* p, std::size_t, std::align_val_t a) noexcept { ::operator delete(p, a); }
+
   FutureCore& future() noexcept override { return *this; }
   void execute() override {
     complete_with<R>(*this, [this]() -> R { return callable()(this->stop_token()); });

@@ -1,0 +1,255 @@
+// Tests of the task-block cache (keel/executor/task_heap.hpp, EXEC-15): a
+// depot of its own with one cache, the process-wide cache with real threads,
+// and a thread pool whose second burst of tasks reuses the first one's
+// blocks. Its Relacy model is models/executor/task_heap_model.cpp.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "../support/test_support.hpp"
+#include "keel/executor/task.hpp"
+#include "keel/executor/task_heap.hpp"
+#include "keel/executor/thread_pool.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using keel::detail::task_block_allocate;
+using keel::detail::task_block_class;
+using keel::detail::task_block_deallocate;
+using keel::detail::task_block_size;
+using keel::detail::TaskBlockCache;
+using keel::detail::TaskBlockDepot;
+
+constexpr unsigned cls = 1;
+constexpr std::size_t block = task_block_size(cls);
+
+TEST(TaskHeap, SizeClassesCoverEveryTaskSizeUpToTheLargest) {
+  for (std::size_t n = 1; n <= keel::detail::task_block_max; ++n) {
+    const unsigned c = task_block_class(n);
+    ASSERT_LT(c, keel::detail::task_block_classes) << n;
+    ASSERT_GE(task_block_size(c), n) << n;
+    if (c > 0) {
+      ASSERT_LT(task_block_size(c - 1), n) << n;
+    }
+  }
+}
+
+TEST(TaskHeap, BlocksComeBackInOrderAndGoBackAboveTheLimit) {
+  // Batches of 4; the depot holds two; the cache two batches (8 blocks).
+  TaskBlockDepot depot(2 * 4 * block, 4, 0s);
+  TaskBlockCache cache{};
+  std::vector<void*> v;
+  for (int i = 0; i < 20; ++i) v.push_back(depot.allocate(cache, cls));
+  EXPECT_EQ(depot.stats().fresh, 20u);
+  for (void* p : v) depot.deallocate(cache, p, cls);
+  // 8 in the cache, two batches in the depot, the fifth batch given back.
+  keel::TaskCacheStats s = depot.stats();
+  EXPECT_EQ(s.cached_bytes, 2 * 4 * block);
+  EXPECT_EQ(s.returned, 4u);
+
+  // The newest first: the last block freed is the first taken.
+  std::vector<void*> again;
+  for (int i = 0; i < 16; ++i) again.push_back(depot.allocate(cache, cls));
+  EXPECT_EQ(again.front(), v.back());
+  s = depot.stats();
+  EXPECT_EQ(s.fresh, 20u) << "16 blocks: 8 from the cache and two batches from the depot";
+  EXPECT_EQ(s.refills, 2u);
+  EXPECT_EQ(s.cached_bytes, 0u);
+  EXPECT_EQ(std::set<void*>(again.begin(), again.end()).size(), 16u) << "no block handed out twice";
+  again.push_back(depot.allocate(cache, cls));
+  EXPECT_EQ(depot.stats().fresh, 21u);
+
+  for (void* p : again) depot.deallocate(cache, p, cls);
+  EXPECT_EQ(depot.set_limit(0), 2 * 4 * block);  // a lower limit trims at once
+  EXPECT_EQ(depot.stats().cached_bytes, 0u);
+  depot.flush(cache);  // as at thread exit: at limit 0, everything goes back
+  s = depot.stats();
+  EXPECT_EQ(s.fresh, s.returned);
+}
+
+TEST(TaskHeap, BatchesUnusedForAPeriodGoBack) {
+  constexpr auto period = 50ms;
+  TaskBlockDepot depot(std::size_t{1} << 30, 4, period);
+  TaskBlockCache filler{};
+  TaskBlockCache taker{};
+  std::vector<void*> v;
+  for (int i = 0; i < 40; ++i) v.push_back(depot.allocate(filler, cls));
+  for (void* p : v) depot.deallocate(filler, p, cls);
+  depot.flush(filler);  // ten batches in the depot
+  ASSERT_EQ(depot.stats().cached_bytes, 10 * 4 * block);
+
+  // Batches taken out and put back within each period stay.
+  for (int round = 0; round < 3; ++round) {
+    std::this_thread::sleep_for(period + 10ms);
+    std::vector<void*> all;
+    for (int i = 0; i < 40; ++i) all.push_back(depot.allocate(taker, cls));
+    for (void* p : all) depot.deallocate(taker, p, cls);
+    depot.flush(taker);
+    EXPECT_EQ(depot.stats().cached_bytes, 10 * 4 * block) << round;
+  }
+  // Then one batch a period is used: the rest, idle a whole period, go back
+  // at the first move after it.
+  const std::uint64_t returned = depot.stats().returned;
+  std::this_thread::sleep_for(period + 10ms);
+  void* p = depot.allocate(taker, cls);  // starts a period, takes one batch
+  std::this_thread::sleep_for(period + 10ms);
+  depot.deallocate(taker, p, cls);
+  depot.flush(taker);  // the first move after the period: nine idle batches go
+  const keel::TaskCacheStats s = depot.stats();
+  EXPECT_EQ(s.returned - returned, 9u * 4) << "the nine batches that lay unused";
+  EXPECT_EQ(s.cached_bytes, 4 * block) << "the batch just flushed stays";
+}
+
+TEST(TaskHeap, ThreadsThatExitFlushTheirCachesToTheDepot) {
+  if (keel::detail::task_heap_bypassed()) GTEST_SKIP() << "tasks bypass the cache under AddressSanitizer";
+  const std::size_t size = task_block_size(task_block_class(120));
+  std::vector<void*> v;
+  for (int i = 0; i < 200; ++i) v.push_back(task_block_allocate(120));
+  keel::trim_task_cache();
+  const keel::TaskCacheStats before = keel::task_cache_stats();
+  ASSERT_EQ(before.cached_bytes, 0u);
+
+  // A thread_local destroyed after the cache's flush (made before it, so
+  // destroyed after it) frees its block straight to operator delete.
+  struct Late {
+    void* block = nullptr;
+    ~Late() {
+      if (block != nullptr) task_block_deallocate(block, 120);
+    }
+  };
+  void* late_block = v.back();
+  v.pop_back();
+  std::thread t([&v, late_block] {
+    static thread_local Late late;
+    late.block = nullptr;  // constructed here, before the thread's cache
+    for (void* p : v) task_block_deallocate(p, 120);
+    late.block = late_block;
+  });
+  t.join();
+  const keel::TaskCacheStats after = keel::task_cache_stats();
+  // 199 freed: six whole batches reach the depot, the other seven blocks
+  // go back at the flush, and the late block after it.
+  constexpr std::size_t batch = keel::detail::task_block_batch;
+  EXPECT_EQ(after.cached_bytes, (199 / batch) * batch * size);
+  EXPECT_EQ(after.returned - before.returned, 199 % batch + 1);
+}
+
+TEST(TaskHeap, ConcurrentTakersAndFreersNeverShareABlock) {
+  // Each block carries its owner's token while owned; half of them are freed
+  // by another thread than the one that took them.
+  constexpr int threads = 4;
+  const int per_thread = keel_test::scaled(20000, 2000);
+  std::mutex mu;
+  std::deque<std::pair<void*, std::uint64_t>> handed;
+  std::vector<std::thread> ts;
+  std::atomic<int> bad{0};
+  auto check_and_free = [&bad](void* p, std::uint64_t token) {
+    std::uint64_t got;
+    std::memcpy(&got, p, sizeof got);
+    if (got != token) bad.fetch_add(1);
+    std::memset(p, 0xdd, 120);
+    task_block_deallocate(p, 120);
+  };
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      std::vector<std::pair<void*, std::uint64_t>> mine;
+      for (int i = 0; i < per_thread; ++i) {
+        void* p = task_block_allocate(120);
+        const std::uint64_t token = (std::uint64_t(t) << 32) | std::uint64_t(i);
+        std::memcpy(p, &token, sizeof token);
+        if (i % 2 == 0) {
+          std::lock_guard<std::mutex> g(mu);
+          handed.emplace_back(p, token);
+        } else {
+          mine.emplace_back(p, token);
+        }
+        if (mine.size() > 100 || i + 1 == per_thread) {
+          for (auto [q, tok] : mine) check_and_free(q, tok);
+          mine.clear();
+        }
+        std::pair<void*, std::uint64_t> other{nullptr, 0};
+        {
+          std::lock_guard<std::mutex> g(mu);
+          if (!handed.empty() && i % 3 == 0) {
+            other = handed.front();
+            handed.pop_front();
+          }
+        }
+        if (other.first != nullptr) check_and_free(other.first, other.second);
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  for (auto [p, tok] : handed) check_and_free(p, tok);
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(TaskHeap, ASecondBurstOfTasksReusesTheFirstBurstsBlocks) {
+  if (keel::detail::task_heap_bypassed()) GTEST_SKIP() << "tasks bypass the cache under AddressSanitizer";
+  keel::ThreadPoolExecutor pool(keel::ThreadPoolOptions{.max_threads = 2});
+  const int n = 10000;
+  auto burst = [&] {
+    std::vector<keel::Future<std::int64_t>> fs;
+    for (std::int64_t i = 0; i < n; ++i) fs.push_back(pool.submit([i] { return i; }));
+    std::int64_t sum = 0;
+    for (auto& f : fs) sum += f.result();
+    EXPECT_EQ(sum, std::int64_t{n} * (n - 1) / 2);
+  };
+  burst();
+  const keel::TaskCacheStats first = keel::task_cache_stats();
+  burst();
+  const keel::TaskCacheStats second = keel::task_cache_stats();
+  // The second burst's blocks come from the first's. A few are new: the
+  // blocks a worker freed (it dropped the last reference) wait in its own
+  // cache, at most two batches each.
+  EXPECT_LE(second.fresh - first.fresh, std::uint64_t(n) / 10);
+  EXPECT_GE(second.refills - first.refills, std::uint64_t(n) / keel::detail::task_block_batch / 2);
+}
+
+TEST(TaskHeap, TheProcessCacheHoldsAtMost256MiBUnlessToldOtherwise) {
+  const keel::TaskCacheStats s = keel::task_cache_stats();
+  EXPECT_EQ(s.limit_bytes, std::size_t{256} << 20);
+  EXPECT_EQ(keel::set_task_cache_limit(1 << 20), std::size_t{256} << 20);
+  EXPECT_EQ(keel::task_cache_stats().limit_bytes, std::size_t{1} << 20);
+  EXPECT_LE(keel::task_cache_stats().cached_bytes, std::size_t{1} << 20) << "a lower limit trims at once";
+  EXPECT_EQ(keel::set_task_cache_limit(std::size_t{256} << 20), std::size_t{1} << 20);
+}
+
+TEST(TaskHeap, AddressSanitizerBuildsBypassTheCache) {
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr bool asan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  constexpr bool asan = true;
+#else
+  constexpr bool asan = false;
+#endif
+#else
+  constexpr bool asan = false;
+#endif
+  EXPECT_EQ(keel::detail::task_heap_bypassed(), asan);
+}
+
+TEST(TaskHeap, OverAlignedTasksKeepTheirAlignment) {
+  struct alignas(64) Wide {
+    std::int64_t v;
+  };
+  keel::ThreadPoolExecutor pool(keel::ThreadPoolOptions{.max_threads = 1});
+  for (int i = 0; i < 50; ++i) {
+    Wide w{i};
+    auto f = pool.submit([w] { return w.v; });
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(keel::detail::state_of(f)) % alignof(Wide), 0u);
+    EXPECT_EQ(f.result(), i);
+  }
+}
+
+}  // namespace
