@@ -224,6 +224,32 @@ TEST(TaskHeap, TheProcessCacheHoldsAtMost256MiBUnlessToldOtherwise) {
   EXPECT_EQ(keel::set_task_cache_limit(std::size_t{256} << 20), std::size_t{1} << 20);
 }
 
+TEST(TaskHeap, TheProcessCacheGivesBackWhatLayUnusedForAboutASecond) {
+  if (keel::detail::task_heap_bypassed()) GTEST_SKIP() << "tasks bypass the cache under AddressSanitizer";
+  // A thread fills the depot with whole batches and exits; nothing uses
+  // them. The first move after a second starts a period, the first after
+  // the next second gives back what lay unused all that period.
+  keel::trim_task_cache();
+  std::thread([] {
+    std::vector<void*> v;
+    for (int i = 0; i < 640; ++i) v.push_back(task_block_allocate(120));
+    for (void* p : v) task_block_deallocate(p, 120);
+  }).join();
+  const std::size_t filled = keel::task_cache_stats().cached_bytes;
+  ASSERT_GE(filled, 16 * keel::detail::task_block_batch * block);
+  const auto move_a_batch = [] {
+    // On a thread of its own, whose empty cache takes a batch from the
+    // depot and whose exit puts it back.
+    std::thread([] { task_block_deallocate(task_block_allocate(120), 120); }).join();
+  };
+  std::this_thread::sleep_for(1100ms);
+  move_a_batch();
+  std::this_thread::sleep_for(1100ms);
+  move_a_batch();
+  EXPECT_LE(keel::task_cache_stats().cached_bytes, keel::detail::task_block_batch * block)
+      << "at most the batch moved last stays";
+}
+
 TEST(TaskHeap, AddressSanitizerBuildsBypassTheCache) {
 #if defined(__SANITIZE_ADDRESS__)
   constexpr bool asan = true;
