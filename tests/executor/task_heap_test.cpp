@@ -243,6 +243,7 @@ TEST(TaskHeap, TheProcessCacheGivesBackWhatLayUnusedForAboutASecond) {
     std::thread([] { task_block_deallocate(task_block_allocate(120), 120); }).join();
   };
   std::this_thread::sleep_for(1100ms);
+  EXPECT_EQ(keel::task_cache_stats().cached_bytes, filled) << "nothing goes back without a move";
   move_a_batch();
   std::this_thread::sleep_for(1100ms);
   move_a_batch();
