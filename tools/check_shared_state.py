@@ -59,10 +59,12 @@ ATOMIC_T = re.compile(r"\b(platform::)?(Atomic|FutexWord)\b")
 VAR_T = re.compile(r"\b(platform::)?(Var|RaceMark)\b")
 # Waker and Mailbox (kernel/src/cluster/transport.hpp) are a Mutex and a
 # Condition with the state they guard, and nothing else. SubmitGate and
-# EventCount (the thread pool's ring mode) are atomics with their own models.
+# EventCount (the thread pool's ring mode) are atomics with their own models;
+# TaskBlockDepot (the task-block cache) is Vars behind its own Mutex, with its
+# own model.
 SYNC_T = re.compile(r"^(mutable\s+)?(keel::|platform::|cluster::|detail::)?"
                     r"(Mutex|RecursiveMutex|RobustMutex|RobustMutexCore|Condition|Event|Semaphore|BoundedSemaphore|Barrier"
-                    r"|Waker|Mailbox|SubmitGate|EventCount)\b")
+                    r"|Waker|Mailbox|SubmitGate|EventCount|TaskBlockDepot)\b")
 MEMBER_VERDICT = re.compile(r"^(atomic|var|sync|const|published|marked\(\w+\)|guarded\([^)]+\)|confined\([^)]+\))$")
 CLASS_VERDICT = re.compile(r"^(value|confined\([^)]+\))$")
 

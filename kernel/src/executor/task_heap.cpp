@@ -24,19 +24,24 @@ namespace {
 constexpr std::size_t default_limit = std::size_t{256} << 20;
 constexpr auto decay_period = std::chrono::seconds(1);
 
-TaskBlockDepot& depot();
+// Constant-initialized and never destroyed: no thread is ever inside its
+// construction (a fork() at that moment would leave the child waiting for
+// it), and blocks are freed during static destruction too.
+union DepotStorage {
+  constexpr DepotStorage() : depot(default_limit, task_block_batch, decay_period) {}
+  // Not `= default`, which a union with a non-trivial member would delete.
+  // NOLINTNEXTLINE(modernize-use-equals-default)
+  ~DepotStorage() {}
+  TaskBlockDepot depot;
+};
+constinit DepotStorage storage;
+TaskBlockDepot& depot() { return storage.depot; }
+
 void lock_depot_for_fork() KEEL_NO_TSA { depot().lock_for_fork(); }
 void unlock_depot_after_fork() KEEL_NO_TSA { depot().unlock_after_fork(); }
-
-// Never destroyed: blocks are freed during static destruction too.
-TaskBlockDepot& depot() {
-  static TaskBlockDepot* const d = [] {
-    auto* p = new TaskBlockDepot(default_limit, task_block_batch, decay_period);
-    ::pthread_atfork(&lock_depot_for_fork, &unlock_depot_after_fork, &unlock_depot_after_fork);
-    return p;
-  }();
-  return *d;
-}
+// Registered when the program starts: a fork() from then on holds the
+// depot's lock, so a child never inherits it held by a thread it lacks.
+const int fork_handlers = ::pthread_atfork(&lock_depot_for_fork, &unlock_depot_after_fork, &unlock_depot_after_fork);
 
 // unused: the thread has not touched its cache; live: its flush at exit is
 // registered; dead: flushed (the thread is exiting, or it is the main thread

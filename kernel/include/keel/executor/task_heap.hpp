@@ -101,13 +101,24 @@ struct TaskBlockBatch {
   platform::Var<void*> blocks[task_block_batch];
 };
 
+#if KEEL_MODEL
+#define KEEL_TASK_HEAP_CONSTEXPR
+#else
+#define KEEL_TASK_HEAP_CONSTEXPR constexpr
+#endif
+
 // The depot, and the moves between it and the threads' caches. The caches
 // are passed in (thread-local in the process, one per thread in the model).
 class TaskBlockDepot {
  public:
   // batch: blocks per batch, 1 to task_block_batch; decay: how long a batch
   // may lie unused before it goes back (zero: never by time).
-  TaskBlockDepot(std::size_t limit_bytes, std::size_t batch, platform::SteadyClock::duration decay)
+  // constexpr natively: the process's depot is constant-initialized, so that
+  // no thread is ever inside its construction (a fork() then would leave the
+  // child waiting on that construction for ever). Not under the models, whose
+  // Vars are Relacy's.
+  KEEL_TASK_HEAP_CONSTEXPR TaskBlockDepot(std::size_t limit_bytes, std::size_t batch,
+                                          platform::SteadyClock::duration decay)
       : batch_(batch < 1 ? 1 : (batch > task_block_batch ? task_block_batch : batch)),
         decay_(decay),
         limit_(limit_bytes) {}
