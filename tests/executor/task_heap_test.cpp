@@ -252,43 +252,24 @@ TEST(TaskHeap, TheProcessCacheGivesBackWhatLayUnusedForAboutASecond) {
       << "at most the batch moved last stays";
 }
 
-// fork() copies only the calling thread. Two threads keep the depot's lock
-// busy (each free of a full cache and each take from an empty one moves a
-// batch under it) while this one forks again and again: a child that
-// inherited the lock held would hang at its first batch move (the depot holds
-// it across fork).
+// Each free of a full cache and each take from an empty one moves a batch
+// under the depot's lock: a child that inherited it held would hang at its
+// first batch move (the depot holds it across fork).
 TEST(TaskHeap, ForkWhileOtherThreadsMoveBatchesLeavesTheDepotUsableInTheChild) {
   if (keel::detail::task_heap_bypassed()) GTEST_SKIP() << "tasks bypass the cache under AddressSanitizer";
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> movers;
-  for (int i = 0; i < 2; ++i) {
-    movers.emplace_back([&] {
-      std::vector<void*> v;
-      while (!stop.load(std::memory_order_relaxed)) {
-        for (int k = 0; k < 100; ++k) v.push_back(task_block_allocate(120));
-        for (void* p : v) task_block_deallocate(p, 120);
-        v.clear();
-      }
-    });
-  }
-  const int rounds = keel_test::scaled(200, 20);
-  int hung = 0;
-  for (int i = 0; i < rounds && hung == 0; ++i) {
-    const int code = keel_test::exit_code_in_child_within(std::chrono::milliseconds(2000), [] {
-      keel::trim_task_cache();  // takes the depot's lock
-      std::vector<void*> v;
-      for (int k = 0; k < 100; ++k) v.push_back(task_block_allocate(120));
-      for (void* p : v) task_block_deallocate(p, 120);
-      return 0;
-    });
-    if (code == keel_test::child_did_not_end) {
-      ++hung;
-    } else {
-      EXPECT_EQ(code, 0) << keel_test::child_outcome(code);
-    }
-  }
-  stop = true;
-  for (auto& t : movers) t.join();
+  const auto churn = [] {
+    std::vector<void*> v;
+    for (int k = 0; k < 100; ++k) v.push_back(task_block_allocate(120));
+    for (void* p : v) task_block_deallocate(p, 120);
+  };
+  const int hung = keel_test::children_hung_while_forking(
+      churn,
+      [&] {
+        keel::trim_task_cache();  // takes the depot's lock
+        churn();
+        return 0;
+      },
+      keel_test::scaled(200, 20));
   EXPECT_EQ(hung, 0) << "a forked child hung on the task-block depot's lock";
 }
 

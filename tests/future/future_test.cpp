@@ -656,6 +656,23 @@ TEST(FutureCallback, ThrowingReporterFallsBackToStderr) {
   EXPECT_NE(err.find("original"), std::string::npos) << err;
 }
 
+// report_error copies the reporter under a process-wide lock: a child forked
+// while another thread reported must still be able to set and use one.
+TEST(FutureCallback, ForkWhileOtherThreadsReportErrorsLeavesTheReporterUsableInTheChild) {
+  keel::set_error_reporter([](std::string_view, std::exception_ptr) {});
+  const auto error = std::make_exception_ptr(std::runtime_error("fork test"));
+  const int hung =
+      keel_test::children_hung_while_forking([&] { keel::report_error("fork test", error); },
+                                             [&] {
+                                               keel::set_error_reporter([](std::string_view, std::exception_ptr) {});
+                                               keel::report_error("fork test", error);
+                                               return 0;
+                                             },
+                                             keel_test::scaled(200, 20));
+  keel::set_error_reporter({});
+  EXPECT_EQ(hung, 0) << "a forked child hung on the error reporter's lock";
+}
+
 TEST(FutureCallback, CallbackMayAddAnotherCallbackToTheSameFuture) {
   keel::Promise<int> p;
   auto f = p.get_future();

@@ -88,3 +88,12 @@ TEST(ChildPrimitives, AProcessStartsWithAndWithoutConnectionsInABoundedChild) {
   EXPECT_EQ(code, 0) << "the child that starts two processes " << keel_test::child_outcome(code)
                      << " (2: the bare one failed, 3: no echo, 4: the echo child failed)";
 }
+
+// Starting a child looks its role up under the role table's lock: a process
+// forked while another thread started one must be able to start its own.
+TEST(ChildPrimitives, ForkWhileOtherThreadsFindRolesLeavesTheRoleTableUsableInTheChild) {
+  const int hung = keel_test::children_hung_while_forking(
+      [] { (void)keel::detail::find_child_role("child_test.nobody"); },
+      [] { return keel::detail::find_child_role("child_test.nobody") == nullptr ? 0 : 1; }, keel_test::scaled(200, 20));
+  EXPECT_EQ(hung, 0) << "a forked child hung on the child-role table's lock";
+}

@@ -308,6 +308,25 @@ TEST(SharedMemory, TheTrackerStartsWhileSignalsKeepInterruptingItsCreator) {
   }
 }
 
+// A tracked create registers its segment under the tracker's lock: a child
+// forked while other threads create and unlink tracked segments must be able
+// to track its own (it starts a tracker of its own for them).
+TEST(SharedMemory, ForkWhileOtherThreadsTrackSegmentsLeavesTrackingUsableInTheChild) {
+  if (KEEL_TEST_TSAN) GTEST_SKIP() << "ThreadSanitizer cannot run a forked child of a multi-threaded process";
+  const auto churn = [] {
+    auto m = keel::SharedMemory::create_unique("keel-fork-test", 64);
+    m.unlink();
+  };
+  const int hung = keel_test::children_hung_while_forking(
+      churn,
+      [&] {
+        churn();
+        return 0;
+      },
+      keel_test::scaled(50, 10));
+  EXPECT_EQ(hung, 0) << "a forked child hung on the shared-memory tracker's lock";
+}
+
 TEST(SharedMemory, ATrackerThatCannotBeForkedFailsTheCreateAndLeavesNothing) {
   // In a child under a uid of its own that may have two processes: the
   // tracker's middle process starts, and its fork of the tracker fails

@@ -334,35 +334,12 @@ TEST(Task, DemangleGivesReadableNames) {
 
 namespace {
 
-// fork() copies only the calling thread. Two threads keep the registry's lock
-// busy while this one forks again and again: a child that inherited the lock
-// held would hang at its first lookup (the registry holds it across fork).
+// A child that inherited the registry's lock held would hang at its first
+// lookup (the registry holds it across fork).
 TEST(Task, ForkWhileOtherThreadsLookUpTasksLeavesTheRegistryUsableInTheChild) {
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> lookers;
-  for (int i = 0; i < 2; ++i) {
-    lookers.emplace_back([&] {
-      while (!stop.load(std::memory_order_relaxed)) (void)keel::detail::task_registered("task_test.nobody");
-    });
-  }
-  const int rounds = keel_test::scaled(200, 20);
-  int hung = 0;
-  for (int i = 0; i < rounds && hung == 0; ++i) {
-    const pid_t pid = keel_test::fork_child([] { return keel::detail::task_registered("task_test.nobody") ? 1 : 0; });
-    ASSERT_GT(pid, 0);
-    int status = 0;
-    const bool reaped =
-        keel_test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::milliseconds(2000));
-    if (!reaped) {
-      ++hung;
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-    } else {
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
-  }
-  stop = true;
-  for (auto& t : lookers) t.join();
+  const int hung = keel_test::children_hung_while_forking(
+      [] { (void)keel::detail::task_registered("task_test.nobody"); },
+      [] { return keel::detail::task_registered("task_test.nobody") ? 1 : 0; }, keel_test::scaled(200, 20));
   EXPECT_EQ(hung, 0) << "a forked child hung on the task registry's lock";
 }
 

@@ -294,6 +294,36 @@ inline std::string child_outcome(int code) {
   return "exited with " + std::to_string(code);
 }
 
+// fork() copies only the calling thread. Two threads run `busy` again and
+// again (it takes some process-wide lock of keel's) while this one forks
+// `rounds` times; each child runs `in_child`, which takes the same lock and
+// must return 0 within two seconds. A lock that is not held across fork()
+// shows up as a hung child: it inherited the lock held by a thread it lacks.
+// Returns how many children hung (it stops at the first); other failures of a
+// child fail the calling test.
+template <class Busy, class Child>
+int children_hung_while_forking(Busy busy, Child in_child, int rounds) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> busy_threads;
+  for (int i = 0; i < 2; ++i) {
+    busy_threads.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) busy();
+    });
+  }
+  int hung = 0;
+  for (int i = 0; i < rounds && hung == 0; ++i) {
+    const int code = exit_code_in_child_within(std::chrono::milliseconds(2000), in_child);
+    if (code == child_did_not_end) {
+      ++hung;
+    } else {
+      EXPECT_EQ(code, 0) << "a forked child " << child_outcome(code);
+    }
+  }
+  stop = true;
+  for (auto& t : busy_threads) t.join();
+  return hung;
+}
+
 // Elapsed time since construction.
 class Stopwatch {
  public:

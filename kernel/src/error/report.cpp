@@ -5,6 +5,8 @@
 #include "keel/sync/mutex.hpp"
 
 #if !KEEL_MODEL
+#include <pthread.h>
+
 #include <cstdio>
 #endif
 
@@ -34,6 +36,16 @@ ErrorReporter& reporter_slot() {
   static ErrorReporter& r = *new ErrorReporter;
   return r;
 }
+
+// The lock is held across every fork(), so a child never inherits it held by
+// a thread it lacks (its first report, or set_error_reporter, would hang).
+// Built, and the handlers registered, while the program starts, so no fork()
+// meets a thread inside their first construction.
+void lock_reporter_for_fork() KEEL_NO_TSA { reporter_lock().lock(); }
+void unlock_reporter_after_fork() KEEL_NO_TSA { reporter_lock().unlock(); }
+const int reporter_fork_handlers =
+    (reporter_lock(), reporter_slot(),
+     ::pthread_atfork(&lock_reporter_for_fork, &unlock_reporter_after_fork, &unlock_reporter_after_fork));
 #endif
 
 void default_report(std::string_view where, const std::exception_ptr& error) noexcept {

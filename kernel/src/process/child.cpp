@@ -69,22 +69,27 @@ struct ProcessState {
   int lifeline_read = -1;   // passed to daemon children
   int lifeline_write = -1;  // never passed on: closes only when this process dies
 };
-ProcessState& state();
-
-// As for the task registry: the lifeline lock is held across every fork(), so
-// a forked child never inherits it locked by a thread that does not exist there.
-void lock_lifeline_for_fork() KEEL_NO_TSA { state().lifeline_mutex.lock(); }
-void unlock_lifeline_after_fork() KEEL_NO_TSA { state().lifeline_mutex.unlock(); }
-
 ProcessState& state() {
   static ProcessState& s = *new ProcessState;  // never destroyed, as roles()
-  static const bool fork_safe = [] {
-    ::pthread_atfork(&lock_lifeline_for_fork, &unlock_lifeline_after_fork, &unlock_lifeline_after_fork);
-    return true;
-  }();
-  (void)fork_safe;
   return s;
 }
+
+// As for the task registry: both locks are held across every fork(), so a
+// forked child never inherits one locked by a thread that does not exist
+// there (its first spawn would hang looking up its role, or opening its
+// lifeline). Neither lock is ever taken while the other is held.
+void lock_for_fork() KEEL_NO_TSA {
+  roles().mutex.lock();
+  state().lifeline_mutex.lock();
+}
+void unlock_after_fork() KEEL_NO_TSA {
+  state().lifeline_mutex.unlock();
+  roles().mutex.unlock();
+}
+// Built, and the handlers registered, while the program starts, so no fork()
+// can meet a thread inside their first construction (see task.cpp).
+const int child_fork_handlers =
+    (roles(), state(), ::pthread_atfork(&lock_for_fork, &unlock_after_fork, &unlock_after_fork));
 
 // The lifeline pipe, created once. Both ends are O_CLOEXEC: the write end must
 // reach no child at all (a child holding it would keep its siblings alive).

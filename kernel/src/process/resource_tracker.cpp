@@ -94,7 +94,10 @@ struct State {
   std::size_t mapping_bytes KEEL_GUARDED_BY(mu) = 0;
   int tracker KEEL_GUARDED_BY(mu) = 0;
 };
-State& state();
+State& state() {
+  static State* const s = new State;  // never destroyed: a create may run during static destruction
+  return *s;
+}
 
 // The lock is held across every fork() (as keel's other process-wide
 // registries do), so a child never inherits it held by a thread it lacks; the
@@ -110,14 +113,10 @@ void unlock_in_child() KEEL_NO_TSA {
   s.mu.unlock();
 }
 
-State& state() {
-  static State* const s = [] {
-    auto* st = new State;  // never destroyed: a create may run during static destruction
-    ::pthread_atfork(&lock_tracker_for_fork, &unlock_in_parent, &unlock_in_child);
-    return st;
-  }();
-  return *s;
-}
+// Built, and the handlers registered, while the program starts, so no fork()
+// can meet a thread inside the state's first construction (see task.cpp).
+const int tracker_fork_handlers =
+    (state(), ::pthread_atfork(&lock_tracker_for_fork, &unlock_in_parent, &unlock_in_child));
 
 [[noreturn]] void fail(int code, const std::string& what) {
   throw OsError(code, "keel::SharedMemory: cannot start the cleanup tracker (" + what + ": " + std::strerror(code) +

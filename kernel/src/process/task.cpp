@@ -44,7 +44,10 @@ struct Registry {
 
 // Never destroyed: a task may still be looked up from a thread that outlives
 // static destruction (a worker calling exit() while another thread runs).
-Registry& registry();
+Registry& registry() {
+  static Registry* const r = new Registry;
+  return *r;
+}
 
 // fork() (the opt-in start method) copies only the forking thread: a registry
 // lock held by another thread at that moment would stay locked in the child
@@ -53,14 +56,13 @@ Registry& registry();
 void lock_registry_for_fork() KEEL_NO_TSA { registry().mu.lock(); }
 void unlock_registry_after_fork() KEEL_NO_TSA { registry().mu.unlock(); }
 
-Registry& registry() {
-  static Registry* const r = [] {
-    auto* reg = new Registry;
-    ::pthread_atfork(&lock_registry_for_fork, &unlock_registry_after_fork, &unlock_registry_after_fork);
-    return reg;
-  }();
-  return *r;
-}
+// Built, and the handlers registered, while the program starts: a fork() from
+// then on finds them in place. (Registered on first use, a fork() while
+// another thread was inside that first construction left the child waiting
+// on the static's guard for ever, and one before the registration went
+// unguarded.)
+const int registry_fork_handlers =
+    (registry(), ::pthread_atfork(&lock_registry_for_fork, &unlock_registry_after_fork, &unlock_registry_after_fork));
 
 }  // namespace
 
