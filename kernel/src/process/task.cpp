@@ -49,6 +49,7 @@ Registry& registry() {
   return *r;
 }
 
+#if !KEEL_MODEL
 // fork() (the opt-in start method) copies only the forking thread: a registry
 // lock held by another thread at that moment would stay locked in the child
 // for ever, and the child's first task lookup would hang. The lock is held
@@ -63,6 +64,9 @@ void unlock_registry_after_fork() KEEL_NO_TSA { registry().mu.unlock(); }
 // unguarded.)
 const int registry_fork_handlers =
     (registry(), ::pthread_atfork(&lock_registry_for_fork, &unlock_registry_after_fork, &unlock_registry_after_fork));
+// (The models, which include this file, have no fork(), and their locks
+// exist only inside a model run: nothing is built when they start.)
+#endif
 
 }  // namespace
 
