@@ -432,6 +432,9 @@ def main():
                          "for work in progress: checks that did not run are not reported as missing")
     ap.add_argument("--deep", action="store_true",
                     help="run the models' deep rows (make verify-deep) instead of the quick ones")
+    ap.add_argument("--save-durations", action="store_true",
+                    help="write this run's times to proofs/verify-durations*.json, the order a fresh clone's "
+                         "first run takes (a whole run only)")
     args = ap.parse_args()
     only = re.compile(args.only) if args.only else None
     os.makedirs(BUILD, exist_ok=True)
@@ -515,12 +518,21 @@ def main():
     with cf.ThreadPoolExecutor(args.jobs) as ex:
         # Longest first (by the last run's times), so no long run starts last
         # and leaves the other jobs idle.
-        timing_path = os.path.join(BUILD, "durations" + (".deep" if args.deep else "") + ".json")
-        try:
-            with open(timing_path) as f:
-                last = json.load(f)
-        except (OSError, ValueError):
-            last = {}
+        # A fresh clone has no last run: it takes the committed times of one
+        # (proofs/verify-durations*.json, written by --save-durations), else
+        # its first run would list the sync models' long exhaustive rows last
+        # (by path) and end with one core idle behind them.
+        timing_name = "durations" + (".deep" if args.deep else "") + ".json"
+        timing_path = os.path.join(BUILD, timing_name)
+        seed_path = os.path.join(ROOT, "proofs", "verify-" + timing_name)
+        last = {}
+        for path in (timing_path, seed_path):
+            try:
+                with open(path) as f:
+                    last = json.load(f)
+                break
+            except (OSError, ValueError):
+                continue
         futs = {}
         for key in sorted(runs, key=lambda k: -float(last.get(run_name(k), 1e9))):
             src, twin, row = key
@@ -558,6 +570,10 @@ def main():
         # (--only) would otherwise leave the next full run without the order.
         with open(timing_path, "w") as f:
             json.dump({**last, **durations}, f, indent=0, sort_keys=True)
+        if args.save_durations and not only:
+            with open(seed_path, "w") as f:
+                json.dump({k: round(v, 1) for k, v in durations.items()}, f, indent=0, sort_keys=True)
+                f.write("\n")
         print(f"keel {mode}: model runs done at {time.time() - t_start:.0f} s", flush=True)
         srows, stwins, present = spin_future.result() if spin_future else ([], [], True)
         if spin_future:
