@@ -22,7 +22,8 @@
 //
 // Invariants: SYNC-3 (misuse is reported with a typed error, state unchanged),
 // EXEC-3 (a refused submission is an error, never a silent drop), EXEC-7 (a
-// throwing callback is reported and does not stop the others).
+// throwing callback is reported and does not stop the others), LIFE-11 (the
+// reporter's lock is held across fork(), so a forked child can report).
 #pragma once
 
 #include <exception>

@@ -29,7 +29,8 @@
 //
 // Invariants: EXEC-15 (a cached block is handed out to one owner at a time,
 // and every block taken from the heap is in exactly one place: with its
-// owner, in one thread's cache, in the depot, or given back).
+// owner, in one thread's cache, in the depot, or given back), LIFE-11 (the
+// depot's lock is held across fork(), registered when the program starts).
 #pragma once
 
 #include <cstddef>

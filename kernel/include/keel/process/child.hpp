@@ -49,7 +49,9 @@
 // Invariants: POOL-4 (when the parent dies, every daemon child exits; no fd of
 // the parent leaks into a child), SEC-1 (a fresh image runs a role only after
 // the handshake proves its parent spawned it), SEC-2 (no child role in
-// secure-execution mode; no fresh image spawned from it).
+// secure-execution mode; no fresh image spawned from it), LIFE-11 (the role
+// table's and the lifeline's locks are held across fork(), so a forked child
+// can spawn).
 #pragma once
 
 #include <chrono>

@@ -51,7 +51,8 @@
 // LIFE-2 (only the segment the creator made is removed), LIFE-3 (tracking
 // holds no descriptor and no child), LIFE-4 (a non-exclusive create never
 // silently reuses a segment with other permission bits), IPC-3 (an attacher
-// sees a list's whole header or none).
+// sees a list's whole header or none), LIFE-11 (the tracker's lock is held
+// across fork(), so a forked child can create tracked segments).
 #pragma once
 
 #include <array>

@@ -11,7 +11,9 @@
 // encode_error/decode_error carry their demangled type and what() to the
 // parent as a RemoteError, both strings kept exactly.
 //
-// Invariants: IPC-1 (malformed argument, result or error bytes are a ProtocolError).
+// Invariants: IPC-1 (malformed argument, result or error bytes are a ProtocolError),
+// LIFE-11 (the registry's lock is held across fork(), and the registry is
+// built when the program starts, so a forked child can look tasks up).
 #pragma once
 
 #include <exception>
