@@ -71,6 +71,7 @@ build/mutate/report.md; a run over every mutant (no sample, filter or ops) or
 `--publish` also writes proofs/mutation-report.md.
 """
 import argparse
+import difflib
 import concurrent.futures as cf
 import glob
 import os
@@ -1689,6 +1690,49 @@ def read_equivalent(root):
     return eq
 
 
+def remap_equivalent(rev):
+    """Rewrites the line numbers of proofs/mutate-equivalent.txt's ids for
+    lines that are unchanged since rev but moved: each id's line is looked up
+    in the line map of difflib's equal blocks between the file at rev and the
+    file now. An id whose line was edited (or whose file is gone) is left as
+    it is and named: its mutant may be another one now, to be re-checked."""
+    path = os.path.join(ROOT, "proofs", "mutate-equivalent.txt")
+    with open(path) as f:
+        lines = f.read().split("\n")
+    maps, moved, left = {}, 0, []
+    for i, line in enumerate(lines):
+        m = re.match(r"([^\s#:][^\s:]*):(\d+):(\S+)(.*)", line)
+        if not m:
+            continue
+        name, old_line, rest = m.group(1), int(m.group(2)), m.group(3) + m.group(4)
+        if name not in maps:
+            then = subprocess.run(["git", "-C", ROOT, "show", f"{rev}:{name}"], capture_output=True, text=True)
+            try:
+                with open(os.path.join(ROOT, name)) as f:
+                    now = f.read().split("\n")
+            except OSError:
+                now = None
+            table = {}
+            if then.returncode == 0 and now is not None:
+                matcher = difflib.SequenceMatcher(None, then.stdout.split("\n"), now, autojunk=False)
+                for tag, a0, a1, b0, _ in matcher.get_opcodes():
+                    if tag == "equal":
+                        table.update((a0 + k + 1, b0 + k + 1) for k in range(a1 - a0))
+            maps[name] = table
+        new_line = maps[name].get(old_line)
+        if new_line is None:
+            left.append(f"{name}:{old_line}:{rest.split()[0]}")
+        elif new_line != old_line:
+            lines[i] = f"{name}:{new_line}:{rest}"
+            moved += 1
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    print(f"mutate: {moved} equivalent id(s) moved with their lines since {rev}")
+    for m in left:
+        print(f"mutate: {m}: its line changed since {rev} (or its file is gone): re-check it by hand")
+    return 1 if left else 0
+
+
 def report(muts, texts, meta, flakes=(), per_mutant=()):
     counted = [m for m in muts if m.outcome not in ("build-failed", "equivalent", "not-checked")]
     named = [m for m in counted if m.outcome in ("killed-by-model", "killed-by-test")]
@@ -1810,6 +1854,10 @@ def main():
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
     ap.add_argument("--check-equivalent", action="store_true",
                     help="exit 1 if proofs/mutate-equivalent.txt names a mutant this tree does not have (make lint)")
+    ap.add_argument("--remap-equivalent", metavar="REV",
+                    help="move the ids in proofs/mutate-equivalent.txt of lines that only moved since REV (a commit "
+                         "where they were right) to where those lines are now; entries of changed lines are left "
+                         "for --check-equivalent to name")
     ap.add_argument("--publish", action="store_true", help="also write proofs/mutation-report.md")
     ap.add_argument("--no-tests", action="store_true", help="run the models only")
     ap.add_argument("--per-mutant", action="store_true",
@@ -1827,6 +1875,8 @@ def main():
     bad = [o for o in ops if o not in OPS]
     if bad:
         sys.exit(f"mutate: unknown operator(s) {bad}; known: {', '.join(OPS)}")
+    if args.remap_equivalent:
+        return remap_equivalent(args.remap_equivalent)
     if args.check_equivalent:
         # Ids carry line numbers: an edit above a listed mutant moves it, and
         # the entry would silently stop matching (or match another mutant).
@@ -1834,7 +1884,8 @@ def main():
         stale = sorted(set(read_equivalent(ROOT)) - known)
         for m in stale:
             print(f"mutate: proofs/mutate-equivalent.txt lists {m}, which is no mutant of this tree "
-                  f"(re-check it with --list --filter)", file=sys.stderr)
+                  f"(re-check it with --list --filter; if only its line moved, --remap-equivalent <rev>)",
+                  file=sys.stderr)
         return 1 if stale else 0
     filt = re.compile(args.filter) if args.filter else None
     muts = all_mutants(ROOT, filt, ops)
