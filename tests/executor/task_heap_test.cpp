@@ -77,6 +77,98 @@ TEST(TaskHeap, BlocksComeBackInOrderAndGoBackAboveTheLimit) {
   EXPECT_EQ(s.fresh, s.returned);
 }
 
+// Every size class moves: a cache that holds blocks of each class is
+// flushed whole, trim() gives every class's batches back, and the counters
+// add up block by block (EXEC-15: each block in exactly one place). The
+// largest class is the one a loop bound one short would miss.
+TEST(TaskHeap, EveryClassIsFlushedAndTrimmedAndEveryBlockCountedBack) {
+  TaskBlockDepot depot(std::size_t{1} << 30, 4, 0s);
+  TaskBlockCache cache{};
+  std::vector<std::pair<void*, unsigned>> v;
+  for (unsigned c = 0; c < keel::detail::task_block_classes; ++c) {
+    for (int i = 0; i < 15; ++i) v.emplace_back(depot.allocate(cache, c), c);
+  }
+  const std::uint64_t fresh = depot.stats().fresh;
+  ASSERT_EQ(fresh, 15u * keel::detail::task_block_classes);
+  for (auto [p, c] : v) depot.deallocate(cache, p, c);
+  depot.flush(cache);  // per class: three batches stay, three blocks go back
+  std::size_t expect_bytes = 0;
+  for (unsigned c = 0; c < keel::detail::task_block_classes; ++c) {
+    EXPECT_EQ(cache.lists[c].count, 0u) << "class " << c << " was not flushed";
+    expect_bytes += 3 * 4 * task_block_size(c);
+  }
+  keel::TaskCacheStats s = depot.stats();
+  EXPECT_EQ(s.cached_bytes, expect_bytes);
+  EXPECT_EQ(s.returned, 3u * keel::detail::task_block_classes) << "the partial batches go back block by block";
+  EXPECT_EQ(depot.trim(), expect_bytes);
+  s = depot.stats();
+  EXPECT_EQ(s.cached_bytes, 0u);
+  EXPECT_EQ(s.returned, s.fresh) << "every block taken from operator new went back";
+}
+
+// README: lowering the limit empties the depot; setting it to what it is
+// changes nothing.
+TEST(TaskHeap, LoweringTheLimitEmptiesTheDepotAndTheSameLimitKeepsIt) {
+  constexpr std::size_t limit = std::size_t{1} << 20;
+  TaskBlockDepot depot(limit, 4, 0s);
+  TaskBlockCache cache{};
+  std::vector<void*> v;
+  for (int i = 0; i < 16; ++i) v.push_back(depot.allocate(cache, cls));
+  for (void* p : v) depot.deallocate(cache, p, cls);  // two batches in the depot
+  ASSERT_EQ(depot.stats().cached_bytes, 2 * 4 * block);
+  EXPECT_EQ(depot.set_limit(limit), limit);
+  EXPECT_EQ(depot.stats().cached_bytes, 2 * 4 * block) << "the same limit keeps the depot";
+  EXPECT_EQ(depot.stats().returned, 0u);
+  EXPECT_EQ(depot.set_limit(limit - 1), limit);
+  EXPECT_EQ(depot.stats().cached_bytes, 0u) << "a lower limit, though still above what is cached, empties it";
+  EXPECT_EQ(depot.stats().returned, 2u * 4);
+  depot.flush(cache);
+  depot.trim();
+  EXPECT_EQ(depot.stats().returned, depot.stats().fresh);
+}
+
+// The process-wide depot's batch size, with a thread's cache full (two
+// batches): spills and refills move whole batches of task_block_batch, and
+// no block is handed out twice.
+TEST(TaskHeap, WholeBatchesMoveAtTheProcessWideBatchSize) {
+  constexpr std::size_t batch = keel::detail::task_block_batch;
+  TaskBlockDepot depot(std::size_t{1} << 30, batch, 0s);
+  TaskBlockCache cache{};
+  std::vector<void*> v;
+  for (std::size_t i = 0; i < 4 * batch; ++i) v.push_back(depot.allocate(cache, cls));
+  for (void* p : v) depot.deallocate(cache, p, cls);
+  EXPECT_EQ(cache.lists[cls].count, 2 * batch);
+  EXPECT_EQ(depot.stats().cached_bytes, 2 * batch * block);
+  std::vector<void*> again;
+  for (std::size_t i = 0; i < 4 * batch; ++i) again.push_back(depot.allocate(cache, cls));
+  EXPECT_EQ(std::set<void*>(again.begin(), again.end()), std::set<void*>(v.begin(), v.end()))
+      << "the same blocks, each once";
+  const keel::TaskCacheStats s = depot.stats();
+  EXPECT_EQ(s.fresh, 4 * batch);
+  EXPECT_EQ(s.refills, 2u);
+  for (void* p : again) depot.deallocate(cache, p, cls);
+  depot.flush(cache);
+  depot.trim();
+  EXPECT_EQ(depot.stats().returned, depot.stats().fresh);
+}
+
+// The largest task the cache takes (task_block_max bytes) is cached, and
+// one byte more is not: a block of each, taken and freed on a thread of its
+// own (an empty cache) after a trim, moves the counters by exactly that.
+TEST(TaskHeap, TheLargestCachedSizeIsCachedAndOneByteMoreIsNot) {
+  if (keel::detail::task_heap_bypassed()) GTEST_SKIP() << "tasks bypass the cache under AddressSanitizer";
+  constexpr std::size_t largest = keel::detail::task_block_max;
+  for (const std::size_t n : {largest, largest + 1}) {
+    keel::trim_task_cache();
+    const keel::TaskCacheStats before = keel::task_cache_stats();
+    std::thread([n] { task_block_deallocate(task_block_allocate(n), n); }).join();
+    const keel::TaskCacheStats after = keel::task_cache_stats();
+    const std::uint64_t cached = n == largest ? 1 : 0;
+    EXPECT_EQ(after.fresh - before.fresh, cached) << n << " bytes: taken from operator new by the cache";
+    EXPECT_EQ(after.returned - before.returned, cached) << n << " bytes: given back by the exiting thread's flush";
+  }
+}
+
 TEST(TaskHeap, BatchesUnusedForAPeriodGoBack) {
   constexpr auto period = 50ms;
   TaskBlockDepot depot(std::size_t{1} << 30, 4, period);

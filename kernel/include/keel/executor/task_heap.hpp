@@ -59,7 +59,8 @@ TaskCacheStats task_cache_stats();
 /// Gives every batch in the depot back to operator delete; returns the bytes given back.
 std::size_t trim_task_cache();
 /// Sets the depot's limit in bytes (0: cache nothing beyond the threads' own
-/// caches); batches above it go back at once. Returns the previous limit.
+/// caches); a lower limit than before empties the depot at once. Returns the
+/// previous limit.
 std::size_t set_task_cache_limit(std::size_t bytes);
 
 namespace detail {
@@ -145,10 +146,7 @@ class TaskBlockDepot {
     fresh_.fetch_add(1, std::memory_order_relaxed);
     return ::operator new(task_block_size(cls));
   }
-  void deallocate_uncached(void* p) noexcept {
-    release(p);
-    returned_.fetch_add(1, std::memory_order_relaxed);
-  }
+  void deallocate_uncached(void* p) noexcept { release(p); }
 
   // Moves every block of the cache to the depot (a thread that exits).
   void flush(TaskBlockCache& cache) noexcept {
@@ -250,7 +248,6 @@ class TaskBlockDepot {
       }
     } else {
       for (std::size_t i = 0; i < n; ++i) release(l.blocks[i]);
-      returned_.fetch_add(n, std::memory_order_relaxed);
     }
     const std::size_t keep = KEEL_INJECTED(task_heap_spill_keeps_one_more) ? l.count - n + 1 : l.count - n;
     for (std::size_t i = 0; i < keep; ++i) l.blocks[i] = l.blocks[l.count - keep + i];
@@ -274,7 +271,6 @@ class TaskBlockDepot {
       node = new (std::nothrow) TaskBlockBatch;
       if (node == nullptr) {  // no memory for a node: the blocks go back
         for (std::size_t i = 0; i < batch_; ++i) release(l.blocks[i]);
-        returned_.fetch_add(batch_, std::memory_order_relaxed);
         return;
       }
     }
@@ -316,18 +312,21 @@ class TaskBlockDepot {
 
   // Gives back the blocks of batches chained by below, and their nodes.
   void give_back(TaskBlockBatch* batch) noexcept {
-    std::uint64_t n = 0;
     for (TaskBlockBatch* b = batch; b != nullptr; b = b->below.load()) {
       for (std::size_t i = 0; i < batch_; ++i) release(b->blocks[i].load());
-      n += batch_;
     }
-    if (n != 0) returned_.fetch_add(n, std::memory_order_relaxed);
     free_nodes(batch);
   }
 
   // Unsized: the models and clang build without sized deallocation, and
-  // malloc needs no size.
-  static void release(void* block) noexcept { ::operator delete(block); }
+  // malloc needs no size. Counted here, block by block, rather than by the
+  // callers' loops: stats() then says what was given back, not what a loop
+  // meant to give back, and a block a loop skipped shows as fresh - returned
+  // - cached blocks that nobody holds.
+  void release(void* block) noexcept {
+    ::operator delete(block);
+    returned_.fetch_add(1, std::memory_order_relaxed);
+  }
 
   static void free_nodes(TaskBlockBatch* node) noexcept {
     while (node != nullptr) {
