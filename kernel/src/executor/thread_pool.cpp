@@ -635,13 +635,19 @@ void ThreadPoolCore::leave_ring() {
 void ThreadPoolCore::ring_loop(Worker* w) {
   announce(w, Worker::taking);
   detail::Task* task = ring_->try_pop();
+  // A task taken at the end of the last turn is already current, in phase
+  // running, which a snapshot does not wait for: storing it again would race
+  // with a snapshot's read of current (shutdown_now; TSan, executor_ops fuzz).
+  bool published = false;
   for (;;) {
     if (task == nullptr) {
       task = ring_wait(w);
       if (task == nullptr) return;
     }
-    w->current.store(task);
-    w->phase.store(Worker::running, std::memory_order_release);
+    if (!published) {
+      w->current.store(task);
+      w->phase.store(Worker::running, std::memory_order_release);
+    }
     const bool ran = run_task(task);
     // Parks here, still counted as running, while a snapshot is taken.
     announce(w, Worker::finishing);
@@ -656,6 +662,7 @@ void ThreadPoolCore::ring_loop(Worker* w) {
     task->release();
     if (!stay) return;
     task = next;
+    published = next != nullptr;
   }
 }
 
