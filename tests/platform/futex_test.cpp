@@ -106,6 +106,29 @@ TEST(Futex, WakeCountsAndBoundsTheWokenThreads) {
   EXPECT_EQ(returned.load(), k);
 }
 
+// A count of zero wakes nobody, as in the models' futex (Linux's syscall
+// would wake one): a wake count reduced to zero is a wake dropped, and shows.
+TEST(Futex, WakeOfZeroOrFewerWakesNobody) {
+  FutexWord w{0};
+  std::atomic<int> returned{0};
+  keel_test::TidThread t([&] {
+    while (w.load(std::memory_order_seq_cst) == 0) {
+      futex_wait(w, 0);
+      returned.fetch_add(1);
+    }
+  });
+  if (t.wait_blocked(&w.native_object())) {
+    EXPECT_EQ(futex_wake(w, 0), 0);
+    EXPECT_EQ(futex_wake(w, -1), 0);
+    std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(returned.load(), 0);
+    EXPECT_EQ(futex_wake(w, 1), 1);  // it was asleep all along
+  }
+  w.store(1, std::memory_order_seq_cst);
+  futex_wake(w, keel::platform::wake_all);
+  t.join();
+}
+
 TEST(Futex, TimedWaitIsWokenBeforeItsDeadline) {
   FutexWord w{0};
   std::atomic<int> result{-1};

@@ -3,16 +3,17 @@
 // Contract: futex_wait(word, expected, deadline) blocks only while word ==
 // expected; it may return early for any reason (a wake, a signal, a spurious
 // wake-up, a changed value), so callers always re-check their condition in a
-// loop. It returns timed_out only when the deadline passed. futex_wake wakes up
-// to n waiters and returns how many it woke. Native words are process-shared
-// (no FUTEX_PRIVATE_FLAG), so a primitive placed in shared memory synchronizes
-// processes; only the contended slow path pays for that (measured here: a
-// shared wait or wake syscall costs about 25% more than a private one, while
-// the uncontended lock/unlock makes no syscall at all). Under
-// KEEL_MODEL_RELACY these are Relacy's futex, which explores spurious wake-ups
-// and timeouts at every point.
+// loop. It returns timed_out only when the deadline passed. futex_wake wakes
+// up to n waiters (none when n <= 0) and returns how many it woke. Native
+// words are process-shared (no FUTEX_PRIVATE_FLAG), so a primitive placed in
+// shared memory synchronizes processes; only the contended slow path pays for
+// that (measured here: a shared wait or wake syscall costs about 25% more than
+// a private one, while the uncontended lock/unlock makes no syscall at all).
+// Under KEEL_MODEL_RELACY these are Relacy's futex, which explores spurious
+// wake-ups and timeouts at every point.
 //
-// Invariants: PLAT-1 (the only door to the futex syscall for kernel code).
+// Invariants: PLAT-1 (the only door to the futex syscall for kernel code),
+// PLAT-3 (a wake of n <= 0 wakes nobody, natively as in the models).
 #pragma once
 
 #include "keel/platform/atomic.hpp"

@@ -2,7 +2,8 @@
 // builds. It lives in the shim's own directory because it is the only kernel
 // code allowed to call the futex syscall (PLAT-1).
 //
-// Invariants: PLAT-1 (the only futex syscall in the kernel).
+// Invariants: PLAT-1 (the only futex syscall in the kernel), PLAT-3 (a wake
+// of n <= 0 wakes nobody, as in the models).
 #pragma once
 
 #include "keel/platform/atomic.hpp"
@@ -47,6 +48,10 @@ inline WaitResult futex_wait(FutexWord& word, std::int32_t expected,
 }
 
 inline int futex_wake(FutexWord& word, int n) noexcept {
+  // Linux's FUTEX_WAKE wakes one waiter when asked for none; Relacy's futex,
+  // which the models run, wakes none. A count of zero must mean the same in
+  // the code that ships as in the code that is checked.
+  if (n <= 0) return 0;
   const long r =
       syscall(SYS_futex, reinterpret_cast<std::int32_t*>(&word.native_object()), FUTEX_WAKE, n, nullptr, nullptr, 0);
   return r < 0 ? 0 : static_cast<int>(r);
