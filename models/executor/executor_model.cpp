@@ -30,6 +30,8 @@
 // KEEL-TWIN executor_ring_leave_skips_wake executor.ring.rendezvous.1t+2w+m
 // KEEL-TWIN executor_ring_ignores_freeze executor.ring.stats.2t+2w+m
 // KEEL-TWIN executor_ring_snapshot_skips_wait executor.ring.stats.2t+2w+m
+// KEEL-TWIN executor_ring_idle_push_wakes_nobody executor.ring.idle-submit-no-ticks.1t+2w+m
+// KEEL-TWIN executor_ring_monitor_misses_stop executor.ring.monitor-vs-stop.1t+w+m
 #include "executor_unity.hpp"
 #include "harness.hpp"
 #include "keel/executor/thread_pool.hpp"
@@ -532,6 +534,36 @@ struct RingShutdownNow : rl::test_suite<RingShutdownNow, 1> {
   }
 };
 
+// A submission to an idle ring pool starts at once: with every worker
+// asleep, the submitter wakes one itself (EXEC-12's first task). The
+// monitor's ticks are off here, so it cannot make up for a missing wake a
+// tick later; it waits for stop_monitor() alone, whose wake must come too.
+struct RingIdleSubmit : rl::test_suite<RingIdleSubmit, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 3;
+  void before() { keel::model::monitor_ticks = false; }
+  void after() { keel::model::monitor_ticks = true; }
+  void thread(unsigned) {
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 2});
+    RL_ASSERT(pool.prestart_core_threads() == 2);
+    RL_ASSERT(pool.submit([] { return 1; }).result() == 1);
+    RL_ASSERT(pool.submit([] { return 2; }).result() == 2);
+  }
+};
+
+// The monitor's Dekker pair with stop_monitor(): it says it sleeps, then
+// looks at the stop flag; the stopper sets the flag, then says the monitor
+// watches and wakes it. Either the monitor sees the flag, or the stopper's
+// word is what it waits on; it never sleeps through the pool's end (the
+// destructor joins it).
+struct RingMonitorVsStop : rl::test_suite<RingMonitorVsStop, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    RL_ASSERT(pool.prestart_core_threads() == 1);
+    rl::yield(1, $);  // the monitor may tick and go to sleep first
+  }
+};
+
 // FIFO across the ring and the locked queue (EXEC-13 through the pool): one
 // worker held by a first task, three more tasks into a ring of two cells, so
 // the last goes to the locked queue and the pool leaves ring mode; they run
@@ -582,6 +614,8 @@ int main() {
   check<RingStats>("executor.ring.stats.2t+2w+m", "EXEC-8", random(50000));
   check<RingShutdownNow>("executor.ring.shutdown-now.1t+w+m", "EXEC-1,EXEC-4", random(50000));
   check<RingOverflowOrder>("executor.ring.overflow-order.1t+w+m", "EXEC-1,EXEC-13", random(50000));
+  check<RingIdleSubmit>("executor.ring.idle-submit-no-ticks.1t+2w+m", "EXEC-12,SYNC-16", random(50000));
+  check<RingMonitorVsStop>("executor.ring.monitor-vs-stop.1t+w+m", "EXEC-4", random(100000));
   // make verify-deep. Bound 1 is exhaustive up to one preemption but costs
   // about a minute per suite here, and every twin run repeats the rows before
   // the one that catches it: two suites run it, last, after every suite under

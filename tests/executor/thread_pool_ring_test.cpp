@@ -198,4 +198,60 @@ TEST(ThreadPoolRing, ATaskBehindALongOneStartsOnTheSleepingWorker) {
   second.result(hang_limit);
 }
 
+// Shutdown while every ring worker sleeps on the event count: leaving ring
+// mode wakes all of them, not one, or the others sleep on through the pool's
+// termination (nothing else wakes a ring sleeper once the monitor is gone).
+// Run with the pool sized 1 to 4, and by each way of leaving: shutdown,
+// shutdown_now, and a resize that leaves ring mode while the pool keeps
+// working (its workers must all take the next tasks).
+TEST(ThreadPoolRing, LeavingRingModeWakesEveryWorkerAsleepInIt) {
+  for (std::size_t n = 1; n <= 4; ++n) {
+    for (int how = 0; how < 3; ++how) {
+      SCOPED_TRACE(testing::Message() << n << " workers, left by "
+                                      << (how == 0   ? "shutdown"
+                                          : how == 1 ? "shutdown_now"
+                                                     : "a resize"));
+      keel::ThreadPoolExecutor pool(Opts().max(n + 1).core(n).o);
+      ASSERT_EQ(pool.prestart_core_threads(), n);
+      std::this_thread::sleep_for(20ms);  // every worker spins out and sleeps
+      if (how == 0) {
+        pool.shutdown({.wait = false});
+      } else if (how == 1) {
+        EXPECT_TRUE(pool.shutdown_now().empty());
+      } else {
+        pool.set_core_threads(n + 1);  // leaves ring mode, and a worker takes it back
+        // n + 1 tasks on n + 1 workers all start (EXEC-12): each waits for the others.
+        std::atomic<std::size_t> started{0};
+        std::vector<keel::Future<bool>> fs;
+        for (std::size_t i = 0; i <= n; ++i) {
+          fs.push_back(pool.submit([&started, n] {
+            started.fetch_add(1);
+            return eventually([&] { return started.load() == n + 1; });
+          }));
+        }
+        for (auto& f : fs) EXPECT_TRUE(f.result(hang_limit)) << "a worker slept through the resize";
+        pool.shutdown({.wait = false});
+      }
+      EXPECT_TRUE(pool.await_termination(hang_limit)) << "a worker slept through the pool's termination";
+    }
+  }
+}
+
+// The monitor watches for as long as the pool takes work, not for its first
+// ticks only: after many quiet ticks and a sleep of its own, it still wakes a
+// sleeping worker for a task queued behind a long one (EXEC-12).
+TEST(ThreadPoolRing, TheMonitorStillWakesASleeperAfterLongIdleStretches) {
+  keel::ThreadPoolExecutor pool(Opts().max(2).o);
+  pool.prestart_core_threads();
+  for (int round = 0; round < 3; ++round) {
+    std::this_thread::sleep_for(30ms);  // both workers and the monitor sleep
+    keel::Event second_started;
+    auto first = pool.submit([&] { return second_started.wait_for(hang_limit); });
+    std::this_thread::sleep_for(5ms);
+    auto second = pool.submit([&] { second_started.set(); });
+    EXPECT_TRUE(first.result(hang_limit * 2)) << "round " << round << ": the second task waited behind the first";
+    second.result(hang_limit);
+  }
+}
+
 }  // namespace

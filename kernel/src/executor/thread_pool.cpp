@@ -271,6 +271,22 @@ constexpr int monitor_quiet_ticks = 20;  // asleep after about a millisecond wit
 #endif
 constexpr std::chrono::microseconds monitor_tick{50};
 
+// When the monitor's next tick ends. A model row that checks a wake the
+// monitor would otherwise make up for, a tick later, switches the ticks off:
+// the monitor then waits for stop_monitor() alone (models/executor).
+#if KEEL_MODEL
+}  // namespace
+namespace model {
+inline bool monitor_ticks = true;
+}  // namespace model
+namespace {
+platform::Deadline next_tick() {
+  return model::monitor_ticks ? platform::Deadline::after(monitor_tick) : platform::Deadline::never();
+}
+#else
+platform::Deadline next_tick() { return platform::Deadline::after(monitor_tick); }
+#endif
+
 RejectedError rejected_shutdown() {
   return RejectedError(RejectedError::Reason::shutdown, "cannot schedule new tasks after shutdown");
 }
@@ -546,7 +562,10 @@ void ThreadPoolCore::wake_after_push() {
   // tick, so wake one now (a submission to an idle pool starts at once). A
   // wake more than the policy needs is always safe: it only lets one more
   // worker look at the ring.
-  if (sleepers >= ring_workers_.load(std::memory_order_relaxed)) sleep_.notify(1);
+  if (sleepers >= ring_workers_.load(std::memory_order_relaxed) &&
+      !KEEL_INJECTED(executor_ring_idle_push_wakes_nobody)) {
+    sleep_.notify(1);
+  }
   // Seq_cst: the other half of the monitor's Dekker pair (monitor_main).
   if (mon_awake_.load(std::memory_order_seq_cst) != 0) return;
   if (KEEL_INJECTED(executor_ring_monitor_left_asleep)) return;
@@ -565,7 +584,7 @@ void ThreadPoolCore::monitor_main() {
   std::uint64_t last = ring_->popped();
   int quiet = 0;
   while (!mon_stop_.load(std::memory_order_acquire)) {
-    platform::futex_wait(mon_tick_, 0, platform::Deadline::after(monitor_tick));
+    platform::futex_wait(mon_tick_, 0, next_tick());
     const std::uint64_t head = ring_->popped();
     const bool backlog = ring_->pushed() != head;
     if (backlog && head == last && !spinner_.load(std::memory_order_relaxed)) sleep_.notify(1);
@@ -580,7 +599,10 @@ void ThreadPoolCore::monitor_main() {
     quiet = 0;
     mon_awake_.store(0, std::memory_order_seq_cst);
     const bool look = !KEEL_INJECTED(executor_ring_monitor_sleeps_blind);
-    if (mon_stop_.load(std::memory_order_seq_cst) || (look && !ring_->looks_empty() && sleep_.waiting() != 0)) {
+    // Planted bug: the monitor does not look at the stop flag before it
+    // sleeps, so a stop_monitor() whose wake came first leaves it asleep.
+    const bool stop = !KEEL_INJECTED(executor_ring_monitor_misses_stop) && mon_stop_.load(std::memory_order_seq_cst);
+    if (stop || (look && !ring_->looks_empty() && sleep_.waiting() != 0)) {
       mon_awake_.store(1, std::memory_order_relaxed);
       continue;
     }
