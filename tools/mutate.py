@@ -24,8 +24,8 @@ Operators (MUTATE_OPS picks a subset):
                 relaxed; only orders valid for the operation (a load is never
                 given release, a CAS failure order never release/acq_rel)
   wake-drop     a futex_wake / notify / notify_one / notify_all call dropped
-  wake-reduce   a wake count reduced: wake_all -> 1, n -> n - 1, notify_all() ->
-                notify(1)
+  wake-reduce   a wake count reduced: wake_all -> 1 (futex_wake's and
+                notify's), n -> n - 1, notify_all() -> notify(1)
   cmp-off       a comparison off by one: < <-> <=, > <-> >=
   cas-blind     compare_exchange_*(e, d, ...) -> (store(d, seq_cst), true)
   store-blind   fetch_or/and/xor/add(v, ...) -> exchange(v, ...): a state
@@ -346,7 +346,11 @@ def gen_mutants(path, text):
             elif n_text and n_text != "1" and "source_location" not in n_text:
                 add(n_start + lead, end - 1, f"{n_text} - 1", "wake-reduce")
         elif m.group(0).rstrip("( ").endswith("notify") and args_text.strip():
-            add(m.end(), end - 1, f"{args_text.strip()} - 1", "wake-reduce")
+            # notify(wake_all) as futex_wake's: to one (wake_all - 1 would
+            # still wake every thread there is, a mutant no check can kill).
+            lead = len(args_text) - len(args_text.lstrip())
+            reduced = "1" if args_text.strip().endswith("wake_all") else f"{args_text.strip()} - 1"
+            add(m.end() + lead, m.end() + lead + len(args_text.strip()), reduced, "wake-reduce")
         elif m.group(0).rstrip("( ").endswith("notify_all"):
             # keel::Condition has notify(n = 1) and notify_all(), no notify_one.
             name_at = m.start() + m.group(0).index("notify_all")
