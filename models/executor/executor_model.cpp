@@ -30,6 +30,7 @@
 // KEEL-TWIN executor_ring_leave_skips_wake executor.ring.rendezvous.1t+2w+m
 // KEEL-TWIN executor_ring_ignores_freeze executor.ring.stats.2t+2w+m
 // KEEL-TWIN executor_ring_snapshot_skips_wait executor.ring.stats.2t+2w+m
+// KEEL-TWIN executor_ring_republishes_chained executor.ring.chain-vs-shutdown-now.1t+w+m
 // KEEL-TWIN executor_ring_idle_push_wakes_nobody executor.ring.idle-submit-no-ticks.1t+2w+m
 // KEEL-TWIN executor_ring_monitor_misses_stop executor.ring.monitor-vs-stop.1t+w+m
 #include "executor_unity.hpp"
@@ -534,6 +535,26 @@ struct RingShutdownNow : rl::test_suite<RingShutdownNow, 1> {
   }
 };
 
+// shutdown_now() while a ring worker chains its next task: at the end of
+// a's turn the worker takes b and publishes it as current, in phase running,
+// which a snapshot does not wait for. So shutdown_now() may read the
+// worker's current task while the worker goes on into b: nothing may store
+// current again then (a data race the fuzzer found under TSan, 5ef5a43).
+// Whatever shutdown_now() hands back is run here; both futures complete.
+struct RingChainVsShutdownNow : rl::test_suite<RingChainVsShutdownNow, 1> {
+  static const rl::thread_id_t dynamic_thread_count = 2;
+  void thread(unsigned) {
+    ThreadPoolExecutor pool(ThreadPoolOptions{.max_threads = 1});
+    RL_ASSERT(pool.prestart_core_threads() == 1);
+    Future<int> a = pool.submit([] { return 1; });
+    Future<int> b = pool.submit([] { return 2; });
+    std::vector<keel::PendingTask> left = pool.shutdown_now();
+    for (auto& t : left) RL_ASSERT(t.run());
+    RL_ASSERT(a.result() == 1);
+    RL_ASSERT(b.result() == 2);
+  }
+};
+
 // A submission to an idle ring pool starts at once: with every worker
 // asleep, the submitter wakes one itself (EXEC-12's first task). The
 // monitor's ticks are off here, so it cannot make up for a missing wake a
@@ -614,6 +635,7 @@ int main() {
   check<RingStats>("executor.ring.stats.2t+2w+m", "EXEC-8", random(50000));
   check<RingShutdownNow>("executor.ring.shutdown-now.1t+w+m", "EXEC-1,EXEC-4", random(50000));
   check<RingOverflowOrder>("executor.ring.overflow-order.1t+w+m", "EXEC-1,EXEC-13", random(50000));
+  check<RingChainVsShutdownNow>("executor.ring.chain-vs-shutdown-now.1t+w+m", "EXEC-1,EXEC-4", random(100000));
   check<RingIdleSubmit>("executor.ring.idle-submit-no-ticks.1t+2w+m", "EXEC-12,SYNC-16", random(50000));
   check<RingMonitorVsStop>("executor.ring.monitor-vs-stop.1t+w+m", "EXEC-4", random(100000));
   // make verify-deep. Bound 1 is exhaustive up to one preemption but costs

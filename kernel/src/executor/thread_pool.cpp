@@ -666,7 +666,8 @@ void ThreadPoolCore::ring_loop(Worker* w) {
       task = ring_wait(w);
       if (task == nullptr) return;
     }
-    if (!published) {
+    // Planted bug: the chained task is stored again (the race of 5ef5a43).
+    if (!published || KEEL_INJECTED(executor_ring_republishes_chained)) {
       w->current.store(task);
       w->phase.store(Worker::running, std::memory_order_release);
     }
