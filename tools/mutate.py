@@ -32,7 +32,10 @@ Operators (MUTATE_OPS picks a subset):
                 update that kept the other bits becomes a blind store
   loop-bound    a loop condition's bound moved by one (i < n -> i < (n) - 1)
   recheck-drop  a wait loop's re-check removed: `while (c) { ...wait... }` ->
-                `if (c) { ... }`, `do { ...wait... } while (c);` -> while (false)
+                `if (c) { ... }` (a loop of one turn, `for (bool once = true;
+                once && (c); once = false)`, where the body has a break or
+                continue of its own), `do { ...wait... } while (c);` ->
+                while (false)
 
 A mutant is named file:line:operator:index (index: its rank among that
 operator's mutants on that line) and shown as its one-line diff. The list is
@@ -435,7 +438,15 @@ def gen_mutants(path, text):
         body_start = close + len(rest) - len(rest.lstrip())
         body_end = match_close(code, body_start) if code[body_start] == "{" else code.find(";", body_start) + 1
         if body_end > 0 and re.search(r"wait", code[body_start:body_end]):
-            add(m.start(), m.start() + len("while"), "if", "recheck-drop")
+            if _escapes(code, body_start, body_end):
+                # A body with a break or continue of its own: as `if` it
+                # would not compile (or would leave an outer loop), so the
+                # body runs at most once by a loop of one turn instead.
+                cond = text[m.end():close - 1]
+                add(m.start(), close, f"for (bool keel_once = true; keel_once && ({cond}); keel_once = false)",
+                    "recheck-drop")
+            else:
+                add(m.start(), m.start() + len("while"), "if", "recheck-drop")
 
     # Stable order and per-line indices.
     out.sort(key=lambda x: (x.line, OPS.index(x.op), x.start, x.repl))
@@ -1327,13 +1338,10 @@ def schema_span(text, code, m):
     if m.op == "recheck-drop":
         if m.repl == "false":
             return (m.start, m.end, "expr", None), ""
-        paren = code.find("(", m.end)
+        # The schema's loop of one turn (render_schema) is the mutant's
+        # `if`, and its `for` of one turn where the body breaks or continues.
+        paren = code.find("(", m.start + len("while"))
         close = match_close(code, paren)
-        rest = code[close:]
-        body_start = close + len(rest) - len(rest.lstrip())
-        body_end = match_close(code, body_start) if code[body_start] == "{" else code.find(";", body_start) + 1
-        if _escapes(code, body_start, body_end):
-            return None, "the loop body has a break or continue of its own"
         return (m.start, close, "while", (paren + 1, close - 1)), ""
     return None, f"no schema for {m.op}"
 
