@@ -242,6 +242,15 @@ struct KEEL_CACHE_ALIGNED ThreadPoolCore::Worker {
   platform::Thread thread;
 };
 
+#if KEEL_MODEL
+namespace model {
+// Model builds only: a row that checks a wake the monitor would otherwise
+// make up for, a tick later, switches its ticks off, and the monitor then
+// waits for stop_monitor() alone (models/executor).
+inline bool monitor_ticks = true;
+}  // namespace model
+#endif
+
 namespace {
 
 // ++v on a counter guarded by m_; returns the new value.
@@ -271,21 +280,13 @@ constexpr int monitor_quiet_ticks = 20;  // asleep after about a millisecond wit
 #endif
 constexpr std::chrono::microseconds monitor_tick{50};
 
-// When the monitor's next tick ends. A model row that checks a wake the
-// monitor would otherwise make up for, a tick later, switches the ticks off:
-// the monitor then waits for stop_monitor() alone (models/executor).
-#if KEEL_MODEL
-}  // namespace
-namespace model {
-inline bool monitor_ticks = true;
-}  // namespace model
-namespace {
+// When the monitor's next tick ends (model::monitor_ticks, above).
 platform::Deadline next_tick() {
-  return model::monitor_ticks ? platform::Deadline::after(monitor_tick) : platform::Deadline::never();
-}
-#else
-platform::Deadline next_tick() { return platform::Deadline::after(monitor_tick); }
+#if KEEL_MODEL
+  if (!model::monitor_ticks) return platform::Deadline::never();
 #endif
+  return platform::Deadline::after(monitor_tick);
+}
 
 RejectedError rejected_shutdown() {
   return RejectedError(RejectedError::Reason::shutdown, "cannot schedule new tasks after shutdown");
