@@ -129,11 +129,10 @@ void close_both(ScriptedFabric& f, keel::detail::ClusterDriver& d) {
   EXPECT_TRUE(d.wait_terminated(keel::platform::Deadline::after(5s)));
 }
 
-std::unique_ptr<keel::detail::PoolCall> call_of(keel::Future<int>& out, int arg) {
-  auto c = std::make_unique<keel::detail::SingleCall<int>>();
-  c->name = cd_square_t.name();
-  c->payload = keel::detail::call_payload(cd_square_t.name(), keel::detail::encode_args<int>(arg));
-  out = c->future;
+keel::detail::PoolCallPtr call_of(keel::Future<int>& out, int arg) {
+  auto c = keel::detail::new_call<int>();
+  c->set_payload(cd_square_t.name(), keel::detail::encode_args<int>(arg));
+  out = c->future();
   return c;
 }
 
@@ -203,7 +202,7 @@ TEST(ClusterDriver, AStaleClaimOfAnOfferMadeAgainToTheSameNodeIsNotTakenForTheNe
   f.node_says(0, task_msg(Kind::claim, o1.task, o1.gen));
   f.expect(0, Kind::go);
   std::vector<int> in{5, 6};
-  auto chunk = keel::detail::submit_chunks(cd_square_t, in, 2, "test", [&](std::unique_ptr<keel::detail::PoolCall> c) {
+  auto chunk = keel::detail::submit_chunks(cd_square_t, in, 2, "test", [&](keel::detail::PoolCallPtr c) {
                  d.submit(std::move(c), std::nullopt);
                }).split();  // each call's own future, split once the chunk was offered to node 0
   const Message g1 = f.expect(0, Kind::offer);

@@ -227,6 +227,8 @@ struct NewCount {
   bool on = false;
   std::size_t calls = 0;
   std::size_t bytes = 0;
+  std::size_t size = 0;   // counted apart in `sized`, when not 0
+  std::size_t sized = 0;  // calls for exactly `size` bytes
 };
 constinit thread_local NewCount t_new;
 
@@ -237,6 +239,7 @@ void* operator new(std::size_t n) {
   if (t_new.on) {
     ++t_new.calls;
     t_new.bytes += n;
+    if (n == t_new.size) ++t_new.sized;
   }
   for (;;) {
     if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
@@ -330,6 +333,38 @@ TEST(ProcessPoolMapCost, AChunkedMapAllocatesPerChunkNotPerCall) {
   // 16 chunks: each its call record, state, arguments and frame, a few
   // allocations apiece; a future per call would be 4096 more.
   EXPECT_LT(counted.calls, kCalls / 16) << counted.calls << " allocations for " << kCalls << " calls";
+}
+
+// The README's promise for submit: a process-pool call and its future's
+// state are one task block (keel/process_pool/detail/calls.hpp), and a
+// payload of up to 96 bytes (the task's name and its encoded arguments) is
+// written into that block, so a submit allocates the block and nothing
+// else: from the task-block cache, or from operator new when the cache is
+// empty, as here.
+TEST(ProcessPoolSubmitCost, ASmallSubmitIsOneTaskBlockAndNothingElse) {
+  if (!KEEL_TEST_COUNTS_NEW) GTEST_SKIP() << "operator new is the sanitizer's in this build";
+  keel::ProcessPool pool({.workers = 1});
+  ASSERT_EQ(pool.submit(tpd_square_t, std::int64_t{3}).result(), 9);  // warm: the worker is up
+  const std::size_t block =
+      keel::detail::task_block_size(keel::detail::task_block_class(sizeof(keel::detail::CallBlock<std::int64_t>)));
+  constexpr std::size_t kTasks = 64;
+  std::vector<keel::Future<std::int64_t>> futures;
+  futures.reserve(3 * kTasks);
+  // The process's cache emptied and this thread's drained (the futures
+  // kept keep their blocks): every block below is a fresh one.
+  keel::trim_task_cache();
+  for (std::size_t i = 0; i < 2 * kTasks; ++i) futures.push_back(pool.submit(tpd_square_t, std::int64_t{1}));
+  t_new = NewCount{.on = true, .size = block};
+  for (std::size_t i = 0; i < kTasks; ++i) futures.push_back(pool.submit(tpd_square_t, static_cast<std::int64_t>(i)));
+  const NewCount counted = t_new;
+  t_new = NewCount{};
+  for (std::size_t i = 0; i < kTasks; ++i) {
+    EXPECT_EQ(futures[2 * kTasks + i].result(), static_cast<std::int64_t>(i * i));
+  }
+  EXPECT_EQ(counted.sized, kTasks);
+  // Anything else is the edge's command list growing now and then; a
+  // payload or a state allocated apart would be kTasks more each.
+  EXPECT_LE(counted.calls - counted.sized, 4u) << counted.calls << " allocations for " << kTasks << " submits";
 }
 
 }  // namespace

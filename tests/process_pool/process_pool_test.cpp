@@ -429,13 +429,54 @@ TEST(ProcessPoolLimits, OptionsExactlyAtTheirMaximumAreAcceptedOneMoreIsAValueEr
   EXPECT_THROW(ProcessPool({.workers = 1, .max_in_flight = keel::pool::proto::max_slots + 1}), keel::ValueError);
 }
 
+// A call writes its payload itself, in its block when it fits (96 bytes)
+// and on the heap when not: either way the bytes are the protocol's
+// call_payload, which the worker decodes, and name() reads the name back.
+// A payload too short for its name's count (another rank's, malformed)
+// names nothing rather than read past its end.
+TEST(ProcessPoolCalls, ACallsOwnPayloadIsTheProtocolsCallPayload) {
+  for (std::size_t name_len : {0, 1, 12, 40, 60, 91, 92, 93, 100}) {
+    for (std::size_t args_len : {0, 1, 4, 5, 16, 200}) {
+      const std::string name(name_len, 'n'), args(args_len, 'a');
+      auto c = keel::detail::new_call<int>();
+      c->set_payload(name, args);
+      EXPECT_EQ(c->payload(), keel::detail::call_payload(name, args)) << name_len << " + " << args_len;
+      EXPECT_EQ(c->name(), name);
+    }
+  }
+  struct Raw final : keel::detail::PoolCall {
+    std::string bytes;
+    bool dispatch(const StartSlot&) override { return false; }
+    bool undispatch() override { return false; }
+    bool start_here() override { return false; }
+    void complete(bool, std::string_view) override {}
+    void fail(std::exception_ptr) override {}
+    void cancel() override {}
+    void discard() noexcept override { delete this; }
+    std::string_view payload() const noexcept override { return bytes; }
+  };
+  keel::detail::OwnedCall<Raw> raw(new Raw);
+  for (std::string bytes : {std::string(), std::string("\x05\x00\x00", 3),
+                            std::string("\x05\x00\x00\x00"
+                                        "abcd",
+                                        8)}) {
+    raw->bytes = bytes;
+    EXPECT_EQ(raw->name(), "") << bytes.size();
+  }
+  raw->bytes = std::string(
+      "\x03\x00\x00\x00"
+      "abcd",
+      8);
+  EXPECT_EQ(raw->name(), "abc");
+}
+
 // Arguments of exactly max_message bytes (the encoded call: name and
 // arguments, as make_call builds it) are sent and run; one byte more is
 // refused in the caller with a ProtocolError and nothing is submitted.
 TEST(ProcessPoolLimits, ArgumentsOfExactlyMaxMessageBytesRunOneByteMoreIsAProtocolError) {
   const std::size_t max = keel::min_max_message;
   const auto payload_of = [](std::size_t n) {
-    return keel::detail::make_call(length_t, std::string(n, 'a'))->payload.size();
+    return keel::detail::make_call(length_t, std::string(n, 'a'))->payload().size();
   };
   const std::size_t n = max - payload_of(0);
   ASSERT_EQ(payload_of(n), max);

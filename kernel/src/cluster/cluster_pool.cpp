@@ -73,18 +73,18 @@ ClusterPool::~ClusterPool() {
   detail::release_cluster();
 }
 
-void ClusterPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<std::chrono::nanoseconds> timeout) {
-  if (!detail::task_registered(call->name))
-    throw ValueError("ClusterPool: '" + call->name + "' is not a registered task");
-  if (call->payload.size() > max_message_) {
-    throw ProtocolError("ClusterPool: the arguments of task '" + call->name + "' are " +
-                        std::to_string(call->payload.size()) + " bytes, above max_message (" +
+void ClusterPool::enqueue(detail::PoolCallPtr call, std::optional<std::chrono::nanoseconds> timeout) {
+  if (!detail::task_registered(call->name()))
+    throw ValueError("ClusterPool: '" + std::string(call->name()) + "' is not a registered task");
+  if (call->payload().size() > max_message_) {
+    throw ProtocolError("ClusterPool: the arguments of task '" + std::string(call->name()) + "' are " +
+                        std::to_string(call->payload().size()) + " bytes, above max_message (" +
                         std::to_string(max_message_) + ")");
   }
   const std::optional<std::chrono::nanoseconds> t = timeout ? timeout : task_timeout_;
   if (t && *t <= std::chrono::nanoseconds::zero()) {
-    call->fail(std::make_exception_ptr(
-        TimeoutError("ClusterPool: task '" + call->name + "' has a timeout <= 0: no time to run; it was not sent")));
+    call->fail(std::make_exception_ptr(TimeoutError("ClusterPool: task '" + std::string(call->name()) +
+                                                    "' has a timeout <= 0: no time to run; it was not sent")));
     return;
   }
   std::optional<std::int64_t> ns;

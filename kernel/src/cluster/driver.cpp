@@ -107,7 +107,7 @@ void ClusterDriver::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void ClusterDriver::submit(std::unique_ptr<PoolCall> call, std::optional<std::int64_t> timeout_ns) {
+void ClusterDriver::submit(PoolCallPtr call, std::optional<std::int64_t> timeout_ns) {
   {
     LockGuard<Mutex> g(m_);
     if (refuse_ == Refuse::broken) throw BrokenProcessPool(refuse_text_);
@@ -366,7 +366,7 @@ void ClusterDriver::apply() {
           m.gen = r->gen;
           m.chunk = r->call->chunk;
           m.timeout_ns = r->timeout_ns;
-          m.text = r->call->payload;
+          m.text = r->call->payload();
           fabric_->send(a.node, cluster::proto::encode(m));
         }
         break;

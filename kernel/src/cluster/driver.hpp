@@ -60,7 +60,7 @@ class ClusterDriver final : public cluster::Gate {
   unsigned nodes() const { return nodes_; }
   // Queues a call: throws BrokenProcessPool once the cluster broke,
   // RejectedError(shutdown) after shutdown or terminate.
-  void submit(std::unique_ptr<PoolCall> call, std::optional<std::int64_t> timeout_ns);
+  void submit(PoolCallPtr call, std::optional<std::int64_t> timeout_ns);
   void shutdown(bool cancel_futures);
   void terminate();
   bool wait_terminated(const platform::Deadline& d);
@@ -74,7 +74,7 @@ class ClusterDriver final : public cluster::Gate {
 
  private:
   struct Record {
-    std::unique_ptr<PoolCall> call;
+    PoolCallPtr call;
     std::optional<std::int64_t> timeout_ns;
     std::unique_ptr<platform::Atomic<std::uint64_t>> word = std::make_unique<platform::Atomic<std::uint64_t>>(0);
     std::uint64_t gen = 0;  // the slot's current `sent` value (and offer, from 2 up); gen + 1 is dead

@@ -18,7 +18,7 @@ namespace keel::detail {
 
 // The node agent hands its local pool calls it built itself (RawCall).
 struct PoolAccess {
-  static void enqueue(ProcessPool& p, std::unique_ptr<PoolCall> c, std::optional<std::chrono::nanoseconds> t) {
+  static void enqueue(ProcessPool& p, PoolCallPtr c, std::optional<std::chrono::nanoseconds> t) {
     p.enqueue(std::move(c), t);
   }
 };
@@ -91,7 +91,8 @@ Message failure_of(std::uint64_t task, const std::exception_ptr& e) {
 // goes to the outbox as it is, undecoded (rank 0 decodes it for its future).
 class RawCall final : public detail::PoolCall {
  public:
-  RawCall(std::shared_ptr<Outbox> out, std::uint64_t task) : out_(std::move(out)), task_(task) {}
+  RawCall(std::shared_ptr<Outbox> out, std::uint64_t task, std::string payload)
+      : out_(std::move(out)), task_(task), payload_(std::move(payload)) {}
   bool dispatch(const StartSlot& slot) override { return detail::state_of(future_)->dispatch(slot); }
   bool undispatch() override { return detail::state_of(future_)->undispatch(); }
   bool start_here() override { return promise_.set_running_or_notify_cancel(); }
@@ -118,10 +119,13 @@ class RawCall final : public detail::PoolCall {
     (void)future_.cancel();
     out_->push(failure_of(task_, std::make_exception_ptr(CancelledError("cancelled on its node before it started"))));
   }
+  void discard() noexcept override { delete this; }
+  std::string_view payload() const noexcept override { return payload_; }
 
  private:
   std::shared_ptr<Outbox> out_;
   std::uint64_t task_;
+  std::string payload_;
   Promise<int> promise_;
   Future<int> future_ = promise_.get_future();
 };
@@ -260,12 +264,13 @@ class Agent {
     Offer o = std::move(it->second);
     claimed_.erase(it);
     ++running_;
-    auto call = std::make_unique<RawCall>(out_, task);
+    detail::OwnedCall<RawCall> call(new RawCall(out_, task, std::move(o.payload)));
     call->chunk = o.chunk;
-    call->payload = std::move(o.payload);
     try {
       if (!pool_) throw BrokenProcessPool("keel cluster: " + where_ + " has no pool open");
-      call->name = Decoder(call->payload).get<std::string>();
+      // A payload must open with the task's name (ProtocolError if not).
+      Decoder head(call->payload());
+      (void)head.get_view(head.get<std::uint32_t>());
       std::optional<std::chrono::nanoseconds> t;
       if (o.timeout_ns) t = std::chrono::nanoseconds(*o.timeout_ns);
       detail::PoolAccess::enqueue(*pool_, std::move(call), t);

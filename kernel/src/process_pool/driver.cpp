@@ -300,7 +300,7 @@ void PoolDriver::take_commands() {
   for (auto& c : commands_) {
     switch (c.kind) {
       case pool::Command::submit:
-        calls_.emplace(c.task, std::unique_ptr<PoolCall>(static_cast<PoolCall*>(c.payload)));
+        calls_.emplace(c.task, PoolCallPtr(static_cast<PoolCall*>(c.payload)));
         machine_->submit(c.task, c.timeout, now_ns());
         break;
       case pool::Command::shutdown:
@@ -481,7 +481,7 @@ void PoolDriver::apply() {
         WorkerIo* w = io(a.worker);
         PoolCall* c = call(a.task);
         if (w && c && c->slot_worker == a.worker) {
-          append_frame(w->out, c->chunk ? pool::proto::chunk : pool::proto::call, a.task, c->payload,
+          append_frame(w->out, c->chunk ? pool::proto::chunk : pool::proto::call, a.task, c->payload(),
                        opts_.max_message + 64, static_cast<std::uint8_t>(c->slot));
         }
         break;
@@ -705,12 +705,13 @@ void PoolDriver::resolve(const pool::Action& a) {
       const int pid = w ? w->pid : -1;
       c.fail(std::make_exception_ptr(WorkerLost(pid, a.code,
                                                 "ProcessPool: the worker (pid " + std::to_string(pid) +
-                                                    ") running task '" + c.name + "' " + describe_exit(a.code))));
+                                                    ") running task '" + std::string(c.name()) + "' " +
+                                                    describe_exit(a.code))));
       break;
     }
     case pool::Outcome::timed_out:
-      c.fail(std::make_exception_ptr(
-          TimeoutError("ProcessPool: task '" + c.name + "' ran past its timeout; its worker was killed")));
+      c.fail(std::make_exception_ptr(TimeoutError("ProcessPool: task '" + std::string(c.name()) +
+                                                  "' ran past its timeout; its worker was killed")));
       break;
     case pool::Outcome::cancelled:
       c.cancel();

@@ -144,7 +144,7 @@ class PoolDriver final : public pool::StartGate, public pool::Doorbell {
   detail::UniqueFd bell_fd_;
   pool::Edge edge_{*this};
   std::unique_ptr<pool::Machine> machine_;
-  std::unordered_map<pool::TaskId, std::unique_ptr<PoolCall>> calls_;
+  std::unordered_map<pool::TaskId, PoolCallPtr> calls_;
   std::unordered_map<pool::WorkerId, WorkerIo> io_;
   std::vector<pool::Command> commands_;
   std::vector<pool::WorkerId> failed_spawns_;

@@ -81,7 +81,7 @@ bool run_in_caller(detail::PoolCall& call, std::size_t max) {
   std::string bytes;
   if (!call.chunk) {
     try {
-      Decoder d(call.payload);
+      Decoder d(call.payload());
       const std::size_t n = d.get<std::uint32_t>();
       const std::string_view name = d.get_view(n);
       const std::string_view args = d.get_view(d.remaining());
@@ -96,7 +96,7 @@ bool run_in_caller(detail::PoolCall& call, std::size_t max) {
     }
   } else {
     try {
-      bytes = pool::proto::run_chunk(call.payload, max);
+      bytes = pool::proto::run_chunk(call.payload(), max);
       if (bytes.size() > max) {
         ok = false;
         bytes = oversized("the results of a chunk", bytes.size());
@@ -209,16 +209,16 @@ std::string detail::chunk_payload(const std::string& name, const std::vector<std
 }
 
 void ProcessPool::check_size(const detail::PoolCall& call) const {
-  if (call.payload.size() > max_message_) {
-    throw ProtocolError("ProcessPool: the arguments of task '" + call.name + "' are " +
-                        std::to_string(call.payload.size()) + " bytes, above max_message (" +
+  if (call.payload().size() > max_message_) {
+    throw ProtocolError("ProcessPool: the arguments of task '" + std::string(call.name()) + "' are " +
+                        std::to_string(call.payload().size()) + " bytes, above max_message (" +
                         std::to_string(max_message_) + ")");
   }
 }
 
-void ProcessPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<std::chrono::nanoseconds> timeout) {
-  if (!detail::task_registered(call->name))
-    throw ValueError("ProcessPool: '" + call->name + "' is not a registered task");
+void ProcessPool::enqueue(detail::PoolCallPtr call, std::optional<std::chrono::nanoseconds> timeout) {
+  if (!detail::task_registered(call->name()))
+    throw ValueError("ProcessPool: '" + std::string(call->name()) + "' is not a registered task");
   check_size(*call);
   // The task's own timeout, else the pool's; nullopt is none (keel/timeout.hpp).
   const std::optional<std::chrono::nanoseconds> t = timeout ? timeout : default_timeout();
@@ -227,8 +227,8 @@ void ProcessPool::enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<
     // break; otherwise it fails here, never queued nor sent, so no worker is
     // killed for it (the machine never sees a timeout <= 0).
     d_->edge().expire();
-    call->fail(std::make_exception_ptr(
-        TimeoutError("ProcessPool: task '" + call->name + "' has a timeout <= 0: no time to run; it was not sent")));
+    call->fail(std::make_exception_ptr(TimeoutError("ProcessPool: task '" + std::string(call->name()) +
+                                                    "' has a timeout <= 0: no time to run; it was not sent")));
     return;
   }
   detail::PoolCall* raw = call.get();
@@ -270,7 +270,7 @@ ProcessRejectedCall::~ProcessRejectedCall() {
 
 const std::string& ProcessRejectedCall::task() const {
   static const std::string settled;
-  return call_ ? call_->name : settled;
+  return call_ ? task_ : settled;
 }
 
 bool ProcessRejectedCall::run() {

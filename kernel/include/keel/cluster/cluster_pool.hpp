@@ -125,7 +125,7 @@ class ClusterPool {
     static_assert(sizeof...(P) == sizeof...(A), "keel::ClusterPool::submit: wrong number of arguments for this task");
     if constexpr (sizeof...(P) == sizeof...(A)) {  // else only the line above: no cascade
       auto call = detail::make_call(task, std::forward<A>(args)...);
-      Future<R> f = call->future;
+      Future<R> f = call->future();
       enqueue(std::move(call), opts.timeout);
       return f;
     } else {
@@ -148,9 +148,8 @@ class ClusterPool {
                   "parameters, each convertible to its parameter");
     if constexpr (fits) {  // else only the line above: no cascade
       return detail::ordered_map<R>(opts, [&] {
-        return detail::submit_star_chunks(
-            task, inputs, opts.chunksize, "ClusterPool::starmap",
-            [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
+        return detail::submit_star_chunks(task, inputs, opts.chunksize, "ClusterPool::starmap",
+                                          [this](detail::PoolCallPtr c) { enqueue(std::move(c), std::nullopt); });
       });
     } else {
       return ProcessMapResults<R>({}, platform::Deadline::never());
@@ -184,13 +183,13 @@ class ClusterPool {
   unsigned nodes() const { return nodes_; }
 
  private:
-  void enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<std::chrono::nanoseconds> timeout);
+  void enqueue(detail::PoolCallPtr call, std::optional<std::chrono::nanoseconds> timeout);
   bool await(const platform::Deadline& d);
 
   template <class R, class P, class Range>
   detail::MapChunks<R> chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize) {
     return detail::submit_chunks(task, inputs, chunksize, "ClusterPool::map",
-                                 [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
+                                 [this](detail::PoolCallPtr c) { enqueue(std::move(c), std::nullopt); });
   }
 
   unsigned nodes_ = 0;

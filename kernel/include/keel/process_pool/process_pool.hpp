@@ -464,9 +464,11 @@ class ProcessRejectedCall {
 
  private:
   friend class ProcessPool;
-  ProcessRejectedCall(detail::PoolCall* call, std::size_t max_message) noexcept : call_(call), max_(max_message) {}
+  ProcessRejectedCall(detail::PoolCall* call, std::size_t max_message)
+      : call_(call), max_(max_message), task_(call->name()) {}
   detail::PoolCall* call_;  // owned by the submission that refused it
   std::size_t max_;
+  std::string task_;
 };
 
 /// Runs registered tasks in worker processes and survives them dying (the contract above).
@@ -490,7 +492,7 @@ class ProcessPool {
     static_assert(sizeof...(P) == sizeof...(A), "keel::ProcessPool::submit: wrong number of arguments for this task");
     if constexpr (sizeof...(P) == sizeof...(A)) {  // else only the line above: no cascade
       auto call = detail::make_call(task, std::forward<A>(args)...);
-      Future<R> f = call->future;
+      Future<R> f = call->future();
       enqueue(std::move(call), opts.timeout);
       return f;
     } else {
@@ -518,9 +520,8 @@ class ProcessPool {
                   "parameters, each convertible to its parameter");
     if constexpr (fits) {  // else only the line above: no cascade
       return detail::ordered_map<R>(opts, [&] {
-        return detail::submit_star_chunks(
-            task, inputs, opts.chunksize, "ProcessPool::starmap",
-            [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
+        return detail::submit_star_chunks(task, inputs, opts.chunksize, "ProcessPool::starmap",
+                                          [this](detail::PoolCallPtr c) { enqueue(std::move(c), std::nullopt); });
       });
     } else {
       return ProcessMapResults<R>({}, platform::Deadline::never());
@@ -565,14 +566,14 @@ class ProcessPool {
 
  private:
   friend struct detail::PoolAccess;
-  void enqueue(std::unique_ptr<detail::PoolCall> call, std::optional<std::chrono::nanoseconds> timeout);
+  void enqueue(detail::PoolCallPtr call, std::optional<std::chrono::nanoseconds> timeout);
   void check_size(const detail::PoolCall& call) const;
   bool await(const platform::Deadline& d);
 
   template <class R, class P, class Range>
   detail::MapChunks<R> submit_chunks(const TaskRef<R(P)>& task, Range& inputs, std::size_t chunksize) {
     return detail::submit_chunks(task, inputs, chunksize, "ProcessPool::map",
-                                 [this](std::unique_ptr<detail::PoolCall> c) { enqueue(std::move(c), std::nullopt); });
+                                 [this](detail::PoolCallPtr c) { enqueue(std::move(c), std::nullopt); });
   }
 
   std::optional<std::chrono::nanoseconds> default_timeout() const { return task_timeout_; }

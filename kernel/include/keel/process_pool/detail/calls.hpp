@@ -14,9 +14,13 @@
 // a task until its worker starts it; every settle path takes a future out of
 // its slot first. A call's futures each get exactly one outcome. A call
 // settles its states as a Promise would (a state still open when the call is
-// destroyed fails with BrokenPromiseError), but makes no stop state: a task
+// discarded fails with BrokenPromiseError), but makes no stop state: a task
 // in another process never receives a std::stop_token, so request_stop() on
 // its future answers false, as Future documents for a task that takes none.
+// A call is owned through OwnedCall / PoolCallPtr, whose deleter discards
+// it: a single call and its future's state are one task block (CallBlock,
+// from the task-block cache, with a short payload inside it), which lives
+// until the owner discarded the call and the last Future handle is gone.
 //
 // Invariants: POOL-1 (one outcome per future, and per call of a chunk),
 // POOL-2 (a cancelled call of a chunk is cut from its payload and never
@@ -28,9 +32,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <iterator>
+#include <limits>
 #include <memory>
+#include <new>
 #include <optional>
 #include <ranges>
 #include <string>
@@ -42,6 +49,7 @@
 
 #include "keel/error.hpp"
 #include "keel/executor/map_progress.hpp"
+#include "keel/executor/task_heap.hpp"
 #include "keel/future/future.hpp"
 #include "keel/future/wait.hpp"
 #include "keel/platform/clock.hpp"
@@ -58,7 +66,6 @@ namespace keel::detail {
 class PoolCall {
  public:
   using StartSlot = FutureCore::StartSlot;
-  virtual ~PoolCall() = default;
   // About to be sent with this start slot: false if nothing of it is wanted
   // any more (every future cancelled). May cut the payload down to the calls
   // still wanted.
@@ -74,12 +81,42 @@ class PoolCall {
   virtual void complete(bool ok, std::string_view bytes) = 0;
   virtual void fail(std::exception_ptr e) = 0;
   virtual void cancel() = 0;
+  // Its owner is done with it (PoolCallPtr's deleter): a future still open
+  // fails with BrokenPromiseError, and the call is destroyed, or (a
+  // SingleCall) gives up the owner's reference to the block it shares with
+  // its future's state.
+  virtual void discard() noexcept = 0;
+  // What the worker receives: the task's name (a u32 count, then its bytes),
+  // then the call's encoded arguments (or a chunk's list of them). Read
+  // only until discard().
+  virtual std::string_view payload() const noexcept = 0;
+  // The task's name, from the payload's head; empty if the payload is too
+  // short to hold one (a malformed payload from another rank).
+  std::string_view name() const noexcept {
+    const std::string_view p = payload();
+    std::uint32_t n = 0;
+    if (p.size() < sizeof n) return {};
+    std::memcpy(&n, p.data(), sizeof n);
+    n = little_endian(n);
+    return p.size() - sizeof n < n ? std::string_view{} : p.substr(sizeof n, n);
+  }
   bool chunk = false;             // a chunk of calls (a map) rather than one call
-  std::string name;               // the task's registered name
-  std::string payload;            // what the worker receives
   std::uint32_t slot_worker = 0;  // where it was last dispatched (driver's bookkeeping)
   std::uint32_t slot = 0;
+
+ protected:
+  PoolCall() = default;
+  // Only through discard(): a SingleCall is not a heap object of its own.
+  virtual ~PoolCall() = default;
 };
+
+// Who owns a call owns it through one of these: releasing it discards the call.
+struct PoolCallDiscard {
+  void operator()(PoolCall* c) const noexcept { c->discard(); }
+};
+template <class C>
+using OwnedCall = std::unique_ptr<C, PoolCallDiscard>;
+using PoolCallPtr = OwnedCall<PoolCall>;
 
 // Fails a promise unless its future is already final: a queued task the user
 // cancelled can still be resolved by the pool (broken, shut down) after the
@@ -139,34 +176,104 @@ void abandon_state(FutureState<R>& s) noexcept {
 }
 
 template <class R>
+class CallBlock;
+
+// One call: its future's state lives in the same heap block, a CallBlock from
+// the task-block cache (task_heap.hpp), as a thread pool's task does, so a
+// submit allocates no state of its own and a burst of calls that follows
+// another takes its blocks from the cache instead of malloc. The owner's
+// reference (OwnedCall) is one of the state's; the caller's Future another.
+template <class R>
 class SingleCall final : public PoolCall {
  public:
-  SingleCall() : future(make_future<R>(new FutureState<R>(), false)) {}
-  ~SingleCall() override { abandon_state(state()); }
   SingleCall(const SingleCall&) = delete;
   SingleCall& operator=(const SingleCall&) = delete;
 
-  bool dispatch(const StartSlot& slot) override { return state().dispatch(slot); }
-  bool undispatch() override { return state().undispatch(); }
-  bool start_here() override { return start_state(state()); }
+  // A handle to the call's future, for its caller.
+  Future<R> future() const { return make_future<R>(state_, true); }
+
+  bool dispatch(const StartSlot& slot) override { return state_->dispatch(slot); }
+  bool undispatch() override { return state_->undispatch(); }
+  bool start_here() override { return start_state(*state_); }
   void complete(bool ok, std::string_view bytes) override {
-    (void)state().undispatch();  // an answer means it started (no-op after its notice)
-    answer_state(state(), ok, bytes);
+    (void)state_->undispatch();  // an answer means it started (no-op after its notice)
+    answer_state(*state_, ok, bytes);
   }
   void fail(std::exception_ptr e) override {
-    (void)state().undispatch();
-    settle_state(state(), e);
+    (void)state_->undispatch();
+    settle_state(*state_, e);
   }
   void cancel() override {
-    (void)state().undispatch();
-    if (!future.cancel())
-      settle_state(state(), std::make_exception_ptr(CancelledError("task cancelled before it started")));
+    (void)state_->undispatch();
+    if (!state_->cancel())
+      settle_state(*state_, std::make_exception_ptr(CancelledError("task cancelled before it started")));
   }
-  Future<R> future;  // the call's own handle; callers get copies
+  void discard() noexcept override {
+    abandon_state(*state_);
+    heap_.reset();  // the future may be kept long after: a long payload goes now
+    size_ = 0;
+    state_->release();  // may destroy this call, with its block
+  }
+  std::string_view payload() const noexcept override { return {heap_ ? heap_.get() : inline_, size_}; }
+
+  // Writes the payload (see PoolCall::payload) of a call of `name` with
+  // these encoded arguments, in the call's block when it fits there: a
+  // submit then allocates its block and nothing else. The bytes are
+  // call_payload(name, args)'s.
+  void set_payload(std::string_view name, std::string_view args) {
+    const std::uint32_t n = little_endian(checked_count(name.size()));
+    const std::size_t size = sizeof n + name.size() + args.size();
+    char* out = inline_;
+    if (size > sizeof inline_) {
+      heap_ = std::make_unique_for_overwrite<char[]>(size);
+      out = heap_.get();
+    }
+    std::memcpy(out, &n, sizeof n);
+    if (!name.empty()) std::memcpy(out + sizeof n, name.data(), name.size());
+    if (!args.empty()) std::memcpy(out + sizeof n + name.size(), args.data(), args.size());
+    size_ = size;
+  }
 
  private:
-  FutureState<R>& state() { return *state_of(future); }
+  friend class CallBlock<R>;
+  explicit SingleCall(FutureState<R>* state) : state_(state) {}
+  ~SingleCall() override = default;
+
+  static std::uint32_t checked_count(std::size_t n) {
+    if (n > std::numeric_limits<std::uint32_t>::max()) codec_error("a task name of " + std::to_string(n) + " bytes");
+    return static_cast<std::uint32_t>(n);
+  }
+
+  FutureState<R>* const state_;  // the block's state, this call's neighbour
+  std::size_t size_ = 0;
+  std::unique_ptr<char[]> heap_;  // the payload, when longer than inline_
+  // 96 bytes: a name of 60 and arguments of 32 fit, and a call returning
+  // an int or a std::string still fits a 256-byte block (task_heap.hpp).
+  char inline_[96];
 };
+
+// A SingleCall and its future's state in one task block. The state's
+// reference count covers both: the block goes when the owner has discarded
+// the call and the last Future handle is gone.
+template <class R>
+class CallBlock final : public FutureState<R> {
+ public:
+  CallBlock() : call(this) {}
+  CallBlock(const CallBlock&) = delete;
+  CallBlock& operator=(const CallBlock&) = delete;
+  static void* operator new(std::size_t n) { return task_block_allocate(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { task_block_deallocate(p, n); }
+  static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+  static void operator delete(void* p, std::size_t, std::align_val_t a) noexcept { ::operator delete(p, a); }
+
+  SingleCall<R> call;
+};
+
+// A new call, owned by the caller (its state's first reference).
+template <class R>
+OwnedCall<SingleCall<R>> new_call() {
+  return OwnedCall<SingleCall<R>>(&(new CallBlock<R>())->call);
+}
 
 // What a chunk's own future holds: nothing. Its calls' results stay encoded
 // in the ChunkState until a reader decodes each in turn.
@@ -536,11 +643,16 @@ class ChunkState final : public FutureState<ChunkDone> {
 template <class R>
 class ChunkCall final : public PoolCall {
  public:
-  explicit ChunkCall(std::size_t n) : state_(new ChunkState<R>(n)) { chunk = true; }
+  // n >= 1 calls; payload is chunk_payload's.
+  ChunkCall(std::size_t n, std::string payload) : state_(new ChunkState<R>(n)), payload_(std::move(payload)) {
+    chunk = true;
+  }
   ~ChunkCall() override {
     state_->abandon();
     state_->release();
   }
+  void discard() noexcept override { delete this; }
+  std::string_view payload() const noexcept override { return payload_; }
   ChunkCall(const ChunkCall&) = delete;
   ChunkCall& operator=(const ChunkCall&) = delete;
 
@@ -548,15 +660,16 @@ class ChunkCall final : public PoolCall {
   Future<ChunkDone> future() const { return make_future<ChunkDone>(state_, true); }
   std::size_t size() const { return state_->size(); }
 
-  bool dispatch(const StartSlot& slot) override { return state_->dispatch(slot, payload); }
+  bool dispatch(const StartSlot& slot) override { return state_->dispatch(slot, payload_); }
   bool undispatch() override { return state_->undispatch(); }
-  bool start_here() override { return state_->start_here(payload); }
+  bool start_here() override { return state_->start_here(payload_); }
   void complete(bool ok, std::string_view bytes) override { state_->complete(ok, bytes); }
   void fail(std::exception_ptr e) override { state_->fail(std::move(e)); }
   void cancel() override { state_->cancel_all(); }
 
  private:
   ChunkState<R>* state_;  // one reference, released on destruction
+  std::string payload_;   // cut to the calls still wanted, as the chunk is sent again
 };
 
 // A chunk's state, from its future.
@@ -593,16 +706,15 @@ std::string chunk_payload(const std::string& name, const std::vector<std::string
 
 // One call of the task `name` with its arguments already encoded.
 template <class R>
-std::unique_ptr<SingleCall<R>> call_with(const std::string& name, const std::string& encoded_args) {
-  auto call = std::make_unique<SingleCall<R>>();
-  call->name = name;
-  call->payload = call_payload(name, encoded_args);
+OwnedCall<SingleCall<R>> call_with(const std::string& name, const std::string& encoded_args) {
+  auto call = new_call<R>();
+  call->set_payload(name, encoded_args);
   return call;
 }
 
 // One call of `task` with `args`, encoded (both pools' submit, ClusterPool's too).
 template <class R, class... P, class... A>
-std::unique_ptr<SingleCall<R>> make_call(const TaskRef<R(P...)>& task, A&&... args) {
+OwnedCall<SingleCall<R>> make_call(const TaskRef<R(P...)>& task, A&&... args) {
   return call_with<R>(task.name(), encode_args<std::decay_t<P>...>(static_cast<std::decay_t<P>>(args)...));
 }
 
@@ -632,7 +744,7 @@ MapChunks<R> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std
       out.chunks.reserve(n / chunksize + 1);
     }
   }
-  const auto enqueue_or_cancel = [&](std::unique_ptr<PoolCall> call) {
+  const auto enqueue_or_cancel = [&](PoolCallPtr call) {
     try {
       enqueue(std::move(call));
     } catch (...) {
@@ -649,7 +761,7 @@ MapChunks<R> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std
     if (chunksize == 1) {
       auto call = call_with<R>(task.name(), encode_one(*it));
       ++it;
-      out.calls.push_back(call->future);
+      out.calls.push_back(call->future());
       ++out.total;
       enqueue_or_cancel(std::move(call));
       continue;
@@ -658,9 +770,7 @@ MapChunks<R> submit_chunks_with(const TaskRef<R(P...)>& task, Range& inputs, std
     for (std::size_t i = 0; i < chunksize && it != end; ++i, ++it) {
       args.push_back(encode_one(*it));
     }
-    auto call = std::make_unique<ChunkCall<R>>(args.size());
-    call->name = task.name();
-    call->payload = chunk_payload(task.name(), args);
+    OwnedCall<ChunkCall<R>> call(new ChunkCall<R>(args.size(), chunk_payload(task.name(), args)));
     out.chunks.push_back(call->future());
     out.total += args.size();
     enqueue_or_cancel(std::move(call));
