@@ -25,7 +25,8 @@
 // Invariants: POOL-1 (one outcome per future, and per call of a chunk),
 // POOL-2 (a cancelled call of a chunk is cut from its payload and never
 // runs), POOL-7 (cancel until start, for a chunk and, once split, for each
-// of its calls).
+// of its calls), EXEC-15 (a call's block, from the task-block cache, has
+// one owner at a time: its state's reference count decides who frees it).
 #pragma once
 
 #include <algorithm>
