@@ -442,6 +442,11 @@ TEST(ProcessPoolCalls, ACallsOwnPayloadIsTheProtocolsCallPayload) {
       c->set_payload(name, args);
       EXPECT_EQ(c->payload(), keel::detail::call_payload(name, args)) << name_len << " + " << args_len;
       EXPECT_EQ(c->name(), name);
+      // Written again, shorter or longer: the call holds only the new bytes.
+      c->set_payload("x", args);
+      EXPECT_EQ(c->payload(), keel::detail::call_payload("x", args));
+      c->set_payload(name, std::string(200, 'b'));
+      EXPECT_EQ(c->payload(), keel::detail::call_payload(name, std::string(200, 'b')));
     }
   }
   struct Raw final : keel::detail::PoolCall {

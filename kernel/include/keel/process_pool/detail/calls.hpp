@@ -228,6 +228,8 @@ class SingleCall final : public PoolCall {
     if (size > sizeof inline_) {
       heap_ = std::make_unique_for_overwrite<char[]>(size);
       out = heap_.get();
+    } else {
+      heap_.reset();  // a payload written before (payload() reads heap_ when it is set)
     }
     std::memcpy(out, &n, sizeof n);
     if (!name.empty()) std::memcpy(out + sizeof n, name.data(), name.size());
