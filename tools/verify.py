@@ -558,8 +558,6 @@ def main():
                 start_spin()
             return fn(*a)
 
-        if not runs:
-            start_spin()
         for key in sorted(runs, key=lambda k: -float(last.get(run_name(k), 1e9))):
             src, twin, row = key
             log = os.path.join(logdir, run_name(key).replace("/", ".") + (".deep" if args.deep else "") + ".log")
@@ -601,7 +599,7 @@ def main():
                 json.dump({k: round(v, 1) for k, v in durations.items()}, f, indent=0, sort_keys=True)
                 f.write("\n")
         print(f"keel {mode}: model runs done at {time.time() - t_start:.0f} s", flush=True)
-        start_spin()  # in case no run started it
+        start_spin()  # no run started it: there were none
         spin_future = spin_started[0] if spin_started else None
         srows, stwins, present = spin_future.result() if spin_future else ([], [], True)
         if spin_future:
