@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential g++ make python3
   clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14 llvm-14
-  libgtest-dev libgmock-dev librapidcheck-dev relacy-dev spin
+  libgtest-dev libgmock-dev librapidcheck-dev relacy-dev spin tcc
   libbenchmark-dev libabsl-dev libboost-dev libtbb-dev libthread-pool-dev gnuplot-nox
   pkg-config cmake doxygen
   libopenmpi-dev openmpi-bin
