@@ -39,6 +39,19 @@ for dir in $(git ls-files 'kernel/src/*/*.cpp' | awk -F/ 'NF == 4 {print $3}' | 
 done > "$units/list"
 git ls-files -z 'kernel/src/*/*/*.cpp' >> "$units/list"
 [ -s "$units/list" ] || { echo "lint: no kernel sources found" >&2; exit 1; }
+# The units rest on findings in an included source being reported: a unit
+# that includes a source with a planted one (a 0 returned as a pointer,
+# under a path the filter names) must fail, naming the check and the file.
+planted=$units/kernel/src/selftest/planted.cpp
+mkdir -p "$(dirname "$planted")"
+printf 'int* planted() { return 0; }\n' > "$planted"
+printf '#include "%s" // NOLINT(bugprone-suspicious-include)\n' "$planted" > "$units/selftest.cpp"
+if out=$(clang-tidy-14 --quiet --header-filter="$filter" "$units/selftest.cpp" -- -std=c++20 -I. 2>&1) ||
+  ! grep -q "planted.cpp:1:.*modernize-use-nullptr" <<<"$out"; then
+  printf '%s\n' "$out" >&2
+  echo "lint: clang-tidy did not report a finding planted in an included source" >&2
+  exit 1
+fi
 # shellcheck disable=SC2016 # $0, $filter and $mpi are the inner shell's
 xargs -0 -P "$jobs" -n 1 \
   sh -c 'clang-tidy-14 --quiet --header-filter="$filter" "$0" -- -std=c++20 -Ikernel/include -I. -pthread $mpi' < "$units/list"
