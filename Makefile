@@ -61,9 +61,10 @@ FUZZ_SECONDS ?= 60
 FUZZ_SAN  ?= asan
 FUZZ_JOBS ?= 1
 # Extra flags for the test objects only (the kernel and the examples keep
-# OPT; the fuzz targets too, but in the g++ tree: FUZZ_OPT below). -Og: the tests are mostly waiting, not computing; at
-# -Og g++ compiles them in half the time -O2 takes (the process_pool unit: 52
-# s to 27 s), and the suite's run did not grow (42 s both). The sanitizer
+# OPT; the fuzz targets too, but in the g++ tree: FUZZ_OPT below). -Og: the
+# tests are mostly waiting, not computing; at -Og g++ compiles them in half
+# the time -O2 takes (the process_pool unit: 52 s to 27 s), and the suite's
+# run did not grow (42 s both). The sanitizer
 # builds set -O0, see ASAN_VARS and TSAN_VARS. -Og makes g++ 12 report a
 # false -Wmaybe-uninitialized inside libstdc++'s own std::stop_source
 # constructor (its state is built from a reference to the object being
@@ -74,8 +75,9 @@ TEST_OPT  ?= -Og $(if $(findstring clang,$(TC)),,-Wno-maybe-uninitialized)
 # The fuzz targets' objects in the g++ tree are test code too: the suite
 # replays their corpora and fuzz-standalone reproduces a crash with them,
 # and nothing fuzzes with them (libFuzzer builds are clang's). So they take
-# TEST_OPT there: the nine compile in 31 CPU-s at -Og against 51 at -O2. The
-# clang trees keep OPT, which `make fuzz` runs at.
+# TEST_OPT there: the eight (seven targets and the harness) compiled in 31
+# CPU-s at -Og against 51 at -O2, one after the other. The clang trees keep
+# OPT, which `make fuzz` runs at.
 FUZZ_OPT  ?= $(if $(findstring clang,$(TC)),,$(TEST_OPT))
 # Coverage instrumentation for libFuzzer, set by the sanitizer builds below:
 # the kernel and the targets carry it, so the test binary and the fuzzers of
