@@ -40,6 +40,7 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <new>
 #include <sstream>
 #include <string>
 #include <typeinfo>
@@ -132,12 +133,98 @@ struct SchedulerOf<rl::sched_full, Threads> {
   using type = rl::full_search_scheduler<Threads>;
 };
 
+// One engine per thread layout, not per suite. rl::run_test instantiates
+// Relacy's whole execution engine (context_impl: scheduler, memory model,
+// fibers) for the suite type it is given, and generating that code was
+// nearly all of a model binary's compile: the sync group's binary held 51
+// engines, and code generation was 52 of its 56 CPU-s at -O2 (parsing, 2).
+// The engine uses a suite only to construct it, call before, thread(i),
+// invariant and after, and destroy it, so every row runs an ErasedSuite of
+// its thread counts, which makes those calls through its row's table: the
+// rows of one layout and scheduler share one engine. The row's suite lives
+// in storage taken once per row, outside the simulated heap as Relacy's own
+// suite storage is, so it has the same address in every iteration, as it had
+// there (a replayed failure must meet the same addresses).
+struct SuiteOps {
+  std::size_t size;
+  std::size_t align;
+  void (*construct)(void*);
+  void (*destroy)(void*);
+  void (*before)(void*);
+  void (*thread)(void*, unsigned);
+  void (*invariant)(void*);
+  void (*after)(void*);
+};
+
+template <class Suite>
+inline constexpr SuiteOps suite_ops{
+    sizeof(Suite),
+    alignof(Suite),
+    [](void* s) { new (s) Suite(); },
+    [](void* s) { static_cast<Suite*>(s)->~Suite(); },
+    [](void* s) { static_cast<Suite*>(s)->before(); },
+    [](void* s, unsigned i) { static_cast<Suite*>(s)->thread(i); },
+    [](void* s) { static_cast<Suite*>(s)->invariant(); },
+    [](void* s) { static_cast<Suite*>(s)->after(); },
+};
+
+// The row being simulated: its suite's table and storage.
+struct ErasedRow {
+  const SuiteOps* ops = nullptr;
+  void* storage = nullptr;
+};
+inline ErasedRow& erased_row() {
+  static ErasedRow r;
+  return r;
+}
+
+template <rl::thread_id_t Static, rl::thread_id_t Dynamic, rl::test_result_e Expected>
+struct ErasedSuite : rl::test_suite<ErasedSuite<Static, Dynamic, Expected>, Static, Expected> {
+  static const rl::thread_id_t dynamic_thread_count = Dynamic;
+  ErasedSuite() { erased_row().ops->construct(erased_row().storage); }
+  ~ErasedSuite() { erased_row().ops->destroy(erased_row().storage); }
+  ErasedSuite(const ErasedSuite&) = delete;
+  ErasedSuite& operator=(const ErasedSuite&) = delete;
+  void before() { erased_row().ops->before(erased_row().storage); }
+  void thread(unsigned index) { erased_row().ops->thread(erased_row().storage, index); }
+  void invariant() { erased_row().ops->invariant(erased_row().storage); }
+  void after() { erased_row().ops->after(erased_row().storage); }
+};
+
+template <class Suite>
+using ErasedOf = ErasedSuite<Suite::params::static_thread_count, Suite::params::dynamic_thread_count,
+                             Suite::params::expected_result>;
+
+// Sets the row's table and takes its storage; gives both back when the row ends.
+template <class Suite>
+class ErasedRowScope {
+ public:
+  ErasedRowScope() {
+    const SuiteOps& ops = suite_ops<Suite>;
+    const std::size_t align = ops.align < alignof(std::max_align_t) ? alignof(std::max_align_t) : ops.align;
+    // Parenthesised: Relacy defines malloc and free as macros for the simulated heap.
+    void* storage = (std::aligned_alloc)(align, (ops.size + align - 1) / align * align);
+    if (storage == nullptr) throw std::bad_alloc();
+    erased_row() = {&ops, storage};
+  }
+  ~ErasedRowScope() {
+    (std::free)(erased_row().storage);
+    erased_row() = {};
+  }
+  ErasedRowScope(const ErasedRowScope&) = delete;
+  ErasedRowScope& operator=(const ErasedRowScope&) = delete;
+};
+
 // rl::simulate's steps for one scheduler: the search, then, when it failed,
 // the failing iteration replayed from its recorded state with the history
-// collected, which Relacy prints with the failure.
+// collected, which Relacy prints with the failure. Run as the suite's
+// ErasedSuite (above).
 template <class Suite, rl::scheduler_type_e Type>
 bool simulate(rl::test_params& p) {
   using Scheduler = typename SchedulerOf<Type, Suite::params::thread_count>::type;
+  using Erased = ErasedOf<Suite>;
+  static_assert(Erased::params::thread_count == Suite::params::thread_count);
+  const ErasedRowScope<Suite> row;
   const char* mangled = typeid(Suite).name();
   while (*mangled >= '0' && *mangled <= '9') ++mangled;
   p.test_name = mangled;
@@ -145,7 +232,7 @@ bool simulate(rl::test_params& p) {
   // Relacy's own stream type: its buffer is written while the simulated
   // world's operator new is Relacy's, and must not come from that heap.
   rl::ostringstream state;
-  const rl::test_result_e res = rl::run_test<Suite, Scheduler>(p, state, false);
+  const rl::test_result_e res = rl::run_test<Erased, Scheduler>(p, state, false);
   if (res == rl::test_result_success) {
     *p.output_stream << "iterations: " << p.stop_iteration << std::endl;
   } else if (!p.output_history && !p.collect_history) {
@@ -154,13 +241,13 @@ bool simulate(rl::test_params& p) {
     p.collect_history = true;
     const rl::iteration_t failed_at = p.stop_iteration;
     rl::ostringstream replay;
-    const rl::test_result_e again = rl::run_test<Suite, Scheduler>(p, replay, true);
+    const rl::test_result_e again = rl::run_test<Erased, Scheduler>(p, replay, true);
     // The replay must fail the same way at the same iteration, or the model
     // is not deterministic (rand(), statics, addresses used as values).
     RL_VERIFY(again == res);
     RL_VERIFY(p.stop_iteration == failed_at);
   }
-  return Suite::params::expected_result == res;
+  return Erased::params::expected_result == res;
 }
 
 inline int& failures() {
