@@ -580,7 +580,8 @@ def model_flags(root):
         sys.path.pop(0)
     flags = [f for f in verify.CXXFLAGS if not f.startswith("-I")]
     explore = [f for f in verify.EXPLORE_CXXFLAGS if not f.startswith("-I")]
-    return verify.CXX, (flags, explore)
+    # and the malloc settings its explorers run with (verify.EXPLORE_TUNABLES)
+    return verify.CXX, (flags, explore, lambda env: verify.with_tunables(env, verify.EXPLORE_TUNABLES))
 
 
 def test_suites(root):
@@ -774,6 +775,8 @@ class Runner:
         env.pop("KEEL_MUTANT", None)
         if mutant:
             env["KEEL_MUTANT"] = str(mutant)  # a schema binary's one mutant; the harness stops at its first failing row
+        if os.path.basename(binary).endswith("_explore"):
+            self.flags[2](env)
         rc, log, secs, to = run([binary], os.path.dirname(binary), timeout, env)
         rows = [line.split("|") for line in log.splitlines() if line.startswith("KEEL-CHECK|")]
         return rc, rows, log, secs, to
