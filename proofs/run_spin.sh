@@ -218,8 +218,11 @@ esac
 # hugetlb=1 asks for transparent huge pages for what malloc maps, where the
 # kernel offers them on request (THP "madvise", as on these VMs; "never"
 # leaves it without effect): the same states, process_pool.safety.w2k2d2n1m0r1c
-# in 2.0-2.1 CPU-s against 2.8-2.9, its liveness row in 15.5-15.7 against
-# 16.2-16.8 (2026-12-07). The caller's own tunables come first; ours win.
+# in 2.0-2.1 CPU-s against 2.8-2.9 in alternating runs, and the whole set
+# in 184 CPU-s against 194 (2026-12-07). The liveness rows gained least,
+# within this VM's run-to-run noise: most of their time goes to work on
+# the state at hand (compress(), its hash, the transitions), not to the
+# table. The caller's own tunables come first; ours win.
 pan_tunables=${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1
 
 now() { printf '%s' "${EPOCHREALTIME:-$(date +%s.%N)}"; }

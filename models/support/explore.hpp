@@ -299,6 +299,9 @@ int run_rows(const std::vector<Row<Bounds>>& rows, MakeWorld make_world) {
   // per brk and is trimmed back after each depth, only to be faulted in
   // again (pool.explore.w1d2: 14.0 s against 11.4 s with the heap kept, in
   // alternating runs). An explorer is a tool process, so it keeps its heap.
+  // Its runners (tools/verify.py, tools/mutate.py) also start it with a deep
+  // thread cache and huge pages (verify.EXPLORE_TUNABLES): glibc reads those
+  // only at process start.
   mallopt(M_TOP_PAD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
