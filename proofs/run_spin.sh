@@ -2,9 +2,9 @@
 # proofs/run_spin.sh -- run keel's Spin models and their seeded-bug twins.
 #
 # For every check: spin [-D...] -a <model>.pml in a scratch directory, compile
-# pan.c (tcc for a twin and clang -O0 for a model where they are installed,
-# gcc -O2 or -Og where the search repays it: optimised_cc below), run pan
-# exhaustively, and print one row to stdout:
+# pan.c (with tcc where it is installed, else clang -O0: fast_cc below; gcc
+# -O2 or -Og for the model rows whose search repays it: optimised_cc), run
+# pan exhaustively, and print one row to stdout:
 #
 #   KEEL-CHECK|<name>|<invariant ids>|spin|<search kind>|<states stored>|<seconds>|<pass|FAIL>|<verdict>|<model|twin>
 #
@@ -52,14 +52,19 @@ quick_cc=gcc
 for cc in clang-14 clang; do
   if command -v "$cc" >/dev/null 2>&1; then quick_cc=$cc; break; fi
 done
-# A twin's pan.c is compiled with tcc where it is installed (make deps does):
-# most twins meet their counterexample within a few thousand states, so
-# their time was clang -O0's compile (0.5-2 s; the cluster model's 0.9 s
-# against tcc's 0.06, for a 0.05 s search). tcc's code searches about a
-# sixth slower than clang -O0's: the longest twin (1.1M states) took 6.4 s
-# with tcc against 6.0 with clang. Model rows keep clang or gcc.
-twin_cc="$quick_cc -O0"
-command -v tcc >/dev/null 2>&1 && twin_cc=tcc
+# pan.c is compiled with tcc where it is installed (make deps does), for
+# every twin and every model row not in optimised_cc below: their searches
+# end within seconds, and clang -O0's compile was a large part of them.
+# Twins: most meet their counterexample within a few thousand states (the
+# cluster model's compile took 0.9 s with clang against tcc's 0.06, for a
+# 0.05 s search). tcc's code searches up to a quarter slower than clang
+# -O0's: the longest twin (1.1M states) took 6.4 s with tcc against 6.0, and
+# cluster.safety.n2c1k2f1 2.6 CPU-s against 2.1. The shipped model rows it
+# compiles cost 5 CPU-s less in all with it (clang -O0 took 0.3-1.2 CPU-s a
+# compile, tcc 0.02-0.07), and each stored the same number of states, at the
+# same depth, as with clang (2026-12-07).
+fast_cc="$quick_cc -O0"
+command -v tcc >/dev/null 2>&1 && fast_cc=tcc
 
 jobs_max=${KEEL_SPIN_JOBS:-$(nproc 2>/dev/null || echo 2)}
 [[ $jobs_max =~ ^[1-9][0-9]*$ ]] || jobs_max=2
@@ -141,7 +146,7 @@ checks=(
 )
 
 # The rows whose search repays an optimised pan: every other row and every
-# twin compiles pan.c with clang -O0, in well under a second. gcc -O2 takes
+# twin compiles pan.c with fast_cc, in well under a second. gcc -O2 takes
 # 1.5-8 s on the executor, mutex and pool models' pan.c and 15-20 s on the
 # cluster model's, and its search is 1.3-2x as fast: a loss for every search
 # that ends within seconds. Measured row by row (2026-12-05, one row at a
@@ -258,14 +263,12 @@ run_check() {
   fi
 
   # pan.c is compiled for its search, at the level that costs least in all
-  # (see optimised_cc above); a twin's search stops at its first
-  # counterexample, mostly within a second or two, so twins are compiled
-  # quickly too. A twin's hash table needs no 2^24 slots (-w24, 128 MB
-  # cleared for a search that mostly ends within a thousand states): 2^20
-  # slots still hold the largest twin search (about 1.1M states) at a chain
-  # of one or two.
-  local cc="$quick_cc -O0"
-  if [[ $role == twin ]]; then cc=$twin_cc; else cc=${optimised_cc[$name]:-$cc}; fi
+  # (fast_cc and optimised_cc above). A twin's hash table needs no 2^24
+  # slots (-w24, 128 MB cleared for a search that mostly ends within a
+  # thousand states): 2^20 slots still hold the largest twin search (about
+  # 1.1M states) at a chain of one or two.
+  local cc=$fast_cc
+  [[ $role == model ]] && cc=${optimised_cc[$name]:-$cc}
   [[ $role == twin ]] && panflags="$panflags -w20"
   # pan refuses NOCOMP with its other state stores (a design row's COLLAPSE).
   [[ $cc == *-DCOLLAPSE* || $cc == *-DHC* ]] && cflags=${cflags/ -DNOCOMP/}
