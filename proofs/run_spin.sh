@@ -197,6 +197,7 @@ case ${KEEL_SPIN_SET:-shipped} in
       "executor_ring.w2t2.mon|$d|-DMONITOR=1|safety|EXEC-1,EXEC-2,EXEC-5,EXEC-12|model"
       "executor_ring.w2t2.mon+twin:BUG_MONITOR_NO_RECHECK|$d|-DMONITOR=1 -DBUG_MONITOR_NO_RECHECK|safety|EXEC-12|twin"
       "executor_ring.w2t2.mon+twin:BUG_MONITOR_TRUST_SPINNER|$d|-DMONITOR=1 -DBUG_MONITOR_TRUST_SPINNER|safety|EXEC-12|twin"
+      "executor_ring.w2t2.mon+twin:BUG_MONITOR_LEFT_ASLEEP|$d|-DMONITOR=1 -DBUG_MONITOR_LEFT_ASLEEP|safety|EXEC-12|twin"
       "executor_ring.w2t2s.mon|$d|-DMONITOR=1 -DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
     )
     # The largest searches (1.2M to 15M states); COLLAPSE keeps the

@@ -29,11 +29,13 @@
  * behind it and a worker sleeps.
  *
  * MONITOR selects the other sound policy, the one the prototype found
- * fastest: a submitter that sees a sleeper wakes no worker; it makes sure
- * a monitor thread is awake, and the monitor wakes a sleeper when the ring
- * has a backlog whose head did not move for a tick (the awake workers are
- * stuck in their tasks), as Go's sysmon retakes a stuck processor.  A task
- * behind a long one then starts within a tick or two, not at once.
+ * fastest: a submitter that sees every worker asleep wakes one and does
+ * nothing more; one that sees a sleeper beside an awake worker wakes no
+ * worker but makes sure a monitor thread is awake, and the monitor wakes a
+ * sleeper when the ring has a backlog whose head did not move for a tick
+ * (the awake workers are stuck in their tasks), as Go's sysmon retakes a
+ * stuck processor.  A task behind a long one then starts within a tick or
+ * two, not at once.
  *
  * The promise is checked with a rendezvous (RDV): task 1 runs until task 2
  * has started, as CPython's and the TCK's tests do with a barrier of two.
@@ -74,6 +76,8 @@
  *   BUG_MONITOR_NO_RECHECK the monitor sleeps without looking at the ring
  *                         after saying so: a push that saw it awake is
  *                         never watched.
+ *   BUG_MONITOR_LEFT_ASLEEP a submitter that wakes no worker (one is awake,
+ *                         or so it read) leaves the monitor asleep too.
  *   BUG_MONITOR_TRUST_SPINNER a submitter leaves the monitor asleep while a
  *                         worker spins: the trap of BUG_TRUST_SPINNER again.
  *   BUG_NO_RECHECK        a worker sleeps without re-checking the ring after
@@ -374,24 +378,32 @@ again:
             :: else ->
 #if MONITOR
                 /* every worker asleep: nobody could take the task before
-                 * a tick, so the submitter wakes one itself (the code reads
-                 * the sleeper count without ordering: a wake more or less
-                 * here, and the monitor is made sure of either way) */
+                 * a tick, so the submitter wakes one itself, and that is
+                 * all it does: the worker it woke looks at the ring, and a
+                 * later push beside it makes sure of the monitor.  The code
+                 * reads the sleeper count without ordering, so either
+                 * branch is open here whatever the count says: a wake
+                 * instead of the monitor must be as sound as the monitor */
                 if
-                :: sleepers == live -> wake_one()
-                :: else -> skip
-                fi;
-                /* make sure the monitor is awake; it wakes a sleeper if the
-                 * awake workers stop taking tasks */
-                atomic {
-                    if
+                :: wake_one()
+#ifdef BUG_MONITOR_LEFT_ASLEEP
+                :: true -> skip
+#else
+                :: true ->
+                    /* a worker is awake: make sure the monitor is; it
+                     * wakes a sleeper if the awake workers stop taking
+                     * tasks */
+                    atomic {
+                        if
 #ifdef BUG_MONITOR_TRUST_SPINNER
-                    :: spinner -> skip
+                        :: spinner -> skip
 #endif
-                    :: !mon_awake -> mon_awake = true     /* futex_wake(mon) */
-                    :: else -> skip
-                    fi
-                }
+                        :: !mon_awake -> mon_awake = true     /* futex_wake(mon) */
+                        :: else -> skip
+                        fi
+                    }
+#endif
+                fi
 #else
                 if
                 :: head > p -> skip          /* its task was taken within the spin */
