@@ -91,6 +91,7 @@ PoolDriver::PoolDriver(const ProcessPoolOptions& o, unsigned workers) : opts_(o)
   sc.ring = pool::proto::ring_bytes;
   spawn_payload_ = pool::proto::encode_spawn(sc);
   machine_ = std::make_unique<pool::Machine>(mc, *this);
+  commands_.reserve(pool::inbox_reserve);  // traded with the edge's inbox at every turn
   bell_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!bell_fd_.valid()) detail::throw_os("ProcessPool", "eventfd", errno);
   thread_.start([this] { run(); });

@@ -39,6 +39,7 @@
 // it while submit still accepts). See proofs/INVARIANTS.md.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -95,9 +96,18 @@ struct Admission {
   TaskId task = 0;  // queued: its id (from 1)
 };
 
+// Commands the inbox holds before it grows. The supervisor swaps its own
+// command vector with the inbox at every turn (take()), so both keep their
+// capacity and a submit pushes without allocating until a burst between two
+// turns outgrows it. Without a start, how often the inbox grew depended on
+// how the first submissions happened to meet the supervisor's turns: one
+// command per turn leaves both vectors tiny, and a later burst then grows
+// them again, 1, 2, 4, ... (a 40-byte command: 10 KiB each here).
+inline constexpr std::size_t inbox_reserve = 256;
+
 class Edge {
  public:
-  explicit Edge(Doorbell& bell) : bell_(bell) {}
+  explicit Edge(Doorbell& bell) : bell_(bell) { inbox_.reserve(inbox_reserve); }
   Edge(const Edge&) = delete;
   Edge& operator=(const Edge&) = delete;
 
