@@ -200,7 +200,7 @@ case ${KEEL_SPIN_SET:-shipped} in
       "executor_ring.w2t2.mon+twin:BUG_MONITOR_LEFT_ASLEEP|$d|-DMONITOR=1 -DBUG_MONITOR_LEFT_ASLEEP|safety|EXEC-12|twin"
       "executor_ring.w2t2s.mon|$d|-DMONITOR=1 -DSHUT=1|safety|EXEC-1,EXEC-2,EXEC-3,EXEC-5,EXEC-12|model"
     )
-    # The largest searches (1.2M to 15M states); COLLAPSE keeps the
+    # The largest searches (1.2M to 7.6M states); COLLAPSE keeps the
     # three-worker one near 250 MB. The monitor's three-task row
     # (-DMONITOR=1 -DNTASK=3 -DSHUT=1) passes too, outside the set: 106M
     # states, 210 s and 4.7 GB with COLLAPSE (proofs/design/README.md).
